@@ -1,0 +1,89 @@
+//! Types shared by the eBPF programs (`csm-ebpf`) and userspace (`csm-user`).
+//!
+//! Everything here is `#[repr(C)]`, `Copy` and free of padding surprises, because the
+//! same bytes are written by the kernel side and read by userspace through BPF maps.
+#![no_std]
+
+/// Names of the maps and programs, so both sides agree on them.
+pub mod names {
+    pub const CPU_NS: &str = "CPU_NS";
+    pub const CPU_RUNNING: &str = "CPU_RUNNING";
+    pub const PROG_SCHED_SWITCH_BTF: &str = "sched_switch_btf";
+    pub const PROG_SCHED_SWITCH_TP: &str = "sched_switch_tp";
+}
+
+/// Upper bound of distinct uids the per-uid CPU map holds. Entries of uids that are gone
+/// are deleted by userspace, so this only has to exceed the uids active at once.
+pub const MAX_UIDS: u32 = 16_384;
+
+/// Marker in [`Running::uid`] for "this CPU is idle" (or the state is not known yet).
+pub const NO_UID: u32 = u32::MAX;
+
+/// Marker in [`Running::uid`] for "a task runs, resolve its uid from [`Running::pid`]":
+/// the classic tracepoint sees only the incoming task's pid.
+pub const UID_BY_PID: u32 = u32::MAX - 1;
+
+/// Field offsets in the classic `sched/sched_switch` tracepoint record, read from its
+/// `format` file in tracefs by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchFormat {
+    pub prev_pid: u32,
+    pub next_pid: u32,
+}
+
+impl Default for SwitchFormat {
+    /// The layout every kernel since 2.6.32 has used.
+    fn default() -> Self {
+        SwitchFormat {
+            prev_pid: 24,
+            next_pid: 56,
+        }
+    }
+}
+
+/// What each CPU is running right now, so userspace can charge the slice that has not
+/// been switched out yet (a task alone on a CPU is only charged at switch-out).
+///
+/// Written by `sched_switch` for the incoming task; one per CPU in a per-CPU array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Running {
+    /// Task pointer of the incoming task, so the switch-out can check it is the same task.
+    pub task: u64,
+    /// `se.sum_exec_runtime` of the incoming task when it was switched in (tp_btf only).
+    pub start_runtime_ns: u64,
+    /// CLOCK_MONOTONIC time at switch-in; userspace folds in `now - since_ns`.
+    pub since_ns: u64,
+    /// Real uid of the incoming task, or [`NO_UID`] when idle.
+    pub uid: u32,
+    /// Pid (thread id) of the incoming task; the classic tracepoint cannot read its uid,
+    /// so userspace resolves it from /proc for the open slice.
+    pub pid: u32,
+}
+
+/// Byte offsets inside kernel structures, read from the running kernel's BTF by
+/// userspace and written into the program's `.rodata` before load (aya-ebpf has no
+/// CO-RE; the verifier accepts direct loads only at constant offsets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// `task_struct.se.sum_exec_runtime`
+    pub sum_exec_runtime: u32,
+    /// `task_struct.se.prev_sum_exec_runtime` (runtime when last switched in)
+    pub prev_sum_exec_runtime: u32,
+    /// `task_struct.real_cred`
+    pub real_cred: u32,
+    /// `cred.uid`
+    pub cred_uid: u32,
+    /// `task_struct.pid`
+    pub pid: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] integers without padding holes that matter to readers.
+    unsafe impl aya::Pod for super::Running {}
+    unsafe impl aya::Pod for super::TaskOffsets {}
+    unsafe impl aya::Pod for super::SwitchFormat {}
+}

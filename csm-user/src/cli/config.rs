@@ -1,0 +1,313 @@
+//! The TOML config file and the settings that result from file, flags and defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::parse_duration;
+use super::{Backend, RunArgs};
+use crate::sources::host::HostPaths;
+use crate::store::layout::sanitize_host;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/csm";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_MEM_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_PING_COUNT: u32 = 3;
+
+/// A config problem: which file, which line, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub interval: Option<Spanned<String>>,
+    pub flush_interval: Option<Spanned<String>>,
+    pub retain: Option<Spanned<String>>,
+    pub host: Option<String>,
+    pub backend: Option<Backend>,
+    #[serde(default)]
+    pub mem: MemSection,
+    #[serde(default)]
+    pub ping: PingSection,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MemSection {
+    pub interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PingSection {
+    pub interval: Option<Spanned<String>>,
+    pub count: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// `[[ping.target]]` per-target overrides.
+    #[serde(default)]
+    pub target: Vec<PingTargetSection>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PingTargetSection {
+    pub host: String,
+    pub interval: Option<Spanned<String>>,
+    pub count: Option<Spanned<u32>>,
+}
+
+/// One ping target with its own schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingTarget {
+    pub host: String,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+/// Everything `csm run` needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub interval: Duration,
+    pub flush_interval: Duration,
+    pub retain: Option<Duration>,
+    pub mem_interval: Duration,
+    pub backend: Backend,
+    pub duration: Option<Duration>,
+    pub host: String,
+    pub paths: HostPaths,
+    pub ping_targets: Vec<PingTarget>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks the file; a message names the line and the key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|err| describe_toml_error(text, &err))?;
+        file.check(text)?;
+        Ok(file)
+    }
+
+    fn check(&self, text: &str) -> Result<(), String> {
+        let durations = [
+            ("interval", &self.interval),
+            ("flush_interval", &self.flush_interval),
+            ("retain", &self.retain),
+            ("mem.interval", &self.mem.interval),
+            ("ping.interval", &self.ping.interval),
+        ];
+        for (key, value) in durations {
+            spanned_duration(text, key, value)?;
+        }
+        for target in &self.ping.target {
+            spanned_duration(text, "ping.target.interval", &target.interval)?;
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim();
+    match err.span() {
+        Some(span) => format!("line {}: {message}", line_of(text, span.start)),
+        None => message.to_string(),
+    }
+}
+
+fn spanned_duration(
+    text: &str,
+    key: &str,
+    value: &Option<Spanned<String>>,
+) -> Result<Option<Duration>, String> {
+    let Some(value) = value else { return Ok(None) };
+    parse_duration(value.get_ref()).map(Some).map_err(|err| {
+        format!(
+            "line {}: key {key}: {err}",
+            line_of(text, value.span().start)
+        )
+    })
+}
+
+fn duration_or(value: &Option<Spanned<String>>, default: Duration) -> Duration {
+    value
+        .as_ref()
+        .and_then(|v| parse_duration(v.get_ref()).ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    /// Flags override the file, the file overrides the defaults.
+    pub fn resolve(args: &RunArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let ping_interval = duration_or(&file.ping.interval, DEFAULT_PING_INTERVAL);
+        let ping_count = file
+            .ping
+            .count
+            .as_ref()
+            .map(|c| *c.get_ref())
+            .unwrap_or(DEFAULT_PING_COUNT);
+        let mut ping_targets: Vec<PingTarget> = file
+            .ping
+            .targets
+            .iter()
+            .chain(args.ping.iter())
+            .map(|host| PingTarget {
+                host: host.clone(),
+                interval: ping_interval,
+                count: ping_count,
+            })
+            .collect();
+        for over in &file.ping.target {
+            let target = PingTarget {
+                host: over.host.clone(),
+                interval: duration_or(&over.interval, ping_interval),
+                count: over
+                    .count
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or(ping_count),
+            };
+            match ping_targets.iter_mut().find(|t| t.host == over.host) {
+                Some(existing) => *existing = target,
+                None => ping_targets.push(target),
+            }
+        }
+        let defaults = HostPaths::default();
+        Ok(Settings {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            interval: args
+                .interval
+                .unwrap_or(duration_or(&file.interval, DEFAULT_INTERVAL)),
+            flush_interval: args
+                .flush_interval
+                .unwrap_or(duration_or(&file.flush_interval, DEFAULT_FLUSH_INTERVAL)),
+            retain: file
+                .retain
+                .as_ref()
+                .and_then(|v| parse_duration(v.get_ref()).ok()),
+            mem_interval: duration_or(&file.mem.interval, DEFAULT_MEM_INTERVAL),
+            backend: args.backend.or(file.backend).unwrap_or(Backend::Auto),
+            duration: args.duration,
+            host: sanitize_host(
+                &args
+                    .host
+                    .clone()
+                    .or(file.host.clone())
+                    .unwrap_or_else(local_hostname),
+            ),
+            paths: HostPaths {
+                proc_root: args.roots.proc_root.clone().unwrap_or(defaults.proc_root),
+                sys_root: args.roots.sys_root.clone().unwrap_or(defaults.sys_root),
+            },
+            ping_targets,
+        })
+    }
+}
+
+pub fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../../csm.example.toml");
+        let file = ConfigFile::parse(text).unwrap();
+        assert_eq!(file.ping.targets.len(), 3);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = ConfigFile::parse("interval = \"1s\"\nintervall = \"2s\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_line_and_key() {
+        let err = ConfigFile::parse("[mem]\ninterval = \"soon\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("mem.interval"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = ConfigFile::parse("[ping]\ncount = \"three\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file_and_targets_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "interval = \"5s\"\ndata_dir = \"/x\"\n[ping]\ntargets = [\"a\"]\ncount = 5\n\
+             [[ping.target]]\nhost = \"b\"\ninterval = \"10s\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            interval: Some(Duration::from_secs(2)),
+            ping: vec!["c".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.data_dir, PathBuf::from("/x"));
+        let hosts: Vec<_> = s
+            .ping_targets
+            .iter()
+            .map(|t| (t.host.as_str(), t.count))
+            .collect();
+        assert_eq!(hosts, vec![("a", 5), ("c", 5), ("b", 5)]);
+        assert_eq!(s.ping_targets[2].interval, Duration::from_secs(10));
+    }
+}

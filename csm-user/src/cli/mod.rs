@@ -1,0 +1,82 @@
+//! The command line (`csm run`, `csm check`) and the TOML config it merges with.
+//! Flags override the file; the file overrides the built-in defaults.
+
+pub mod config;
+pub mod duration;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use config::{ConfigError, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "csm",
+    version,
+    about = "Per-user CPU and memory, per-interface traffic and ping RTT, into hourly Parquet files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Collect until stopped (SIGINT/SIGTERM) or for --duration.
+    Run(RunArgs),
+    /// Say what this host supports, which backend `run` would use, and why.
+    Check(RootArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// eBPF where it loads and attaches, else /proc.
+    Auto,
+    /// eBPF only; fail if it cannot run.
+    Ebpf,
+    /// /proc and /sys only.
+    Proc,
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RootArgs {
+    /// Read /proc from this folder instead (tests, fixtures).
+    #[arg(long, value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+    /// Read /sys from this folder instead (BTF, /sys/class/net, /sys/hypervisor).
+    #[arg(long, value_name = "DIR")]
+    pub sys_root: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RunArgs {
+    /// TOML config file (see csm.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the Parquet tree goes [default: /var/lib/csm].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Length of a cpu/net row, e.g. 1s, 500ms [default: 1s].
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Which collector to use [default: auto].
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Ping this host or address too (adds to the config's targets); repeatable.
+    #[arg(long = "ping", value_name = "TARGET")]
+    pub ping: Vec<String>,
+    /// Stop cleanly after this long, e.g. 30s, 2h.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Most data a crash may lose, e.g. 10s [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Host partition name [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub roots: RootArgs,
+}

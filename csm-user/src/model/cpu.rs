@@ -1,0 +1,101 @@
+//! CPU time per uid over one interval.
+
+use std::collections::BTreeMap;
+
+use super::counter::counter_delta;
+
+/// Cumulative CPU nanoseconds per uid at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CpuSample {
+    /// CLOCK_MONOTONIC nanoseconds when taken: the interval's length comes from this.
+    pub mono_ns: u64,
+    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
+    pub wall_us: i64,
+    pub per_uid: BTreeMap<u32, u64>,
+}
+
+/// One uid's CPU time in one interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuInterval {
+    pub uid: u32,
+    pub cpu_ns: u64,
+    /// 100 = one core busy for the whole interval.
+    pub cpu_pct: f64,
+}
+
+/// The uids that used CPU between `prev` and `cur`, in uid order. Uids with no time, and
+/// uids whose counter went backwards (unknown), get no row.
+pub fn cpu_intervals(prev: &CpuSample, cur: &CpuSample) -> Vec<CpuInterval> {
+    let dur_ns = cur.mono_ns.saturating_sub(prev.mono_ns);
+    if dur_ns == 0 {
+        return Vec::new();
+    }
+    cur.per_uid
+        .iter()
+        .filter_map(|(&uid, &total)| {
+            let cpu_ns = counter_delta(prev.per_uid.get(&uid).copied(), total)?;
+            (cpu_ns > 0).then(|| CpuInterval {
+                uid,
+                cpu_ns,
+                cpu_pct: cpu_ns as f64 * 100.0 / dur_ns as f64,
+            })
+        })
+        .collect()
+}
+
+/// Interval length in whole milliseconds, as the `dur_ms` column holds it.
+pub fn dur_ms(prev: &CpuSample, cur: &CpuSample) -> i64 {
+    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(mono_ns: u64, per_uid: &[(u32, u64)]) -> CpuSample {
+        CpuSample {
+            mono_ns,
+            wall_us: 0,
+            per_uid: per_uid.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn one_core_busy_is_100_percent() {
+        let prev = sample(0, &[(1000, 5_000_000_000)]);
+        let cur = sample(2_000_000_000, &[(1000, 7_000_000_000)]);
+        let rows = cpu_intervals(&prev, &cur);
+        assert_eq!(
+            rows,
+            vec![CpuInterval {
+                uid: 1000,
+                cpu_ns: 2_000_000_000,
+                cpu_pct: 100.0
+            }]
+        );
+        assert_eq!(dur_ms(&prev, &cur), 2000);
+    }
+
+    #[test]
+    fn new_uid_counts_from_zero_and_idle_uid_has_no_row() {
+        let prev = sample(0, &[(1, 10)]);
+        let cur = sample(1_000_000_000, &[(1, 10), (2, 250_000_000)]);
+        let rows = cpu_intervals(&prev, &cur);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].uid, 2);
+        assert!((rows[0].cpu_pct - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn counter_going_backwards_is_unknown_not_negative() {
+        let prev = sample(0, &[(1, 100)]);
+        let cur = sample(1_000_000_000, &[(1, 50)]);
+        assert!(cpu_intervals(&prev, &cur).is_empty());
+    }
+
+    #[test]
+    fn zero_length_interval_has_no_rows() {
+        let s = sample(5, &[(1, 100)]);
+        assert!(cpu_intervals(&s, &s).is_empty());
+    }
+}

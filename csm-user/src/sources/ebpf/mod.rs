@@ -1,0 +1,11 @@
+//! The eBPF backend: loads csm-ebpf's programs into the kernel and reads their maps.
+
+pub mod btf;
+pub mod cpu;
+pub mod loader;
+
+pub use cpu::CpuReader;
+pub use loader::{load_and_attach, Loaded, SchedVariant};
+
+/// The compiled eBPF object, embedded at build time (see csm-user/build.rs).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CSM_EBPF_OBJECT"));

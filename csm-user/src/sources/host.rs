@@ -1,0 +1,41 @@
+//! Where /proc and /sys are. `--proc-root` and `--sys-root` point every read at a fixture
+//! tree instead, for tests.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPaths {
+    pub proc_root: PathBuf,
+    pub sys_root: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        HostPaths {
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+        }
+    }
+}
+
+impl HostPaths {
+    /// `<proc-root>/<rel>`
+    pub fn proc(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.proc_root.join(rel)
+    }
+
+    /// `<sys-root>/<rel>`
+    pub fn sys(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.sys_root.join(rel)
+    }
+
+    /// The kernel's BTF, which tp_btf programs and our field offsets need.
+    pub fn vmlinux_btf(&self) -> PathBuf {
+        self.sys("kernel/btf/vmlinux")
+    }
+
+    /// True when reads go to the real /proc and /sys (not a fixture tree).
+    pub fn is_live(&self) -> bool {
+        self == &HostPaths::default()
+    }
+}

@@ -1,0 +1,125 @@
+//! Where each row goes: `<data-dir>/<table>/host=<host>/date=<YYYY-MM-DD>/<HH>.parquet`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::schema::Table;
+
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// Suffix of a temporary being written; it must not end in `.parquet`, or readers
+/// globbing `**/*.parquet` (which matches hidden files too) would open it half-written.
+pub const TEMP_SUFFIX: &str = ".parquet.tmp";
+
+/// The hour (hours since the epoch) a timestamp falls into.
+pub fn hour_of(ts_us: i64) -> i64 {
+    ts_us.div_euclid(MICROS_PER_HOUR)
+}
+
+/// Host names become a partition value: keep them to characters every engine and file
+/// system takes as they are.
+pub fn sanitize_host(host: &str) -> String {
+    let clean: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "unknown".to_string()
+    } else {
+        clean
+    }
+}
+
+/// `<data-dir>/<table>/host=<host>`
+pub fn table_host_dir(data_dir: &Path, table: Table, host: &str) -> PathBuf {
+    data_dir.join(table.name()).join(format!("host={host}"))
+}
+
+/// `(date folder, "HH")` of an hour.
+pub fn hour_location(table_host_dir: &Path, hour: i64) -> (PathBuf, String) {
+    let start = DateTime::<Utc>::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    let dir = table_host_dir.join(format!("date={}", start.format("%Y-%m-%d")));
+    (dir, start.format("%H").to_string())
+}
+
+/// The first free part name of an hour: `HH.parquet`, then `HH.1.parquet`, `HH.2.parquet`…
+/// A restart inside an hour writes a new part beside the earlier run's file.
+pub fn free_part_path(dir: &Path, hh: &str) -> PathBuf {
+    let first = dir.join(format!("{hh}.parquet"));
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|n| dir.join(format!("{hh}.{n}.parquet")))
+        .find(|p| !p.exists())
+        .expect("an unbounded range always yields a free name")
+}
+
+/// The temporary a part is written to before the rename: hidden, not ending in `.parquet`.
+pub fn temp_path(part: &Path) -> PathBuf {
+    let name = part
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".parquet").unwrap_or(&name);
+    part.with_file_name(format!(".{stem}{TEMP_SUFFIX}"))
+}
+
+pub fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_location_is_utc_partitioned() {
+        // 2026-11-25T23:59:59Z
+        let ts = 1_795_651_199_000_000;
+        let (dir, hh) = hour_location(Path::new("/d/cpu/host=h"), hour_of(ts));
+        assert_eq!(dir, Path::new("/d/cpu/host=h/date=2026-11-25"));
+        assert_eq!(hh, "23");
+        let (dir, hh) = hour_location(Path::new("/d"), hour_of(ts + 1_000_000));
+        assert_eq!(dir, Path::new("/d/date=2026-11-26"));
+        assert_eq!(hh, "00");
+    }
+
+    #[test]
+    fn temporaries_never_end_in_parquet() {
+        let tmp = temp_path(Path::new("/d/07.parquet"));
+        assert_eq!(tmp, Path::new("/d/.07.parquet.tmp"));
+        assert!(!tmp.to_string_lossy().ends_with(".parquet"));
+        assert!(is_temp_file(".07.2.parquet.tmp"));
+        assert!(!is_temp_file("07.parquet"));
+    }
+
+    #[test]
+    fn free_part_path_skips_existing_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            free_part_path(dir.path(), "05"),
+            dir.path().join("05.parquet")
+        );
+        std::fs::write(dir.path().join("05.parquet"), b"x").unwrap();
+        std::fs::write(dir.path().join("05.1.parquet"), b"x").unwrap();
+        assert_eq!(
+            free_part_path(dir.path(), "05"),
+            dir.path().join("05.2.parquet")
+        );
+    }
+
+    #[test]
+    fn host_names_are_sanitized() {
+        assert_eq!(sanitize_host("web-1.example.org"), "web-1.example.org");
+        assert_eq!(sanitize_host("a/b=c"), "a_b_c");
+        assert_eq!(sanitize_host(""), "unknown");
+    }
+}

@@ -1,0 +1,15 @@
+//! The store: rows of each table go to hourly, Hive-partitioned Parquet files
+//! (`<data-dir>/<table>/host=<h>/date=<YYYY-MM-DD>/<HH>.parquet`).
+//!
+//! Every file whose name ends in `.parquet` is complete at every moment: the current hour
+//! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
+//! renamed over the old one at each flush.
+
+pub mod layout;
+pub mod rows;
+pub mod schema;
+pub mod writer;
+
+pub use rows::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
+pub use schema::{Table, SCHEMA_VERSION};
+pub use writer::{Store, StoreOptions, TableWriter};

@@ -1,0 +1,149 @@
+//! Arrow schemas of the tables in DESIGN.md. Changes are additive only (new tables, new
+//! nullable columns) and bump [`SCHEMA_VERSION`].
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// `csm.schema_version` in every file's key-value metadata.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// The tables csm writes; the name is the top folder under the data dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Cpu,
+    Mem,
+    Net,
+    NetUid,
+    Ping,
+    Ubc,
+    Events,
+}
+
+impl Table {
+    pub const ALL: [Table; 7] = [
+        Table::Cpu,
+        Table::Mem,
+        Table::Net,
+        Table::NetUid,
+        Table::Ping,
+        Table::Ubc,
+        Table::Events,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Cpu => "cpu",
+            Table::Mem => "mem",
+            Table::Net => "net",
+            Table::NetUid => "net_uid",
+            Table::Ping => "ping",
+            Table::Ubc => "ubc",
+            Table::Events => "events",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        Arc::new(Schema::new(self.fields()))
+    }
+
+    fn fields(self) -> Vec<Field> {
+        match self {
+            Table::Cpu => vec![
+                ts(),
+                int("dur_ms"),
+                int("uid"),
+                text_null("user"),
+                int("cpu_ns"),
+                Field::new("cpu_pct", DataType::Float64, false),
+                text("source"),
+            ],
+            Table::Mem => vec![
+                ts(),
+                int("uid"),
+                text_null("user"),
+                int("nproc"),
+                int("rss_bytes"),
+                int_null("pss_bytes"),
+                int_null("swap_bytes"),
+            ],
+            Table::Net => vec![
+                ts(),
+                int("dur_ms"),
+                text("iface"),
+                int("ifindex"),
+                int_null("netns"),
+                int("rx_bytes"),
+                int("tx_bytes"),
+                int("rx_packets"),
+                int("tx_packets"),
+                text("source"),
+            ],
+            Table::NetUid => vec![
+                ts(),
+                int("dur_ms"),
+                int("uid"),
+                text_null("user"),
+                int("rx_bytes"),
+                int("tx_bytes"),
+            ],
+            Table::Ping => vec![
+                ts(),
+                text("target"),
+                text_null("addr"),
+                int("sent"),
+                int("received"),
+                float_null("rtt_min_ms"),
+                float_null("rtt_avg_ms"),
+                float_null("rtt_max_ms"),
+                float_null("rtt_mdev_ms"),
+                Field::new(
+                    "rtts_ms",
+                    DataType::List(Arc::new(Field::new("item", DataType::Float64, false))),
+                    false,
+                ),
+                text_null("error"),
+            ],
+            Table::Ubc => vec![
+                ts(),
+                int("ctid"),
+                text("resource"),
+                int("held"),
+                int("maxheld"),
+                int("barrier"),
+                int("hard_limit"),
+                int("failcnt"),
+            ],
+            Table::Events => vec![ts(), text("event"), text_null("detail")],
+        }
+    }
+}
+
+/// TIMESTAMP(MICROS, UTC)
+fn ts() -> Field {
+    Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+fn int(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+
+fn int_null(name: &str) -> Field {
+    Field::new(name, DataType::Int64, true)
+}
+
+fn float_null(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+
+fn text(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn text_null(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
