@@ -18,6 +18,11 @@ pub enum Table {
     Ping,
     Ubc,
     Events,
+    /// 1-minute roll-ups of finished hours, so that months read fast.
+    CpuMinute,
+    NetMinute,
+    NetUidMinute,
+    MemMinute,
 }
 
 impl Table {
@@ -31,8 +36,20 @@ impl Table {
         Table::Events,
     ];
 
+    /// Roll-up tables: one row per key per minute, `ts` = the end of the minute.
+    pub const ROLLUPS: [Table; 4] = [
+        Table::CpuMinute,
+        Table::NetMinute,
+        Table::NetUidMinute,
+        Table::MemMinute,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
+            Table::CpuMinute => "cpu_1m",
+            Table::NetMinute => "net_1m",
+            Table::NetUidMinute => "net_uid_1m",
+            Table::MemMinute => "mem_1m",
             Table::Cpu => "cpu",
             Table::Mem => "mem",
             Table::Net => "net",
@@ -115,6 +132,52 @@ impl Table {
                 int("failcnt"),
             ],
             Table::Events => vec![ts(), text("event"), text_null("detail")],
+            // Roll-ups: counters are sums over the minute; `dur_ms` is the time the
+            // minute's rows cover; `*_max` keep the highest single interval, so spikes
+            // survive the roll-up.
+            Table::CpuMinute => vec![
+                ts(),
+                int("dur_ms"),
+                int("uid"),
+                text_null("user"),
+                int("cpu_ns"),
+                Field::new("cpu_pct", DataType::Float64, false),
+                Field::new("cpu_pct_max", DataType::Float64, false),
+                text("source"),
+            ],
+            Table::NetMinute => vec![
+                ts(),
+                int("dur_ms"),
+                text("iface"),
+                int("ifindex"),
+                int_null("netns"),
+                int("rx_bytes"),
+                int("tx_bytes"),
+                int("rx_packets"),
+                int("tx_packets"),
+                Field::new("rx_bytes_per_s_max", DataType::Float64, false),
+                Field::new("tx_bytes_per_s_max", DataType::Float64, false),
+                text("source"),
+            ],
+            Table::NetUidMinute => vec![
+                ts(),
+                int("dur_ms"),
+                int("uid"),
+                text_null("user"),
+                int("rx_bytes"),
+                int("tx_bytes"),
+            ],
+            Table::MemMinute => vec![
+                ts(),
+                int("uid"),
+                text_null("user"),
+                int("samples"),
+                int("nproc_max"),
+                int("rss_bytes_mean"),
+                int("rss_bytes_max"),
+                int_null("pss_bytes_mean"),
+                int_null("swap_bytes_mean"),
+            ],
         }
     }
 }
