@@ -139,7 +139,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim();
     match err.span() {
-        Some(span) => format!("line {}: {message}", line_of(text, span.start)),
+        Some(span) => {
+            let line = line_of(text, span.start);
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {message} (in `{source}`)")
+        }
         None => message.to_string(),
     }
 }

@@ -1,0 +1,56 @@
+//! CPU per uid: a sample every interval, the model's deltas into `cpu` rows.
+
+use tracing::warn;
+
+use super::{every, Step};
+use crate::daemon::backend::CpuSampler;
+use crate::daemon::{Ctx, Rows};
+use crate::model::{cpu, cpu_intervals, CpuSample};
+use crate::sources::users::UserNames;
+use crate::store::CpuRow;
+
+pub async fn run(ctx: Ctx, mut sampler: Box<dyn CpuSampler>, source: &'static str) {
+    let mut names = UserNames::default();
+    let mut prev = match sampler.sample() {
+        Ok(sample) => sample,
+        Err(err) => {
+            warn!("first CPU sample failed; CPU is not collected: {err:#}");
+            ctx.event("collector_error", Some(format!("cpu: {err:#}")));
+            return;
+        }
+    };
+    every(
+        ctx.settings.interval,
+        ctx.shutdown.clone(),
+        |_step: Step| match sampler.sample() {
+            Ok(cur) => {
+                ctx.send(Rows::Cpu(rows(&prev, &cur, source, &mut names)));
+                prev = cur;
+            }
+            Err(err) => warn!("CPU sample failed, interval skipped: {err:#}"),
+        },
+    )
+    .await;
+}
+
+/// `cpu` rows for the interval between two samples.
+pub fn rows(
+    prev: &CpuSample,
+    cur: &CpuSample,
+    source: &'static str,
+    names: &mut UserNames,
+) -> Vec<CpuRow> {
+    let dur_ms = cpu::dur_ms(prev, cur);
+    cpu_intervals(prev, cur)
+        .into_iter()
+        .map(|interval| CpuRow {
+            ts_us: cur.wall_us,
+            dur_ms,
+            uid: interval.uid as i64,
+            user: names.name(interval.uid),
+            cpu_ns: interval.cpu_ns as i64,
+            cpu_pct: interval.cpu_pct,
+            source,
+        })
+        .collect()
+}
