@@ -26,12 +26,8 @@ pub struct Report {
 
 pub fn inspect(paths: &HostPaths) -> Report {
     let mut findings = vec![kernel_release(paths), btf(paths)];
-    findings.push(mounted(
-        paths,
-        "tracefs",
-        &["kernel/tracing/events", "kernel/debug/tracing/events"],
-    ));
-    findings.push(mounted(paths, "bpffs", &["fs/bpf"]));
+    findings.push(mounted(paths, "tracefs", "tracefs", "kernel/tracing"));
+    findings.push(mounted(paths, "bpffs", "bpf", "fs/bpf"));
     let (ebpf_usable, ebpf_detail) = try_ebpf(paths);
     findings.push(Finding {
         topic: "ebpf",
@@ -101,19 +97,28 @@ fn btf(paths: &HostPaths) -> Finding {
     }
 }
 
-fn mounted(paths: &HostPaths, name: &'static str, candidates: &[&str]) -> Finding {
-    let found = candidates.iter().map(|c| paths.sys(c)).find(|p| p.exists());
-    match found {
-        Some(p) => Finding {
-            topic: name,
-            ok: true,
-            detail: format!("mounted ({})", p.parent().unwrap_or(&p).display()),
-        },
-        None => Finding {
-            topic: name,
-            ok: false,
-            detail: "not mounted (`cargo xtask run` mounts it)".into(),
-        },
+/// Whether a file system of `fstype` is mounted at `<sys-root>/<rel>`, from
+/// `<proc-root>/mounts`.
+fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> Finding {
+    let target = paths.sys(rel);
+    let mounts = fs::read_to_string(paths.proc("mounts")).unwrap_or_default();
+    let found = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, kind) = (fields.next(), fields.next(), fields.next());
+        dir == Some(&*target.to_string_lossy()) && kind == Some(fstype)
+    });
+    let detail = if found {
+        format!("mounted at {}", target.display())
+    } else {
+        format!(
+            "not mounted at {} (`cargo xtask setup` mounts it)",
+            target.display()
+        )
+    };
+    Finding {
+        topic,
+        ok: found,
+        detail,
     }
 }
 

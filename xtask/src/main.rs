@@ -1,1 +1,153 @@
-fn main() {}
+//! `cargo xtask`: set up a fresh machine, build, run, test and benchmark csm.
+//!
+//! Every step says what it does. Setup installs only what is missing: nightly's rust-src,
+//! bpf-linker built against the nightly toolchain's own LLVM, and the bpffs/tracefs mounts.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark csm")]
+struct Args {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (rust-src, bpf-linker, mounts).
+    Setup,
+    /// Build the eBPF programs and the release binaries (csm, csm-plot).
+    Build,
+    /// Build, then run `csm run` as root; arguments after `--` go to `csm run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run every test (unit, root end-to-end, Python readers) and clippy.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, then run the benchmarks and print their figures.
+    Bench {
+        /// Only the benchmarks whose name contains this.
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Task::Setup => setup::all(),
+        Task::Build => setup::all().and_then(|_| build()),
+        Task::Run { args } => setup::all().and_then(|_| build()).and_then(|_| run(&args)),
+        Task::Test { args } => setup::all().and_then(|_| build()).and_then(|_| test(&args)),
+        Task::Bench { filter } => setup::all()
+            .and_then(|_| build())
+            .and_then(|_| bench(filter.as_deref())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn say(message: &str) {
+    eprintln!("xtask: {message}");
+}
+
+/// Runs a command, echoing it, failing with its name when it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    say(&format!("running {shown}"));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build() -> Result<()> {
+    run_cmd(cargo().args(["build", "--release", "-p", "csm-user", "--bins"]))
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup::require_root("csm run loads eBPF programs")?;
+    let binary = setup::workspace_root().join("target/release/csm");
+    run_cmd(Command::new(binary).arg("run").args(args))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup::require_root("the end-to-end tests load eBPF programs, create users and namespaces")?;
+    setup::python_test_packages()?;
+    // One test binary at a time: the root tests measure CPU time and traffic against
+    // ground truth and must not compete with each other for the 2 cores.
+    run_cmd(
+        cargo()
+            .args(["test", "--release", "--workspace"])
+            .args(args)
+            .args(["--", "--test-threads=1"]),
+    )?;
+    run_python_tests()?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn run_python_tests() -> Result<()> {
+    let analysis = setup::workspace_root().join("analysis");
+    if !analysis.join("tests").is_dir() {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new("python3")
+            .args(["-m", "pytest", "-q", "analysis/tests"])
+            .current_dir(setup::workspace_root()),
+    )
+}
+
+fn bench(filter: Option<&str>) -> Result<()> {
+    setup::require_root("the benchmarks load eBPF programs")?;
+    let examples = setup::workspace_root().join("csm-user/examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .with_context(|| format!("read {}", examples.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("bench_")
+                .and_then(|n| n.strip_suffix(".rs"))
+                .map(|n| format!("bench_{n}"))
+        })
+        .filter(|n| filter.is_none_or(|f| n.contains(f)))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("no benchmark matches {filter:?}");
+    }
+    for name in names {
+        say(&format!("benchmark {name}"));
+        run_cmd(cargo().args(["run", "--release", "-p", "csm-user", "--example", &name]))?;
+    }
+    Ok(())
+}

@@ -34,6 +34,22 @@ pub struct Collectors {
 }
 
 pub fn select(settings: &Settings) -> Result<Collectors, RunError> {
+    let collectors = select_backend(settings);
+    release_startup_memory();
+    collectors
+}
+
+/// Loading parses the kernel's BTF (megabytes); give the freed heap back to the system so
+/// that the daemon's resident size reflects what it keeps, not its start-up peak.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn select_backend(settings: &Settings) -> Result<Collectors, RunError> {
     match settings.backend {
         Backend::Ebpf => {
             start_ebpf(settings).map_err(|err| RunError::runtime(format!("--backend ebpf: {err}")))

@@ -139,6 +139,17 @@ fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<(), String
     if paths.is_live() {
         ensure_tracefs();
     }
+    // Attaching goes through tracefs; a --sys-root without it stands for a host without.
+    let event = "events/sched/sched_switch";
+    let has_tracefs = ["kernel/tracing", "kernel/debug/tracing"]
+        .iter()
+        .any(|dir| paths.sys(dir).join(event).exists());
+    if !has_tracefs {
+        return Err(format!(
+            "tracefs with {event} not found under {}",
+            paths.sys("kernel").display()
+        ));
+    }
     let program: &mut TracePoint = ebpf
         .program_mut(names::PROG_SCHED_SWITCH_TP)
         .ok_or("program missing from the object")?

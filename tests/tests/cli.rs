@@ -1,0 +1,148 @@
+//! Bad input gets one clear line naming the culprit and a non-zero exit, never a panic.
+
+use std::process::{Command, Output};
+
+use csm_tests::binary;
+
+fn csm(args: &[&str]) -> Output {
+    Command::new(binary("csm"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run csm")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_clean_failure(out: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "exit status; stderr:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "a panic:\n{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "a backtrace hint:\n{err}");
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    assert_clean_failure(&csm(&["run", "--no-such-flag"]), 2, &["--no-such-flag"]);
+}
+
+#[test]
+fn bad_duration_flag_names_the_value() {
+    assert_clean_failure(
+        &csm(&["run", "--interval", "soon"]),
+        2,
+        &["soon", "--interval"],
+    );
+}
+
+#[test]
+fn malformed_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("csm.toml");
+    std::fs::write(
+        &path,
+        "data_dir = \"/tmp/x\"\n\n[mem]\ninterval = \"often\"\n",
+    )
+    .unwrap();
+    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    assert_clean_failure(
+        &out,
+        2,
+        &[path.to_str().unwrap(), "line 4", "mem.interval", "often"],
+    );
+    assert_eq!(
+        stderr(&out).trim().lines().count(),
+        1,
+        "one line:\n{}",
+        stderr(&out)
+    );
+
+    std::fs::write(&path, "interval = \"1s\"\nintreval = \"2s\"\n").unwrap();
+    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, &[path.to_str().unwrap(), "line 2", "intreval"]);
+
+    std::fs::write(&path, "interval = [1\n").unwrap();
+    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, &[path.to_str().unwrap(), "line 1"]);
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    assert_clean_failure(
+        &csm(&["run", "--config", "/nonexistent/csm.toml"]),
+        2,
+        &["/nonexistent/csm.toml"],
+    );
+}
+
+#[test]
+fn unwritable_data_dir_is_named() {
+    // A regular file where the data dir should be: not writable even for root.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let data_dir = file.join("data");
+    let out = csm(&[
+        "run",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--duration",
+        "1s",
+    ]);
+    assert_clean_failure(&out, 2, &[data_dir.to_str().unwrap()]);
+    assert_eq!(
+        stderr(&out).trim().lines().count(),
+        1,
+        "one line:\n{}",
+        stderr(&out)
+    );
+
+    // A read-only mount would be the other case; /proc is one everywhere.
+    let out = csm(&["run", "--data-dir", "/proc/csm-data", "--duration", "1s"]);
+    assert_clean_failure(&out, 2, &["/proc/csm-data"]);
+}
+
+#[test]
+fn ebpf_backend_on_a_host_without_it_fails_in_one_line() {
+    // A sys root without BTF or tracefs stands for a host where eBPF cannot run.
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = csm(&[
+        "run",
+        "--backend",
+        "ebpf",
+        "--sys-root",
+        root.path().to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--duration",
+        "1s",
+    ]);
+    assert_clean_failure(&out, 1, &["--backend ebpf", "BTF"]);
+    let lines: Vec<_> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("csm:"))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+}
+
+#[test]
+fn check_reports_the_backend_and_why() {
+    let out = csm(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("backend (auto): ebpf"), "{text}");
+    assert!(text.contains("tp_btf sched_switch"), "{text}");
+
+    let root = tempfile::tempdir().unwrap();
+    let out = csm(&["check", "--sys-root", root.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("backend (auto): proc"), "{text}");
+    assert!(text.contains("no  btf"), "{text}");
+}

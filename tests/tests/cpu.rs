@@ -1,0 +1,215 @@
+//! CPU per user, end to end and as root: the real daemon with the real eBPF programs,
+//! known CPU work by test users, the Parquet read back and compared with the kernel's
+//! own accounting of that work (wait4 rusage).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use csm_tests::{
+    f64s, i64s, now_us, read_table, require_root, schedstat_ns, strings, wait_cpu_ns, Daemon,
+    TestUser,
+};
+
+/// A 5 s busy loop (no forks) as one user and 1,000 short processes as another, at once.
+#[test]
+fn per_user_cpu_matches_the_kernels_accounting() {
+    require_root();
+    let burner = TestUser::create("b");
+    let forker = TestUser::create("f");
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let daemon = Daemon::start(&[
+        "--data-dir",
+        data_dir,
+        "--interval",
+        "1s",
+        "--backend",
+        "ebpf",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The burn is one process (sh's busy loop, no forks), so the test can follow its
+    // exact run time in /proc/<pid>/schedstat while it runs.
+    let burn = burner
+        .shell("while :; do :; done")
+        .spawn()
+        .expect("start the burn");
+    let burn_pid = burn.id();
+    let started = Instant::now();
+    let forks = forker
+        .shell("for i in $(seq 1000); do /bin/true; done")
+        .spawn()
+        .expect("start the short processes");
+    let follow = std::thread::spawn(move || follow_run_time(burn_pid, Duration::from_secs(5)));
+    let (forks_status, forks_ns) = wait_cpu_ns(forks);
+    assert!(libc::WIFEXITED(forks_status) && libc::WEXITSTATUS(forks_status) == 0);
+    let forks_secs = started.elapsed().as_secs_f64();
+    let run_time = follow.join().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(burn_pid as i32, libc::SIGKILL) };
+    let (_, burn_ns) = wait_cpu_ns(burn);
+    // Let the interval holding the end of the work close.
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.stop();
+
+    let cpu = read_table(data.path(), "cpu");
+    let uids = i64s(&cpu, "uid");
+    let cpu_ns = i64s(&cpu, "cpu_ns");
+    let total_of = |uid: u32| -> u64 {
+        uids.iter()
+            .zip(&cpu_ns)
+            .filter(|(u, _)| **u == uid as i64)
+            .map(|(_, ns)| *ns as u64)
+            .sum()
+    };
+    let burn_csm = total_of(burner.uid);
+    let forks_csm = total_of(forker.uid);
+    println!(
+        "burn: csm {:.4} s vs kernel {:.4} s; 1000 processes ({forks_secs:.2} s wall): csm {:.4} s vs kernel {:.4} s",
+        burn_csm as f64 / 1e9,
+        burn_ns as f64 / 1e9,
+        forks_csm as f64 / 1e9,
+        forks_ns as f64 / 1e9
+    );
+    assert_within(burn_csm, burn_ns, 0.02, "steady burn");
+    assert_within(forks_csm, forks_ns, 0.02, "1,000 short processes");
+
+    // Each 1 s interval wholly inside the burn shows what the burn really ran in it: one
+    // full core on a quiet machine (100 ± 5 %), less when other work competes for the CPU.
+    let ts = i64s(&cpu, "ts");
+    let dur = i64s(&cpu, "dur_ms");
+    let pct = f64s(&cpu, "cpu_pct");
+    let (first_us, last_us) = (run_time[0].0, run_time[run_time.len() - 1].0);
+    let inside: Vec<(f64, f64)> = (0..cpu.num_rows())
+        .filter(|&i| uids[i] == burner.uid as i64)
+        .filter(|&i| ts[i] - dur[i] * 1000 >= first_us && ts[i] <= last_us)
+        .map(|i| {
+            let (from, to) = (ts[i] - dur[i] * 1000, ts[i]);
+            let truth_ns = run_time_at(&run_time, to) - run_time_at(&run_time, from);
+            (pct[i], truth_ns * 100.0 / ((to - from) as f64 * 1000.0))
+        })
+        .collect();
+    println!("burn intervals (csm %, schedstat %): {inside:.1?}");
+    assert!(
+        inside.len() >= 3,
+        "expected at least 3 whole intervals inside the burn: {inside:?}"
+    );
+    for (csm, truth) in &inside {
+        assert!(
+            (csm - truth).abs() <= 5.0,
+            "a burn interval shows {csm:.1} % where the burn ran {truth:.1} %: {inside:?}"
+        );
+    }
+    let quiet = run_time_at(&run_time, last_us) - run_time_at(&run_time, first_us)
+        >= 0.97 * (last_us - first_us) as f64 * 1000.0;
+    if quiet {
+        for (csm, _) in &inside {
+            assert!(
+                (95.0..=105.0).contains(csm),
+                "quiet machine, yet {csm:.1} % in {inside:?}"
+            );
+        }
+    }
+
+    // Names resolve; the source is eBPF.
+    let users = strings(&cpu, "user");
+    let name_of_burner = (0..cpu.num_rows())
+        .find(|&i| uids[i] == burner.uid as i64)
+        .map(|i| users[i].clone());
+    assert_eq!(name_of_burner, Some(Some(burner.name.clone())));
+    assert!(strings(&cpu, "source")
+        .iter()
+        .all(|s| s.as_deref() == Some("ebpf")));
+}
+
+/// `(wall µs, run time ns)` of a thread every 10 ms for `how_long`.
+fn follow_run_time(pid: u32, how_long: Duration) -> Vec<(i64, u64)> {
+    let end = Instant::now() + how_long;
+    let mut samples = Vec::new();
+    while Instant::now() < end {
+        if let Some(ns) = schedstat_ns(pid) {
+            samples.push((now_us(), ns));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        samples.len() > 100,
+        "could not follow /proc/{pid}/schedstat"
+    );
+    samples
+}
+
+/// Run time at a wall time, interpolated between the samples around it.
+fn run_time_at(samples: &[(i64, u64)], at_us: i64) -> f64 {
+    let after = samples
+        .partition_point(|(t, _)| *t < at_us)
+        .clamp(1, samples.len() - 1);
+    let (t0, v0) = samples[after - 1];
+    let (t1, v1) = samples[after];
+    let frac = (at_us - t0) as f64 / (t1 - t0).max(1) as f64;
+    v0 as f64 + (v1 as f64 - v0 as f64) * frac
+}
+
+fn assert_within(measured: u64, truth: u64, tolerance: f64, what: &str) {
+    assert!(truth > 0, "{what}: the workload used no CPU");
+    let error = (measured as f64 - truth as f64).abs() / truth as f64;
+    assert!(
+        error <= tolerance,
+        "{what}: csm measured {measured} ns, the kernel {truth} ns ({:.2} % off, allowed {:.0} %)",
+        error * 100.0,
+        tolerance * 100.0
+    );
+}
+
+/// DuckDB and pandas read the cpu table with hive partitioning and the declared types.
+#[test]
+fn duckdb_and_pandas_read_the_cpu_table() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let daemon = Daemon::start(&[
+        "--data-dir",
+        data_dir,
+        "--interval",
+        "500ms",
+        "--host",
+        "testhost",
+    ]);
+    std::thread::sleep(Duration::from_millis(1600));
+    daemon.stop();
+    let script = r#"
+import sys, duckdb, pandas as pd
+d = sys.argv[1]
+con = duckdb.connect()
+cpu = f"read_parquet('{d}/cpu/**/*.parquet', hive_partitioning=true)"
+types = {r[0]: r[1] for r in con.execute(f"describe select * from {cpu}").fetchall()}
+want = {"ts": "TIMESTAMP WITH TIME ZONE", "dur_ms": "BIGINT", "uid": "BIGINT", "user": "VARCHAR",
+        "cpu_ns": "BIGINT", "cpu_pct": "DOUBLE", "source": "VARCHAR", "host": "VARCHAR", "date": "DATE"}
+for k, v in want.items():
+    assert types.get(k) == v, f"duckdb: {k} is {types.get(k)}, want {v}"
+n = con.execute(f"select count(*) from {cpu} where host = 'testhost'").fetchone()[0]
+assert n > 0, "duckdb found no rows for host=testhost"
+df = pd.read_parquet(f"{d}/cpu")
+assert len(df) == n, (len(df), n)
+assert str(df["ts"].dtype) in ("datetime64[us, UTC]", "datetime64[ns, UTC]"), df["ts"].dtype
+for col in ("dur_ms", "uid", "cpu_ns"):
+    assert str(df[col].dtype) == "int64", (col, df[col].dtype)
+assert str(df["cpu_pct"].dtype) == "float64"
+assert set(df["host"].astype(str)) == {"testhost"}
+events = f"read_parquet('{d}/events/**/*.parquet', hive_partitioning=true)"
+ev = con.execute(f"select list(event order by ts) from {events}").fetchone()[0]
+assert ev[0] == "start" and ev[-1] == "stop", ev
+print("rows", n, "events", ev)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, data_dir])
+        .output()
+        .expect("run python3 (cargo xtask test installs duckdb, pandas, pyarrow)");
+    assert!(
+        out.status.success(),
+        "python readers failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+}

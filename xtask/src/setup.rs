@@ -1,0 +1,215 @@
+//! Installs what a fresh machine lacks, saying what it does. Nothing is downloaded but
+//! rustup components of the installed nightly, crates from crates.io and PyPI packages.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{run_cmd, say};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Python packages the reader tests use.
+const PYTHON_PACKAGES: &[&str] = &["duckdb", "pandas", "pyarrow", "pytest"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+pub fn all() -> Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()?;
+    if is_root() {
+        mount_if_missing("bpf", "/sys/fs/bpf")?;
+        mount_if_missing("tracefs", "/sys/kernel/tracing")?;
+    } else {
+        say("not root: skipping the bpffs/tracefs mounts (csm run needs root anyway)");
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn require_root(why: &str) -> Result<()> {
+    if !is_root() {
+        bail!("run this as root: {why} (for example `sudo -E cargo xtask ...`)");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The eBPF crate builds core from source with nightly: it needs rust-src.
+fn nightly_rust_src() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        bail!(
+            "no nightly toolchain is installed; the eBPF programs need one \
+             (`rustup toolchain install nightly --component rust-src`)"
+        );
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    say("installing rust-src for the nightly toolchain (the eBPF build compiles core)");
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// bpf-linker links the eBPF object. crates.io's build looks for a system LLVM; we build
+/// it against the nightly toolchain's own libLLVM instead, which always matches.
+fn bpf_linker() -> Result<()> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    let libllvm = find_libllvm(&sysroot.join("lib"))?;
+    if bpf_linker_works() {
+        return Ok(());
+    }
+    let verbose = output(Command::new("rustc").args(["+nightly", "--version", "--verbose"]))?;
+    let major = llvm_major(&verbose).context("cannot tell nightly's LLVM version")?;
+    let prefix = workspace_root().join("target/xtask/llvm-prefix");
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("create {}", lib.display()))?;
+    let file_name = libllvm.file_name().expect("a file").to_owned();
+    // Two names: `libLLVM.so` for the build to link against, and the original name the
+    // binary records, so that it also runs outside `rustup run nightly`.
+    for name in [PathBuf::from("libLLVM.so"), PathBuf::from(&file_name)] {
+        let link = lib.join(name);
+        let _ = fs::remove_file(&link);
+        symlink(&libllvm, &link).with_context(|| format!("symlink {}", link.display()))?;
+    }
+    say(&format!(
+        "installing bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {major} \
+         ({}); this takes about a minute",
+        libllvm.display()
+    ));
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--force",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !bpf_linker_works() {
+        bail!("bpf-linker was installed but does not run; see the output above");
+    }
+    Ok(())
+}
+
+fn bpf_linker_works() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
+        .unwrap_or(false)
+}
+
+fn find_libllvm(lib_dir: &Path) -> Result<PathBuf> {
+    fs::read_dir(lib_dir)
+        .with_context(|| format!("read {}", lib_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().starts_with("libLLVM.so."))
+                .unwrap_or(false)
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))
+}
+
+/// `LLVM version: 22.1.3` → 22
+pub fn llvm_major(verbose_version: &str) -> Option<u32> {
+    verbose_version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))?
+        .split('.')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn mount_if_missing(fstype: &str, target: &str) -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("read /proc/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, kind) = (fields.next(), fields.next(), fields.next());
+        dir == Some(target) && kind == Some(fstype)
+    });
+    if mounted {
+        return Ok(());
+    }
+    say(&format!("mounting {fstype} at {target}"));
+    run_cmd(Command::new("mount").args(["-t", fstype, fstype, target]))
+}
+
+/// The reader tests check the Parquet output with DuckDB, pandas and pyarrow.
+pub fn python_test_packages() -> Result<()> {
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb, pandas, pyarrow, pytest"])
+        .output();
+    if matches!(probe, Ok(ref o) if o.status.success()) {
+        return Ok(());
+    }
+    say(&format!(
+        "installing Python packages for the reader tests: {}",
+        PYTHON_PACKAGES.join(" ")
+    ));
+    run_cmd(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_llvm_major() {
+        let text = "rustc 1.97.0-nightly\nbinary: rustc\nLLVM version: 22.1.3\n";
+        assert_eq!(llvm_major(text), Some(22));
+        assert_eq!(llvm_major("nothing"), None);
+    }
+}
