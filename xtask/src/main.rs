@@ -97,14 +97,16 @@ fn test(args: &[String]) -> Result<()> {
     setup::python_test_packages()?;
     // One test binary at a time: the root tests measure CPU time and traffic against
     // ground truth and must not compete with each other for the 2 cores.
-    run_cmd(
+    let mut totals = TestTotals::default();
+    let cargo_tests = run_counting(
         cargo()
             .args(["test", "--release", "--workspace"])
             .args(args)
             .args(["--", "--test-threads=1"]),
-    )?;
-    run_python_tests()?;
-    run_cmd(cargo().args([
+        &mut totals,
+    );
+    let python_tests = run_python_tests(&mut totals);
+    let clippy = run_cmd(cargo().args([
         "clippy",
         "--release",
         "--workspace",
@@ -112,18 +114,80 @@ fn test(args: &[String]) -> Result<()> {
         "--",
         "-D",
         "warnings",
-    ]))
+    ]));
+    // One closing line over every runner, so the whole suite reads at a glance.
+    println!(
+        "xtask test: {} passed, {} failed",
+        totals.passed, totals.failed
+    );
+    cargo_tests.and(python_tests).and(clippy)
 }
 
-fn run_python_tests() -> Result<()> {
+#[derive(Default, Debug, PartialEq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestTotals {
+    /// Adds the counts of a cargo (`test result: ok. 7 passed; 0 failed; …`) or pytest
+    /// (`=== 3 passed, 1 failed in 2.0s ===`) summary line.
+    fn add_line(&mut self, line: &str) {
+        let is_summary = line.starts_with("test result:")
+            || (line.contains(" passed")
+                && line.contains(" in ")
+                && line.trim_end_matches([' ', '=']).ends_with('s'));
+        if !is_summary {
+            return;
+        }
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+            .collect();
+        for pair in words.windows(2) {
+            let Ok(n) = pair[0].parse::<u64>() else {
+                continue;
+            };
+            match pair[1] {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a test command, echoing its output and adding up its summary lines.
+fn run_counting(cmd: &mut Command, totals: &mut TestTotals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let shown = format!("{cmd:?}").replace('"', "");
+    say(&format!("running {shown}"));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.add_line(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_python_tests(totals: &mut TestTotals) -> Result<()> {
     let analysis = setup::workspace_root().join("analysis");
     if !analysis.join("tests").is_dir() {
         return Ok(());
     }
-    run_cmd(
+    run_counting(
         Command::new("python3")
             .args(["-m", "pytest", "-q", "analysis/tests"])
             .current_dir(setup::workspace_root()),
+        totals,
     )
 }
 
@@ -150,4 +214,26 @@ fn bench(filter: Option<&str>) -> Result<()> {
         run_cmd(cargo().args(["run", "--release", "-p", "csm-user", "--example", &name]))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_cargo_and_pytest_summaries() {
+        let mut t = TestTotals::default();
+        t.add_line("test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add_line("test result: FAILED. 1 passed; 2 failed; 0 ignored");
+        t.add_line("======= 3 passed, 1 failed in 2.01s =======");
+        t.add_line("2 passed in 0.50s");
+        t.add_line("3 passed if you ask me");
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 13,
+                failed: 3
+            }
+        );
+    }
 }
