@@ -1,7 +1,8 @@
 //! Reads per-uid CPU time from the scheduler program's maps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
@@ -19,7 +20,15 @@ pub struct CpuReader {
     /// Last value reported per uid: the running slice is estimated from wall time, so a
     /// later exact charge can come out slightly lower; reported totals never go down.
     reported: BTreeMap<u32, u64>,
+    /// When each uid's charged total last moved, to find uids that are gone.
+    last_change: HashMap<u32, (u64, Instant)>,
+    last_prune: Instant,
 }
+
+/// A uid whose total has not moved for this long, and that no process has any more, is
+/// removed from the kernel map so that the map stays bounded on hosts with many users.
+const IDLE_BEFORE_PRUNE: Duration = Duration::from_secs(600);
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 impl CpuReader {
     /// Takes the CPU maps out of `loaded`.
@@ -39,6 +48,8 @@ impl CpuReader {
                 .with_context(|| format!("map {} has an unexpected type", names::CPU_RUNNING))?,
             paths,
             reported: BTreeMap::new(),
+            last_change: HashMap::new(),
+            last_prune: Instant::now(),
         })
     }
 
@@ -46,6 +57,11 @@ impl CpuReader {
     /// still running on each CPU.
     pub fn sample(&mut self) -> Result<CpuSample> {
         let mut per_uid = self.charged()?;
+        self.note_changes(&per_uid);
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.last_prune = Instant::now();
+            self.prune_gone_uids();
+        }
         for (uid, ns) in self.running_slices()? {
             *per_uid.entry(uid).or_default() += ns;
         }
@@ -97,24 +113,76 @@ impl CpuReader {
 
     /// Real uid of a thread, from `/proc/<pid>/status` (classic tracepoint only).
     fn uid_of_pid(&self, pid: u32) -> Option<u32> {
-        let status = fs::read_to_string(self.paths.proc(format!("{pid}/status"))).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        real_uid(&fs::read_to_string(self.paths.proc(format!("{pid}/status"))).ok()?)
     }
 
-    /// Removes uids from the kernel map (and our memory of them). Only for uids that have
-    /// no process left: an increment landing between the read and the delete would be lost.
-    pub fn forget(&mut self, uids: &[u32]) {
-        for uid in uids {
-            let _ = self.totals.remove(uid);
-            self.reported.remove(uid);
+    fn note_changes(&mut self, charged: &BTreeMap<u32, u64>) {
+        let now = Instant::now();
+        for (&uid, &total) in charged {
+            let entry = self.last_change.entry(uid).or_insert((total, now));
+            if entry.0 != total {
+                *entry = (total, now);
+            }
         }
     }
+
+    /// Deletes the entries of uids that are idle and have no process left. Only those:
+    /// an increment landing between our read and the delete would be lost.
+    fn prune_gone_uids(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<u32> = self
+            .last_change
+            .iter()
+            .filter(|(_, (_, changed))| now.duration_since(*changed) >= IDLE_BEFORE_PRUNE)
+            .map(|(&uid, _)| uid)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let gone = uids_without_processes(&idle, &live_uids(&self.paths));
+        for uid in gone {
+            let _ = self.totals.remove(&uid);
+            self.reported.remove(&uid);
+            self.last_change.remove(&uid);
+        }
+    }
+}
+
+/// Real uids of every process, from `/proc/<pid>/status`.
+fn live_uids(paths: &HostPaths) -> BTreeSet<u32> {
+    let Ok(entries) = fs::read_dir(&paths.proc_root) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| fs::read_to_string(e.path().join("status")).ok())
+        .filter_map(|status| real_uid(&status))
+        .collect()
+}
+
+/// The real uid from the text of a `/proc/<pid>/status` file.
+pub fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The idle uids that no live process has.
+pub fn uids_without_processes(idle: &[u32], live: &BTreeSet<u32>) -> Vec<u32> {
+    idle.iter()
+        .copied()
+        .filter(|uid| !live.contains(uid))
+        .collect()
 }
 
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -125,4 +193,32 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     // SAFETY: valid pointer to a local timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_uid_is_the_first_uid_field() {
+        let status = "Name:\tsh\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(real_uid(status), Some(1000));
+        assert_eq!(real_uid("Name:\tsh\n"), None);
+        assert_eq!(real_uid("Uid:\tx\n"), None);
+    }
+
+    #[test]
+    fn only_idle_uids_without_processes_are_pruned() {
+        let live: BTreeSet<u32> = [0, 1000].into_iter().collect();
+        assert_eq!(
+            uids_without_processes(&[0, 1000, 1001, 1002], &live),
+            vec![1001, 1002]
+        );
+    }
+
+    #[test]
+    fn live_uids_come_from_proc() {
+        let uids = live_uids(&HostPaths::default());
+        assert!(uids.contains(&0), "root runs something: {uids:?}");
+    }
 }
