@@ -222,10 +222,11 @@ impl Settings {
             flush_interval: args
                 .flush_interval
                 .unwrap_or(duration_or(&file.flush_interval, DEFAULT_FLUSH_INTERVAL)),
-            retain: file
-                .retain
-                .as_ref()
-                .and_then(|v| parse_duration(v.get_ref()).ok()),
+            retain: args.retain.or_else(|| {
+                file.retain
+                    .as_ref()
+                    .and_then(|v| parse_duration(v.get_ref()).ok())
+            }),
             mem_interval: duration_or(&file.mem.interval, DEFAULT_MEM_INTERVAL),
             backend: args.backend.or(file.backend).unwrap_or(Backend::Auto),
             duration: args.duration,

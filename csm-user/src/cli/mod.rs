@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Most data a crash may lose, e.g. 10s [default: 10s].
     #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
     pub flush_interval: Option<Duration>,
+    /// Delete whole date partitions older than this, e.g. 90d [default: keep everything].
+    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    pub retain: Option<Duration>,
     /// Host partition name [default: this host's name].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,

@@ -6,6 +6,7 @@ use tracing::warn;
 use crate::cli::config::Settings;
 use crate::cli::Backend;
 use crate::model::CpuSample;
+use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded};
 use crate::sources::SourceError;
 
@@ -31,6 +32,17 @@ pub struct Collectors {
     pub description: String,
     /// Keeps the eBPF programs attached while collecting.
     pub ebpf: Option<Loaded>,
+    /// Where the eBPF state is pinned (removed at a clean stop).
+    pub pins: Option<PinDir>,
+    /// Identity of the cumulative counters; see `Loaded::instance`.
+    pub instance: Option<String>,
+    /// Pinned counters of a crashed run were adopted.
+    pub adopted: bool,
+    /// What happened to pinned state at start, for the `events` table.
+    pub notes: Vec<String>,
+    /// The last CPU sample the previous run wrote, when its counters were adopted: the
+    /// first interval then covers the time the daemon was down.
+    pub resume_cpu: Option<CpuSample>,
 }
 
 pub fn select(settings: &Settings) -> Result<Collectors, RunError> {
@@ -67,7 +79,7 @@ fn select_backend(settings: &Settings) -> Result<Collectors, RunError> {
 }
 
 fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
-    let mut loaded = ebpf::load_and_attach(&settings.paths)?;
+    let mut loaded = ebpf::load_pinned(&settings.paths, &settings.data_dir)?;
     let cpu = CpuReader::new(&mut loaded, settings.paths.clone())?;
     let mut description = format!("ebpf ({})", loaded.sched.describe());
     if let Some(reason) = &loaded.fallback_reason {
@@ -77,6 +89,11 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
         cpu: Box::new(cpu),
         cpu_source: "ebpf",
         description,
+        pins: loaded.pins.clone(),
+        instance: loaded.instance.clone(),
+        adopted: loaded.adopted,
+        notes: std::mem::take(&mut loaded.notes),
+        resume_cpu: None,
         ebpf: Some(loaded),
     })
 }

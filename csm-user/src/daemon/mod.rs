@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod schedule;
+pub mod state;
 pub mod tasks;
 
 use std::rc::Rc;
@@ -16,12 +17,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::{sleep_until, Instant};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::cli::Settings;
+use crate::model::CpuSample;
 use crate::store::{
-    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow,
+    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow, WriteError,
 };
+use state::State;
 
 /// Rows a collector hands to the store.
 #[derive(Debug)]
@@ -33,6 +36,9 @@ pub enum Rows {
     Ping(Vec<PingRow>),
     Ubc(Vec<UbcRow>),
     Event(EventRow),
+    /// The cumulative CPU sample the `Cpu` rows just sent end at (persisted with each
+    /// flush, for recovery after a crash).
+    CpuTotals(CpuSample),
 }
 
 pub type RowSender = mpsc::UnboundedSender<Rows>;
@@ -100,15 +106,14 @@ pub fn run(settings: Settings) -> Result<(), RunError> {
 
 async fn run_local(settings: Settings) -> Result<(), RunError> {
     let settings = Arc::new(settings);
-    let mut store = Store::open(StoreOptions {
-        data_dir: settings.data_dir.clone(),
-        host: settings.host.clone(),
-    })
-    .map_err(|err| RunError::usage(format!("data dir {}: {err}", settings.data_dir.display())))?;
+    let mut store =
+        Store::open(StoreOptions::new(&settings.data_dir, &settings.host)).map_err(|err| {
+            RunError::usage(format!("data dir {}: {err}", settings.data_dir.display()))
+        })?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
 
-    let collectors = backend::select(&settings)?;
+    let mut collectors = backend::select(&settings)?;
     info!(
         data_dir = %settings.data_dir.display(),
         host = %settings.host,
@@ -128,6 +133,23 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         )),
     );
     store.event(started, "backend", Some(collectors.description.clone()));
+    for note in std::mem::take(&mut collectors.notes) {
+        store.event(started, "pins", Some(note));
+    }
+    if collectors.adopted {
+        match (State::load(&settings.data_dir), &collectors.instance) {
+            (Some(state), Some(instance)) if &state.instance == instance => {
+                collectors.resume_cpu = Some(state.cpu);
+            }
+            _ => store.event(
+                started,
+                "recovered",
+                Some("pinned counters adopted, but no matching state file: time while down is not attributed".into()),
+            ),
+        }
+    }
+    apply_retention(&mut store, &settings);
+    store.catch_up_rollups(started);
 
     let (rows_tx, mut rows_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -136,18 +158,29 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         rows: rows_tx,
         shutdown: stop_rx,
     };
+    let collectors_instance = collectors.instance.clone();
+    let pins = collectors.pins.clone();
     let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
     drop(ctx);
 
     let deadline = settings.duration.map(|d| Instant::now() + d);
-    let mut flusher = Flusher::default();
+    let mut flusher = Flusher {
+        instance: collectors_instance,
+        ..Flusher::default()
+    };
+    let mut retention_hour = crate::store::layout::hour_of(started);
     let mut next_flush = Instant::now() + settings.flush_interval;
     let stop_reason = loop {
         tokio::select! {
-            Some(rows) = rows_rx.recv() => push(&mut store, rows),
+            Some(rows) = rows_rx.recv() => flusher.push(&mut store, rows),
             _ = sleep_until(next_flush) => {
-                flusher.flush(&mut store);
+                flusher.flush(&mut store, &settings.data_dir);
                 next_flush = Instant::now() + settings.flush_interval;
+                let hour = crate::store::layout::hour_of(now_us());
+                if hour != retention_hour {
+                    retention_hour = hour;
+                    apply_retention(&mut store, &settings);
+                }
             }
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
@@ -159,14 +192,50 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     finish_collectors(handles).await;
     drop(keep_alive);
     while let Ok(rows) = rows_rx.try_recv() {
-        push(&mut store, rows);
+        flusher.push(&mut store, rows);
     }
     store.event(now_us(), "stop", Some(stop_reason.to_string()));
-    let errors = store.flush(now_us());
-    if let Some(first) = errors.first() {
-        return Err(RunError::runtime(format!("final flush failed: {first}")));
+    if !flusher.flush(&mut store, &settings.data_dir) {
+        // The pins stay: the next start adopts them and the state file still says what
+        // was last written, so nothing counted is lost.
+        let first = flusher.last_error.unwrap_or_default();
+        return Err(RunError::runtime(format!(
+            "final flush failed ({} rows not written): {first}",
+            store.unwritten_rows()
+        )));
+    }
+    if let Some(pins) = pins {
+        if let Err(err) = pins.remove() {
+            warn!(
+                "cannot remove pinned eBPF state {}: {err}",
+                pins.path.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Deletes whole date partitions older than `retain` (at start and every hour).
+fn apply_retention(store: &mut Store, settings: &Settings) {
+    let Some(retain) = settings.retain else {
+        return;
+    };
+    let now = now_us();
+    let removed = store.apply_retention(now, retain);
+    if !removed.is_empty() {
+        info!(
+            "retention ({retain:?}) removed {} date partitions",
+            removed.len()
+        );
+        store.event(
+            now,
+            "retention",
+            Some(format!(
+                "removed {} date partitions older than {retain:?}",
+                removed.len()
+            )),
+        );
+    }
 }
 
 async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
@@ -179,6 +248,7 @@ async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
 
 fn push(store: &mut Store, rows: Rows) {
     match rows {
+        Rows::CpuTotals(_) => {}
         Rows::Cpu(rows) => store.cpu.extend(rows),
         Rows::Mem(rows) => store.mem.extend(rows),
         Rows::Net(rows) => store.net.extend(rows),
@@ -200,30 +270,89 @@ async fn wait_deadline(deadline: Option<Instant>) {
     }
 }
 
-/// Flushes and reports write failures once per run of failures (and as an event); the
-/// rows stay buffered and are retried at the next flush.
+/// Flushes, persists the last cumulative values written, and reports write failures
+/// once per condition (disk full, read-only, data dir gone, …) in the log and the
+/// `events` table; the rows stay in memory (bounded) and are retried at every flush.
 #[derive(Default)]
 struct Flusher {
-    failing: bool,
+    /// The failing condition, while writes fail.
+    failing: Option<&'static str>,
+    failing_since_us: i64,
+    last_error: Option<String>,
+    /// Identity of the counters (state is only persisted when there is one).
+    instance: Option<String>,
+    /// The CPU sample the rows pushed so far end at.
+    last_cpu: Option<CpuSample>,
 }
 
 impl Flusher {
-    fn flush(&mut self, store: &mut Store) {
-        let errors = store.flush(now_us());
-        match errors.first() {
-            None if self.failing => {
-                info!("writing works again");
-                self.failing = false;
-            }
-            None => {}
-            Some(first) => {
-                if !self.failing {
-                    error!("{first} (rows kept in memory; retrying every flush)");
-                    self.failing = true;
-                }
-                store.event(now_us(), "write_error", Some(first.to_string()));
-            }
+    fn push(&mut self, store: &mut Store, rows: Rows) {
+        if let Rows::CpuTotals(sample) = rows {
+            self.last_cpu = Some(sample);
+        } else {
+            push(store, rows);
         }
+    }
+
+    /// True when everything held is on disk.
+    fn flush(&mut self, store: &mut Store, data_dir: &std::path::Path) -> bool {
+        let now = now_us();
+        let errors = store.flush(now);
+        let Some(first) = errors.first() else {
+            if let Some(condition) = self.failing.take() {
+                let down_ms = (now - self.failing_since_us) / 1000;
+                info!("writing works again after {down_ms} ms ({condition})");
+                store.event(
+                    now,
+                    "write_ok",
+                    Some(format!(
+                        "{condition} resolved after {down_ms} ms; held rows written"
+                    )),
+                );
+                // The event itself goes out at the next flush.
+            }
+            self.save_state(data_dir);
+            return true;
+        };
+        let condition = write_condition(first);
+        self.last_error = Some(first.to_string());
+        if self.failing != Some(condition) {
+            error!(
+                "{first} ({condition}; {} rows kept in memory, retrying at every flush)",
+                store.unwritten_rows()
+            );
+            store.event(now, "write_error", Some(format!("{condition}: {first}")));
+            if self.failing.is_none() {
+                self.failing_since_us = now;
+            }
+            self.failing = Some(condition);
+        }
+        false
+    }
+
+    fn save_state(&self, data_dir: &std::path::Path) {
+        let (Some(instance), Some(cpu)) = (&self.instance, &self.last_cpu) else {
+            return;
+        };
+        let state = State {
+            instance: instance.clone(),
+            cpu: cpu.clone(),
+        };
+        if let Err(err) = state.save(data_dir) {
+            warn!("cannot save {}: {err}", state::path(data_dir).display());
+        }
+    }
+}
+
+/// The condition a write error stands for, to log each condition once.
+fn write_condition(err: &WriteError) -> &'static str {
+    match err.source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "disk full",
+        Some(libc::EROFS) => "read-only file system",
+        Some(libc::ENOENT) => "data dir missing",
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
+        Some(libc::EIO) => "I/O error",
+        _ => "write failed",
     }
 }
 

@@ -62,6 +62,35 @@ pub fn free_part_path(dir: &Path, hh: &str) -> PathBuf {
         .expect("an unbounded range always yields a free name")
 }
 
+/// Every visible part of one hour: `HH.parquet`, `HH.1.parquet`, … (in name order).
+pub fn hour_parts(dir: &Path, hh: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(hh)?.strip_suffix(".parquet")?;
+            let n = match rest {
+                "" => 0,
+                _ => rest.strip_prefix('.')?.parse().ok()?,
+            };
+            Some((n, e.path()))
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, p)| p).collect()
+}
+
+/// End (next midnight, µs since the epoch) of a `date=YYYY-MM-DD` partition folder.
+pub fn date_partition_end_us(name: &str) -> Option<i64> {
+    let date = name.strip_prefix("date=")?;
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let next = day.succ_opt()?.and_hms_opt(0, 0, 0)?;
+    Some(next.and_utc().timestamp_micros())
+}
+
 /// The temporary a part is written to before the rename: hidden, not ending in `.parquet`.
 pub fn temp_path(part: &Path) -> PathBuf {
     let name = part
@@ -114,6 +143,36 @@ mod tests {
             free_part_path(dir.path(), "05"),
             dir.path().join("05.2.parquet")
         );
+    }
+
+    #[test]
+    fn hour_parts_lists_only_that_hours_parts_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "05.parquet",
+            "05.2.parquet",
+            "05.10.parquet",
+            "15.parquet",
+            ".05.1.parquet.tmp",
+            "05.x.parquet",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let names: Vec<_> = hour_parts(dir.path(), "05")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["05.parquet", "05.2.parquet", "05.10.parquet"]);
+    }
+
+    #[test]
+    fn date_partitions_end_at_next_midnight() {
+        assert_eq!(
+            date_partition_end_us("date=1970-01-01"),
+            Some(86_400_000_000)
+        );
+        assert_eq!(date_partition_end_us("date=bad"), None);
+        assert_eq!(date_partition_end_us("05.parquet"), None);
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
 //! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
-//! renamed over the old one at each flush.
+//! renamed over the old one at each flush. Finished hours also get 1-minute roll-ups
+//! ([`rollup`]); whole old date partitions go when `retain` says so.
 
 pub mod layout;
+pub mod rollup;
 pub mod rows;
 pub mod schema;
 pub mod writer;
 
 pub use rows::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
 pub use schema::{Table, SCHEMA_VERSION};
-pub use writer::{Store, StoreOptions, TableWriter};
+pub use writer::{Store, StoreOptions, TableWriter, WriteError};

@@ -10,6 +10,7 @@ use arrow::array::{
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use super::layout::hour_of;
 use super::schema::Table;
 
 /// A row of one table.
@@ -17,6 +18,10 @@ pub trait Row: Clone + Send + 'static {
     const TABLE: Table;
     /// The row's `ts`, in microseconds since the epoch (UTC); it picks the hourly file.
     fn ts_us(&self) -> i64;
+    /// The hour (since the epoch) whose file holds the row.
+    fn hour(&self) -> i64 {
+        hour_of(self.ts_us())
+    }
     fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError>;
 }
 
@@ -101,35 +106,38 @@ pub struct EventRow {
     pub detail: Option<String>,
 }
 
-fn ts_col<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
+pub(crate) fn ts_col<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC"))
 }
 
-fn i64_col<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
+pub(crate) fn i64_col<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
 }
 
-fn opt_i64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
+pub(crate) fn opt_i64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<Int64Array>())
 }
 
-fn f64_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
+pub(crate) fn f64_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
     Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
 }
 
-fn opt_f64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
+pub(crate) fn opt_f64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<Float64Array>())
 }
 
-fn str_col<'a, R: 'a>(rows: &'a [R], f: impl Fn(&'a R) -> &'a str) -> ArrayRef {
+pub(crate) fn str_col<'a, R: 'a>(rows: &'a [R], f: impl Fn(&'a R) -> &'a str) -> ArrayRef {
     Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
 }
 
-fn opt_str_col<'a, R: 'a>(rows: &'a [R], f: impl Fn(&'a R) -> Option<&'a str>) -> ArrayRef {
+pub(crate) fn opt_str_col<'a, R: 'a>(
+    rows: &'a [R],
+    f: impl Fn(&'a R) -> Option<&'a str>,
+) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())
 }
 
-fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(table.schema(), columns)
 }
 
@@ -290,5 +298,162 @@ impl Row for EventRow {
                 opt_str_col(rows, |r| r.detail.as_deref()),
             ],
         )
+    }
+}
+
+/// Rows read back from a file (roll-ups are computed from what is on disk).
+pub trait FromBatch: Sized {
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError>;
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} missing or of another type")))
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, ArrowError> {
+    Ok(column::<Int64Array>(batch, name)?.values().to_vec())
+}
+
+fn opt_ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, ArrowError> {
+    Ok(column::<Int64Array>(batch, name)?.iter().collect())
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, ArrowError> {
+    Ok(column::<Float64Array>(batch, name)?.values().to_vec())
+}
+
+fn texts(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, ArrowError> {
+    Ok(column::<StringArray>(batch, name)?
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect())
+}
+
+fn stamps(batch: &RecordBatch) -> Result<Vec<i64>, ArrowError> {
+    Ok(column::<TimestampMicrosecondArray>(batch, "ts")?
+        .values()
+        .to_vec())
+}
+
+/// `source` values are a closed set; anything else reads as "other".
+pub fn intern_source(s: Option<&str>) -> &'static str {
+    match s {
+        Some("ebpf") => "ebpf",
+        Some("proc") => "proc",
+        _ => "other",
+    }
+}
+
+impl FromBatch for CpuRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, dur, uid, user) = (
+            stamps(b)?,
+            ints(b, "dur_ms")?,
+            ints(b, "uid")?,
+            texts(b, "user")?,
+        );
+        let (ns, pct, src) = (
+            ints(b, "cpu_ns")?,
+            floats(b, "cpu_pct")?,
+            texts(b, "source")?,
+        );
+        Ok((0..b.num_rows())
+            .map(|i| CpuRow {
+                ts_us: ts[i],
+                dur_ms: dur[i],
+                uid: uid[i],
+                user: user[i].clone(),
+                cpu_ns: ns[i],
+                cpu_pct: pct[i],
+                source: intern_source(src[i].as_deref()),
+            })
+            .collect())
+    }
+}
+
+impl FromBatch for NetRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, dur, iface, ifindex) = (
+            stamps(b)?,
+            ints(b, "dur_ms")?,
+            texts(b, "iface")?,
+            ints(b, "ifindex")?,
+        );
+        let (netns, rxb, txb) = (
+            opt_ints(b, "netns")?,
+            ints(b, "rx_bytes")?,
+            ints(b, "tx_bytes")?,
+        );
+        let (rxp, txp, src) = (
+            ints(b, "rx_packets")?,
+            ints(b, "tx_packets")?,
+            texts(b, "source")?,
+        );
+        Ok((0..b.num_rows())
+            .map(|i| NetRow {
+                ts_us: ts[i],
+                dur_ms: dur[i],
+                iface: iface[i].clone().unwrap_or_default(),
+                ifindex: ifindex[i],
+                netns: netns[i],
+                rx_bytes: rxb[i],
+                tx_bytes: txb[i],
+                rx_packets: rxp[i],
+                tx_packets: txp[i],
+                source: intern_source(src[i].as_deref()),
+            })
+            .collect())
+    }
+}
+
+impl FromBatch for NetUidRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, dur, uid, user) = (
+            stamps(b)?,
+            ints(b, "dur_ms")?,
+            ints(b, "uid")?,
+            texts(b, "user")?,
+        );
+        let (rx, tx) = (ints(b, "rx_bytes")?, ints(b, "tx_bytes")?);
+        Ok((0..b.num_rows())
+            .map(|i| NetUidRow {
+                ts_us: ts[i],
+                dur_ms: dur[i],
+                uid: uid[i],
+                user: user[i].clone(),
+                rx_bytes: rx[i],
+                tx_bytes: tx[i],
+            })
+            .collect())
+    }
+}
+
+impl FromBatch for MemRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, uid, user, nproc) = (
+            stamps(b)?,
+            ints(b, "uid")?,
+            texts(b, "user")?,
+            ints(b, "nproc")?,
+        );
+        let (rss, pss, swap) = (
+            ints(b, "rss_bytes")?,
+            opt_ints(b, "pss_bytes")?,
+            opt_ints(b, "swap_bytes")?,
+        );
+        Ok((0..b.num_rows())
+            .map(|i| MemRow {
+                ts_us: ts[i],
+                uid: uid[i],
+                user: user[i].clone(),
+                nproc: nproc[i],
+                rss_bytes: rss[i],
+                pss_bytes: pss[i],
+                swap_bytes: swap[i],
+            })
+            .collect())
     }
 }

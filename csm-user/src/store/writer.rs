@@ -9,14 +9,16 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::layout::{self, hour_of, MICROS_PER_HOUR};
-use super::rows::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
+use super::layout::{self, MICROS_PER_HOUR};
+use super::rollup;
+use super::rows::{CpuRow, EventRow, FromBatch, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
 use super::schema::{Table, SCHEMA_VERSION};
 
 /// Data files reveal what each user does: owner and group only.
@@ -32,7 +34,23 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// Host partition value (already sanitized).
     pub host: String,
+    /// Most rows one table keeps in memory (written or not). Past it the oldest written
+    /// rows are let go first (they are on disk), then the oldest unwritten ones, counted.
+    pub max_rows_per_table: usize,
 }
+
+impl StoreOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, host: impl Into<String>) -> Self {
+        StoreOptions {
+            data_dir: data_dir.into(),
+            host: host.into(),
+            max_rows_per_table: DEFAULT_MAX_ROWS_PER_TABLE,
+        }
+    }
+}
+
+/// About 300 MB across the busiest tables at worst; hours of a busy host at 1 s.
+pub const DEFAULT_MAX_ROWS_PER_TABLE: usize = 1_000_000;
 
 /// A failed write of one file; the rows stay buffered and are written at the next flush.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +66,25 @@ pub struct TableWriter<R: Row> {
     dir: PathBuf,
     props: Arc<WriterProperties>,
     hours: BTreeMap<i64, HourBuffer<R>>,
+    max_rows: usize,
+    /// Unwritten rows let go because of the memory bound, not yet reported.
+    dropped: u64,
+    /// Hours that were written completely and left memory, for the roll-ups.
+    finished: Vec<i64>,
 }
 
+/// One hour of one table. `rows[..written]` are in `part` on disk (sorted); the rest
+/// came since the last successful write.
 struct HourBuffer<R> {
     rows: Vec<R>,
+    written: usize,
     part: PathBuf,
-    dirty: bool,
+}
+
+impl<R> HourBuffer<R> {
+    fn dirty(&self) -> bool {
+        self.written < self.rows.len()
+    }
 }
 
 impl<R: Row> TableWriter<R> {
@@ -62,22 +93,24 @@ impl<R: Row> TableWriter<R> {
             dir: layout::table_host_dir(&opts.data_dir, R::TABLE, &opts.host),
             props: Arc::new(writer_properties(R::TABLE, &opts.host)),
             hours: BTreeMap::new(),
+            max_rows: opts.max_rows_per_table.max(1),
+            dropped: 0,
+            finished: Vec::new(),
         }
     }
 
     pub fn push(&mut self, row: R) {
-        let hour = hour_of(row.ts_us());
+        let hour = row.hour();
         let dir = &self.dir;
-        let buffer = self.hours.entry(hour).or_insert_with(|| {
-            let (date_dir, hh) = layout::hour_location(dir, hour);
-            HourBuffer {
-                rows: Vec::new(),
-                part: layout::free_part_path(&date_dir, &hh),
-                dirty: false,
-            }
+        let buffer = self.hours.entry(hour).or_insert_with(|| HourBuffer {
+            rows: Vec::new(),
+            written: 0,
+            part: new_part(dir, hour),
         });
         buffer.rows.push(row);
-        buffer.dirty = true;
+        if self.buffered_rows() > self.max_rows {
+            self.shed();
+        }
     }
 
     pub fn extend(&mut self, rows: impl IntoIterator<Item = R>) {
@@ -91,26 +124,82 @@ impl<R: Row> TableWriter<R> {
         self.hours.values().map(|h| h.rows.len()).sum()
     }
 
-    /// Rewrites every hour that got rows since its last write; forgets hours that are
+    /// Rows held that are not on disk yet.
+    pub fn unwritten_rows(&self) -> usize {
+        self.hours.values().map(|h| h.rows.len() - h.written).sum()
+    }
+
+    /// Unwritten rows let go because of the memory bound since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Hours written completely and let go since the last call.
+    pub fn take_finished(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Frees memory down to 90 % of the bound: first rows already on disk (their hour
+    /// continues in a new part, so the file on disk keeps them), oldest hours first; then
+    /// the oldest unwritten rows, which are counted as dropped.
+    fn shed(&mut self) {
+        let target = self.max_rows - self.max_rows / 10;
+        let mut total = self.buffered_rows();
+        let dir = self.dir.clone();
+        for (&hour, buffer) in self.hours.iter_mut() {
+            if total <= target {
+                return;
+            }
+            if buffer.written > 0 {
+                buffer.rows.drain(..buffer.written);
+                total -= buffer.written;
+                buffer.written = 0;
+                buffer.part = new_part(&dir, hour);
+            }
+        }
+        for buffer in self.hours.values_mut() {
+            if total <= target {
+                break;
+            }
+            buffer.rows.sort_by_key(|r| r.ts_us());
+            let n = (total - target).min(buffer.rows.len());
+            buffer.rows.drain(..n);
+            total -= n;
+            self.dropped += n as u64;
+        }
+        self.hours.retain(|_, b| !b.rows.is_empty());
+    }
+
+    /// Rewrites every hour that got rows since its last write; lets go of hours that are
     /// over and written. A failed hour stays dirty and is retried next time.
     pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
         let mut errors = Vec::new();
-        for buffer in self.hours.values_mut().filter(|b| b.dirty) {
+        for buffer in self.hours.values_mut().filter(|b| b.dirty()) {
             buffer.rows.sort_by_key(|r| r.ts_us());
             match write_part(&buffer.part, &buffer.rows, &self.props) {
-                Ok(()) => buffer.dirty = false,
+                Ok(()) => buffer.written = buffer.rows.len(),
                 Err(source) => errors.push(WriteError {
                     path: buffer.part.clone(),
                     source,
                 }),
             }
         }
+        let finished = &mut self.finished;
         self.hours.retain(|&hour, buffer| {
             let hour_end = (hour + 1) * MICROS_PER_HOUR;
-            buffer.dirty || now_us < hour_end + LATE_ROW_GRACE_US
+            let keep = buffer.dirty() || now_us < hour_end + LATE_ROW_GRACE_US;
+            if !keep {
+                finished.push(hour);
+            }
+            keep
         });
         errors
     }
+}
+
+fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
+    let (date_dir, hh) = layout::hour_location(table_host_dir, hour);
+    layout::free_part_path(&date_dir, &hh)
 }
 
 /// Every table's writer.
@@ -123,7 +212,13 @@ pub struct Store {
     pub ping: TableWriter<PingRow>,
     pub ubc: TableWriter<UbcRow>,
     pub events: TableWriter<EventRow>,
+    /// Finished hours whose roll-ups are still to be written, per source table.
+    rollups_due: BTreeMap<Table, Vec<i64>>,
 }
+
+/// How far back the start-up looks for finished hours that lack their roll-ups (the
+/// daemon was down when they ended).
+const ROLLUP_CATCH_UP_HOURS: i64 = 48;
 
 impl Store {
     /// Prepares the data dir: creates it (0750), checks it is writable, and removes
@@ -140,6 +235,7 @@ impl Store {
             ping: TableWriter::new(&opts),
             ubc: TableWriter::new(&opts),
             events: TableWriter::new(&opts),
+            rollups_due: BTreeMap::new(),
             opts,
         })
     }
@@ -152,7 +248,21 @@ impl Store {
         });
     }
 
+    /// Rows held that are not on disk yet, across tables.
+    pub fn unwritten_rows(&self) -> usize {
+        self.cpu.unwritten_rows()
+            + self.mem.unwritten_rows()
+            + self.net.unwritten_rows()
+            + self.net_uid.unwritten_rows()
+            + self.ping.unwritten_rows()
+            + self.ubc.unwritten_rows()
+            + self.events.unwritten_rows()
+    }
+
+    /// Writes what is held, notes rows the memory bound let go (as `events` rows), and
+    /// writes the roll-ups of hours that just finished.
     pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
+        self.note_dropped(now_us);
         let mut errors = self.cpu.flush(now_us);
         errors.extend(self.mem.flush(now_us));
         errors.extend(self.net.flush(now_us));
@@ -160,8 +270,166 @@ impl Store {
         errors.extend(self.ping.flush(now_us));
         errors.extend(self.ubc.flush(now_us));
         errors.extend(self.events.flush(now_us));
+        for (table, hours) in [
+            (Table::Cpu, self.cpu.take_finished()),
+            (Table::Mem, self.mem.take_finished()),
+            (Table::Net, self.net.take_finished()),
+            (Table::NetUid, self.net_uid.take_finished()),
+        ] {
+            self.rollups_due.entry(table).or_default().extend(hours);
+        }
+        if errors.is_empty() {
+            errors.extend(self.write_due_rollups());
+        }
         errors
     }
+
+    fn note_dropped(&mut self, now_us: i64) {
+        let dropped = [
+            ("cpu", self.cpu.take_dropped()),
+            ("mem", self.mem.take_dropped()),
+            ("net", self.net.take_dropped()),
+            ("net_uid", self.net_uid.take_dropped()),
+            ("ping", self.ping.take_dropped()),
+            ("ubc", self.ubc.take_dropped()),
+            ("events", self.events.take_dropped()),
+        ];
+        for (table, n) in dropped {
+            if n > 0 {
+                self.event(
+                    now_us,
+                    "rows_dropped",
+                    Some(format!(
+                        "table={table} rows={n} (memory bound of {} rows reached while writing failed)",
+                        self.opts.max_rows_per_table
+                    )),
+                );
+            }
+        }
+    }
+
+    /// Queues the roll-ups of recent finished hours that have raw files but no roll-up
+    /// file (the daemon was down when the hour ended). Call once at start.
+    pub fn catch_up_rollups(&mut self, now_us: i64) {
+        let current = layout::hour_of(now_us);
+        for (source, rollup) in ROLLUP_PAIRS {
+            let raw = layout::table_host_dir(&self.opts.data_dir, source, &self.opts.host);
+            let done = layout::table_host_dir(&self.opts.data_dir, rollup, &self.opts.host);
+            let due = self.rollups_due.entry(source).or_default();
+            for hour in current - ROLLUP_CATCH_UP_HOURS..current {
+                let (raw_dir, hh) = layout::hour_location(&raw, hour);
+                let (done_dir, _) = layout::hour_location(&done, hour);
+                let has_raw = !layout::hour_parts(&raw_dir, &hh).is_empty();
+                if has_raw && !done_dir.join(format!("{hh}.parquet")).exists() {
+                    due.push(hour);
+                }
+            }
+        }
+    }
+
+    fn write_due_rollups(&mut self) -> Vec<WriteError> {
+        let mut errors = Vec::new();
+        let data_dir = self.opts.data_dir.clone();
+        let host = self.opts.host.clone();
+        for (&table, hours) in self.rollups_due.iter_mut() {
+            hours.sort_unstable();
+            hours.dedup();
+            hours.retain(|&hour| {
+                let result = match table {
+                    Table::Cpu => roll_up(&data_dir, &host, hour, rollup::cpu_minutes),
+                    Table::Mem => roll_up(&data_dir, &host, hour, rollup::mem_minutes),
+                    Table::Net => roll_up(&data_dir, &host, hour, rollup::net_minutes),
+                    Table::NetUid => roll_up(&data_dir, &host, hour, rollup::net_uid_minutes),
+                    _ => Ok(()),
+                };
+                match result {
+                    Ok(()) => false,
+                    Err(err) => {
+                        errors.push(err);
+                        true
+                    }
+                }
+            });
+        }
+        errors
+    }
+
+    /// Deletes whole date partitions of this host that ended more than `retain` ago.
+    /// Returns the folders removed.
+    pub fn apply_retention(&self, now_us: i64, retain: std::time::Duration) -> Vec<PathBuf> {
+        let cutoff_us = now_us - retain.as_micros().min(i64::MAX as u128) as i64;
+        let mut removed = Vec::new();
+        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
+            let dir = layout::table_host_dir(&self.opts.data_dir, *table, &self.opts.host);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(day_end) = layout::date_partition_end_us(&name) else {
+                    continue;
+                };
+                if day_end <= cutoff_us && fs::remove_dir_all(entry.path()).is_ok() {
+                    removed.push(entry.path());
+                }
+            }
+        }
+        removed
+    }
+}
+
+const ROLLUP_PAIRS: [(Table, Table); 4] = [
+    (Table::Cpu, Table::CpuMinute),
+    (Table::Mem, Table::MemMinute),
+    (Table::Net, Table::NetMinute),
+    (Table::NetUid, Table::NetUidMinute),
+];
+
+/// Reads every part of one finished hour of a raw table from disk and (re)writes the
+/// hour's roll-up file. Idempotent: the roll-up is always computed from all parts.
+fn roll_up<R, M>(
+    data_dir: &Path,
+    host: &str,
+    hour: i64,
+    minutes: impl Fn(&[R]) -> Vec<M>,
+) -> Result<(), WriteError>
+where
+    R: Row + FromBatch,
+    M: Row,
+{
+    let raw = layout::table_host_dir(data_dir, R::TABLE, host);
+    let (raw_dir, hh) = layout::hour_location(&raw, hour);
+    let mut rows: Vec<R> = Vec::new();
+    for part in layout::hour_parts(&raw_dir, &hh) {
+        match read_rows::<R>(&part) {
+            Ok(mut more) => rows.append(&mut more),
+            // An unreadable raw part is not ours to fix; roll up the rest.
+            Err(err) => tracing::warn!("roll-up skips {}: {err}", part.display()),
+        }
+    }
+    let out = minutes(&rows);
+    if out.is_empty() {
+        return Ok(());
+    }
+    let dir = layout::table_host_dir(data_dir, M::TABLE, host);
+    let (date_dir, hh) = layout::hour_location(&dir, hour);
+    let path = date_dir.join(format!("{hh}.parquet"));
+    let props = Arc::new(writer_properties(M::TABLE, host));
+    write_part(&path, &out, &props).map_err(|source| WriteError { path, source })
+}
+
+/// All rows of one Parquet file.
+pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
+    let file = File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(io::Error::other)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(io::Error::other)?;
+        rows.extend(R::from_batch(&batch).map_err(io::Error::other)?);
+    }
+    Ok(rows)
 }
 
 /// Encodings chosen per column: timestamps delta-encoded, names dictionary-encoded,
@@ -255,7 +523,6 @@ pub fn remove_stray_temporaries(dir: &Path) -> io::Result<usize> {
 mod tests {
     use super::*;
     use arrow::array::{Array, Int64Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn cpu_row(ts_us: i64, uid: i64) -> CpuRow {
         CpuRow {
@@ -282,10 +549,7 @@ mod tests {
     #[test]
     fn rows_land_in_their_hour_and_read_back_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            data_dir: dir.path().into(),
-            host: "h1".into(),
-        };
+        let opts = StoreOptions::new(dir.path(), "h1");
         let mut store = Store::open(opts).unwrap();
         let hour = 1_795_647_600_000_000; // 2026-11-25T23:00:00Z
         store.cpu.push(cpu_row(hour + 2_000_000, 1000));
@@ -325,10 +589,7 @@ mod tests {
     #[test]
     fn metadata_names_schema_version_and_host() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            data_dir: dir.path().into(),
-            host: "h1".into(),
-        };
+        let opts = StoreOptions::new(dir.path(), "h1");
         let mut store = Store::open(opts).unwrap();
         store.event(1_000_000, "start", None);
         assert!(store.flush(1_000_000).is_empty());
@@ -348,10 +609,7 @@ mod tests {
     #[test]
     fn restart_in_the_same_hour_writes_a_new_part() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            data_dir: dir.path().into(),
-            host: "h".into(),
-        };
+        let opts = StoreOptions::new(dir.path(), "h");
         for _ in 0..2 {
             let mut store = Store::open(opts.clone()).unwrap();
             store.cpu.push(cpu_row(1_000_000, 1));
@@ -369,10 +627,7 @@ mod tests {
         fs::create_dir_all(&date).unwrap();
         fs::write(date.join(".00.parquet.tmp"), b"half").unwrap();
         fs::write(date.join("00.parquet"), b"keep").unwrap();
-        let opts = StoreOptions {
-            data_dir: dir.path().into(),
-            host: "h".into(),
-        };
+        let opts = StoreOptions::new(dir.path(), "h");
         Store::open(opts).unwrap();
         assert!(!date.join(".00.parquet.tmp").exists());
         assert!(date.join("00.parquet").exists());
@@ -381,10 +636,7 @@ mod tests {
     #[test]
     fn finished_hours_leave_memory_once_written() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            data_dir: dir.path().into(),
-            host: "h".into(),
-        };
+        let opts = StoreOptions::new(dir.path(), "h");
         let mut store = Store::open(opts).unwrap();
         store.cpu.push(cpu_row(1_000_000, 1));
         assert!(store.flush(1_000_000).is_empty());

@@ -1,6 +1,6 @@
 //! CPU per uid: a sample every interval, the model's deltas into `cpu` rows.
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{every, Step};
 use crate::daemon::backend::CpuSampler;
@@ -9,7 +9,12 @@ use crate::model::{cpu, cpu_intervals, CpuSample};
 use crate::sources::users::UserNames;
 use crate::store::CpuRow;
 
-pub async fn run(ctx: Ctx, mut sampler: Box<dyn CpuSampler>, source: &'static str) {
+pub async fn run(
+    ctx: Ctx,
+    mut sampler: Box<dyn CpuSampler>,
+    source: &'static str,
+    resume: Option<CpuSample>,
+) {
     let mut names = UserNames::default();
     let mut prev = match sampler.sample() {
         Ok(sample) => sample,
@@ -19,12 +24,31 @@ pub async fn run(ctx: Ctx, mut sampler: Box<dyn CpuSampler>, source: &'static st
             return;
         }
     };
+    if let Some(last_written) = resume {
+        // The pinned counters kept counting while the daemon was down: one row per uid
+        // covers the whole gap, from the last values the previous run wrote.
+        let recovered = rows(&last_written, &prev, source, &mut names);
+        let cpu_ns: i64 = recovered.iter().map(|r| r.cpu_ns).sum();
+        let gap_ms = cpu::dur_ms(&last_written, &prev);
+        info!("recovered {gap_ms} ms of CPU accounting from the pinned counters");
+        ctx.event(
+            "recovered",
+            Some(format!(
+                "gap_ms={gap_ms} from={} cpu_ns={cpu_ns} uids={}",
+                last_written.wall_us,
+                recovered.len()
+            )),
+        );
+        ctx.send(Rows::Cpu(recovered));
+    }
+    ctx.send(Rows::CpuTotals(prev.clone()));
     every(
         ctx.settings.interval,
         ctx.shutdown.clone(),
         |_step: Step| match sampler.sample() {
             Ok(cur) => {
                 ctx.send(Rows::Cpu(rows(&prev, &cur, source, &mut names)));
+                ctx.send(Rows::CpuTotals(cur.clone()));
                 prev = cur;
             }
             Err(err) => warn!("CPU sample failed, interval skipped: {err:#}"),

@@ -21,9 +21,15 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         cpu,
         cpu_source,
         ebpf,
+        resume_cpu,
         ..
     } = collectors;
-    handles.push(spawn_local(cpu::run(ctx.clone(), cpu, cpu_source)));
+    handles.push(spawn_local(cpu::run(
+        ctx.clone(),
+        cpu,
+        cpu_source,
+        resume_cpu,
+    )));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }

@@ -34,11 +34,9 @@ impl CpuReader {
     /// Takes the CPU maps out of `loaded`.
     pub fn new(loaded: &mut Loaded, paths: HostPaths) -> Result<Self> {
         let totals = loaded
-            .ebpf
             .take_map(names::CPU_NS)
             .with_context(|| format!("map {} missing from the eBPF object", names::CPU_NS))?;
         let running = loaded
-            .ebpf
             .take_map(names::CPU_RUNNING)
             .with_context(|| format!("map {} missing from the eBPF object", names::CPU_RUNNING))?;
         Ok(CpuReader {

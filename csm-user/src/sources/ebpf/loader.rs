@@ -1,14 +1,18 @@
 //! Loading and attaching: the one path both the daemon and the root tests use.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
 use anyhow::Context;
+use aya::maps::{Map, MapData, MapInfo};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use csm_common::{names, SwitchFormat, TaskOffsets};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use super::pins::{self, PinDir};
 use super::{btf, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
 use crate::sources::SourceError;
@@ -31,12 +35,57 @@ impl SchedVariant {
     }
 }
 
-/// Loaded and attached programs; dropping it detaches them and frees the maps.
+/// Loaded and attached programs; dropping it detaches them and frees the maps, unless
+/// they are pinned (then they stay until [`PinDir::remove`]).
 pub struct Loaded {
-    pub ebpf: Ebpf,
+    /// The object loaded by this process; `None` when pinned state was adopted.
+    ebpf: Option<Ebpf>,
+    /// Maps opened from pins (adopted state).
+    adopted_maps: HashMap<String, Map>,
+    /// Attachments; dropping an unpinned one detaches its program.
+    links: Vec<HeldLink>,
     pub sched: SchedVariant,
     /// Why tp_btf was not used, when the classic tracepoint runs instead.
     pub fallback_reason: Option<String>,
+    /// Where the state is pinned, if it is.
+    pub pins: Option<PinDir>,
+    /// True when this start adopted the pins a crashed run left.
+    pub adopted: bool,
+    /// Identity of the cumulative counters (pin folder and map id): a persisted last
+    /// value is only comparable with counters of the same identity.
+    pub instance: Option<String>,
+    /// What happened to pinned state at start (for the `events` table).
+    pub notes: Vec<String>,
+}
+
+enum HeldLink {
+    Fd(&'static str, FdLink),
+    Pinned(#[allow(dead_code)] PinnedLink),
+    Other(#[allow(dead_code)] Box<dyn std::any::Any>),
+}
+
+impl Loaded {
+    /// Takes a map out, whether this process loaded it or adopted it from a pin.
+    pub fn take_map(&mut self, name: &str) -> Option<Map> {
+        if let Some(map) = self.adopted_maps.remove(name) {
+            return Some(map);
+        }
+        self.ebpf.as_mut()?.take_map(name)
+    }
+
+    fn fresh(ebpf: Ebpf, link: HeldLink, sched: SchedVariant, reason: Option<String>) -> Self {
+        Loaded {
+            ebpf: Some(ebpf),
+            adopted_maps: HashMap::new(),
+            links: vec![link],
+            sched,
+            fallback_reason: reason,
+            pins: None,
+            adopted: false,
+            instance: None,
+            notes: Vec::new(),
+        }
+    }
 }
 
 const WHAT: &str = "eBPF";
@@ -60,24 +109,173 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
         Some(_) => attach_sched_btf(&mut ebpf, &btf_path),
         None => Err(format!("no usable BTF at {}", btf_path.display())),
     };
-    let (sched, fallback_reason) = match btf_attempt {
-        Ok(()) => (SchedVariant::BtfTracePoint, None),
+    let (link, sched, fallback_reason) = match btf_attempt {
+        Ok(link) => (link, SchedVariant::BtfTracePoint, None),
         Err(why_not_btf) => {
-            attach_sched_classic(&mut ebpf, paths).map_err(|why| {
+            let link = attach_sched_classic(&mut ebpf, paths).map_err(|why| {
                 SourceError::unsupported(
                     WHAT,
                     format!("tp_btf: {why_not_btf}; classic tracepoint: {why}"),
                 )
             })?;
             info!("tp_btf sched_switch unavailable ({why_not_btf}); using the classic tracepoint");
-            (SchedVariant::ClassicTracePoint, Some(why_not_btf))
+            (link, SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
+    Ok(Loaded::fresh(ebpf, link, sched, fallback_reason))
+}
+
+/// Like [`load_and_attach`], with the maps and links pinned in bpffs for this data dir:
+/// adopts the pins a crashed run left (same data dir, same build), replaces pins of
+/// another build, and pins fresh state otherwise. Where pinning is impossible it runs
+/// unpinned and says so in `notes`.
+pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceError> {
+    check_privileges()?;
+    if !pins::ensure_bpffs() {
+        let mut loaded = load_and_attach(paths)?;
+        loaded.notes.push(format!(
+            "bpffs not available at {}: state not pinned",
+            pins::BPFFS
+        ));
+        return Ok(loaded);
+    }
+    let dir = PinDir::for_data_dir(Path::new(pins::BPFFS), data_dir);
+    let mut notes = Vec::new();
+    for other in dir.incompatible_siblings() {
+        match pins::remove_pin_dir(&other) {
+            Ok(()) => notes.push(format!(
+                "removed pins of another csm build: {}",
+                other.display()
+            )),
+            Err(err) => warn!("cannot remove old pins {}: {err}", other.display()),
+        }
+    }
+    if dir.path.exists() {
+        match adopt(&dir) {
+            Ok(mut loaded) => {
+                dir.write_owner(data_dir);
+                notes.push(format!("adopted pinned state {}", dir.path.display()));
+                loaded.notes = notes;
+                return Ok(loaded);
+            }
+            Err(err) => {
+                warn!(
+                    "cannot adopt {}: {err:#}; loading afresh",
+                    dir.path.display()
+                );
+                notes.push(format!("unusable pins replaced ({err:#})"));
+                if let Err(err) = pins::remove_pin_dir(&dir.path) {
+                    return Err(SourceError::Failed(anyhow::anyhow!(
+                        "cannot remove unusable pins {}: {err}",
+                        dir.path.display()
+                    )));
+                }
+            }
+        }
+    }
+    let mut loaded = load_and_attach(paths)?;
+    match pin_all(&mut loaded, &dir) {
+        Ok(()) => {
+            dir.write_owner(data_dir);
+            loaded.instance = instance_of(&dir).ok();
+            loaded.pins = Some(dir);
+        }
+        Err(err) => {
+            warn!("cannot pin eBPF state in {}: {err:#}", dir.path.display());
+            notes.push(format!("state not pinned: {err:#}"));
+            let _ = pins::remove_pin_dir(&dir.path);
+        }
+    }
+    loaded.notes = notes;
+    Ok(loaded)
+}
+
+/// Pins every map and every link that can be pinned.
+fn pin_all(loaded: &mut Loaded, dir: &PinDir) -> anyhow::Result<()> {
+    fs::create_dir_all(&dir.path).with_context(|| format!("create {}", dir.path.display()))?;
+    let ebpf = loaded.ebpf.as_ref().context("nothing loaded to pin")?;
+    for (name, map) in ebpf.maps() {
+        if name.starts_with('.') {
+            continue; // .rodata/.bss: constants of this load, not state
+        }
+        let path = dir.map(name);
+        map.pin(&path)
+            .with_context(|| format!("pin map {name} at {}", path.display()))?;
+    }
+    let links = std::mem::take(&mut loaded.links);
+    for link in links {
+        loaded.links.push(match link {
+            HeldLink::Fd(program, fd) => {
+                let path = dir.link(program);
+                HeldLink::Pinned(
+                    fd.pin(&path)
+                        .with_context(|| format!("pin link of {program} at {}", path.display()))?,
+                )
+            }
+            other => other,
+        });
+    }
+    if !loaded
+        .links
+        .iter()
+        .all(|l| matches!(l, HeldLink::Pinned(_)))
+    {
+        anyhow::bail!("a program's attachment cannot be pinned on this kernel");
+    }
+    Ok(())
+}
+
+/// Opens the pinned maps and links a crashed run left.
+fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
+    let mut adopted_maps = HashMap::new();
+    let mut links = Vec::new();
+    let mut sched = None;
+    for entry in fs::read_dir(&dir.path).with_context(|| format!("read {}", dir.path.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(map) = name.strip_prefix("map_") {
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("open pinned map {}", path.display()))?;
+            let map_obj = Map::from_map_data(data)
+                .with_context(|| format!("pinned map {} has an unknown type", path.display()))?;
+            adopted_maps.insert(map.to_string(), map_obj);
+        } else if let Some(program) = name.strip_prefix("link_") {
+            let link = PinnedLink::from_pin(&path)
+                .with_context(|| format!("open pinned link {}", path.display()))?;
+            if program == names::PROG_SCHED_SWITCH_BTF {
+                sched = Some(SchedVariant::BtfTracePoint);
+            } else if program == names::PROG_SCHED_SWITCH_TP {
+                sched = Some(SchedVariant::ClassicTracePoint);
+            }
+            links.push(HeldLink::Pinned(link));
+        }
+    }
+    let sched = sched.context("no pinned scheduler program")?;
+    for required in [names::CPU_NS, names::CPU_RUNNING] {
+        anyhow::ensure!(
+            adopted_maps.contains_key(required),
+            "map {required} is not pinned"
+        );
+    }
     Ok(Loaded {
-        ebpf,
+        ebpf: None,
+        adopted_maps,
+        links,
         sched,
-        fallback_reason,
+        fallback_reason: None,
+        instance: Some(instance_of(dir)?),
+        pins: Some(dir.clone()),
+        adopted: true,
+        notes: Vec::new(),
     })
+}
+
+/// Pin folder and kernel id of the CPU map: the same only while the same map lives.
+fn instance_of(dir: &PinDir) -> anyhow::Result<String> {
+    let path = dir.map(names::CPU_NS);
+    let info = MapInfo::from_pin(&path).with_context(|| format!("map info {}", path.display()))?;
+    Ok(format!("{}#{}", dir.name(), info.id()))
 }
 
 fn check_privileges() -> Result<(), SourceError> {
@@ -114,7 +312,7 @@ fn raise_memlock_limit() {
     }
 }
 
-fn attach_sched_btf(ebpf: &mut Ebpf, btf_path: &Path) -> Result<(), String> {
+fn attach_sched_btf(ebpf: &mut Ebpf, btf_path: &Path) -> Result<HeldLink, String> {
     let btf = Btf::parse_file(btf_path, aya::Endianness::default())
         .map_err(|err| format!("cannot parse {}: {err}", btf_path.display()))?;
     let program: &mut BtfTracePoint = ebpf
@@ -129,13 +327,19 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf_path: &Path) -> Result<(), String> {
             verifier_summary(&err)
         )
     })?;
-    program
+    let id = program
         .attach()
         .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_BTF))?;
-    Ok(())
+    let link = program
+        .take_link(id)
+        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_BTF))?;
+    Ok(HeldLink::Fd(
+        names::PROG_SCHED_SWITCH_BTF,
+        FdLink::from(link),
+    ))
 }
 
-fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<(), String> {
+fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, String> {
     if paths.is_live() {
         ensure_tracefs();
     }
@@ -162,10 +366,27 @@ fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<(), String
             verifier_summary(&err)
         )
     })?;
-    program
+    let id = program
         .attach("sched", "sched_switch")
         .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-    Ok(())
+    let link = program
+        .take_link(id)
+        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
+    // Perf-event links (kernels before 5.15) cannot become pinnable fd links; the failed
+    // conversion dropped (detached) it, so attach once more and keep that link as it is.
+    Ok(match FdLink::try_from(link) {
+        Ok(fd) => HeldLink::Fd(names::PROG_SCHED_SWITCH_TP, fd),
+        Err(err) => {
+            debug!("classic tracepoint link is not an fd link ({err}); it will not be pinned");
+            let id = program
+                .attach("sched", "sched_switch")
+                .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
+            let link = program
+                .take_link(id)
+                .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
+            HeldLink::Other(Box::new(link))
+        }
+    })
 }
 
 /// Classic tracepoints attach through tracefs; mount it where it is missing (as root).

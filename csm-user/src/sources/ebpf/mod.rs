@@ -3,9 +3,10 @@
 pub mod btf;
 pub mod cpu;
 pub mod loader;
+pub mod pins;
 
 pub use cpu::CpuReader;
-pub use loader::{load_and_attach, Loaded, SchedVariant};
+pub use loader::{load_and_attach, load_pinned, Loaded, SchedVariant};
 
 /// The compiled eBPF object, embedded at build time (see csm-user/build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CSM_EBPF_OBJECT"));

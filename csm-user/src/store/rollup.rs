@@ -1,0 +1,510 @@
+//! 1-minute roll-ups of a finished hour (`cpu_1m`, `net_1m`, `net_uid_1m`, `mem_1m`).
+//!
+//! Pure functions from the hour's raw rows to roll-up rows; no I/O. Rules:
+//! - A counter row (`cpu`, `net`, `net_uid`) goes to the minute holding the middle of the
+//!   interval it covers, clamped into the row's own hour, so every raw row lands in exactly
+//!   one roll-up row of exactly one hourly roll-up file.
+//! - Counters are summed. `dur_ms` is the time the minute's rows cover (the sum of the
+//!   lengths of the distinct intervals seen in that minute, across the whole table); it can
+//!   exceed 60 000 when a row covers a collection gap (a recovery after a crash).
+//! - Rates are means over the covered time; `*_max` keep the highest single interval so
+//!   that spikes survive the roll-up.
+//! - Gauges (`mem`) go to the minute they were sampled in: count, mean and max.
+//! - `ts` of a roll-up row is the end of its minute.
+
+use std::collections::BTreeMap;
+
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use super::layout::{hour_of, MICROS_PER_HOUR};
+use super::rows::{self, CpuRow, MemRow, NetRow, NetUidRow, Row};
+use super::schema::Table;
+
+pub const MICROS_PER_MINUTE: i64 = 60_000_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuMinuteRow {
+    pub ts_us: i64,
+    pub dur_ms: i64,
+    pub uid: i64,
+    pub user: Option<String>,
+    pub cpu_ns: i64,
+    pub cpu_pct: f64,
+    pub cpu_pct_max: f64,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetMinuteRow {
+    pub ts_us: i64,
+    pub dur_ms: i64,
+    pub iface: String,
+    pub ifindex: i64,
+    pub netns: Option<i64>,
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+    pub rx_packets: i64,
+    pub tx_packets: i64,
+    pub rx_bytes_per_s_max: f64,
+    pub tx_bytes_per_s_max: f64,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetUidMinuteRow {
+    pub ts_us: i64,
+    pub dur_ms: i64,
+    pub uid: i64,
+    pub user: Option<String>,
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemMinuteRow {
+    pub ts_us: i64,
+    pub uid: i64,
+    pub user: Option<String>,
+    pub samples: i64,
+    pub nproc_max: i64,
+    pub rss_bytes_mean: i64,
+    pub rss_bytes_max: i64,
+    pub pss_bytes_mean: Option<i64>,
+    pub swap_bytes_mean: Option<i64>,
+}
+
+/// Start of the minute a counter row belongs to (see the module rules).
+fn counter_minute(ts_us: i64, dur_ms: i64) -> i64 {
+    let middle = ts_us - dur_ms.max(0) * 500;
+    let minute = middle.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE;
+    let hour_start = hour_of(ts_us) * MICROS_PER_HOUR;
+    minute.clamp(hour_start, hour_start + MICROS_PER_HOUR - MICROS_PER_MINUTE)
+}
+
+fn gauge_minute(ts_us: i64) -> i64 {
+    ts_us.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE
+}
+
+/// Covered milliseconds per minute: each distinct interval end counted once, at its
+/// longest length.
+fn coverage(intervals: impl Iterator<Item = (i64, i64)>) -> BTreeMap<i64, i64> {
+    let mut per_ts: BTreeMap<i64, i64> = BTreeMap::new();
+    for (ts, dur) in intervals {
+        let d = per_ts.entry(ts).or_default();
+        *d = (*d).max(dur);
+    }
+    let mut per_minute = BTreeMap::new();
+    for (ts, dur) in per_ts {
+        *per_minute.entry(counter_minute(ts, dur)).or_default() += dur;
+    }
+    per_minute
+}
+
+fn rate_per_s(value: i64, dur_ms: i64) -> f64 {
+    if dur_ms <= 0 {
+        0.0
+    } else {
+        value as f64 * 1000.0 / dur_ms as f64
+    }
+}
+
+pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
+    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
+    let mut out: BTreeMap<(i64, i64), CpuMinuteRow> = BTreeMap::new();
+    for r in rows {
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let acc = out.entry((minute, r.uid)).or_insert_with(|| CpuMinuteRow {
+            ts_us: minute + MICROS_PER_MINUTE,
+            dur_ms: cover.get(&minute).copied().unwrap_or(0),
+            uid: r.uid,
+            user: None,
+            cpu_ns: 0,
+            cpu_pct: 0.0,
+            cpu_pct_max: 0.0,
+            source: r.source,
+        });
+        acc.cpu_ns = acc.cpu_ns.saturating_add(r.cpu_ns);
+        acc.cpu_pct_max = acc.cpu_pct_max.max(r.cpu_pct);
+        if r.user.is_some() {
+            acc.user = r.user.clone();
+        }
+    }
+    out.into_values()
+        .map(|mut r| {
+            r.cpu_pct = if r.dur_ms > 0 {
+                r.cpu_ns as f64 * 100.0 / (r.dur_ms as f64 * 1e6)
+            } else {
+                0.0
+            };
+            r
+        })
+        .collect()
+}
+
+pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
+    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
+    let mut out: BTreeMap<(i64, String, i64, Option<i64>), NetMinuteRow> = BTreeMap::new();
+    for r in rows {
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let key = (minute, r.iface.clone(), r.ifindex, r.netns);
+        let acc = out.entry(key).or_insert_with(|| NetMinuteRow {
+            ts_us: minute + MICROS_PER_MINUTE,
+            dur_ms: cover.get(&minute).copied().unwrap_or(0),
+            iface: r.iface.clone(),
+            ifindex: r.ifindex,
+            netns: r.netns,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+            rx_bytes_per_s_max: 0.0,
+            tx_bytes_per_s_max: 0.0,
+            source: r.source,
+        });
+        acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
+        acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);
+        acc.rx_packets = acc.rx_packets.saturating_add(r.rx_packets);
+        acc.tx_packets = acc.tx_packets.saturating_add(r.tx_packets);
+        acc.rx_bytes_per_s_max = acc.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
+        acc.tx_bytes_per_s_max = acc.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
+    }
+    let mut rows: Vec<_> = out.into_values().collect();
+    rows.sort_by_key(|r| r.ts_us);
+    rows
+}
+
+pub fn net_uid_minutes(rows: &[NetUidRow]) -> Vec<NetUidMinuteRow> {
+    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
+    let mut out: BTreeMap<(i64, i64), NetUidMinuteRow> = BTreeMap::new();
+    for r in rows {
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let acc = out
+            .entry((minute, r.uid))
+            .or_insert_with(|| NetUidMinuteRow {
+                ts_us: minute + MICROS_PER_MINUTE,
+                dur_ms: cover.get(&minute).copied().unwrap_or(0),
+                uid: r.uid,
+                user: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+            });
+        acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
+        acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);
+        if r.user.is_some() {
+            acc.user = r.user.clone();
+        }
+    }
+    out.into_values().collect()
+}
+
+pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
+    #[derive(Default)]
+    struct Acc {
+        user: Option<String>,
+        n: i64,
+        nproc_max: i64,
+        rss_sum: i128,
+        rss_max: i64,
+        pss: (i128, i64),
+        swap: (i128, i64),
+    }
+    let mut out: BTreeMap<(i64, i64), Acc> = BTreeMap::new();
+    for r in rows {
+        let acc = out.entry((gauge_minute(r.ts_us), r.uid)).or_default();
+        acc.n += 1;
+        acc.nproc_max = acc.nproc_max.max(r.nproc);
+        acc.rss_sum += r.rss_bytes as i128;
+        acc.rss_max = acc.rss_max.max(r.rss_bytes);
+        if let Some(p) = r.pss_bytes {
+            acc.pss.0 += p as i128;
+            acc.pss.1 += 1;
+        }
+        if let Some(s) = r.swap_bytes {
+            acc.swap.0 += s as i128;
+            acc.swap.1 += 1;
+        }
+        if r.user.is_some() {
+            acc.user = r.user.clone();
+        }
+    }
+    let mean = |(sum, n): (i128, i64)| (n > 0).then(|| (sum / n as i128) as i64);
+    out.into_iter()
+        .map(|((minute, uid), a)| MemMinuteRow {
+            ts_us: minute + MICROS_PER_MINUTE,
+            uid,
+            user: a.user,
+            samples: a.n,
+            nproc_max: a.nproc_max,
+            rss_bytes_mean: (a.rss_sum / a.n.max(1) as i128) as i64,
+            rss_bytes_max: a.rss_max,
+            pss_bytes_mean: mean(a.pss),
+            swap_bytes_mean: mean(a.swap),
+        })
+        .collect()
+}
+
+/// Roll-up rows end their minute: the hour they belong to is the one of `ts - 1 µs`.
+fn rollup_hour(ts_us: i64) -> i64 {
+    hour_of(ts_us - 1)
+}
+
+impl Row for CpuMinuteRow {
+    const TABLE: Table = Table::CpuMinute;
+    fn ts_us(&self) -> i64 {
+        self.ts_us
+    }
+    fn hour(&self) -> i64 {
+        rollup_hour(self.ts_us)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        rows::batch(
+            Self::TABLE,
+            vec![
+                rows::ts_col(rows, |r| r.ts_us),
+                rows::i64_col(rows, |r| r.dur_ms),
+                rows::i64_col(rows, |r| r.uid),
+                rows::opt_str_col(rows, |r| r.user.as_deref()),
+                rows::i64_col(rows, |r| r.cpu_ns),
+                rows::f64_col(rows, |r| r.cpu_pct),
+                rows::f64_col(rows, |r| r.cpu_pct_max),
+                rows::str_col(rows, |r| r.source),
+            ],
+        )
+    }
+}
+
+impl Row for NetMinuteRow {
+    const TABLE: Table = Table::NetMinute;
+    fn ts_us(&self) -> i64 {
+        self.ts_us
+    }
+    fn hour(&self) -> i64 {
+        rollup_hour(self.ts_us)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        rows::batch(
+            Self::TABLE,
+            vec![
+                rows::ts_col(rows, |r| r.ts_us),
+                rows::i64_col(rows, |r| r.dur_ms),
+                rows::str_col(rows, |r| &r.iface),
+                rows::i64_col(rows, |r| r.ifindex),
+                rows::opt_i64_col(rows, |r| r.netns),
+                rows::i64_col(rows, |r| r.rx_bytes),
+                rows::i64_col(rows, |r| r.tx_bytes),
+                rows::i64_col(rows, |r| r.rx_packets),
+                rows::i64_col(rows, |r| r.tx_packets),
+                rows::f64_col(rows, |r| r.rx_bytes_per_s_max),
+                rows::f64_col(rows, |r| r.tx_bytes_per_s_max),
+                rows::str_col(rows, |r| r.source),
+            ],
+        )
+    }
+}
+
+impl Row for NetUidMinuteRow {
+    const TABLE: Table = Table::NetUidMinute;
+    fn ts_us(&self) -> i64 {
+        self.ts_us
+    }
+    fn hour(&self) -> i64 {
+        rollup_hour(self.ts_us)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        rows::batch(
+            Self::TABLE,
+            vec![
+                rows::ts_col(rows, |r| r.ts_us),
+                rows::i64_col(rows, |r| r.dur_ms),
+                rows::i64_col(rows, |r| r.uid),
+                rows::opt_str_col(rows, |r| r.user.as_deref()),
+                rows::i64_col(rows, |r| r.rx_bytes),
+                rows::i64_col(rows, |r| r.tx_bytes),
+            ],
+        )
+    }
+}
+
+impl Row for MemMinuteRow {
+    const TABLE: Table = Table::MemMinute;
+    fn ts_us(&self) -> i64 {
+        self.ts_us
+    }
+    fn hour(&self) -> i64 {
+        rollup_hour(self.ts_us)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        rows::batch(
+            Self::TABLE,
+            vec![
+                rows::ts_col(rows, |r| r.ts_us),
+                rows::i64_col(rows, |r| r.uid),
+                rows::opt_str_col(rows, |r| r.user.as_deref()),
+                rows::i64_col(rows, |r| r.samples),
+                rows::i64_col(rows, |r| r.nproc_max),
+                rows::i64_col(rows, |r| r.rss_bytes_mean),
+                rows::i64_col(rows, |r| r.rss_bytes_max),
+                rows::opt_i64_col(rows, |r| r.pss_bytes_mean),
+                rows::opt_i64_col(rows, |r| r.swap_bytes_mean),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 1_795_647_600_000_000; // 2026-11-25T23:00:00Z
+
+    fn cpu(ts_s: i64, uid: i64, ns: i64) -> CpuRow {
+        CpuRow {
+            ts_us: H + ts_s * 1_000_000 + 3_000,
+            dur_ms: 1000,
+            uid,
+            user: Some(format!("u{uid}")),
+            cpu_ns: ns,
+            cpu_pct: ns as f64 / 1e7,
+            source: "ebpf",
+        }
+    }
+
+    #[test]
+    fn cpu_sums_counters_keeps_the_spike_and_means_over_coverage() {
+        // uid 1 busy for the first minute (60 rows ending at 1..=60 s), with one spike;
+        // uid 2 only a few seconds.
+        let mut rows: Vec<CpuRow> = (1..=60).map(|s| cpu(s, 1, 500_000_000)).collect();
+        rows[10].cpu_ns = 1_000_000_000;
+        rows[10].cpu_pct = 100.0;
+        rows.push(cpu(5, 2, 100_000_000));
+        rows.push(cpu(61, 1, 200_000_000));
+        let out = cpu_minutes(&rows);
+        assert_eq!(out.len(), 3);
+        let u1 = &out[0];
+        assert_eq!((u1.ts_us, u1.uid), (H + 60_000_000, 1));
+        assert_eq!(u1.dur_ms, 60_000);
+        assert_eq!(u1.cpu_ns, 59 * 500_000_000 + 1_000_000_000);
+        assert!((u1.cpu_pct - 50.833_333).abs() < 1e-3);
+        assert_eq!(u1.cpu_pct_max, 100.0);
+        let u2 = &out[1];
+        assert_eq!((u2.uid, u2.cpu_ns, u2.dur_ms), (2, 100_000_000, 60_000));
+        assert!(
+            (u2.cpu_pct - 100.0 / 600.0).abs() < 1e-9,
+            "mean over the minute"
+        );
+        assert_eq!(out[2].ts_us, H + 120_000_000);
+        let total: i64 = out.iter().map(|r| r.cpu_ns).sum();
+        assert_eq!(
+            total,
+            rows.iter().map(|r| r.cpu_ns).sum::<i64>(),
+            "nothing lost"
+        );
+    }
+
+    #[test]
+    fn rows_stay_in_their_hour() {
+        // First row of the hour: its middle is in the previous hour, clamped to this one.
+        let first = cpu(0, 1, 10);
+        // Last row of the hour, ending just before the next.
+        let mut last = cpu(3599, 1, 20);
+        last.ts_us = H + MICROS_PER_HOUR - 1;
+        let out = cpu_minutes(&[first, last]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].ts_us, H + MICROS_PER_MINUTE);
+        assert_eq!(out[1].ts_us, H + MICROS_PER_HOUR);
+        assert!(out.iter().all(|r| r.hour() == hour_of(H)));
+    }
+
+    #[test]
+    fn gap_rows_count_their_whole_length() {
+        let mut gap = cpu(30, 1, 20_000_000_000);
+        gap.dur_ms = 20_000;
+        let out = cpu_minutes(&[gap]);
+        assert_eq!(out[0].dur_ms, 20_000);
+        assert!((out[0].cpu_pct - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn net_sums_and_keeps_peak_rates() {
+        let row = |s: i64, iface: &str, rx: i64, tx: i64| NetRow {
+            ts_us: H + s * 1_000_000,
+            dur_ms: 1000,
+            iface: iface.into(),
+            ifindex: if iface == "lo" { 1 } else { 2 },
+            netns: Some(4026531840),
+            rx_bytes: rx,
+            tx_bytes: tx,
+            rx_packets: 1,
+            tx_packets: 2,
+            source: "ebpf",
+        };
+        let rows = vec![
+            row(1, "eth0", 100, 1000),
+            row(2, "eth0", 5000, 10),
+            row(2, "lo", 7, 7),
+            row(70, "eth0", 1, 1),
+        ];
+        let out = net_minutes(&rows);
+        assert_eq!(out.len(), 3);
+        let eth = out
+            .iter()
+            .find(|r| r.iface == "eth0" && r.ts_us == H + 60_000_000)
+            .unwrap();
+        assert_eq!(
+            (eth.rx_bytes, eth.tx_bytes, eth.rx_packets, eth.tx_packets),
+            (5100, 1010, 2, 4)
+        );
+        assert_eq!(
+            (eth.rx_bytes_per_s_max, eth.tx_bytes_per_s_max),
+            (5000.0, 1000.0)
+        );
+        assert_eq!(
+            eth.dur_ms, 2000,
+            "two distinct intervals seen in that minute"
+        );
+    }
+
+    #[test]
+    fn net_uid_sums() {
+        let row = |s: i64, uid: i64| NetUidRow {
+            ts_us: H + s * 1_000_000,
+            dur_ms: 1000,
+            uid,
+            user: None,
+            rx_bytes: 10,
+            tx_bytes: 3,
+        };
+        let out = net_uid_minutes(&[row(1, 5), row(2, 5), row(3, 6)]);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].uid, out[0].rx_bytes, out[0].tx_bytes), (5, 20, 6));
+        assert_eq!(out[0].user, None);
+    }
+
+    #[test]
+    fn mem_means_and_maxes_gauges() {
+        let row = |s: i64, rss: i64, pss: Option<i64>| MemRow {
+            ts_us: H + s * 1_000_000,
+            uid: 1000,
+            user: Some("a".into()),
+            nproc: rss / 100,
+            rss_bytes: rss,
+            pss_bytes: pss,
+            swap_bytes: None,
+        };
+        let out = mem_minutes(&[
+            row(0, 1000, Some(10)),
+            row(10, 3000, None),
+            row(60, 5, None),
+        ]);
+        assert_eq!(out.len(), 2);
+        let m = &out[0];
+        assert_eq!(m.ts_us, H + 60_000_000);
+        assert_eq!(
+            (m.samples, m.nproc_max, m.rss_bytes_mean, m.rss_bytes_max),
+            (2, 30, 2000, 3000)
+        );
+        assert_eq!((m.pss_bytes_mean, m.swap_bytes_mean), (Some(10), None));
+        assert_eq!(out[1].samples, 1);
+    }
+}
