@@ -52,6 +52,10 @@ pub struct ProcCpuSampler {
     pids: HashMap<u32, Tracked>,
     /// Cumulative CPU ns per uid since the first sample.
     totals: BTreeMap<u32, u64>,
+    /// Already counted child ticks not yet seen in the reaper's cutime/cstime, per live
+    /// pid, kept for one more sample: a scan reads the parent before the child, so a child
+    /// reaped in between is gone while the parent's cutime does not have it yet.
+    pending: HashMap<u32, u64>,
     first: bool,
     warnings: WarnOnce,
 }
@@ -64,6 +68,7 @@ impl ProcCpuSampler {
             ns_per_tick: ns_per_tick(),
             pids: HashMap::new(),
             totals: BTreeMap::new(),
+            pending: HashMap::new(),
             first: true,
             warnings: WarnOnce::default(),
         }
@@ -164,8 +169,9 @@ impl ProcCpuSampler {
     }
 
     /// Ticks each uid used since the previous sample.
-    fn charge(&self, current: &HashMap<u32, Tracked>) -> BTreeMap<u32, u64> {
-        let known = self.known_child_ticks(current);
+    fn charge(&mut self, current: &HashMap<u32, Tracked>) -> BTreeMap<u32, u64> {
+        let fresh = self.known_child_ticks(current);
+        let carried: HashMap<u32, u64> = self.pending.drain().collect();
         let mut per_uid = BTreeMap::new();
         for (pid, now) in current {
             let prev = self
@@ -182,10 +188,16 @@ impl ProcCpuSampler {
                 None if self.first => (0, 0),
                 None => (now.stat.own_ticks(), now.stat.child_ticks()),
             };
+            let new_known = fresh.get(pid).copied().unwrap_or(0);
+            let already = new_known + carried.get(pid).copied().unwrap_or(0);
             let recovered = match self.child_times {
-                ChildTimes::Recover => child.saturating_sub(known.get(pid).copied().unwrap_or(0)),
+                ChildTimes::Recover => child.saturating_sub(already),
                 ChildTimes::Ignore => 0,
             };
+            let unused = already.saturating_sub(child).min(new_known);
+            if unused > 0 && prev.is_some() {
+                self.pending.insert(*pid, unused);
+            }
             let ticks = own + recovered;
             if ticks > 0 {
                 *per_uid.entry(now.uid).or_default() += ticks;
@@ -231,4 +243,114 @@ fn ns_per_tick() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     1_000_000_000 / if hz > 0 { hz as u64 } else { 100 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake /proc with processes `(pid, ppid, uid, utime, stime, cutime, cstime)`.
+    struct FakeProc {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeProc {
+        fn new() -> Self {
+            FakeProc {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn paths(&self) -> HostPaths {
+            HostPaths {
+                proc_root: self.dir.path().to_path_buf(),
+                sys_root: self.dir.path().join("sys"),
+            }
+        }
+        fn set(&self, pid: u32, ppid: u32, uid: u32, times: [u64; 4]) {
+            let d = self.dir.path().join(pid.to_string());
+            fs::create_dir_all(&d).unwrap();
+            let [u, s, cu, cs] = times;
+            fs::write(
+                d.join("stat"),
+                format!("{pid} (p {pid}) S {ppid} 1 1 0 -1 0 0 0 0 0 {u} {s} {cu} {cs} 20 0 1 0 {pid}00 0 0\n"),
+            )
+            .unwrap();
+            fs::write(
+                d.join("status"),
+                format!("Name:\tp\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+            )
+            .unwrap();
+        }
+        fn kill(&self, pid: u32) {
+            fs::remove_dir_all(self.dir.path().join(pid.to_string())).unwrap();
+        }
+    }
+
+    fn ticks(sample: &CpuSample, uid: u32) -> u64 {
+        sample.per_uid.get(&uid).copied().unwrap_or(0) / ns_per_tick()
+    }
+
+    #[test]
+    fn exited_children_come_back_through_the_parent() {
+        let f = FakeProc::new();
+        f.set(100, 1, 1000, [10, 0, 0, 0]);
+        f.set(101, 100, 1000, [50, 10, 0, 0]);
+        let mut with = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
+        let mut without = ProcCpuSampler::new(f.paths(), ChildTimes::Ignore);
+        with.sample().unwrap();
+        without.sample().unwrap();
+        // 101 runs 40 more ticks (unseen tail) and exits; an unseen child ran 30 ticks;
+        // the parent reaped both: its cutime+cstime grow by 60+40+30.
+        f.kill(101);
+        f.set(100, 1, 1000, [12, 0, 100, 30]);
+        // A new process of another uid is counted whole.
+        f.set(300, 1, 1001, [5, 2, 0, 0]);
+        let a = with.sample().unwrap();
+        let b = without.sample().unwrap();
+        assert_eq!(ticks(&a, 1000), 2 + 40 + 30);
+        assert_eq!(ticks(&b, 1000), 2);
+        assert_eq!(ticks(&a, 1001), 7);
+        assert_eq!(ticks(&b, 1001), 7);
+    }
+
+    #[test]
+    fn child_gone_before_the_parent_shows_it_is_not_counted_twice() {
+        let f = FakeProc::new();
+        f.set(100, 1, 1000, [0, 0, 0, 0]);
+        f.set(101, 100, 1000, [50, 0, 0, 0]);
+        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
+        s.sample().unwrap();
+        f.kill(101);
+        assert_eq!(ticks(&s.sample().unwrap(), 1000), 0);
+        // The parent's cutime shows the child one sample late: only the 5-tick tail is new.
+        f.set(100, 1, 1000, [0, 0, 55, 0]);
+        assert_eq!(ticks(&s.sample().unwrap(), 1000), 5);
+    }
+
+    #[test]
+    fn grandchildren_land_with_the_nearest_live_ancestor() {
+        let f = FakeProc::new();
+        f.set(100, 1, 1000, [0, 0, 0, 0]);
+        f.set(101, 100, 1000, [10, 0, 0, 0]);
+        f.set(102, 101, 1000, [20, 0, 0, 0]);
+        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
+        s.sample().unwrap();
+        f.kill(102);
+        f.kill(101);
+        // 101 reaped 102 (20 + 3 tail), then 100 reaped 101 (10 + 1 tail + 23).
+        f.set(100, 1, 1000, [0, 0, 34, 0]);
+        assert_eq!(ticks(&s.sample().unwrap(), 1000), 4);
+    }
+
+    #[test]
+    fn totals_never_go_down_when_processes_exit() {
+        let f = FakeProc::new();
+        f.set(100, 1, 1000, [500, 0, 0, 0]);
+        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Ignore);
+        s.sample().unwrap();
+        f.set(100, 1, 1000, [600, 0, 0, 0]);
+        assert_eq!(ticks(&s.sample().unwrap(), 1000), 100);
+        f.kill(100);
+        assert_eq!(ticks(&s.sample().unwrap(), 1000), 100);
+    }
 }
