@@ -67,7 +67,8 @@ fn parse_line(line: &str, ctid: &mut Option<u64>) -> Result<Beancounter, String>
     let fields: Vec<&str> = rest.split_whitespace().collect();
     if fields.len() != 6 {
         return Err(format!(
-            "{} fields, 6 expected (resource held maxheld barrier limit failcnt)",
+            "{}: {} fields, 6 expected (resource held maxheld barrier limit failcnt)",
+            clip(fields.first().copied().unwrap_or("")),
             fields.len()
         ));
     }
