@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use csm::sources::host::HostPaths;
+use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 use csm_tests::{csm_binary, read_table};
 
@@ -76,6 +77,27 @@ impl Drop for Killed {
         // SAFETY: kill(2) of the process group this test created (pgid = its pid).
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
+    }
+}
+
+/// BSD process accounting into a file, switched off again on drop.
+struct Accounting;
+
+impl Accounting {
+    fn start(file: &Path) -> Accounting {
+        std::fs::write(file, b"").unwrap();
+        let path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: acct(2) with a valid NUL-terminated path.
+        let rc = unsafe { libc::syscall(libc::SYS_acct, path.as_ptr()) };
+        assert_eq!(rc, 0, "acct(2): {}", std::io::Error::last_os_error());
+        Accounting
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        // SAFETY: acct(NULL) switches accounting off.
+        unsafe { libc::syscall(libc::SYS_acct, std::ptr::null::<libc::c_char>()) };
     }
 }
 
@@ -159,6 +181,65 @@ fn proc_and_ebpf_agree_on_a_steady_workload() {
     assert!(diff < 0.03, "proc {sp} vs ebpf {se}: {:.2} %", diff * 100.0);
 }
 
+/// Shares of eBPF's CPU time for one workload, in percent.
+struct Shares {
+    ebpf_s: f64,
+    stat_only: f64,
+    with_cutime: f64,
+    with_acct: f64,
+    acct_records: usize,
+}
+
+/// Runs `script` as `user` for `secs` seconds under eBPF, both /proc variants and
+/// process accounting, over the same whole seconds.
+fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
+    let _work = user.spawn(script);
+    let tmp = tempfile::tempdir().unwrap();
+    let ebpf_dir = tmp.path().join("ebpf");
+    let ebpf = daemon("ebpf", &ebpf_dir, secs);
+    let mut without = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore);
+    let mut with = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Recover);
+    let take = |s: &mut ProcCpuSampler| -> u64 {
+        let sample = s.sample().unwrap();
+        sample.per_uid.get(&user.uid).copied().unwrap_or(0)
+    };
+    sleep_to_next_second();
+    sleep_to_next_second();
+    let first_ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let acct_file = tmp.path().join("pacct");
+    let accounting = Accounting::start(&acct_file);
+    let (w0, r0) = (take(&mut without), take(&mut with));
+    let samples = secs - 4;
+    for _ in 0..samples {
+        sleep_to_next_second();
+        take(&mut without);
+        take(&mut with);
+    }
+    let (w1, r1) = (take(&mut without), take(&mut with));
+    drop(accounting);
+    let last_ts = first_ts + samples as i64;
+    wait_ok(ebpf, "ebpf");
+    let records = parse_acct_v3(&std::fs::read(&acct_file).unwrap());
+    let mine: Vec<_> = records.iter().filter(|r| r.uid == user.uid).collect();
+    let exited: u64 = mine.iter().map(|r| r.cpu_ns).sum();
+    let e: i64 = cpu_by_ts(&ebpf_dir, user.uid)
+        .range((first_ts + 1)..=last_ts)
+        .map(|(_, v)| v)
+        .sum();
+    assert!(e > 0, "eBPF saw no CPU for the workload");
+    let share = |v: u64| v as f64 / e as f64 * 100.0;
+    Shares {
+        ebpf_s: e as f64 / 1e9,
+        stat_only: share(w1 - w0),
+        with_cutime: share(r1 - r0),
+        with_acct: share(w1 - w0 + exited),
+        acct_records: mine.len(),
+    }
+}
+
 #[test]
 fn short_lived_processes_blind_spot_and_recovery() {
     if !is_root() {
@@ -166,76 +247,22 @@ fn short_lived_processes_blind_spot_and_recovery() {
         return;
     }
     let user = TestUser::create("csmt_proc_short");
-    // Each child runs for a few ms to a few tens of ms; the parent shell waits for it.
-    let _work =
-        user.spawn("while :; do sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done'; done");
-    let tmp = tempfile::tempdir().unwrap();
-    let ebpf_dir = tmp.path().join("ebpf");
-    let secs = 12;
-    let ebpf = daemon("ebpf", &ebpf_dir, secs);
-    // Both /proc variants in this process, sampling on the same 1 s boundaries.
-    let mut without = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore);
-    let mut with = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Recover);
-    sleep_to_next_second();
-    sleep_to_next_second();
-    let first_ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let w0 = without
-        .sample()
-        .unwrap()
-        .per_uid
-        .get(&user.uid)
-        .copied()
-        .unwrap_or(0);
-    let r0 = with
-        .sample()
-        .unwrap()
-        .per_uid
-        .get(&user.uid)
-        .copied()
-        .unwrap_or(0);
-    let samples = secs - 4;
-    for _ in 0..samples {
-        sleep_to_next_second();
-        without.sample().unwrap();
-        with.sample().unwrap();
+    // A shell that runs short children one after another and waits for each.
+    for (label, loops) in [("~5 ms children", 3_000), ("~50 ms children", 30_000)] {
+        let script =
+            format!("while :; do sh -c 'i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done'; done");
+        let s = measure(&user, &script, 12);
+        eprintln!(
+            "short-lived ({label}): eBPF {:.3} s; /proc stat only {:.1} %; \
+             + parent's cutime/cstime {:.1} %; stat + process accounting {:.1} % \
+             ({} records)",
+            s.ebpf_s, s.stat_only, s.with_cutime, s.with_acct, s.acct_records
+        );
+        assert!(s.with_cutime > s.stat_only, "recovery recovered nothing");
+        assert!(
+            (90.0..=105.0).contains(&s.with_cutime),
+            "recovered share {:.1} %",
+            s.with_cutime
+        );
     }
-    let last_ts = first_ts + samples as i64;
-    let w1 = without
-        .sample()
-        .unwrap()
-        .per_uid
-        .get(&user.uid)
-        .copied()
-        .unwrap_or(0);
-    let r1 = with
-        .sample()
-        .unwrap()
-        .per_uid
-        .get(&user.uid)
-        .copied()
-        .unwrap_or(0);
-    wait_ok(ebpf, "ebpf");
-
-    let e: i64 = cpu_by_ts(&ebpf_dir, user.uid)
-        .range((first_ts + 1)..=last_ts)
-        .map(|(_, v)| v)
-        .sum();
-    assert!(e > 0, "eBPF saw no CPU for the workload");
-    let share = |v: u64| v as f64 / e as f64 * 100.0;
-    let (sw, sr) = (share(w1 - w0), share(r1 - r0));
-    eprintln!(
-        "short-lived: {samples} s, ebpf {:.3} s; /proc stat only {:.1} %; \
-         + children's cutime/cstime {:.1} %",
-        e as f64 / 1e9,
-        sw,
-        sr
-    );
-    assert!(
-        sr > sw,
-        "recovery recovered nothing: {sw:.1} % -> {sr:.1} %"
-    );
-    assert!((90.0..=105.0).contains(&sr), "recovered share {sr:.1} %");
 }

@@ -15,6 +15,7 @@
 //! (`/proc/user_beancounters`), [`platform`] (OpenVZ, Xen, kernel version), and the samplers
 //! [`cpu`], [`mem`], [`net`] and [`ubc`].
 
+pub mod acct;
 pub mod beancounters;
 pub mod cpu;
 pub mod mem;
