@@ -5,6 +5,7 @@ use std::fs;
 
 use crate::sources::ebpf::load_and_attach;
 use crate::sources::host::HostPaths;
+use crate::sources::procfs::platform::{self, kernel_version, MIN_EBPF_KERNEL};
 use crate::sources::SourceError;
 
 /// One line of the report.
@@ -28,7 +29,12 @@ pub fn inspect(paths: &HostPaths) -> Report {
     let mut findings = vec![kernel_release(paths), btf(paths)];
     findings.push(mounted(paths, "tracefs", "tracefs", "kernel/tracing"));
     findings.push(mounted(paths, "bpffs", "bpf", "fs/bpf"));
-    let (ebpf_usable, ebpf_detail) = try_ebpf(paths);
+    findings.extend(platform_findings(paths));
+    // Same rule as `csm run --backend auto`: no load attempt when the answer is known.
+    let (ebpf_usable, ebpf_detail) = match platform::ebpf_ruled_out(paths) {
+        Some(why) => (false, format!("not tried: {why}")),
+        None => try_ebpf(paths),
+    };
     findings.push(Finding {
         topic: "ebpf",
         ok: ebpf_usable,
@@ -66,16 +72,75 @@ impl Report {
 fn kernel_release(paths: &HostPaths) -> Finding {
     let path = paths.proc("sys/kernel/osrelease");
     match fs::read_to_string(&path) {
-        Ok(text) => Finding {
-            topic: "kernel",
-            ok: true,
-            detail: text.trim().to_string(),
-        },
+        Ok(text) => {
+            let release = text.trim().to_string();
+            let ok = kernel_version(&release).is_some_and(|v| v >= MIN_EBPF_KERNEL);
+            let detail = if ok {
+                release
+            } else {
+                format!(
+                    "{release} (eBPF needs {}.{} or later)",
+                    MIN_EBPF_KERNEL.0, MIN_EBPF_KERNEL.1
+                )
+            };
+            Finding {
+                topic: "kernel",
+                ok,
+                detail,
+            }
+        }
         Err(err) => Finding {
             topic: "kernel",
             ok: false,
             detail: format!("{}: {err}", path.display()),
         },
+    }
+}
+
+/// OpenVZ, Xen and what the /proc backend can read here. `ok` means "present".
+fn platform_findings(paths: &HostPaths) -> Vec<Finding> {
+    let found = platform::detect(paths);
+    let present = |topic, evidence: Option<String>| Finding {
+        topic,
+        ok: evidence.is_some(),
+        detail: evidence.unwrap_or_else(|| "not detected".into()),
+    };
+    let file = |topic, rel: &str, what: &str| {
+        let path = paths.proc(rel);
+        Finding {
+            topic,
+            ok: path.exists(),
+            detail: format!(
+                "{} {} ({what})",
+                path.display(),
+                if path.exists() { "present" } else { "missing" }
+            ),
+        }
+    };
+    vec![
+        present("openvz", found.openvz),
+        present("xen", found.xen),
+        file("netdev", "net/dev", "per-interface traffic without eBPF"),
+        file("ubc", "user_beancounters", "OpenVZ beancounters"),
+        file(
+            "pss",
+            &format!("{}/smaps_rollup", some_pid(paths)),
+            "per-user PSS; Linux 4.14+",
+        ),
+    ]
+}
+
+/// A process directory to look at: `self` on this host, the first pid in a fixture tree.
+fn some_pid(paths: &HostPaths) -> String {
+    let first = fs::read_dir(&paths.proc_root).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .find(|name| name.parse::<u32>().is_ok())
+    });
+    match first {
+        Some(pid) if !paths.is_live() => pid,
+        _ => "self".into(),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::cli::Backend;
 use crate::model::CpuSample;
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded};
+use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
 use crate::sources::SourceError;
 
 use super::RunError;
@@ -20,6 +21,12 @@ pub trait CpuSampler {
 impl CpuSampler for CpuReader {
     fn sample(&mut self) -> Result<CpuSample> {
         CpuReader::sample(self)
+    }
+}
+
+impl CpuSampler for ProcCpuSampler {
+    fn sample(&mut self) -> Result<CpuSample> {
+        ProcCpuSampler::sample(self)
     }
 }
 
@@ -66,15 +73,26 @@ fn select_backend(settings: &Settings) -> Result<Collectors, RunError> {
         Backend::Ebpf => {
             start_ebpf(settings).map_err(|err| RunError::runtime(format!("--backend ebpf: {err}")))
         }
-        Backend::Auto => match start_ebpf(settings) {
-            Ok(collectors) => Ok(collectors),
-            Err(SourceError::Unsupported { what, why }) => {
-                warn!("{what} is not supported here ({why})");
-                start_proc(settings, &format!("{what} unsupported: {why}"))
+        Backend::Auto => match platform::ebpf_ruled_out(&settings.paths) {
+            Some(why) => {
+                warn!("not trying eBPF: {why}");
+                start_proc(settings, &why)
             }
-            Err(err) => Err(RunError::runtime(format!("eBPF backend failed: {err:#}"))),
+            None => auto(settings),
         },
         Backend::Proc => start_proc(settings, "--backend proc"),
+    }
+}
+
+/// eBPF where it loads and attaches, else /proc.
+fn auto(settings: &Settings) -> Result<Collectors, RunError> {
+    match start_ebpf(settings) {
+        Ok(collectors) => Ok(collectors),
+        Err(SourceError::Unsupported { what, why }) => {
+            warn!("{what} is not supported here ({why})");
+            start_proc(settings, &format!("{what} unsupported: {why}"))
+        }
+        Err(err) => Err(RunError::runtime(format!("eBPF backend failed: {err:#}"))),
     }
 }
 
@@ -98,8 +116,12 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     })
 }
 
-fn start_proc(_settings: &Settings, why: &str) -> Result<Collectors, RunError> {
-    Err(RunError::runtime(format!(
-        "nothing can be collected: {why}, and the /proc backend is not available in this build"
-    )))
+fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
+    let cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
+    Ok(Collectors {
+        cpu: Box::new(cpu),
+        cpu_source: "proc",
+        description: format!("proc ({why})"),
+        ebpf: None,
+    })
 }

@@ -2,6 +2,10 @@
 //! rows, and takes a last sample when told to stop.
 
 pub mod cpu;
+// /proc collectors (issue 4).
+pub mod mem;
+pub mod net_proc;
+pub mod ubc;
 
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use tokio::time::sleep;
 use super::backend::Collectors;
 use super::schedule::until_next_boundary;
 use super::{Ctx, KeepAlive};
+use crate::sources::procfs::ubc::UbcSampler;
 
 /// Starts every collector the backend provides.
 pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, KeepAlive) {
@@ -30,10 +35,24 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         cpu_source,
         resume_cpu,
     )));
+    handles.extend(spawn_proc_collectors(ctx, ebpf.is_none()));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }
     (handles, keep_alive)
+}
+
+/// The /proc collectors (issue 4): memory for every backend, beancounters where the host
+/// has them, and /proc/net/dev when eBPF does not count traffic.
+fn spawn_proc_collectors(ctx: &Ctx, net_from_proc: bool) -> Vec<JoinHandle<()>> {
+    let mut handles = vec![spawn_local(mem::run(ctx.clone()))];
+    if let Some(sampler) = UbcSampler::new(ctx.settings.paths.clone()) {
+        handles.push(spawn_local(ubc::run(ctx.clone(), sampler)));
+    }
+    if net_from_proc {
+        handles.push(spawn_local(net_proc::run(ctx.clone())));
+    }
+    handles
 }
 
 /// What a periodic step is for.

@@ -1,0 +1,121 @@
+//! Memory per process: uid, RSS and swap from `status`, PSS from `smaps_rollup`.
+//!
+//! Cost: two small reads per process per sample; `smaps_rollup` walks the process's page
+//! tables in the kernel, which is why memory has its own, longer interval (10 s).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::pid::parse_status;
+use super::smaps::parse_smaps_rollup;
+use super::WarnOnce;
+use crate::model::mem::ProcessMem;
+use crate::sources::host::HostPaths;
+
+pub struct ProcMemSampler {
+    paths: HostPaths,
+    /// Whether this kernel has smaps_rollup (4.14+); found out once, at the first process
+    /// that has a status with memory.
+    has_rollup: Option<bool>,
+    warnings: WarnOnce,
+}
+
+impl ProcMemSampler {
+    pub fn new(paths: HostPaths) -> Self {
+        ProcMemSampler {
+            paths,
+            has_rollup: None,
+            warnings: WarnOnce::default(),
+        }
+    }
+
+    /// Every user-space process now (kernel threads and zombies have no memory).
+    pub fn sample(&mut self) -> Result<Vec<ProcessMem>> {
+        let root = self.paths.proc_root.clone();
+        let entries =
+            fs::read_dir(&root).with_context(|| format!("cannot list {}", root.display()))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let is_pid = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok());
+            if is_pid {
+                if let Some(mem) = self.process(&entry.path()) {
+                    out.push(mem);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn process(&mut self, dir: &Path) -> Option<ProcessMem> {
+        let path = dir.join("status");
+        let text = self.read(&path)?;
+        let (status, warnings) = parse_status(&text);
+        self.warnings.lines(&path, &warnings);
+        let (uid, rss) = (status.ruid?, status.rss_bytes?);
+        Some(ProcessMem {
+            uid,
+            rss,
+            pss: self.pss(dir),
+            swap: status.swap_bytes,
+        })
+    }
+
+    fn pss(&mut self, dir: &Path) -> Option<u64> {
+        if self.has_rollup == Some(false) {
+            return None;
+        }
+        let path = dir.join("smaps_rollup");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                self.has_rollup = Some(true);
+                let (rollup, warnings) = parse_smaps_rollup(&text);
+                self.warnings.lines(&path, &warnings);
+                rollup.pss_bytes
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                // Absent for the first process looked at: the kernel has none. Later, a
+                // process that exited meanwhile.
+                self.has_rollup.get_or_insert(false);
+                None
+            }
+            Err(err) if err.kind() == ErrorKind::PermissionDenied => {
+                // Once, not per process: reading another process's smaps needs
+                // CAP_SYS_PTRACE over it.
+                self.warnings.keyed(
+                    "smaps_rollup EACCES".into(),
+                    format!(
+                        "some smaps_rollup files are unreadable ({}: {err}): pss is null for \
+                     their users",
+                        path.display()
+                    ),
+                );
+                None
+            }
+            Err(err) => {
+                self.warnings.warn(format!("{}: {err}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> Option<String> {
+        match fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(err)
+                if err.kind() == ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                None
+            }
+            Err(err) => {
+                self.warnings.warn(format!("{}: {err}", path.display()));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! As root on this machine: the /proc backend against eBPF on the same workload of a
+//! test user (created with useradd, removed afterwards).
+//!
+//! - steady: one busy loop; `--backend proc` and `--backend ebpf` run side by side and
+//!   agree within 3 % over the intervals both cover;
+//! - short-lived: a shell that runs many short child processes; prints how much of eBPF's
+//!   CPU time /proc sees without and with the recovery through the parent's
+//!   cutime/cstime (the blind spot), and asserts that the recovery closes most of it.
+//!
+//! Skipped (with a message) when not root.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use csm::sources::host::HostPaths;
+use csm::sources::procfs::acct::parse_acct_v3;
+use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
+use csm_tests::records::{csm_binary, read_table};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A system user that exists for the test only.
+struct TestUser {
+    name: String,
+    uid: u32,
+}
+
+impl TestUser {
+    fn create(name: &str) -> TestUser {
+        let _ = Command::new("userdel").arg(name).output();
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd {name} failed");
+        let out = Command::new("id").args(["-u", name]).output().unwrap();
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        TestUser {
+            name: name.to_string(),
+            uid,
+        }
+    }
+
+    /// Runs `script` with sh as this user.
+    fn spawn(&self, script: &str) -> Killed {
+        let child = Command::new("/bin/sh")
+            .args(["-c", script])
+            .uid(self.uid)
+            .gid(self.uid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn workload");
+        Killed(child)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+/// A workload's process group, killed (by its own id) and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the process group this test created (pgid = its pid).
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// BSD process accounting into a file, switched off again on drop.
+struct Accounting;
+
+impl Accounting {
+    fn start(file: &Path) -> Accounting {
+        std::fs::write(file, b"").unwrap();
+        let path = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: acct(2) with a valid NUL-terminated path.
+        let rc = unsafe { libc::syscall(libc::SYS_acct, path.as_ptr()) };
+        assert_eq!(rc, 0, "acct(2): {}", std::io::Error::last_os_error());
+        Accounting
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        // SAFETY: acct(NULL) switches accounting off.
+        unsafe { libc::syscall(libc::SYS_acct, std::ptr::null::<libc::c_char>()) };
+    }
+}
+
+/// `csm run` for `secs` seconds with 1 s intervals into `data`.
+fn daemon(backend: &str, data: &Path, secs: u64) -> Killed {
+    let child = Command::new(csm_binary())
+        .args(["run", "--backend", backend, "--interval", "1s"])
+        .arg("--duration")
+        .arg(format!("{secs}s"))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start csm");
+    Killed(child)
+}
+
+fn wait_ok(mut d: Killed, what: &str) {
+    let status = d.0.wait().unwrap();
+    assert!(status.success(), "csm --backend {what}: {status:?}");
+}
+
+/// cpu_ns of one uid per interval, keyed by the whole second the interval ends on (ticks
+/// are aligned to seconds; `ts` is when the sample was taken, a few ms later).
+fn cpu_by_ts(data: &Path, uid: u32) -> BTreeMap<i64, i64> {
+    read_table(data, "cpu")
+        .iter()
+        .filter(|r| r["uid"].int() == uid as i64)
+        .map(|r| ((r["ts"].int() + 500_000) / 1_000_000, r["cpu_ns"].int()))
+        .collect()
+}
+
+fn sleep_to_next_second() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    std::thread::sleep(Duration::from_nanos(
+        1_000_000_000 - now.subsec_nanos() as u64,
+    ));
+}
+
+#[test]
+fn proc_and_ebpf_agree_on_a_steady_workload() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let user = TestUser::create("csmt_proc_steady");
+    let _burn = user.spawn("while :; do :; done");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ebpf_dir, proc_dir) = (tmp.path().join("ebpf"), tmp.path().join("proc"));
+    let ebpf = daemon("ebpf", &ebpf_dir, 9);
+    let proc = daemon("proc", &proc_dir, 9);
+    wait_ok(ebpf, "ebpf");
+    wait_ok(proc, "proc");
+
+    let (e, p) = (
+        cpu_by_ts(&ebpf_dir, user.uid),
+        cpu_by_ts(&proc_dir, user.uid),
+    );
+    // Whole intervals both cover: drop each side's first and last row.
+    let inner = |m: &BTreeMap<i64, i64>| -> Vec<i64> {
+        let keys: Vec<i64> = m.keys().copied().collect();
+        keys[1..keys.len().saturating_sub(1)].to_vec()
+    };
+    let common: Vec<i64> = inner(&e)
+        .into_iter()
+        .filter(|ts| inner(&p).contains(ts))
+        .collect();
+    assert!(common.len() >= 5, "too few common intervals: {e:?} {p:?}");
+    let sum = |m: &BTreeMap<i64, i64>| common.iter().map(|ts| m[ts]).sum::<i64>() as f64;
+    let (se, sp) = (sum(&e), sum(&p));
+    let diff = (sp - se).abs() / se;
+    eprintln!(
+        "steady: {} intervals, ebpf {:.3} s, proc {:.3} s, difference {:.2} %",
+        common.len(),
+        se / 1e9,
+        sp / 1e9,
+        diff * 100.0
+    );
+    assert!(diff < 0.03, "proc {sp} vs ebpf {se}: {:.2} %", diff * 100.0);
+}
+
+/// Shares of eBPF's CPU time for one workload, in percent.
+struct Shares {
+    ebpf_s: f64,
+    stat_only: f64,
+    with_cutime: f64,
+    with_acct: f64,
+    acct_records: usize,
+}
+
+/// Runs `script` as `user` for `secs` seconds under eBPF, both /proc variants and
+/// process accounting, over the same whole seconds.
+fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
+    let _work = user.spawn(script);
+    let tmp = tempfile::tempdir().unwrap();
+    let ebpf_dir = tmp.path().join("ebpf");
+    let ebpf = daemon("ebpf", &ebpf_dir, secs);
+    let mut without = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore);
+    let mut with = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Recover);
+    let take = |s: &mut ProcCpuSampler| -> u64 {
+        let sample = s.sample().unwrap();
+        sample.per_uid.get(&user.uid).copied().unwrap_or(0)
+    };
+    sleep_to_next_second();
+    sleep_to_next_second();
+    let first_ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let acct_file = tmp.path().join("pacct");
+    let accounting = Accounting::start(&acct_file);
+    let (w0, r0) = (take(&mut without), take(&mut with));
+    let samples = secs - 4;
+    for _ in 0..samples {
+        sleep_to_next_second();
+        take(&mut without);
+        take(&mut with);
+    }
+    let (w1, r1) = (take(&mut without), take(&mut with));
+    drop(accounting);
+    let last_ts = first_ts + samples as i64;
+    wait_ok(ebpf, "ebpf");
+    let records = parse_acct_v3(&std::fs::read(&acct_file).unwrap());
+    let mine: Vec<_> = records.iter().filter(|r| r.uid == user.uid).collect();
+    let exited: u64 = mine.iter().map(|r| r.cpu_ns).sum();
+    let e: i64 = cpu_by_ts(&ebpf_dir, user.uid)
+        .range((first_ts + 1)..=last_ts)
+        .map(|(_, v)| v)
+        .sum();
+    assert!(e > 0, "eBPF saw no CPU for the workload");
+    let share = |v: u64| v as f64 / e as f64 * 100.0;
+    Shares {
+        ebpf_s: e as f64 / 1e9,
+        stat_only: share(w1 - w0),
+        with_cutime: share(r1 - r0),
+        with_acct: share(w1 - w0 + exited),
+        acct_records: mine.len(),
+    }
+}
+
+#[test]
+fn short_lived_processes_blind_spot_and_recovery() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let user = TestUser::create("csmt_proc_short");
+    // A shell that runs short children one after another and waits for each.
+    for (label, loops) in [("~5 ms children", 3_000), ("~50 ms children", 30_000)] {
+        let script =
+            format!("while :; do sh -c 'i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done'; done");
+        let s = measure(&user, &script, 12);
+        eprintln!(
+            "short-lived ({label}): eBPF {:.3} s; /proc stat only {:.1} %; \
+             + parent's cutime/cstime {:.1} %; stat + process accounting {:.1} % \
+             ({} records)",
+            s.ebpf_s, s.stat_only, s.with_cutime, s.with_acct, s.acct_records
+        );
+        assert!(s.with_cutime > s.stat_only, "recovery recovered nothing");
+        assert!(
+            (90.0..=105.0).contains(&s.with_cutime),
+            "recovered share {:.1} %",
+            s.with_cutime
+        );
+    }
+}
