@@ -266,8 +266,8 @@ impl Row for CpuMinuteRow {
                 rows::i64_col(rows, |r| r.uid),
                 rows::opt_str_col(rows, |r| r.user.as_deref()),
                 rows::i64_col(rows, |r| r.cpu_ns),
-                rows::f64_col(rows, |r| r.cpu_pct),
-                rows::f64_col(rows, |r| r.cpu_pct_max),
+                rows::rate_col(rows, |r| r.cpu_pct),
+                rows::rate_col(rows, |r| r.cpu_pct_max),
                 rows::str_col(rows, |r| r.source),
             ],
         )
@@ -295,8 +295,8 @@ impl Row for NetMinuteRow {
                 rows::i64_col(rows, |r| r.tx_bytes),
                 rows::i64_col(rows, |r| r.rx_packets),
                 rows::i64_col(rows, |r| r.tx_packets),
-                rows::f64_col(rows, |r| r.rx_bytes_per_s_max),
-                rows::f64_col(rows, |r| r.tx_bytes_per_s_max),
+                rows::rate_col(rows, |r| r.rx_bytes_per_s_max),
+                rows::rate_col(rows, |r| r.tx_bytes_per_s_max),
                 rows::str_col(rows, |r| r.source),
             ],
         )

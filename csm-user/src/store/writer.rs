@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -432,8 +433,22 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
     Ok(rows)
 }
 
-/// Encodings chosen per column: timestamps delta-encoded, names dictionary-encoded,
-/// zstd on top; files sorted by time and saying so.
+/// Columns with few distinct values per hour: dictionary-encoded (ids, names, lengths).
+const LOW_CARDINALITY: [&str; 8] = [
+    "uid", "dur_ms", "ifindex", "netns", "ctid", "sent", "received", "nproc",
+];
+
+/// Encodings chosen per column, from measurements (examples/bench_store.rs):
+/// - `ts`: DELTA_BINARY_PACKED (rows of one interval share a timestamp: deltas are 0 or
+///   one interval);
+/// - names and low-cardinality integers (uid, dur_ms, ifindex…): dictionary (RLE ids);
+/// - measured integers (ns, bytes, packets): no dictionary (it would only fall back),
+///   BYTE_STREAM_SPLIT so zstd sees the all-zero high bytes as long runs;
+/// - doubles: BYTE_STREAM_SPLIT (rates are quantized to 1/1024, so their low mantissa
+///   bytes are zero runs too);
+/// - zstd level 6, one row group per hourly file, chunk-level statistics (files are
+///   hourly already; a page index would cost more than it saves);
+/// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
     let metadata = vec![
         KeyValue::new("csm.schema_version".into(), SCHEMA_VERSION.to_string()),
@@ -441,22 +456,42 @@ pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
         KeyValue::new("csm.host".into(), host.to_string()),
         KeyValue::new("csm.table".into(), table.name().to_string()),
     ];
-    let ts = ColumnPath::from("ts");
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
+            ZstdLevel::try_new(6).expect("valid zstd level"),
         ))
         .set_dictionary_enabled(true)
-        .set_column_dictionary_enabled(ts.clone(), false)
-        .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(4_000_000))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,
             nulls_first: false,
         }]))
-        .set_key_value_metadata(Some(metadata))
-        .build()
+        .set_key_value_metadata(Some(metadata));
+    for field in table.schema().fields() {
+        let name = field.name().as_str();
+        let path = ColumnPath::from(name);
+        match field.data_type() {
+            DataType::Timestamp(..) => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+            DataType::Int64 if !LOW_CARDINALITY.contains(&name) => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            DataType::Float64 => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            _ => {}
+        }
+    }
+    builder.build()
 }
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
