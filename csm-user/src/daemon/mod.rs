@@ -12,6 +12,7 @@ pub mod tasks;
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -169,7 +170,9 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         ..Flusher::default()
     };
     let mut retention_hour = crate::store::layout::hour_of(started);
-    let mut next_flush = Instant::now() + settings.flush_interval;
+    // The first flush comes early, so that the start events and a recovered gap are on
+    // disk within a second even if this run is killed soon.
+    let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
     let stop_reason = loop {
         tokio::select! {
             Some(rows) = rows_rx.recv() => flusher.push(&mut store, rows),
