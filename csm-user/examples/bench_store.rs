@@ -62,7 +62,7 @@ impl Sim {
         let sec = (t - DAY_START) / SEC;
         for (i, (uid, name)) in self.users.clone().into_iter().enumerate() {
             let busy = i < 5;
-            let active = busy || ((sec / 600) as usize + i) % 10 == 0;
+            let active = busy || ((sec / 600) as usize + i).is_multiple_of(10);
             if !active {
                 continue;
             }
@@ -108,7 +108,7 @@ impl Sim {
         // Idle users still have memory.
         if sec % 10 == 0 {
             for (i, (uid, name)) in self.users.clone().into_iter().enumerate().skip(5) {
-                let active = ((sec / 600) as usize + i) % 10 == 0;
+                let active = ((sec / 600) as usize + i).is_multiple_of(10);
                 if !active {
                     store.mem.push(MemRow {
                         ts_us: ts,

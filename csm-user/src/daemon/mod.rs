@@ -349,7 +349,17 @@ impl Flusher {
 
 /// The condition a write error stands for, to log each condition once.
 fn write_condition(err: &WriteError) -> &'static str {
-    match err.source.raw_os_error() {
+    // The Parquet writer reports some I/O errors as text: find "(os error N)" there.
+    let code = err.source.raw_os_error().or_else(|| {
+        let text = err.source.to_string();
+        let at = text.rfind("os error ")? + "os error ".len();
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    });
+    match code {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => "disk full",
         Some(libc::EROFS) => "read-only file system",
         Some(libc::ENOENT) => "data dir missing",

@@ -679,4 +679,108 @@ mod tests {
         assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
         assert_eq!(store.cpu.buffered_rows(), 0);
     }
+
+    #[test]
+    fn memory_bound_sheds_written_rows_first_then_counts_dropped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 10;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..8 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(8_000_000).is_empty());
+        // More rows than the bound arrive before the next flush.
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        for s in 8..20 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.cpu.buffered_rows() <= 10);
+        // The written rows went first and stay on disk in their part.
+        assert_eq!(read_all(&date.join("00.parquet")).num_rows(), 8);
+        let dropped = store.cpu.take_dropped();
+        assert_eq!(dropped as usize + store.cpu.buffered_rows(), 12);
+        assert!(store.flush(20_000_000).is_empty());
+        // The rest continues in a new part: nothing duplicated.
+        let second = read_all(&date.join("00.1.parquet"));
+        assert_eq!(second.num_rows(), 12 - dropped as usize);
+    }
+
+    #[test]
+    fn dropped_rows_become_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 5;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..7 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(7_000_000).is_empty());
+        assert!(store.flush(8_000_000).is_empty());
+        let events = read_all(&dir.path().join("events/host=h/date=1970-01-01/00.parquet"));
+        let names = events
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(names.value(0), "rows_dropped");
+    }
+
+    #[test]
+    fn a_deleted_data_dir_is_recreated_with_every_row_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut store = Store::open(StoreOptions::new(&data, "h")).unwrap();
+        store.cpu.push(cpu_row(1_000_000, 1));
+        assert!(store.flush(1_000_000).is_empty());
+        fs::remove_dir_all(&data).unwrap();
+        store.cpu.push(cpu_row(2_000_000, 1));
+        assert!(store.flush(2_000_000).is_empty());
+        let file = data.join("cpu/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&file).num_rows(), 2, "the hour is rewritten whole");
+    }
+
+    #[test]
+    fn finished_hours_get_rollups_from_every_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        // Two runs in the same hour (a restart): two parts.
+        for uid in [1, 2] {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.cpu.push(cpu_row(30_000_000, uid));
+            assert!(store.flush(30_000_000).is_empty());
+        }
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(3 * MICROS_PER_HOUR);
+        assert!(store.flush(3 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("cpu_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 2);
+        let ts = rolled
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 60_000_000, "ts is the end of the minute");
+    }
+
+    #[test]
+    fn retention_removes_whole_old_days_of_this_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [
+            "cpu/host=h/date=2026-01-01",
+            "cpu/host=h/date=2026-03-01",
+            "cpu_1m/host=h/date=2026-01-01",
+            "cpu/host=other/date=2026-01-01",
+        ] {
+            fs::create_dir_all(dir.path().join(p)).unwrap();
+        }
+        let store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        // 2026-03-02T00:00Z, keep 30 days.
+        let now = 1_772_409_600_000_000;
+        let removed = store.apply_retention(now, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(removed.len(), 2);
+        assert!(!dir.path().join("cpu/host=h/date=2026-01-01").exists());
+        assert!(dir.path().join("cpu/host=h/date=2026-03-01").exists());
+        assert!(dir.path().join("cpu/host=other/date=2026-01-01").exists());
+    }
 }
