@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::fs;
 
-use crate::sources::ebpf::load_and_attach;
+use crate::sources::ebpf::{load_and_attach, pins};
 use crate::sources::host::HostPaths;
 use crate::sources::procfs::platform::{self, kernel_version, MIN_EBPF_KERNEL};
 use crate::sources::SourceError;
@@ -29,6 +29,7 @@ pub fn inspect(paths: &HostPaths) -> Report {
     let mut findings = vec![kernel_release(paths), btf(paths)];
     findings.push(mounted(paths, "tracefs", "tracefs", "kernel/tracing"));
     findings.push(mounted(paths, "bpffs", "bpf", "fs/bpf"));
+    findings.extend(pinned_state(&paths.sys("fs/bpf")));
     findings.extend(platform_findings(paths));
     // Same rule as `csm run --backend auto`: no load attempt when the answer is known.
     let (ebpf_usable, ebpf_detail) = match platform::ebpf_ruled_out(paths) {
@@ -185,6 +186,41 @@ fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> F
         ok: found,
         detail,
     }
+}
+
+/// csm's pinned eBPF state: live (a daemon runs), stale (a crashed daemon left it; the
+/// next `csm run` with the same data dir adopts it) or from another build (replaced at
+/// the next start with that data dir).
+fn pinned_state(bpffs: &std::path::Path) -> Vec<Finding> {
+    pins::list_pins(bpffs)
+        .into_iter()
+        .map(|p| {
+            let owner = match (&p.data_dir, p.pid) {
+                (Some(dir), Some(pid)) => format!("data dir {dir}, pid {pid}"),
+                _ => "owner unknown".to_string(),
+            };
+            let detail = if !p.stale {
+                format!("{} in use ({owner})", p.dir.display())
+            } else if p.compatible {
+                format!(
+                    "STALE {} ({owner} gone; programs still attached and counting): the next `csm run` with that data dir adopts it; `rm -r {}` detaches them",
+                    p.dir.display(),
+                    p.dir.display()
+                )
+            } else {
+                format!(
+                    "STALE {} from another csm build ({owner}): replaced at the next start with that data dir; `rm -r {}` detaches its programs",
+                    p.dir.display(),
+                    p.dir.display()
+                )
+            };
+            Finding {
+                topic: "pins",
+                ok: !p.stale,
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// Actually loads and attaches the programs, then detaches them: the only honest answer.

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod daemon_support;
 pub mod records;
 
 use arrow::record_batch::RecordBatch;

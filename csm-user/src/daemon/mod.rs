@@ -12,6 +12,7 @@ pub mod tasks;
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -110,6 +111,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         Store::open(StoreOptions::new(&settings.data_dir, &settings.host)).map_err(|err| {
             RunError::usage(format!("data dir {}: {err}", settings.data_dir.display()))
         })?;
+    let _lock = lock_data_dir(&settings.data_dir)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
 
@@ -169,7 +171,9 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         ..Flusher::default()
     };
     let mut retention_hour = crate::store::layout::hour_of(started);
-    let mut next_flush = Instant::now() + settings.flush_interval;
+    // The first flush comes early, so that the start events and a recovered gap are on
+    // disk within a second even if this run is killed soon.
+    let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
     let stop_reason = loop {
         tokio::select! {
             Some(rows) = rows_rx.recv() => flusher.push(&mut store, rows),
@@ -213,6 +217,37 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// One daemon per data dir: a second one would adopt the first one's pinned counters and
+/// write the same files. The lock (`<data-dir>/.csm.lock`, flock) goes with the process.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(".csm.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .mode(0o640)
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|err| RunError::usage(format!("data dir lock {}: {err}", path.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(RunError::usage(format!(
+            "data dir {} is in use by another csm (pid {})",
+            data_dir.display(),
+            holder.trim()
+        )));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Deletes whole date partitions older than `retain` (at start and every hour).
@@ -346,7 +381,17 @@ impl Flusher {
 
 /// The condition a write error stands for, to log each condition once.
 fn write_condition(err: &WriteError) -> &'static str {
-    match err.source.raw_os_error() {
+    // The Parquet writer reports some I/O errors as text: find "(os error N)" there.
+    let code = err.source.raw_os_error().or_else(|| {
+        let text = err.source.to_string();
+        let at = text.rfind("os error ")? + "os error ".len();
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    });
+    match code {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => "disk full",
         Some(libc::EROFS) => "read-only file system",
         Some(libc::ENOENT) => "data dir missing",

@@ -76,7 +76,8 @@ pub struct MemMinuteRow {
 
 /// Start of the minute a counter row belongs to (see the module rules).
 fn counter_minute(ts_us: i64, dur_ms: i64) -> i64 {
-    let middle = ts_us - dur_ms.max(0) * 500;
+    // Saturating: a corrupt `dur_ms` read back from disk must not overflow.
+    let middle = ts_us.saturating_sub(dur_ms.max(0).saturating_mul(500));
     let minute = middle.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE;
     let hour_start = hour_of(ts_us) * MICROS_PER_HOUR;
     minute.clamp(hour_start, hour_start + MICROS_PER_HOUR - MICROS_PER_MINUTE)
@@ -96,7 +97,8 @@ fn coverage(intervals: impl Iterator<Item = (i64, i64)>) -> BTreeMap<i64, i64> {
     }
     let mut per_minute = BTreeMap::new();
     for (ts, dur) in per_ts {
-        *per_minute.entry(counter_minute(ts, dur)).or_default() += dur;
+        let covered = per_minute.entry(counter_minute(ts, dur)).or_default();
+        *covered = dur.max(0).saturating_add(*covered);
     }
     per_minute
 }
@@ -266,8 +268,8 @@ impl Row for CpuMinuteRow {
                 rows::i64_col(rows, |r| r.uid),
                 rows::opt_str_col(rows, |r| r.user.as_deref()),
                 rows::i64_col(rows, |r| r.cpu_ns),
-                rows::f64_col(rows, |r| r.cpu_pct),
-                rows::f64_col(rows, |r| r.cpu_pct_max),
+                rows::rate_col(rows, |r| r.cpu_pct),
+                rows::rate_col(rows, |r| r.cpu_pct_max),
                 rows::str_col(rows, |r| r.source),
             ],
         )
@@ -295,8 +297,8 @@ impl Row for NetMinuteRow {
                 rows::i64_col(rows, |r| r.tx_bytes),
                 rows::i64_col(rows, |r| r.rx_packets),
                 rows::i64_col(rows, |r| r.tx_packets),
-                rows::f64_col(rows, |r| r.rx_bytes_per_s_max),
-                rows::f64_col(rows, |r| r.tx_bytes_per_s_max),
+                rows::rate_col(rows, |r| r.rx_bytes_per_s_max),
+                rows::rate_col(rows, |r| r.tx_bytes_per_s_max),
                 rows::str_col(rows, |r| r.source),
             ],
         )
@@ -423,6 +425,21 @@ mod tests {
         let out = cpu_minutes(&[gap]);
         assert_eq!(out[0].dur_ms, 20_000);
         assert!((out[0].cpu_pct - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn absurd_values_from_a_corrupt_file_do_not_panic() {
+        let mut row = cpu(5, 1, i64::MAX);
+        row.dur_ms = i64::MAX;
+        let mut negative = cpu(6, 1, 10);
+        negative.dur_ms = -5;
+        let out = cpu_minutes(&[row.clone(), row, negative]);
+        assert!(out.iter().all(|r| r.hour() == hour_of(H)));
+        assert_eq!(
+            out.iter().map(|r| r.cpu_ns).max(),
+            Some(i64::MAX),
+            "sums saturate"
+        );
     }
 
     #[test]

@@ -118,8 +118,17 @@ pub(crate) fn opt_i64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> Array
     Arc::new(rows.iter().map(f).collect::<Int64Array>())
 }
 
-pub(crate) fn f64_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
-    Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+/// Rates and percentages are stored rounded to 1/1024 (0.001 of a percent): exact
+/// binary fractions whose low mantissa bytes are zero, so they compress to a third.
+/// The exact values stay in the integer columns (`cpu_ns`, bytes).
+pub fn quantize(v: f64) -> f64 {
+    (v * 1024.0).round() / 1024.0
+}
+
+pub(crate) fn rate_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(
+        rows.iter().map(|r| quantize(f(r))),
+    ))
 }
 
 pub(crate) fn opt_f64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
@@ -155,7 +164,7 @@ impl Row for CpuRow {
                 i64_col(rows, |r| r.uid),
                 opt_str_col(rows, |r| r.user.as_deref()),
                 i64_col(rows, |r| r.cpu_ns),
-                f64_col(rows, |r| r.cpu_pct),
+                rate_col(rows, |r| r.cpu_pct),
                 str_col(rows, |r| r.source),
             ],
         )

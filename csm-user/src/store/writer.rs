@@ -9,6 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -432,8 +433,22 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
     Ok(rows)
 }
 
-/// Encodings chosen per column: timestamps delta-encoded, names dictionary-encoded,
-/// zstd on top; files sorted by time and saying so.
+/// Columns with few distinct values per hour: dictionary-encoded (ids, names, lengths).
+const LOW_CARDINALITY: [&str; 8] = [
+    "uid", "dur_ms", "ifindex", "netns", "ctid", "sent", "received", "nproc",
+];
+
+/// Encodings chosen per column, from measurements (examples/bench_store.rs):
+/// - `ts`: DELTA_BINARY_PACKED (rows of one interval share a timestamp: deltas are 0 or
+///   one interval);
+/// - names and low-cardinality integers (uid, dur_ms, ifindex…): dictionary (RLE ids);
+/// - measured integers (ns, bytes, packets): no dictionary (it would only fall back),
+///   BYTE_STREAM_SPLIT so zstd sees the all-zero high bytes as long runs;
+/// - doubles: BYTE_STREAM_SPLIT (rates are quantized to 1/1024, so their low mantissa
+///   bytes are zero runs too);
+/// - zstd level 6, one row group per hourly file, chunk-level statistics (files are
+///   hourly already; a page index would cost more than it saves);
+/// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
     let metadata = vec![
         KeyValue::new("csm.schema_version".into(), SCHEMA_VERSION.to_string()),
@@ -441,22 +456,42 @@ pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
         KeyValue::new("csm.host".into(), host.to_string()),
         KeyValue::new("csm.table".into(), table.name().to_string()),
     ];
-    let ts = ColumnPath::from("ts");
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
+            ZstdLevel::try_new(6).expect("valid zstd level"),
         ))
         .set_dictionary_enabled(true)
-        .set_column_dictionary_enabled(ts.clone(), false)
-        .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(4_000_000))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,
             nulls_first: false,
         }]))
-        .set_key_value_metadata(Some(metadata))
-        .build()
+        .set_key_value_metadata(Some(metadata));
+    for field in table.schema().fields() {
+        let name = field.name().as_str();
+        let path = ColumnPath::from(name);
+        match field.data_type() {
+            DataType::Timestamp(..) => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+            DataType::Int64 if !LOW_CARDINALITY.contains(&name) => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            DataType::Float64 => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            _ => {}
+        }
+    }
+    builder.build()
 }
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
@@ -643,5 +678,109 @@ mod tests {
         assert_eq!(store.cpu.buffered_rows(), 1);
         assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
         assert_eq!(store.cpu.buffered_rows(), 0);
+    }
+
+    #[test]
+    fn memory_bound_sheds_written_rows_first_then_counts_dropped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 10;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..8 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(8_000_000).is_empty());
+        // More rows than the bound arrive before the next flush.
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        for s in 8..20 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.cpu.buffered_rows() <= 10);
+        // The written rows went first and stay on disk in their part.
+        assert_eq!(read_all(&date.join("00.parquet")).num_rows(), 8);
+        let dropped = store.cpu.take_dropped();
+        assert_eq!(dropped as usize + store.cpu.buffered_rows(), 12);
+        assert!(store.flush(20_000_000).is_empty());
+        // The rest continues in a new part: nothing duplicated.
+        let second = read_all(&date.join("00.1.parquet"));
+        assert_eq!(second.num_rows(), 12 - dropped as usize);
+    }
+
+    #[test]
+    fn dropped_rows_become_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 5;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..7 {
+            store.cpu.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(7_000_000).is_empty());
+        assert!(store.flush(8_000_000).is_empty());
+        let events = read_all(&dir.path().join("events/host=h/date=1970-01-01/00.parquet"));
+        let names = events
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(names.value(0), "rows_dropped");
+    }
+
+    #[test]
+    fn a_deleted_data_dir_is_recreated_with_every_row_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut store = Store::open(StoreOptions::new(&data, "h")).unwrap();
+        store.cpu.push(cpu_row(1_000_000, 1));
+        assert!(store.flush(1_000_000).is_empty());
+        fs::remove_dir_all(&data).unwrap();
+        store.cpu.push(cpu_row(2_000_000, 1));
+        assert!(store.flush(2_000_000).is_empty());
+        let file = data.join("cpu/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&file).num_rows(), 2, "the hour is rewritten whole");
+    }
+
+    #[test]
+    fn finished_hours_get_rollups_from_every_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        // Two runs in the same hour (a restart): two parts.
+        for uid in [1, 2] {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.cpu.push(cpu_row(30_000_000, uid));
+            assert!(store.flush(30_000_000).is_empty());
+        }
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(3 * MICROS_PER_HOUR);
+        assert!(store.flush(3 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("cpu_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 2);
+        let ts = rolled
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 60_000_000, "ts is the end of the minute");
+    }
+
+    #[test]
+    fn retention_removes_whole_old_days_of_this_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [
+            "cpu/host=h/date=2026-01-01",
+            "cpu/host=h/date=2026-03-01",
+            "cpu_1m/host=h/date=2026-01-01",
+            "cpu/host=other/date=2026-01-01",
+        ] {
+            fs::create_dir_all(dir.path().join(p)).unwrap();
+        }
+        let store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        // 2026-03-02T00:00Z, keep 30 days.
+        let now = 1_772_409_600_000_000;
+        let removed = store.apply_retention(now, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(removed.len(), 2);
+        assert!(!dir.path().join("cpu/host=h/date=2026-01-01").exists());
+        assert!(dir.path().join("cpu/host=h/date=2026-03-01").exists());
+        assert!(dir.path().join("cpu/host=other/date=2026-01-01").exists());
     }
 }

@@ -206,7 +206,7 @@ pub fn list_pins(root: &Path) -> Vec<PinReport> {
                     .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
             };
             let pid: Option<u32> = field("pid ").and_then(|p| p.parse().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            let alive = pid.is_some_and(process_alive);
             PinReport {
                 dir: e.path(),
                 data_dir: field("data_dir "),
@@ -218,6 +218,19 @@ pub fn list_pins(root: &Path) -> Vec<PinReport> {
         .collect();
     out.sort_by(|a, b| a.dir.cmp(&b.dir));
     out
+}
+
+/// A live (not zombie) process; pids are reused, so it must also be a csm.
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let Some((comm, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let state = rest.trim_start().chars().next();
+    state != Some('Z') && comm.ends_with("(csm")
 }
 
 #[cfg(test)]

@@ -1,0 +1,99 @@
+"""The original tool's questions, as small functions over loaded frames."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def cpu_by_user(cpu: pd.DataFrame) -> pd.DataFrame:
+    """CPU per host and user: seconds used, mean and peak % (100 = one core) over the
+    time covered."""
+    if cpu.empty:
+        return pd.DataFrame(columns=["host", "user", "uid", "cpu_s", "cpu_pct_mean", "cpu_pct_max"])
+    frame = cpu.assign(user=cpu["user"].fillna(cpu["uid"].astype(str)))
+    # Time covered: every distinct interval once (rows of one interval share their ts).
+    covered_s = frame.drop_duplicates(["host", "ts"]).groupby("host")["dur_ms"].sum() / 1000
+    out = (
+        frame.groupby(["host", "user", "uid"], as_index=False)
+        .agg(cpu_ns=("cpu_ns", "sum"), cpu_pct_max=("cpu_pct", "max"))
+        .assign(cpu_s=lambda d: d["cpu_ns"] / 1e9)
+    )
+    span = out["host"].map(covered_s).clip(lower=1e-9)
+    out["cpu_pct_mean"] = out["cpu_s"] * 100 / span
+    return out[["host", "user", "uid", "cpu_s", "cpu_pct_mean", "cpu_pct_max"]].sort_values(
+        ["host", "cpu_s"], ascending=[True, False], ignore_index=True
+    )
+
+
+def mem_by_user(mem: pd.DataFrame) -> pd.DataFrame:
+    """Memory per host and user: mean and peak RSS in MiB (works on `mem` and `mem_1m`)."""
+    mean_col = "rss_bytes" if "rss_bytes" in mem else "rss_bytes_mean"
+    max_col = "rss_bytes" if "rss_bytes" in mem else "rss_bytes_max"
+    if mem.empty:
+        return pd.DataFrame(columns=["host", "user", "uid", "rss_mib_mean", "rss_mib_max"])
+    frame = mem.assign(user=mem["user"].fillna(mem["uid"].astype(str)))
+    out = frame.groupby(["host", "user", "uid"], as_index=False).agg(
+        rss_mib_mean=(mean_col, "mean"), rss_mib_max=(max_col, "max")
+    )
+    out[["rss_mib_mean", "rss_mib_max"]] /= 2**20
+    return out.sort_values(["host", "rss_mib_mean"], ascending=[True, False], ignore_index=True)
+
+
+def traffic_by_interface(net: pd.DataFrame) -> pd.DataFrame:
+    """Bytes and packets in and out per host and interface, and the peak rates."""
+    if net.empty:
+        return pd.DataFrame(columns=["host", "iface", "rx_bytes", "tx_bytes"])
+    frame = net.assign(
+        rx_rate=net["rx_bytes"] * 1000 / net["dur_ms"].clip(lower=1),
+        tx_rate=net["tx_bytes"] * 1000 / net["dur_ms"].clip(lower=1),
+    )
+    return frame.groupby(["host", "iface"], as_index=False).agg(
+        rx_bytes=("rx_bytes", "sum"),
+        tx_bytes=("tx_bytes", "sum"),
+        rx_packets=("rx_packets", "sum"),
+        tx_packets=("tx_packets", "sum"),
+        rx_bytes_per_s_max=("rx_rate", "max"),
+        tx_bytes_per_s_max=("tx_rate", "max"),
+    )
+
+
+def asymmetry(net: pd.DataFrame) -> pd.DataFrame:
+    """How asymmetric the traffic was, per host and interface: out minus in, interval by
+    interval, summed separately where more went out (a relay's hidden uploads) and where
+    more came in; the totals are bytes."""
+    if net.empty:
+        return pd.DataFrame(columns=["host", "iface", "extra_out_bytes", "extra_in_bytes", "net_out_bytes"])
+    diff = net["tx_bytes"] - net["rx_bytes"]
+    frame = net.assign(extra_out=diff.clip(lower=0), extra_in=(-diff).clip(lower=0))
+    out = frame.groupby(["host", "iface"], as_index=False).agg(
+        extra_out_bytes=("extra_out", "sum"), extra_in_bytes=("extra_in", "sum")
+    )
+    out["net_out_bytes"] = out["extra_out_bytes"] - out["extra_in_bytes"]
+    return out
+
+
+def ping_outages(ping: pd.DataFrame) -> pd.DataFrame:
+    """When each ping target was down: runs of consecutive measurements with no reply,
+    with start (first failed measurement), end (the next measurement that got a reply,
+    or the last failed one) and duration."""
+    cols = ["host", "target", "start", "end", "duration", "measurements", "error"]
+    if ping.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (host, target), group in ping.sort_values("ts").groupby(["host", "target"]):
+        run = None
+        for ts, received, error in zip(group["ts"], group["received"], group["error"]):
+            if received == 0:
+                if run is None:
+                    run = {"host": host, "target": target, "start": ts, "measurements": 0, "error": error}
+                run["measurements"] += 1
+                run["end"] = ts
+            elif run is not None:
+                run["end"] = ts
+                rows.append(run)
+                run = None
+        if run is not None:
+            rows.append(run)
+    out = pd.DataFrame(rows, columns=[c for c in cols if c != "duration"])
+    out["duration"] = out["end"] - out["start"]
+    return out[cols]
