@@ -6,7 +6,7 @@ use tracing::warn;
 use crate::cli::config::Settings;
 use crate::cli::Backend;
 use crate::model::CpuSample;
-use crate::sources::ebpf::{self, CpuReader, Loaded};
+use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::SourceError;
 
 use super::RunError;
@@ -27,6 +27,8 @@ pub struct Collectors {
     pub cpu: Box<dyn CpuSampler>,
     /// The `source` column value of cpu rows.
     pub cpu_source: &'static str,
+    /// Traffic per interface and uid (eBPF only).
+    pub net: Option<NetReader>,
     /// Which backend runs and why, for the log and the `events` table.
     pub description: String,
     /// Keeps the eBPF programs attached while collecting.
@@ -57,12 +59,27 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     if let Some(reason) = &loaded.fallback_reason {
         description.push_str(&format!("; tp_btf unavailable: {reason}"));
     }
+    let net = start_net(&mut loaded, &mut description);
     Ok(Collectors {
         cpu: Box::new(cpu),
         cpu_source: "ebpf",
+        net,
         description,
         ebpf: Some(loaded),
     })
+}
+
+fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader> {
+    for problem in &loaded.net.problems {
+        warn!("network: {problem}");
+        description.push_str(&format!("; {problem}"));
+    }
+    if !loaded.net.ifaces && !loaded.net.uids {
+        return None;
+    }
+    NetReader::new(loaded)
+        .map_err(|err| warn!("network traffic is not collected: {err:#}"))
+        .ok()
 }
 
 fn start_proc(_settings: &Settings, why: &str) -> Result<Collectors, RunError> {

@@ -3,6 +3,8 @@
 
 pub mod counter;
 pub mod cpu;
+pub mod net;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};
+pub use net::{IfaceCounters, NetSample, UidCounters};

@@ -2,6 +2,7 @@
 //! rows, and takes a last sample when told to stop.
 
 pub mod cpu;
+pub mod net;
 
 use std::time::Duration;
 
@@ -20,10 +21,14 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     let Collectors {
         cpu,
         cpu_source,
+        net,
         ebpf,
         ..
     } = collectors;
     handles.push(spawn_local(cpu::run(ctx.clone(), cpu, cpu_source)));
+    if let Some(net) = net {
+        handles.push(spawn_local(net::run(ctx.clone(), net)));
+    }
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }

@@ -6,9 +6,10 @@ use std::path::Path;
 use anyhow::Context;
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use csm_common::{names, SwitchFormat, TaskOffsets};
+use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info};
 
+use super::net::NetAttached;
 use super::{btf, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
 use crate::sources::SourceError;
@@ -37,6 +38,8 @@ pub struct Loaded {
     pub sched: SchedVariant,
     /// Why tp_btf was not used, when the classic tracepoint runs instead.
     pub fallback_reason: Option<String>,
+    /// Which network programs are attached.
+    pub net: NetAttached,
 }
 
 const WHAT: &str = "eBPF";
@@ -54,7 +57,12 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
         }
     };
     let format = switch_format(paths).unwrap_or_default();
-    let mut ebpf = load_object(offsets.unwrap_or_default(), format)?;
+    let net_offsets = btf::net_offsets(&btf_path).map_err(|err| format!("{err:#}"));
+    let mut ebpf = load_object(
+        offsets.unwrap_or_default(),
+        format,
+        net_offsets.clone().unwrap_or_default(),
+    )?;
 
     let btf_attempt = match offsets {
         Some(_) => attach_sched_btf(&mut ebpf, &btf_path),
@@ -73,10 +81,12 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             (SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
+    let net = super::net::attach(&mut ebpf, paths, net_offsets.err());
     Ok(Loaded {
         ebpf,
         sched,
         fallback_reason,
+        net,
     })
 }
 
@@ -91,11 +101,16 @@ fn check_privileges() -> Result<(), SourceError> {
     Ok(())
 }
 
-fn load_object(offsets: TaskOffsets, format: SwitchFormat) -> Result<Ebpf, SourceError> {
+fn load_object(
+    offsets: TaskOffsets,
+    format: SwitchFormat,
+    net: NetOffsets,
+) -> Result<Ebpf, SourceError> {
     raise_memlock_limit();
     EbpfLoader::new()
         .override_global("TASK_OFFSETS", &offsets, true)
         .override_global("SWITCH_FORMAT", &format, true)
+        .override_global("NET_OFFSETS", &net, true)
         .load(EBPF_OBJECT)
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
@@ -182,7 +197,7 @@ fn ensure_tracefs() {
 }
 
 /// The verifier's log is long; the last lines say why.
-fn verifier_summary(err: &aya::programs::ProgramError) -> String {
+pub(super) fn verifier_summary(err: &aya::programs::ProgramError) -> String {
     let text = format!("{err:#}");
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines.len().saturating_sub(12);

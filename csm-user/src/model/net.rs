@@ -1,0 +1,180 @@
+//! Traffic per interface and per uid over one interval.
+
+use std::collections::BTreeMap;
+
+use super::counter::counter_delta;
+
+/// An interface: its ifindex inside the network namespace with this inode.
+pub type IfaceKey = (u32, u32);
+
+/// Cumulative counters of one interface, corrected to the kernel's own interface
+/// counters (`/proc/net/dev` semantics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+/// Cumulative IP-layer bytes of one uid's sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UidCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Cumulative traffic counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetSample {
+    /// CLOCK_MONOTONIC nanoseconds when taken.
+    pub mono_ns: u64,
+    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
+    pub wall_us: i64,
+    pub ifaces: BTreeMap<IfaceKey, IfaceCounters>,
+    pub uids: BTreeMap<u32, UidCounters>,
+}
+
+impl NetSample {
+    /// Drops interfaces and uids whose map entries were deleted: when they come back
+    /// their counters restart from zero, which must read as "new", not "backwards".
+    pub fn forget(&mut self, ifaces: &[IfaceKey], uids: &[u32]) {
+        for key in ifaces {
+            self.ifaces.remove(key);
+        }
+        for uid in uids {
+            self.uids.remove(uid);
+        }
+    }
+}
+
+/// Interval length in whole milliseconds (`dur_ms`).
+pub fn dur_ms(prev: &NetSample, cur: &NetSample) -> i64 {
+    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
+}
+
+/// Per-interface deltas, for interfaces with traffic in the interval. An interface with
+/// any counter going backwards is unknown for the interval: no row.
+pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCounters)> {
+    cur.ifaces
+        .iter()
+        .filter_map(|(key, c)| {
+            let p = prev.ifaces.get(key);
+            let delta = IfaceCounters {
+                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
+                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
+                rx_packets: counter_delta(p.map(|p| p.rx_packets), c.rx_packets)?,
+                tx_packets: counter_delta(p.map(|p| p.tx_packets), c.tx_packets)?,
+            };
+            (delta != IfaceCounters::default()).then_some((*key, delta))
+        })
+        .collect()
+}
+
+/// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).
+pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> {
+    cur.uids
+        .iter()
+        .filter_map(|(uid, c)| {
+            let p = prev.uids.get(uid);
+            let delta = UidCounters {
+                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
+                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
+            };
+            (delta != UidCounters::default()).then_some((*uid, delta))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(rx: u64, tx: u64) -> IfaceCounters {
+        IfaceCounters {
+            rx_bytes: rx * 100,
+            tx_bytes: tx * 100,
+            rx_packets: rx,
+            tx_packets: tx,
+        }
+    }
+
+    fn sample(mono_ns: u64, ifaces: &[(IfaceKey, IfaceCounters)]) -> NetSample {
+        NetSample {
+            mono_ns,
+            ifaces: ifaces.iter().copied().collect(),
+            ..NetSample::default()
+        }
+    }
+
+    #[test]
+    fn deltas_of_active_interfaces_only() {
+        let prev = sample(0, &[((1, 1), iface(10, 10)), ((1, 2), iface(5, 5))]);
+        let cur = sample(
+            1_000_000_000,
+            &[
+                ((1, 1), iface(13, 11)),
+                ((1, 2), iface(5, 5)),
+                ((2, 1), iface(1, 0)),
+            ],
+        );
+        assert_eq!(
+            iface_deltas(&prev, &cur),
+            vec![((1, 1), iface(3, 1)), ((2, 1), iface(1, 0))]
+        );
+        assert_eq!(dur_ms(&prev, &cur), 1000);
+    }
+
+    #[test]
+    fn backwards_counter_is_unknown_and_forgotten_key_is_new() {
+        let mut prev = sample(0, &[((1, 1), iface(10, 10))]);
+        let cur = sample(1, &[((1, 1), iface(2, 12))]);
+        assert!(iface_deltas(&prev, &cur).is_empty());
+        prev.forget(&[(1, 1)], &[]);
+        assert_eq!(iface_deltas(&prev, &cur), vec![((1, 1), iface(2, 12))]);
+    }
+
+    #[test]
+    fn uid_deltas_follow_the_same_rules() {
+        let mut prev = NetSample::default();
+        prev.uids.insert(
+            7,
+            UidCounters {
+                rx_bytes: 5,
+                tx_bytes: 5,
+            },
+        );
+        prev.uids.insert(
+            8,
+            UidCounters {
+                rx_bytes: 5,
+                tx_bytes: 5,
+            },
+        );
+        let mut cur = prev.clone();
+        cur.uids.insert(
+            7,
+            UidCounters {
+                rx_bytes: 9,
+                tx_bytes: 5,
+            },
+        );
+        cur.uids.insert(
+            8,
+            UidCounters {
+                rx_bytes: 1,
+                tx_bytes: 5,
+            },
+        );
+        assert_eq!(
+            uid_deltas(&prev, &cur),
+            vec![(
+                7,
+                UidCounters {
+                    rx_bytes: 4,
+                    tx_bytes: 0
+                }
+            )]
+        );
+    }
+}
