@@ -27,8 +27,7 @@ static NET_OFFSETS: NetOffsets = NetOffsets {
 
 /// Cumulative counters per interface (per CPU; userspace sums the CPUs).
 #[map(name = "NET_DEV")]
-static NET_DEV: PerCpuHashMap<NetKey, NetCounters> =
-    PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+static NET_DEV: PerCpuHashMap<NetKey, NetCounters> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
 
 /// Cumulative IP-layer bytes per socket uid (per CPU).
 #[map(name = "NET_UID")]
@@ -83,7 +82,7 @@ unsafe fn count(dev: *const u8, len: u32, rx: bool) {
         ifindex: field::<i32>(dev, off.dev_ifindex) as u32,
     };
     let bytes = len as u64;
-    match NET_DEV.get_ptr_mut(&key) {
+    match NET_DEV.get_ptr_mut(key) {
         // Per-CPU value: no other CPU writes it, plain adds are safe.
         Some(c) => {
             let c = &mut *c;
@@ -108,7 +107,7 @@ unsafe fn count(dev: *const u8, len: u32, rx: bool) {
                 c.tx_bytes = bytes;
                 c.tx_packets = 1;
             }
-            let _ = NET_DEV.insert(&key, &c, 0);
+            let _ = NET_DEV.insert(key, c, 0);
         }
     }
 }
@@ -130,7 +129,7 @@ pub fn net_uid_egress(ctx: SkBuffContext) -> i32 {
 fn count_uid(ctx: &SkBuffContext, rx: bool) {
     let uid = ctx.get_socket_uid();
     let bytes = ctx.len() as u64;
-    match NET_UID.get_ptr_mut(&uid) {
+    match NET_UID.get_ptr_mut(uid) {
         Some(t) => unsafe {
             if rx {
                 (*t).rx_bytes += bytes;
@@ -150,7 +149,7 @@ fn count_uid(ctx: &SkBuffContext, rx: bool) {
                     tx_bytes: bytes,
                 }
             };
-            let _ = NET_UID.insert(&uid, &t, 0);
+            let _ = NET_UID.insert(uid, t, 0);
         }
     }
 }
