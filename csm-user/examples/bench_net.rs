@@ -44,7 +44,10 @@ const MODES: [Mode; 3] = [Mode::Off, Mode::NetOnly, Mode::Full];
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args.get(1).map_or(Ok(7), |s| s.parse()).context("RUNS")?;
-    let secs: f64 = args.get(2).map_or(Ok(2.0), |s| s.parse()).context("SECONDS")?;
+    let secs: f64 = args
+        .get(2)
+        .map_or(Ok(2.0), |s| s.parse())
+        .context("SECONDS")?;
     let dur = Duration::from_secs_f64(secs);
 
     let mut stream = [Vec::new(), Vec::new(), Vec::new()];

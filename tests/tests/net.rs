@@ -320,3 +320,47 @@ fn veth_churn_keeps_maps_bounded() {
         "map entries: {start} at start, {stop} at stop"
     );
 }
+
+/// A renamed interface keeps its counts under its ifindex and shows the new name from
+/// the next interval on.
+#[test]
+fn renamed_interface_keeps_its_ifindex() {
+    require_root();
+    let a = Netns::new(&unique("csmnet", "r"));
+    let b = Netns::new(&unique("csmnet", "s"));
+    let (va, vb, renamed) = ("csmold", "csmpeer", "csmnew");
+    run(
+        "ip",
+        &[
+            "-n", &a.name, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", &b.name,
+        ],
+    );
+    a.exec(&["ip", "addr", "add", "10.233.0.1/24", "dev", va]);
+    b.exec(&["ip", "addr", "add", "10.233.0.2/24", "dev", vb]);
+    a.exec(&["ip", "link", "set", va, "up"]);
+    b.exec(&["ip", "link", "set", vb, "up"]);
+    let index = a.ifindex(va);
+    let daemon = Daemon::start(None, &[]);
+    a.exec(&["ping", "-q", "-c", "3", "-i", "0.2", "10.233.0.2"]);
+    thread::sleep(Duration::from_millis(1200));
+    a.exec(&["ip", "link", "set", va, "name", renamed]);
+    thread::sleep(Duration::from_millis(1200));
+    a.exec(&["ping", "-q", "-c", "3", "-i", "0.2", "10.233.0.2"]);
+    thread::sleep(Duration::from_millis(1200));
+    let data = daemon.stop();
+
+    let rows = net_rows(&data);
+    let names: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.netns == Some(a.inode()) && r.ifindex == index)
+        .map(|r| r.iface.as_str())
+        .collect();
+    assert!(
+        names.first() == Some(&va),
+        "first rows named {va}: {names:?}"
+    );
+    assert!(
+        names.last() == Some(&renamed),
+        "last rows named {renamed}: {names:?}"
+    );
+}

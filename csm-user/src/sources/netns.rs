@@ -8,12 +8,13 @@
 //! such file exists (the namespace is gone, or only a socket keeps it alive) the name is
 //! unknown and rows say `ifindex-<N>`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::model::net::IfaceKey;
 use crate::sources::host::HostPaths;
@@ -43,7 +44,14 @@ pub struct IfaceNames {
     host_netns: Option<u32>,
     /// Namespace inode → a file that refers to it, found by the last scan.
     ns_files: HashMap<u32, PathBuf>,
+    /// Namespaces the last scan did not find, and when it ran: a namespace nothing
+    /// refers to must not cost a walk of /proc every interval.
+    not_found: HashSet<u32>,
+    last_scan: Option<Instant>,
 }
+
+/// How often a namespace that could not be found is looked for again.
+const RESCAN: Duration = Duration::from_secs(30);
 
 impl IfaceNames {
     pub fn new(paths: HostPaths) -> Self {
@@ -52,6 +60,8 @@ impl IfaceNames {
             paths,
             host_netns,
             ns_files: HashMap::new(),
+            not_found: HashSet::new(),
+            last_scan: None,
         }
     }
 
@@ -108,8 +118,12 @@ impl IfaceNames {
             .ns_files
             .get(&netns)
             .is_some_and(|path| ns_inode_of_file(path) == Some(netns));
-        if !still_valid {
+        if !still_valid && self.worth_scanning(netns) {
             self.ns_files = scan_ns_files(&self.paths);
+            self.last_scan = Some(Instant::now());
+            self.not_found.insert(netns);
+            let found = &self.ns_files;
+            self.not_found.retain(|inode| !found.contains_key(inode));
         }
         let Some(path) = self.ns_files.get(&netns).cloned() else {
             return vec![IfaceName::Unknown; ifindexes.len()];
@@ -121,6 +135,12 @@ impl IfaceNames {
             .ok()
             .flatten()
             .unwrap_or_else(|| vec![IfaceName::Unknown; count])
+    }
+
+    /// A namespace not seen before is looked for at once; one already missed by the last
+    /// scan only when that scan is old.
+    fn worth_scanning(&self, netns: u32) -> bool {
+        !self.not_found.contains(&netns) || self.last_scan.is_none_or(|at| at.elapsed() >= RESCAN)
     }
 }
 
