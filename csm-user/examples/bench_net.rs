@@ -7,7 +7,10 @@
 //!   request/response ping-pong (packet-rate bound): without csm, with csm's network
 //!   programs only, and with all of csm's programs (the scheduler's too), attached
 //!   through the daemon's own `load_and_attach`. The three alternate within each round,
-//!   so a busy neighbour on a shared machine hurts all alike; medians are reported.
+//!   so a busy neighbour on a shared machine hurts all alike. Reported: the median rate,
+//!   the median of the per-round loss (paired with the same round's run without csm),
+//!   and the median CPU time (user + system, this process) per unit of work, which a
+//!   busy neighbour disturbs far less than the rate.
 //!   BPF stats are off while throughput is measured (they add two clock reads per run).
 //!
 //! Only 127.0.0.1 is used.
@@ -50,17 +53,21 @@ fn main() -> Result<()> {
         .context("SECONDS")?;
     let dur = Duration::from_secs_f64(secs);
 
-    let mut stream = [Vec::new(), Vec::new(), Vec::new()];
-    let mut pingpong = [Vec::new(), Vec::new(), Vec::new()];
+    let mut stream: [Vec<Run>; 3] = Default::default();
+    let mut pingpong: [Vec<Run>; 3] = Default::default();
     for _ in 0..runs {
         for (i, mode) in MODES.into_iter().enumerate() {
             let _attached = attach(mode)?;
-            stream[i].push(stream_mib_s(dur)?);
-            pingpong[i].push(pingpong_per_s(dur)?);
+            stream[i].push(measured(|| stream_mib_s(dur))?);
+            pingpong[i].push(measured(|| pingpong_per_s(dur))?);
         }
     }
-    report("loopback TCP stream, MiB/s", &mut stream);
-    report("loopback 64 B ping-pong, round trips/s", &mut pingpong);
+    report("loopback TCP stream, MiB/s", "µs CPU/MiB", &stream);
+    report(
+        "loopback 64 B ping-pong, round trips/s",
+        "µs CPU/trip",
+        &pingpong,
+    );
     kernel_cost(dur)
 }
 
@@ -113,15 +120,48 @@ fn attach(mode: Mode) -> Result<Option<Loaded>> {
     Ok(Some(loaded))
 }
 
-fn report(what: &str, runs: &mut [Vec<f64>; 3]) {
-    let off = median(&mut runs[0]);
+/// One run: units of work per second, and CPU µs per unit.
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    rate: f64,
+    cpu_us_per_unit: f64,
+}
+
+fn measured(f: impl FnOnce() -> Result<(f64, f64)>) -> Result<Run> {
+    let cpu0 = cpu_time_us();
+    let (rate, units) = f()?;
+    Ok(Run {
+        rate,
+        cpu_us_per_unit: (cpu_time_us() - cpu0) / units,
+    })
+}
+
+/// User + system time of this process so far, in µs.
+fn cpu_time_us() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+fn report(what: &str, cpu_unit: &str, runs: &[Vec<Run>; 3]) {
     println!("{what}:");
-    for (mode, v) in MODES.iter().zip(runs.iter_mut()) {
-        let m = median(v);
+    let off = &runs[0];
+    for (mode, v) in MODES.iter().zip(runs.iter()) {
+        let mut rates: Vec<f64> = v.iter().map(|r| r.rate).collect();
+        let mut losses: Vec<f64> = v
+            .iter()
+            .zip(off)
+            .map(|(r, o)| (o.rate - r.rate) / o.rate * 100.0)
+            .collect();
+        let mut cpu: Vec<f64> = v.iter().map(|r| r.cpu_us_per_unit).collect();
         println!(
-            "  {:8} median {m:10.0}  loss {:6.2} %  runs {v:.0?}",
+            "  {:8} rate {:10.0}  paired loss {:6.2} %  {:8.3} {cpu_unit}",
             format!("{mode:?}"),
-            (off - m) / off * 100.0
+            median(&mut rates),
+            median(&mut losses),
+            median(&mut cpu),
         );
     }
 }
@@ -144,7 +184,8 @@ fn prog_stats(loaded: &Loaded) -> Result<BTreeMap<&'static str, (u64, u64)>> {
     Ok(out)
 }
 
-fn stream_mib_s(dur: Duration) -> Result<f64> {
+/// (MiB/s, MiB moved)
+fn stream_mib_s(dur: Duration) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let reader = thread::spawn(move || -> std::io::Result<u64> {
@@ -165,11 +206,12 @@ fn stream_mib_s(dur: Duration) -> Result<f64> {
         client.write_all(&chunk)?;
     }
     client.shutdown(std::net::Shutdown::Write)?;
-    let bytes = reader.join().expect("reader thread")?;
-    Ok(bytes as f64 / start.elapsed().as_secs_f64() / (1024.0 * 1024.0))
+    let mib = reader.join().expect("reader thread")? as f64 / (1024.0 * 1024.0);
+    Ok((mib / start.elapsed().as_secs_f64(), mib))
 }
 
-fn pingpong_per_s(dur: Duration) -> Result<f64> {
+/// (round trips/s, round trips)
+fn pingpong_per_s(dur: Duration) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let echo = thread::spawn(move || -> std::io::Result<()> {
@@ -195,5 +237,5 @@ fn pingpong_per_s(dur: Duration) -> Result<f64> {
     }
     drop(client);
     echo.join().expect("echo thread")?;
-    Ok(trips as f64 / start.elapsed().as_secs_f64())
+    Ok((trips as f64 / start.elapsed().as_secs_f64(), trips as f64))
 }

@@ -1,5 +1,16 @@
 //! Network accounting: attaching the netdev and cgroup_skb programs, and reading their
 //! maps into cumulative samples.
+//!
+//! Measured to match `/proc/net/dev` exactly (packets and bytes) on lo and veth, in the
+//! daemon's namespace and in others (tests/tests/net.rs). Known limits, not yet measured
+//! or handled:
+//! - a NIC driver that uses GRO hands `netif_receive_skb` one merged skb for several
+//!   wire packets, while the driver counted each: received packets and header bytes come
+//!   out low on busy physical NICs (veth and lo do not use GRO by default);
+//! - VLAN devices untag inside the receive path without a second `netif_receive_skb`:
+//!   their received traffic shows on the lower device only;
+//! - without BTF (no tp_btf) there is no per-interface accounting: the classic
+//!   tracepoints carry neither the namespace nor the ifindex.
 
 use std::fs;
 use std::path::{Path, PathBuf};
