@@ -1,7 +1,7 @@
 //! Traffic per interface and per uid: a sample every interval, the model's deltas into
 //! `net` and `net_uid` rows, and the maps kept bounded by deleting what is gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -92,8 +92,8 @@ impl NetTask {
     fn net_rows(
         &self,
         cur: &NetSample,
-        names: &std::collections::BTreeMap<IfaceKey, IfaceName>,
-    ) -> (Vec<NetRow>, Vec<IfaceKey>) {
+        names: &BTreeMap<IfaceKey, IfaceName>,
+    ) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
         let dur_ms = dur_ms(&self.prev, cur);
         let deltas = iface_deltas(&self.prev, cur);
         let active = deltas.iter().map(|(key, _)| *key).collect();
