@@ -86,6 +86,19 @@ pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> 
         .collect()
 }
 
+/// Keys whose last activity (CLOCK_MONOTONIC ns) is at least `idle_ns` before `now_ns`.
+pub fn idle_keys<K: Copy + Ord>(
+    last_active: &BTreeMap<K, u64>,
+    now_ns: u64,
+    idle_ns: u64,
+) -> Vec<K> {
+    last_active
+        .iter()
+        .filter(|(_, &at)| now_ns.saturating_sub(at) >= idle_ns)
+        .map(|(key, _)| *key)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +189,12 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn idle_after_the_limit_only() {
+        let last: BTreeMap<u32, u64> = [(1, 100), (2, 500), (3, 0)].into_iter().collect();
+        assert_eq!(idle_keys(&last, 600, 500), vec![1, 3]);
+        assert!(idle_keys(&last, 100, 500).is_empty());
     }
 }

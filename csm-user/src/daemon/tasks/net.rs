@@ -1,14 +1,13 @@
 //! Traffic per interface and per uid: a sample every interval, the model's deltas into
 //! `net` and `net_uid` rows, and the maps kept bounded by deleting what is gone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::warn;
 
 use super::{every, Step};
 use crate::daemon::{Ctx, Rows};
-use crate::model::net::{dur_ms, iface_deltas, uid_deltas, IfaceKey};
+use crate::model::net::{dur_ms, idle_keys, iface_deltas, uid_deltas, IfaceKey};
 use crate::model::NetSample;
 use crate::sources::ebpf::NetReader;
 use crate::sources::netns::{IfaceName, IfaceNames};
@@ -18,14 +17,15 @@ use crate::store::{NetRow, NetUidRow};
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the
 /// last read and the delete very unlikely.
-const UID_IDLE: Duration = Duration::from_secs(600);
+const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
 
 struct NetTask {
     reader: NetReader,
     ifaces: IfaceNames,
     users: UserNames,
     prev: NetSample,
-    uid_last_active: HashMap<u32, Instant>,
+    /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
+    uid_last_active: BTreeMap<u32, u64>,
 }
 
 pub async fn run(ctx: Ctx, reader: NetReader) {
@@ -40,7 +40,7 @@ pub async fn run(ctx: Ctx, reader: NetReader) {
     let mut task = NetTask {
         ifaces: IfaceNames::new(ctx.settings.paths.clone()),
         users: UserNames::default(),
-        uid_last_active: HashMap::new(),
+        uid_last_active: BTreeMap::new(),
         prev,
         reader,
     };
@@ -79,7 +79,7 @@ impl NetTask {
             })
             .map(|(key, _)| *key)
             .collect();
-        let idle_uids = self.idle_uids();
+        let idle_uids = idle_keys(&self.uid_last_active, cur.mono_ns, UID_IDLE_NS);
         self.reader.forget(&gone_ifaces, &idle_uids);
         cur.forget(&gone_ifaces, &idle_uids);
         for uid in &idle_uids {
@@ -120,7 +120,7 @@ impl NetTask {
 
     fn uid_rows(&mut self, cur: &NetSample) -> Vec<NetUidRow> {
         let dur_ms = dur_ms(&self.prev, cur);
-        let now = Instant::now();
+        let now = cur.mono_ns;
         for uid in cur.uids.keys() {
             self.uid_last_active.entry(*uid).or_insert(now);
         }
@@ -137,14 +137,6 @@ impl NetTask {
                     tx_bytes: d.tx_bytes as i64,
                 }
             })
-            .collect()
-    }
-
-    fn idle_uids(&self) -> Vec<u32> {
-        self.uid_last_active
-            .iter()
-            .filter(|(_, at)| at.elapsed() >= UID_IDLE)
-            .map(|(uid, _)| *uid)
             .collect()
     }
 
