@@ -450,11 +450,13 @@ impl TestUser {
                 name,
             ],
         );
-        let uid = run("id", &["-u", name]).trim().parse().expect("uid");
-        TestUser {
+        // The guard exists before anything else can fail, so the user is always removed.
+        let mut user = TestUser {
             name: name.to_string(),
-            uid,
-        }
+            uid: u32::MAX,
+        };
+        user.uid = run("id", &["-u", name]).trim().parse().expect("uid");
+        user
     }
 }
 
