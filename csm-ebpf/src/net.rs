@@ -33,6 +33,9 @@ static NET_DEV: PerCpuHashMap<NetKey, NetCounters> = PerCpuHashMap::with_max_ent
 #[map(name = "NET_UID")]
 static NET_UID: PerCpuHashMap<u32, UidTraffic> = PerCpuHashMap::with_max_entries(MAX_UIDS, 0);
 
+/// `net_device.type` of loopback devices (include/uapi/linux/if_arp.h).
+const ARPHRD_LOOPBACK: u16 = 772;
+
 /// Loads a field at a constant byte offset from a BTF pointer (the verifier rejects
 /// variable offsets, hence `.rodata` constants rather than a map).
 #[inline(always)]
@@ -48,7 +51,16 @@ pub fn net_dev_xmit_btf(ctx: BtfTracePointContext) -> u32 {
         let dev: *const u8 = ctx.arg(2);
         // The skb may already be freed: its length comes as an argument.
         let len: u32 = ctx.arg(3);
-        unsafe { count(dev, len, false) };
+        unsafe {
+            // Loopback counts each packet once, as received, and reports that count as
+            // both directions; its receive side alone is counted here (it also leaves
+            // out packets the backlog dropped, which xmit still calls a success).
+            let off = core::ptr::read_volatile(&NET_OFFSETS);
+            if dev.is_null() || field::<u16>(dev, off.dev_type) == ARPHRD_LOOPBACK {
+                return 0;
+            }
+            count(dev, len, false)
+        };
     }
     0
 }

@@ -143,8 +143,8 @@ const ETH_HLEN: u64 = 14;
 /// /proc/net/dev and `ip -s link` show. Measured on this kernel (see EBPF-NOTES.md):
 /// - Ethernet-like devices count the 14-byte header both ways; `netif_receive_skb` sees
 ///   the packet after `eth_type_trans` pulled it, so received bytes lack it;
-/// - loopback counts after `eth_type_trans` on both sides, while `net_dev_xmit` reports
-///   the length before it, so sent bytes carry one header too many.
+/// - loopback counts each packet once, after `eth_type_trans`, and reports that one
+///   count as both received and sent: the eBPF side counts only its receive side.
 pub fn corrected(c: &NetCounters) -> IfaceCounters {
     let mut out = IfaceCounters {
         rx_bytes: c.rx_bytes,
@@ -155,7 +155,8 @@ pub fn corrected(c: &NetCounters) -> IfaceCounters {
     match c.dev_type as u16 {
         libc::ARPHRD_ETHER => out.rx_bytes += ETH_HLEN * c.rx_packets,
         libc::ARPHRD_LOOPBACK => {
-            out.tx_bytes = out.tx_bytes.saturating_sub(ETH_HLEN * c.tx_packets)
+            out.tx_bytes = c.rx_bytes;
+            out.tx_packets = c.rx_packets;
         }
         _ => {}
     }
@@ -273,8 +274,12 @@ mod tests {
         };
         let eth = corrected(&raw(1));
         assert_eq!((eth.rx_bytes, eth.tx_bytes), (1140, 1000));
-        let lo = corrected(&raw(772));
-        assert_eq!((lo.rx_bytes, lo.tx_bytes), (1000, 860));
+        let lo = corrected(&NetCounters {
+            tx_bytes: 0,
+            tx_packets: 0,
+            ..raw(772)
+        });
+        assert_eq!((lo.rx_bytes, lo.tx_bytes, lo.tx_packets), (1000, 1000, 10));
         let tun = corrected(&raw(65534));
         assert_eq!((tun.rx_bytes, tun.tx_bytes), (1000, 1000));
     }
