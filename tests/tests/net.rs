@@ -400,7 +400,7 @@ fn host_lo_matches_kernel_counters() {
     let reader = NetReader::new(&mut loaded).expect("net maps");
     let host_ns = csm::sources::netns::IfaceNames::new(HostPaths::default())
         .host_netns()
-        .expect("own netns") as u32;
+        .expect("own netns");
     let lo_now = |reader: &NetReader| {
         let kernel = counters_here("lo");
         let sample = reader.sample().expect("sample");
