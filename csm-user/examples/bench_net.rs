@@ -89,8 +89,9 @@ fn kernel_cost(dur: Duration) -> Result<()> {
         println!("  {name:24} {per:7.1} ns/event over {} events", n - n0);
     }
     println!(
-        "  a loopback packet fires all four: {per_loopback_packet:.1} ns; \
-         a packet on a NIC fires one netdev program (and, if local, one cgroup_skb)"
+        "  a loopback packet fires all four (net_dev_xmit returns early on lo): \
+         {per_loopback_packet:.1} ns; a packet on a NIC fires one netdev program \
+         (and, if a local socket sends or receives it, one cgroup_skb program)"
     );
     Ok(())
 }
