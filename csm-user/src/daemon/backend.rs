@@ -74,6 +74,13 @@ fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader>
         warn!("network: {problem}");
         description.push_str(&format!("; {problem}"));
     }
+    // The `backend` event says what is measured, so "no rows" reads as "no traffic".
+    if loaded.net.ifaces {
+        description.push_str("; net per interface (tp_btf netdev)");
+    }
+    if loaded.net.uids {
+        description.push_str("; net per uid (cgroup_skb)");
+    }
     if !loaded.net.ifaces && !loaded.net.uids {
         return None;
     }
