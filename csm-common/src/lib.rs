@@ -10,6 +10,12 @@ pub mod names {
     pub const CPU_RUNNING: &str = "CPU_RUNNING";
     pub const PROG_SCHED_SWITCH_BTF: &str = "sched_switch_btf";
     pub const PROG_SCHED_SWITCH_TP: &str = "sched_switch_tp";
+    pub const NET_DEV: &str = "NET_DEV";
+    pub const NET_UID: &str = "NET_UID";
+    pub const PROG_NET_XMIT_BTF: &str = "net_dev_xmit_btf";
+    pub const PROG_NET_RECV_BTF: &str = "netif_receive_skb_btf";
+    pub const PROG_NET_UID_INGRESS: &str = "net_uid_ingress";
+    pub const PROG_NET_UID_EGRESS: &str = "net_uid_egress";
 }
 
 /// Upper bound of distinct uids the per-uid CPU map holds. Entries of uids that are gone
@@ -80,10 +86,69 @@ pub struct TaskOffsets {
     pub pid: u32,
 }
 
+/// Upper bound of (network namespace, interface) pairs the netdev map holds. Userspace
+/// deletes the entries of interfaces that are gone.
+pub const MAX_IFACES: u32 = 8_192;
+
+/// Key of the netdev map: an interface is its ifindex inside its network namespace
+/// (ifindex alone mixes a container's `lo` into the host's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetKey {
+    /// Inode number of the network namespace (`ls -i /proc/<pid>/ns/net`).
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+/// Cumulative netdev counters of one interface on one CPU, as the tracepoints see them:
+/// `rx_bytes` excludes the link-layer header and `tx_bytes` includes it; userspace
+/// corrects that per device type to match the kernel's own interface counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// `net_device.type` (ARPHRD_*), for the header correction.
+    pub dev_type: u32,
+    pub _pad: u32,
+}
+
+/// Cumulative IP-layer bytes of one uid's sockets on one CPU (cgroup_skb).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UidTraffic {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Byte offsets the netdev programs need, from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetOffsets {
+    /// `sk_buff.len`
+    pub skb_len: u32,
+    /// `sk_buff.dev`
+    pub skb_dev: u32,
+    /// `net_device.ifindex`
+    pub dev_ifindex: u32,
+    /// `net_device.type`
+    pub dev_type: u32,
+    /// `net_device.nd_net.net`
+    pub dev_net: u32,
+    /// `net.ns.inum`
+    pub net_inum: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] integers without padding holes that matter to readers.
     unsafe impl aya::Pod for super::Running {}
     unsafe impl aya::Pod for super::TaskOffsets {}
     unsafe impl aya::Pod for super::SwitchFormat {}
+    unsafe impl aya::Pod for super::NetKey {}
+    unsafe impl aya::Pod for super::NetCounters {}
+    unsafe impl aya::Pod for super::UidTraffic {}
+    unsafe impl aya::Pod for super::NetOffsets {}
 }

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod net;
 mod sched;
 
 #[cfg(not(test))]

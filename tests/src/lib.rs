@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod daemon_support;
+pub mod net;
 pub mod records;
 
 use arrow::record_batch::RecordBatch;

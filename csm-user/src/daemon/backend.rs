@@ -7,7 +7,7 @@ use crate::cli::config::Settings;
 use crate::cli::Backend;
 use crate::model::CpuSample;
 use crate::sources::ebpf::pins::PinDir;
-use crate::sources::ebpf::{self, CpuReader, Loaded};
+use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
 use crate::sources::SourceError;
 
@@ -35,6 +35,8 @@ pub struct Collectors {
     pub cpu: Box<dyn CpuSampler>,
     /// The `source` column value of cpu rows.
     pub cpu_source: &'static str,
+    /// Traffic per interface and uid (eBPF only).
+    pub net: Option<NetReader>,
     /// Which backend runs and why, for the log and the `events` table.
     pub description: String,
     /// Keeps the eBPF programs attached while collecting.
@@ -103,9 +105,11 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     if let Some(reason) = &loaded.fallback_reason {
         description.push_str(&format!("; tp_btf unavailable: {reason}"));
     }
+    let net = start_net(&mut loaded, &mut description);
     Ok(Collectors {
         cpu: Box::new(cpu),
         cpu_source: "ebpf",
+        net,
         description,
         pins: loaded.pins.clone(),
         instance: loaded.instance.clone(),
@@ -116,12 +120,38 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     })
 }
 
+fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader> {
+    for problem in &loaded.net.problems {
+        warn!("network: {problem}");
+        description.push_str(&format!("; {problem}"));
+    }
+    // The `backend` event says what is measured, so "no rows" reads as "no traffic".
+    if loaded.net.ifaces {
+        description.push_str("; net per interface (tp_btf netdev)");
+    }
+    if loaded.net.uids {
+        description.push_str("; net per uid (cgroup_skb)");
+    }
+    if !loaded.net.ifaces && !loaded.net.uids {
+        return None;
+    }
+    NetReader::new(loaded)
+        .map_err(|err| warn!("network traffic is not collected: {err:#}"))
+        .ok()
+}
+
 fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
     let cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
     Ok(Collectors {
         cpu: Box::new(cpu),
         cpu_source: "proc",
+        net: None,
         description: format!("proc ({why})"),
         ebpf: None,
+        pins: None,
+        instance: None,
+        adopted: false,
+        notes: Vec::new(),
+        resume_cpu: None,
     })
 }

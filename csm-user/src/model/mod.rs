@@ -5,7 +5,9 @@ pub mod counter;
 pub mod cpu;
 pub mod mem;
 pub mod net;
+pub mod netdev;
 pub mod ubc;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};
+pub use net::{IfaceCounters, NetSample, UidCounters};

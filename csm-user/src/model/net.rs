@@ -1,96 +1,101 @@
-//! Traffic per interface over one interval, from cumulative counters that may wrap at
-//! 32 bits (old and 32-bit kernels) or go backwards (device reset, re-created interface).
+//! Traffic per interface and per uid over one interval.
 
 use std::collections::BTreeMap;
 
-/// One interface's cumulative counters at one moment.
+use super::counter::counter_delta;
+
+/// An interface: its ifindex inside the network namespace with this inode.
+pub type IfaceKey = (u32, u32);
+
+/// Cumulative counters of one interface, corrected to the kernel's own interface
+/// counters (`/proc/net/dev` semantics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfaceSample {
-    /// `None` where /sys/class/net does not say.
-    pub ifindex: Option<u32>,
+pub struct IfaceCounters {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
 }
 
-impl IfaceSample {
-    fn counters(&self) -> [u64; 4] {
-        [
-            self.rx_bytes,
-            self.tx_bytes,
-            self.rx_packets,
-            self.tx_packets,
-        ]
-    }
+/// Cumulative IP-layer bytes of one uid's sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UidCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
 }
 
-/// All interfaces at one moment.
+/// Cumulative traffic counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetSample {
+    /// CLOCK_MONOTONIC nanoseconds when taken.
     pub mono_ns: u64,
+    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
     pub wall_us: i64,
-    pub ifaces: BTreeMap<String, IfaceSample>,
+    pub ifaces: BTreeMap<IfaceKey, IfaceCounters>,
+    pub uids: BTreeMap<u32, UidCounters>,
 }
 
-/// One interface's traffic in one interval.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetInterval {
-    pub iface: String,
-    pub ifindex: Option<u32>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-}
-
-/// The increase of a counter that may wrap at 32 bits. A wrap is believed only when
-/// both values fit in 32 bits and the increase it implies is under 2^31 (a counter does
-/// not pass half its range in one interval); anything else that goes backwards is
-/// unknown.
-pub fn counter_delta_32(prev: u64, cur: u64, may_wrap: bool) -> Option<u64> {
-    if cur >= prev {
-        return Some(cur - prev);
+impl NetSample {
+    /// Drops interfaces and uids whose map entries were deleted: when they come back
+    /// their counters restart from zero, which must read as "new", not "backwards".
+    pub fn forget(&mut self, ifaces: &[IfaceKey], uids: &[u32]) {
+        for key in ifaces {
+            self.ifaces.remove(key);
+        }
+        for uid in uids {
+            self.uids.remove(uid);
+        }
     }
-    const RANGE: u64 = 1 << 32;
-    if may_wrap && prev < RANGE {
-        let delta = cur + RANGE - prev;
-        return (delta < RANGE / 2).then_some(delta);
-    }
-    None
 }
 
-/// Interfaces with traffic between `prev` and `cur`, in name order. An interface new in
-/// `cur` has no row (its counters may hold traffic from before `prev`); one whose
-/// ifindex changed or whose counter went backwards is unknown for this interval.
-/// `wraps32` says whether an interface's counters can wrap at 32 bits (the sampler says
-/// no once any of them has been seen above `u32::MAX`).
-pub fn net_intervals(
-    prev: &NetSample,
-    cur: &NetSample,
-    wraps32: impl Fn(&str) -> bool,
-) -> Vec<NetInterval> {
+/// Interval length in whole milliseconds (`dur_ms`).
+pub fn dur_ms(prev: &NetSample, cur: &NetSample) -> i64 {
+    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
+}
+
+/// Per-interface deltas, for interfaces with traffic in the interval. An interface with
+/// any counter going backwards is unknown for the interval: no row.
+pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCounters)> {
     cur.ifaces
         .iter()
-        .filter_map(|(name, now)| {
-            let before = prev.ifaces.get(name)?;
-            if before.ifindex != now.ifindex {
-                return None;
-            }
-            let may_wrap = wraps32(name);
-            let mut d = [0u64; 4];
-            for (i, (p, c)) in before.counters().iter().zip(now.counters()).enumerate() {
-                d[i] = counter_delta_32(*p, c, may_wrap)?;
-            }
-            d.iter().any(|&v| v > 0).then(|| NetInterval {
-                iface: name.clone(),
-                ifindex: now.ifindex,
-                rx_bytes: d[0],
-                tx_bytes: d[1],
-                rx_packets: d[2],
-                tx_packets: d[3],
-            })
+        .filter_map(|(key, c)| {
+            let p = prev.ifaces.get(key);
+            let delta = IfaceCounters {
+                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
+                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
+                rx_packets: counter_delta(p.map(|p| p.rx_packets), c.rx_packets)?,
+                tx_packets: counter_delta(p.map(|p| p.tx_packets), c.tx_packets)?,
+            };
+            (delta != IfaceCounters::default()).then_some((*key, delta))
         })
+        .collect()
+}
+
+/// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).
+pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> {
+    cur.uids
+        .iter()
+        .filter_map(|(uid, c)| {
+            let p = prev.uids.get(uid);
+            let delta = UidCounters {
+                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
+                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
+            };
+            (delta != UidCounters::default()).then_some((*uid, delta))
+        })
+        .collect()
+}
+
+/// Keys whose last activity (CLOCK_MONOTONIC ns) is at least `idle_ns` before `now_ns`.
+pub fn idle_keys<K: Copy + Ord>(
+    last_active: &BTreeMap<K, u64>,
+    now_ns: u64,
+    idle_ns: u64,
+) -> Vec<K> {
+    last_active
+        .iter()
+        .filter(|(_, &at)| now_ns.saturating_sub(at) >= idle_ns)
+        .map(|(key, _)| *key)
         .collect()
 }
 
@@ -98,64 +103,98 @@ pub fn net_intervals(
 mod tests {
     use super::*;
 
-    fn sample(ifaces: &[(&str, u32, [u64; 4])]) -> NetSample {
+    fn iface(rx: u64, tx: u64) -> IfaceCounters {
+        IfaceCounters {
+            rx_bytes: rx * 100,
+            tx_bytes: tx * 100,
+            rx_packets: rx,
+            tx_packets: tx,
+        }
+    }
+
+    fn sample(mono_ns: u64, ifaces: &[(IfaceKey, IfaceCounters)]) -> NetSample {
         NetSample {
-            ifaces: ifaces
-                .iter()
-                .map(|(n, idx, c)| {
-                    (
-                        n.to_string(),
-                        IfaceSample {
-                            ifindex: Some(*idx),
-                            rx_bytes: c[0],
-                            tx_bytes: c[1],
-                            rx_packets: c[2],
-                            tx_packets: c[3],
-                        },
-                    )
-                })
-                .collect(),
-            ..Default::default()
+            mono_ns,
+            ifaces: ifaces.iter().copied().collect(),
+            ..NetSample::default()
         }
     }
 
     #[test]
-    fn wrap_at_32_bits() {
-        assert_eq!(counter_delta_32(4_294_967_000, 500, true), Some(796));
-        assert_eq!(counter_delta_32(10, 25, true), Some(15));
-        // Not believed: would be more than half the range.
-        assert_eq!(counter_delta_32(100, 50, true), None);
-        // A 64-bit counter going backwards is a reset, never a wrap.
-        assert_eq!(counter_delta_32(4_294_967_000, 500, false), None);
-        assert_eq!(counter_delta_32(10_000_000_000, 5, true), None);
+    fn deltas_of_active_interfaces_only() {
+        let prev = sample(0, &[((1, 1), iface(10, 10)), ((1, 2), iface(5, 5))]);
+        let cur = sample(
+            1_000_000_000,
+            &[
+                ((1, 1), iface(13, 11)),
+                ((1, 2), iface(5, 5)),
+                ((2, 1), iface(1, 0)),
+            ],
+        );
+        assert_eq!(
+            iface_deltas(&prev, &cur),
+            vec![((1, 1), iface(3, 1)), ((2, 1), iface(1, 0))]
+        );
+        assert_eq!(dur_ms(&prev, &cur), 1000);
     }
 
     #[test]
-    fn rows_only_for_known_changes() {
-        let prev = sample(&[
-            ("eth0", 2, [4_294_967_000, 100, 10, 10]),
-            ("eth1", 3, [10_000_000_000, 0, 0, 0]),
-            ("lo", 1, [5, 5, 1, 1]),
-            ("tun0", 9, [0, 0, 0, 0]),
-        ]);
-        let cur = sample(&[
-            ("eth0", 2, [500, 300, 12, 11]),
-            ("eth1", 3, [20, 0, 0, 0]),
-            ("lo", 1, [5, 5, 1, 1]),
-            ("tun0", 10, [50, 0, 1, 0]),
-            ("veth7", 11, [70, 0, 1, 0]),
-        ]);
-        let rows = net_intervals(&prev, &cur, |name| name != "eth1");
-        assert_eq!(
-            rows,
-            vec![NetInterval {
-                iface: "eth0".into(),
-                ifindex: Some(2),
-                rx_bytes: 796,
-                tx_bytes: 200,
-                rx_packets: 2,
-                tx_packets: 1
-            }]
+    fn backwards_counter_is_unknown_and_forgotten_key_is_new() {
+        let mut prev = sample(0, &[((1, 1), iface(10, 10))]);
+        let cur = sample(1, &[((1, 1), iface(2, 12))]);
+        assert!(iface_deltas(&prev, &cur).is_empty());
+        prev.forget(&[(1, 1)], &[]);
+        assert_eq!(iface_deltas(&prev, &cur), vec![((1, 1), iface(2, 12))]);
+    }
+
+    #[test]
+    fn uid_deltas_follow_the_same_rules() {
+        let mut prev = NetSample::default();
+        prev.uids.insert(
+            7,
+            UidCounters {
+                rx_bytes: 5,
+                tx_bytes: 5,
+            },
         );
+        prev.uids.insert(
+            8,
+            UidCounters {
+                rx_bytes: 5,
+                tx_bytes: 5,
+            },
+        );
+        let mut cur = prev.clone();
+        cur.uids.insert(
+            7,
+            UidCounters {
+                rx_bytes: 9,
+                tx_bytes: 5,
+            },
+        );
+        cur.uids.insert(
+            8,
+            UidCounters {
+                rx_bytes: 1,
+                tx_bytes: 5,
+            },
+        );
+        assert_eq!(
+            uid_deltas(&prev, &cur),
+            vec![(
+                7,
+                UidCounters {
+                    rx_bytes: 4,
+                    tx_bytes: 0
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn idle_after_the_limit_only() {
+        let last: BTreeMap<u32, u64> = [(1, 100), (2, 500), (3, 0)].into_iter().collect();
+        assert_eq!(idle_keys(&last, 600, 500), vec![1, 3]);
+        assert!(idle_keys(&last, 100, 500).is_empty());
     }
 }

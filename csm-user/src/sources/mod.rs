@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod host;
+pub mod netns;
 pub mod procfs;
 pub mod users;
 

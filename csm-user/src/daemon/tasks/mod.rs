@@ -2,8 +2,8 @@
 //! rows, and takes a last sample when told to stop.
 
 pub mod cpu;
-// /proc collectors (issue 4).
 pub mod mem;
+pub mod net;
 pub mod net_proc;
 pub mod ubc;
 
@@ -25,6 +25,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     let Collectors {
         cpu,
         cpu_source,
+        net,
         ebpf,
         resume_cpu,
         ..
@@ -35,7 +36,12 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         cpu_source,
         resume_cpu,
     )));
-    handles.extend(spawn_proc_collectors(ctx, ebpf.is_none()));
+    // /proc/net/dev only when no eBPF network collector runs.
+    let net_from_proc = net.is_none();
+    if let Some(net) = net {
+        handles.push(spawn_local(net::run(ctx.clone(), net)));
+    }
+    handles.extend(spawn_proc_collectors(ctx, net_from_proc));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }

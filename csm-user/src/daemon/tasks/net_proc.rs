@@ -6,7 +6,7 @@ use tracing::warn;
 use super::mem::clamp;
 use super::{every, Step};
 use crate::daemon::{Ctx, Rows};
-use crate::model::net::net_intervals;
+use crate::model::netdev::net_intervals;
 use crate::sources::procfs::net::ProcNetSampler;
 use crate::store::NetRow;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Btf, Type};
-use csm_common::TaskOffsets;
+use csm_common::{NetOffsets, TaskOffsets};
 
 /// Offsets the scheduler program needs, from the BTF file at `path`.
 pub fn task_offsets(path: &Path) -> Result<TaskOffsets> {
@@ -21,6 +21,20 @@ pub fn task_offsets(path: &Path) -> Result<TaskOffsets> {
         pid: offset_of(&btf, "task_struct", &["pid"])?,
     };
     Ok(offsets)
+}
+
+/// Offsets the netdev programs need, from the BTF file at `path`.
+pub fn net_offsets(path: &Path) -> Result<NetOffsets> {
+    let btf =
+        Btf::from_file(path).with_context(|| format!("cannot parse BTF {}", path.display()))?;
+    Ok(NetOffsets {
+        skb_len: offset_of(&btf, "sk_buff", &["len"])?,
+        skb_dev: offset_of(&btf, "sk_buff", &["dev"])?,
+        dev_ifindex: offset_of(&btf, "net_device", &["ifindex"])?,
+        dev_type: offset_of(&btf, "net_device", &["type"])?,
+        dev_net: offset_of(&btf, "net_device", &["nd_net", "net"])?,
+        net_inum: offset_of(&btf, "net", &["ns", "inum"])?,
+    })
 }
 
 /// Byte offset of `path` (a chain of member names) inside struct `root`.
@@ -100,5 +114,9 @@ mod tests {
         assert_eq!(off.prev_sum_exec_runtime, off.sum_exec_runtime + 8);
         assert!(off.real_cred > off.pid);
         assert_eq!(off.cred_uid % 4, 0);
+        let net = net_offsets(path).unwrap();
+        assert_eq!(net.skb_len % 4, 0);
+        assert_eq!(net.dev_net % 8, 0);
+        assert_ne!(net.dev_ifindex, net.dev_type);
     }
 }

@@ -9,9 +9,10 @@ use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use csm_common::{names, SwitchFormat, TaskOffsets};
+use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
+use super::net::{self, NetAttached};
 use super::pins::{self, PinDir};
 use super::{btf, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
@@ -56,6 +57,8 @@ pub struct Loaded {
     pub instance: Option<String>,
     /// What happened to pinned state at start (for the `events` table).
     pub notes: Vec<String>,
+    /// Which network programs are attached.
+    pub net: NetAttached,
 }
 
 enum HeldLink {
@@ -73,11 +76,17 @@ impl Loaded {
         self.ebpf.as_mut()?.take_map(name)
     }
 
-    fn fresh(ebpf: Ebpf, link: HeldLink, sched: SchedVariant, reason: Option<String>) -> Self {
+    fn fresh(
+        ebpf: Ebpf,
+        links: Vec<HeldLink>,
+        sched: SchedVariant,
+        reason: Option<String>,
+    ) -> Self {
         Loaded {
             ebpf: Some(ebpf),
             adopted_maps: HashMap::new(),
-            links: vec![link],
+            links,
+            net: NetAttached::default(),
             sched,
             fallback_reason: reason,
             pins: None,
@@ -103,7 +112,12 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
         }
     };
     let format = switch_format(paths).unwrap_or_default();
-    let mut ebpf = load_object(offsets.unwrap_or_default(), format)?;
+    let net_offsets = btf::net_offsets(&btf_path).map_err(|err| format!("{err:#}"));
+    let mut ebpf = load_object(
+        offsets.unwrap_or_default(),
+        format,
+        net_offsets.clone().unwrap_or_default(),
+    )?;
 
     let btf_attempt = match offsets {
         Some(_) => attach_sched_btf(&mut ebpf, &btf_path),
@@ -122,7 +136,16 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             (link, SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
-    Ok(Loaded::fresh(ebpf, link, sched, fallback_reason))
+    let (net, net_links) = net::attach(&mut ebpf, paths, net_offsets.err());
+    let mut links = vec![link];
+    links.extend(
+        net_links
+            .into_iter()
+            .map(|(program, link)| HeldLink::Fd(program, link)),
+    );
+    let mut loaded = Loaded::fresh(ebpf, links, sched, fallback_reason);
+    loaded.net = net;
+    Ok(loaded)
 }
 
 /// Like [`load_and_attach`], with the maps and links pinned in bpffs for this data dir:
@@ -229,6 +252,7 @@ fn pin_all(loaded: &mut Loaded, dir: &PinDir) -> anyhow::Result<()> {
 fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
     let mut adopted_maps = HashMap::new();
     let mut links = Vec::new();
+    let mut link_names = std::collections::HashSet::new();
     let mut sched = None;
     for entry in fs::read_dir(&dir.path).with_context(|| format!("read {}", dir.path.display()))? {
         let entry = entry?;
@@ -249,9 +273,21 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
                 sched = Some(SchedVariant::ClassicTracePoint);
             }
             links.push(HeldLink::Pinned(link));
+            link_names.insert(program.to_string());
         }
     }
     let sched = sched.context("no pinned scheduler program")?;
+    let net = NetAttached {
+        ifaces: [names::PROG_NET_XMIT_BTF, names::PROG_NET_RECV_BTF]
+            .iter()
+            .all(|p| link_names.contains(*p))
+            && adopted_maps.contains_key(names::NET_DEV),
+        uids: [names::PROG_NET_UID_INGRESS, names::PROG_NET_UID_EGRESS]
+            .iter()
+            .all(|p| link_names.contains(*p))
+            && adopted_maps.contains_key(names::NET_UID),
+        problems: Vec::new(),
+    };
     for required in [names::CPU_NS, names::CPU_RUNNING] {
         anyhow::ensure!(
             adopted_maps.contains_key(required),
@@ -268,6 +304,7 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         pins: Some(dir.clone()),
         adopted: true,
         notes: Vec::new(),
+        net,
     })
 }
 
@@ -289,11 +326,16 @@ fn check_privileges() -> Result<(), SourceError> {
     Ok(())
 }
 
-fn load_object(offsets: TaskOffsets, format: SwitchFormat) -> Result<Ebpf, SourceError> {
+fn load_object(
+    offsets: TaskOffsets,
+    format: SwitchFormat,
+    net: NetOffsets,
+) -> Result<Ebpf, SourceError> {
     raise_memlock_limit();
     EbpfLoader::new()
         .override_global("TASK_OFFSETS", &offsets, true)
         .override_global("SWITCH_FORMAT", &format, true)
+        .override_global("NET_OFFSETS", &net, true)
         .load(EBPF_OBJECT)
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
@@ -414,7 +456,7 @@ fn ensure_tracefs() {
 }
 
 /// The verifier's log is long; the last lines say why.
-fn verifier_summary(err: &aya::programs::ProgramError) -> String {
+pub fn verifier_summary(err: &aya::programs::ProgramError) -> String {
     let text = format!("{err:#}");
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines.len().saturating_sub(12);

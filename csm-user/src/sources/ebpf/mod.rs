@@ -3,10 +3,12 @@
 pub mod btf;
 pub mod cpu;
 pub mod loader;
+pub mod net;
 pub mod pins;
 
 pub use cpu::CpuReader;
 pub use loader::{load_and_attach, load_pinned, Loaded, SchedVariant};
+pub use net::{NetAttached, NetReader};
 
 /// The compiled eBPF object, embedded at build time (see csm-user/build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CSM_EBPF_OBJECT"));

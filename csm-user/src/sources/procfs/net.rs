@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::netdev::parse_net_dev;
 use super::WarnOnce;
-use crate::model::net::{IfaceSample, NetSample};
+use crate::model::netdev::{IfaceSample, NetSample};
 use crate::sources::ebpf::cpu::clock_ns;
 use crate::sources::host::HostPaths;
 

@@ -1,0 +1,312 @@
+//! Network accounting: attaching the netdev and cgroup_skb programs, and reading their
+//! maps into cumulative samples.
+//!
+//! Measured to match `/proc/net/dev` exactly (packets and bytes) on lo and veth, in the
+//! daemon's namespace and in others (tests/tests/net.rs). Known limits, not yet measured
+//! or handled:
+//! - a NIC driver that uses GRO hands `netif_receive_skb` one merged skb for several
+//!   wire packets, while the driver counted each: received packets and header bytes come
+//!   out low on busy physical NICs (veth and lo do not use GRO by default);
+//! - VLAN devices untag inside the receive path without a second `netif_receive_skb`:
+//!   their received traffic shows on the lower device only;
+//! - without BTF (no tp_btf) there is no per-interface accounting: the classic
+//!   tracepoints carry neither the namespace nor the ifindex.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, PerCpuHashMap};
+use aya::programs::cgroup_skb::CgroupSkbAttachType;
+use aya::programs::links::FdLink;
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb};
+use aya::{Btf, Ebpf};
+use csm_common::{names, NetCounters, NetKey, UidTraffic};
+
+use super::cpu::clock_ns;
+use super::loader::Loaded;
+use crate::model::{IfaceCounters, NetSample, UidCounters};
+use crate::sources::host::HostPaths;
+
+/// Which network programs run; what is missing says why.
+#[derive(Clone, Debug, Default)]
+pub struct NetAttached {
+    /// Per-interface counters (tp_btf `net_dev_xmit` and `netif_receive_skb`).
+    pub ifaces: bool,
+    /// Per-uid counters (cgroup_skb on the cgroup2 root).
+    pub uids: bool,
+    pub problems: Vec<String>,
+}
+
+/// Attaches the network programs. Failing here never stops CPU accounting: what could
+/// not attach is reported in [`NetAttached::problems`].
+/// `offsets_error` says why the netdev field offsets could not be read from BTF.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    paths: &HostPaths,
+    offsets_error: Option<String>,
+) -> (NetAttached, Vec<(&'static str, FdLink)>) {
+    let mut net = NetAttached::default();
+    let mut links = Vec::new();
+    let btf_path = paths.vmlinux_btf();
+    let ifaces = match offsets_error {
+        None => attach_netdev(ebpf, &btf_path),
+        Some(why) => Err(format!("no netdev offsets: {why}")),
+    };
+    match ifaces {
+        Ok(held) => {
+            net.ifaces = true;
+            links.extend(held);
+        }
+        Err(why) => net.problems.push(format!("per-interface traffic: {why}")),
+    }
+    match attach_cgroup_skb(ebpf, paths) {
+        Ok(held) => {
+            net.uids = true;
+            links.extend(held);
+        }
+        Err(why) => net.problems.push(format!("per-uid traffic: {why}")),
+    }
+    (net, links)
+}
+
+/// Links come back as fd links so that the loader can pin them with the maps.
+type Links = Vec<(&'static str, FdLink)>;
+
+fn attach_netdev(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Links, String> {
+    let btf = Btf::parse_file(btf_path, aya::Endianness::default())
+        .map_err(|err| format!("cannot parse {}: {err}", btf_path.display()))?;
+    let mut links = Vec::new();
+    for (name, tracepoint) in [
+        (names::PROG_NET_XMIT_BTF, "net_dev_xmit"),
+        (names::PROG_NET_RECV_BTF, "netif_receive_skb"),
+    ] {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(|err| format!("{name}: {err}"))?;
+        program
+            .load(tracepoint, &btf)
+            .map_err(|err| format!("load {name}: {}", super::loader::verifier_summary(&err)))?;
+        let id = program
+            .attach()
+            .map_err(|err| format!("attach {name}: {err}"))?;
+        let link = program
+            .take_link(id)
+            .map_err(|err| format!("take link of {name}: {err}"))?;
+        links.push((name, FdLink::from(link)));
+    }
+    Ok(links)
+}
+
+fn attach_cgroup_skb(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<Links, String> {
+    let root = cgroup2_root(paths)?;
+    let cgroup = fs::File::open(&root).map_err(|err| format!("open {}: {err}", root.display()))?;
+    let mut links = Vec::new();
+    for (name, direction) in [
+        (names::PROG_NET_UID_INGRESS, CgroupSkbAttachType::Ingress),
+        (names::PROG_NET_UID_EGRESS, CgroupSkbAttachType::Egress),
+    ] {
+        let program: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(|err| format!("{name}: {err}"))?;
+        program
+            .load()
+            .map_err(|err| format!("load {name}: {}", super::loader::verifier_summary(&err)))?;
+        // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup
+        // (systemd's, a second csm); link_create takes no flags, hence `Single`.
+        let id = program
+            .attach(&cgroup, direction, CgroupAttachMode::Single)
+            .map_err(|err| {
+                format!(
+                    "attach {name} to {}: {:#}",
+                    root.display(),
+                    anyhow::Error::from(err)
+                )
+            })?;
+        let link = program
+            .take_link(id)
+            .map_err(|err| format!("take link of {name}: {err}"))?;
+        let link = FdLink::try_from(link)
+            .map_err(|err| format!("{name} is attached without a bpf_link: {err}"))?;
+        links.push((name, link));
+    }
+    Ok(links)
+}
+
+/// The cgroup2 mount (the unified hierarchy): `/sys/fs/cgroup` on most hosts,
+/// `/sys/fs/cgroup/unified` on hybrid ones. Attached at the root, the programs see every
+/// socket of every process.
+fn cgroup2_root(paths: &HostPaths) -> Result<PathBuf, String> {
+    let mounts_path = paths.proc("mounts");
+    let mounts = fs::read_to_string(&mounts_path)
+        .map_err(|err| format!("read {}: {err}", mounts_path.display()))?;
+    parse_cgroup2_mount(&mounts)
+        .ok_or_else(|| format!("no cgroup2 mount in {}", mounts_path.display()))
+}
+
+pub fn parse_cgroup2_mount(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(unescape_mount(target)))
+    })
+}
+
+/// /proc/mounts writes spaces and tabs in paths as octal escapes.
+fn unescape_mount(path: &str) -> String {
+    path.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\134", "\\")
+}
+
+/// Link-layer header of Ethernet-like devices (veth, virtio-net, bridges…).
+const ETH_HLEN: u64 = 14;
+
+/// Makes tracepoint counts match the kernel's own interface counters, which is what
+/// /proc/net/dev and `ip -s link` show. Measured on this kernel (see EBPF-NOTES.md):
+/// - Ethernet-like devices count the 14-byte header both ways; `netif_receive_skb` sees
+///   the packet after `eth_type_trans` pulled it, so received bytes lack it;
+/// - loopback counts each packet once, after `eth_type_trans`, and reports that one
+///   count as both received and sent: the eBPF side counts only its receive side.
+pub fn corrected(c: &NetCounters) -> IfaceCounters {
+    let mut out = IfaceCounters {
+        rx_bytes: c.rx_bytes,
+        tx_bytes: c.tx_bytes,
+        rx_packets: c.rx_packets,
+        tx_packets: c.tx_packets,
+    };
+    match c.dev_type as u16 {
+        libc::ARPHRD_ETHER => out.rx_bytes += ETH_HLEN * c.rx_packets,
+        libc::ARPHRD_LOOPBACK => {
+            out.tx_bytes = c.rx_bytes;
+            out.tx_packets = c.rx_packets;
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Sums per-CPU netdev counters (the device type is the same on every CPU that saw
+/// the interface; CPUs that did not have zeroes).
+fn sum_counters(per_cpu: &[NetCounters]) -> NetCounters {
+    per_cpu
+        .iter()
+        .fold(NetCounters::default(), |acc, c| NetCounters {
+            rx_bytes: acc.rx_bytes + c.rx_bytes,
+            rx_packets: acc.rx_packets + c.rx_packets,
+            tx_bytes: acc.tx_bytes + c.tx_bytes,
+            tx_packets: acc.tx_packets + c.tx_packets,
+            dev_type: acc.dev_type.max(c.dev_type),
+            _pad: 0,
+        })
+}
+
+/// Reads the network maps into cumulative samples.
+pub struct NetReader {
+    ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
+    uids: PerCpuHashMap<MapData, u32, UidTraffic>,
+}
+
+impl NetReader {
+    /// Takes the network maps out of `loaded`.
+    pub fn new(loaded: &mut Loaded) -> Result<Self> {
+        Ok(NetReader {
+            ifaces: take_per_cpu_hash(loaded, names::NET_DEV)?,
+            uids: take_per_cpu_hash(loaded, names::NET_UID)?,
+        })
+    }
+
+    /// Cumulative counters of every interface and uid seen since load.
+    pub fn sample(&self) -> Result<NetSample> {
+        let mut sample = NetSample {
+            mono_ns: clock_ns(libc::CLOCK_MONOTONIC),
+            wall_us: chrono::Utc::now().timestamp_micros(),
+            ..NetSample::default()
+        };
+        for entry in self.ifaces.iter() {
+            let (key, per_cpu) = entry.with_context(|| format!("read map {}", names::NET_DEV))?;
+            let total = corrected(&sum_counters(&per_cpu));
+            sample.ifaces.insert((key.netns, key.ifindex), total);
+        }
+        for entry in self.uids.iter() {
+            let (uid, per_cpu) = entry.with_context(|| format!("read map {}", names::NET_UID))?;
+            let total = per_cpu
+                .iter()
+                .fold(UidCounters::default(), |acc, t| UidCounters {
+                    rx_bytes: acc.rx_bytes + t.rx_bytes,
+                    tx_bytes: acc.tx_bytes + t.tx_bytes,
+                });
+            sample.uids.insert(uid, total);
+        }
+        Ok(sample)
+    }
+
+    /// Deletes map entries of interfaces and uids that are gone, after their last counts
+    /// were read (increments landing between that read and the delete are lost, which
+    /// is why only gone or long-idle entries are deleted).
+    pub fn forget(&mut self, ifaces: &[(u32, u32)], uids: &[u32]) {
+        for &(netns, ifindex) in ifaces {
+            let _ = self.ifaces.remove(&NetKey { netns, ifindex });
+        }
+        for uid in uids {
+            let _ = self.uids.remove(uid);
+        }
+    }
+
+    /// Entries in the two maps, to watch their bounds.
+    pub fn map_sizes(&self) -> (usize, usize) {
+        (self.ifaces.keys().count(), self.uids.keys().count())
+    }
+}
+
+fn take_per_cpu_hash<K: aya::Pod, V: aya::Pod>(
+    loaded: &mut Loaded,
+    name: &str,
+) -> Result<PerCpuHashMap<MapData, K, V>> {
+    let map = loaded
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    PerCpuHashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let mounts = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\n\
+            cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+        assert_eq!(
+            parse_cgroup2_mount(mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(parse_cgroup2_mount("proc /proc proc rw 0 0\n"), None);
+    }
+
+    #[test]
+    fn header_correction_per_device_type() {
+        let raw = |dev_type| NetCounters {
+            rx_bytes: 1000,
+            rx_packets: 10,
+            tx_bytes: 1000,
+            tx_packets: 10,
+            dev_type,
+            _pad: 0,
+        };
+        let eth = corrected(&raw(1));
+        assert_eq!((eth.rx_bytes, eth.tx_bytes), (1140, 1000));
+        let lo = corrected(&NetCounters {
+            tx_bytes: 0,
+            tx_packets: 0,
+            ..raw(772)
+        });
+        assert_eq!((lo.rx_bytes, lo.tx_bytes, lo.tx_packets), (1000, 1000, 10));
+        let tun = corrected(&raw(65534));
+        assert_eq!((tun.rx_bytes, tun.tx_bytes), (1000, 1000));
+    }
+}
