@@ -3,6 +3,7 @@
 
 pub mod counter;
 pub mod cpu;
+pub mod ping;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};

@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod host;
+pub mod ping;
 pub mod users;
 
 /// Why a source cannot give data.

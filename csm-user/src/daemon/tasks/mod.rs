@@ -2,6 +2,7 @@
 //! rows, and takes a last sample when told to stop.
 
 pub mod cpu;
+pub mod ping;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         ..
     } = collectors;
     handles.push(spawn_local(cpu::run(ctx.clone(), cpu, cpu_source)));
+    handles.extend(ping::spawn(ctx));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }

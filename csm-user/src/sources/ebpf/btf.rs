@@ -38,7 +38,7 @@ pub fn offset_of(btf: &Btf, root: &str, path: &[&str]) -> Result<u32> {
             };
         }
     }
-    if total_bits % 8 != 0 {
+    if !total_bits.is_multiple_of(8) {
         bail!("BTF: {root}.{} is a bit field", path.join("."));
     }
     Ok(total_bits / 8)

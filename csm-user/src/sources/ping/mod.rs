@@ -1,0 +1,206 @@
+//! ICMP echo measurements on the tokio runtime.
+//!
+//! The `surge-ping` crate does the packet work: one socket per address family, shared by
+//! every target, a receive task that hands each reply to the echo waiting for exactly that
+//! (address, identifier, sequence), and nothing to anyone else, so late replies (their echo
+//! gave up), duplicates (the first took the waiter) and foreign replies (another process's
+//! identifier or sequence) are dropped. As root it opens a raw socket; elsewhere the
+//! unprivileged ICMP datagram socket, where `net.ipv4.ping_group_range` allows it (it tries
+//! the datagram socket first and falls back to raw).
+//!
+//! Sequence numbers come from one counter shared by all targets, so no two echoes in
+//! flight ever wait for the same (address, sequence), even when two targets name the same
+//! address, or when the datagram socket hides the identifier from us.
+//!
+//! RTTs are user-space times (send returned → the receive task saw the reply), so a
+//! runtime busy with other work can add to them; on an idle host they are within tens
+//! of microseconds of iputils `ping`.
+
+mod echo;
+mod target;
+
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use surge_ping::{Client, Config, PingIdentifier, PingSequence, ICMP};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{timeout_at, Instant};
+
+pub use crate::model::ping::Measurement;
+pub use target::{check_target, resolve};
+
+/// The gap between the echoes of one measurement when the interval leaves room for it.
+pub const ECHO_GAP: Duration = Duration::from_millis(200);
+/// The longest a measurement waits for replies after its last echo.
+pub const MAX_WAIT: Duration = Duration::from_secs(3);
+
+/// The ICMP sockets shared by every target, opened on first use.
+#[derive(Default)]
+pub struct Icmp {
+    v4: RefCell<Option<Client>>,
+    v6: RefCell<Option<Client>>,
+    seq: Cell<u16>,
+}
+
+impl Icmp {
+    /// The client for `addr`'s family; an error text when no ICMP socket can be opened
+    /// (tried again at the next measurement, so a fixed permission starts working).
+    fn client(&self, addr: IpAddr) -> Result<Client, String> {
+        let (slot, kind, name) = match addr {
+            IpAddr::V4(_) => (&self.v4, ICMP::V4, "ICMPv4"),
+            IpAddr::V6(_) => (&self.v6, ICMP::V6, "ICMPv6"),
+        };
+        if let Some(client) = slot.borrow().as_ref() {
+            return Ok(client.clone());
+        }
+        let config = Config::builder().kind(kind).build();
+        let client = Client::new(&config).map_err(|err| socket_error(name, &err))?;
+        tracing::info!("{name} echo socket: {:?}", client.get_socket().get_type());
+        *slot.borrow_mut() = Some(client.clone());
+        Ok(client)
+    }
+
+    fn next_seq(&self) -> PingSequence {
+        let seq = self.seq.get();
+        self.seq.set(seq.wrapping_add(1));
+        PingSequence(seq)
+    }
+}
+
+fn socket_error(family: &str, err: &std::io::Error) -> String {
+    // surge-ping's own text spans lines; keep the first one.
+    let first = err.to_string();
+    let first = first.lines().next().unwrap_or_default().to_string();
+    format!(
+        "permission denied: cannot open an {family} socket ({first}); csm needs root or \
+         CAP_NET_RAW, or its group in net.ipv4.ping_group_range"
+    )
+}
+
+/// The gap between echoes: [`ECHO_GAP`], or less when the interval is short, so that all
+/// echoes go out in the first half of the interval and have the other half for replies.
+pub fn echo_gap(interval: Duration, count: u32) -> Duration {
+    ECHO_GAP.min(interval / (2 * count.max(1)))
+}
+
+/// When a measurement that started at `start` stops waiting: before the next one is due
+/// (`next_due`), and at most [`MAX_WAIT`] after its last echo.
+pub fn deadline(start: Instant, next_due: Instant, count: u32, gap: Duration) -> Instant {
+    // A little room before the next measurement so that writing the row never delays it.
+    let room = (next_due.saturating_duration_since(start) / 20).min(Duration::from_millis(20));
+    let last_echo = start + gap * count.saturating_sub(1);
+    (next_due - room).min(last_echo + MAX_WAIT)
+}
+
+/// One target's identity on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct Prober {
+    /// Echo identifier (raw sockets; the datagram socket's kernel picks its own).
+    pub ident: PingIdentifier,
+    pub count: u32,
+    pub gap: Duration,
+}
+
+impl Prober {
+    /// `index` tells the targets apart, the process id tells csm from other pingers.
+    pub fn new(index: usize, count: u32, interval: Duration) -> Self {
+        let base = std::process::id() as u16;
+        Prober {
+            ident: PingIdentifier(base.wrapping_add(index as u16)),
+            count,
+            gap: echo_gap(interval, count),
+        }
+    }
+}
+
+/// Resolves `host` and sends the echoes, until `deadline` or until `shutdown` changes;
+/// what was collected by then is the measurement (so a stop writes a partial one).
+pub async fn measure(
+    icmp: &Icmp,
+    prober: Prober,
+    host: &str,
+    deadline: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Measurement {
+    let start = Instant::now();
+    let addr = match timeout_at(deadline, resolve(host)).await {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(error)) => return failed(None, error),
+        Err(_) => return failed(None, "name does not resolve: lookup timed out".into()),
+    };
+    let client = match icmp.client(addr) {
+        Ok(client) => client,
+        Err(error) => return failed(Some(addr), error),
+    };
+    let shared = Rc::new(RefCell::new(Measurement {
+        addr: Some(addr.to_string()),
+        ..Default::default()
+    }));
+    let mut echoes = JoinSet::new();
+    for i in 0..prober.count {
+        let send_at = start + prober.gap * i;
+        if send_at >= deadline {
+            break;
+        }
+        let echo = echo::Echo {
+            client: client.clone(),
+            addr,
+            ident: prober.ident,
+            seq: icmp.next_seq(),
+            send_at,
+            deadline,
+        };
+        echoes.spawn_local(echo.run(shared.clone()));
+    }
+    wait_all(&mut echoes, shutdown).await;
+    // Dropping the set aborts echoes still waiting (stop): they count as sent, unanswered.
+    drop(echoes);
+    let measurement = shared.borrow().clone();
+    measurement
+}
+
+async fn wait_all(echoes: &mut JoinSet<()>, shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            next = echoes.join_next() => if next.is_none() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn failed(addr: Option<IpAddr>, error: String) -> Measurement {
+    Measurement {
+        addr: addr.map(|a| a.to_string()),
+        error: Some(error),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_shrinks_for_short_intervals() {
+        assert_eq!(echo_gap(Duration::from_secs(60), 3), ECHO_GAP);
+        assert_eq!(
+            echo_gap(Duration::from_secs(1), 5),
+            Duration::from_millis(100)
+        );
+        assert_eq!(echo_gap(Duration::from_secs(1), 0), ECHO_GAP);
+    }
+
+    #[test]
+    fn deadline_is_before_the_next_measurement_and_capped() {
+        let start = Instant::now();
+        let gap = ECHO_GAP;
+        let long = deadline(start, start + Duration::from_secs(60), 3, gap);
+        assert_eq!(long, start + 2 * gap + MAX_WAIT);
+        let next = start + Duration::from_secs(1);
+        let short = deadline(start, next, 3, gap);
+        assert!(short < next && short >= next - Duration::from_millis(20));
+    }
+}
