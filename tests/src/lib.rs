@@ -31,3 +31,54 @@ pub fn is_root() -> bool {
     }
     root
 }
+
+/// A running `csm run`, stopped (SIGTERM, then waited for) on drop if still running.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `csm run --data-dir <data_dir> <args>` inside `ns`, stderr to a file
+    /// beside the data dir.
+    pub fn start(ns: &netns::Netns, data_dir: &std::path::Path, args: &[&str]) -> Daemon {
+        let stderr = data_dir.with_extension("stderr.log");
+        let child = ns
+            .command(csm_bin().to_str().unwrap())
+            .args(["run", "--data-dir", data_dir.to_str().unwrap()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start csm");
+        Daemon { child, stderr }
+    }
+
+    /// Waits for the daemon to end by itself (`--duration`) and checks it succeeded.
+    pub fn wait_success(&mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "csm exited with {status}: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Microseconds since the epoch, like the tables' `ts`.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
