@@ -31,6 +31,14 @@ fn offset_us(row: &Row) -> i64 {
     row.ts_us.rem_euclid(SECOND)
 }
 
+/// All rows but the last: the measurement in flight when `--duration` ends is written
+/// with what it has by then (fewer echoes sent), as it should be.
+fn but_last<'a>(rows: &'a [&'a Row]) -> &'a [&'a Row] {
+    let last = rows.last().expect("no rows");
+    assert!(last.sent <= 3 && last.received <= last.sent, "{last:?}");
+    &rows[..rows.len() - 1]
+}
+
 /// Rows of a 1 s target follow each other at 1 s, without a missed or doubled slot.
 fn assert_one_second_apart(rows: &[&Row]) {
     for pair in rows.windows(2) {
@@ -91,7 +99,7 @@ fn answers_like_system_ping_then_outage_and_recovery() {
     let rows = of(&rows, "198.18.1.2");
     assert!(rows.len() >= 38, "{} rows: {rows:?}", rows.len());
     assert_one_second_apart(&rows);
-    for row in &rows {
+    for row in but_last(&rows) {
         assert_eq!(row.addr.as_deref(), Some("198.18.1.2"));
         assert_eq!(row.sent, 3, "{row:?}");
     }
@@ -115,7 +123,7 @@ fn answers_like_system_ping_then_outage_and_recovery() {
         ours.len()
     );
     assert!(
-        (ours_median - sys_avg).abs() < 1.0,
+        (ours_median - sys_avg).abs() < 0.25,
         "csm median {ours_median} ms vs iputils avg {sys_avg} ms"
     );
 
@@ -131,7 +139,7 @@ fn answers_like_system_ping_then_outage_and_recovery() {
     let after: Vec<_> = rows.iter().filter(|r| r.ts_us >= up_at).collect();
     assert!(after.len() >= 8, "{after:?}");
     assert!(after[..2].iter().any(|r| r.received > 0), "{after:?}");
-    assert!(after[2..].iter().all(|r| r.received == 3), "{after:?}");
+    assert!(after[2..].iter().all(|r| r.received == r.sent), "{after:?}");
 
     // The outage query finds exactly this outage, to the measurement interval.
     let found = outages(&data);
@@ -141,9 +149,11 @@ fn answers_like_system_ping_then_outage_and_recovery() {
     assert_eq!(o.target, "198.18.1.2");
     assert!(!o.ongoing);
     assert!((o.start_us - down_at).abs() <= SECOND, "{o:?}");
+    // The measurement started up to one interval before the link came back may already
+    // get its later echoes answered; one re-learning the neighbour may still miss.
     let end = o.end_us.unwrap();
-    assert!(end >= up_at && end <= up_at + 2 * SECOND, "{o:?}");
-    assert!((19.0..=22.0).contains(&o.duration_s), "{o:?}");
+    assert!(end >= up_at - SECOND && end <= up_at + 2 * SECOND, "{o:?}");
+    assert!((18.5..=21.5).contains(&o.duration_s), "{o:?}");
     assert!((19..=21).contains(&o.measurements), "{o:?}");
 }
 
@@ -174,7 +184,10 @@ fn bad_targets_give_rows_and_the_others_keep_their_schedule() {
         &data,
         &["--config", &config, "--duration", "10s"],
     );
-    sleep_until(start + Duration::from_millis(5_500));
+    // Move it half-way between two measurements, so which address each row used is clear.
+    sleep_until(start + Duration::from_secs(5));
+    let to_mid_second = (1_500_000 - now_us().rem_euclid(SECOND)) % SECOND;
+    sleep(Duration::from_micros(to_mid_second as u64));
     let moved_at = now_us();
     link.client.write_etc("hosts", "198.18.2.3 csmping-moved\n");
     csm.wait_success();
@@ -201,7 +214,7 @@ fn bad_targets_give_rows_and_the_others_keep_their_schedule() {
     }
 
     let v6 = of(&rows, "2001:2::2");
-    for row in &v6 {
+    for row in but_last(&v6) {
         assert_eq!((row.sent, row.received), (3, 3), "{row:?}");
         assert_eq!(row.addr.as_deref(), Some("2001:2::2"));
         assert_eq!(row.error, None);
@@ -215,7 +228,7 @@ fn bad_targets_give_rows_and_the_others_keep_their_schedule() {
             .count();
         assert!(n >= 3, "{n} rows pinged {addr}: {moved:?}");
     }
-    for row in &moved {
+    for row in but_last(&moved) {
         assert_eq!((row.sent, row.received), (3, 3), "{row:?}");
         let want = if row.ts_us < moved_at {
             "198.18.2.2"

@@ -1,22 +1,24 @@
 //! ICMP echo measurements on the tokio runtime.
 //!
-//! The `surge-ping` crate does the packet work: one socket per address family, shared by
-//! every target, a receive task that hands each reply to the echo waiting for exactly that
-//! (address, identifier, sequence), and nothing to anyone else, so late replies (their echo
-//! gave up), duplicates (the first took the waiter) and foreign replies (another process's
-//! identifier or sequence) are dropped. As root it opens a raw socket; elsewhere the
-//! unprivileged ICMP datagram socket, where `net.ipv4.ping_group_range` allows it (it tries
-//! the datagram socket first and falls back to raw).
+//! One ICMP socket per address family ([`socket::IcmpSocket`]) is shared by every target:
+//! a raw socket as root (or with CAP_NET_RAW), else the unprivileged ICMP datagram socket
+//! where `net.ipv4.ping_group_range` allows it. Its receive task hands each reply to the
+//! echo waiting for exactly that (address, identifier, sequence) and to nobody else, so
+//! late replies (their echo gave up), duplicates (the first took the waiter) and foreign
+//! replies (another process's identifier or sequence) are dropped.
 //!
 //! Sequence numbers come from one counter shared by all targets, so no two echoes in
 //! flight ever wait for the same (address, sequence), even when two targets name the same
 //! address, or when the datagram socket hides the identifier from us.
 //!
-//! RTTs are user-space times (send returned → the receive task saw the reply), so a
-//! runtime busy with other work can add to them; on an idle host they are within tens
-//! of microseconds of iputils `ping`.
+//! The `surge-ping` crate was evaluated and not used: it times replies in user space
+//! (its receive task's clock, after `sendto` returned), so a runtime busy with a Parquet
+//! flush lengthens RTTs, and over a veth pair it saw 3x less than iputils (the reply
+//! arrives during `sendto`); here the kernel's receive timestamp is used, as iputils does.
 
+mod codec;
 mod echo;
+mod socket;
 mod target;
 
 use std::cell::{Cell, RefCell};
@@ -24,13 +26,15 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use surge_ping::{Client, Config, PingIdentifier, PingSequence, ICMP};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
 pub use crate::model::ping::Measurement;
+pub use socket::Outcome;
 pub use target::{check_target, resolve};
+
+use socket::IcmpSocket;
 
 /// The gap between the echoes of one measurement when the interval leaves room for it.
 pub const ECHO_GAP: Duration = Duration::from_millis(200);
@@ -40,42 +44,38 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3);
 /// The ICMP sockets shared by every target, opened on first use.
 #[derive(Default)]
 pub struct Icmp {
-    v4: RefCell<Option<Client>>,
-    v6: RefCell<Option<Client>>,
+    v4: RefCell<Option<Rc<IcmpSocket>>>,
+    v6: RefCell<Option<Rc<IcmpSocket>>>,
     seq: Cell<u16>,
 }
 
 impl Icmp {
-    /// The client for `addr`'s family; an error text when no ICMP socket can be opened
-    /// (tried again at the next measurement, so a fixed permission starts working).
-    fn client(&self, addr: IpAddr) -> Result<Client, String> {
-        let (slot, kind, name) = match addr {
-            IpAddr::V4(_) => (&self.v4, ICMP::V4, "ICMPv4"),
-            IpAddr::V6(_) => (&self.v6, ICMP::V6, "ICMPv6"),
+    /// The socket for `addr`'s family; an error text when none can be opened (tried
+    /// again at the next measurement, so a permission fixed meanwhile starts working).
+    fn socket(&self, addr: IpAddr) -> Result<Rc<IcmpSocket>, String> {
+        let (slot, v6, name) = match addr {
+            IpAddr::V4(_) => (&self.v4, false, "ICMPv4"),
+            IpAddr::V6(_) => (&self.v6, true, "ICMPv6"),
         };
-        if let Some(client) = slot.borrow().as_ref() {
-            return Ok(client.clone());
+        if let Some(socket) = slot.borrow().as_ref() {
+            return Ok(socket.clone());
         }
-        let config = Config::builder().kind(kind).build();
-        let client = Client::new(&config).map_err(|err| socket_error(name, &err))?;
-        tracing::info!("{name} echo socket: {:?}", client.get_socket().get_type());
-        *slot.borrow_mut() = Some(client.clone());
-        Ok(client)
+        let socket = IcmpSocket::open(v6).map_err(|err| socket_error(name, &err))?;
+        tracing::info!("{name} echo socket: {}", socket.kind());
+        *slot.borrow_mut() = Some(socket.clone());
+        Ok(socket)
     }
 
-    fn next_seq(&self) -> PingSequence {
+    fn next_seq(&self) -> u16 {
         let seq = self.seq.get();
         self.seq.set(seq.wrapping_add(1));
-        PingSequence(seq)
+        seq
     }
 }
 
 fn socket_error(family: &str, err: &std::io::Error) -> String {
-    // surge-ping's own text spans lines; keep the first one.
-    let first = err.to_string();
-    let first = first.lines().next().unwrap_or_default().to_string();
     format!(
-        "permission denied: cannot open an {family} socket ({first}); csm needs root or \
+        "permission denied: cannot open an {family} socket ({err}); csm needs root or \
          CAP_NET_RAW, or its group in net.ipv4.ping_group_range"
     )
 }
@@ -99,7 +99,7 @@ pub fn deadline(start: Instant, next_due: Instant, count: u32, gap: Duration) ->
 #[derive(Clone, Copy, Debug)]
 pub struct Prober {
     /// Echo identifier (raw sockets; the datagram socket's kernel picks its own).
-    pub ident: PingIdentifier,
+    pub ident: u16,
     pub count: u32,
     pub gap: Duration,
 }
@@ -109,7 +109,7 @@ impl Prober {
     pub fn new(index: usize, count: u32, interval: Duration) -> Self {
         let base = std::process::id() as u16;
         Prober {
-            ident: PingIdentifier(base.wrapping_add(index as u16)),
+            ident: base.wrapping_add(index as u16),
             count,
             gap: echo_gap(interval, count),
         }
@@ -131,8 +131,8 @@ pub async fn measure(
         Ok(Err(error)) => return failed(None, error),
         Err(_) => return failed(None, "name does not resolve: lookup timed out".into()),
     };
-    let client = match icmp.client(addr) {
-        Ok(client) => client,
+    let socket = match icmp.socket(addr) {
+        Ok(socket) => socket,
         Err(error) => return failed(Some(addr), error),
     };
     let shared = Rc::new(RefCell::new(Measurement {
@@ -146,7 +146,7 @@ pub async fn measure(
             break;
         }
         let echo = echo::Echo {
-            client: client.clone(),
+            socket: socket.clone(),
             addr,
             ident: prober.ident,
             seq: icmp.next_seq(),
