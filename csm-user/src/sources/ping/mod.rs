@@ -193,6 +193,40 @@ mod tests {
         assert_eq!(echo_gap(Duration::from_secs(1), 0), ECHO_GAP);
     }
 
+    /// Real echoes to the loopback (root, or a group in net.ipv4.ping_group_range; skipped
+    /// elsewhere), and a stop in the middle of a measurement.
+    #[test]
+    fn measures_loopback_and_keeps_a_partial_measurement_at_stop() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let icmp = Icmp::default();
+            if let Err(err) = icmp.socket("127.0.0.1".parse().unwrap()) {
+                eprintln!("skipped: {err}");
+                return;
+            }
+            let prober = Prober::new(0, 3, Duration::from_secs(1));
+            let (_keep, mut running) = watch::channel(false);
+            let until = Instant::now() + Duration::from_millis(900);
+            let m = measure(&icmp, prober, "127.0.0.1", until, &mut running).await;
+            assert_eq!((m.sent, m.rtts_ms.len(), &m.error), (3, 3, &None));
+            assert!(m.rtts_ms.iter().all(|&ms| ms > 0.0 && ms < 100.0), "{m:?}");
+
+            // Echoes go out at 0, 166 and 333 ms; the stop comes at 250 ms.
+            let (stop, mut stopping) = watch::channel(false);
+            let until = Instant::now() + Duration::from_millis(900);
+            let stop_later = async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                stop.send(true).unwrap();
+            };
+            let measuring = measure(&icmp, prober, "127.0.0.1", until, &mut stopping);
+            let (m, ()) = tokio::join!(measuring, stop_later);
+            assert_eq!((m.sent, m.rtts_ms.len()), (2, 2), "{m:?}");
+        });
+    }
+
     #[test]
     fn deadline_is_before_the_next_measurement_and_capped() {
         let start = Instant::now();

@@ -44,16 +44,57 @@ struct Arrival {
     error: Option<String>,
 }
 
-/// (address pinged, identifier, sequence). Datagram sockets match on address and
-/// sequence only: the kernel replaces the identifier, and only delivers replies that
-/// carry the one it chose.
+/// (address pinged, identifier, sequence).
 type Key = (IpAddr, u16, u16);
+
+/// The echoes waiting for a reply. A reply goes to the one echo with its key and to
+/// nobody else: removing the waiter makes a duplicate find nobody, and a late reply finds
+/// nobody either (its echo gave up and unregistered).
+struct Waiters {
+    /// Datagram sockets match on address and sequence only: the kernel replaces the
+    /// identifier, and only delivers replies that carry the one it chose.
+    match_ident: bool,
+    map: RefCell<HashMap<Key, oneshot::Sender<Arrival>>>,
+}
+
+impl Waiters {
+    fn new(match_ident: bool) -> Self {
+        Waiters {
+            match_ident,
+            map: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn key(&self, addr: IpAddr, ident: u16, seq: u16) -> Key {
+        (addr, if self.match_ident { ident } else { 0 }, seq)
+    }
+
+    fn register(&self, key: Key) -> oneshot::Receiver<Arrival> {
+        let (tx, rx) = oneshot::channel();
+        self.map.borrow_mut().insert(key, tx);
+        rx
+    }
+
+    fn cancel(&self, key: &Key) {
+        self.map.borrow_mut().remove(key);
+    }
+
+    /// Hands `arrival` to the echo `incoming` answers; false when nobody waits for it.
+    fn deliver(&self, incoming: codec::Incoming, mut arrival: Arrival) -> bool {
+        let key = self.key(incoming.dest, incoming.ident, incoming.seq);
+        let Some(tx) = self.map.borrow_mut().remove(&key) else {
+            return false;
+        };
+        arrival.error = incoming.error;
+        tx.send(arrival).is_ok()
+    }
+}
 
 pub struct IcmpSocket {
     fd: AsyncFd<Socket>,
     v6: bool,
     raw: bool,
-    waiting: RefCell<HashMap<Key, oneshot::Sender<Arrival>>>,
+    waiters: Waiters,
 }
 
 impl IcmpSocket {
@@ -87,7 +128,7 @@ impl IcmpSocket {
             fd,
             v6,
             raw,
-            waiting: RefCell::new(HashMap::new()),
+            waiters: Waiters::new(raw),
         });
         tokio::task::spawn_local(receive(socket.clone()));
         Ok(socket)
@@ -101,15 +142,10 @@ impl IcmpSocket {
         }
     }
 
-    fn key(&self, addr: IpAddr, ident: u16, seq: u16) -> Key {
-        (addr, if self.raw { ident } else { 0 }, seq)
-    }
-
     /// Sends one echo request to `addr` and waits for its reply until `deadline`.
     pub async fn echo(&self, addr: IpAddr, ident: u16, seq: u16, deadline: Instant) -> Outcome {
-        let key = self.key(addr, ident, seq);
-        let (tx, rx) = oneshot::channel();
-        self.waiting.borrow_mut().insert(key, tx);
+        let key = self.waiters.key(addr, ident, seq);
+        let rx = self.waiters.register(key);
         // Unregisters at every exit, also when the measurement is dropped at stop.
         let _registered = Registered { socket: self, key };
         let packet = codec::echo_request(self.v6, ident, seq, PAYLOAD);
@@ -144,18 +180,14 @@ impl IcmpSocket {
         let Some(incoming) = codec::parse(packet, from, has_ip_header) else {
             return;
         };
-        let key = self.key(incoming.dest, incoming.ident, incoming.seq);
-        // Removing the waiter makes a duplicate reply find nobody; a late one finds
-        // nobody either (its echo gave up and unregistered).
-        match self.waiting.borrow_mut().remove(&key) {
-            Some(tx) => {
-                let _ = tx.send(Arrival {
-                    kernel_time,
-                    seen: Instant::now(),
-                    error: incoming.error,
-                });
-            }
-            None => debug!("ICMP from {from} for {key:?}: nobody waits for it"),
+        let arrival = Arrival {
+            kernel_time,
+            seen: Instant::now(),
+            error: None,
+        };
+        let (seq, ident) = (incoming.seq, incoming.ident);
+        if !self.waiters.deliver(incoming, arrival) {
+            debug!("ICMP from {from} (ident {ident}, seq {seq}): nobody waits for it");
         }
     }
 }
@@ -167,7 +199,7 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.socket.waiting.borrow_mut().remove(&self.key);
+        self.socket.waiters.cancel(&self.key);
     }
 }
 
@@ -341,6 +373,71 @@ mod tests {
         assert_eq!(rtt(w, m, &a), Duration::from_millis(2));
         let (w, m, a) = arrival(None, Duration::from_millis(2));
         assert_eq!(rtt(w, m, &a), Duration::from_millis(2));
+    }
+
+    fn reply(dest: &str, ident: u16, seq: u16) -> codec::Incoming {
+        codec::Incoming {
+            dest: dest.parse().unwrap(),
+            ident,
+            seq,
+            error: None,
+        }
+    }
+
+    fn now() -> Arrival {
+        Arrival {
+            kernel_time: None,
+            seen: Instant::now(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_reply_reaches_its_echo_once() {
+        let w = Waiters::new(true);
+        let key = w.key("10.0.0.2".parse().unwrap(), 7, 1);
+        let mut rx = w.register(key);
+        assert!(w.deliver(reply("10.0.0.2", 7, 1), now()));
+        assert!(rx.try_recv().is_ok());
+        // The duplicate finds nobody.
+        assert!(!w.deliver(reply("10.0.0.2", 7, 1), now()));
+    }
+
+    #[test]
+    fn late_and_foreign_replies_find_nobody() {
+        let w = Waiters::new(true);
+        let key = w.key("10.0.0.2".parse().unwrap(), 7, 1);
+        let _rx = w.register(key);
+        assert!(
+            !w.deliver(reply("10.0.0.2", 8, 1), now()),
+            "other identifier"
+        );
+        assert!(!w.deliver(reply("10.0.0.2", 7, 2), now()), "other sequence");
+        assert!(!w.deliver(reply("10.0.0.3", 7, 1), now()), "other address");
+        w.cancel(&key);
+        assert!(
+            !w.deliver(reply("10.0.0.2", 7, 1), now()),
+            "after its echo gave up"
+        );
+    }
+
+    #[test]
+    fn datagram_sockets_ignore_the_identifier() {
+        // The kernel rewrote identifier 7 to its own 4242.
+        let w = Waiters::new(false);
+        let mut rx = w.register(w.key("::1".parse().unwrap(), 7, 3));
+        assert!(w.deliver(reply("::1", 4242, 3), now()));
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn an_icmp_error_reaches_the_echo_it_quotes() {
+        let w = Waiters::new(true);
+        let mut rx = w.register(w.key("192.0.2.7".parse().unwrap(), 7, 1));
+        let mut incoming = reply("192.0.2.7", 7, 1);
+        incoming.error = Some("host unreachable (code 1)".into());
+        assert!(w.deliver(incoming, now()));
+        assert!(rx.try_recv().unwrap().error.is_some());
     }
 
     #[test]
