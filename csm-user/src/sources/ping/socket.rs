@@ -101,23 +101,21 @@ impl IcmpSocket {
     /// A raw socket where allowed (root, CAP_NET_RAW), else the unprivileged datagram
     /// socket (`net.ipv4.ping_group_range`); starts its receive task.
     pub fn open(v6: bool) -> io::Result<Rc<IcmpSocket>> {
-        let (domain, protocol) = if v6 {
-            (Domain::IPV6, Protocol::ICMPV6)
-        } else {
-            (Domain::IPV4, Protocol::ICMPV4)
+        let socket = match new_socket(v6, Type::RAW) {
+            Ok(socket) => socket,
+            Err(raw_err) => new_socket(v6, Type::DGRAM).map_err(|dgram_err| {
+                io::Error::new(
+                    dgram_err.kind(),
+                    format!("raw: {raw_err}; datagram: {dgram_err}"),
+                )
+            })?,
         };
-        let (socket, raw) = match Socket::new(domain, Type::RAW, Some(protocol)) {
-            Ok(socket) => (socket, true),
-            Err(raw_err) => match Socket::new(domain, Type::DGRAM, Some(protocol)) {
-                Ok(socket) => (socket, false),
-                Err(dgram_err) => {
-                    return Err(io::Error::new(
-                        dgram_err.kind(),
-                        format!("raw: {raw_err}; datagram: {dgram_err}"),
-                    ))
-                }
-            },
-        };
+        Self::start(socket, v6)
+    }
+
+    /// Sets the socket up and starts its receive task.
+    fn start(socket: Socket, v6: bool) -> io::Result<Rc<IcmpSocket>> {
+        let raw = socket.r#type()? == Type::RAW;
         socket.set_nonblocking(true)?;
         enable_timestamps(&socket)?;
         grow_receive_buffer(&socket);
@@ -190,6 +188,15 @@ impl IcmpSocket {
             debug!("ICMP from {from} (ident {ident}, seq {seq}): nobody waits for it");
         }
     }
+}
+
+fn new_socket(v6: bool, ty: Type) -> io::Result<Socket> {
+    let (domain, protocol) = if v6 {
+        (Domain::IPV6, Protocol::ICMPV6)
+    } else {
+        (Domain::IPV4, Protocol::ICMPV4)
+    };
+    Socket::new(domain, ty, Some(protocol))
 }
 
 struct Registered<'a> {
@@ -438,6 +445,58 @@ mod tests {
         incoming.error = Some("host unreachable (code 1)".into());
         assert!(w.deliver(incoming, now()));
         assert!(rx.try_recv().unwrap().error.is_some());
+    }
+
+    /// The unprivileged datagram socket, in a network namespace of this thread's own
+    /// where `net.ipv4.ping_group_range` lets every group use it (root only; skipped
+    /// elsewhere): what a non-root csm gets.
+    #[test]
+    fn datagram_socket_echoes_in_a_private_namespace() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: this thread alone moves into a new, empty network namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
+            loopback_up();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio::task::LocalSet::new().block_on(&runtime, async {
+                let socket = new_socket(false, Type::DGRAM).unwrap();
+                let socket = IcmpSocket::start(socket, false).unwrap();
+                assert_eq!(socket.kind(), "datagram");
+                let until = Instant::now() + Duration::from_secs(1);
+                let addr = "127.0.0.1".parse().unwrap();
+                match socket.echo(addr, 7, 1, until).await {
+                    Outcome::Reply(rtt) => assert!(rtt < Duration::from_millis(100)),
+                    other => panic!("{other:?}"),
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// `ip link set lo up`, for this thread's namespace.
+    fn loopback_up() {
+        // SAFETY: ioctls on a fresh socket with a zeroed, NUL-terminated ifreq.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            assert!(fd >= 0);
+            let mut req: libc::ifreq = zeroed();
+            for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+                *dst = *src as libc::c_char;
+            }
+            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
+            libc::close(fd);
+        }
     }
 
     #[test]
