@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::cli::config::PingTarget;
 use crate::daemon::{now_us, Ctx, Rows};
 use crate::model::ping::{ping_row, Measurement};
-use crate::sources::ping::{deadline, measure, Icmp, Prober};
+use crate::sources::ping::{deadline, measure, Icmp, Prober, Resolver};
 
 /// Starts one task per configured target; they share the ICMP sockets.
 pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {
@@ -33,6 +33,7 @@ pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
     let prober = Prober::new(index, target.count, target.interval);
     let mut shutdown = ctx.shutdown.clone();
     let mut health = Health::default();
+    let mut resolver = Resolver::new(&target.host);
     let mut last_slot = None;
     loop {
         let (slot, wait) = next_slot(wall_now(), target.interval, last_slot);
@@ -49,7 +50,7 @@ pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
             prober.count,
             prober.gap,
         );
-        let m = measure(&icmp, prober, &target.host, stop_by, &mut shutdown).await;
+        let m = measure(&icmp, prober, &mut resolver, stop_by, &mut shutdown).await;
         health.report(&target.host, &m);
         ctx.send(Rows::Ping(vec![ping_row(ts_us, &target.host, m)]));
         if *shutdown.borrow() {

@@ -28,11 +28,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 pub use crate::model::ping::Measurement;
 pub use socket::Outcome;
-pub use target::{check_target, resolve};
+pub use target::{check_target, resolve, Resolver};
 
 use socket::IcmpSocket;
 
@@ -116,20 +116,19 @@ impl Prober {
     }
 }
 
-/// Resolves `host` and sends the echoes, until `deadline` or until `shutdown` changes;
+/// Looks the target up and sends the echoes, until `deadline` or until `shutdown` changes;
 /// what was collected by then is the measurement (so a stop writes a partial one).
 pub async fn measure(
     icmp: &Icmp,
     prober: Prober,
-    host: &str,
+    resolver: &mut Resolver,
     deadline: Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Measurement {
     let start = Instant::now();
-    let addr = match timeout_at(deadline, resolve(host)).await {
-        Ok(Ok(addr)) => addr,
-        Ok(Err(error)) => return failed(None, error),
-        Err(_) => return failed(None, "name does not resolve: lookup timed out".into()),
+    let addr = match resolver.lookup(deadline).await {
+        Ok(addr) => addr,
+        Err(error) => return failed(None, error),
     };
     let socket = match icmp.socket(addr) {
         Ok(socket) => socket,
@@ -210,7 +209,8 @@ mod tests {
             let prober = Prober::new(0, 3, Duration::from_secs(1));
             let (_keep, mut running) = watch::channel(false);
             let until = Instant::now() + Duration::from_millis(900);
-            let m = measure(&icmp, prober, "127.0.0.1", until, &mut running).await;
+            let mut loopback = Resolver::new("127.0.0.1");
+            let m = measure(&icmp, prober, &mut loopback, until, &mut running).await;
             assert_eq!((m.sent, m.rtts_ms.len(), &m.error), (3, 3, &None));
             assert!(m.rtts_ms.iter().all(|&ms| ms > 0.0 && ms < 100.0), "{m:?}");
 
@@ -221,7 +221,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 stop.send(true).unwrap();
             };
-            let measuring = measure(&icmp, prober, "127.0.0.1", until, &mut stopping);
+            let measuring = measure(&icmp, prober, &mut loopback, until, &mut stopping);
             let (m, ()) = tokio::join!(measuring, stop_later);
             assert_eq!((m.sent, m.rtts_ms.len()), (2, 2), "{m:?}");
         });

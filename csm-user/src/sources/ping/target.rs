@@ -2,6 +2,9 @@
 
 use std::net::IpAddr;
 
+use tokio::task::{spawn_local, JoinHandle};
+use tokio::time::{timeout_at, Instant};
+
 use crate::cli::config::PingTarget;
 
 /// The most echoes one measurement may send.
@@ -78,6 +81,41 @@ pub async fn resolve(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| "name does not resolve: no address".into())
 }
 
+/// One target's name lookups. A lookup that outlasts its measurement (a resolver that
+/// does not answer) is not abandoned but awaited by the next measurement, so a target
+/// never has more than one lookup (one blocking-pool thread) running.
+pub struct Resolver {
+    host: String,
+    pending: Option<JoinHandle<Result<IpAddr, String>>>,
+}
+
+impl Resolver {
+    pub fn new(host: &str) -> Self {
+        Resolver {
+            host: host.to_string(),
+            pending: None,
+        }
+    }
+
+    /// The address to ping now, or why there is none by `deadline`.
+    pub async fn lookup(&mut self, deadline: Instant) -> Result<IpAddr, String> {
+        if let Some(addr) = literal(&self.host) {
+            return Ok(addr);
+        }
+        let host = self.host.clone();
+        let pending = self
+            .pending
+            .get_or_insert_with(|| spawn_local(async move { resolve(&host).await }));
+        match timeout_at(deadline, pending).await {
+            Ok(done) => {
+                self.pending = None;
+                done.unwrap_or_else(|err| Err(format!("name lookup failed: {err}")))
+            }
+            Err(_) => Err("name does not resolve: no answer from the resolver yet".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -123,6 +161,22 @@ mod tests {
         t.count = 3;
         t.interval = Duration::ZERO;
         assert!(check_target(&t).unwrap_err().contains("interval"));
+    }
+
+    /// `localhost` comes from /etc/hosts: no packet leaves the machine.
+    #[test]
+    fn names_are_looked_up_on_the_blocking_pool() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let mut resolver = Resolver::new("localhost");
+            let until = Instant::now() + std::time::Duration::from_secs(5);
+            let addr = resolver.lookup(until).await.unwrap();
+            assert!(addr.is_loopback(), "{addr}");
+            assert!(resolver.pending.is_none(), "a finished lookup is not kept");
+        });
     }
 
     #[tokio::test]
