@@ -11,10 +11,12 @@
 //! flight ever wait for the same (address, sequence), even when two targets name the same
 //! address, or when the datagram socket hides the identifier from us.
 //!
-//! The `surge-ping` crate was evaluated and not used: it times replies in user space
-//! (its receive task's clock, after `sendto` returned), so a runtime busy with a Parquet
-//! flush lengthens RTTs, and over a veth pair it saw 3x less than iputils (the reply
-//! arrives during `sendto`); here the kernel's receive timestamp is used, as iputils does.
+//! The `surge-ping` crate (0.9.1) was evaluated and not used: it takes the send time
+//! after `sendto` returned (over a veth pair the reply often arrives during `sendto`, so
+//! its RTTs came out at a third of iputils') and the receive time when its receive task
+//! gets to run, so a runtime busy with a Parquet flush would lengthen RTTs. Here the send
+//! time is taken just before `sendto` and the receive time is the kernel's timestamp, as
+//! iputils does. (It also brings pnet and rand 0.10, and unwraps in its receive task.)
 
 mod codec;
 mod echo;
