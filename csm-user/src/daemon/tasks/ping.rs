@@ -67,12 +67,13 @@ fn wall_now() -> Duration {
 
 /// The next slot (multiple of `interval` since the epoch) after `now`, and the wait for
 /// it. Never the same slot twice, even when a timer woke a hair before the wall clock
-/// reached its slot and the measurement then failed at once.
+/// reached its slot and the measurement then failed at once; but after the clock was set
+/// back, the slots follow it rather than waiting for the old time to come again.
 pub fn next_slot(now: Duration, interval: Duration, last: Option<u128>) -> (u128, Duration) {
     let step = interval.as_nanos().max(1);
     let mut slot = now.as_nanos() / step + 1;
-    if let Some(last) = last {
-        slot = slot.max(last + 1);
+    if last == Some(slot) {
+        slot += 1;
     }
     let wait = slot * step - now.as_nanos();
     (
@@ -122,6 +123,13 @@ mod tests {
         let (slot, wait) = next_slot(now, S, Some(11));
         assert_eq!(slot, 12);
         assert_eq!(wait, S + Duration::from_micros(1));
+    }
+
+    #[test]
+    fn a_clock_set_back_is_followed() {
+        // The last slot was at 3600 s; the clock went back to 100.5 s.
+        let (slot, wait) = next_slot(Duration::from_millis(100_500), S, Some(3600));
+        assert_eq!((slot, wait), (101, Duration::from_millis(500)));
     }
 
     #[test]
