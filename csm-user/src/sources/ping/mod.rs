@@ -128,7 +128,12 @@ pub async fn measure(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Measurement {
     let start = Instant::now();
-    let addr = match resolver.lookup(deadline).await {
+    // A stop must not wait for a resolver that does not answer.
+    let looked_up = tokio::select! {
+        found = resolver.lookup(deadline) => found,
+        _ = shutdown.changed() => Err("stopped while looking up the name".to_string()),
+    };
+    let addr = match looked_up {
         Ok(addr) => addr,
         Err(error) => return failed(None, error),
     };
@@ -155,6 +160,14 @@ pub async fn measure(
             deadline,
         };
         echoes.spawn_local(echo.run(shared.clone()));
+    }
+    if echoes.is_empty() {
+        // Woke too late to send anything (a suspended host, a stalled process): say so,
+        // rather than leave a row that looks like plain loss.
+        return failed(
+            Some(addr),
+            "not measured: started after its deadline".into(),
+        );
     }
     wait_all(&mut echoes, shutdown).await;
     // Dropping the set aborts echoes still waiting (stop): they count as sent, unanswered.
@@ -226,6 +239,12 @@ mod tests {
             let measuring = measure(&icmp, prober, &mut loopback, until, &mut stopping);
             let (m, ()) = tokio::join!(measuring, stop_later);
             assert_eq!((m.sent, m.rtts_ms.len()), (2, 2), "{m:?}");
+
+            // Started with its deadline already past: a row that says so.
+            let past = Instant::now();
+            let m = measure(&icmp, prober, &mut loopback, past, &mut running).await;
+            assert_eq!(m.sent, 0);
+            assert!(m.error.unwrap().starts_with("not measured"));
         });
     }
 
