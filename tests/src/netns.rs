@@ -28,6 +28,7 @@ pub struct Netns {
 impl Netns {
     /// `tag` makes the name unique among the tests; the pid among concurrent runs.
     pub fn new(tag: &str) -> Netns {
+        remove_orphans();
         let name = format!("csmping{tag}{}", std::process::id());
         // A namespace left over by a killed run of the same pid would make `add` fail.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -70,6 +71,28 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .output();
         let _ = std::fs::remove_dir_all(self.etc());
+    }
+}
+
+/// Deletes `csmping<tag><pid>` namespaces whose test process is gone (a run killed
+/// before its guards could drop), so killed CI runs do not pile them up.
+fn remove_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("csmping") else {
+            continue;
+        };
+        let pid = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        let alive = PathBuf::from("/proc").join(pid).exists();
+        if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) && !alive {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(name));
+        }
     }
 }
 
