@@ -12,11 +12,6 @@ use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use csm::store::layout::is_temp_file;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// `target/release/csm` (or `$CSM_BIN`); the tests run the real binary.
 pub fn csm_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("CSM_BIN") {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 pub mod daemon_support;
 pub mod net;
+pub mod netns;
+pub mod ping;
+pub mod ping_support;
 pub mod records;
 
 use arrow::record_batch::RecordBatch;

@@ -33,10 +33,7 @@ impl Drop for Burn {
 
 #[test]
 fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
-    if !is_root() {
-        eprintln!("skipped: needs root (eBPF, useradd)");
-        return;
-    }
+    csm_tests::require_root();
     let began = Instant::now();
     let data = tempfile::tempdir().unwrap();
     let pins = PinGuard {

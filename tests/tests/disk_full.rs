@@ -13,10 +13,7 @@ use csm_tests::daemon_support::*;
 
 #[test]
 fn full_disk_keeps_collecting_and_writes_everything_later() {
-    if !is_root() {
-        eprintln!("skipped: needs root (eBPF, mount)");
-        return;
-    }
+    csm_tests::require_root();
     let fs = Tmpfs::mount("4m").expect("mount a tmpfs");
     let data = fs.path().join("data");
     std::fs::create_dir(&data).unwrap();

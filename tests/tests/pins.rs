@@ -12,10 +12,7 @@ use csm_tests::daemon_support::*;
 
 #[test]
 fn pins_are_replaced_adopted_listed_and_removed() {
-    if !is_root() {
-        eprintln!("skipped: needs root (eBPF, bpffs)");
-        return;
-    }
+    csm_tests::require_root();
     let data = tempfile::tempdir().unwrap();
     let pins = PinGuard {
         data_dir: data.path().canonicalize().unwrap(),

@@ -20,11 +20,6 @@ use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 use csm_tests::records::{csm_binary, read_table};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// A system user that exists for the test only.
 struct TestUser {
     name: String,
@@ -141,10 +136,7 @@ fn sleep_to_next_second() {
 
 #[test]
 fn proc_and_ebpf_agree_on_a_steady_workload() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    csm_tests::require_root();
     let user = TestUser::create("csmt_proc_steady");
     let _burn = user.spawn("while :; do :; done");
     let tmp = tempfile::tempdir().unwrap();
@@ -242,10 +234,7 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
 
 #[test]
 fn short_lived_processes_blind_spot_and_recovery() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    csm_tests::require_root();
     let user = TestUser::create("csmt_proc_short");
     // A shell that runs short children one after another and waits for each.
     for (label, loops) in [("~5 ms children", 3_000), ("~50 ms children", 30_000)] {

@@ -28,6 +28,8 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("ping target `{host}`: {message}")]
+    PingTarget { host: String, message: String },
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -209,6 +211,7 @@ impl Settings {
                 None => ping_targets.push(target),
             }
         }
+        check_ping_targets(&mut ping_targets)?;
         let defaults = HostPaths::default();
         Ok(Settings {
             data_dir: args
@@ -244,6 +247,20 @@ impl Settings {
             ping_targets,
         })
     }
+}
+
+/// Refuses malformed targets (naming them) and drops repeats of a host, which would
+/// otherwise be measured twice.
+fn check_ping_targets(targets: &mut Vec<PingTarget>) -> Result<(), ConfigError> {
+    for target in targets.iter() {
+        crate::sources::ping::check_target(target).map_err(|message| ConfigError::PingTarget {
+            host: target.host.clone(),
+            message,
+        })?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.host.clone()));
+    Ok(())
 }
 
 pub fn local_hostname() -> String {
@@ -314,5 +331,26 @@ mod tests {
             .collect();
         assert_eq!(hosts, vec![("a", 5), ("c", 5), ("b", 5)]);
         assert_eq!(s.ping_targets[2].interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_ping_target_is_named() {
+        let args = RunArgs {
+            ping: vec!["ok.example".into(), "http://bad/".into()],
+            ..Default::default()
+        };
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.starts_with("ping target `http://bad/`: "), "{err}");
+    }
+
+    #[test]
+    fn repeated_ping_targets_are_measured_once() {
+        let args = RunArgs {
+            ping: vec!["a".into(), "b".into(), "a".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        let hosts: Vec<_> = s.ping_targets.iter().map(|t| t.host.as_str()).collect();
+        assert_eq!(hosts, vec!["a", "b"]);
     }
 }

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod mem;
 pub mod net;
 pub mod netdev;
+pub mod ping;
 pub mod ubc;
 
 pub use counter::counter_delta;

@@ -5,6 +5,7 @@
 pub mod ebpf;
 pub mod host;
 pub mod netns;
+pub mod ping;
 pub mod procfs;
 pub mod users;
 

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod mem;
 pub mod net;
 pub mod net_proc;
+pub mod ping;
 pub mod ubc;
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         handles.push(spawn_local(net::run(ctx.clone(), net)));
     }
     handles.extend(spawn_proc_collectors(ctx, net_from_proc));
+    handles.extend(ping::spawn(ctx));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
     }

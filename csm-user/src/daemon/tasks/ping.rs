@@ -1,0 +1,140 @@
+//! Ping: one task per target, each on its own wall-clock aligned schedule, one `ping` row
+//! per scheduled measurement.
+//!
+//! A target's measurements never overlap: the next one is scheduled only after the last
+//! has ended, and each ends before the next is due ([`crate::sources::ping::deadline`]).
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::{spawn_local, JoinHandle};
+use tokio::time::{sleep_until, Instant};
+use tracing::{info, warn};
+
+use crate::cli::config::PingTarget;
+use crate::daemon::{now_us, Ctx, Rows};
+use crate::model::ping::{ping_row, Measurement};
+use crate::sources::ping::{deadline, measure, Icmp, Prober, Resolver};
+
+/// Starts one task per configured target; they share the ICMP sockets.
+pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {
+    let icmp = Rc::new(Icmp::default());
+    ctx.settings
+        .ping_targets
+        .iter()
+        .enumerate()
+        .map(|(index, target)| spawn_local(run(ctx.clone(), target.clone(), index, icmp.clone())))
+        .collect()
+}
+
+/// Measures `target` at every multiple of its interval until the daemon stops; a
+/// measurement in flight at the stop is written with what it has.
+pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
+    let prober = Prober::new(index, target.count, target.interval);
+    let mut shutdown = ctx.shutdown.clone();
+    let mut health = Health::default();
+    let mut resolver = Resolver::new(&target.host);
+    let mut last_slot = None;
+    loop {
+        let (slot, wait) = next_slot(wall_now(), target.interval, last_slot);
+        last_slot = Some(slot);
+        let due = Instant::now() + wait;
+        tokio::select! {
+            _ = sleep_until(due) => {}
+            _ = shutdown.changed() => return,
+        }
+        let ts_us = now_us();
+        let stop_by = deadline(
+            Instant::now(),
+            due + target.interval,
+            prober.count,
+            prober.gap,
+        );
+        let m = measure(&icmp, prober, &mut resolver, stop_by, &mut shutdown).await;
+        health.report(&target.host, &m);
+        ctx.send(Rows::Ping(vec![ping_row(ts_us, &target.host, m)]));
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+fn wall_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The next slot (multiple of `interval` since the epoch) after `now`, and the wait for
+/// it. Never the same slot twice, even when a timer woke a hair before the wall clock
+/// reached its slot and the measurement then failed at once; but after the clock was set
+/// back, the slots follow it rather than waiting for the old time to come again.
+pub fn next_slot(now: Duration, interval: Duration, last: Option<u128>) -> (u128, Duration) {
+    let step = interval.as_nanos().max(1);
+    let mut slot = now.as_nanos() / step + 1;
+    if last == Some(slot) {
+        slot += 1;
+    }
+    let wait = slot * step - now.as_nanos();
+    (
+        slot,
+        Duration::from_nanos(wait.min(u64::MAX as u128) as u64),
+    )
+}
+
+/// Logs a target's errors when they start or change, and when it answers again, rather
+/// than at every measurement.
+#[derive(Default)]
+struct Health {
+    error: Option<String>,
+}
+
+impl Health {
+    fn report(&mut self, host: &str, m: &Measurement) {
+        if m.error == self.error {
+            return;
+        }
+        match &m.error {
+            Some(error) => warn!("ping target {host}: {error}"),
+            None => info!("ping target {host}: measuring again"),
+        }
+        self.error = m.error.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn slots_are_multiples_of_the_interval() {
+        let (slot, wait) = next_slot(Duration::from_millis(10_250), S, None);
+        assert_eq!((slot, wait), (11, Duration::from_millis(750)));
+        let (slot, wait) = next_slot(Duration::from_secs(125), Duration::from_secs(60), None);
+        assert_eq!((slot, wait), (3, Duration::from_secs(55)));
+    }
+
+    #[test]
+    fn a_slot_is_never_measured_twice() {
+        // Woke 1 µs before slot 11 by the wall clock, and the measurement failed at once.
+        let now = Duration::from_secs(11) - Duration::from_micros(1);
+        let (slot, wait) = next_slot(now, S, Some(11));
+        assert_eq!(slot, 12);
+        assert_eq!(wait, S + Duration::from_micros(1));
+    }
+
+    #[test]
+    fn a_clock_set_back_is_followed() {
+        // The last slot was at 3600 s; the clock went back to 100.5 s.
+        let (slot, wait) = next_slot(Duration::from_millis(100_500), S, Some(3600));
+        assert_eq!((slot, wait), (101, Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn an_overrun_skips_to_the_next_free_slot() {
+        let (slot, _) = next_slot(Duration::from_millis(13_100), S, Some(12));
+        assert_eq!(slot, 14);
+    }
+}

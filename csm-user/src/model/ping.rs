@@ -1,0 +1,259 @@
+//! Ping statistics: what one measurement's replies mean (min/avg/max/mdev, like iputils
+//! `ping`), and RTT percentiles aggregated over many measurements.
+//!
+//! Percentiles over a period come from the raw `rtts_ms` of every row, never from averages
+//! of averages: one row's `rtt_avg_ms` hides the spread that SmokePing-style "smoke" shows.
+//! [`rtt_percentiles`] records every reply into an HDR histogram per target (1 µs
+//! resolution, 3 significant digits), so memory stays bounded however long the period.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::store::PingRow;
+
+/// Round-trip statistics of one measurement, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RttStats {
+    pub min_ms: f64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    /// Mean deviation as iputils defines it: sqrt(mean(x²) − mean(x)²).
+    pub mdev_ms: f64,
+}
+
+/// Statistics of the replies; `None` without replies (the row's RTT columns stay null).
+pub fn rtt_stats(rtts_ms: &[f64]) -> Option<RttStats> {
+    if rtts_ms.is_empty() {
+        return None;
+    }
+    let n = rtts_ms.len() as f64;
+    let sum: f64 = rtts_ms.iter().sum();
+    let sum_sq: f64 = rtts_ms.iter().map(|x| x * x).sum();
+    let avg = sum / n;
+    // Rounding can make the difference slightly negative for equal values.
+    let variance = (sum_sq / n - avg * avg).max(0.0);
+    Some(RttStats {
+        min_ms: rtts_ms.iter().copied().fold(f64::INFINITY, f64::min),
+        avg_ms: avg,
+        max_ms: rtts_ms.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        mdev_ms: variance.sqrt(),
+    })
+}
+
+/// What one measurement produced, before statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measurement {
+    /// The address pinged (`None` when the name did not resolve).
+    pub addr: Option<String>,
+    /// Echo requests the kernel accepted.
+    pub sent: u32,
+    /// Every matched reply's RTT, in the order the replies came.
+    pub rtts_ms: Vec<f64>,
+    /// Why there was no answer, when it was not plain loss.
+    pub error: Option<String>,
+}
+
+/// The `ping` row of one measurement that started at `ts_us`.
+pub fn ping_row(ts_us: i64, target: &str, m: Measurement) -> PingRow {
+    let stats = rtt_stats(&m.rtts_ms);
+    PingRow {
+        ts_us,
+        target: target.to_string(),
+        addr: m.addr,
+        sent: i64::from(m.sent),
+        // A duplicate can never be counted twice (replies are matched once), so this
+        // bound only guards against a logic error upstream.
+        received: m.rtts_ms.len().min(m.sent as usize) as i64,
+        rtt_min_ms: stats.map(|s| s.min_ms),
+        rtt_avg_ms: stats.map(|s| s.avg_ms),
+        rtt_max_ms: stats.map(|s| s.max_ms),
+        rtt_mdev_ms: stats.map(|s| s.mdev_ms),
+        rtts_ms: m.rtts_ms,
+        error: m.error,
+    }
+}
+
+/// RTT percentiles of one target over a period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RttPercentiles {
+    pub target: String,
+    /// Rows (measurements) in the period.
+    pub measurements: u64,
+    pub sent: u64,
+    /// Replies recorded; percentiles are over these.
+    pub received: u64,
+    /// Share of echoes without reply (0..=1); `None` when nothing was sent.
+    pub loss: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// RTTs are recorded in microseconds; one hour caps the range (a longer RTT is clamped).
+const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// Aggregates `rows` whose `ts` lies in `[from_us, to_us)` into percentiles per target
+/// (sorted by target). For `csm-plot` and analysis helpers.
+pub fn rtt_percentiles(rows: &[PingRow], from_us: i64, to_us: i64) -> Vec<RttPercentiles> {
+    let mut per_target: BTreeMap<&str, (Histogram<u64>, u64, u64)> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.ts_us >= from_us && r.ts_us < to_us)
+    {
+        let entry = per_target.entry(&row.target).or_insert_with(|| {
+            let hist = Histogram::new_with_bounds(1, HIST_MAX_US, 3)
+                .expect("constant histogram bounds are valid");
+            (hist, 0, 0)
+        });
+        entry.1 += 1;
+        entry.2 += row.sent.max(0) as u64;
+        for rtt in &row.rtts_ms {
+            let us = (rtt * 1000.0).round().clamp(1.0, HIST_MAX_US as f64) as u64;
+            entry.0.saturating_record(us);
+        }
+    }
+    per_target
+        .into_iter()
+        .map(|(target, (hist, measurements, sent))| summarize(target, &hist, measurements, sent))
+        .collect()
+}
+
+fn summarize(target: &str, hist: &Histogram<u64>, measurements: u64, sent: u64) -> RttPercentiles {
+    let received = hist.len();
+    let at = |q: f64| (received > 0).then(|| hist.value_at_quantile(q) as f64 / 1000.0);
+    RttPercentiles {
+        target: target.to_string(),
+        measurements,
+        sent,
+        received,
+        loss: (sent > 0).then(|| 1.0 - (received.min(sent) as f64 / sent as f64)),
+        p50_ms: at(0.5),
+        p90_ms: at(0.9),
+        p99_ms: at(0.99),
+        max_ms: (received > 0).then(|| hist.max() as f64 / 1000.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn stats_match_iputils_definitions() {
+        let s = rtt_stats(&[1.0, 2.0, 3.0]).unwrap();
+        assert!(close(s.min_ms, 1.0) && close(s.max_ms, 3.0) && close(s.avg_ms, 2.0));
+        // iputils: sqrt(tsum2/n - (tsum/n)^2) = sqrt(14/3 - 4)
+        assert!(close(s.mdev_ms, (14.0f64 / 3.0 - 4.0).sqrt()), "{s:?}");
+    }
+
+    #[test]
+    fn one_reply_has_zero_deviation() {
+        let s = rtt_stats(&[0.042]).unwrap();
+        assert_eq!((s.min_ms, s.avg_ms, s.max_ms), (0.042, 0.042, 0.042));
+        assert_eq!(s.mdev_ms, 0.0);
+    }
+
+    #[test]
+    fn equal_values_never_give_nan() {
+        let s = rtt_stats(&[0.1, 0.1, 0.1]).unwrap();
+        assert!(s.mdev_ms.is_finite() && s.mdev_ms >= 0.0);
+    }
+
+    #[test]
+    fn no_replies_no_stats() {
+        assert_eq!(rtt_stats(&[]), None);
+    }
+
+    #[test]
+    fn row_of_a_lossy_measurement() {
+        let row = ping_row(
+            7,
+            "gw",
+            Measurement {
+                addr: Some("10.0.0.1".into()),
+                sent: 3,
+                rtts_ms: vec![2.0, 4.0],
+                error: None,
+            },
+        );
+        assert_eq!((row.sent, row.received), (3, 2));
+        assert_eq!(row.rtt_avg_ms, Some(3.0));
+        assert_eq!(row.rtt_mdev_ms, Some(1.0));
+        assert_eq!(row.rtts_ms, vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn row_of_an_unresolvable_name() {
+        let row = ping_row(
+            7,
+            "nope.invalid",
+            Measurement {
+                error: Some("name does not resolve".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!((row.sent, row.received), (0, 0));
+        assert_eq!(row.addr, None);
+        assert_eq!(row.rtt_min_ms, None);
+        assert!(row.rtts_ms.is_empty());
+        assert!(row.error.is_some());
+    }
+
+    fn row(ts_us: i64, target: &str, sent: u32, rtts: &[f64]) -> PingRow {
+        ping_row(
+            ts_us,
+            target,
+            Measurement {
+                addr: None,
+                sent,
+                rtts_ms: rtts.to_vec(),
+                error: None,
+            },
+        )
+    }
+
+    #[test]
+    fn percentiles_over_many_measurements() {
+        // 100 replies of 1..=100 ms spread over 34 rows of one target.
+        let rtts: Vec<f64> = (1..=100).map(f64::from).collect();
+        let rows: Vec<PingRow> = rtts
+            .chunks(3)
+            .enumerate()
+            .map(|(i, c)| row(i as i64, "a", 3, c))
+            .collect();
+        let p = rtt_percentiles(&rows, 0, 1000);
+        assert_eq!(p.len(), 1);
+        let a = &p[0];
+        assert_eq!((a.measurements, a.sent, a.received), (34, 102, 100));
+        // 3 significant digits: within 0.1 %.
+        let near = |v: Option<f64>, want: f64| (v.unwrap() - want).abs() <= want * 0.001;
+        assert!(near(a.p50_ms, 50.0), "{a:?}");
+        assert!(near(a.p90_ms, 90.0), "{a:?}");
+        assert!(near(a.p99_ms, 99.0), "{a:?}");
+        assert!(near(a.max_ms, 100.0), "{a:?}");
+        assert!((a.loss.unwrap() - 2.0 / 102.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn percentiles_respect_the_period_and_split_targets() {
+        let rows = vec![
+            row(5, "b", 3, &[]),
+            row(10, "a", 3, &[1.0]),
+            row(20, "a", 3, &[500.0]),
+        ];
+        let p = rtt_percentiles(&rows, 0, 20);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].target, "a");
+        assert_eq!(p[0].received, 1);
+        assert!((p[0].max_ms.unwrap() - 1.0).abs() < 0.01);
+        assert_eq!(p[1].target, "b");
+        assert_eq!(p[1].p50_ms, None);
+        assert_eq!(p[1].loss, Some(1.0));
+    }
+}

@@ -1,0 +1,81 @@
+//! One echo request of a measurement, and what it adds to the measurement.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use tokio::time::{sleep_until, Instant};
+
+use super::socket::{IcmpSocket, Outcome};
+use super::Measurement;
+
+pub struct Echo {
+    pub socket: Rc<IcmpSocket>,
+    pub addr: IpAddr,
+    pub ident: u16,
+    pub seq: u16,
+    pub send_at: Instant,
+    pub deadline: Instant,
+}
+
+impl Echo {
+    /// Sends at `send_at`, waits until `deadline`, and records into `into`. The echo is
+    /// counted as sent before it goes out, so one aborted while waiting (stop) still counts.
+    pub async fn run(self, into: Rc<RefCell<Measurement>>) {
+        sleep_until(self.send_at).await;
+        into.borrow_mut().sent += 1;
+        let outcome = self
+            .socket
+            .echo(self.addr, self.ident, self.seq, self.deadline)
+            .await;
+        record(&mut into.borrow_mut(), outcome);
+    }
+}
+
+fn record(m: &mut Measurement, outcome: Outcome) {
+    match outcome {
+        Outcome::Reply(rtt) => m.rtts_ms.push(rtt.as_secs_f64() * 1000.0),
+        Outcome::Lost => {}
+        Outcome::NotSent(error) => {
+            m.sent = m.sent.saturating_sub(1);
+            m.error.get_or_insert(error);
+        }
+        Outcome::IcmpError(error) => {
+            m.error.get_or_insert(error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_echo_is_not_counted_as_sent() {
+        let mut m = Measurement {
+            sent: 2,
+            ..Default::default()
+        };
+        record(&mut m, Outcome::NotSent("network unreachable".into()));
+        record(&mut m, Outcome::Reply(Duration::from_micros(1500)));
+        assert_eq!(m.sent, 1);
+        assert_eq!(m.rtts_ms, vec![1.5]);
+        assert_eq!(m.error.as_deref(), Some("network unreachable"));
+    }
+
+    #[test]
+    fn an_icmp_error_counts_as_sent_and_unanswered() {
+        let mut m = Measurement {
+            sent: 1,
+            ..Default::default()
+        };
+        record(
+            &mut m,
+            Outcome::IcmpError("host unreachable (code 1)".into()),
+        );
+        assert_eq!((m.sent, m.rtts_ms.len()), (1, 0));
+        assert!(m.error.is_some());
+    }
+}
