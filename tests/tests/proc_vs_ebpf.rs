@@ -179,6 +179,22 @@ fn proc_and_ebpf_agree_on_a_steady_workload() {
         diff * 100.0
     );
     assert!(diff < 0.03, "proc {sp} vs ebpf {se}: {:.2} %", diff * 100.0);
+    // The mem table is written with either backend.
+    for dir in [&ebpf_dir, &proc_dir] {
+        let mem = read_table(dir, "mem");
+        let mine: Vec<_> = mem
+            .iter()
+            .filter(|r| r["uid"].int() == user.uid as i64)
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "no mem rows for the test user in {}",
+            dir.display()
+        );
+        assert!(mine
+            .iter()
+            .all(|r| r["nproc"].int() == 1 && r["rss_bytes"].int() > 0));
+    }
 }
 
 /// Shares of eBPF's CPU time for one workload, in percent.
