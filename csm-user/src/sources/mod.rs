@@ -5,6 +5,7 @@
 pub mod ebpf;
 pub mod host;
 pub mod procfs;
+pub mod taskstats;
 pub mod users;
 
 /// Why a source cannot give data.

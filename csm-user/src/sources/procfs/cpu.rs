@@ -150,8 +150,6 @@ impl ProcCpuSampler {
         status.ruid
     }
 
-    /// A file's text; `None` (and a warning unless the process just exited) on failure.
-
     /// Ticks each uid used since the previous sample.
     fn charge(&mut self, current: &HashMap<u32, Tracked>) -> BTreeMap<u32, u64> {
         let fresh = self.known_child_ticks(current);
