@@ -394,6 +394,44 @@ fn openvz_container_beancounters() {
 }
 
 #[test]
+fn auto_run_on_a_fixture_uses_proc_and_logs_why_once() {
+    let root = fixtures().join("xen-guest");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(csm_binary())
+        .args([
+            "run",
+            "--backend",
+            "auto",
+            "--duration",
+            "1s",
+            "--interval",
+            "500ms",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .arg("--proc-root")
+        .arg(root.join("proc"))
+        .arg("--sys-root")
+        .arg(root.join("sys"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("not trying eBPF").count(), 1, "{stderr}");
+    let events = read_table(tmp.path(), "events");
+    let backend = events
+        .iter()
+        .find(|e| e["event"].str() == "backend")
+        .unwrap();
+    assert_eq!(
+        backend["detail"].str(),
+        "proc (--proc-root/--sys-root point at a tree other than this host's)"
+    );
+    // The gauges are taken at start and at stop even in a one-second run.
+    assert!(read_table(tmp.path(), "mem").len() >= 4);
+}
+
+#[test]
 fn auto_backend_on_a_fixture_chooses_proc_without_trying_ebpf() {
     let root = fixtures().join("xen-guest");
     let out = Command::new(csm_binary())

@@ -19,6 +19,7 @@ use csm::sources::host::HostPaths;
 use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 use csm_tests::records::{csm_binary, read_table};
+use csm::sources::taskstats::ExitListener;
 
 /// A system user that exists for the test only.
 struct TestUser {
@@ -171,6 +172,22 @@ fn proc_and_ebpf_agree_on_a_steady_workload() {
         diff * 100.0
     );
     assert!(diff < 0.03, "proc {sp} vs ebpf {se}: {:.2} %", diff * 100.0);
+    // The mem table is written with either backend.
+    for dir in [&ebpf_dir, &proc_dir] {
+        let mem = read_table(dir, "mem");
+        let mine: Vec<_> = mem
+            .iter()
+            .filter(|r| r["uid"].int() == user.uid as i64)
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "no mem rows for the test user in {}",
+            dir.display()
+        );
+        assert!(mine
+            .iter()
+            .all(|r| r["nproc"].int() == 1 && r["rss_bytes"].int() > 0));
+    }
 }
 
 /// Shares of eBPF's CPU time for one workload, in percent.
@@ -180,11 +197,38 @@ struct Shares {
     with_cutime: f64,
     with_acct: f64,
     acct_records: usize,
+    /// The exited tasks' own time from taskstats alone.
+    taskstats: f64,
+    /// The same from the exact run time, with delay accounting on.
+    taskstats_run_real: f64,
+    exits: usize,
+}
+
+/// `kernel.task_delayacct` set for the test, restored on drop.
+struct DelayAcct(Option<String>);
+
+impl DelayAcct {
+    const PATH: &'static str = "/proc/sys/kernel/task_delayacct";
+    fn on() -> DelayAcct {
+        let old = std::fs::read_to_string(Self::PATH).ok();
+        let _ = std::fs::write(Self::PATH, "1");
+        DelayAcct(old)
+    }
+}
+
+impl Drop for DelayAcct {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(Self::PATH, old.trim());
+        }
+    }
 }
 
 /// Runs `script` as `user` for `secs` seconds under eBPF, both /proc variants and
 /// process accounting, over the same whole seconds.
 fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
+    // Delay accounting applies to tasks created after it is switched on.
+    let _delayacct = DelayAcct::on();
     let _work = user.spawn(script);
     let tmp = tempfile::tempdir().unwrap();
     let ebpf_dir = tmp.path().join("ebpf");
@@ -201,17 +245,26 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let mut listener = ExitListener::open(cpus.trim()).expect("taskstats");
+    let mut exits = Vec::new();
     let acct_file = tmp.path().join("pacct");
     let accounting = Accounting::start(&acct_file);
     let (w0, r0) = (take(&mut without), take(&mut with));
+    listener.drain();
     let samples = secs - 4;
     for _ in 0..samples {
         sleep_to_next_second();
         take(&mut without);
         take(&mut with);
+        exits.extend(listener.drain());
     }
     let (w1, r1) = (take(&mut without), take(&mut with));
     drop(accounting);
+    exits.extend(listener.drain());
+    let mine_exits: Vec<_> = exits.iter().filter(|x| x.uid == user.uid).collect();
+    let exited_us: u64 = mine_exits.iter().map(|x| x.utime_us + x.stime_us).sum();
+    let exited_run_ns: u64 = mine_exits.iter().map(|x| x.run_real_ns).sum();
     let last_ts = first_ts + samples as i64;
     wait_ok(ebpf, "ebpf");
     let records = parse_acct_v3(&std::fs::read(&acct_file).unwrap());
@@ -229,6 +282,9 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
         with_cutime: share(r1 - r0),
         with_acct: share(w1 - w0 + exited),
         acct_records: mine.len(),
+        taskstats: share(exited_us * 1000),
+        taskstats_run_real: share(exited_run_ns),
+        exits: mine_exits.len(),
     }
 }
 
@@ -244,8 +300,16 @@ fn short_lived_processes_blind_spot_and_recovery() {
         eprintln!(
             "short-lived ({label}): eBPF {:.3} s; /proc stat only {:.1} %; \
              + parent's cutime/cstime {:.1} %; stat + process accounting {:.1} % \
-             ({} records)",
-            s.ebpf_s, s.stat_only, s.with_cutime, s.with_acct, s.acct_records
+             ({} records); taskstats exits alone: utime+stime {:.1} %, run time {:.1} % \
+             ({} exits)",
+            s.ebpf_s,
+            s.stat_only,
+            s.with_cutime,
+            s.with_acct,
+            s.acct_records,
+            s.taskstats,
+            s.taskstats_run_real,
+            s.exits
         );
         assert!(s.with_cutime > s.stat_only, "recovery recovered nothing");
         assert!(

@@ -7,6 +7,7 @@ pub mod host;
 pub mod netns;
 pub mod ping;
 pub mod procfs;
+pub mod taskstats;
 pub mod users;
 
 /// Why a source cannot give data.

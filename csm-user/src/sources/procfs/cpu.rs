@@ -16,14 +16,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::pid::{parse_stat, parse_status, PidStat};
-use super::WarnOnce;
+use super::{read_process_file, WarnOnce};
 use crate::model::CpuSample;
 use crate::sources::ebpf::cpu::clock_ns;
 use crate::sources::host::HostPaths;
@@ -119,7 +118,7 @@ impl ProcCpuSampler {
 
     fn read_process(&mut self, pid: u32, dir: &Path) -> Option<Tracked> {
         let stat_path = dir.join("stat");
-        let text = self.read(&stat_path)?;
+        let text = read_process_file(&stat_path, &mut self.warnings)?;
         let stat = match parse_stat(&text) {
             Ok(stat) => stat,
             Err(w) => {
@@ -141,7 +140,7 @@ impl ProcCpuSampler {
 
     fn real_uid(&mut self, dir: &Path) -> Option<u32> {
         let path = dir.join("status");
-        let text = self.read(&path)?;
+        let text = read_process_file(&path, &mut self.warnings)?;
         let (status, warnings) = parse_status(&text);
         self.warnings.lines(&path, &warnings);
         if status.ruid.is_none() {
@@ -149,23 +148,6 @@ impl ProcCpuSampler {
                 .warn(format!("{}: no Uid line; process skipped", path.display()));
         }
         status.ruid
-    }
-
-    /// A file's text; `None` (and a warning unless the process just exited) on failure.
-    fn read(&mut self, path: &Path) -> Option<String> {
-        match fs::read_to_string(path) {
-            Ok(text) => Some(text),
-            Err(err)
-                if matches!(err.kind(), ErrorKind::NotFound)
-                    || err.raw_os_error() == Some(libc::ESRCH) =>
-            {
-                None
-            }
-            Err(err) => {
-                self.warnings.warn(format!("{}: {err}", path.display()));
-                None
-            }
-        }
     }
 
     /// Ticks each uid used since the previous sample.

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::pid::parse_status;
 use super::smaps::parse_smaps_rollup;
-use super::WarnOnce;
+use super::{read_process_file, read_text, WarnOnce};
 use crate::model::mem::ProcessMem;
 use crate::sources::host::HostPaths;
 
@@ -54,7 +54,7 @@ impl ProcMemSampler {
 
     fn process(&mut self, dir: &Path) -> Option<ProcessMem> {
         let path = dir.join("status");
-        let text = self.read(&path)?;
+        let text = read_process_file(&path, &mut self.warnings)?;
         let (status, warnings) = parse_status(&text);
         self.warnings.lines(&path, &warnings);
         let (uid, rss) = (status.ruid?, status.rss_bytes?);
@@ -71,7 +71,7 @@ impl ProcMemSampler {
             return None;
         }
         let path = dir.join("smaps_rollup");
-        match fs::read_to_string(&path) {
+        match read_text(&path) {
             Ok(text) => {
                 self.has_rollup = Some(true);
                 let (rollup, warnings) = parse_smaps_rollup(&text);
@@ -95,21 +95,6 @@ impl ProcMemSampler {
                         path.display()
                     ),
                 );
-                None
-            }
-            Err(err) => {
-                self.warnings.warn(format!("{}: {err}", path.display()));
-                None
-            }
-        }
-    }
-
-    fn read(&mut self, path: &Path) -> Option<String> {
-        match fs::read_to_string(path) {
-            Ok(text) => Some(text),
-            Err(err)
-                if err.kind() == ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) =>
-            {
                 None
             }
             Err(err) => {

@@ -7,7 +7,7 @@ use std::fs;
 use anyhow::{Context, Result};
 
 use super::netdev::parse_net_dev;
-use super::WarnOnce;
+use super::{read_text, WarnOnce};
 use crate::model::netdev::{IfaceSample, NetSample};
 use crate::sources::ebpf::cpu::clock_ns;
 use crate::sources::host::HostPaths;
@@ -32,8 +32,7 @@ impl ProcNetSampler {
         let path = self.paths.proc("net/dev");
         let mono_ns = clock_ns(libc::CLOCK_MONOTONIC);
         let wall_us = chrono::Utc::now().timestamp_micros();
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_text(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let parsed = parse_net_dev(&text);
         self.warnings.lines(&path, &parsed.warnings);
         let mut sample = NetSample {

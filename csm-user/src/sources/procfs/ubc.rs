@@ -1,11 +1,9 @@
 //! OpenVZ beancounters from `/proc/user_beancounters`.
 
-use std::fs;
-
 use anyhow::{Context, Result};
 
 use super::beancounters::{parse_user_beancounters, Beancounter};
-use super::WarnOnce;
+use super::{read_text, WarnOnce};
 use crate::sources::host::HostPaths;
 
 pub struct UbcSampler {
@@ -27,8 +25,7 @@ impl UbcSampler {
 
     pub fn sample(&mut self) -> Result<Vec<Beancounter>> {
         let path = self.paths.proc("user_beancounters");
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_text(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let parsed = parse_user_beancounters(&text);
         self.warnings.lines(&path, &parsed.warnings);
         Ok(parsed.value)
