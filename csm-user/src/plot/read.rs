@@ -86,8 +86,9 @@ impl DataTree {
         self.table_dir(table).is_dir()
     }
 
-    /// The files of each hour overlapping `[from_us, to_us)`, by hour since the epoch.
-    /// `slack_us` widens the range at the start, for rows stamped at their start.
+    /// The files of each hour overlapping `[from_us, to_us]`, by hour since the epoch. The
+    /// hour holding `to_us` itself counts: a counter row is stamped with the end of its
+    /// interval, so the row ending exactly at `to_us` lives there.
     pub fn hour_files(
         &self,
         table: Table,
@@ -96,7 +97,7 @@ impl DataTree {
     ) -> BTreeMap<i64, Vec<PathBuf>> {
         let mut hours: BTreeMap<i64, Vec<PathBuf>> = BTreeMap::new();
         let first_hour = layout::hour_of(from_us);
-        let last_hour = layout::hour_of(to_us - 1);
+        let last_hour = layout::hour_of(to_us);
         for date_dir in self.date_dirs(table, first_hour, last_hour) {
             let Ok(entries) = fs::read_dir(&date_dir) else {
                 continue;

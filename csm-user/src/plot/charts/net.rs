@@ -184,7 +184,7 @@ fn draw_side(
 fn draw_zero_line(chart: &mut Chart, ctx: &Context) -> DrawResult {
     chart.draw_series(std::iter::once(PathElement::new(
         vec![(0.0, 0.0), (ctx.span_s(), 0.0)],
-        BLACK.stroke_width(1),
+        BLACK.stroke_width(2),
     )))?;
     Ok(())
 }
