@@ -181,7 +181,8 @@ pub fn render(
             .y_label_formatter(y_label)
             .label_style(text_style(TEXT_SIZE - 1, &BLACK))
             .axis_desc_style(text_style(TEXT_SIZE, &BLACK))
-            .light_line_style(RGBColor(235, 235, 235))
+            // Only the labelled grid lines: the finer ones made the plot look hatched.
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(225, 225, 225))
             .draw()?;
         draw_time_axis(&root, &mut chart, ctx)?;

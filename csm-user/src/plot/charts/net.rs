@@ -269,23 +269,15 @@ fn draw_diff_areas(chart: &mut Chart, ctx: &Context, diff: &[Option<Level>]) -> 
     canvas::draw_band(chart, ctx, &negative, MORE_IN.mix(0.85).filled())
 }
 
-/// Decades for a log axis over `[floor, top]` (in log10 units), labelled in bits/s.
-fn decade_ticks(
-    low: f64,
-    high: f64,
-    sign: f64,
-    to_axis: &dyn Fn(f64) -> f64,
-) -> Vec<(f64, String)> {
+/// Decades of bits/s from `10^low` to `10^high` as axis ticks; `to_axis` maps bytes/s.
+fn decade_ticks(low: f64, high: f64, sign: f64, to_axis: &dyn Fn(f64) -> f64) -> Vec<(f64, String)> {
     let mut ticks = Vec::new();
     let mut exponent = low.floor() as i32;
     while f64::from(exponent) <= high.ceil() {
-        let value = 10f64.powi(exponent);
-        let unit = AxisUnit::bits_per_s(value);
+        let bytes_per_s = 10f64.powi(exponent) / 8.0;
+        let unit = AxisUnit::bits_per_s(bytes_per_s);
         let prefix = if sign < 0.0 { "−" } else { "" };
-        ticks.push((
-            to_axis(sign * value),
-            format!("{prefix}{}", unit.with_unit(value)),
-        ));
+        ticks.push((to_axis(sign * bytes_per_s), format!("{prefix}{}", unit.with_unit(bytes_per_s))));
         exponent += 1;
     }
     ticks
@@ -303,10 +295,11 @@ fn log_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::error:
             ))
         })
         .collect();
-    let top = sums.iter().flatten().map(|s| s.1).fold(1.0, f64::max);
+    // The axis is log10 of bits/s, so that decades fall on round rates.
+    let top_bits = sums.iter().flatten().map(|s| s.1 * 8.0).fold(10.0, f64::max);
     // Six decades under the top: enough for the diff of a busy relay, not dominated by idle.
-    let (high, low) = (top.log10() + 0.15, (top.log10() - 6.0).floor().max(0.0));
-    let log = move |v: f64| v.max(10f64.powf(low)).log10();
+    let (high, low) = (top_bits.log10() + 0.15, (top_bits.log10() - 6.0).floor().max(0.0));
+    let log = move |bytes_per_s: f64| (bytes_per_s * 8.0).max(10f64.powf(low)).log10();
     let ticks = decade_ticks(low, high, 1.0, &log);
     let page = Page {
         title: ctx.title(&format!(

@@ -51,12 +51,25 @@ fn spread(column: &mut Column) -> Option<Spread> {
     Some([q(0.1)?, q(0.25)?, q(0.5)?, q(0.75)?, q(0.9)?])
 }
 
-/// Each measurement holds until the next, unless the next is far (a gap).
+/// Each measurement holds until the next, unless the next is far (a gap). A column takes
+/// the measurement that holds at its middle (so neighbouring measurements do not mix into
+/// false spreads), or every measurement that starts in it when they are denser than columns.
 fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
     let mut columns = vec![Column::default(); ctx.grid.columns];
     let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
     for (sample, (start, end)) in samples.iter().zip(gauge_spans(&times)) {
-        for (c, _) in ctx.grid.overlaps(start, end) {
+        let holding: Vec<usize> = ctx
+            .grid
+            .overlaps(start, end)
+            .map(|(c, _)| c)
+            .filter(|&c| (start..end).contains(&ctx.grid.mid_us(c)))
+            .collect();
+        let chosen = if holding.is_empty() {
+            ctx.grid.overlaps(start, start + 1).map(|(c, _)| c).collect()
+        } else {
+            holding
+        };
+        for c in chosen {
             let column = &mut columns[c];
             column.rtts.extend_from_slice(&sample.rtts_ms);
             column.sent += sample.sent;
