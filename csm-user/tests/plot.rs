@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use csm::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow};
+use csm::store::{
+    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow,
+};
 
 /// 2026-11-20T00:00:00Z
 const T0: i64 = 1_795_132_800_000_000;
@@ -16,7 +18,9 @@ const MIB: i64 = 1024 * 1024;
 const HOST: &str = "testhost";
 
 fn rfc3339(ts_us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(ts_us).unwrap().to_rfc3339()
+    chrono::DateTime::from_timestamp_micros(ts_us)
+        .unwrap()
+        .to_rfc3339()
 }
 
 fn open_store(dir: &Path) -> Store {
@@ -211,7 +215,10 @@ fn zero_line_y(svg: &Svg, area: Rect) -> f64 {
 /// Rectangles of a colour inside the plot area (not the legend swatch).
 fn plot_rects(svg: &Svg, fill: &str) -> Vec<Rect> {
     let area = svg.plot_area();
-    svg.rects(fill).into_iter().filter(|r| r.y >= area.y - 0.5).collect()
+    svg.rects(fill)
+        .into_iter()
+        .filter(|r| r.y >= area.y - 0.5)
+        .collect()
 }
 
 #[test]
@@ -239,17 +246,31 @@ fn a_huge_spike_is_marked_and_the_normal_level_stays_tall() {
     let normal = median(ys);
     let upper_half = zero - area.y;
     let share = (zero - normal) / upper_half;
-    assert!(share > 0.5, "normal level uses only {share:.2} of the upper half");
+    assert!(
+        share > 0.5,
+        "normal level uses only {share:.2} of the upper half"
+    );
     // The spike: a red marker at its time and its true value in words.
     let markers = svg.shapes("polygon", "fill", "#C80000");
     assert_eq!(markers.len(), 1, "one clipped spike marked");
     let marker_x = markers[0].iter().map(|p| p.0).sum::<f64>() / 3.0;
     let expected_x = area.x_at(spike_at, T0, T0 + 2 * HOUR);
-    assert!((marker_x - expected_x).abs() < 2.0, "marker at {marker_x}, spike at {expected_x}");
-    assert!(svg.has_text("true peak: 1.0 Gbit/s at 00:40"), "{:?}", svg.texts());
+    assert!(
+        (marker_x - expected_x).abs() < 2.0,
+        "marker at {marker_x}, spike at {expected_x}"
+    );
+    assert!(
+        svg.has_text("true peak: 1.0 Gbit/s at 00:40"),
+        "{:?}",
+        svg.texts()
+    );
     // Legend totals: 7199 s at 125 000 B/s + one at 125 000 000 B.
     let tx_total = (7199.0 * 125_000.0 + 125_000_000.0) / MIB as f64;
-    assert!(svg.has_text(&format!("total {tx_total:.1} MiB")), "{:?}", svg.texts());
+    assert!(
+        svg.has_text(&format!("total {tx_total:.1} MiB")),
+        "{:?}",
+        svg.texts()
+    );
     assert!(svg.has_text("peak 1.0 Gbit/s"));
 }
 
@@ -268,7 +289,13 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
         store.net.push(net_row(T0 + s * SECOND, "eth0", rx, tx));
     }
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["net-diff", "net-log"]);
+    let output = csm_plot(
+        data.path(),
+        out.path(),
+        T0,
+        T0 + HOUR,
+        &["net-diff", "net-log"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
     let svg = Svg::load(&out.path().join("net-diff-eth0.svg"));
@@ -284,10 +311,23 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
     let below: Vec<(f64, f64)> = svg.shapes("polygon", "fill", "#56B4E9").concat();
     let top_of = |pts: &[(f64, f64)]| pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let bottom_of = |pts: &[(f64, f64)]| pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    assert!(top_of(&above) < zero - 50.0, "out > in area reaches up: {above:?} zero {zero}");
-    assert!(bottom_of(&below) > zero + 50.0, "in > out area reaches down: {below:?} zero {zero}");
-    let tall: Vec<f64> = above.iter().filter(|p| p.1 < zero - 50.0).map(|p| p.0).collect();
-    let (first, last) = (tall.iter().copied().fold(f64::INFINITY, f64::min), tall.iter().copied().fold(0.0, f64::max));
+    assert!(
+        top_of(&above) < zero - 50.0,
+        "out > in area reaches up: {above:?} zero {zero}"
+    );
+    assert!(
+        bottom_of(&below) > zero + 50.0,
+        "in > out area reaches down: {below:?} zero {zero}"
+    );
+    let tall: Vec<f64> = above
+        .iter()
+        .filter(|p| p.1 < zero - 50.0)
+        .map(|p| p.0)
+        .collect();
+    let (first, last) = (
+        tall.iter().copied().fold(f64::INFINITY, f64::min),
+        tall.iter().copied().fold(0.0, f64::max),
+    );
     assert!((first - area.x_at(T0 + 600 * SECOND, T0, T0 + HOUR)).abs() < 3.0);
     assert!((last - area.x_at(T0 + 1200 * SECOND, T0, T0 + HOUR)).abs() < 3.0);
 
@@ -295,8 +335,14 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
         let svg = Svg::load(&out.path().join(name));
         assert!(svg.has_text("out > in 600.0 MiB"), "{name}");
         // The magenta overlay (more sent) and the cyan one (more received) both appear.
-        assert!(!svg.shapes("polygon", "fill", "#CC00CC").is_empty(), "{name} magenta");
-        assert!(!svg.shapes("polygon", "fill", "#00AAC8").is_empty(), "{name} cyan");
+        assert!(
+            !svg.shapes("polygon", "fill", "#CC00CC").is_empty(),
+            "{name} magenta"
+        );
+        assert!(
+            !svg.shapes("polygon", "fill", "#00AAC8").is_empty(),
+            "{name} cyan"
+        );
     }
 }
 
@@ -307,8 +353,14 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
     let mut store = open_store(data.path());
     // Every minute for two hours; no reply from 00:30 to 00:45 (15 measurements).
     for m in 0..120 {
-        let rtts: &[f64] = if (30..45).contains(&m) { &[] } else { &[20.0, 21.0, 23.0] };
-        store.ping.push(ping_row(T0 + m * MINUTE, "example.org", rtts));
+        let rtts: &[f64] = if (30..45).contains(&m) {
+            &[]
+        } else {
+            &[20.0, 21.0, 23.0]
+        };
+        store
+            .ping
+            .push(ping_row(T0 + m * MINUTE, "example.org", rtts));
     }
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &["ping"]);
@@ -320,13 +372,29 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
     assert_eq!(outages.len(), 1, "{outages:?}");
     let start = area.x_at(T0 + 30 * MINUTE, T0, T0 + 2 * HOUR);
     let end = area.x_at(T0 + 45 * MINUTE, T0, T0 + 2 * HOUR);
-    assert!((outages[0].x - start).abs() < 1.5, "outage starts at {} not {start}", outages[0].x);
-    assert!((outages[0].x + outages[0].w - end).abs() < 1.5, "outage ends wrong");
+    assert!(
+        (outages[0].x - start).abs() < 1.5,
+        "outage starts at {} not {start}",
+        outages[0].x
+    );
+    assert!(
+        (outages[0].x + outages[0].w - end).abs() < 1.5,
+        "outage ends wrong"
+    );
     assert!(outages[0].h > area.h - 2.0, "outage spans the plot height");
-    assert!(svg.has_text("Outages (no reply), UTC: 11-20 00:30–00:45 (15 min)"), "{:?}", svg.texts());
+    assert!(
+        svg.has_text("Outages (no reply), UTC: 11-20 00:30–00:45 (15 min)"),
+        "{:?}",
+        svg.texts()
+    );
     assert!(svg.has_text("12.5% lost"), "{:?}", svg.texts());
     // The median line sits at 21 ms.
-    let median_ys: Vec<f64> = svg.shapes("polyline", "stroke", "#003C64").concat().iter().map(|p| p.1).collect();
+    let median_ys: Vec<f64> = svg
+        .shapes("polyline", "stroke", "#003C64")
+        .concat()
+        .iter()
+        .map(|p| p.1)
+        .collect();
     assert!(!median_ys.is_empty());
 }
 
@@ -369,7 +437,9 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
     let out = tempfile::tempdir().unwrap();
     let mut store = open_store(data.path());
     for s in 1..=600 {
-        store.cpu.push(cpu_row(T0 + s * SECOND, 1000, "alice", 25.0));
+        store
+            .cpu
+            .push(cpu_row(T0 + s * SECOND, 1000, "alice", 25.0));
         store.net.push(net_row(T0 + s * SECOND, "eth0", 1000, 2000));
     }
     flush(&mut store);
@@ -378,7 +448,11 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
     let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let err = stderr(&output);
-    assert_eq!(err.matches("no mem table for host testhost").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("no mem table for host testhost").count(),
+        1,
+        "{err}"
+    );
     assert_eq!(err.matches("no ping table").count(), 1, "{err}");
     assert!(!err.contains("ubc"), "ubc exists only on OpenVZ: {err}");
     Svg::load(&out.path().join("cpu.svg"));
@@ -386,21 +460,39 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
 
     // An empty range: one note per table, no charts, still success.
     let empty = tempfile::tempdir().unwrap();
-    let output = csm_plot(data.path(), empty.path(), T0 + 5 * HOUR, T0 + 6 * HOUR, &["cpu", "net"]);
+    let output = csm_plot(
+        data.path(),
+        empty.path(),
+        T0 + 5 * HOUR,
+        T0 + 6 * HOUR,
+        &["cpu", "net"],
+    );
     assert_eq!(output.status.code(), Some(0));
     let err = stderr(&output);
-    assert_eq!(err.matches("no cpu rows for host testhost in the range").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("no cpu rows for host testhost in the range")
+            .count(),
+        1,
+        "{err}"
+    );
     assert_eq!(err.matches("no net rows").count(), 1, "{err}");
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 
     // A corrupt file: named once, exit 1, the cpu chart still drawn.
-    let corrupt = data.path().join("net/host=testhost/date=2026-11-20/00.1.parquet");
+    let corrupt = data
+        .path()
+        .join("net/host=testhost/date=2026-11-20/00.1.parquet");
     std::fs::write(&corrupt, b"PAR1 this is not parquet").unwrap();
     let out2 = tempfile::tempdir().unwrap();
     let output = csm_plot(data.path(), out2.path(), T0, T0 + HOUR, &["cpu", "net"]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert_eq!(err.matches(&format!("cannot read {}", corrupt.display())).count(), 1, "{err}");
+    assert_eq!(
+        err.matches(&format!("cannot read {}", corrupt.display()))
+            .count(),
+        1,
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     Svg::load(&out2.path().join("cpu.svg"));
     Svg::load(&out2.path().join("net-eth0.svg"));
@@ -410,7 +502,10 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
 fn usage_errors_exit_2_with_one_line() {
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_csm-plot")).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_csm-plot"))
+            .args(args)
+            .output()
+            .unwrap()
     };
     let dir = data.path().to_str().unwrap();
     for (args, culprit) in [
@@ -418,7 +513,17 @@ fn usage_errors_exit_2_with_one_line() {
         (vec!["--data-dir", dir, "--from", "yesterday"], "yesterday"),
         (vec!["--data-dir", dir, "pie"], "pie"),
         (vec!["--data-dir", "/nonexistent/csm"], "/nonexistent/csm"),
-        (vec!["--data-dir", dir, "--from", "2026-11-21", "--to", "2026-11-20"], "--from"),
+        (
+            vec![
+                "--data-dir",
+                dir,
+                "--from",
+                "2026-11-21",
+                "--to",
+                "2026-11-20",
+            ],
+            "--from",
+        ),
     ] {
         let output = run(&args);
         let err = stderr(&output);
@@ -434,25 +539,71 @@ fn write_every_table(dir: &Path) {
     for s in 1..=2 * 3600 {
         let ts = T0 + s * SECOND;
         let wave = ((s as f64) / 600.0).sin();
-        for (uid, user, pct) in [(1000, "alice", 30.0 + 20.0 * wave), (1001, "bob", 80.0), (0, "root", 5.0)] {
+        for (uid, user, pct) in [
+            (1000, "alice", 30.0 + 20.0 * wave),
+            (1001, "bob", 80.0),
+            (0, "root", 5.0),
+        ] {
             store.cpu.push(cpu_row(ts, uid, user, pct));
         }
-        let burst = if (3000..3030).contains(&s) { 40 * MIB } else { 0 };
+        let burst = if (3000..3030).contains(&s) {
+            40 * MIB
+        } else {
+            0
+        };
         let rx = 200_000 + (50_000.0 * wave) as i64;
         store.net.push(net_row(ts, "eth0", rx, rx + 20_000 + burst));
-        store.net_uid.push(NetUidRow { ts_us: ts, dur_ms: 1000, uid: 1000, user: Some("alice".into()), rx_bytes: rx / 2, tx_bytes: rx / 2 + burst });
-        store.net_uid.push(NetUidRow { ts_us: ts, dur_ms: 1000, uid: 1001, user: Some("bob".into()), rx_bytes: rx / 2, tx_bytes: rx / 2 + 20_000 });
+        store.net_uid.push(NetUidRow {
+            ts_us: ts,
+            dur_ms: 1000,
+            uid: 1000,
+            user: Some("alice".into()),
+            rx_bytes: rx / 2,
+            tx_bytes: rx / 2 + burst,
+        });
+        store.net_uid.push(NetUidRow {
+            ts_us: ts,
+            dur_ms: 1000,
+            uid: 1001,
+            user: Some("bob".into()),
+            rx_bytes: rx / 2,
+            tx_bytes: rx / 2 + 20_000,
+        });
         if s % 10 == 0 {
             for (uid, user, rss) in [(1000, "alice", 300 * MIB), (1001, "bob", 900 * MIB)] {
-                store.mem.push(MemRow { ts_us: ts, uid, user: Some(user.into()), nproc: 4, rss_bytes: rss + (50.0 * MIB as f64 * wave) as i64, pss_bytes: None, swap_bytes: None });
+                store.mem.push(MemRow {
+                    ts_us: ts,
+                    uid,
+                    user: Some(user.into()),
+                    nproc: 4,
+                    rss_bytes: rss + (50.0 * MIB as f64 * wave) as i64,
+                    pss_bytes: None,
+                    swap_bytes: None,
+                });
             }
-            for (resource, held, barrier, failcnt) in [("numproc", 80 + s / 200, 100, s / 2000), ("privvmpages", 50_000, 65_536, 0)] {
-                store.ubc.push(UbcRow { ts_us: ts, ctid: 101, resource: resource.into(), held, maxheld: held, barrier, hard_limit: barrier * 11 / 10, failcnt });
+            for (resource, held, barrier, failcnt) in [
+                ("numproc", 80 + s / 200, 100, s / 2000),
+                ("privvmpages", 50_000, 65_536, 0),
+            ] {
+                store.ubc.push(UbcRow {
+                    ts_us: ts,
+                    ctid: 101,
+                    resource: resource.into(),
+                    held,
+                    maxheld: held,
+                    barrier,
+                    hard_limit: barrier * 11 / 10,
+                    failcnt,
+                });
             }
         }
         if s % 60 == 0 {
             let m = s / 60;
-            let rtts: Vec<f64> = if (70..80).contains(&m) { vec![] } else { vec![20.0 + wave * 3.0, 22.0, 30.0 + (m % 7) as f64] };
+            let rtts: Vec<f64> = if (70..80).contains(&m) {
+                vec![]
+            } else {
+                vec![20.0 + wave * 3.0, 22.0, 30.0 + (m % 7) as f64]
+            };
             store.ping.push(ping_row(ts, "example.org", &rtts));
         }
     }
@@ -485,8 +636,15 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
     assert_eq!(
         names,
         [
-            "cpu.svg", "mem.svg", "net-diff-eth0.svg", "net-eth0.svg", "net-log-eth0.svg",
-            "net-symlog-eth0.svg", "net-users.svg", "ping-example.org.svg", "ubc-101.svg",
+            "cpu.svg",
+            "mem.svg",
+            "net-diff-eth0.svg",
+            "net-eth0.svg",
+            "net-log-eth0.svg",
+            "net-symlog-eth0.svg",
+            "net-users.svg",
+            "ping-example.org.svg",
+            "ubc-101.svg",
         ]
     );
     let pngs = png_dir();
@@ -497,9 +655,19 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
         let png = pngs.join(name.replace(".svg", ".png"));
         let _ = std::fs::remove_file(&png);
         render_png(chromium, &svg_path, &png);
-        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: no PNG: {e}", png.display()));
-        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", png.display());
-        assert!(bytes.len() > 10_000, "{} is suspiciously small ({} bytes)", png.display(), bytes.len());
+        let bytes =
+            std::fs::read(&png).unwrap_or_else(|e| panic!("{}: no PNG: {e}", png.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{} is not a PNG",
+            png.display()
+        );
+        assert!(
+            bytes.len() > 10_000,
+            "{} is suspiciously small ({} bytes)",
+            png.display(),
+            bytes.len()
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! keeps the mean, the minimum and the maximum, so spikes survive; each row is spread over
 //! the time it covers, so a column no row covers is a gap (drawn as nothing, never zero).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// The pixel columns of the time range `[from_us, to_us)`.
 #[derive(Clone, Copy, Debug)]
@@ -89,41 +89,70 @@ pub struct Level {
 #[derive(Clone, Debug)]
 pub struct Binned {
     pub grid: Grid,
-    series: BTreeMap<String, Vec<Bucket>>,
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    series: Vec<Vec<Bucket>>,
 }
 
 impl Binned {
     pub fn new(grid: Grid) -> Binned {
         Binned {
             grid,
-            series: BTreeMap::new(),
+            names: Vec::new(),
+            index: HashMap::new(),
+            series: Vec::new(),
         }
+    }
+
+    /// The slot of a key, created on first use; loaders keep it to skip the lookup per row.
+    pub fn key_index(&mut self, key: &str) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        self.names.push(key.to_string());
+        self.series.push(vec![Bucket::default(); self.grid.columns]);
+        self.index.insert(key.to_string(), self.series.len() - 1);
+        self.series.len() - 1
     }
 
     /// A row saying the value averaged `mean` (peaking at `max`) over `[start_us, end_us)`.
     pub fn add_span(&mut self, key: &str, start_us: i64, end_us: i64, mean: f64, max: f64) {
+        let index = self.key_index(key);
+        self.add_span_at(index, start_us, end_us, mean, max);
+    }
+
+    /// [`Binned::add_span`] for a key slot from [`Binned::key_index`].
+    pub fn add_span_at(&mut self, index: usize, start_us: i64, end_us: i64, mean: f64, max: f64) {
         let grid = self.grid;
         if end_us <= grid.from_us || start_us >= grid.to_us {
             return;
         }
-        let buckets = match self.series.get_mut(key) {
-            Some(b) => b,
-            None => self
-                .series
-                .entry(key.to_string())
-                .or_insert_with(|| vec![Bucket::default(); grid.columns]),
-        };
-        for (c, seconds) in grid.overlaps(start_us, end_us.max(start_us + 1)) {
+        let buckets = &mut self.series[index];
+        let mut add = |c: usize, seconds: f64| {
             let b = &mut buckets[c];
             b.cover_s += seconds;
             b.integral += mean * seconds;
             b.min = b.min.min(mean);
             b.max = b.max.max(max);
+        };
+        let end_us = end_us.max(start_us + 1);
+        // Most rows (1 s, 1 min) fall inside one column: no iterator, no float overlap.
+        let width = grid.column_us();
+        let first = ((start_us - grid.from_us) as f64 / width).floor();
+        if first >= 0.0 && ((end_us - grid.from_us) as f64) <= (first + 1.0) * width {
+            add(first as usize, (end_us - start_us) as f64 / 1e6);
+            return;
+        }
+        for (c, seconds) in grid.overlaps(start_us, end_us) {
+            add(c, seconds);
         }
     }
 
+    /// Keys in name order, for stable output.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.series.keys()
+        let mut names: Vec<&String> = self.names.iter().collect();
+        names.sort();
+        names.into_iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -134,7 +163,7 @@ impl Binned {
     /// active in an interval has a row for the whole interval.
     pub fn coverage(&self) -> Vec<f64> {
         let mut cover = vec![0.0; self.grid.columns];
-        for buckets in self.series.values() {
+        for buckets in &self.series {
             for (c, b) in buckets.iter().enumerate() {
                 cover[c] = f64::max(cover[c], b.cover_s);
             }
@@ -145,7 +174,7 @@ impl Binned {
     /// The key's level per column; `None` where the table has no rows (a gap).
     pub fn levels(&self, key: &str, coverage: &[f64]) -> Vec<Option<Level>> {
         let empty = Vec::new();
-        let buckets = self.series.get(key).unwrap_or(&empty);
+        let buckets = self.index.get(key).map_or(&empty, |&i| &self.series[i]);
         (0..self.grid.columns)
             .map(|c| {
                 let cover = coverage[c];

@@ -134,11 +134,18 @@ fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(),
             None => (rx_rate, tx_rate),
         };
         let name = iface.value(row);
-        data.rx.add_span(name, start, end, rx_rate, rx_max);
-        data.tx.add_span(name, start, end, tx_rate, tx_max);
+        // The three tables get keys together, so their slots agree.
+        let slot = data.rx.key_index(name);
+        data.tx.key_index(name);
+        data.diff.key_index(name);
+        data.rx.add_span_at(slot, start, end, rx_rate, rx_max);
+        data.tx.add_span_at(slot, start, end, tx_rate, tx_max);
         let diff = tx_rate - rx_rate;
-        data.diff.add_span(name, start, end, diff, diff);
-        let totals = data.totals.entry(name.to_string()).or_default();
+        data.diff.add_span_at(slot, start, end, diff, diff);
+        let totals = match data.totals.get_mut(name) {
+            Some(totals) => totals,
+            None => data.totals.entry(name.to_string()).or_default(),
+        };
         totals.rx += rx_bytes;
         totals.tx += tx_bytes;
         totals.more_out += (tx_bytes - rx_bytes).max(0.0);
@@ -151,6 +158,7 @@ fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(),
 pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<Binned> {
     let files = table_files(tree, Table::Cpu, Some(Table::CpuMinute), &grid, problems)?;
     let mut binned = Binned::new(grid);
+    let mut slots = UserSlots::default();
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
             Table::CpuMinute => &["ts", "dur_ms", "uid", "user", "cpu_pct", "cpu_pct_max"],
@@ -167,14 +175,13 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
                 Table::CpuMinute => Some(cols.f64s("cpu_pct_max")?),
                 _ => None,
             };
-            let mut label = LabelCache::default();
             for row in 0..cols.batch.num_rows() {
                 let end = ts.value(row);
                 let start = end - dur.value(row).max(1) * US_PER_MS;
                 let mean = pct.value(row);
                 let max = pct_max.map_or(mean, |m| m.value(row).max(mean));
-                let name = label.get(user, uid, row);
-                binned.add_span(name, start, end, mean, max);
+                let slot = slots.get(&mut [&mut binned], user, uid, row);
+                binned.add_span_at(slot, start, end, mean, max);
             }
             Ok(())
         },
@@ -183,26 +190,31 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     Some(binned)
 }
 
-/// Reuses the last label while the uid repeats, to not format a string per row.
+/// Key slots by uid, so a label string is made once per user and not once per row.
 #[derive(Default)]
-struct LabelCache {
-    uid: Option<i64>,
-    label: String,
+struct UserSlots {
+    slots: std::collections::HashMap<i64, usize>,
 }
 
-impl LabelCache {
+impl UserSlots {
+    /// The user's slot in every one of `binneds` (they get keys together, so the slots
+    /// are the same).
     fn get(
         &mut self,
+        binneds: &mut [&mut Binned],
         names: &arrow::array::StringArray,
         uids: &arrow::array::Int64Array,
         row: usize,
-    ) -> &str {
+    ) -> usize {
         let uid = uids.value(row);
-        if self.uid != Some(uid) {
-            self.uid = Some(uid);
-            self.label = user_label(names, uids, row);
-        }
-        &self.label
+        *self.slots.entry(uid).or_insert_with(|| {
+            let label = user_label(names, uids, row);
+            binneds
+                .iter_mut()
+                .map(|b| b.key_index(&label))
+                .last()
+                .unwrap_or(0)
+        })
     }
 }
 
@@ -224,6 +236,7 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
         rx: Binned::new(grid),
         tx: Binned::new(grid),
     };
+    let mut slots = UserSlots::default();
     read_files(
         &files,
         |_| &["ts", "dur_ms", "uid", "user", "rx_bytes", "tx_bytes"],
@@ -235,18 +248,17 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
                 cols.strs("user")?,
             );
             let (rx, tx) = (cols.i64s("rx_bytes")?, cols.i64s("tx_bytes")?);
-            let mut label = LabelCache::default();
             for row in 0..cols.batch.num_rows() {
                 let end = ts.value(row);
                 let start = end - dur.value(row).max(1) * US_PER_MS;
                 let seconds = (end - start) as f64 / 1e6;
-                let name = label.get(user, uid, row);
+                let slot = slots.get(&mut [&mut data.rx, &mut data.tx], user, uid, row);
                 let (r, t) = (
                     rx.value(row) as f64 / seconds,
                     tx.value(row) as f64 / seconds,
                 );
-                data.rx.add_span(name, start, end, r, r);
-                data.tx.add_span(name, start, end, t, t);
+                data.rx.add_span_at(slot, start, end, r, r);
+                data.tx.add_span_at(slot, start, end, t, t);
             }
             Ok(())
         },
@@ -259,8 +271,9 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
 pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<Binned> {
     let files = table_files(tree, Table::Mem, Some(Table::MemMinute), &grid, problems)?;
     // Gauge rows are instants: collect them first, then give each the span to the next.
-    let mut samples: Vec<(i64, String, f64, f64)> = Vec::new();
-    let mut minute_rows: Vec<(i64, String, f64, f64)> = Vec::new();
+    let mut binned = Binned::new(grid);
+    let mut slots = UserSlots::default();
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
             Table::MemMinute => &["ts", "uid", "user", "rss_bytes_mean", "rss_bytes_max"],
@@ -272,50 +285,39 @@ pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         columns,
         |table, cols| {
             let (ts, uid, user) = (cols.ts()?, cols.i64s("uid")?, cols.strs("user")?);
-            let (mean, max, into) = match table {
-                Table::MemMinute => (
-                    cols.i64s("rss_bytes_mean")?,
-                    cols.i64s("rss_bytes_max")?,
-                    &mut minute_rows,
-                ),
-                _ => (
-                    cols.i64s("rss_bytes")?,
-                    cols.i64s("rss_bytes")?,
-                    &mut samples,
-                ),
-            };
-            let mut label = LabelCache::default();
-            for row in 0..cols.batch.num_rows() {
-                let name = label.get(user, uid, row).to_string();
-                into.push((
-                    ts.value(row),
-                    name,
-                    mean.value(row) as f64,
-                    max.value(row) as f64,
-                ));
+            if table == Table::MemMinute {
+                let (mean, max) = (cols.i64s("rss_bytes_mean")?, cols.i64s("rss_bytes_max")?);
+                for row in 0..cols.batch.num_rows() {
+                    let slot = slots.get(&mut [&mut binned], user, uid, row);
+                    let end = ts.value(row);
+                    let (mean, max) = (mean.value(row) as f64, max.value(row) as f64);
+                    binned.add_span_at(slot, end - MINUTE_US, end, mean, max);
+                }
+            } else {
+                let rss = cols.i64s("rss_bytes")?;
+                for row in 0..cols.batch.num_rows() {
+                    let slot = slots.get(&mut [&mut binned], user, uid, row);
+                    samples.push((ts.value(row), slot, rss.value(row) as f64));
+                }
             }
             Ok(())
         },
         problems,
     );
-    let mut binned = Binned::new(grid);
-    for (end, name, mean, max) in minute_rows {
-        binned.add_span(&name, end - MINUTE_US, end, mean, max);
-    }
     add_gauge_samples(&mut binned, samples);
     Some(binned)
 }
 
 /// Samples taken at the same instants for every key: each lasts until the table's next
 /// sampling time, unless that is a gap.
-fn add_gauge_samples(binned: &mut Binned, mut samples: Vec<(i64, String, f64, f64)>) {
+fn add_gauge_samples(binned: &mut Binned, mut samples: Vec<(i64, usize, f64)>) {
     samples.sort_by_key(|s| s.0);
     let mut times: Vec<i64> = samples.iter().map(|s| s.0).collect();
     times.dedup();
     let ends: BTreeMap<i64, i64> = gauge_spans(&times).into_iter().collect();
-    for (start, name, mean, max) in samples {
+    for (start, slot, value) in samples {
         let end = ends.get(&start).copied().unwrap_or(start + 1);
-        binned.add_span(&name, start, end, mean, max);
+        binned.add_span_at(slot, start, end, value, value);
     }
 }
 

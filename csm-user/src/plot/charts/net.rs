@@ -270,14 +270,22 @@ fn draw_diff_areas(chart: &mut Chart, ctx: &Context, diff: &[Option<Level>]) -> 
 }
 
 /// Decades of bits/s from `10^low` to `10^high` as axis ticks; `to_axis` maps bytes/s.
-fn decade_ticks(low: f64, high: f64, sign: f64, to_axis: &dyn Fn(f64) -> f64) -> Vec<(f64, String)> {
+fn decade_ticks(
+    low: f64,
+    high: f64,
+    sign: f64,
+    to_axis: &dyn Fn(f64) -> f64,
+) -> Vec<(f64, String)> {
     let mut ticks = Vec::new();
     let mut exponent = low.floor() as i32;
     while f64::from(exponent) <= high.ceil() {
         let bytes_per_s = 10f64.powi(exponent) / 8.0;
         let unit = AxisUnit::bits_per_s(bytes_per_s);
         let prefix = if sign < 0.0 { "−" } else { "" };
-        ticks.push((to_axis(sign * bytes_per_s), format!("{prefix}{}", unit.with_unit(bytes_per_s))));
+        ticks.push((
+            to_axis(sign * bytes_per_s),
+            format!("{prefix}{}", unit.with_unit(bytes_per_s)),
+        ));
         exponent += 1;
     }
     ticks
@@ -296,9 +304,16 @@ fn log_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::error:
         })
         .collect();
     // The axis is log10 of bits/s, so that decades fall on round rates.
-    let top_bits = sums.iter().flatten().map(|s| s.1 * 8.0).fold(10.0, f64::max);
+    let top_bits = sums
+        .iter()
+        .flatten()
+        .map(|s| s.1 * 8.0)
+        .fold(10.0, f64::max);
     // Six decades under the top: enough for the diff of a busy relay, not dominated by idle.
-    let (high, low) = (top_bits.log10() + 0.15, (top_bits.log10() - 6.0).floor().max(0.0));
+    let (high, low) = (
+        top_bits.log10() + 0.15,
+        (top_bits.log10() - 6.0).floor().max(0.0),
+    );
     let log = move |bytes_per_s: f64| (bytes_per_s * 8.0).max(10f64.powf(low)).log10();
     let ticks = decade_ticks(low, high, 1.0, &log);
     let page = Page {

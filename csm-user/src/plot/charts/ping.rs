@@ -65,7 +65,10 @@ fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
             .filter(|&c| (start..end).contains(&ctx.grid.mid_us(c)))
             .collect();
         let chosen = if holding.is_empty() {
-            ctx.grid.overlaps(start, start + 1).map(|(c, _)| c).collect()
+            ctx.grid
+                .overlaps(start, start + 1)
+                .map(|(c, _)| c)
+                .collect()
         } else {
             holding
         };
