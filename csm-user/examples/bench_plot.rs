@@ -109,6 +109,13 @@ fn main() {
         times[RUNS - 1].as_secs_f64()
     );
     report_sizes(out.path());
+    // BENCH_PLOT_OUT=dir keeps the month's charts for looking at.
+    if let Some(keep) = std::env::var_os("BENCH_PLOT_OUT") {
+        std::fs::create_dir_all(&keep).expect("BENCH_PLOT_OUT");
+        for entry in std::fs::read_dir(out.path()).expect("out dir").flatten() {
+            std::fs::copy(entry.path(), Path::new(&keep).join(entry.file_name())).expect("copy");
+        }
+    }
     println!(
         "targets: under 2 s {}",
         if median.as_secs_f64() < 2.0 {

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use csm::store::{
-    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow,
-};
+use csm::store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow};
 
 /// 2026-11-20T00:00:00Z
 const T0: i64 = 1_795_132_800_000_000;

@@ -135,7 +135,9 @@ fn legend_rows(items: &[LegendItem]) -> Vec<Vec<(i32, &LegendItem)>> {
             rows.push(Vec::new());
             x = Y_LABEL_AREA as i32 - 20;
         }
-        rows.last_mut().map(|row| row.push((x, item)));
+        if let Some(row) = rows.last_mut() {
+            row.push((x, item));
+        }
         x += width;
     }
     rows
@@ -354,7 +356,9 @@ pub fn runs<T: Copy>(values: &[Option<T>]) -> Vec<Vec<(usize, T)>> {
                     out.push(Vec::new());
                     open = true;
                 }
-                out.last_mut().map(|run| run.push((c, *v)));
+                if let Some(run) = out.last_mut() {
+                    run.push((c, *v));
+                }
             }
             None => open = false,
         }
@@ -495,8 +499,11 @@ pub fn spike_words(ctx: &Context, spike: &Spike, format_value: &dyn Fn(f64) -> S
     format!("{} at {when}", format_value(spike.value))
 }
 
+/// Low and high of a band in one column; `None` in a gap.
+pub type Band = Option<(f64, f64)>;
+
 /// The band and mean of a series, in the sign given (`-1.0` draws below the axis).
-pub fn signed(levels: &[Option<Level>], sign: f64) -> (Vec<Option<f64>>, Vec<Option<(f64, f64)>>) {
+pub fn signed(levels: &[Option<Level>], sign: f64) -> (Vec<Option<f64>>, Vec<Band>) {
     let means = levels.iter().map(|l| l.map(|l| sign * l.mean)).collect();
     let bands = levels
         .iter()

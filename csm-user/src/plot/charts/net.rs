@@ -453,6 +453,8 @@ pub fn users(ctx: &Context, data: &UserNetData) -> ChartResult {
     let out_top = column_tops(&out_layers);
     let in_top = column_tops(&in_layers);
     let (out_scale, in_scale) = (spike_scale(&out_top), spike_scale(&in_top));
+    let out_spikes = clipped_spikes(&top_per_column(&out_layers), out_scale.limit, NAMED_SPIKES);
+    let in_spikes = clipped_spikes(&top_per_column(&in_layers), in_scale.limit, NAMED_SPIKES);
     let unit = AxisUnit::bits_per_s(out_scale.limit.max(in_scale.limit));
     let legend = legend_for(&out_layers, |l| {
         let received = in_layers
@@ -487,10 +489,17 @@ pub fn users(ctx: &Context, data: &UserNetData) -> ChartResult {
         |chart| {
             draw_stack(chart, ctx, &out_layers, 1.0)?;
             draw_stack(chart, ctx, &in_layers, -1.0)?;
-            draw_zero_line(chart, ctx)
+            draw_zero_line(chart, ctx)?;
+            mark_spikes(chart, ctx, &out_spikes, true)?;
+            mark_spikes(chart, ctx, &in_spikes, false)
         },
     )?;
     Ok(vec![("net-users.svg".into(), svg)])
+}
+
+/// The top of the stack in each column (`None` in gaps).
+fn top_per_column(layers: &[super::Layer]) -> Vec<Option<f64>> {
+    stack_tops(layers).pop().unwrap_or_default()
 }
 
 fn column_tops(layers: &[super::Layer]) -> Vec<f64> {

@@ -17,10 +17,7 @@ pub fn cpu(ctx: &Context, binned: &Binned, cores: usize) -> ChartResult {
         legend: legend_for(&layers, |l| {
             format!("{} (avg {:.1}%)", l.label, average(&l.levels))
         }),
-        notes: vec![format!(
-            "Stacked means per pixel column; 100% = one core, the axis ends at {cores} cores \
-             ({limit:.0}%)."
-        )],
+        notes: vec![cores_note(cores, limit)],
         y_desc: "CPU (%, 100 = one core)".into(),
         y_ticks: None,
         height: HEIGHT,
@@ -51,6 +48,22 @@ pub fn mem(ctx: &Context, binned: &Binned) -> ChartResult {
         draw_stack(chart, ctx, &layers, 1.0)
     })?;
     Ok(vec![("mem.svg".into(), svg)])
+}
+
+/// Says where the axis ends and why: all cores busy, or higher when the data came from a
+/// machine with more cores than this one (the count is read from this machine).
+fn cores_note(cores: usize, limit: f64) -> String {
+    let all_busy = cores as f64 * 100.0;
+    if limit > all_busy {
+        format!(
+            "Stacked means per pixel column; 100% = one core. The data exceed this machine's \
+             {cores} cores ({all_busy:.0}%): the axis ends at {limit:.0}%."
+        )
+    } else {
+        format!(
+            "Stacked means per pixel column; 100% = one core; the axis ends at {cores} cores busy."
+        )
+    }
 }
 
 /// The highest column of the top layer of a stack.
