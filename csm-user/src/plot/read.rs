@@ -261,9 +261,9 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Reads every file with `columns`, handing each batch to `take`; a file that fails is
-/// recorded in `problems` and skipped (its rows are not half-used: `take` sees whole
-/// batches and errors stop at the first bad one, which is rare enough to accept).
+/// Reads every file with `columns`, handing each batch to `take`; a file that fails to
+/// read is named in `problems` and skipped. (A file is read whole before `take` sees it,
+/// so a damaged file adds nothing; a column of the wrong type stops at the first batch.)
 pub fn read_files(
     files: &[(Table, PathBuf)],
     columns_of: impl Fn(Table) -> &'static [&'static str],
@@ -294,6 +294,50 @@ pub fn user_label(names: &StringArray, uids: &Int64Array, row: usize) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn touch(path: &Path) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, b"").unwrap();
+    }
+
+    #[test]
+    fn rollup_hours_replace_raw_hours_and_raw_fills_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = DataTree {
+            data_dir: dir.path().to_path_buf(),
+            host: "h".into(),
+        };
+        let day = dir.path().join("{t}/host=h/date=2026-11-25");
+        let file = |table: &str, name: &str| {
+            PathBuf::from(day.to_string_lossy().replace("{t}", table)).join(name)
+        };
+        for name in [
+            "10.parquet",
+            "11.parquet",
+            "11.1.parquet",
+            "12.parquet",
+            ".12.parquet.tmp",
+        ] {
+            touch(&file("net", name));
+        }
+        touch(&file("net_1m", "10.parquet"));
+        touch(&file("net_1m", "11.parquet"));
+        let from = 1_795_564_800_000_000 + 10 * MICROS_PER_HOUR; // 2026-11-25T10:00Z
+        let to = from + 3 * MICROS_PER_HOUR;
+        let chosen = tree.files_preferring(Table::Net, Table::NetMinute, from, to, true);
+        assert_eq!(
+            chosen,
+            vec![
+                (Table::NetMinute, file("net_1m", "10.parquet")),
+                (Table::NetMinute, file("net_1m", "11.parquet")),
+                (Table::Net, file("net", "12.parquet")),
+            ]
+        );
+        // Short ranges want every second: raw only, every part.
+        let raw = tree.files_preferring(Table::Net, Table::NetMinute, from, to, false);
+        assert_eq!(raw.len(), 4);
+        assert!(raw.contains(&(Table::Net, file("net", "11.1.parquet"))));
+    }
 
     #[test]
     fn file_hour_reads_parts_and_skips_temporaries() {

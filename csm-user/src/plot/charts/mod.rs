@@ -156,11 +156,6 @@ pub fn legend_for(layers: &[Layer], describe: impl Fn(&Layer) -> String) -> Vec<
         .collect()
 }
 
-/// True when any column has data.
-pub fn has_data<T>(values: &[Option<T>]) -> bool {
-    values.iter().any(Option::is_some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
