@@ -696,3 +696,98 @@ fn render_png(chromium: &Path, svg: &Path, png: &Path) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Writes one hour of `net_1m` as the roll-up job would: one row per minute.
+fn write_net_rollup_hour(
+    data_dir: &Path,
+    hour_start_us: i64,
+    tx_per_minute: i64,
+    peak: Option<(i64, f64)>,
+) {
+    use arrow::array::{
+        ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use csm::store::{layout, Table};
+    use std::sync::Arc;
+    let ends: Vec<i64> = (1..=60).map(|m| hour_start_us + m * MINUTE).collect();
+    let n = ends.len();
+    let tx_max: Vec<f64> = ends
+        .iter()
+        .map(|&end| match peak {
+            Some((at, rate)) if at == end => rate,
+            _ => tx_per_minute as f64 / 60.0,
+        })
+        .collect();
+    let ints = |v: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMicrosecondArray::from(ends.clone()).with_timezone("UTC")),
+        ints(vec![60_000; n]),
+        Arc::new(StringArray::from(vec!["eth0"; n])),
+        ints(vec![2; n]),
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
+        ints(vec![tx_per_minute; n]),
+        ints(vec![tx_per_minute; n]),
+        ints(vec![1; n]),
+        ints(vec![1; n]),
+        Arc::new(Float64Array::from(vec![tx_per_minute as f64 / 60.0; n])),
+        Arc::new(Float64Array::from(tx_max)),
+        Arc::new(StringArray::from(vec!["ebpf"; n])),
+    ];
+    let batch =
+        arrow::record_batch::RecordBatch::try_new(Table::NetMinute.schema(), columns).unwrap();
+    let host_dir = layout::table_host_dir(data_dir, Table::NetMinute, HOST);
+    let (date_dir, hh) = layout::hour_location(&host_dir, layout::hour_of(hour_start_us));
+    std::fs::create_dir_all(&date_dir).unwrap();
+    let file = std::fs::File::create(date_dir.join(format!("{hh}.parquet"))).unwrap();
+    let props = csm::store::writer::writer_properties(Table::NetMinute, HOST);
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // 23 rolled-up hours at 1 MB/s each way, with one second at 1 Gbit/s out at 05:30
+    // (kept by the roll-up's per-second maximum), then one raw hour at 2 MB/s.
+    let spike_minute_end = T0 + 5 * HOUR + 31 * MINUTE;
+    for hour in 0..23 {
+        let start = T0 + hour * HOUR;
+        let peak = (hour == 5).then_some((spike_minute_end, 125_000_000.0));
+        write_net_rollup_hour(data.path(), start, 60_000_000, peak);
+    }
+    let mut store = open_store(data.path());
+    for s in 1..=3600 {
+        store.net.push(net_row(
+            T0 + 23 * HOUR + s * SECOND,
+            "eth0",
+            2_000_000,
+            2_000_000,
+        ));
+    }
+    // Raw rows also exist for a rolled-up hour: they must not be counted twice.
+    for s in 1..=3600 {
+        store
+            .net
+            .push(net_row(T0 + s * SECOND, "eth0", 1_000_000, 1_000_000));
+    }
+    flush(&mut store);
+    let output = csm_plot(data.path(), out.path(), T0, T0 + 24 * HOUR, &["net"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let svg = Svg::load(&out.path().join("net-eth0.svg"));
+    let total = (23.0 * 60.0 * 60_000_000.0 + 3600.0 * 2_000_000.0) / 1024f64.powi(3);
+    assert!(
+        svg.has_text(&format!("out (sent, above): total {total:.1} GiB")),
+        "{:?}",
+        svg.texts()
+    );
+    assert!(svg.has_text("peak 1.0 Gbit/s"), "{:?}", svg.texts());
+    assert!(
+        svg.has_text("true peak: 1.0 Gbit/s at 05:30"),
+        "{:?}",
+        svg.texts()
+    );
+}

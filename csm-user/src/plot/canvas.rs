@@ -490,7 +490,8 @@ pub fn mark_spikes(chart: &mut Chart, ctx: &Context, spikes: &[Spike], up: bool)
 
 /// `"950.0 Mbit/s at 10:21"`, the words for a spike in the notes.
 pub fn spike_words(ctx: &Context, spike: &Spike, format_value: &dyn Fn(f64) -> String) -> String {
-    let time = utc(ctx.grid.mid_us(spike.column));
+    // The start of the column: the spike happened in it, at the earliest then.
+    let time = utc(ctx.grid.start_us(spike.column));
     let when = if ctx.span_s() > 86_400.0 {
         time.format("%m-%d %H:%M")
     } else {
