@@ -80,6 +80,7 @@ fn main() {
         host: Some(HOST.into()),
         out: out.path().to_path_buf(),
         plots: PlotKind::ALL.to_vec(),
+        tz: chrono::FixedOffset::east_opt(0).expect("UTC"),
     };
     let mut cpu_times: Vec<f64> = Vec::new();
     let mut times: Vec<Duration> = (0..RUNS)

@@ -510,6 +510,10 @@ fn usage_errors_exit_2_with_one_line() {
         (vec!["--data-dir", dir, "--bogus"], "--bogus"),
         (vec!["--data-dir", dir, "--from", "yesterday"], "yesterday"),
         (vec!["--data-dir", dir, "pie"], "pie"),
+        (
+            vec!["--data-dir", dir, "--tz", "Mars/Olympus"],
+            "Mars/Olympus",
+        ),
         (vec!["--data-dir", "/nonexistent/csm"], "/nonexistent/csm"),
         (
             vec![
@@ -788,6 +792,45 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
     assert!(
         svg.has_text("true peak: 1.0 Gbit/s at 05:30"),
         "{:?}",
+        svg.texts()
+    );
+}
+
+#[test]
+fn tz_moves_the_time_axis_and_the_times_written() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for m in 0..60 {
+        let rtts: &[f64] = if m == 20 { &[] } else { &[20.0, 21.0, 22.0] };
+        store
+            .ping
+            .push(ping_row(T0 + m * MINUTE, "example.org", rtts));
+    }
+    flush(&mut store);
+    let output = csm_plot(
+        data.path(),
+        out.path(),
+        T0,
+        T0 + HOUR,
+        &["ping", "--tz", "+02:00"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let svg = Svg::load(&out.path().join("ping-example.org.svg"));
+    assert!(
+        svg.has_text("2026-11-20 02:00 to 2026-11-20 03:00 UTC+02:00"),
+        "{:?}",
+        svg.texts()
+    );
+    assert!(svg.has_text("time (UTC+02:00)"));
+    assert!(
+        svg.has_text("Outages (no reply), UTC+02:00: 11-20 02:20–02:21 (1 min)"),
+        "{:?}",
+        svg.texts()
+    );
+    assert!(
+        svg.has_text("02:10"),
+        "ticks in the chosen zone: {:?}",
         svg.texts()
     );
 }

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
 use clap::{Parser, ValueEnum};
 
 use crate::cli::duration::parse_duration;
@@ -64,6 +64,10 @@ pub struct PlotArgs {
     /// Host partition to plot [default: the only host in the data dir, else this host].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Time zone of the time axis and the times written on charts: `utc`, `local` (this
+    /// machine's current offset) or a fixed offset such as `+02:00`.
+    #[arg(long, value_name = "ZONE", default_value = "utc", value_parser = parse_zone, allow_hyphen_values = true)]
+    pub tz: FixedOffset,
     /// Where the SVG files go.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
@@ -81,6 +85,8 @@ pub struct Request {
     pub host: Option<String>,
     pub out: PathBuf,
     pub plots: Vec<PlotKind>,
+    /// Offset of the time axis from UTC.
+    pub tz: FixedOffset,
 }
 
 impl PlotArgs {
@@ -113,6 +119,7 @@ impl PlotArgs {
             host: self.host,
             out: self.out,
             plots,
+            tz: self.tz,
         })
     }
 }
@@ -143,6 +150,34 @@ pub fn parse_time_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
         "invalid time {text:?}; use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25), \
          a negative duration (-24h) or now"
     ))
+}
+
+/// `utc`, `local`, or an offset: `+02:00`, `-0530`, `+2`.
+pub fn parse_zone(text: &str) -> Result<FixedOffset, String> {
+    let bad = || format!("invalid time zone {text:?}; use utc, local or an offset like +02:00");
+    match text.trim() {
+        "utc" | "UTC" | "Z" => return Ok(Utc.fix()),
+        "local" => return Ok(*chrono::Local::now().offset()),
+        _ => {}
+    }
+    let (sign, rest) = match text.trim().split_at_checked(1).ok_or_else(bad)? {
+        ("+", rest) => (1, rest),
+        ("-", rest) => (-1, rest),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    let (hours, minutes) = match digits.len() {
+        1 | 2 => (digits.parse::<i32>().map_err(|_| bad())?, 0),
+        4 => (
+            digits[..2].parse::<i32>().map_err(|_| bad())?,
+            digits[2..].parse::<i32>().map_err(|_| bad())?,
+        ),
+        _ => return Err(bad()),
+    };
+    if hours > 23 || minutes > 59 {
+        return Err(bad());
+    }
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -183,6 +218,24 @@ mod tests {
         assert_eq!(req.to_us - req.from_us, 24 * 3_600_000_000);
         assert_eq!(req.plots, PlotKind::ALL.to_vec());
         assert_eq!(req.out, PathBuf::from("."));
+    }
+
+    #[test]
+    fn zones_read_as_names_or_offsets() {
+        assert_eq!(parse_zone("utc"), Ok(FixedOffset::east_opt(0).unwrap()));
+        assert_eq!(
+            parse_zone("+02:00"),
+            Ok(FixedOffset::east_opt(7200).unwrap())
+        );
+        assert_eq!(
+            parse_zone("-0530"),
+            Ok(FixedOffset::west_opt(19800).unwrap())
+        );
+        assert_eq!(parse_zone("+2"), Ok(FixedOffset::east_opt(7200).unwrap()));
+        assert!(parse_zone("Mars/Olympus")
+            .unwrap_err()
+            .contains("Mars/Olympus"));
+        assert!(parse_zone("+25:00").is_err());
     }
 
     #[test]

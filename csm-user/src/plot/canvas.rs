@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::ops::Range;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -60,6 +60,8 @@ pub struct Context {
     pub grid: Grid,
     /// `[start, end)` in microseconds when the daemon was stopped (from `events`).
     pub down: Vec<(i64, i64)>,
+    /// Time zone of the axis and of times written on the chart.
+    pub tz: FixedOffset,
 }
 
 impl Context {
@@ -78,10 +80,24 @@ impl Context {
 
     pub fn range_text(&self) -> String {
         format!(
-            "{} to {} UTC",
-            utc(self.grid.from_us).format("%Y-%m-%d %H:%M"),
-            utc(self.grid.to_us).format("%Y-%m-%d %H:%M")
+            "{} to {} {}",
+            self.local(self.grid.from_us).format("%Y-%m-%d %H:%M"),
+            self.local(self.grid.to_us).format("%Y-%m-%d %H:%M"),
+            self.zone_name()
         )
+    }
+
+    /// A time in the chart's zone.
+    pub fn local(&self, ts_us: i64) -> DateTime<FixedOffset> {
+        utc(ts_us).with_timezone(&self.tz)
+    }
+
+    /// `UTC`, or `UTC+02:00`.
+    pub fn zone_name(&self) -> String {
+        match self.tz.local_minus_utc() {
+            0 => "UTC".into(),
+            _ => format!("UTC{}", self.tz),
+        }
     }
 
     pub fn title(&self, what: &str) -> String {
@@ -277,8 +293,8 @@ fn time_step_s(span_s: f64, plot_px: f64) -> i64 {
         .unwrap_or(TIME_STEPS[TIME_STEPS.len() - 1])
 }
 
-/// UTC ticks on round times; the date is shown at midnight, or on every tick when a tick
-/// is a day or more.
+/// Ticks on round times of the chart's zone; the date is shown at midnight, or on every
+/// tick when a tick is a day or more.
 fn draw_time_axis(
     root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
     chart: &mut Chart,
@@ -288,7 +304,9 @@ fn draw_time_axis(
     let step = time_step_s(ctx.span_s(), (x_px.end - x_px.start) as f64);
     let from_s = ctx.grid.from_us.div_euclid(1_000_000);
     let to_s = ctx.grid.to_us.div_euclid(1_000_000);
-    let mut tick = (from_s + step - 1).div_euclid(step) * step;
+    // Round in the chart's zone: midnight there, not in UTC.
+    let offset = i64::from(ctx.tz.local_minus_utc());
+    let mut tick = (from_s + offset + step - 1).div_euclid(step) * step - offset;
     let style = text_style(TEXT_SIZE - 1, &BLACK).pos(plotters::style::text_anchor::Pos::new(
         plotters::style::text_anchor::HPos::Center,
         plotters::style::text_anchor::VPos::Top,
@@ -296,10 +314,10 @@ fn draw_time_axis(
     while tick <= to_s {
         let x = ctx.x_of_us(tick * 1_000_000);
         let (px, _) = chart.backend_coord(&(x, 0.0));
-        let time = utc(tick * 1_000_000);
+        let time = ctx.local(tick * 1_000_000);
         let label = if step >= 86_400 {
             time.format("%m-%d").to_string()
-        } else if tick % 86_400 == 0 {
+        } else if (tick + offset) % 86_400 == 0 {
             time.format("%m-%d %H:%M").to_string()
         } else {
             time.format("%H:%M").to_string()
@@ -316,7 +334,11 @@ fn draw_time_axis(
         tick += step;
     }
     let centre = (x_px.start + x_px.end) / 2;
-    root.draw(&Text::new("time (UTC)", (centre, y_px.end + 25), style))?;
+    root.draw(&Text::new(
+        format!("time ({})", ctx.zone_name()),
+        (centre, y_px.end + 25),
+        style,
+    ))?;
     Ok(())
 }
 
@@ -491,7 +513,7 @@ pub fn mark_spikes(chart: &mut Chart, ctx: &Context, spikes: &[Spike], up: bool)
 /// `"950.0 Mbit/s at 10:21"`, the words for a spike in the notes.
 pub fn spike_words(ctx: &Context, spike: &Spike, format_value: &dyn Fn(f64) -> String) -> String {
     // The start of the column: the spike happened in it, at the earliest then.
-    let time = utc(ctx.grid.start_us(spike.column));
+    let time = ctx.local(ctx.grid.start_us(spike.column));
     let when = if ctx.span_s() > 86_400.0 {
         time.format("%m-%d %H:%M")
     } else {

@@ -137,6 +137,7 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
         host: tree.host.clone(),
         grid,
         down,
+        tz: request.tz,
     };
     std::thread::scope(|scope| {
         let mut jobs: Vec<(&str, std::thread::ScopedJoinHandle<'_, (Drawn, Problems)>)> =

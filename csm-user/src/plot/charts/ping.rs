@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use super::ChartResult;
 use crate::plot::bins::{gauge_spans, quantile};
 use crate::plot::canvas::{
-    self, clipped_spikes, mark_spikes, spike_scale, spike_words, utc, Context, LegendItem, Page,
-    HEIGHT, PALETTE,
+    self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, HEIGHT,
+    PALETTE,
 };
 use crate::plot::data::PingSample;
 
@@ -107,7 +107,7 @@ pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
     periods
 }
 
-fn outage_note(periods: &[(i64, i64)]) -> String {
+fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
     if periods.is_empty() {
         return "No outages (every measurement got a reply).".into();
     }
@@ -118,15 +118,19 @@ fn outage_note(periods: &[(i64, i64)]) -> String {
             let minutes = (end - start) as f64 / 60e6;
             format!(
                 "{}–{} ({minutes:.0} min)",
-                utc(start).format("%m-%d %H:%M"),
-                utc(end).format("%H:%M")
+                ctx.local(start).format("%m-%d %H:%M"),
+                ctx.local(end).format("%H:%M")
             )
         })
         .collect();
     if periods.len() > NAMED_OUTAGES {
         words.push(format!("and {} more", periods.len() - NAMED_OUTAGES));
     }
-    format!("Outages (no reply), UTC: {}", words.join(", "))
+    format!(
+        "Outages (no reply), {}: {}",
+        ctx.zone_name(),
+        words.join(", ")
+    )
 }
 
 fn ping_chart(
@@ -154,7 +158,7 @@ fn ping_chart(
             samples.len(),
             lost_pct
         ),
-        outage_note(&periods),
+        outage_note(ctx, &periods),
     ];
     if !spikes.is_empty() {
         let words: Vec<String> = spikes

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::ChartResult;
 use crate::plot::bins::{gauge_spans, Binned};
-use crate::plot::canvas::{self, utc, Context, LegendItem, Page, HEIGHT, PALETTE, SPIKE_MARK};
+use crate::plot::canvas::{self, Context, LegendItem, Page, HEIGHT, PALETTE, SPIKE_MARK};
 use crate::plot::data::UbcSample;
 
 /// A barrier at or above this is "unlimited" (LONG_MAX in the file).
@@ -94,9 +94,10 @@ fn ubc_chart(
     )];
     if let Some(first) = all_failures.first() {
         notes.push(format!(
-            "first failure: {} at {} UTC",
+            "first failure: {} at {} {}",
             ranked[first.resource].0,
-            utc(first.ts_us).format("%m-%d %H:%M")
+            ctx.local(first.ts_us).format("%m-%d %H:%M"),
+            ctx.zone_name()
         ));
     }
     let page = Page {
