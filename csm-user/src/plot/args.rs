@@ -19,8 +19,8 @@ pub enum PlotKind {
     Net,
     /// net-diff-<iface>.svg: out minus in, with the asymmetric totals.
     NetDiff,
-    /// net-log-<iface>.svg: in+out on a log axis with the diff overlaid, and the diff on a
-    /// signed log axis.
+    /// net-log-<iface>.svg: in+out on a log axis with the diff overlaid; and
+    /// net-symlog-<iface>.svg: the diff on a signed log axis.
     NetLog,
     /// net-users.svg: traffic per user (net_uid).
     NetUsers,
