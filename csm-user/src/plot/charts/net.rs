@@ -336,8 +336,8 @@ fn log_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::error:
             },
         ],
         notes: vec![
-            "Log scale: a diff 1/10 of the traffic still reaches 5/6 of its height; \
-             read sizes on the axis (see net-symlog and net-diff)."
+            "Log scale: each grid step is ×10, so a diff ten times smaller than the traffic \
+             is drawn only one step lower; read sizes on the axis, or see net-diff."
                 .into(),
             asymmetry_note(&iface.totals),
         ],
