@@ -12,5 +12,6 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod model;
+pub mod plot;
 pub mod sources;
 pub mod store;

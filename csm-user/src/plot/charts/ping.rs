@@ -1,0 +1,267 @@
+//! Ping per target, SmokePing style: the spread of reply times as bands (10–90 % and
+//! 25–75 % of the replies in each pixel column), the median as a line, partial loss
+//! shaded lightly, and outages (measurements without a single reply) shaded strongly
+//! over exactly the time they lasted.
+
+use std::collections::BTreeMap;
+
+use plotters::prelude::*;
+
+use super::ChartResult;
+use crate::plot::bins::{gauge_spans, quantile};
+use crate::plot::canvas::{
+    self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, HEIGHT,
+    PALETTE,
+};
+use crate::plot::data::PingSample;
+
+/// Outages are drawn in vermillion, partial loss in orange.
+pub const OUTAGE_COLOUR: RGBColor = RGBColor(213, 94, 0);
+pub const LOSS_COLOUR: RGBColor = RGBColor(230, 159, 0);
+const OUTER_BAND: RGBColor = PALETTE[4];
+const INNER_BAND: RGBColor = PALETTE[0];
+const MEDIAN: RGBColor = RGBColor(0, 60, 100);
+/// Outages listed by time in the notes; the rest are counted.
+const NAMED_OUTAGES: usize = 4;
+
+pub fn ping(ctx: &Context, targets: &BTreeMap<String, Vec<PingSample>>) -> ChartResult {
+    targets
+        .iter()
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|(target, samples)| {
+            let name = format!("ping-{}.svg", super::file_part(target));
+            Ok((name, ping_chart(ctx, target, samples)?))
+        })
+        .collect()
+}
+
+/// What one pixel column holds of a target's measurements.
+#[derive(Default, Clone)]
+struct Column {
+    rtts: Vec<f64>,
+    sent: i64,
+    received: i64,
+}
+
+/// The reply-time percentiles of a column: p10, p25, p50, p75, p90.
+type Spread = [f64; 5];
+
+fn spread(column: &mut Column) -> Option<Spread> {
+    let mut q = |p| quantile(&mut column.rtts, p);
+    Some([q(0.1)?, q(0.25)?, q(0.5)?, q(0.75)?, q(0.9)?])
+}
+
+/// Each measurement holds until the next, unless the next is far (a gap). A column takes
+/// the measurement that holds at its middle (so neighbouring measurements do not mix into
+/// false spreads), or every measurement that starts in it when they are denser than columns.
+fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
+    let mut columns = vec![Column::default(); ctx.grid.columns];
+    let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
+    for (sample, (start, end)) in samples.iter().zip(gauge_spans(&times)) {
+        let holding: Vec<usize> = ctx
+            .grid
+            .overlaps(start, end)
+            .map(|(c, _)| c)
+            .filter(|&c| (start..end).contains(&ctx.grid.mid_us(c)))
+            .collect();
+        let chosen = if holding.is_empty() {
+            ctx.grid
+                .overlaps(start, start + 1)
+                .map(|(c, _)| c)
+                .collect()
+        } else {
+            holding
+        };
+        for c in chosen {
+            let column = &mut columns[c];
+            column.rtts.extend_from_slice(&sample.rtts_ms);
+            column.sent += sample.sent;
+            column.received += sample.received;
+        }
+    }
+    columns
+}
+
+/// `[start, end)` of each run of measurements without a reply, ending where the next
+/// measurement starts (or, after the last one, one interval later).
+pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
+    let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
+    let spans = gauge_spans(&times);
+    let mut periods: Vec<(i64, i64)> = Vec::new();
+    let mut open: Option<(i64, i64)> = None;
+    for (sample, (start, end)) in samples.iter().zip(spans) {
+        if sample.received == 0 {
+            open = Some(match open {
+                Some((s, e)) if e >= start => (s, end),
+                Some(previous) => {
+                    periods.push(previous);
+                    (start, end)
+                }
+                None => (start, end),
+            });
+        } else if let Some(period) = open.take() {
+            periods.push(period);
+        }
+    }
+    periods.extend(open);
+    periods
+}
+
+fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
+    if periods.is_empty() {
+        return "No outages (every measurement got a reply).".into();
+    }
+    let mut words: Vec<String> = periods
+        .iter()
+        .take(NAMED_OUTAGES)
+        .map(|&(start, end)| {
+            let minutes = (end - start) as f64 / 60e6;
+            format!(
+                "{}–{} ({minutes:.0} min)",
+                ctx.local(start).format("%m-%d %H:%M"),
+                ctx.local(end).format("%H:%M")
+            )
+        })
+        .collect();
+    if periods.len() > NAMED_OUTAGES {
+        words.push(format!("and {} more", periods.len() - NAMED_OUTAGES));
+    }
+    format!(
+        "Outages (no reply), {}: {}",
+        ctx.zone_name(),
+        words.join(", ")
+    )
+}
+
+fn ping_chart(
+    ctx: &Context,
+    target: &str,
+    samples: &[PingSample],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut columns = columns(ctx, samples);
+    let spreads: Vec<Option<Spread>> = columns.iter_mut().map(spread).collect();
+    let tops: Vec<Option<f64>> = spreads.iter().map(|s| s.map(|s| s[4])).collect();
+    let scale = spike_scale(&tops.iter().flatten().copied().collect::<Vec<_>>());
+    let spikes = clipped_spikes(&tops, scale.limit, 3);
+    let periods = outages(samples);
+    let (sent, received) = samples
+        .iter()
+        .fold((0, 0), |(s, r), m| (s + m.sent, r + m.received));
+    let lost_pct = if sent > 0 {
+        100.0 * (sent - received) as f64 / sent as f64
+    } else {
+        0.0
+    };
+    let mut notes = vec![
+        format!(
+            "{} measurements, {sent} echoes sent, {:.1}% lost; bands: 10–90% and 25–75% of replies per column.",
+            samples.len(),
+            lost_pct
+        ),
+        outage_note(ctx, &periods),
+    ];
+    if !spikes.is_empty() {
+        let words: Vec<String> = spikes
+            .iter()
+            .map(|s| spike_words(ctx, s, &|v| format!("{v:.1} ms")))
+            .collect();
+        notes.push(format!(
+            "▲ clipped RTT spikes (90th percentile): {}",
+            words.join("; ")
+        ));
+    }
+    let page = Page {
+        title: ctx.title(&format!("Ping {target}")),
+        legend: vec![
+            LegendItem {
+                colour: MEDIAN,
+                label: "median RTT".into(),
+            },
+            LegendItem {
+                colour: INNER_BAND,
+                label: "25–75%".into(),
+            },
+            LegendItem {
+                colour: OUTER_BAND,
+                label: "10–90%".into(),
+            },
+            LegendItem {
+                colour: LOSS_COLOUR,
+                label: "some echoes lost".into(),
+            },
+            LegendItem {
+                colour: OUTAGE_COLOUR,
+                label: "outage: no reply".into(),
+            },
+        ],
+        notes,
+        y_desc: "round-trip time (ms)".into(),
+        y_ticks: None,
+        height: HEIGHT,
+    };
+    canvas::render(
+        ctx,
+        &page,
+        0.0..scale.limit,
+        &|v| format!("{v:.0}"),
+        |chart| {
+            let (y0, y1) = canvas::y_bounds(chart);
+            let column_s = ctx.grid.column_us() / 1e6;
+            let losses = columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.sent > c.received && c.received > 0);
+            chart.draw_series(losses.map(|(c, column)| {
+                let x = ctx.x_of_us(ctx.grid.start_us(c));
+                let share = 1.0 - column.received as f64 / column.sent as f64;
+                Rectangle::new(
+                    [(x, y0), (x + column_s, y1)],
+                    LOSS_COLOUR.mix(0.15 + 0.5 * share).filled(),
+                )
+            }))?;
+            chart.draw_series(periods.iter().map(|&(start, end)| {
+                let (a, b) = (
+                    ctx.x_of_us(start).max(0.0),
+                    ctx.x_of_us(end).min(ctx.span_s()),
+                );
+                Rectangle::new([(a, y0), (b, y1)], OUTAGE_COLOUR.mix(0.35).filled())
+            }))?;
+            let band = |lo: usize, hi: usize| -> Vec<Option<(f64, f64)>> {
+                spreads.iter().map(|s| s.map(|s| (s[lo], s[hi]))).collect()
+            };
+            canvas::draw_band(chart, ctx, &band(0, 4), OUTER_BAND.mix(0.35).filled())?;
+            canvas::draw_band(chart, ctx, &band(1, 3), INNER_BAND.mix(0.45).filled())?;
+            let median: Vec<Option<f64>> = spreads.iter().map(|s| s.map(|s| s[2])).collect();
+            canvas::draw_line(chart, ctx, &median, MEDIAN.stroke_width(2))?;
+            mark_spikes(chart, ctx, &spikes, true)
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ts_s: i64, received: i64) -> PingSample {
+        PingSample {
+            ts_us: ts_s * 1_000_000,
+            sent: 3,
+            received,
+            rtts_ms: vec![20.0; received as usize],
+        }
+    }
+
+    #[test]
+    fn an_outage_lasts_from_the_first_silent_measurement_to_the_next_reply() {
+        let samples: Vec<PingSample> = (0..10)
+            .map(|i| sample(i * 60, if (3..6).contains(&i) { 0 } else { 3 }))
+            .collect();
+        assert_eq!(outages(&samples), vec![(180_000_000, 360_000_000)]);
+    }
+
+    #[test]
+    fn a_silent_last_measurement_lasts_one_interval() {
+        let samples = vec![sample(0, 3), sample(60, 3), sample(120, 0)];
+        assert_eq!(outages(&samples), vec![(120_000_000, 180_000_000)]);
+    }
+}

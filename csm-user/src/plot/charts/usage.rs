@@ -1,0 +1,74 @@
+//! Who uses the machine: CPU per user (100 = one core) and resident memory per user,
+//! both stacked, so the top edge is the whole machine.
+
+use super::{average, draw_stack, legend_for, stack_layers, stack_tops, ChartResult};
+use crate::plot::bins::Binned;
+use crate::plot::canvas::{self, Context, Page, HEIGHT};
+use crate::plot::units::{bytes, AxisUnit};
+
+pub fn cpu(ctx: &Context, binned: &Binned, cores: usize) -> ChartResult {
+    let coverage = binned.coverage();
+    let layers = stack_layers(binned, &coverage);
+    let highest = highest_top(&stack_tops(&layers));
+    // The axis reaches all cores busy, or higher if the data says the machine has more.
+    let limit = (cores as f64 * 100.0).max(highest * 1.05);
+    let page = Page {
+        title: ctx.title("CPU per user"),
+        legend: legend_for(&layers, |l| {
+            format!("{} (avg {:.1}%)", l.label, average(&l.levels))
+        }),
+        notes: vec![cores_note(cores, limit)],
+        y_desc: "CPU (%, 100 = one core)".into(),
+        y_ticks: None,
+        height: HEIGHT,
+    };
+    let svg = canvas::render(ctx, &page, 0.0..limit, &|v| format!("{v:.0}"), |chart| {
+        draw_stack(chart, ctx, &layers, 1.0)
+    })?;
+    Ok(vec![("cpu.svg".into(), svg)])
+}
+
+pub fn mem(ctx: &Context, binned: &Binned) -> ChartResult {
+    let coverage = binned.coverage();
+    let layers = stack_layers(binned, &coverage);
+    let highest = highest_top(&stack_tops(&layers));
+    let unit = AxisUnit::binary_bytes(highest);
+    let page = Page {
+        title: ctx.title("Resident memory per user"),
+        legend: legend_for(&layers, |l| {
+            format!("{} (avg {})", l.label, bytes(average(&l.levels)))
+        }),
+        notes: vec![format!("Stacked RSS; highest total {}.", bytes(highest))],
+        y_desc: format!("resident memory ({})", unit.name),
+        y_ticks: None,
+        height: HEIGHT,
+    };
+    let limit = if highest > 0.0 { highest * 1.08 } else { 1.0 };
+    let svg = canvas::render(ctx, &page, 0.0..limit, &|v| unit.number(*v), |chart| {
+        draw_stack(chart, ctx, &layers, 1.0)
+    })?;
+    Ok(vec![("mem.svg".into(), svg)])
+}
+
+/// Says where the axis ends and why: all cores busy, or higher when the data came from a
+/// machine with more cores than this one (the count is read from this machine).
+fn cores_note(cores: usize, limit: f64) -> String {
+    let all_busy = cores as f64 * 100.0;
+    if limit > all_busy {
+        format!(
+            "Stacked means per pixel column; 100% = one core. The data exceed this machine's \
+             {cores} cores ({all_busy:.0}%): the axis ends at {limit:.0}%."
+        )
+    } else {
+        format!(
+            "Stacked means per pixel column; 100% = one core; the axis ends at {cores} cores busy."
+        )
+    }
+}
+
+/// The highest column of the top layer of a stack.
+pub fn highest_top(tops: &[Vec<Option<f64>>]) -> f64 {
+    tops.last()
+        .map(|top| top.iter().flatten().copied().fold(0.0, f64::max))
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,527 @@
+//! Table rows turned into what the charts draw: binned per pixel column by key (user,
+//! interface), plus the few exact totals the charts print.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow::array::Array;
+
+use super::bins::{gauge_spans, Binned, Grid};
+use super::read::{read_files, user_label, Columns, DataTree, Problems};
+use crate::store::Table;
+
+const US_PER_MS: i64 = 1_000;
+const MINUTE_US: i64 = 60_000_000;
+
+/// Roll-ups are read for ranges longer than this; shorter ranges want every second.
+pub const ROLLUP_ABOVE_US: i64 = 6 * 3_600_000_000;
+
+/// Files of a counter table in range, or a note saying why there are none.
+fn table_files(
+    tree: &DataTree,
+    raw: Table,
+    rollup: Option<Table>,
+    grid: &Grid,
+    problems: &mut Problems,
+) -> Option<Vec<(Table, PathBuf)>> {
+    let long = grid.to_us - grid.from_us > ROLLUP_ABOVE_US;
+    let has_rollup = rollup.is_some_and(|t| tree.has_table(t));
+    if !tree.has_table(raw) && !has_rollup {
+        problems.notes.push(format!(
+            "no {} table for host {} in {}: its charts are skipped",
+            raw.name(),
+            tree.host,
+            tree.data_dir.display()
+        ));
+        return None;
+    }
+    let files = match rollup {
+        Some(rollup) => tree.files_preferring(raw, rollup, grid.from_us, grid.to_us, long),
+        None => tree
+            .hour_files(raw, grid.from_us, grid.to_us)
+            .into_values()
+            .flatten()
+            .map(|f| (raw, f))
+            .collect(),
+    };
+    if files.is_empty() {
+        problems.notes.push(format!(
+            "no {} rows for host {} in the range: its charts are skipped",
+            raw.name(),
+            tree.host
+        ));
+        return None;
+    }
+    Some(files)
+}
+
+/// Per-interface traffic in bytes/s, and exact byte totals.
+pub struct NetData {
+    pub rx: Binned,
+    pub tx: Binned,
+    /// tx − rx per row, so the diff keeps its own extremes.
+    pub diff: Binned,
+    pub totals: BTreeMap<String, Totals>,
+}
+
+/// Bytes over the range, and the asymmetric part each way (summed per row).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub rx: f64,
+    pub tx: f64,
+    pub more_out: f64,
+    pub more_in: f64,
+}
+
+/// Loopback carries every byte both ways: its charts would say nothing.
+fn charted_interface(iface: &str) -> bool {
+    iface != "lo"
+}
+
+pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<NetData> {
+    let files = table_files(tree, Table::Net, Some(Table::NetMinute), &grid, problems)?;
+    let mut data = NetData {
+        rx: Binned::new(grid),
+        tx: Binned::new(grid),
+        diff: Binned::new(grid),
+        totals: BTreeMap::new(),
+    };
+    let columns = |table: Table| -> &'static [&'static str] {
+        match table {
+            Table::NetMinute => &[
+                "ts",
+                "dur_ms",
+                "iface",
+                "rx_bytes",
+                "tx_bytes",
+                "rx_bytes_per_s_max",
+                "tx_bytes_per_s_max",
+            ],
+            _ => &["ts", "dur_ms", "iface", "rx_bytes", "tx_bytes"],
+        }
+    };
+    read_files(
+        &files,
+        columns,
+        |table, cols| add_net_batch(&mut data, table, cols),
+        problems,
+    );
+    Some(data)
+}
+
+fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(), String> {
+    let (ts, dur, iface) = (cols.ts()?, cols.i64s("dur_ms")?, cols.strs("iface")?);
+    let (rx, tx) = (cols.i64s("rx_bytes")?, cols.i64s("tx_bytes")?);
+    let maxima = match table {
+        Table::NetMinute => Some((
+            cols.f64s("rx_bytes_per_s_max")?,
+            cols.f64s("tx_bytes_per_s_max")?,
+        )),
+        _ => None,
+    };
+    let grid = data.rx.grid;
+    for row in 0..cols.batch.num_rows() {
+        let end = ts.value(row);
+        let start = end - dur.value(row).max(1) * US_PER_MS;
+        if end <= grid.from_us || start >= grid.to_us || !charted_interface(iface.value(row)) {
+            continue;
+        }
+        let seconds = (end - start) as f64 / 1e6;
+        let (rx_bytes, tx_bytes) = (rx.value(row) as f64, tx.value(row) as f64);
+        let (rx_rate, tx_rate) = (rx_bytes / seconds, tx_bytes / seconds);
+        let (rx_max, tx_max) = match maxima {
+            Some((rm, tm)) => (rm.value(row).max(rx_rate), tm.value(row).max(tx_rate)),
+            None => (rx_rate, tx_rate),
+        };
+        let name = iface.value(row);
+        // The three tables get keys together, so their slots agree.
+        let slot = data.rx.key_index(name);
+        data.tx.key_index(name);
+        data.diff.key_index(name);
+        data.rx.add_span_at(slot, start, end, rx_rate, rx_max);
+        data.tx.add_span_at(slot, start, end, tx_rate, tx_max);
+        let diff = tx_rate - rx_rate;
+        data.diff.add_span_at(slot, start, end, diff, diff);
+        let totals = match data.totals.get_mut(name) {
+            Some(totals) => totals,
+            None => data.totals.entry(name.to_string()).or_default(),
+        };
+        totals.rx += rx_bytes;
+        totals.tx += tx_bytes;
+        totals.more_out += (tx_bytes - rx_bytes).max(0.0);
+        totals.more_in += (rx_bytes - tx_bytes).max(0.0);
+    }
+    Ok(())
+}
+
+/// CPU per user in percent of one core.
+pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<Binned> {
+    let files = table_files(tree, Table::Cpu, Some(Table::CpuMinute), &grid, problems)?;
+    let mut binned = Binned::new(grid);
+    let mut slots = UserSlots::default();
+    let columns = |table: Table| -> &'static [&'static str] {
+        match table {
+            Table::CpuMinute => &["ts", "dur_ms", "uid", "user", "cpu_pct", "cpu_pct_max"],
+            _ => &["ts", "dur_ms", "uid", "user", "cpu_pct"],
+        }
+    };
+    read_files(
+        &files,
+        columns,
+        |table, cols| {
+            let (ts, dur, pct) = (cols.ts()?, cols.i64s("dur_ms")?, cols.f64s("cpu_pct")?);
+            let (uid, user) = (cols.i64s("uid")?, cols.strs("user")?);
+            let pct_max = match table {
+                Table::CpuMinute => Some(cols.f64s("cpu_pct_max")?),
+                _ => None,
+            };
+            for row in 0..cols.batch.num_rows() {
+                let end = ts.value(row);
+                let start = end - dur.value(row).max(1) * US_PER_MS;
+                let mean = pct.value(row);
+                let max = pct_max.map_or(mean, |m| m.value(row).max(mean));
+                let slot = slots.get(&mut [&mut binned], user, uid, row);
+                binned.add_span_at(slot, start, end, mean, max);
+            }
+            Ok(())
+        },
+        problems,
+    );
+    Some(binned)
+}
+
+/// Key slots by uid, so a label string is made once per user and not once per row.
+#[derive(Default)]
+struct UserSlots {
+    slots: std::collections::HashMap<i64, usize>,
+}
+
+impl UserSlots {
+    /// The user's slot in every one of `binneds` (they get keys together, so the slots
+    /// are the same).
+    fn get(
+        &mut self,
+        binneds: &mut [&mut Binned],
+        names: &arrow::array::StringArray,
+        uids: &arrow::array::Int64Array,
+        row: usize,
+    ) -> usize {
+        let uid = uids.value(row);
+        *self.slots.entry(uid).or_insert_with(|| {
+            let label = user_label(names, uids, row);
+            binneds
+                .iter_mut()
+                .map(|b| b.key_index(&label))
+                .last()
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// Per-user traffic (IP-layer bytes of each user's sockets), bytes/s.
+pub struct UserNetData {
+    pub rx: Binned,
+    pub tx: Binned,
+}
+
+pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<UserNetData> {
+    let files = table_files(
+        tree,
+        Table::NetUid,
+        Some(Table::NetUidMinute),
+        &grid,
+        problems,
+    )?;
+    let mut data = UserNetData {
+        rx: Binned::new(grid),
+        tx: Binned::new(grid),
+    };
+    let mut slots = UserSlots::default();
+    read_files(
+        &files,
+        |_| &["ts", "dur_ms", "uid", "user", "rx_bytes", "tx_bytes"],
+        |_, cols| {
+            let (ts, dur, uid, user) = (
+                cols.ts()?,
+                cols.i64s("dur_ms")?,
+                cols.i64s("uid")?,
+                cols.strs("user")?,
+            );
+            let (rx, tx) = (cols.i64s("rx_bytes")?, cols.i64s("tx_bytes")?);
+            for row in 0..cols.batch.num_rows() {
+                let end = ts.value(row);
+                let start = end - dur.value(row).max(1) * US_PER_MS;
+                let seconds = (end - start) as f64 / 1e6;
+                let slot = slots.get(&mut [&mut data.rx, &mut data.tx], user, uid, row);
+                let (r, t) = (
+                    rx.value(row) as f64 / seconds,
+                    tx.value(row) as f64 / seconds,
+                );
+                data.rx.add_span_at(slot, start, end, r, r);
+                data.tx.add_span_at(slot, start, end, t, t);
+            }
+            Ok(())
+        },
+        problems,
+    );
+    Some(data)
+}
+
+/// Resident memory per user, bytes.
+pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<Binned> {
+    let files = table_files(tree, Table::Mem, Some(Table::MemMinute), &grid, problems)?;
+    // Gauge rows are instants: collect them first, then give each the span to the next.
+    let mut binned = Binned::new(grid);
+    let mut slots = UserSlots::default();
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
+    let columns = |table: Table| -> &'static [&'static str] {
+        match table {
+            Table::MemMinute => &["ts", "uid", "user", "rss_bytes_mean", "rss_bytes_max"],
+            _ => &["ts", "uid", "user", "rss_bytes"],
+        }
+    };
+    read_files(
+        &files,
+        columns,
+        |table, cols| {
+            let (ts, uid, user) = (cols.ts()?, cols.i64s("uid")?, cols.strs("user")?);
+            if table == Table::MemMinute {
+                let (mean, max) = (cols.i64s("rss_bytes_mean")?, cols.i64s("rss_bytes_max")?);
+                for row in 0..cols.batch.num_rows() {
+                    let slot = slots.get(&mut [&mut binned], user, uid, row);
+                    let end = ts.value(row);
+                    let (mean, max) = (mean.value(row) as f64, max.value(row) as f64);
+                    binned.add_span_at(slot, end - MINUTE_US, end, mean, max);
+                }
+            } else {
+                let rss = cols.i64s("rss_bytes")?;
+                for row in 0..cols.batch.num_rows() {
+                    let slot = slots.get(&mut [&mut binned], user, uid, row);
+                    samples.push((ts.value(row), slot, rss.value(row) as f64));
+                }
+            }
+            Ok(())
+        },
+        problems,
+    );
+    add_gauge_samples(&mut binned, samples);
+    Some(binned)
+}
+
+/// Samples taken at the same instants for every key: each lasts until the table's next
+/// sampling time, unless that is a gap.
+fn add_gauge_samples(binned: &mut Binned, mut samples: Vec<(i64, usize, f64)>) {
+    samples.sort_by_key(|s| s.0);
+    let mut times: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    times.dedup();
+    let ends: BTreeMap<i64, i64> = gauge_spans(&times).into_iter().collect();
+    for (start, slot, value) in samples {
+        let end = ends.get(&start).copied().unwrap_or(start + 1);
+        binned.add_span_at(slot, start, end, value, value);
+    }
+}
+
+/// One ping measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingSample {
+    pub ts_us: i64,
+    pub sent: i64,
+    pub received: i64,
+    pub rtts_ms: Vec<f64>,
+}
+
+/// Ping measurements per target, in time order.
+pub fn load_ping(
+    tree: &DataTree,
+    grid: Grid,
+    problems: &mut Problems,
+) -> Option<BTreeMap<String, Vec<PingSample>>> {
+    // A measurement is stamped with its start; the one just before the range may still run.
+    let files = table_files(tree, Table::Ping, None, &grid, problems)?;
+    let mut targets: BTreeMap<String, Vec<PingSample>> = BTreeMap::new();
+    read_files(
+        &files,
+        |_| &["ts", "target", "sent", "received", "rtts_ms"],
+        |_, cols| {
+            let (ts, target) = (cols.ts()?, cols.strs("target")?);
+            let (sent, received, rtts) = (
+                cols.i64s("sent")?,
+                cols.i64s("received")?,
+                cols.f64_lists("rtts_ms")?,
+            );
+            for row in 0..cols.batch.num_rows() {
+                let ts_us = ts.value(row);
+                if ts_us < grid.from_us || ts_us >= grid.to_us {
+                    continue;
+                }
+                let list = rtts.value(row);
+                let values = list
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .map(|a| a.iter().flatten().collect())
+                    .unwrap_or_default();
+                targets
+                    .entry(target.value(row).to_string())
+                    .or_default()
+                    .push(PingSample {
+                        ts_us,
+                        sent: sent.value(row),
+                        received: received.value(row),
+                        rtts_ms: values,
+                    });
+            }
+            Ok(())
+        },
+        problems,
+    );
+    for samples in targets.values_mut() {
+        samples.sort_by_key(|s| s.ts_us);
+    }
+    Some(targets)
+}
+
+/// One beancounter reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UbcSample {
+    pub ts_us: i64,
+    pub held: f64,
+    pub barrier: f64,
+    pub limit: f64,
+    pub failcnt: i64,
+}
+
+/// Beancounters per container, per resource, in time order.
+pub type UbcData = BTreeMap<i64, BTreeMap<String, Vec<UbcSample>>>;
+
+pub fn load_ubc(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<UbcData> {
+    if !tree.has_table(Table::Ubc) {
+        // Only OpenVZ containers have beancounters: not worth a note elsewhere.
+        return None;
+    }
+    let files = table_files(tree, Table::Ubc, None, &grid, problems)?;
+    let mut data = UbcData::new();
+    read_files(
+        &files,
+        |_| {
+            &[
+                "ts",
+                "ctid",
+                "resource",
+                "held",
+                "barrier",
+                "hard_limit",
+                "failcnt",
+            ]
+        },
+        |_, cols| {
+            let (ts, ctid, resource) = (cols.ts()?, cols.i64s("ctid")?, cols.strs("resource")?);
+            let (held, barrier, limit, failcnt) = (
+                cols.i64s("held")?,
+                cols.i64s("barrier")?,
+                cols.i64s("hard_limit")?,
+                cols.i64s("failcnt")?,
+            );
+            for row in 0..cols.batch.num_rows() {
+                let ts_us = ts.value(row);
+                if ts_us < grid.from_us || ts_us >= grid.to_us {
+                    continue;
+                }
+                data.entry(ctid.value(row))
+                    .or_default()
+                    .entry(resource.value(row).to_string())
+                    .or_default()
+                    .push(UbcSample {
+                        ts_us,
+                        held: held.value(row) as f64,
+                        barrier: barrier.value(row) as f64,
+                        limit: limit.value(row) as f64,
+                        failcnt: failcnt.value(row),
+                    });
+            }
+            Ok(())
+        },
+        problems,
+    );
+    for resources in data.values_mut() {
+        for samples in resources.values_mut() {
+            samples.sort_by_key(|s| s.ts_us);
+        }
+    }
+    Some(data)
+}
+
+/// When the daemon was stopped: from each `stop` to the next `start` (or the range end).
+/// An absent events table is no problem: gaps in the data still show as gaps.
+pub fn load_down_periods(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Vec<(i64, i64)> {
+    if !tree.has_table(Table::Events) {
+        return Vec::new();
+    }
+    // Look back a day for the `stop` that began a period still going at the range start.
+    let files: Vec<(Table, PathBuf)> = tree
+        .hour_files(Table::Events, grid.from_us - 24 * 3_600_000_000, grid.to_us)
+        .into_values()
+        .flatten()
+        .map(|f| (Table::Events, f))
+        .collect();
+    let mut events: Vec<(i64, bool)> = Vec::new();
+    read_files(
+        &files,
+        |_| &["ts", "event"],
+        |_, cols| {
+            let (ts, event) = (cols.ts()?, cols.strs("event")?);
+            for row in 0..cols.batch.num_rows() {
+                match event.value(row) {
+                    "stop" => events.push((ts.value(row), false)),
+                    "start" => events.push((ts.value(row), true)),
+                    _ => {}
+                }
+            }
+            Ok(())
+        },
+        problems,
+    );
+    down_periods(events, grid.to_us)
+}
+
+/// Pairs each stop with the next start.
+fn down_periods(mut events: Vec<(i64, bool)>, end_us: i64) -> Vec<(i64, i64)> {
+    events.sort();
+    let mut periods = Vec::new();
+    let mut stopped_at: Option<i64> = None;
+    for (ts, is_start) in events {
+        match (is_start, stopped_at) {
+            (true, Some(stop)) => {
+                periods.push((stop, ts));
+                stopped_at = None;
+            }
+            (false, None) => stopped_at = Some(ts),
+            _ => {}
+        }
+    }
+    if let Some(stop) = stopped_at {
+        periods.push((stop, end_us));
+    }
+    periods
+}
+
+/// Cores, to end the CPU axis at "all cores busy": this machine's count, read from
+/// /proc/cpuinfo (the tables do not record it).
+pub fn cpu_cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .map(|text| text.lines().filter(|l| l.starts_with("processor")).count())
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stop_pairs_with_the_next_start() {
+        let periods = down_periods(vec![(50, true), (10, false), (30, true), (70, false)], 100);
+        assert_eq!(periods, vec![(10, 30), (70, 100)]);
+    }
+}

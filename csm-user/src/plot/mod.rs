@@ -1,0 +1,256 @@
+//! `csm-plot`: SVG charts from the Parquet tree.
+//!
+//! Rooms, by concern:
+//! - [`args`]: the command line and the time range;
+//! - [`read`]: which files of a host and range to open, reading only the needed columns;
+//! - [`data`]: rows of each table turned into per-pixel-column buckets and totals;
+//! - [`bins`]: the downsampling itself (mean, min, max per column; gaps stay gaps);
+//! - [`canvas`]: the page every chart shares (title, legend, time axis, spikes);
+//! - [`charts`]: one module per family of charts;
+//! - [`units`]: bytes and bits/s as people read them.
+//!
+//! Every chart whose data exists is drawn; absent tables are noted on stderr; an
+//! unreadable file is named on stderr and makes the exit status 1, after the rest is drawn.
+
+pub mod args;
+pub mod bins;
+pub mod canvas;
+pub mod charts;
+pub mod data;
+pub mod read;
+pub mod units;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use args::{PlotArgs, PlotKind, Request};
+use bins::Grid;
+use canvas::{Context, PLOT_COLUMNS};
+use charts::{ChartFile, ChartResult};
+use read::{DataTree, Problems};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_UNREADABLE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// Parses the arguments, draws, and returns the exit status.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let parsed = match PlotArgs::parse_from_os(args) {
+        Ok(parsed) => parsed,
+        Err(err) => return report_clap_error(&err),
+    };
+    match parsed.resolve(chrono::Utc::now()) {
+        Ok(request) => run(&request),
+        Err(message) => {
+            eprintln!("csm-plot: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// `--help` and `--version` go to stdout with status 0; a usage error is one line.
+fn report_clap_error(err: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        print!("{err}");
+        return EXIT_OK;
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("csm-plot: {first} (see csm-plot --help)");
+    EXIT_USAGE
+}
+
+/// Draws the requested charts; returns the exit status.
+pub fn run(request: &Request) -> i32 {
+    if !request.data_dir.is_dir() {
+        eprintln!(
+            "csm-plot: --data-dir {} is not a readable folder",
+            request.data_dir.display()
+        );
+        return EXIT_USAGE;
+    }
+    let host = match read::choose_host(&request.data_dir, request.host.as_deref()) {
+        Ok(host) => host,
+        Err(message) => {
+            eprintln!("csm-plot: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(err) = fs::create_dir_all(&request.out) {
+        eprintln!(
+            "csm-plot: cannot create --out {}: {err}",
+            request.out.display()
+        );
+        return EXIT_USAGE;
+    }
+    let tree = DataTree {
+        data_dir: request.data_dir.clone(),
+        host,
+    };
+    let (files, problems) = draw_all(&tree, request);
+    let mut write_failed = false;
+    for (name, svg) in files {
+        let path = request.out.join(&name);
+        match write_atomically(&path, &svg) {
+            Ok(()) => println!("{}", path.display()),
+            Err(err) => {
+                eprintln!("csm-plot: cannot write {}: {err}", path.display());
+                write_failed = true;
+            }
+        }
+    }
+    for note in &problems.notes {
+        eprintln!("csm-plot: {note}");
+    }
+    for message in &problems.unreadable {
+        eprintln!("csm-plot: {message}");
+    }
+    if problems.unreadable.is_empty() && !write_failed {
+        EXIT_OK
+    } else {
+        EXIT_UNREADABLE
+    }
+}
+
+/// A viewer never sees half a chart: write beside, then rename.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let temp = path.with_extension("svg.tmp");
+    fs::write(&temp, text)?;
+    fs::rename(&temp, path)
+}
+
+/// Loads each table the requested charts need (in parallel: they are independent files)
+/// and renders the charts.
+pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems) {
+    let grid = Grid::new(request.from_us, request.to_us, PLOT_COLUMNS);
+    let wants = |kinds: &[PlotKind]| kinds.iter().any(|k| request.plots.contains(k));
+    let mut problems = Problems::default();
+    let mut results: Vec<(&str, Drawn)> = Vec::new();
+    let down = data::load_down_periods(tree, grid, &mut problems);
+    let ctx = &Context {
+        host: tree.host.clone(),
+        grid,
+        down,
+        tz: request.tz,
+    };
+    std::thread::scope(|scope| {
+        let mut jobs: Vec<(&str, std::thread::ScopedJoinHandle<'_, (Drawn, Problems)>)> =
+            Vec::new();
+        if wants(&[PlotKind::Cpu]) {
+            jobs.push((
+                "cpu",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_cpu(tree, grid, p)
+                            .map(|b| charts::usage::cpu(ctx, &b, data::cpu_cores()))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::Mem]) {
+            jobs.push((
+                "mem",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_mem(tree, grid, p).map(|b| charts::usage::mem(ctx, &b))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::Net, PlotKind::NetDiff, PlotKind::NetLog]) {
+            let kinds = request.plots.clone();
+            jobs.push((
+                "net",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_net(tree, grid, p).map(|net| net_charts(ctx, &net, &kinds))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::NetUsers]) {
+            jobs.push((
+                "net_uid",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_net_users(tree, grid, p).map(|d| charts::net::users(ctx, &d))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::Ping]) {
+            jobs.push((
+                "ping",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_ping(tree, grid, p).map(|d| charts::ping::ping(ctx, &d))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::Ubc]) {
+            jobs.push((
+                "ubc",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        data::load_ubc(tree, grid, p).map(|d| charts::ubc::ubc(ctx, &d))
+                    })
+                }),
+            ));
+        }
+        for (name, job) in jobs {
+            let (result, p) = job.join().unwrap_or_else(|_| {
+                (
+                    Err(format!("drawing the {name} charts failed")),
+                    Problems::default(),
+                )
+            });
+            problems.merge(p);
+            results.push((name, result));
+        }
+    });
+    let mut files = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(mut charts) => files.append(&mut charts),
+            Err(err) => problems
+                .unreadable
+                .push(format!("cannot draw the {name} charts: {err}")),
+        }
+    }
+    (files, problems)
+}
+
+/// Charts of one table, or why they could not be drawn.
+type Drawn = Result<Vec<ChartFile>, String>;
+
+/// Runs a loader+renderer; no data means no charts, not an error.
+/// Errors become text here: plotters' errors cannot cross threads.
+fn with_problems(work: impl FnOnce(&mut Problems) -> Option<ChartResult>) -> (Drawn, Problems) {
+    let mut problems = Problems::default();
+    let result = work(&mut problems)
+        .unwrap_or_else(|| Ok(Vec::new()))
+        .map_err(|err| err.to_string());
+    (result, problems)
+}
+
+/// The three interface charts share one read of the net table.
+fn net_charts(ctx: &Context, net: &data::NetData, kinds: &[PlotKind]) -> ChartResult {
+    let mut files = Vec::new();
+    if kinds.contains(&PlotKind::Net) {
+        files.extend(charts::net::traffic(ctx, net)?);
+    }
+    if kinds.contains(&PlotKind::NetDiff) {
+        files.extend(charts::net::diff(ctx, net)?);
+    }
+    if kinds.contains(&PlotKind::NetLog) {
+        files.extend(charts::net::log(ctx, net)?);
+    }
+    Ok(files)
+}

@@ -1,0 +1,106 @@
+//! Numbers as people read them: bytes in binary units (KiB, MiB, GiB), rates in bits/s
+//! with decimal prefixes (kbit/s, Mbit/s), as network people quote them.
+
+/// A byte amount with one decimal: `600.0 MiB`.
+pub fn bytes(amount: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = amount.abs();
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let sign = if amount < 0.0 { "-" } else { "" };
+    if unit == 0 {
+        format!("{sign}{value:.0} B")
+    } else {
+        format!("{sign}{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// One unit for a whole axis, chosen by its largest value, so tick labels compare.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AxisUnit {
+    pub divisor: f64,
+    pub name: &'static str,
+}
+
+impl AxisUnit {
+    /// bits/s for a maximum given in bytes/s.
+    pub fn bits_per_s(max_bytes_per_s: f64) -> AxisUnit {
+        let bits = max_bytes_per_s.abs() * 8.0;
+        let (divisor, name) = [(1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")]
+            .into_iter()
+            .find(|(d, _)| bits >= *d)
+            .unwrap_or((1.0, "bit/s"));
+        AxisUnit {
+            divisor: divisor / 8.0,
+            name,
+        }
+    }
+
+    /// KiB/MiB/GiB for a maximum in bytes.
+    pub fn binary_bytes(max_bytes: f64) -> AxisUnit {
+        let (divisor, name) = [
+            (1024f64.powi(4), "TiB"),
+            (1024f64.powi(3), "GiB"),
+            (1024f64.powi(2), "MiB"),
+            (1024.0, "KiB"),
+        ]
+        .into_iter()
+        .find(|(d, _)| max_bytes.abs() >= *d)
+        .unwrap_or((1.0, "B"));
+        AxisUnit { divisor, name }
+    }
+
+    /// `value` (in the base unit) in this unit, trimmed: `12.5`, `300`, `0.25`.
+    pub fn number(&self, value: f64) -> String {
+        let scaled = value / self.divisor;
+        let text = if scaled.abs() >= 100.0 || scaled == scaled.round() {
+            format!("{scaled:.0}")
+        } else if scaled.abs() >= 10.0 {
+            format!("{scaled:.1}")
+        } else {
+            format!("{scaled:.2}")
+        };
+        if text == "-0" {
+            "0".to_string()
+        } else {
+            text
+        }
+    }
+
+    pub fn with_unit(&self, value: f64) -> String {
+        format!("{} {}", self.number(value), self.name)
+    }
+}
+
+/// A rate in bytes/s as bits/s in its own best unit: `96.0 Mbit/s`.
+pub fn rate(bytes_per_s: f64) -> String {
+    let unit = AxisUnit::bits_per_s(bytes_per_s);
+    format!("{:.1} {}", bytes_per_s / unit.divisor, unit.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(0.0), "0 B");
+        assert_eq!(bytes(1023.0), "1023 B");
+        assert_eq!(bytes(600.0 * 1024.0 * 1024.0), "600.0 MiB");
+        assert_eq!(bytes(1.5 * 1024f64.powi(3)), "1.5 GiB");
+        assert_eq!(bytes(-2048.0), "-2.0 KiB");
+    }
+
+    #[test]
+    fn rates_are_bits_per_second() {
+        assert_eq!(rate(12_000_000.0), "96.0 Mbit/s");
+        assert_eq!(rate(100.0), "800.0 bit/s");
+        let unit = AxisUnit::bits_per_s(1_250_000.0);
+        assert_eq!(unit.name, "Mbit/s");
+        assert_eq!(unit.number(625_000.0), "5");
+        assert_eq!(unit.number(-62_500.0), "-0.50");
+    }
+}
