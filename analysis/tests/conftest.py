@@ -23,7 +23,7 @@ TARGET = Path(os.environ.get("CSM_TARGET_DIR", REPO / "target" / "release"))
 
 def _binary(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} not built (cargo build --release -p csm-user --bins --example write_fixture)")
+        pytest.fail(f"{path} not built (cargo build --release -p csm-user --bins --example write_fixture)")
     return path
 
 
@@ -41,7 +41,7 @@ def fixture_dir(tmp_path_factory) -> Path:
 def daemon_dir(tmp_path_factory) -> Path:
     csm = _binary(TARGET / "csm")
     if os.geteuid() != 0:
-        pytest.skip("running the daemon needs root (eBPF)")
+        pytest.fail("running the daemon needs root (eBPF): run the tests with cargo xtask test as root")
     out = tmp_path_factory.mktemp("daemon") / "data"
     result = subprocess.run(
         [str(csm), "run", "--duration", "5s", "--interval", "1s", "--data-dir", str(out), "--host", "hostA"],

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use csm::sources::host::HostPaths;
 use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
-use csm_tests::records::{csm_binary, read_table};
 use csm::sources::taskstats::ExitListener;
+use csm_tests::records::{csm_binary, read_table};
 
 /// A system user that exists for the test only.
 struct TestUser {

@@ -86,6 +86,18 @@ fn build() -> Result<()> {
     run_cmd(cargo().args(["build", "--release", "-p", "csm-user", "--bins"]))
 }
 
+/// What the tests run besides the binaries: the fixture writer of the analysis tests.
+fn build_test_tools() -> Result<()> {
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "csm-user",
+        "--example",
+        "write_fixture",
+    ]))
+}
+
 fn run(args: &[String]) -> Result<()> {
     setup::require_root("csm run loads eBPF programs")?;
     let binary = setup::workspace_root().join("target/release/csm");
@@ -95,6 +107,7 @@ fn run(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     setup::require_root("the end-to-end tests load eBPF programs, create users and namespaces")?;
     setup::python_test_packages()?;
+    build_test_tools()?;
     // One test binary at a time: the root tests measure CPU time and traffic against
     // ground truth and must not compete with each other for the 2 cores.
     let mut totals = TestTotals::default();

@@ -177,16 +177,22 @@ fn mount_if_missing(fstype: &str, target: &str) -> Result<()> {
     run_cmd(Command::new("mount").args(["-t", fstype, fstype, target]))
 }
 
-/// The reader tests check the Parquet output with DuckDB, pandas and pyarrow.
+/// The reader tests check the Parquet output with DuckDB, pandas and pyarrow; the
+/// `analysis/` package is installed with its test extras (pytest, nbclient for the
+/// notebook).
 pub fn python_test_packages() -> Result<()> {
     let probe = Command::new("python3")
-        .args(["-c", "import duckdb, pandas, pyarrow, pytest"])
+        .args([
+            "-c",
+            "import duckdb, pandas, pyarrow, pytest, nbclient, ipykernel, csm_analysis",
+        ])
         .output();
     if matches!(probe, Ok(ref o) if o.status.success()) {
         return Ok(());
     }
+    let analysis = workspace_root().join("analysis");
     say(&format!(
-        "installing Python packages for the reader tests: {}",
+        "installing Python packages for the reader tests: {} and ./analysis[test]",
         PYTHON_PACKAGES.join(" ")
     ));
     run_cmd(
@@ -198,7 +204,8 @@ pub fn python_test_packages() -> Result<()> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(PYTHON_PACKAGES),
+            .args(PYTHON_PACKAGES)
+            .arg(format!("{}[test]", analysis.display())),
     )
 }
 
