@@ -39,7 +39,6 @@ fn handler_cost() -> Result<()> {
         without.push(ping_pong_us_per_switch()?);
         let loaded = load_and_attach(&HostPaths::default())?;
         let program = loaded
-            .ebpf
             .program(names::PROG_SCHED_SWITCH_BTF)
             .context("tp_btf program missing")?;
         let before = program.info()?;

@@ -22,7 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aya::programs::{BtfTracePoint, TracePoint};
 use aya::sys::{enable_stats, Stats};
 use csm::sources::ebpf::{load_and_attach, Loaded};
 use csm::sources::host::HostPaths;
@@ -102,21 +101,8 @@ fn attach(mode: Mode) -> Result<Option<Loaded>> {
     }
     let mut loaded = load_and_attach(&HostPaths::default())?;
     if let Mode::NetOnly = mode {
-        let btf: Option<&mut BtfTracePoint> = loaded
-            .ebpf
-            .program_mut(names::PROG_SCHED_SWITCH_BTF)
-            .and_then(|p| p.try_into().ok());
-        if let Some(program) = btf {
-            let _ = program.unload();
-        }
-        let classic: Option<&mut TracePoint> = loaded
-            .ebpf
-            .program_mut(names::PROG_SCHED_SWITCH_TP)
-            .and_then(|p| p.try_into().ok());
-        if let Some(program) = classic {
-            // Never loaded (tp_btf runs) is fine: nothing to unload.
-            let _ = program.unload();
-        }
+        loaded.detach_program(names::PROG_SCHED_SWITCH_BTF);
+        loaded.detach_program(names::PROG_SCHED_SWITCH_TP);
     }
     Ok(Some(loaded))
 }
@@ -176,7 +162,6 @@ fn prog_stats(loaded: &Loaded) -> Result<BTreeMap<&'static str, (u64, u64)>> {
     let mut out = BTreeMap::new();
     for name in NET_PROGRAMS {
         let program = loaded
-            .ebpf
             .program(name)
             .with_context(|| format!("program {name} missing"))?;
         let info = program.info().with_context(|| format!("info of {name}"))?;

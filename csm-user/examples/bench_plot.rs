@@ -304,11 +304,7 @@ fn write_net_rollup(data_dir: &Path, hour: i64, noise: &mut Noise) {
 /// The last day as `csm run` writes it: 1 s cpu, net and net_uid rows, mem every 10 s,
 /// ping every minute for three targets.
 fn write_last_day_raw(data_dir: &Path) {
-    let mut store = Store::open(StoreOptions {
-        data_dir: data_dir.to_path_buf(),
-        host: HOST.into(),
-    })
-    .expect("store");
+    let mut store = Store::open(StoreOptions::new(data_dir.to_path_buf(), HOST)).expect("store");
     let day_start = START_US + (DAYS - 1) * 86_400 * SECOND;
     let names: Vec<Option<String>> = (0..USERS).map(|u| Some(user_name(u))).collect();
     let mut noise = Noise(11);

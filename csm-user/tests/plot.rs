@@ -22,11 +22,7 @@ fn rfc3339(ts_us: i64) -> String {
 }
 
 fn open_store(dir: &Path) -> Store {
-    Store::open(StoreOptions {
-        data_dir: dir.to_path_buf(),
-        host: HOST.into(),
-    })
-    .unwrap()
+    Store::open(StoreOptions::new(dir.to_path_buf(), HOST)).unwrap()
 }
 
 fn flush(store: &mut Store) {

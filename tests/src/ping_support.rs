@@ -23,7 +23,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `csm run --data-dir <data_dir> <args>` inside `ns`, stderr to a file
     /// beside the data dir.
-    pub fn start(ns: &netns::Netns, data_dir: &std::path::Path, args: &[&str]) -> Daemon {
+    pub fn start(ns: &crate::netns::Netns, data_dir: &std::path::Path, args: &[&str]) -> Daemon {
         let stderr = data_dir.with_extension("stderr.log");
         let child = ns
             .command(csm_bin().to_str().unwrap())

@@ -21,11 +21,7 @@ fn measurement(up: bool, error: Option<&str>) -> Measurement {
 #[test]
 fn outages_have_start_end_length_and_count() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(StoreOptions {
-        data_dir: dir.path().to_path_buf(),
-        host: "h1".into(),
-    })
-    .unwrap();
+    let mut store = Store::open(StoreOptions::new(dir.path().to_path_buf(), "h1")).unwrap();
     // Target a, every 10 s: up 0..50, down 50..120 (7 measurements), up 120..150,
     // down from 150 to the end (ongoing, 2 measurements).
     for i in 0..17 {

@@ -76,6 +76,20 @@ impl Loaded {
         self.ebpf.as_mut()?.take_map(name)
     }
 
+    /// A program this process loaded (not one adopted from a pin), for its statistics.
+    pub fn program(&self, name: &str) -> Option<&aya::programs::Program> {
+        self.ebpf.as_ref()?.program(name)
+    }
+
+    /// Detaches a program this process attached (benchmarks compare with and without it).
+    /// Returns whether it was attached.
+    pub fn detach_program(&mut self, name: &str) -> bool {
+        let before = self.links.len();
+        self.links
+            .retain(|link| !matches!(link, HeldLink::Fd(program, _) if *program == name));
+        self.links.len() != before
+    }
+
     fn fresh(
         ebpf: Ebpf,
         links: Vec<HeldLink>,
