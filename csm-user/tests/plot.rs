@@ -753,11 +753,6 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
     // 23 rolled-up hours at 1 MB/s each way, with one second at 1 Gbit/s out at 05:30
     // (kept by the roll-up's per-second maximum), then one raw hour at 2 MB/s.
     let spike_minute_end = T0 + 5 * HOUR + 31 * MINUTE;
-    for hour in 0..23 {
-        let start = T0 + hour * HOUR;
-        let peak = (hour == 5).then_some((spike_minute_end, 125_000_000.0));
-        write_net_rollup_hour(data.path(), start, 60_000_000, peak);
-    }
     let mut store = open_store(data.path());
     for s in 1..=3600 {
         store.net.push(net_row(
@@ -773,7 +768,15 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
             .net
             .push(net_row(T0 + s * SECOND, "eth0", 1_000_000, 1_000_000));
     }
-    flush(&mut store);
+    // Flushed as of the end of the range, so that the store rolls up none of hour 23; the
+    // roll-ups it made of the raw hours 0 and 1 are then replaced by the ones under test.
+    let errors = store.flush(T0 + 24 * HOUR);
+    assert!(errors.is_empty(), "{errors:?}");
+    for hour in 0..23 {
+        let start = T0 + hour * HOUR;
+        let peak = (hour == 5).then_some((spike_minute_end, 125_000_000.0));
+        write_net_rollup_hour(data.path(), start, 60_000_000, peak);
+    }
     let output = csm_plot(data.path(), out.path(), T0, T0 + 24 * HOUR, &["net"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 

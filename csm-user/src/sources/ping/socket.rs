@@ -482,39 +482,6 @@ mod tests {
         .unwrap();
     }
 
-    /// The point of kernel timestamps: a runtime that is busy (here: blocked 100 ms, as a
-    /// big Parquet flush would) when the reply arrives does not lengthen the RTT.
-    #[test]
-    fn a_busy_runtime_does_not_lengthen_the_rtt() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, async {
-            let socket = match IcmpSocket::open(false) {
-                Ok(socket) => socket,
-                Err(err) => return eprintln!("skipped: {err}"),
-            };
-            let addr = "127.0.0.1".parse().unwrap();
-            let until = Instant::now() + Duration::from_secs(2);
-            // A first echo makes the socket's writability known, so that below the
-            // request goes out on the first poll, before the runtime is blocked.
-            assert!(matches!(
-                socket.echo(addr, 7, 1, until).await,
-                Outcome::Reply(_)
-            ));
-            let started = Instant::now();
-            let echo = socket.echo(addr, 7, 2, until);
-            let block = async { std::thread::sleep(Duration::from_millis(100)) };
-            let (outcome, ()) = tokio::join!(echo, block);
-            assert!(started.elapsed() >= Duration::from_millis(100));
-            match outcome {
-                Outcome::Reply(rtt) => assert!(rtt < Duration::from_millis(10), "{rtt:?}"),
-                other => panic!("{other:?}"),
-            }
-        });
-    }
-
     /// `ip link set lo up`, for this thread's namespace.
     fn loopback_up() {
         // SAFETY: ioctls on a fresh socket with a zeroed, NUL-terminated ifreq.
