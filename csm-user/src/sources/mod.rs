@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod host;
+pub mod mounts;
 pub mod netns;
 pub mod ping;
 pub mod procfs;

@@ -451,21 +451,9 @@ fn ensure_tracefs() {
     if target.join("events").exists() || !target.exists() {
         return;
     }
-    let (source, fstype, dir) = (c"tracefs", c"tracefs", c"/sys/kernel/tracing");
-    // SAFETY: NUL-terminated constant strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            dir.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        info!("mounted tracefs at /sys/kernel/tracing");
-    } else {
-        debug!("cannot mount tracefs: {}", std::io::Error::last_os_error());
+    match crate::sources::mounts::mount_pseudo_fs(c"tracefs", c"/sys/kernel/tracing") {
+        Ok(()) => info!("mounted tracefs at /sys/kernel/tracing"),
+        Err(err) => debug!("cannot mount tracefs: {err}"),
     }
 }
 

@@ -142,23 +142,15 @@ pub fn ensure_bpffs() -> bool {
         return true;
     }
     let _ = fs::create_dir_all(BPFFS);
-    let (source, fstype, dir) = (c"bpf", c"bpf", c"/sys/fs/bpf");
-    // SAFETY: NUL-terminated constant strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            dir.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        info!("mounted bpffs at {BPFFS}");
-        true
-    } else {
-        debug!("cannot mount bpffs: {}", io::Error::last_os_error());
-        false
+    match crate::sources::mounts::mount_pseudo_fs(c"bpf", c"/sys/fs/bpf") {
+        Ok(()) => {
+            info!("mounted bpffs at {BPFFS}");
+            true
+        }
+        Err(err) => {
+            debug!("cannot mount bpffs: {err}");
+            false
+        }
     }
 }
 
