@@ -130,7 +130,7 @@ fn test(args: &[String]) -> Result<()> {
     ]));
     // One closing line over every runner, so the whole suite reads at a glance.
     println!(
-        "xtask test: {} passed, {} failed",
+        "tests: {} passed, {} failed",
         totals.passed, totals.failed
     );
     cargo_tests.and(python_tests).and(clippy)
