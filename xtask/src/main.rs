@@ -113,7 +113,7 @@ fn test(args: &[String]) -> Result<()> {
     let mut totals = TestTotals::default();
     let cargo_tests = run_counting(
         cargo()
-            .args(["test", "--release", "--workspace"])
+            .args(["test", "--release", "--workspace", "--no-fail-fast"])
             .args(args)
             .args(["--", "--test-threads=1"]),
         &mut totals,
@@ -129,10 +129,7 @@ fn test(args: &[String]) -> Result<()> {
         "warnings",
     ]));
     // One closing line over every runner, so the whole suite reads at a glance.
-    println!(
-        "tests: {} passed, {} failed",
-        totals.passed, totals.failed
-    );
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     cargo_tests.and(python_tests).and(clippy)
 }
 
