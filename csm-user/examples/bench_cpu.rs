@@ -147,7 +147,10 @@ fn daemon_cost(window: Duration) -> Result<()> {
     let cpu1 = task_run_time_ns(pid)?;
     let secs = t0.elapsed().as_secs_f64();
     let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
-    let _ = child.kill();
+    // SIGTERM: a clean stop removes the daemon's pinned eBPF state (a SIGKILL would leave
+    // its programs attached).
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
     let pct = (cpu1 - cpu0) as f64 / (secs * 1e9) * 100.0;
     println!(

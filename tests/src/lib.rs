@@ -211,10 +211,28 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_gracefully(&mut child);
         }
     }
+}
+
+/// SIGTERM, then SIGKILL if the daemon is still running after 10 s. A clean stop removes
+/// its pinned eBPF state; a SIGKILL would leave its programs attached and counting.
+pub fn stop_gracefully(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Every row of a table under a data dir, read with the arrow Parquet reader.
