@@ -5,7 +5,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
@@ -77,47 +76,7 @@ impl Drop for Daemon {
     }
 }
 
-/// A system user created for the test and deleted afterwards.
-pub struct TestUser {
-    pub name: String,
-    pub uid: u32,
-}
-
-impl TestUser {
-    pub fn create(prefix: &str) -> Result<TestUser> {
-        let name = format!("{prefix}{}", std::process::id() % 100_000);
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .status()
-            .context("run useradd")?;
-        if !status.success() {
-            bail!("useradd {name} failed: {status}");
-        }
-        // From here on the guard deletes the user, even if the lookup fails.
-        let mut user = TestUser { name, uid: 0 };
-        let out = Command::new("id").arg("-u").arg(&user.name).output()?;
-        user.uid = String::from_utf8_lossy(&out.stdout).trim().parse()?;
-        Ok(user)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // Anything left running as the user first, then the user.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u"])
-            .arg(&self.name)
-            .status();
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
+pub use crate::TestUser;
 
 /// A tmpfs of `size` mounted on a fresh folder; unmounted on drop.
 pub struct Tmpfs {

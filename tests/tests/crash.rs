@@ -39,7 +39,7 @@ fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
     let pins = PinGuard {
         data_dir: data.path().canonicalize().unwrap(),
     };
-    let user = TestUser::create("csmburn").expect("create the test user");
+    let user = TestUser::create("burn");
     let gid: u32 = String::from_utf8_lossy(
         &Command::new("id")
             .arg("-g")
