@@ -1,6 +1,7 @@
 //! The data dir's file system fills up (a small tmpfs): the daemon keeps collecting in
 //! memory, logs the condition once, no visible file is ever corrupt, and once space
-//! returns everything collected meanwhile is written: the rows have no hole.
+//! returns everything collected meanwhile is written: a test user who burns CPU through
+//! it all has a row in every interval, and their sum is what the kernel charged.
 //!
 //! Needs root (eBPF, mount); `cargo test --release -p csm-tests --test disk_full`.
 
@@ -20,8 +21,15 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     let _pins = PinGuard {
         data_dir: data.canonicalize().unwrap(),
     };
+    let burner = csm_tests::TestUser::create("f");
     let mut daemon = Daemon::start(&data, &["--interval", "1s", "--flush-interval", "1s"]);
-    sleep(Duration::from_secs(3));
+    sleep(Duration::from_millis(1500));
+    // A busy loop, one process (no forks): its wait4 CPU time is the ground truth.
+    let burn = burner
+        .shell("while :; do :; done")
+        .spawn()
+        .expect("start the burn");
+    sleep(Duration::from_millis(1500));
 
     // Fill the file system to the last byte.
     let filler = fs.path().join("filler");
@@ -40,6 +48,11 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     std::fs::remove_file(&filler).unwrap();
     let freed_at = now_us();
     sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let (_, burn_ns) = csm_tests::wait_cpu_ns(burn);
+    // Let the interval holding the end of the burn close.
+    sleep(Duration::from_millis(1500));
     let status = daemon.stop();
     assert!(
         status.success(),
@@ -52,15 +65,25 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     }
     assert!(temps.is_empty(), "temporaries left: {temps:?}");
 
-    // No hole: every interval from the first row to the last has rows (the daemon's own
-    // sampling charges root every interval), including those collected while full.
-    let rows = cpu_rows(&data);
-    let mut stamps: Vec<i64> = rows.iter().map(|r| r.ts_us).collect();
-    stamps.dedup();
+    // No hole: the burner has a row in every interval from its first to its last,
+    // including those collected while the disk was full, and together they hold all the
+    // CPU time the kernel charged it.
+    let rows: Vec<_> = cpu_rows(&data)
+        .into_iter()
+        .filter(|r| r.uid == burner.uid as i64)
+        .collect();
+    let stamps: Vec<i64> = rows.iter().map(|r| r.ts_us).collect();
     let worst_gap = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     assert!(
         worst_gap <= 1_600_000,
-        "a hole of {worst_gap} µs in the cpu rows"
+        "a hole of {worst_gap} µs in the burner's cpu rows: {stamps:?}"
+    );
+    let burn_csm: i64 = rows.iter().map(|r| r.cpu_ns).sum();
+    let off = (burn_csm - burn_ns as i64).abs() as f64 / burn_ns as f64;
+    assert!(
+        off < 0.02,
+        "burner: csm {burn_csm} ns vs kernel {burn_ns} ns ({:.2} % off)",
+        off * 100.0
     );
     let during = stamps
         .iter()
@@ -80,9 +103,11 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     assert!(errors[0].2.starts_with("disk full"), "{errors:?}");
     assert!(events.iter().any(|(_, e, _)| e == "write_ok"));
     eprintln!(
-        "disk full for {:.1} s: {} rows written afterwards, worst gap {:.2} s",
+        "disk full for {:.1} s: {} rows written afterwards, worst gap {:.2} s, burner csm {:.4} s vs kernel {:.4} s",
         (freed_at - full_at) as f64 / 1e6,
         during,
-        worst_gap as f64 / 1e6
+        worst_gap as f64 / 1e6,
+        burn_csm as f64 / 1e9,
+        burn_ns as f64 / 1e9
     );
 }

@@ -104,9 +104,34 @@ impl CpuReader {
                     UID_BY_PID => self.uid_of_pid(running.pid)?,
                     uid => uid,
                 };
-                (running.since_ns > 0).then(|| (uid, now.saturating_sub(running.since_ns)))
+                (running.since_ns > 0).then(|| (uid, self.open_slice_ns(running, now)))
             })
             .collect())
+    }
+
+    /// How long the task on a CPU has run since its switch-in. The wall time since then
+    /// also holds interrupt and steal time, which the kernel does not charge to the task:
+    /// on a busy VM that overestimate would swallow the next interval's charge. The
+    /// scheduler's own figure for the running task (`/proc/<tid>/schedstat`, brought up
+    /// to date on read) minus its value at switch-in is exact; the wall time bounds it,
+    /// in case the thread id means another task here (another pid namespace).
+    fn open_slice_ns(&self, running: &Running, now: u64) -> u64 {
+        let wall = now.saturating_sub(running.since_ns);
+        if running.task == 0 || running.pid == 0 {
+            return wall; // classic tracepoint: only wall time is known
+        }
+        match self.run_time_ns(running.pid) {
+            Some(ran) if ran >= running.start_runtime_ns => {
+                wall.min(ran - running.start_runtime_ns)
+            }
+            _ => wall,
+        }
+    }
+
+    /// `se.sum_exec_runtime` of a thread, the first field of its schedstat file.
+    fn run_time_ns(&self, tid: u32) -> Option<u64> {
+        let text = fs::read_to_string(self.paths.proc(format!("{tid}/schedstat"))).ok()?;
+        first_number(&text)
     }
 
     /// Real uid of a thread, from `/proc/<pid>/status` (classic tracepoint only).
@@ -175,6 +200,11 @@ pub fn real_uid(status: &str) -> Option<u32> {
         .ok()
 }
 
+/// The first whitespace-separated number of a /proc file's text.
+fn first_number(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The idle uids that no live process has.
 pub fn uids_without_processes(idle: &[u32], live: &BTreeSet<u32>) -> Vec<u32> {
     idle.iter()
@@ -212,6 +242,13 @@ mod tests {
             uids_without_processes(&[0, 1000, 1001, 1002], &live),
             vec![1001, 1002]
         );
+    }
+
+    #[test]
+    fn schedstat_run_time_is_its_first_field() {
+        assert_eq!(first_number("4213056789 1234 56\n"), Some(4_213_056_789));
+        assert_eq!(first_number(""), None);
+        assert_eq!(first_number("x 1 2"), None);
     }
 
     #[test]
