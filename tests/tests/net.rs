@@ -435,3 +435,102 @@ fn host_lo_matches_kernel_counters() {
     let (csm, kernel) = last.unwrap();
     assert_matches("host lo", csm, kernel);
 }
+
+/// Waits until the daemon's first flush (the `events` table exists): its first sample,
+/// the base its rows count from, is taken before that.
+fn wait_first_flush(data: &std::path::Path) {
+    let start = Instant::now();
+    while !data.join("events").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "csm wrote nothing"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(200));
+}
+
+/// The daemon is SIGKILLed mid-run and traffic flows while it is down: the next run
+/// adopts the pinned counters and writes that traffic (one row per interface and uid
+/// for the gap), so the rows for a veth over the whole window still equal the kernel's
+/// counters exactly, and the user who sent only while csm was down is charged.
+#[test]
+fn traffic_while_down_is_recovered() {
+    use csm_tests::daemon_support::{Daemon as KillableDaemon, PinGuard};
+    require_root();
+    let a = Netns::new(&unique("csmrec", "a"));
+    let b = Netns::new(&unique("csmrec", "b"));
+    // No IPv6 on the pair: no router solicitations or MLD reports at odd moments, so
+    // the only traffic is this test's (and the ARP it causes).
+    for ns in [&a, &b] {
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    }
+    let (va, vb) = (unique("csmr", "a"), unique("csmr", "b"));
+    run(
+        "ip",
+        &[
+            "-n", &a.name, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns",
+            &b.name,
+        ],
+    );
+    a.exec(&["ip", "addr", "add", "10.233.0.1/24", "dev", &va]);
+    b.exec(&["ip", "addr", "add", "10.233.0.2/24", "dev", &vb]);
+    a.exec(&["ip", "link", "set", &va, "up"]);
+    b.exec(&["ip", "link", "set", &vb, "up"]);
+    let user = TestUser::new(&unique("csmnr", "u"));
+    let data = tempfile::tempdir().unwrap();
+    let _pins = PinGuard {
+        data_dir: data.path().canonicalize().unwrap(),
+    };
+    let args = ["--interval", "1s", "--flush-interval", "1s"];
+    let before = a.counters(&va);
+
+    let daemon = KillableDaemon::start(data.path(), &args);
+    wait_first_flush(data.path());
+    tcp_in(&b, &a, "10.233.0.2:5301", 1_000_000, 200_000);
+    thread::sleep(Duration::from_millis(1500));
+    daemon.kill9();
+
+    // Down: the user sends 4 MB, root pings.
+    let listener = b.within(|| TcpListener::bind("10.233.0.2:5302").expect("bind"));
+    let server = thread::spawn(move || drain(listener.accept().expect("accept").0));
+    let mut sender = send_as(&user, &a, "10.233.0.2:5302", 4_000_000);
+    assert!(sender.wait().unwrap().success(), "csm-net-send failed");
+    server.join().unwrap();
+    a.exec(&["ping", "-q", "-c", "5", "-i", "0.05", "10.233.0.2"]);
+    let down = a.counters(&va) - before;
+
+    let daemon = KillableDaemon::start(data.path(), &args);
+    let start = Instant::now();
+    while !events(data.path(), "recovered")
+        .iter()
+        .any(|d| d.starts_with("net gap_ms="))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no recovered event for traffic after the restart"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    tcp_in(&b, &a, "10.233.0.2:5303", 500_000, 100_000);
+    thread::sleep(Duration::from_millis(1500));
+    let status = daemon.stop();
+    assert!(status.success(), "clean stop: {status}");
+    let kernel = a.counters(&va) - before;
+
+    let rows = net_rows(data.path());
+    let csm = net_total(&rows, a.inode(), a.ifindex(&va));
+    eprintln!("veth over the window: csm {csm:?}, kernel {kernel:?} ({down:?} of it while down)");
+    assert_eq!(csm, kernel, "veth rows over the window, crash included");
+
+    let (rx, tx) = net_uid_totals(data.path())
+        .get(&(user.uid as i64))
+        .copied()
+        .unwrap_or_else(|| panic!("no net_uid rows for {}: traffic while down lost", user.name));
+    eprintln!("user who sent 4000000 bytes while csm was down: rx {rx} tx {tx}");
+    assert!(
+        (4_000_000..4_300_000).contains(&tx),
+        "{}: tx {tx} for 4 MB of payload",
+        user.name
+    );
+}

@@ -5,7 +5,7 @@ use tracing::warn;
 
 use crate::cli::config::Settings;
 use crate::cli::Backend;
-use crate::model::CpuSample;
+use crate::model::{CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
@@ -52,6 +52,8 @@ pub struct Collectors {
     /// The last CPU sample the previous run wrote, when its counters were adopted: the
     /// first interval then covers the time the daemon was down.
     pub resume_cpu: Option<CpuSample>,
+    /// The same for traffic: the last sample whose rows the previous run wrote.
+    pub resume_net: Option<NetSample>,
 }
 
 pub fn select(settings: &Settings) -> Result<Collectors, RunError> {
@@ -116,6 +118,7 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
         adopted: loaded.adopted,
         notes: std::mem::take(&mut loaded.notes),
         resume_cpu: None,
+        resume_net: None,
         ebpf: Some(loaded),
     })
 }
@@ -153,5 +156,6 @@ fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
         adopted: false,
         notes: Vec::new(),
         resume_cpu: None,
+        resume_net: None,
     })
 }

@@ -21,7 +21,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
 use crate::cli::Settings;
-use crate::model::CpuSample;
+use crate::model::{CpuSample, NetSample};
 use crate::store::{
     CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow, WriteError,
 };
@@ -40,6 +40,8 @@ pub enum Rows {
     /// The cumulative CPU sample the `Cpu` rows just sent end at (persisted with each
     /// flush, for recovery after a crash).
     CpuTotals(CpuSample),
+    /// The cumulative traffic sample the `Net`/`NetUid` rows just sent end at (same use).
+    NetTotals(NetSample),
 }
 
 pub type RowSender = mpsc::UnboundedSender<Rows>;
@@ -142,6 +144,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         match (State::load(&settings.data_dir), &collectors.instance) {
             (Some(state), Some(instance)) if &state.instance == instance => {
                 collectors.resume_cpu = Some(state.cpu);
+                collectors.resume_net = state.net;
             }
             _ => store.event(
                 started,
@@ -283,7 +286,7 @@ async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
 
 fn push(store: &mut Store, rows: Rows) {
     match rows {
-        Rows::CpuTotals(_) => {}
+        Rows::CpuTotals(_) | Rows::NetTotals(_) => {}
         Rows::Cpu(rows) => store.cpu.extend(rows),
         Rows::Mem(rows) => store.mem.extend(rows),
         Rows::Net(rows) => store.net.extend(rows),
@@ -318,14 +321,16 @@ struct Flusher {
     instance: Option<String>,
     /// The CPU sample the rows pushed so far end at.
     last_cpu: Option<CpuSample>,
+    /// The traffic sample the rows pushed so far end at.
+    last_net: Option<NetSample>,
 }
 
 impl Flusher {
     fn push(&mut self, store: &mut Store, rows: Rows) {
-        if let Rows::CpuTotals(sample) = rows {
-            self.last_cpu = Some(sample);
-        } else {
-            push(store, rows);
+        match rows {
+            Rows::CpuTotals(sample) => self.last_cpu = Some(sample),
+            Rows::NetTotals(sample) => self.last_net = Some(sample),
+            rows => push(store, rows),
         }
     }
 
@@ -372,6 +377,7 @@ impl Flusher {
         let state = State {
             instance: instance.clone(),
             cpu: cpu.clone(),
+            net: self.last_net.clone(),
         };
         if let Err(err) = state.save(data_dir) {
             warn!("cannot save {}: {err}", state::path(data_dir).display());

@@ -29,6 +29,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         net,
         ebpf,
         resume_cpu,
+        resume_net,
         ..
     } = collectors;
     handles.push(spawn_local(cpu::run(
@@ -40,7 +41,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     // /proc/net/dev only when no eBPF network collector runs.
     let net_from_proc = net.is_none();
     if let Some(net) = net {
-        handles.push(spawn_local(net::run(ctx.clone(), net)));
+        handles.push(spawn_local(net::run(ctx.clone(), net, resume_net)));
     }
     handles.extend(spawn_proc_collectors(ctx, net_from_proc));
     handles.extend(ping::spawn(ctx));

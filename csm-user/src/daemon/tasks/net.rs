@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{every, Step};
 use crate::daemon::{Ctx, Rows};
@@ -28,7 +28,9 @@ struct NetTask {
     uid_last_active: BTreeMap<u32, u64>,
 }
 
-pub async fn run(ctx: Ctx, reader: NetReader) {
+/// `resume`: the last sample whose rows a crashed run wrote; the pinned counters kept
+/// counting since, and that traffic becomes one row per interface and uid.
+pub async fn run(ctx: Ctx, reader: NetReader, resume: Option<NetSample>) {
     let prev = match reader.sample() {
         Ok(sample) => sample,
         Err(err) => {
@@ -45,6 +47,10 @@ pub async fn run(ctx: Ctx, reader: NetReader) {
         reader,
     };
     ctx.event("net_maps", Some(task.map_sizes("start")));
+    if let Some(last_written) = resume {
+        task.recover(&ctx, last_written);
+    }
+    ctx.send(Rows::NetTotals(task.prev.clone()));
     every(ctx.settings.interval, ctx.shutdown.clone(), |step: Step| {
         task.step(&ctx);
         if step == Step::Final {
@@ -63,11 +69,12 @@ impl NetTask {
                 return;
             }
         };
+        let prev = std::mem::take(&mut self.prev);
         let keys: Vec<IfaceKey> = cur.ifaces.keys().copied().collect();
         let names = self.ifaces.resolve(&keys);
-        let (net, active) = self.net_rows(&cur, &names);
+        let (net, active) = net_rows(&prev, &cur, &names);
         ctx.send(Rows::Net(net));
-        ctx.send(Rows::NetUid(self.uid_rows(&cur)));
+        ctx.send(Rows::NetUid(self.uid_rows(&prev, &cur)));
 
         // Drained: now delete what is gone, here and in the kernel.
         let gone_ifaces: Vec<IfaceKey> = names
@@ -85,46 +92,41 @@ impl NetTask {
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
+        ctx.send(Rows::NetTotals(cur.clone()));
         self.prev = cur;
     }
 
-    /// `net` rows, and the interfaces that had traffic.
-    fn net_rows(
-        &self,
-        cur: &NetSample,
-        names: &BTreeMap<IfaceKey, IfaceName>,
-    ) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
-        let dur_ms = dur_ms(&self.prev, cur);
-        let deltas = iface_deltas(&self.prev, cur);
-        let active = deltas.iter().map(|(key, _)| *key).collect();
-        let rows = deltas
-            .into_iter()
-            .map(|((netns, ifindex), d)| NetRow {
-                ts_us: cur.wall_us,
-                dur_ms,
-                iface: names
-                    .get(&(netns, ifindex))
-                    .unwrap_or(&IfaceName::Unknown)
-                    .label(ifindex),
-                ifindex: ifindex as i64,
-                netns: Some(netns as i64),
-                rx_bytes: d.rx_bytes as i64,
-                tx_bytes: d.tx_bytes as i64,
-                rx_packets: d.rx_packets as i64,
-                tx_packets: d.tx_packets as i64,
-                source: "ebpf",
-            })
-            .collect();
-        (rows, active)
+    /// Rows for the time the daemon was down: from the last sample a crashed run wrote
+    /// to this run's first sample.
+    fn recover(&mut self, ctx: &Ctx, last_written: NetSample) {
+        let first = self.prev.clone();
+        let keys: Vec<IfaceKey> = first.ifaces.keys().copied().collect();
+        let names = self.ifaces.resolve(&keys);
+        let (net, _) = net_rows(&last_written, &first, &names);
+        let uids = self.uid_rows(&last_written, &first);
+        let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
+        let gap_ms = dur_ms(&last_written, &first);
+        info!("recovered {gap_ms} ms of traffic accounting from the pinned counters");
+        ctx.event(
+            "recovered",
+            Some(format!(
+                "net gap_ms={gap_ms} from={} bytes={bytes} ifaces={} uids={}",
+                last_written.wall_us,
+                net.len(),
+                uids.len()
+            )),
+        );
+        ctx.send(Rows::Net(net));
+        ctx.send(Rows::NetUid(uids));
     }
 
-    fn uid_rows(&mut self, cur: &NetSample) -> Vec<NetUidRow> {
-        let dur_ms = dur_ms(&self.prev, cur);
+    fn uid_rows(&mut self, prev: &NetSample, cur: &NetSample) -> Vec<NetUidRow> {
+        let dur_ms = dur_ms(prev, cur);
         let now = cur.mono_ns;
         for uid in cur.uids.keys() {
             self.uid_last_active.entry(*uid).or_insert(now);
         }
-        uid_deltas(&self.prev, cur)
+        uid_deltas(prev, cur)
             .into_iter()
             .map(|(uid, d)| {
                 self.uid_last_active.insert(uid, now);
@@ -144,4 +146,34 @@ impl NetTask {
         let (ifaces, uids) = self.reader.map_sizes();
         format!("{when}: ifaces={ifaces} uids={uids}")
     }
+}
+
+/// `net` rows, and the interfaces that had traffic.
+fn net_rows(
+    prev: &NetSample,
+    cur: &NetSample,
+    names: &BTreeMap<IfaceKey, IfaceName>,
+) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
+    let dur_ms = dur_ms(prev, cur);
+    let deltas = iface_deltas(prev, cur);
+    let active = deltas.iter().map(|(key, _)| *key).collect();
+    let rows = deltas
+        .into_iter()
+        .map(|((netns, ifindex), d)| NetRow {
+            ts_us: cur.wall_us,
+            dur_ms,
+            iface: names
+                .get(&(netns, ifindex))
+                .unwrap_or(&IfaceName::Unknown)
+                .label(ifindex),
+            ifindex: ifindex as i64,
+            netns: Some(netns as i64),
+            rx_bytes: d.rx_bytes as i64,
+            tx_bytes: d.tx_bytes as i64,
+            rx_packets: d.rx_packets as i64,
+            tx_packets: d.tx_packets as i64,
+            source: "ebpf",
+        })
+        .collect();
+    (rows, active)
 }
