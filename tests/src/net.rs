@@ -428,40 +428,7 @@ pub fn events(data_dir: &Path, event: &str) -> Vec<String> {
     out.into_iter().map(|(_, d)| d).collect()
 }
 
-/// A system user made for one test, deleted on drop.
-pub struct TestUser {
-    pub name: String,
-    pub uid: u32,
-}
-
-impl TestUser {
-    pub fn new(name: &str) -> TestUser {
-        let _ = Command::new("userdel").arg(name).output();
-        run(
-            "useradd",
-            &[
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ],
-        );
-        // The guard exists before anything else can fail, so the user is always removed.
-        let mut user = TestUser {
-            name: name.to_string(),
-            uid: u32::MAX,
-        };
-        user.uid = run("id", &["-u", name]).trim().parse().expect("uid");
-        user
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
+pub use crate::TestUser;
 
 /// Asserts `got` is within `pct` percent of `want`.
 pub fn assert_close(what: &str, got: i64, want: i64, pct: f64) {

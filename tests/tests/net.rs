@@ -142,10 +142,7 @@ fn send_as(user: &TestUser, ns: &Netns, addr: &str, bytes: usize) -> std::proces
 #[test]
 fn per_user_bytes_on_loopback() {
     require_root();
-    let users = [
-        TestUser::new(&unique("csmnu", "a")),
-        TestUser::new(&unique("csmnu", "b")),
-    ];
+    let users = [TestUser::create("nua"), TestUser::create("nub")];
     let nets = [
         Netns::new(&unique("csmnet", "u")),
         Netns::new(&unique("csmnet", "v")),
@@ -477,7 +474,7 @@ fn traffic_while_down_is_recovered() {
     b.exec(&["ip", "addr", "add", "10.233.0.2/24", "dev", &vb]);
     a.exec(&["ip", "link", "set", &va, "up"]);
     b.exec(&["ip", "link", "set", &vb, "up"]);
-    let user = TestUser::new(&unique("csmnr", "u"));
+    let user = TestUser::create("nr");
     let data = tempfile::tempdir().unwrap();
     let _pins = PinGuard {
         data_dir: data.path().canonicalize().unwrap(),

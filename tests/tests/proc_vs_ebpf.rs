@@ -20,49 +20,21 @@ use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 use csm::sources::taskstats::ExitListener;
 use csm_tests::records::{csm_binary, read_table};
+use csm_tests::TestUser;
 
-/// A system user that exists for the test only.
-struct TestUser {
-    name: String,
-    uid: u32,
-}
-
-impl TestUser {
-    fn create(name: &str) -> TestUser {
-        let _ = Command::new("userdel").arg(name).output();
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", name])
-            .status()
-            .expect("run useradd");
-        assert!(status.success(), "useradd {name} failed");
-        let out = Command::new("id").args(["-u", name]).output().unwrap();
-        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        TestUser {
-            name: name.to_string(),
-            uid,
-        }
-    }
-
-    /// Runs `script` with sh as this user.
-    fn spawn(&self, script: &str) -> Killed {
-        let child = Command::new("/bin/sh")
-            .args(["-c", script])
-            .uid(self.uid)
-            .gid(self.uid)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn workload");
-        Killed(child)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
+/// Runs `script` with sh as `user`, in a process group of its own (killed on drop).
+fn spawn_as(user: &TestUser, script: &str) -> Killed {
+    let child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn workload");
+    Killed(child)
 }
 
 /// A workload's process group, killed (by its own id) and reaped on drop.
@@ -138,8 +110,8 @@ fn sleep_to_next_second() {
 #[test]
 fn proc_and_ebpf_agree_on_a_steady_workload() {
     csm_tests::require_root();
-    let user = TestUser::create("csmt_proc_steady");
-    let _burn = user.spawn("while :; do :; done");
+    let user = TestUser::create("ps");
+    let _burn = spawn_as(&user, "while :; do :; done");
     let tmp = tempfile::tempdir().unwrap();
     let (ebpf_dir, proc_dir) = (tmp.path().join("ebpf"), tmp.path().join("proc"));
     let ebpf = daemon("ebpf", &ebpf_dir, 9);
@@ -229,7 +201,7 @@ impl Drop for DelayAcct {
 fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
     // Delay accounting applies to tasks created after it is switched on.
     let _delayacct = DelayAcct::on();
-    let _work = user.spawn(script);
+    let _work = spawn_as(user, script);
     let tmp = tempfile::tempdir().unwrap();
     let ebpf_dir = tmp.path().join("ebpf");
     let ebpf = daemon("ebpf", &ebpf_dir, secs);
@@ -291,7 +263,7 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
 #[test]
 fn short_lived_processes_blind_spot_and_recovery() {
     csm_tests::require_root();
-    let user = TestUser::create("csmt_proc_short");
+    let user = TestUser::create("pq");
     // A shell that runs short children one after another and waits for each.
     for (label, loops) in [("~5 ms children", 3_000), ("~50 ms children", 30_000)] {
         let script =
