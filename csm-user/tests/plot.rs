@@ -408,6 +408,12 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
     }
     store.event(T0 + 20 * MINUTE, "stop", Some("signal".into()));
     store.event(T0 + 40 * MINUTE, "start", None);
+    // The data's machine had 16 cores: the axis says so, whatever this machine has.
+    store.event(
+        T0 + 40 * MINUTE,
+        "host",
+        Some("cores=16 kernel=6.1.0".into()),
+    );
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["cpu"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -418,6 +424,9 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
     assert_eq!(svg.shapes("polygon", "fill", "#E69F00").len(), 2);
     assert!(svg.has_text("bob (avg 150.0%)"), "{:?}", svg.texts());
     assert!(svg.has_text("alice (avg 50.0%)"));
+    let texts = svg.texts().join(" ");
+    assert!(texts.contains("the host's 16"), "{texts}");
+    assert!(svg.has_text("1500"), "the axis reaches 16 cores: {texts}");
     // The stop–start period is shaded grey.
     let area = svg.plot_area();
     let down = plot_rects(&svg, "#D7D7D7");

@@ -137,6 +137,8 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         )),
     );
     store.event(started, "backend", Some(collectors.description.clone()));
+    // What the machine is, so charts drawn elsewhere scale to it (100 % = one core).
+    store.event(started, "host", Some(host_facts()));
     for note in std::mem::take(&mut collectors.notes) {
         store.event(started, "pins", Some(note));
     }
@@ -251,6 +253,16 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, RunError> 
     let _ = file.rewind();
     let _ = write!(file, "{}", std::process::id());
     Ok(file)
+}
+
+/// `cores=N kernel=R` of this machine, for the `host` event.
+fn host_facts() -> String {
+    // Online CPUs of the machine (not this process's affinity or quota): the CPU rows
+    // count every process on it.
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("cores={cores} kernel={}", kernel.trim())
 }
 
 /// Deletes whole date partitions older than `retain` (at start and every hour).

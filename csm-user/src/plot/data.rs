@@ -450,13 +450,22 @@ pub fn load_ubc(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     Some(data)
 }
 
-/// When the daemon was stopped: from each `stop` to the next `start` (or the range end).
-/// An absent events table is no problem: gaps in the data still show as gaps.
-pub fn load_down_periods(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Vec<(i64, i64)> {
+/// What the `events` table says about the daemon over the range.
+#[derive(Debug, Default)]
+pub struct DaemonFacts {
+    /// When the daemon was stopped: from each `stop` to the next `start` (or the range end).
+    pub down: Vec<(i64, i64)>,
+    /// The core count of the machine the data came from (the latest `host` event).
+    pub cores: Option<usize>,
+}
+
+/// Reads the `events` of the range (and the day before, for the `stop` that began a
+/// period still going at the range start). An absent events table is no problem: gaps
+/// in the data still show as gaps, and the core count falls back to this machine's.
+pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -> DaemonFacts {
     if !tree.has_table(Table::Events) {
-        return Vec::new();
+        return DaemonFacts::default();
     }
-    // Look back a day for the `stop` that began a period still going at the range start.
     let files: Vec<(Table, PathBuf)> = tree
         .hour_files(Table::Events, grid.from_us - 24 * 3_600_000_000, grid.to_us)
         .into_values()
@@ -464,15 +473,24 @@ pub fn load_down_periods(tree: &DataTree, grid: Grid, problems: &mut Problems) -
         .map(|f| (Table::Events, f))
         .collect();
     let mut events: Vec<(i64, bool)> = Vec::new();
+    let mut cores: Option<(i64, usize)> = None;
     read_files(
         &files,
-        |_| &["ts", "event"],
+        |_| &["ts", "event", "detail"],
         |_, cols| {
-            let (ts, event) = (cols.ts()?, cols.strs("event")?);
+            let (ts, event, detail) = (cols.ts()?, cols.strs("event")?, cols.strs("detail")?);
             for row in 0..cols.batch.num_rows() {
                 match event.value(row) {
                     "stop" => events.push((ts.value(row), false)),
                     "start" => events.push((ts.value(row), true)),
+                    "host" if !detail.is_null(row) => {
+                        let at = ts.value(row);
+                        if let Some(n) = cores_of(detail.value(row)) {
+                            if cores.is_none_or(|(seen, _)| at >= seen) {
+                                cores = Some((at, n));
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -480,7 +498,20 @@ pub fn load_down_periods(tree: &DataTree, grid: Grid, problems: &mut Problems) -
         },
         problems,
     );
-    down_periods(events, grid.to_us)
+    DaemonFacts {
+        down: down_periods(events, grid.to_us),
+        cores: cores.map(|(_, n)| n),
+    }
+}
+
+/// `N` of `cores=N` in a `host` event's detail.
+fn cores_of(detail: &str) -> Option<usize> {
+    detail
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("cores="))?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 /// Pairs each stop with the next start.
@@ -504,9 +535,9 @@ fn down_periods(mut events: Vec<(i64, bool)>, end_us: i64) -> Vec<(i64, i64)> {
     periods
 }
 
-/// Cores, to end the CPU axis at "all cores busy": this machine's count, read from
-/// /proc/cpuinfo (the tables do not record it).
-pub fn cpu_cores() -> usize {
+/// This machine's cores, from /proc/cpuinfo: the CPU axis's end when the data do not
+/// say how many cores their machine had (data of older versions).
+pub fn local_cpu_cores() -> usize {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .map(|text| text.lines().filter(|l| l.starts_with("processor")).count())
@@ -518,6 +549,14 @@ pub fn cpu_cores() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cores_come_from_the_host_event() {
+        assert_eq!(cores_of("cores=16 kernel=6.1.0-28-amd64"), Some(16));
+        assert_eq!(cores_of("kernel=6.1 cores=0"), None);
+        assert_eq!(cores_of("kernel=6.1"), None);
+        assert_eq!(cores_of("cores=many"), None);
+    }
 
     #[test]
     fn each_stop_pairs_with_the_next_start() {

@@ -132,11 +132,15 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
     let wants = |kinds: &[PlotKind]| kinds.iter().any(|k| request.plots.contains(k));
     let mut problems = Problems::default();
     let mut results: Vec<(&str, Drawn)> = Vec::new();
-    let down = data::load_down_periods(tree, grid, &mut problems);
+    let facts = data::load_daemon_facts(tree, grid, &mut problems);
+    let cores = facts.cores.map_or_else(
+        || charts::usage::Cores::ThisMachine(data::local_cpu_cores()),
+        charts::usage::Cores::Recorded,
+    );
     let ctx = &Context {
         host: tree.host.clone(),
         grid,
-        down,
+        down: facts.down,
         tz: request.tz,
     };
     std::thread::scope(|scope| {
@@ -147,8 +151,7 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
                 "cpu",
                 scope.spawn(move || {
                     with_problems(|p| {
-                        data::load_cpu(tree, grid, p)
-                            .map(|b| charts::usage::cpu(ctx, &b, data::cpu_cores()))
+                        data::load_cpu(tree, grid, p).map(|b| charts::usage::cpu(ctx, &b, cores))
                     })
                 }),
             ));

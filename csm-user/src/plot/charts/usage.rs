@@ -6,12 +6,28 @@ use crate::plot::bins::Binned;
 use crate::plot::canvas::{self, Context, Page, HEIGHT};
 use crate::plot::units::{bytes, AxisUnit};
 
-pub fn cpu(ctx: &Context, binned: &Binned, cores: usize) -> ChartResult {
+/// How many cores the CPU axis is drawn for, and where that number came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cores {
+    /// The data's own machine, from the daemon's `host` event.
+    Recorded(usize),
+    /// The data do not say (older versions): the machine drawing the chart.
+    ThisMachine(usize),
+}
+
+impl Cores {
+    pub fn count(self) -> usize {
+        let (Cores::Recorded(n) | Cores::ThisMachine(n)) = self;
+        n
+    }
+}
+
+pub fn cpu(ctx: &Context, binned: &Binned, cores: Cores) -> ChartResult {
     let coverage = binned.coverage();
     let layers = stack_layers(binned, &coverage);
     let highest = highest_top(&stack_tops(&layers));
     // The axis reaches all cores busy, or higher if the data says the machine has more.
-    let limit = (cores as f64 * 100.0).max(highest * 1.05);
+    let limit = (cores.count() as f64 * 100.0).max(highest * 1.05);
     let page = Page {
         title: ctx.title("CPU per user"),
         legend: legend_for(&layers, |l| {
@@ -50,18 +66,24 @@ pub fn mem(ctx: &Context, binned: &Binned) -> ChartResult {
     Ok(vec![("mem.svg".into(), svg)])
 }
 
-/// Says where the axis ends and why: all cores busy, or higher when the data came from a
-/// machine with more cores than this one (the count is read from this machine).
-fn cores_note(cores: usize, limit: f64) -> String {
-    let all_busy = cores as f64 * 100.0;
+/// Says where the axis ends and why: all cores busy, or higher when the data exceed
+/// that (a core count of the machine drawing the chart, for data that do not record it).
+fn cores_note(cores: Cores, limit: f64) -> String {
+    let n = cores.count();
+    let whose = match cores {
+        Cores::Recorded(_) => "the host's",
+        Cores::ThisMachine(_) => "this machine's (the data do not record theirs)",
+    };
+    let all_busy = n as f64 * 100.0;
     if limit > all_busy {
         format!(
-            "Stacked means per pixel column; 100% = one core. The data exceed this machine's \
-             {cores} cores ({all_busy:.0}%): the axis ends at {limit:.0}%."
+            "Stacked means per pixel column; 100% = one core. The data exceed {whose} \
+             {n} cores ({all_busy:.0}%): the axis ends at {limit:.0}%."
         )
     } else {
         format!(
-            "Stacked means per pixel column; 100% = one core; the axis ends at {cores} cores busy."
+            "Stacked means per pixel column; 100% = one core; the axis ends at {whose} {n} \
+             cores busy."
         )
     }
 }
