@@ -39,15 +39,17 @@ fn assert_matches(what: &str, csm: Counters, kernel: Counters) {
     );
 }
 
-/// Two namespaces joined by a veth pair. csm runs inside the first (its "host"), so
-/// that its `lo` and veth see only this test's traffic and the kernel counters are exact
-/// ground truth; the second namespace's `lo` carries more traffic that must stay apart.
-#[test]
-fn veth_and_lo_match_kernel_counters() {
-    require_root();
-    let a = Netns::new(&unique("csmnet", "a"));
-    let b = Netns::new(&unique("csmnet", "b"));
-    let (va, vb) = (unique("csmv", "a"), unique("csmv", "b"));
+/// Two new namespaces joined by a veth pair, up, with `<net>.1/24` on the first one's end
+/// and `<net>.2/24` on the second's: (first, second, first's end, second's end).
+fn veth_pair(tag: &str, net: &str, no_ipv6: bool) -> (Netns, Netns, String, String) {
+    let a = Netns::new(&unique(&format!("{tag}ns"), "a"));
+    let b = Netns::new(&unique(&format!("{tag}ns"), "b"));
+    if no_ipv6 {
+        for ns in [&a, &b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+    }
+    let (va, vb) = (unique(tag, "a"), unique(tag, "b"));
     run(
         "ip",
         &[
@@ -55,10 +57,20 @@ fn veth_and_lo_match_kernel_counters() {
             &b.name,
         ],
     );
-    a.exec(&["ip", "addr", "add", "10.231.0.1/24", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.0.2/24", "dev", &vb]);
+    a.exec(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &va]);
+    b.exec(&["ip", "addr", "add", &format!("{net}.2/24"), "dev", &vb]);
     a.exec(&["ip", "link", "set", &va, "up"]);
     b.exec(&["ip", "link", "set", &vb, "up"]);
+    (a, b, va, vb)
+}
+
+/// Two namespaces joined by a veth pair. csm runs inside the first (its "host"), so
+/// that its `lo` and veth see only this test's traffic and the kernel counters are exact
+/// ground truth; the second namespace's `lo` carries more traffic that must stay apart.
+#[test]
+fn veth_and_lo_match_kernel_counters() {
+    require_root();
+    let (a, b, va, _) = veth_pair("csmv", "10.231.0", false);
 
     let daemon = Daemon::start(Some(&a), &[]);
     let (veth0, lo_a0, lo_b0) = (a.counters(&va), a.counters("lo"), b.counters("lo"));
@@ -455,25 +467,9 @@ fn wait_first_flush(data: &std::path::Path) {
 fn traffic_while_down_is_recovered() {
     use csm_tests::daemon_support::{Daemon as KillableDaemon, PinGuard};
     require_root();
-    let a = Netns::new(&unique("csmrec", "a"));
-    let b = Netns::new(&unique("csmrec", "b"));
     // No IPv6 on the pair: no router solicitations or MLD reports at odd moments, so
     // the only traffic is this test's (and the ARP it causes).
-    for ns in [&a, &b] {
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    }
-    let (va, vb) = (unique("csmr", "a"), unique("csmr", "b"));
-    run(
-        "ip",
-        &[
-            "-n", &a.name, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns",
-            &b.name,
-        ],
-    );
-    a.exec(&["ip", "addr", "add", "10.233.0.1/24", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.233.0.2/24", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    let (a, b, va, _) = veth_pair("csmr", "10.233.0", true);
     let user = TestUser::create("nr");
     let data = tempfile::tempdir().unwrap();
     let _pins = PinGuard {
