@@ -842,3 +842,22 @@ fn tz_moves_the_time_axis_and_the_times_written() {
         svg.texts()
     );
 }
+
+#[test]
+fn loopback_alone_says_why_there_is_no_interface_chart() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for s in 1..=600 {
+        store.net.push(net_row(T0 + s * SECOND, "lo", 5_000, 5_000));
+    }
+    flush(&mut store);
+    let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["net"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lo is not charted"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.path().join("net-lo.svg").exists());
+}

@@ -106,6 +106,14 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         |table, cols| add_net_batch(&mut data, table, cols),
         problems,
     );
+    if data.rx.is_empty() {
+        problems.notes.push(format!(
+            "no traffic for host {} in the range on any interface but lo (lo is not charted: \
+             it counts every byte both ways): the interface charts are skipped",
+            tree.host
+        ));
+        return None;
+    }
     Some(data)
 }
 
