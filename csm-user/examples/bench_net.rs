@@ -1,8 +1,11 @@
 //! What network accounting costs (run as root, release build):
-//! `cargo run --release -p csm-user --example bench_net -- [RUNS] [SECONDS]`
+//! `cargo run --release -p csm-user --example bench_net -- [RUNS] [SECONDS] [kernel]`
+//! (`kernel`: only the kernel cost)
 //!
 //! - kernel cost per event of each network program, from the kernel's own BPF stats
-//!   (BPF_ENABLE_STATS: run_time / run_count while the programs run);
+//!   (BPF_ENABLE_STATS: run_time / run_count while the programs run), beside an empty
+//!   program on the same hook: its run time is what the stats add to every program
+//!   (the floor), the rest is the program's own body;
 //! - throughput of a loopback TCP stream (128 KiB writes) and the rate of a 64-byte
 //!   request/response ping-pong (packet-rate bound): without csm, with csm's network
 //!   programs only, and with all of csm's programs (the scheduler's too), attached
@@ -22,16 +25,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use aya::programs::cgroup_skb::CgroupSkbAttachType;
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb};
 use aya::sys::{enable_stats, Stats};
+use aya::Btf;
+use csm::sources::ebpf::net::parse_cgroup2_mount;
 use csm::sources::ebpf::{load_and_attach, Loaded};
 use csm::sources::host::HostPaths;
 use csm_common::names;
 
-const NET_PROGRAMS: [&str; 4] = [
-    names::PROG_NET_XMIT_BTF,
-    names::PROG_NET_RECV_BTF,
-    names::PROG_NET_UID_EGRESS,
-    names::PROG_NET_UID_INGRESS,
+/// Each network program, and the empty program on its hook.
+const NET_PROGRAMS: [(&str, &str); 4] = [
+    (names::PROG_NET_XMIT_BTF, names::PROG_FLOOR_XMIT),
+    (names::PROG_NET_RECV_BTF, names::PROG_FLOOR_RECV),
+    (names::PROG_NET_UID_EGRESS, names::PROG_FLOOR_EGRESS),
+    (names::PROG_NET_UID_INGRESS, names::PROG_FLOOR_INGRESS),
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +59,9 @@ fn main() -> Result<()> {
         .map_or(Ok(2.0), |s| s.parse())
         .context("SECONDS")?;
     let dur = Duration::from_secs_f64(secs);
+    if args.get(3).is_some_and(|a| a == "kernel") {
+        return kernel_cost(runs, dur);
+    }
 
     let mut stream: [Vec<Run>; 3] = Default::default();
     let mut pingpong: [Vec<Run>; 3] = Default::default();
@@ -67,31 +78,95 @@ fn main() -> Result<()> {
         "µs CPU/trip",
         &pingpong,
     );
-    kernel_cost(dur)
+    kernel_cost(runs, dur)
 }
 
-/// Kernel run time per event of each network program, over one run of each workload.
-fn kernel_cost(dur: Duration) -> Result<()> {
+/// Kernel run time per event of each network program, over one run of each workload,
+/// repeated `runs` times; beside each program runs an empty one on the same hook, whose
+/// run time is the floor the stats themselves add (two clock reads, the indirect call).
+fn kernel_cost(runs: usize, dur: Duration) -> Result<()> {
     // The fd keeps the stats switched on until dropped.
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS (needs root)")?;
-    let loaded = attach(Mode::NetOnly)?.context("attach")?;
-    let before = prog_stats(&loaded)?;
-    stream_mib_s(dur)?;
-    pingpong_per_s(dur)?;
-    let after = prog_stats(&loaded)?;
-    println!("kernel cost per event (BPF stats):");
-    let mut per_loopback_packet = 0.0;
-    for (name, (t, n)) in after {
-        let (t0, n0) = before[name];
-        let per = (t - t0) as f64 / (n - n0).max(1) as f64;
-        per_loopback_packet += per;
-        println!("  {name:24} {per:7.1} ns/event over {} events", n - n0);
+    let mut loaded = attach(Mode::NetOnly)?.context("attach")?;
+    attach_floor(&mut loaded)?;
+    let mut per_event: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        let before = prog_stats(&loaded)?;
+        stream_mib_s(dur)?;
+        pingpong_per_s(dur)?;
+        let after = prog_stats(&loaded)?;
+        for (name, (t, n)) in after {
+            let (t0, n0) = before[name];
+            let per = (t - t0) as f64 / (n - n0).max(1) as f64;
+            per_event.entry(name).or_default().push(per);
+        }
     }
     println!(
-        "  a loopback packet fires all four (net_dev_xmit returns early on lo): \
-         {per_loopback_packet:.1} ns; a packet on a NIC fires one netdev program \
-         (and, if a local socket sends or receives it, one cgroup_skb program)"
+        "kernel cost per event (BPF stats; median [min–max] of {runs} runs; \
+         body = program minus the empty program on its hook):"
     );
+    let mut packet = (0.0, 0.0);
+    for (program, floor) in NET_PROGRAMS {
+        let (m, m_floor) = (
+            median(per_event.get_mut(program).unwrap()),
+            median(per_event.get_mut(floor).unwrap()),
+        );
+        let v = &per_event[program];
+        let insns = loaded
+            .program(program)
+            .and_then(|p| p.info().ok())
+            .and_then(|i| i.size_translated())
+            .map_or(0, |b| b / 8);
+        println!(
+            "  {program:24} {m:6.1} ns [{:.1}–{:.1}]  floor {m_floor:5.1} ns  body {:5.1} ns  ({insns} insns)",
+            v[0],
+            v[v.len() - 1],
+            m - m_floor
+        );
+        packet.0 += m;
+        packet.1 += m - m_floor;
+    }
+    println!(
+        "  a loopback packet fires all {} programs: {:.1} ns ({:.1} ns without the floor)",
+        NET_PROGRAMS.len(),
+        packet.0,
+        packet.1
+    );
+    Ok(())
+}
+
+/// Loads and attaches the empty programs next to the real ones.
+fn attach_floor(loaded: &mut Loaded) -> Result<()> {
+    let btf = Btf::from_sys_fs().context("kernel BTF")?;
+    for (name, tracepoint) in [
+        (names::PROG_FLOOR_XMIT, "net_dev_xmit"),
+        (names::PROG_FLOOR_RECV, "netif_receive_skb"),
+    ] {
+        let program: &mut BtfTracePoint = loaded
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        program
+            .load(tracepoint, &btf)
+            .with_context(|| format!("load {name}"))?;
+        program.attach().with_context(|| format!("attach {name}"))?;
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    let root = parse_cgroup2_mount(&mounts).context("no cgroup2 mount")?;
+    let cgroup = std::fs::File::open(&root)?;
+    for (name, direction) in [
+        (names::PROG_FLOOR_EGRESS, CgroupSkbAttachType::Egress),
+        (names::PROG_FLOOR_INGRESS, CgroupSkbAttachType::Ingress),
+    ] {
+        let program: &mut CgroupSkb = loaded
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        program.load().with_context(|| format!("load {name}"))?;
+        program
+            .attach(&cgroup, direction, CgroupAttachMode::Single)
+            .with_context(|| format!("attach {name}"))?;
+    }
     Ok(())
 }
 
@@ -160,7 +235,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// (run_time ns, run_count) of each network program.
 fn prog_stats(loaded: &Loaded) -> Result<BTreeMap<&'static str, (u64, u64)>> {
     let mut out = BTreeMap::new();
-    for name in NET_PROGRAMS {
+    for name in NET_PROGRAMS.iter().flat_map(|(p, f)| [*p, *f]) {
         let program = loaded
             .program(name)
             .with_context(|| format!("program {name} missing"))?;
