@@ -16,11 +16,13 @@
 //!   busy neighbour disturbs far less than the rate.
 //!   BPF stats are off while throughput is measured (they add two clock reads per run).
 //!
-//! Only 127.0.0.1 is used.
+//! Only 127.0.0.1 is used, and for the kernel cost also a veth pair into a namespace of
+//! the benchmark's own (10.213.77.0/30, deleted at the end).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,8 +70,8 @@ fn main() -> Result<()> {
     for _ in 0..runs {
         for (i, mode) in MODES.into_iter().enumerate() {
             let _attached = attach(mode)?;
-            stream[i].push(measured(|| stream_mib_s(dur))?);
-            pingpong[i].push(measured(|| pingpong_per_s(dur))?);
+            stream[i].push(measured(|| stream_mib_s(dur, loopback_listener()?))?);
+            pingpong[i].push(measured(|| pingpong_per_s(dur, loopback_listener()?))?);
         }
     }
     report("loopback TCP stream, MiB/s", "µs CPU/MiB", &stream);
@@ -82,31 +84,88 @@ fn main() -> Result<()> {
 }
 
 /// Kernel run time per event of each network program, over one run of each workload,
-/// repeated `runs` times; beside each program runs an empty one on the same hook, whose
-/// run time is the floor the stats themselves add (two clock reads, the indirect call).
+/// repeated `runs` times, over loopback and then over a veth pair (where `net_dev_xmit`
+/// counts instead of returning early as it does on lo). Beside each program runs an empty
+/// one on the same hook, whose run time is the floor the stats themselves add (two clock
+/// reads, the indirect call).
 fn kernel_cost(runs: usize, dur: Duration) -> Result<()> {
     // The fd keeps the stats switched on until dropped.
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS (needs root)")?;
     let mut loaded = attach(Mode::NetOnly)?.context("attach")?;
     attach_floor(&mut loaded)?;
-    let mut per_event: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    for _ in 0..runs {
-        let before = prog_stats(&loaded)?;
-        stream_mib_s(dur)?;
-        pingpong_per_s(dur)?;
-        let after = prog_stats(&loaded)?;
-        for (name, (t, n)) in after {
-            let (t0, n0) = before[name];
-            let per = (t - t0) as f64 / (n - n0).max(1) as f64;
-            per_event.entry(name).or_default().push(per);
-        }
-    }
+    let veth = Veth::new()?;
+    let over_lo = per_event(&loaded, runs, dur, loopback_listener)?;
+    let over_veth = per_event(&loaded, runs, dur, || veth.listen())?;
     println!(
         "kernel cost per event (BPF stats; median [min–max] of {runs} runs; \
          body = program minus the empty program on its hook):"
     );
-    // (median with the stats, median body) per program.
-    let mut cost: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    let lo = print_costs("over loopback", &loaded, over_lo);
+    let nic = print_costs("over a veth pair", &loaded, over_veth);
+    println!("per packet (BPF stats / bodies only):");
+    let sum = |cost: &BTreeMap<&str, (f64, f64)>, programs: &[&str]| {
+        programs.iter().fold((0.0, 0.0), |(a, b), p| {
+            let (s, o) = cost[p];
+            (a + s, b + o)
+        })
+    };
+    for (path, (stats, body)) in [
+        (
+            "loopback (all four; net_dev_xmit returns early on lo)",
+            sum(&lo, &NET_PROGRAMS.map(|(p, _)| p)),
+        ),
+        (
+            "sent by a local socket on a NIC (veth)",
+            sum(
+                &nic,
+                &[names::PROG_NET_XMIT_BTF, names::PROG_NET_UID_EGRESS],
+            ),
+        ),
+        (
+            "received for a local socket on a NIC (veth)",
+            sum(
+                &nic,
+                &[names::PROG_NET_RECV_BTF, names::PROG_NET_UID_INGRESS],
+            ),
+        ),
+    ] {
+        println!("  {path:56} {stats:6.1} ns / {body:5.1} ns");
+    }
+    Ok(())
+}
+
+/// Per-event run time of every program (and floor) in each of `runs` rounds of the two
+/// workloads against listeners made by `listen`.
+fn per_event(
+    loaded: &Loaded,
+    runs: usize,
+    dur: Duration,
+    listen: impl Fn() -> Result<TcpListener>,
+) -> Result<BTreeMap<&'static str, Vec<f64>>> {
+    let mut out: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        let before = prog_stats(loaded)?;
+        stream_mib_s(dur, listen()?)?;
+        pingpong_per_s(dur, listen()?)?;
+        let after = prog_stats(loaded)?;
+        for (name, (t, n)) in after {
+            let (t0, n0) = before[name];
+            out.entry(name)
+                .or_default()
+                .push((t - t0) as f64 / (n - n0).max(1) as f64);
+        }
+    }
+    Ok(out)
+}
+
+/// Prints each program's median, floor and body; returns (median, body) per program.
+fn print_costs(
+    what: &str,
+    loaded: &Loaded,
+    mut per_event: BTreeMap<&'static str, Vec<f64>>,
+) -> BTreeMap<&'static str, (f64, f64)> {
+    println!(" {what}:");
+    let mut cost = BTreeMap::new();
     for (program, floor) in NET_PROGRAMS {
         let m = median(per_event.get_mut(program).expect("measured"));
         let m_floor = median(per_event.get_mut(floor).expect("measured"));
@@ -125,34 +184,71 @@ fn kernel_cost(runs: usize, dur: Duration) -> Result<()> {
         );
         cost.insert(program, (m, m - m_floor));
     }
-    println!("per packet (BPF stats / bodies only):");
-    for (path, programs) in [
-        (
-            "loopback (all four; net_dev_xmit returns early on lo)",
-            &[
-                names::PROG_NET_XMIT_BTF,
-                names::PROG_NET_UID_EGRESS,
-                names::PROG_NET_RECV_BTF,
-                names::PROG_NET_UID_INGRESS,
-            ][..],
-        ),
-        (
-            "sent on a NIC by a local socket",
-            &[names::PROG_NET_XMIT_BTF, names::PROG_NET_UID_EGRESS][..],
-        ),
-        (
-            "received on a NIC for a local socket",
-            &[names::PROG_NET_RECV_BTF, names::PROG_NET_UID_INGRESS][..],
-        ),
-    ] {
-        let (stats, body) = programs.iter().fold((0.0, 0.0), |(a, b), p| {
-            let (s, o) = cost[p];
-            (a + s, b + o)
-        });
-        println!("  {path:56} {stats:6.1} ns / {body:5.1} ns");
+    cost
+}
+
+fn loopback_listener() -> Result<TcpListener> {
+    Ok(TcpListener::bind("127.0.0.1:0")?)
+}
+
+/// A veth pair from this namespace into a new one, deleted on drop: traffic over it
+/// takes the path of a NIC (`net_dev_xmit` counts, no loopback early exit).
+struct Veth {
+    ns: String,
+}
+
+impl Veth {
+    const PEER: &str = "10.213.77.2";
+
+    fn new() -> Result<Veth> {
+        let pid = std::process::id();
+        let veth = Veth {
+            ns: format!("csmbench{pid}"),
+        };
+        let host_if = format!("csmb{pid}");
+        let ns = veth.ns.as_str();
+        ip(&["netns", "add", ns])?;
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        ip(&["addr", "add", "10.213.77.1/30", "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        ip(&["-n", ns, "addr", "add", "10.213.77.2/30", "dev", "eth0"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        Ok(veth)
     }
-    println!(
-        "  (a NIC packet's xmit body is measured on lo's early exit here: it is larger on a NIC)"
+
+    /// A listener on the peer's address, inside the namespace (a socket keeps the
+    /// namespace of the thread that made it).
+    fn listen(&self) -> Result<TcpListener> {
+        let path = format!("/run/netns/{}", self.ns);
+        thread::spawn(move || -> Result<TcpListener> {
+            let file = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+            // SAFETY: a valid fd; only this short-lived thread changes namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            anyhow::ensure!(rc == 0, "setns {path}: {}", std::io::Error::last_os_error());
+            Ok(TcpListener::bind((Self::PEER, 0))?)
+        })
+        .join()
+        .expect("setns thread")
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the pair.
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(())
 }
@@ -273,8 +369,7 @@ fn prog_stats(loaded: &Loaded) -> Result<BTreeMap<&'static str, (u64, u64)>> {
 }
 
 /// (MiB/s, MiB moved)
-fn stream_mib_s(dur: Duration) -> Result<(f64, f64)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+fn stream_mib_s(dur: Duration, listener: TcpListener) -> Result<(f64, f64)> {
     let addr = listener.local_addr()?;
     let reader = thread::spawn(move || -> std::io::Result<u64> {
         let (mut conn, _) = listener.accept()?;
@@ -299,8 +394,7 @@ fn stream_mib_s(dur: Duration) -> Result<(f64, f64)> {
 }
 
 /// (round trips/s, round trips)
-fn pingpong_per_s(dur: Duration) -> Result<(f64, f64)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+fn pingpong_per_s(dur: Duration, listener: TcpListener) -> Result<(f64, f64)> {
     let addr = listener.local_addr()?;
     let echo = thread::spawn(move || -> std::io::Result<()> {
         let (mut conn, _) = listener.accept()?;
