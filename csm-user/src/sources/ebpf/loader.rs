@@ -81,6 +81,12 @@ impl Loaded {
         self.ebpf.as_ref()?.program(name)
     }
 
+    /// A program this process loaded, to load and attach one the daemon leaves alone
+    /// (benchmarks attach the empty floor programs this way).
+    pub fn program_mut(&mut self, name: &str) -> Option<&mut aya::programs::Program> {
+        self.ebpf.as_mut()?.program_mut(name)
+    }
+
     /// Detaches a program this process attached (benchmarks compare with and without it).
     /// Returns whether it was attached.
     pub fn detach_program(&mut self, name: &str) -> bool {
