@@ -44,11 +44,11 @@ static CPU_RUNNING: PerCpuArray<Running> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn charge(uid: u32, ns: u64) {
-    match CPU_NS.get_ptr_mut(&uid) {
+    match CPU_NS.get_ptr_mut(uid) {
         // Per-CPU value: no other CPU writes it, a plain add is safe.
         Some(total) => unsafe { *total += ns },
         None => {
-            let _ = CPU_NS.insert(&uid, &ns, 0);
+            let _ = CPU_NS.insert(uid, ns, 0);
         }
     }
 }

@@ -128,9 +128,38 @@ fn test(args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]));
+    let clippy_ebpf = run_cmd(&mut ebpf_clippy());
     // One closing line over every runner, so the whole suite reads at a glance.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
-    cargo_tests.and(python_tests).and(clippy)
+    cargo_tests.and(python_tests).and(clippy).and(clippy_ebpf)
+}
+
+/// Clippy over the eBPF crate, which is outside the workspace (nightly, bpfel target).
+fn ebpf_clippy() -> Command {
+    let root = setup::workspace_root();
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "--release",
+        "--target-dir",
+    ])
+    .arg(root.join("target/ebpf-clippy"))
+    .args(["--", "-D", "warnings"])
+    .current_dir(root.join("csm-ebpf"));
+    // The outer (stable) cargo's settings must not leak into the nightly one.
+    for var in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 #[derive(Default, Debug, PartialEq)]
