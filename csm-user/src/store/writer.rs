@@ -506,6 +506,8 @@ fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
         .set_data_page_size_limit(64 << 20)
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
+        // One page per chunk: an offset index would only repeat the chunk's offset.
+        .set_offset_index_disabled(true)
         .set_max_row_group_row_count(Some(4_000_000))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
@@ -528,6 +530,13 @@ fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
                     .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
             }
             DataType::Float64 => {
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            // `rtts_ms`: the doubles inside the list, like any other measured double.
+            DataType::List(item) if item.data_type() == &DataType::Float64 => {
+                let path = ColumnPath::new(vec![name.into(), "list".into(), item.name().clone()]);
                 builder = builder
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
