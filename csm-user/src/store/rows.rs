@@ -119,11 +119,11 @@ pub(crate) fn opt_i64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> Array
 }
 
 /// Significant bits kept of a stored rate or percentage (see [`quantize`]).
-pub const RATE_SIGNIFICANT_BITS: i32 = 11;
+pub const RATE_SIGNIFICANT_BITS: i32 = 10;
 
 /// Rates and percentages (`cpu_pct`, `*_per_s_max`) are derived values, stored rounded
-/// to 11 significant bits (at most 0.05 % off: 84.37 % is stored as 84.375 %), and never
-/// finer than 1/1024. They are exact binary fractions whose low mantissa bytes are zero,
+/// to 10 significant bits, three significant digits (at most 0.1 % of the value off:
+/// 84.37 % is stored as 84.375 %), and never finer than 1/1024. They are exact binary fractions whose low mantissa bytes are zero,
 /// so they compress to a fraction. The exact values stay in the integer columns
 /// (`cpu_ns`, bytes, `dur_ms`).
 pub fn quantize(v: f64) -> f64 {
@@ -484,7 +484,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantize_keeps_eleven_significant_bits_and_never_finer_than_1_1024() {
+    fn quantize_keeps_ten_significant_bits_and_never_finer_than_1_1024() {
         assert_eq!(quantize(84.37), 84.375);
         assert_eq!(quantize(0.0), 0.0);
         assert_eq!(quantize(-84.37), -84.375);
@@ -497,10 +497,10 @@ mod tests {
         let mut v = 1e-3;
         while v < 1e12 {
             let q = quantize(v);
-            let step = (v.abs() / 1024.0).max(1.0 / 1024.0);
+            let step = (v.abs() / 512.0).max(1.0 / 1024.0);
             assert!((q - v).abs() <= step / 2.0 + f64::EPSILON, "{v} -> {q}");
-            // The 41 low mantissa bits are zero: what makes the column compress.
-            assert_eq!(q.to_bits() & ((1 << 41) - 1), 0, "{v} -> {q}");
+            // The 42 low mantissa bits are zero: what makes the column compress.
+            assert_eq!(q.to_bits() & ((1 << 42) - 1), 0, "{v} -> {q}");
             v *= 1.37;
         }
     }
