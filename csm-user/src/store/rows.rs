@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Float64Builder, Int64Array, ListBuilder, StringArray,
+    ArrayRef, Float64Array, Float64Builder, Int64Array, ListArray, ListBuilder, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::error::ArrowError;
@@ -141,6 +141,14 @@ pub(crate) fn rate_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
     Arc::new(Float64Array::from_iter_values(
         rows.iter().map(|r| quantize(f(r))),
     ))
+}
+
+pub(crate) fn opt_rate_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
+    Arc::new(
+        rows.iter()
+            .map(|r| f(r).map(quantize))
+            .collect::<Float64Array>(),
+    )
 }
 
 pub(crate) fn opt_f64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
@@ -346,6 +354,10 @@ fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, ArrowError> {
     Ok(column::<Float64Array>(batch, name)?.values().to_vec())
 }
 
+fn opt_floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, ArrowError> {
+    Ok(column::<Float64Array>(batch, name)?.iter().collect())
+}
+
 fn texts(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, ArrowError> {
     Ok(column::<StringArray>(batch, name)?
         .iter()
@@ -476,6 +488,42 @@ impl FromBatch for MemRow {
                 swap_bytes: swap[i],
             })
             .collect())
+    }
+}
+
+impl FromBatch for PingRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, target, addr) = (stamps(b)?, texts(b, "target")?, texts(b, "addr")?);
+        let (sent, received, error) = (ints(b, "sent")?, ints(b, "received")?, texts(b, "error")?);
+        let (min, avg, max, mdev) = (
+            opt_floats(b, "rtt_min_ms")?,
+            opt_floats(b, "rtt_avg_ms")?,
+            opt_floats(b, "rtt_max_ms")?,
+            opt_floats(b, "rtt_mdev_ms")?,
+        );
+        let rtts = column::<ListArray>(b, "rtts_ms")?;
+        let mut rows = Vec::with_capacity(b.num_rows());
+        for i in 0..b.num_rows() {
+            let list = rtts.value(i);
+            let values = list
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| ArrowError::SchemaError("rtts_ms items are not doubles".into()))?;
+            rows.push(PingRow {
+                ts_us: ts[i],
+                target: target[i].clone().unwrap_or_default(),
+                addr: addr[i].clone(),
+                sent: sent[i],
+                received: received[i],
+                rtt_min_ms: min[i],
+                rtt_avg_ms: avg[i],
+                rtt_max_ms: max[i],
+                rtt_mdev_ms: mdev[i],
+                rtts_ms: values.iter().flatten().collect(),
+                error: error[i].clone(),
+            });
+        }
+        Ok(rows)
     }
 }
 

@@ -298,6 +298,7 @@ impl Store {
             (Table::Mem, self.mem.take_finished()),
             (Table::Net, self.net.take_finished()),
             (Table::NetUid, self.net_uid.take_finished()),
+            (Table::Ping, self.ping.take_finished()),
         ] {
             self.rollups_due.entry(table).or_default().extend(hours);
         }
@@ -363,6 +364,7 @@ impl Store {
                     Table::Mem => roll_up(&data_dir, &host, hour, rollup::mem_minutes),
                     Table::Net => roll_up(&data_dir, &host, hour, rollup::net_minutes),
                     Table::NetUid => roll_up(&data_dir, &host, hour, rollup::net_uid_minutes),
+                    Table::Ping => roll_up(&data_dir, &host, hour, rollup::ping_minutes),
                     _ => Ok(()),
                 };
                 match result {
@@ -401,11 +403,12 @@ impl Store {
     }
 }
 
-const ROLLUP_PAIRS: [(Table, Table); 4] = [
+const ROLLUP_PAIRS: [(Table, Table); 5] = [
     (Table::Cpu, Table::CpuMinute),
     (Table::Mem, Table::MemMinute),
     (Table::Net, Table::NetMinute),
     (Table::NetUid, Table::NetUidMinute),
+    (Table::Ping, Table::PingMinute),
 ];
 
 /// Reads every part of one finished hour of a raw table from disk and (re)writes the
@@ -460,8 +463,15 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
 /// `dur_ms` is not one of them: it is the same for all rows of an interval, so
 /// BYTE_STREAM_SPLIT hands zstd runs of equal bytes (2% smaller than the dictionary's
 /// bit-packed ids, measured).
-const LOW_CARDINALITY: [&str; 7] = [
-    "uid", "ifindex", "netns", "ctid", "sent", "received", "nproc",
+const LOW_CARDINALITY: [&str; 8] = [
+    "uid",
+    "ifindex",
+    "netns",
+    "ctid",
+    "sent",
+    "received",
+    "nproc",
+    "measurements",
 ];
 
 /// Encodings chosen per column, from measurements (examples/bench_store.rs):
@@ -876,6 +886,61 @@ mod tests {
             .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
             .unwrap();
         assert_eq!(ts.value(0), 60_000_000, "ts is the end of the minute");
+    }
+
+    fn ping_row(ts_us: i64, target: &str, rtts_ms: Vec<f64>) -> PingRow {
+        PingRow {
+            ts_us,
+            target: target.into(),
+            addr: Some("192.0.2.7".into()),
+            sent: 3,
+            received: rtts_ms.len() as i64,
+            rtt_min_ms: rtts_ms.iter().copied().reduce(f64::min),
+            rtt_avg_ms: None,
+            rtt_max_ms: rtts_ms.iter().copied().reduce(f64::max),
+            rtt_mdev_ms: None,
+            error: rtts_ms.is_empty().then(|| "timeout".into()),
+            rtts_ms,
+        }
+    }
+
+    #[test]
+    fn ping_rows_read_back_whole_and_finished_hours_get_ping_1m() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        let rows = vec![
+            ping_row(10_000_000, "a", vec![20.5, 21.25, 19.0]),
+            ping_row(10_000_000, "b", vec![]),
+            ping_row(70_000_000, "a", vec![22.0]),
+        ];
+        {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.ping.extend(rows.clone());
+            assert!(store.flush(80_000_000).is_empty());
+        }
+        let raw = dir.path().join("ping/host=h/date=1970-01-01/00.parquet");
+        let mut back = read_rows::<PingRow>(&raw).unwrap();
+        back.sort_by(|x, y| (x.ts_us, &x.target).cmp(&(y.ts_us, &y.target)));
+        assert_eq!(back, rows);
+
+        // The daemon was down when the hour ended: the next start rolls it up.
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(2 * MICROS_PER_HOUR);
+        assert!(store.flush(2 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("ping_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 3);
+        let col = |name: &str| rolled.column_by_name(name).unwrap().clone();
+        let received = col("received");
+        let received = received.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(received.values(), &[3, 0, 1]);
+        let p50 = col("rtt_p50_ms");
+        let p50 = p50
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(p50.value(0), 20.5);
+        assert!(p50.is_null(1), "no replies, no percentiles");
+        assert_eq!(p50.value(2), 22.0);
     }
 
     #[test]
