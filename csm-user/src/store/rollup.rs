@@ -437,12 +437,12 @@ impl Row for PingMinuteRow {
                 rows::i64_col(rows, |r| r.sent),
                 rows::i64_col(rows, |r| r.received),
                 rows::opt_rate_col(rows, |r| r.loss_pct),
-                rows::opt_f64_col(rows, |r| r.rtt_min_ms),
-                rows::opt_f64_col(rows, |r| r.rtt_avg_ms),
-                rows::opt_f64_col(rows, |r| r.rtt_p50_ms),
-                rows::opt_f64_col(rows, |r| r.rtt_p90_ms),
-                rows::opt_f64_col(rows, |r| r.rtt_p99_ms),
-                rows::opt_f64_col(rows, |r| r.rtt_max_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_min_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_avg_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p50_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p90_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p99_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_max_ms),
             ],
         )
     }

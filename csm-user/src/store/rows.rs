@@ -143,16 +143,27 @@ pub(crate) fn rate_col<R>(rows: &[R], f: impl Fn(&R) -> f64) -> ArrayRef {
     ))
 }
 
+/// RTTs are stored rounded to 1/1024 ms (0.98 µs): below what a ping measures (the send
+/// time is taken in user space), and an exact binary fraction, so a double's low mantissa
+/// bytes are zero and compress away.
+pub fn round_rtt(ms: f64) -> f64 {
+    (ms * 1024.0).round() / 1024.0
+}
+
+pub(crate) fn opt_rtt_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
+    Arc::new(
+        rows.iter()
+            .map(|r| f(r).map(round_rtt))
+            .collect::<Float64Array>(),
+    )
+}
+
 pub(crate) fn opt_rate_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
     Arc::new(
         rows.iter()
             .map(|r| f(r).map(quantize))
             .collect::<Float64Array>(),
     )
-}
-
-pub(crate) fn opt_f64_col<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
-    Arc::new(rows.iter().map(f).collect::<Float64Array>())
 }
 
 pub(crate) fn str_col<'a, R: 'a>(rows: &'a [R], f: impl Fn(&'a R) -> &'a str) -> ArrayRef {
@@ -269,7 +280,9 @@ impl Row for PingRow {
         ));
         let mut rtts = ListBuilder::new(Float64Builder::new()).with_field(item);
         for row in rows {
-            rtts.values().append_slice(&row.rtts_ms);
+            for &rtt in &row.rtts_ms {
+                rtts.values().append_value(round_rtt(rtt));
+            }
             rtts.append(true);
         }
         batch(
@@ -280,10 +293,10 @@ impl Row for PingRow {
                 opt_str_col(rows, |r| r.addr.as_deref()),
                 i64_col(rows, |r| r.sent),
                 i64_col(rows, |r| r.received),
-                opt_f64_col(rows, |r| r.rtt_min_ms),
-                opt_f64_col(rows, |r| r.rtt_avg_ms),
-                opt_f64_col(rows, |r| r.rtt_max_ms),
-                opt_f64_col(rows, |r| r.rtt_mdev_ms),
+                opt_rtt_col(rows, |r| r.rtt_min_ms),
+                opt_rtt_col(rows, |r| r.rtt_avg_ms),
+                opt_rtt_col(rows, |r| r.rtt_max_ms),
+                opt_rtt_col(rows, |r| r.rtt_mdev_ms),
                 Arc::new(rtts.finish()),
                 opt_str_col(rows, |r| r.error.as_deref()),
             ],
