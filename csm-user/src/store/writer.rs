@@ -76,7 +76,14 @@ pub struct TableWriter<R: Row> {
     dropped: u64,
     /// Hours that were written completely and left memory, for the roll-ups.
     finished: Vec<i64>,
+    /// Added to the late-row grace before a finished hour's final write: different per
+    /// table, so that the final writes (tens of ms each for a busy table) and roll-ups
+    /// fall into different flushes rather than stalling one.
+    final_write_delay_us: i64,
 }
+
+/// Between the final writes of successive tables (one default flush interval).
+const FINAL_WRITE_STAGGER_US: i64 = 10_000_000;
 
 /// One hour of one table. `rows[..written]` are in `part` on disk (sorted); the rest
 /// came since the last successful write. `compacted`: `part` was last written with the
@@ -104,6 +111,9 @@ impl<R: Row> TableWriter<R> {
             max_rows: opts.max_rows_per_table.max(1),
             dropped: 0,
             finished: Vec::new(),
+            final_write_delay_us: Table::ALL.iter().position(|t| *t == R::TABLE).unwrap_or(0)
+                as i64
+                * FINAL_WRITE_STAGGER_US,
         }
     }
 
@@ -185,7 +195,8 @@ impl<R: Row> TableWriter<R> {
     /// in memory and is retried next time.
     pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
         let mut errors = Vec::new();
-        let over = |hour: i64| now_us >= (hour + 1) * MICROS_PER_HOUR + LATE_ROW_GRACE_US;
+        let wait = LATE_ROW_GRACE_US + self.final_write_delay_us;
+        let over = |hour: i64| now_us >= (hour + 1) * MICROS_PER_HOUR + wait;
         for (&hour, buffer) in self.hours.iter_mut() {
             let last_write = over(hour);
             if !buffer.dirty() && (!last_write || buffer.compacted) {
@@ -803,6 +814,32 @@ mod tests {
         assert_ne!(fs::metadata(&file).unwrap().ino(), flushed, "rewritten");
         assert_eq!(store.cpu.buffered_rows(), 0);
         assert_eq!(read_all(&file).num_rows(), 600);
+    }
+
+    #[test]
+    fn final_writes_of_different_tables_fall_into_different_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        store.cpu.push(cpu_row(1_000_000, 1));
+        store.mem.push(MemRow {
+            ts_us: 1_000_000,
+            uid: 1,
+            user: None,
+            nproc: 1,
+            rss_bytes: 4096,
+            pss_bytes: None,
+            swap_bytes: None,
+        });
+        let done = MICROS_PER_HOUR + LATE_ROW_GRACE_US;
+        assert!(store.flush(done).is_empty());
+        assert_eq!(
+            (store.cpu.buffered_rows(), store.mem.buffered_rows()),
+            (0, 1)
+        );
+        assert!(store.flush(done + FINAL_WRITE_STAGGER_US).is_empty());
+        assert_eq!(store.mem.buffered_rows(), 0);
+        let rolled = dir.path().join("mem_1m/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&rolled).num_rows(), 1);
     }
 
     #[test]
