@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 TABLES = ("cpu", "mem", "net", "net_uid", "ping", "ubc", "events")
-ROLLUPS = ("cpu_1m", "net_1m", "net_uid_1m", "mem_1m")
+ROLLUPS = ("cpu_1m", "net_1m", "net_uid_1m", "mem_1m", "ping_1m")
 
 TimeLike = Union[str, _dt.datetime, pd.Timestamp, None]
 Hosts = Union[str, Iterable[str], None]

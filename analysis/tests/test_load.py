@@ -12,7 +12,7 @@ import csm_analysis as csm
 
 def test_every_table_loads_with_host_and_date_columns(fixture_dir):
     expected = {"cpu": 14400, "mem": 1440, "net": 14400, "net_uid": 7200, "ping": 240, "events": 2,
-                "cpu_1m": 240, "net_1m": 240, "net_uid_1m": 120, "mem_1m": 240}
+                "cpu_1m": 240, "net_1m": 240, "net_uid_1m": 120, "mem_1m": 240, "ping_1m": 240}
     for table, rows in expected.items():
         frame = csm.load(fixture_dir, table)
         assert len(frame) == rows, table
@@ -37,7 +37,7 @@ def test_time_range_is_half_open_and_hosts_filter(fixture_dir):
     assert csm.load(fixture_dir, "cpu", start="2026-11-26").empty
 
 
-@pytest.mark.parametrize("table", ["cpu", "mem", "net", "net_uid", "ping", "events", "cpu_1m", "net_1m", "mem_1m"])
+@pytest.mark.parametrize("table", ["cpu", "mem", "net", "net_uid", "ping", "events", "cpu_1m", "net_1m", "mem_1m", "ping_1m"])
 def test_pandas_and_duckdb_agree(fixture_dir, table):
     a = csm.load(fixture_dir, table, start="2026-11-25T10:00:00Z", end="2026-11-25T11:30:00Z")
     b = csm.load_duckdb(fixture_dir, table, start="2026-11-25T10:00:00Z", end="2026-11-25T11:30:00Z")
@@ -81,3 +81,16 @@ def test_rollups_match_raw_totals(fixture_dir):
     assert (rolled["cpu_pct_max"] >= rolled["cpu_pct"] - 1e-9).all()
     net = csm.load(fixture_dir, "net_1m")
     assert net.groupby("iface")["tx_bytes_per_s_max"].max()["eth0"] == 3000
+    ping_raw = csm.load(fixture_dir, "ping", end="2026-11-25T12:00:00Z")
+    ping = csm.load(fixture_dir, "ping_1m")
+    for col in ("sent", "received"):
+        assert ping[col].sum() == ping_raw[col].sum()
+    assert ping["measurements"].sum() == len(ping_raw)
+    down = ping[ping["received"] == 0]
+    assert list(down["target"].unique()) == ["gw.example"] and len(down) == 15
+    assert (down["loss_pct"] == 100).all() and down["rtt_p50_ms"].isna().all()
+    up = ping[ping["received"] > 0]
+    # Every minute's replies are 10, 12 and 14 ms: nearest ranks.
+    assert (up["rtt_min_ms"] == 10).all() and (up["rtt_p50_ms"] == 12).all()
+    assert (up["rtt_p90_ms"] == 14).all() and (up["rtt_p99_ms"] == 14).all()
+    assert (up["rtt_avg_ms"] == 12).all() and (up["loss_pct"] == 0).all()

@@ -2,12 +2,22 @@
 //! reports bytes on disk per day per table (roll-ups included), the cost of a flush
 //! every 10 s through an hour, and the DuckDB time of per-user daily totals.
 //!
-//! `cargo run --release -p csm-user --example bench_store -- [--days N] [--dir DIR] [--keep]`
+//! `cargo run --release -p csm-user --example bench_store -- [--days N] [--dir DIR] [--keep]
+//! [--uniform-noise]`
 //!
 //! Simulated host: 20 users, of whom 5 are busy all day and 15 active a tenth of the time
 //! (in 10-minute stretches); 4 interfaces; per-user traffic for 5 users; memory of every
 //! user every 10 s; 2 ping targets every 60 s. Values carry realistic noise (timestamps a
-//! few ms after the second, CPU and byte counts that vary every interval).
+//! few ms after the second, CPU and byte counts that vary every interval):
+//! - CPU: each busy user at a steady level, each second uniformly 0–10 % below it;
+//! - traffic (per interface, per user): a level that follows the day (±30 %), each second
+//!   uniformly within ±25 % of it; packets from a mean packet size that varies ±10 %;
+//! - memory: RSS a whole number of 4 KiB pages and PSS whole KiB (as /proc reports
+//!   them), each within 1 MiB of the user's level, PSS below RSS.
+//!
+//! `--uniform-noise` runs the earlier simulation instead: every second's bytes uniform
+//! between 0 and twice the mean and packets exactly bytes/900; RSS with byte-granular
+//! noise; PSS anywhere in a 256 MiB range (above RSS at times).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,15 +46,17 @@ impl Rng {
 
 struct Sim {
     rng: Rng,
+    uniform_noise: bool,
     users: Vec<(i64, String)>,
     ifaces: Vec<(&'static str, i64, f64)>,
 }
 
 impl Sim {
-    fn new() -> Sim {
+    fn new(uniform_noise: bool) -> Sim {
         let users = (0..20).map(|i| (1000 + i, format!("user{i:02}"))).collect();
         Sim {
             rng: Rng(0x9e37_79b9_7f4a_7c15),
+            uniform_noise,
             users,
             ifaces: vec![
                 ("lo", 1, 2e4),
@@ -53,6 +65,37 @@ impl Sim {
                 ("wg0", 4, 5e4),
             ],
         }
+    }
+
+    /// Bytes in one second of a flow whose mean is `mean` bytes/s.
+    fn bytes(&mut self, mean: f64, sec: i64) -> i64 {
+        if self.uniform_noise {
+            return (2.0 * mean * self.rng.unit()) as i64;
+        }
+        let day = (sec % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU;
+        let level = mean * (1.0 - 0.3 * day.cos());
+        (level * (0.75 + 0.5 * self.rng.unit())) as i64
+    }
+
+    fn packets(&mut self, bytes: i64) -> i64 {
+        if self.uniform_noise {
+            return bytes / 900 + 1;
+        }
+        (bytes as f64 / (900.0 * (0.9 + 0.2 * self.rng.unit()))) as i64 + 1
+    }
+
+    /// RSS and PSS of a user whose RSS level is `rss`.
+    fn memory(&mut self, rss: i64) -> (i64, i64) {
+        if self.uniform_noise {
+            return (
+                rss + self.rng.range(1 << 20),
+                rss / 2 + self.rng.range(1 << 16) * 4096,
+            );
+        }
+        (
+            rss + self.rng.range(256) * 4096,
+            rss / 2 + self.rng.range(1024) * 1024,
+        )
     }
 
     /// One second of rows, ending at `t` (µs).
@@ -82,7 +125,7 @@ impl Sim {
                 source: "ebpf",
             });
             if i < 5 {
-                let rx = (2e5 * self.rng.unit()) as i64;
+                let rx = self.bytes(1e5, sec);
                 store.net_uid.push(NetUidRow {
                     ts_us: ts,
                     dur_ms,
@@ -93,14 +136,14 @@ impl Sim {
                 });
             }
             if sec % 10 == 0 {
-                let rss = (200 + i as i64 * 50) << 20;
+                let (rss, pss) = self.memory((200 + i as i64 * 50) << 20);
                 store.mem.push(MemRow {
                     ts_us: ts,
                     uid,
                     user: Some(name.clone()),
                     nproc: 3 + i as i64,
-                    rss_bytes: rss + self.rng.range(1 << 20) * 4096 / 4096,
-                    pss_bytes: Some(rss / 2 + self.rng.range(1 << 16) * 4096),
+                    rss_bytes: rss,
+                    pss_bytes: Some(pss),
                     swap_bytes: Some(0),
                 });
             }
@@ -123,8 +166,9 @@ impl Sim {
             }
         }
         for (iface, ifindex, scale) in self.ifaces.clone() {
-            let rx = (scale * self.rng.unit()) as i64;
-            let tx = (scale * self.rng.unit()) as i64;
+            let rx = self.bytes(scale / 2.0, sec);
+            let tx = self.bytes(scale / 2.0, sec);
+            let (rx_packets, tx_packets) = (self.packets(rx), self.packets(tx));
             store.net.push(NetRow {
                 ts_us: ts,
                 dur_ms,
@@ -133,8 +177,8 @@ impl Sim {
                 netns: Some(4_026_531_840),
                 rx_bytes: rx,
                 tx_bytes: tx,
-                rx_packets: rx / 900 + 1,
-                tx_packets: tx / 900 + 1,
+                rx_packets,
+                tx_packets,
                 source: "ebpf",
             });
         }
@@ -169,12 +213,14 @@ fn main() {
     let mut days = 30;
     let mut dir: Option<PathBuf> = None;
     let mut keep = false;
+    let mut uniform_noise = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--days" => days = args.next().and_then(|v| v.parse().ok()).unwrap_or(days),
             "--dir" => dir = args.next().map(PathBuf::from),
             "--keep" => keep = true,
+            "--uniform-noise" => uniform_noise = true,
             other => {
                 eprintln!("bench_store: unknown argument {other}");
                 std::process::exit(2);
@@ -184,11 +230,11 @@ fn main() {
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
 
-    flush_cost(&dir.join("flush-cost"));
+    flush_cost(&dir.join("flush-cost"), uniform_noise);
 
     let data = dir.join("month");
     let mut store = Store::open(StoreOptions::new(&data, "bench")).expect("open store");
-    let mut sim = Sim::new();
+    let mut sim = Sim::new(uniform_noise);
     let started = Instant::now();
     let end = DAY_START + days * 86_400 * SEC;
     let mut t = DAY_START + SEC;
@@ -229,9 +275,9 @@ fn main() {
 
 /// One hour of one host at 1 s, flushed every 10 s as the daemon does: the cost of each
 /// flush as the hour fills.
-fn flush_cost(dir: &Path) {
+fn flush_cost(dir: &Path, uniform_noise: bool) {
     let mut store = Store::open(StoreOptions::new(dir, "bench")).expect("open store");
-    let mut sim = Sim::new();
+    let mut sim = Sim::new(uniform_noise);
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     for s in 1..=3600 + 600 {
         let t = DAY_START + s * SEC;

@@ -1,4 +1,5 @@
-//! 1-minute roll-ups of a finished hour (`cpu_1m`, `net_1m`, `net_uid_1m`, `mem_1m`).
+//! 1-minute roll-ups of a finished hour (`cpu_1m`, `net_1m`, `net_uid_1m`, `mem_1m`,
+//! `ping_1m`).
 //!
 //! Pure functions from the hour's raw rows to roll-up rows; no I/O. Rules:
 //! - A counter row (`cpu`, `net`, `net_uid`) goes to the minute holding the middle of the
@@ -10,6 +11,8 @@
 //! - Rates are means over the covered time; `*_max` keep the highest single interval so
 //!   that spikes survive the roll-up.
 //! - Gauges (`mem`) go to the minute they were sampled in: count, mean and max.
+//! - Ping measurements go to the minute they started in (their `ts`): sent and received
+//!   summed, RTT min/mean/max and percentiles over every reply of the minute.
 //! - `ts` of a roll-up row is the end of its minute.
 
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::layout::{hour_of, MICROS_PER_HOUR};
-use super::rows::{self, CpuRow, MemRow, NetRow, NetUidRow, Row};
+use super::rows::{self, CpuRow, MemRow, NetRow, NetUidRow, PingRow, Row};
 use super::schema::Table;
 
 pub const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -72,6 +75,22 @@ pub struct MemMinuteRow {
     pub rss_bytes_max: i64,
     pub pss_bytes_mean: Option<i64>,
     pub swap_bytes_mean: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingMinuteRow {
+    pub ts_us: i64,
+    pub target: String,
+    pub measurements: i64,
+    pub sent: i64,
+    pub received: i64,
+    pub loss_pct: Option<f64>,
+    pub rtt_min_ms: Option<f64>,
+    pub rtt_avg_ms: Option<f64>,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p90_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    pub rtt_max_ms: Option<f64>,
 }
 
 /// Start of the minute a counter row belongs to (see the module rules).
@@ -246,6 +265,52 @@ pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
         .collect()
 }
 
+/// Per target and minute. `received` counts the replies (the RTTs recorded), as the raw
+/// rows' `received` does. Percentiles are exact nearest ranks over every reply of the
+/// minute (the smallest RTT with at least p % of the replies at or below it): a minute
+/// holds a few hundred replies at most, so sorting them costs nothing.
+pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
+    #[derive(Default)]
+    struct Acc {
+        measurements: i64,
+        sent: i64,
+        rtts: Vec<f64>,
+    }
+    let mut out: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
+    for r in rows {
+        let acc = out.entry((gauge_minute(r.ts_us), &r.target)).or_default();
+        acc.measurements += 1;
+        acc.sent = acc.sent.saturating_add(r.sent.max(0));
+        acc.rtts
+            .extend(r.rtts_ms.iter().copied().filter(|v| v.is_finite()));
+    }
+    out.into_iter()
+        .map(|((minute, target), mut a)| {
+            a.rtts.sort_by(f64::total_cmp);
+            let received = a.rtts.len() as i64;
+            let rank = |p: f64| {
+                let n = a.rtts.len();
+                (n > 0).then(|| a.rtts[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
+            };
+            PingMinuteRow {
+                ts_us: minute + MICROS_PER_MINUTE,
+                target: target.to_string(),
+                measurements: a.measurements,
+                sent: a.sent,
+                received,
+                loss_pct: (a.sent > 0)
+                    .then(|| 100.0 * (1.0 - received.min(a.sent) as f64 / a.sent as f64)),
+                rtt_min_ms: a.rtts.first().copied(),
+                rtt_avg_ms: (received > 0).then(|| a.rtts.iter().sum::<f64>() / received as f64),
+                rtt_p50_ms: rank(0.5),
+                rtt_p90_ms: rank(0.9),
+                rtt_p99_ms: rank(0.99),
+                rtt_max_ms: a.rtts.last().copied(),
+            }
+        })
+        .collect()
+}
+
 /// Roll-up rows end their minute: the hour they belong to is the one of `ts - 1 µs`.
 fn rollup_hour(ts_us: i64) -> i64 {
     hour_of(ts_us - 1)
@@ -349,6 +414,35 @@ impl Row for MemMinuteRow {
                 rows::i64_col(rows, |r| r.rss_bytes_max),
                 rows::opt_i64_col(rows, |r| r.pss_bytes_mean),
                 rows::opt_i64_col(rows, |r| r.swap_bytes_mean),
+            ],
+        )
+    }
+}
+
+impl Row for PingMinuteRow {
+    const TABLE: Table = Table::PingMinute;
+    fn ts_us(&self) -> i64 {
+        self.ts_us
+    }
+    fn hour(&self) -> i64 {
+        rollup_hour(self.ts_us)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+        rows::batch(
+            Self::TABLE,
+            vec![
+                rows::ts_col(rows, |r| r.ts_us),
+                rows::str_col(rows, |r| &r.target),
+                rows::i64_col(rows, |r| r.measurements),
+                rows::i64_col(rows, |r| r.sent),
+                rows::i64_col(rows, |r| r.received),
+                rows::opt_rate_col(rows, |r| r.loss_pct),
+                rows::opt_rtt_col(rows, |r| r.rtt_min_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_avg_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p50_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p90_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_p99_ms),
+                rows::opt_rtt_col(rows, |r| r.rtt_max_ms),
             ],
         )
     }
@@ -523,5 +617,86 @@ mod tests {
         );
         assert_eq!((m.pss_bytes_mean, m.swap_bytes_mean), (Some(10), None));
         assert_eq!(out[1].samples, 1);
+    }
+
+    fn ping(ts_ms: i64, target: &str, sent: i64, rtts: &[f64]) -> PingRow {
+        PingRow {
+            ts_us: H + ts_ms * 1000,
+            target: target.into(),
+            addr: None,
+            sent,
+            received: rtts.len() as i64,
+            rtt_min_ms: None,
+            rtt_avg_ms: None,
+            rtt_max_ms: None,
+            rtt_mdev_ms: None,
+            rtts_ms: rtts.to_vec(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ping_percentiles_over_every_reply_of_the_minute() {
+        // Target a, first minute: RTTs 1..=100 ms in 34 measurements of 3 echoes, two
+        // lost. Target b: nothing came back. A measurement at 60 s is the next minute.
+        let mut rows: Vec<PingRow> = (0..34)
+            .map(|m| {
+                let rtts: Vec<f64> = (m * 3 + 1..=(m * 3 + 3).min(100))
+                    .map(|v| v as f64)
+                    .collect();
+                ping(m * 1700, "a", 3, &rtts)
+            })
+            .collect();
+        rows.push(ping(59_999, "b", 3, &[]));
+        rows.push(ping(60_000, "a", 3, &[7.5]));
+        let out = ping_minutes(&rows);
+        assert_eq!(out.len(), 3);
+        let a = &out[0];
+        assert_eq!((a.ts_us, a.target.as_str()), (H + 60_000_000, "a"));
+        assert_eq!((a.measurements, a.sent, a.received), (34, 102, 100));
+        assert!((a.loss_pct.unwrap() - 200.0 / 102.0).abs() < 1e-12);
+        assert_eq!((a.rtt_min_ms, a.rtt_max_ms), (Some(1.0), Some(100.0)));
+        assert_eq!(a.rtt_avg_ms, Some(50.5));
+        // Nearest rank: 50 of the 100 replies are at or below 50 ms.
+        assert_eq!(
+            (a.rtt_p50_ms, a.rtt_p90_ms, a.rtt_p99_ms),
+            (Some(50.0), Some(90.0), Some(99.0))
+        );
+        let b = &out[1];
+        assert_eq!((b.target.as_str(), b.sent, b.received), ("b", 3, 0));
+        assert_eq!(b.loss_pct, Some(100.0));
+        assert_eq!(
+            (b.rtt_min_ms, b.rtt_p50_ms, b.rtt_max_ms),
+            (None, None, None)
+        );
+        let next = &out[2];
+        assert_eq!((next.ts_us, next.received), (H + 120_000_000, 1));
+        assert_eq!((next.rtt_p50_ms, next.rtt_p99_ms), (Some(7.5), Some(7.5)));
+        assert!(out.iter().all(|r| r.hour() == hour_of(H)));
+    }
+
+    #[test]
+    fn ping_sums_equal_the_raw_sums_and_unsent_means_no_loss_figure() {
+        let mut rows = Vec::new();
+        for m in 0..240 {
+            let target = ["a", "b", "c"][m as usize % 3];
+            let got = (m * 7 % 4) as usize;
+            let rtts: Vec<f64> = (0..got)
+                .map(|k| 10.0 + (m * 13 + k as i64) as f64 % 9.0)
+                .collect();
+            rows.push(ping(m * 15_000, target, 3, &rtts));
+        }
+        rows.push(ping(5_000, "unresolvable", 0, &[]));
+        let out = ping_minutes(&rows);
+        let sum = |f: fn(&PingMinuteRow) -> i64| out.iter().map(f).sum::<i64>();
+        assert_eq!(sum(|r| r.measurements), rows.len() as i64);
+        assert_eq!(sum(|r| r.sent), rows.iter().map(|r| r.sent).sum::<i64>());
+        assert_eq!(
+            sum(|r| r.received),
+            rows.iter().map(|r| r.received).sum::<i64>()
+        );
+        let unsent = out.iter().find(|r| r.target == "unresolvable").unwrap();
+        assert_eq!((unsent.sent, unsent.loss_pct), (0, None));
+        assert!(out.iter().all(|r| r.hour() == hour_of(H)));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// `csm.schema_version` in every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// The tables csm writes; the name is the top folder under the data dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +23,7 @@ pub enum Table {
     NetMinute,
     NetUidMinute,
     MemMinute,
+    PingMinute,
 }
 
 impl Table {
@@ -37,11 +38,12 @@ impl Table {
     ];
 
     /// Roll-up tables: one row per key per minute, `ts` = the end of the minute.
-    pub const ROLLUPS: [Table; 4] = [
+    pub const ROLLUPS: [Table; 5] = [
         Table::CpuMinute,
         Table::NetMinute,
         Table::NetUidMinute,
         Table::MemMinute,
+        Table::PingMinute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Table {
             Table::NetMinute => "net_1m",
             Table::NetUidMinute => "net_uid_1m",
             Table::MemMinute => "mem_1m",
+            Table::PingMinute => "ping_1m",
             Table::Cpu => "cpu",
             Table::Mem => "mem",
             Table::Net => "net",
@@ -177,6 +180,22 @@ impl Table {
                 int("rss_bytes_max"),
                 int_null("pss_bytes_mean"),
                 int_null("swap_bytes_mean"),
+            ],
+            // Per target: measurements that started in the minute; RTTs over every reply
+            // (null without replies); loss_pct null when nothing was sent.
+            Table::PingMinute => vec![
+                ts(),
+                text("target"),
+                int("measurements"),
+                int("sent"),
+                int("received"),
+                float_null("loss_pct"),
+                float_null("rtt_min_ms"),
+                float_null("rtt_avg_ms"),
+                float_null("rtt_p50_ms"),
+                float_null("rtt_p90_ms"),
+                float_null("rtt_p99_ms"),
+                float_null("rtt_max_ms"),
             ],
         }
     }

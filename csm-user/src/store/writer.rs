@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -65,21 +66,33 @@ pub struct WriteError {
 /// Rows of one table, by hour, waiting to be (re)written.
 pub struct TableWriter<R: Row> {
     dir: PathBuf,
+    /// For the rewrites of an hour that is still filling: cheap to compress.
     props: Arc<WriterProperties>,
+    /// For the last write of a finished hour: smallest on disk.
+    final_props: Arc<WriterProperties>,
     hours: BTreeMap<i64, HourBuffer<R>>,
     max_rows: usize,
     /// Unwritten rows let go because of the memory bound, not yet reported.
     dropped: u64,
     /// Hours that were written completely and left memory, for the roll-ups.
     finished: Vec<i64>,
+    /// Added to the late-row grace before a finished hour's final write: different per
+    /// table, so that the final writes (tens of ms each for a busy table) and roll-ups
+    /// fall into different flushes rather than stalling one.
+    final_write_delay_us: i64,
 }
 
+/// Between the final writes of successive tables (one default flush interval).
+const FINAL_WRITE_STAGGER_US: i64 = 10_000_000;
+
 /// One hour of one table. `rows[..written]` are in `part` on disk (sorted); the rest
-/// came since the last successful write.
+/// came since the last successful write. `compacted`: `part` was last written with the
+/// final (strongest) compression.
 struct HourBuffer<R> {
     rows: Vec<R>,
     written: usize,
     part: PathBuf,
+    compacted: bool,
 }
 
 impl<R> HourBuffer<R> {
@@ -92,11 +105,15 @@ impl<R: Row> TableWriter<R> {
     pub fn new(opts: &StoreOptions) -> Self {
         TableWriter {
             dir: layout::table_host_dir(&opts.data_dir, R::TABLE, &opts.host),
-            props: Arc::new(writer_properties(R::TABLE, &opts.host)),
+            props: Arc::new(flush_properties(R::TABLE, &opts.host)),
+            final_props: Arc::new(writer_properties(R::TABLE, &opts.host)),
             hours: BTreeMap::new(),
             max_rows: opts.max_rows_per_table.max(1),
             dropped: 0,
             finished: Vec::new(),
+            final_write_delay_us: Table::ALL.iter().position(|t| *t == R::TABLE).unwrap_or(0)
+                as i64
+                * FINAL_WRITE_STAGGER_US,
         }
     }
 
@@ -107,6 +124,7 @@ impl<R: Row> TableWriter<R> {
             rows: Vec::new(),
             written: 0,
             part: new_part(dir, hour),
+            compacted: false,
         });
         buffer.rows.push(row);
         if self.buffered_rows() > self.max_rows {
@@ -156,6 +174,7 @@ impl<R: Row> TableWriter<R> {
                 total -= buffer.written;
                 buffer.written = 0;
                 buffer.part = new_part(&dir, hour);
+                buffer.compacted = false;
             }
         }
         for buffer in self.hours.values_mut() {
@@ -171,14 +190,29 @@ impl<R: Row> TableWriter<R> {
         self.hours.retain(|_, b| !b.rows.is_empty());
     }
 
-    /// Rewrites every hour that got rows since its last write; lets go of hours that are
-    /// over and written. A failed hour stays dirty and is retried next time.
+    /// Rewrites every hour that got rows since its last write; rewrites an hour that is
+    /// over once more with the final compression, then lets go of it. A failed hour stays
+    /// in memory and is retried next time.
     pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
         let mut errors = Vec::new();
-        for buffer in self.hours.values_mut().filter(|b| b.dirty()) {
+        let wait = LATE_ROW_GRACE_US + self.final_write_delay_us;
+        let over = |hour: i64| now_us >= (hour + 1) * MICROS_PER_HOUR + wait;
+        for (&hour, buffer) in self.hours.iter_mut() {
+            let last_write = over(hour);
+            if !buffer.dirty() && (!last_write || buffer.compacted) {
+                continue;
+            }
             buffer.rows.sort_by_key(|r| r.ts_us());
-            match write_part(&buffer.part, &buffer.rows, &self.props) {
-                Ok(()) => buffer.written = buffer.rows.len(),
+            let props = if last_write {
+                &self.final_props
+            } else {
+                &self.props
+            };
+            match write_part(&buffer.part, &buffer.rows, props) {
+                Ok(()) => {
+                    buffer.written = buffer.rows.len();
+                    buffer.compacted = last_write;
+                }
                 Err(source) => errors.push(WriteError {
                     path: buffer.part.clone(),
                     source,
@@ -187,8 +221,7 @@ impl<R: Row> TableWriter<R> {
         }
         let finished = &mut self.finished;
         self.hours.retain(|&hour, buffer| {
-            let hour_end = (hour + 1) * MICROS_PER_HOUR;
-            let keep = buffer.dirty() || now_us < hour_end + LATE_ROW_GRACE_US;
+            let keep = buffer.dirty() || !over(hour) || !buffer.compacted;
             if !keep {
                 finished.push(hour);
             }
@@ -276,6 +309,7 @@ impl Store {
             (Table::Mem, self.mem.take_finished()),
             (Table::Net, self.net.take_finished()),
             (Table::NetUid, self.net_uid.take_finished()),
+            (Table::Ping, self.ping.take_finished()),
         ] {
             self.rollups_due.entry(table).or_default().extend(hours);
         }
@@ -341,6 +375,7 @@ impl Store {
                     Table::Mem => roll_up(&data_dir, &host, hour, rollup::mem_minutes),
                     Table::Net => roll_up(&data_dir, &host, hour, rollup::net_minutes),
                     Table::NetUid => roll_up(&data_dir, &host, hour, rollup::net_uid_minutes),
+                    Table::Ping => roll_up(&data_dir, &host, hour, rollup::ping_minutes),
                     _ => Ok(()),
                 };
                 match result {
@@ -379,11 +414,12 @@ impl Store {
     }
 }
 
-const ROLLUP_PAIRS: [(Table, Table); 4] = [
+const ROLLUP_PAIRS: [(Table, Table); 5] = [
     (Table::Cpu, Table::CpuMinute),
     (Table::Mem, Table::MemMinute),
     (Table::Net, Table::NetMinute),
     (Table::NetUid, Table::NetUidMinute),
+    (Table::Ping, Table::PingMinute),
 ];
 
 /// Reads every part of one finished hour of a raw table from disk and (re)writes the
@@ -415,6 +451,7 @@ where
     let dir = layout::table_host_dir(data_dir, M::TABLE, host);
     let (date_dir, hh) = layout::hour_location(&dir, hour);
     let path = date_dir.join(format!("{hh}.parquet"));
+    // Written once: the final compression.
     let props = Arc::new(writer_properties(M::TABLE, host));
     write_part(&path, &out, &props).map_err(|source| WriteError { path, source })
 }
@@ -433,23 +470,51 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
     Ok(rows)
 }
 
-/// Columns with few distinct values per hour: dictionary-encoded (ids, names, lengths).
+/// Columns with few distinct values per hour: dictionary-encoded (ids, names, counts).
+/// `dur_ms` is not one of them: it is the same for all rows of an interval, so
+/// BYTE_STREAM_SPLIT hands zstd runs of equal bytes (2% smaller than the dictionary's
+/// bit-packed ids, measured).
 const LOW_CARDINALITY: [&str; 8] = [
-    "uid", "dur_ms", "ifindex", "netns", "ctid", "sent", "received", "nproc",
+    "uid",
+    "ifindex",
+    "netns",
+    "ctid",
+    "sent",
+    "received",
+    "nproc",
+    "measurements",
 ];
 
 /// Encodings chosen per column, from measurements (examples/bench_store.rs):
 /// - `ts`: DELTA_BINARY_PACKED (rows of one interval share a timestamp: deltas are 0 or
 ///   one interval);
-/// - names and low-cardinality integers (uid, dur_ms, ifindex…): dictionary (RLE ids);
-/// - measured integers (ns, bytes, packets): no dictionary (it would only fall back),
-///   BYTE_STREAM_SPLIT so zstd sees the all-zero high bytes as long runs;
-/// - doubles: BYTE_STREAM_SPLIT (rates are quantized to 1/1024, so their low mantissa
-///   bytes are zero runs too);
-/// - zstd level 6, one row group per hourly file, chunk-level statistics (files are
-///   hourly already; a page index would cost more than it saves);
+/// - names and low-cardinality integers (uid, ifindex…): dictionary (RLE ids);
+/// - measured integers (ns, bytes, packets, `dur_ms`): no dictionary (it would only fall
+///   back), BYTE_STREAM_SPLIT so zstd sees the all-zero high bytes as long runs;
+/// - doubles, `rtts_ms` items included: BYTE_STREAM_SPLIT (rates are rounded to 10
+///   significant bits, see `rows::quantize`, so their low mantissa bytes are zero runs);
+/// - zstd level 19 for files written for the last time (a finished hour, a roll-up),
+///   level 6 for the rewrites of the current hour at every flush (see [`flush_properties`]);
+/// - one row group and one data page per column per hourly file, chunk-level statistics,
+///   no page index or offset index (files are hourly already);
+/// - no embedded Arrow schema (see [`writer_options`]);
 /// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
+    properties(table, host, FINAL_ZSTD_LEVEL)
+}
+
+/// [`writer_properties`] with the cheaper compression of the rewrites of the current hour.
+pub fn flush_properties(table: Table, host: &str) -> WriterProperties {
+    properties(table, host, FLUSH_ZSTD_LEVEL)
+}
+
+/// zstd level of the current hour's file, rewritten whole at every flush.
+const FLUSH_ZSTD_LEVEL: i32 = 6;
+/// zstd level of a file written for the last time (measured in examples/bench_store.rs:
+/// 6% smaller than level 6; levels above 19 gain nothing more here).
+const FINAL_ZSTD_LEVEL: i32 = 19;
+
+fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
     let metadata = vec![
         KeyValue::new("csm.schema_version".into(), SCHEMA_VERSION.to_string()),
         KeyValue::new("csm.version".into(), env!("CARGO_PKG_VERSION").to_string()),
@@ -458,10 +523,16 @@ pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
     ];
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(6).expect("valid zstd level"),
+            ZstdLevel::try_new(zstd_level).expect("valid zstd level"),
         ))
+        // One page per column chunk: pages are compressed apart, and nothing here reads
+        // a page alone.
+        .set_data_page_row_count_limit(usize::MAX)
+        .set_data_page_size_limit(64 << 20)
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
+        // One page per chunk: an offset index would only repeat the chunk's offset.
+        .set_offset_index_disabled(true)
         .set_max_row_group_row_count(Some(4_000_000))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
@@ -488,10 +559,27 @@ pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
             }
+            // `rtts_ms`: the doubles inside the list, like any other measured double.
+            DataType::List(item) if item.data_type() == &DataType::Float64 => {
+                let path = ColumnPath::new(vec![name.into(), "list".into(), item.name().clone()]);
+                builder = builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
             _ => {}
         }
     }
     builder.build()
+}
+
+/// The embedded Arrow schema (`ARROW:schema`, 0.6–1 KB a file, a tenth of a small
+/// hourly file) is left out: every column type of these tables maps back from its
+/// Parquet type unchanged (`timestamp(isAdjustedToUTC)` reads as `Timestamp(µs, "UTC")`;
+/// tested below).
+fn writer_options(props: &WriterProperties) -> ArrowWriterOptions {
+    ArrowWriterOptions::new()
+        .with_properties(props.clone())
+        .with_skip_arrow_metadata(true)
 }
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
@@ -508,8 +596,9 @@ fn write_part<R: Row>(part: &Path, rows: &[R], props: &Arc<WriterProperties>) ->
         .open(&temp)?;
     file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
     let result = (|| {
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some((**props).clone()))
-            .map_err(io::Error::other)?;
+        let mut writer =
+            ArrowWriter::try_new_with_options(file, batch.schema(), writer_options(props))
+                .map_err(io::Error::other)?;
         writer.write(&batch).map_err(io::Error::other)?;
         let file = writer.into_inner().map_err(io::Error::other)?;
         file.sync_all()?;
@@ -622,6 +711,33 @@ mod tests {
     }
 
     #[test]
+    fn every_table_reads_back_with_its_own_schema_without_the_arrow_metadata() {
+        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
+            let schema = table.schema();
+            let batch = arrow::record_batch::RecordBatch::new_empty(schema.clone());
+            let props = writer_properties(*table, "h");
+            let file = tempfile::tempfile().unwrap();
+            let mut writer = ArrowWriter::try_new_with_options(
+                file.try_clone().unwrap(),
+                schema.clone(),
+                writer_options(&props),
+            )
+            .unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            let kv = builder.metadata().file_metadata().key_value_metadata();
+            assert!(kv.unwrap().iter().all(|e| e.key != "ARROW:schema"));
+            assert_eq!(
+                builder.schema().fields(),
+                schema.fields(),
+                "{}",
+                table.name()
+            );
+        }
+    }
+
+    #[test]
     fn metadata_names_schema_version_and_host() {
         let dir = tempfile::tempdir().unwrap();
         let opts = StoreOptions::new(dir.path(), "h1");
@@ -678,6 +794,52 @@ mod tests {
         assert_eq!(store.cpu.buffered_rows(), 1);
         assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
         assert_eq!(store.cpu.buffered_rows(), 0);
+    }
+
+    #[test]
+    fn a_finished_hour_is_rewritten_once_with_the_final_compression() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        for s in 0..600 {
+            store.cpu.push(cpu_row(s * 1_000_000, s % 7));
+        }
+        assert!(store.flush(600_000_000).is_empty());
+        let file = dir.path().join("cpu/host=h/date=1970-01-01/00.parquet");
+        let flushed = fs::metadata(&file).unwrap().ino();
+        // Over, but still inside the grace for late rows: not rewritten.
+        assert!(store.flush(MICROS_PER_HOUR).is_empty());
+        assert_eq!(fs::metadata(&file).unwrap().ino(), flushed);
+        assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
+        assert_ne!(fs::metadata(&file).unwrap().ino(), flushed, "rewritten");
+        assert_eq!(store.cpu.buffered_rows(), 0);
+        assert_eq!(read_all(&file).num_rows(), 600);
+    }
+
+    #[test]
+    fn final_writes_of_different_tables_fall_into_different_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        store.cpu.push(cpu_row(1_000_000, 1));
+        store.mem.push(MemRow {
+            ts_us: 1_000_000,
+            uid: 1,
+            user: None,
+            nproc: 1,
+            rss_bytes: 4096,
+            pss_bytes: None,
+            swap_bytes: None,
+        });
+        let done = MICROS_PER_HOUR + LATE_ROW_GRACE_US;
+        assert!(store.flush(done).is_empty());
+        assert_eq!(
+            (store.cpu.buffered_rows(), store.mem.buffered_rows()),
+            (0, 1)
+        );
+        assert!(store.flush(done + FINAL_WRITE_STAGGER_US).is_empty());
+        assert_eq!(store.mem.buffered_rows(), 0);
+        let rolled = dir.path().join("mem_1m/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&rolled).num_rows(), 1);
     }
 
     #[test]
@@ -761,6 +923,61 @@ mod tests {
             .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
             .unwrap();
         assert_eq!(ts.value(0), 60_000_000, "ts is the end of the minute");
+    }
+
+    fn ping_row(ts_us: i64, target: &str, rtts_ms: Vec<f64>) -> PingRow {
+        PingRow {
+            ts_us,
+            target: target.into(),
+            addr: Some("192.0.2.7".into()),
+            sent: 3,
+            received: rtts_ms.len() as i64,
+            rtt_min_ms: rtts_ms.iter().copied().reduce(f64::min),
+            rtt_avg_ms: None,
+            rtt_max_ms: rtts_ms.iter().copied().reduce(f64::max),
+            rtt_mdev_ms: None,
+            error: rtts_ms.is_empty().then(|| "timeout".into()),
+            rtts_ms,
+        }
+    }
+
+    #[test]
+    fn ping_rows_read_back_whole_and_finished_hours_get_ping_1m() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        let rows = vec![
+            ping_row(10_000_000, "a", vec![20.5, 21.25, 19.0]),
+            ping_row(10_000_000, "b", vec![]),
+            ping_row(70_000_000, "a", vec![22.0]),
+        ];
+        {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.ping.extend(rows.clone());
+            assert!(store.flush(80_000_000).is_empty());
+        }
+        let raw = dir.path().join("ping/host=h/date=1970-01-01/00.parquet");
+        let mut back = read_rows::<PingRow>(&raw).unwrap();
+        back.sort_by(|x, y| (x.ts_us, &x.target).cmp(&(y.ts_us, &y.target)));
+        assert_eq!(back, rows);
+
+        // The daemon was down when the hour ended: the next start rolls it up.
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(2 * MICROS_PER_HOUR);
+        assert!(store.flush(2 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("ping_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 3);
+        let col = |name: &str| rolled.column_by_name(name).unwrap().clone();
+        let received = col("received");
+        let received = received.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(received.values(), &[3, 0, 1]);
+        let p50 = col("rtt_p50_ms");
+        let p50 = p50
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(p50.value(0), 20.5);
+        assert!(p50.is_null(1), "no replies, no percentiles");
+        assert_eq!(p50.value(2), 22.0);
     }
 
     #[test]
