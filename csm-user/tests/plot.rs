@@ -382,6 +382,12 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
         svg.texts()
     );
     assert!(svg.has_text("12.5% lost"), "{:?}", svg.texts());
+    // 105 answered measurements of 20, 21 and 23 ms.
+    assert!(
+        svg.has_text("All 315 replies: median 21.00 ms, p90 23.00 ms, p99 23.00 ms, max 23.00 ms."),
+        "{:?}",
+        svg.texts()
+    );
     // The median line sits at 21 ms.
     let median_ys: Vec<f64> = svg
         .shapes("polyline", "stroke", "#003C64")

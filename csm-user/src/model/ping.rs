@@ -3,8 +3,9 @@
 //!
 //! Percentiles over a period come from the raw `rtts_ms` of every row, never from averages
 //! of averages: one row's `rtt_avg_ms` hides the spread that SmokePing-style "smoke" shows.
-//! [`rtt_percentiles`] records every reply into an HDR histogram per target (1 µs
-//! resolution, 3 significant digits), so memory stays bounded however long the period.
+//! [`RttHistogram`] records every reply into an HDR histogram (1 µs resolution, 3
+//! significant digits), so memory stays bounded however long the period (a month of
+//! 1 s pings is millions of replies); the maximum is kept exactly beside it.
 
 use std::collections::BTreeMap;
 
@@ -94,24 +95,69 @@ pub struct RttPercentiles {
 /// RTTs are recorded in microseconds; one hour caps the range (a longer RTT is clamped).
 const HIST_MAX_US: u64 = 3_600_000_000;
 
+/// Replies of many measurements, for percentiles over a period.
+pub struct RttHistogram {
+    hist: Histogram<u64>,
+    /// Exact: the histogram's own maximum is only as precise as its buckets.
+    max_ms: Option<f64>,
+}
+
+impl Default for RttHistogram {
+    fn default() -> Self {
+        RttHistogram {
+            hist: Histogram::new_with_bounds(1, HIST_MAX_US, 3)
+                .expect("constant histogram bounds are valid"),
+            max_ms: None,
+        }
+    }
+}
+
+impl RttHistogram {
+    pub fn record(&mut self, rtt_ms: f64) {
+        if !rtt_ms.is_finite() {
+            return;
+        }
+        let us = (rtt_ms * 1000.0).round().clamp(1.0, HIST_MAX_US as f64) as u64;
+        self.hist.saturating_record(us);
+        self.max_ms = Some(self.max_ms.map_or(rtt_ms, |m| m.max(rtt_ms)));
+    }
+
+    /// Replies recorded.
+    pub fn len(&self) -> u64 {
+        self.hist.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty()
+    }
+
+    /// The `q`-quantile (0..=1) in ms, within the histogram's 3 significant digits and
+    /// never above the true maximum; `None` without replies.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let max = self.max_ms?;
+        // The middle of the value's bucket: the histogram only knows the bucket.
+        let us = self.hist.median_equivalent(self.hist.value_at_quantile(q));
+        Some((us as f64 / 1000.0).min(max))
+    }
+
+    pub fn max_ms(&self) -> Option<f64> {
+        self.max_ms
+    }
+}
+
 /// Aggregates `rows` whose `ts` lies in `[from_us, to_us)` into percentiles per target
-/// (sorted by target). For `csm-plot` and analysis helpers.
+/// (sorted by target).
 pub fn rtt_percentiles(rows: &[PingRow], from_us: i64, to_us: i64) -> Vec<RttPercentiles> {
-    let mut per_target: BTreeMap<&str, (Histogram<u64>, u64, u64)> = BTreeMap::new();
+    let mut per_target: BTreeMap<&str, (RttHistogram, u64, u64)> = BTreeMap::new();
     for row in rows
         .iter()
         .filter(|r| r.ts_us >= from_us && r.ts_us < to_us)
     {
-        let entry = per_target.entry(&row.target).or_insert_with(|| {
-            let hist = Histogram::new_with_bounds(1, HIST_MAX_US, 3)
-                .expect("constant histogram bounds are valid");
-            (hist, 0, 0)
-        });
+        let entry = per_target.entry(&row.target).or_default();
         entry.1 += 1;
         entry.2 += row.sent.max(0) as u64;
-        for rtt in &row.rtts_ms {
-            let us = (rtt * 1000.0).round().clamp(1.0, HIST_MAX_US as f64) as u64;
-            entry.0.saturating_record(us);
+        for &rtt in &row.rtts_ms {
+            entry.0.record(rtt);
         }
     }
     per_target
@@ -120,19 +166,18 @@ pub fn rtt_percentiles(rows: &[PingRow], from_us: i64, to_us: i64) -> Vec<RttPer
         .collect()
 }
 
-fn summarize(target: &str, hist: &Histogram<u64>, measurements: u64, sent: u64) -> RttPercentiles {
+fn summarize(target: &str, hist: &RttHistogram, measurements: u64, sent: u64) -> RttPercentiles {
     let received = hist.len();
-    let at = |q: f64| (received > 0).then(|| hist.value_at_quantile(q) as f64 / 1000.0);
     RttPercentiles {
         target: target.to_string(),
         measurements,
         sent,
         received,
         loss: (sent > 0).then(|| 1.0 - (received.min(sent) as f64 / sent as f64)),
-        p50_ms: at(0.5),
-        p90_ms: at(0.9),
-        p99_ms: at(0.99),
-        max_ms: (received > 0).then(|| hist.max() as f64 / 1000.0),
+        p50_ms: hist.quantile_ms(0.5),
+        p90_ms: hist.quantile_ms(0.9),
+        p99_ms: hist.quantile_ms(0.99),
+        max_ms: hist.max_ms(),
     }
 }
 
@@ -236,8 +281,19 @@ mod tests {
         assert!(near(a.p50_ms, 50.0), "{a:?}");
         assert!(near(a.p90_ms, 90.0), "{a:?}");
         assert!(near(a.p99_ms, 99.0), "{a:?}");
-        assert!(near(a.max_ms, 100.0), "{a:?}");
+        assert_eq!(a.max_ms, Some(100.0), "the maximum is exact");
         assert!((a.loss.unwrap() - 2.0 / 102.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_single_reply_is_every_percentile_exactly() {
+        let mut hist = RttHistogram::default();
+        assert_eq!(hist.quantile_ms(0.99), None);
+        hist.record(7.5);
+        hist.record(f64::NAN);
+        assert_eq!(hist.len(), 1);
+        assert_eq!(hist.quantile_ms(0.99), Some(7.5));
+        assert_eq!(hist.quantile_ms(0.5), Some(7.5));
     }
 
     #[test]

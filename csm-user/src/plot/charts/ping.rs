@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 
 use super::ChartResult;
+use crate::model::ping::RttHistogram;
 use crate::plot::bins::{gauge_spans, quantile};
 use crate::plot::canvas::{
     self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, HEIGHT,
@@ -160,6 +161,9 @@ fn ping_chart(
         ),
         outage_note(ctx, &periods),
     ];
+    if let Some(words) = range_percentiles(samples) {
+        notes.push(words);
+    }
     if !spikes.is_empty() {
         let words: Vec<String> = spikes
             .iter()
@@ -264,4 +268,22 @@ mod tests {
         let samples = vec![sample(0, 3), sample(60, 3), sample(120, 0)];
         assert_eq!(outages(&samples), vec![(120_000_000, 180_000_000)]);
     }
+}
+
+/// Percentiles of every reply over the whole range (an HDR histogram: a month of 1 s
+/// pings is millions of replies), for the notes.
+fn range_percentiles(samples: &[PingSample]) -> Option<String> {
+    let mut all = RttHistogram::default();
+    for rtt in samples.iter().flat_map(|s| &s.rtts_ms) {
+        all.record(*rtt);
+    }
+    let q = |q: f64| all.quantile_ms(q);
+    Some(format!(
+        "All {} replies: median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms.",
+        all.len(),
+        q(0.5)?,
+        q(0.9)?,
+        q(0.99)?,
+        all.max_ms()?
+    ))
 }
