@@ -242,6 +242,24 @@ fn ping_chart(
     )
 }
 
+/// Percentiles of every reply over the whole range (an HDR histogram: a month of 1 s
+/// pings is millions of replies), for the notes.
+fn range_percentiles(samples: &[PingSample]) -> Option<String> {
+    let mut all = RttHistogram::default();
+    for rtt in samples.iter().flat_map(|s| &s.rtts_ms) {
+        all.record(*rtt);
+    }
+    let q = |q: f64| all.quantile_ms(q);
+    Some(format!(
+        "All {} replies: median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms.",
+        all.len(),
+        q(0.5)?,
+        q(0.9)?,
+        q(0.99)?,
+        all.max_ms()?
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,22 +286,4 @@ mod tests {
         let samples = vec![sample(0, 3), sample(60, 3), sample(120, 0)];
         assert_eq!(outages(&samples), vec![(120_000_000, 180_000_000)]);
     }
-}
-
-/// Percentiles of every reply over the whole range (an HDR histogram: a month of 1 s
-/// pings is millions of replies), for the notes.
-fn range_percentiles(samples: &[PingSample]) -> Option<String> {
-    let mut all = RttHistogram::default();
-    for rtt in samples.iter().flat_map(|s| &s.rtts_ms) {
-        all.record(*rtt);
-    }
-    let q = |q: f64| all.quantile_ms(q);
-    Some(format!(
-        "All {} replies: median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms.",
-        all.len(),
-        q(0.5)?,
-        q(0.9)?,
-        q(0.99)?,
-        all.max_ms()?
-    ))
 }
