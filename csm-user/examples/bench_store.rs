@@ -279,8 +279,14 @@ fn flush_cost(dir: &Path, uniform_noise: bool) {
     let mut store = Store::open(StoreOptions::new(dir, "bench")).expect("open store");
     let mut sim = Sim::new(uniform_noise);
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    let mut rss_before_final = 0.0;
     for s in 1..=3600 + 600 {
         let t = DAY_START + s * SEC;
+        if s == 3600 + 290 {
+            // The finished hour's final (strongest) writes and roll-ups come next: their
+            // memory peak is the daemon's hourly one.
+            rss_before_final = reset_peak_rss_mib();
+        }
         sim.second(&mut store, t);
         if s % 10 == 0 {
             let (started, cpu0) = (Instant::now(), thread_cpu_ms());
@@ -301,6 +307,33 @@ fn flush_cost(dir: &Path, uniform_noise: bool) {
          wall (with fsync) mean {wall_mean:.2} ms, max {wall_max:.2} ms",
         cpu_mean / 10_000.0 * 100.0
     );
+    println!(
+        "  memory: RSS {rss_before_final:.1} MiB before the finished hour's final writes, \
+         peak {:.1} MiB during them",
+        status_mib("VmHWM:")
+    );
+}
+
+/// Resets the process's RSS high-water mark (`/proc/self/clear_refs`) and returns the
+/// current RSS, in MiB.
+fn reset_peak_rss_mib() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_mib("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn thread_cpu_ms() -> f64 {
