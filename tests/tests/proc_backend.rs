@@ -24,7 +24,7 @@ fn fixtures() -> PathBuf {
 
 /// A running `csm run` on a private copy of a fixture; killed if the test fails.
 struct Run {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     root: PathBuf,
     src: PathBuf,
     data: PathBuf,
@@ -48,8 +48,20 @@ impl Run {
         copy_tree(&src.join("proc"), &root.join("proc"));
         copy_tree(&src.join("sys"), &root.join("sys"));
         let data = tmp.path().join("data");
-        let config = tmp.path().join("csm.toml");
-        fs::write(&config, "[mem]\ninterval = \"500ms\"\n").unwrap();
+        fs::write(tmp.path().join("csm.toml"), "[mem]\ninterval = \"500ms\"\n").unwrap();
+        let mut run = Run {
+            tmp,
+            root,
+            src,
+            data,
+            child: None,
+        };
+        run.spawn();
+        run
+    }
+
+    /// Starts `csm run --backend proc` on the fixture copy (again, after a kill).
+    fn spawn(&mut self) {
         let child = Command::new(csm_binary())
             .arg("run")
             .args([
@@ -61,24 +73,18 @@ impl Run {
                 "1s",
             ])
             .arg("--config")
-            .arg(&config)
+            .arg(self.tmp.path().join("csm.toml"))
             .arg("--data-dir")
-            .arg(&data)
+            .arg(&self.data)
             .arg("--proc-root")
-            .arg(root.join("proc"))
+            .arg(self.root.join("proc"))
             .arg("--sys-root")
-            .arg(root.join("sys"))
+            .arg(self.root.join("sys"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start csm");
-        Run {
-            _tmp: tmp,
-            root,
-            src,
-            data,
-            child: Some(child),
-        }
+        self.child = Some(child);
     }
 
     /// Applies `steps/<k>` atomically file by file (new process directories whole).
@@ -464,4 +470,107 @@ fn auto_backend_on_a_fixture_chooses_proc_without_trying_ebpf() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ok  openvz   container"), "{text}");
     assert!(text.contains("ok  ubc"), "{text}");
+}
+
+/// `/proc/net/dev` as the fixture writes it: lo and eth0 with these counters
+/// (rx bytes, rx packets, tx bytes, tx packets).
+fn net_dev_text(lo: [u64; 4], eth0: [u64; 4]) -> String {
+    let line = |name: &str, c: [u64; 4]| {
+        format!(
+            "{name:>6}: {} {} 0 0 0 0 0 0 {} {} 0 0 0 0 0 0\n",
+            c[0], c[1], c[2], c[3]
+        )
+    };
+    format!(
+        "Inter-|   Receive                                                |  Transmit\n \
+         face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n{}{}",
+        line("lo", lo),
+        line("eth0", eth0)
+    )
+}
+
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The /proc backend has no pinned counters, but /proc/net/dev counts since boot: after a
+/// SIGKILL, the next run of the same boot writes the traffic of the gap, so the rows over
+/// the whole window hold exactly the counters' growth. A clean stop leaves nothing to
+/// recover.
+#[test]
+fn a_crash_gap_in_proc_net_dev_traffic_is_recovered() {
+    let mut run = Run::start("modern-host");
+    let boot_id = run.root.join("proc/sys/kernel/random/boot_id");
+    fs::create_dir_all(boot_id.parent().unwrap()).unwrap();
+    fs::write(&boot_id, "9b0c7e52-5d1e-4f7b-a3c1-2d4e6f8a0b1c\n").unwrap();
+    // The fixture's starting counters: lo 1000 B / 10 pkts each way, eth0 10 GB / 8 M in
+    // and 5 GB / 4 M out (wider than 32 bits).
+    let start_lo = [1000, 10, 1000, 10];
+    let start_eth0 = [10_000_000_000, 8_000_000, 5_000_000_000, 4_000_000];
+    let net_dev = run.root.join("proc/net/dev");
+    let write_net_dev = |lo: [u64; 4], eth0: [u64; 4]| {
+        let staged = net_dev.with_extension("new");
+        fs::write(&staged, net_dev_text(lo, eth0)).unwrap();
+        fs::rename(&staged, &net_dev).unwrap();
+    };
+    // The boot id is read at start: restart on it before anything counts.
+    let mut first = run.child.take().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    run.spawn();
+    let state = run.data.join(".csm-netdev-state");
+    wait_for("a first flush", || state.exists());
+    write_net_dev(
+        [1500, 15, 1500, 15],
+        [10_000_100_000, 8_000_100, 5_000_050_000, 4_000_050],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut child = run.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // While csm is down: more traffic.
+    let end_lo = [4000, 40, 4000, 40];
+    let end_eth0 = [10_003_000_000, 8_003_000, 5_001_000_000, 4_001_000];
+    write_net_dev(end_lo, end_eth0);
+    run.spawn();
+    wait_for("the recovered event", || {
+        run.table("events").iter().any(|r| {
+            r["event"].str() == "recovered" && r["detail"].str().starts_with("netdev gap_ms=")
+        })
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let (run, _) = run.drive(0);
+
+    let total = |iface: &str| {
+        net(&run.table("net"), iface)
+            .iter()
+            .fold([0i64; 4], |a, r| {
+                [a[0] + r[1], a[1] + r[2], a[2] + r[3], a[3] + r[4]]
+            })
+    };
+    // Rows hold (rx bytes, tx bytes, rx packets, tx packets).
+    let growth = |start: [u64; 4], end: [u64; 4]| {
+        [
+            end[0] - start[0],
+            end[2] - start[2],
+            end[1] - start[1],
+            end[3] - start[3],
+        ]
+        .map(|v| v as i64)
+    };
+    assert_eq!(
+        total("eth0"),
+        growth(start_eth0, end_eth0),
+        "eth0 over the window"
+    );
+    assert_eq!(total("lo"), growth(start_lo, end_lo), "lo over the window");
+    assert!(!state.exists(), "a clean stop leaves nothing to recover");
 }

@@ -5,7 +5,7 @@ use tracing::warn;
 
 use crate::cli::config::Settings;
 use crate::cli::Backend;
-use crate::model::{CpuSample, NetSample};
+use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
@@ -54,6 +54,8 @@ pub struct Collectors {
     pub resume_cpu: Option<CpuSample>,
     /// The same for traffic: the last sample whose rows the previous run wrote.
     pub resume_net: Option<NetSample>,
+    /// The same for `/proc/net/dev` (when eBPF does not count traffic), same boot only.
+    pub resume_netdev: Option<netdev::NetSample>,
 }
 
 pub fn select(settings: &Settings) -> Result<Collectors, RunError> {
@@ -119,6 +121,7 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
         notes: std::mem::take(&mut loaded.notes),
         resume_cpu: None,
         resume_net: None,
+        resume_netdev: None,
         ebpf: Some(loaded),
     })
 }
@@ -157,5 +160,6 @@ fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
         notes: Vec::new(),
         resume_cpu: None,
         resume_net: None,
+        resume_netdev: None,
     })
 }

@@ -21,11 +21,11 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
 use crate::cli::Settings;
-use crate::model::{CpuSample, NetSample};
+use crate::model::{netdev, CpuSample, NetSample};
 use crate::store::{
     CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow, WriteError,
 };
-use state::State;
+use state::{NetdevState, State};
 
 /// Rows a collector hands to the store.
 #[derive(Debug)]
@@ -42,6 +42,8 @@ pub enum Rows {
     CpuTotals(CpuSample),
     /// The cumulative traffic sample the `Net`/`NetUid` rows just sent end at (same use).
     NetTotals(NetSample),
+    /// The `/proc/net/dev` sample the /proc backend's `Net` rows just sent end at.
+    NetdevTotals(netdev::NetSample),
 }
 
 pub type RowSender = mpsc::UnboundedSender<Rows>;
@@ -155,6 +157,10 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
             ),
         }
     }
+    let boot_id = settings.paths.boot_id();
+    if collectors.net.is_none() {
+        collectors.resume_netdev = netdev_to_resume(&settings.data_dir, boot_id.as_deref());
+    }
     apply_retention(&mut store, &settings);
     store.catch_up_rollups(started);
 
@@ -173,6 +179,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let deadline = settings.duration.map(|d| Instant::now() + d);
     let mut flusher = Flusher {
         instance: collectors_instance,
+        boot_id,
         ..Flusher::default()
     };
     let mut retention_hour = crate::store::layout::hour_of(started);
@@ -213,6 +220,9 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
             store.unwritten_rows()
         )));
     }
+    if let Err(err) = NetdevState::remove(&settings.data_dir) {
+        warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
+    }
     if let Some(pins) = pins {
         if let Err(err) = pins.remove() {
             warn!(
@@ -222,6 +232,20 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         }
     }
     Ok(())
+}
+
+/// The `/proc/net/dev` sample a crashed run last wrote, when it is from this boot (the
+/// counters restart at a reboot, so an older sample says nothing about the gap).
+fn netdev_to_resume(
+    data_dir: &std::path::Path,
+    boot_id: Option<&str>,
+) -> Option<netdev::NetSample> {
+    let state = NetdevState::load(data_dir)?;
+    if Some(state.boot_id.as_str()) != boot_id {
+        info!("the previous run ended before a reboot: its gap in /proc/net/dev traffic cannot be recovered");
+        return None;
+    }
+    Some(state.sample)
 }
 
 /// One daemon per data dir: a second one would adopt the first one's pinned counters and
@@ -298,7 +322,7 @@ async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
 
 fn push(store: &mut Store, rows: Rows) {
     match rows {
-        Rows::CpuTotals(_) | Rows::NetTotals(_) => {}
+        Rows::CpuTotals(_) | Rows::NetTotals(_) | Rows::NetdevTotals(_) => {}
         Rows::Cpu(rows) => store.cpu.extend(rows),
         Rows::Mem(rows) => store.mem.extend(rows),
         Rows::Net(rows) => store.net.extend(rows),
@@ -335,6 +359,9 @@ struct Flusher {
     last_cpu: Option<CpuSample>,
     /// The traffic sample the rows pushed so far end at.
     last_net: Option<NetSample>,
+    /// This boot, and the `/proc/net/dev` sample the rows pushed so far end at.
+    boot_id: Option<String>,
+    last_netdev: Option<netdev::NetSample>,
 }
 
 impl Flusher {
@@ -342,6 +369,7 @@ impl Flusher {
         match rows {
             Rows::CpuTotals(sample) => self.last_cpu = Some(sample),
             Rows::NetTotals(sample) => self.last_net = Some(sample),
+            Rows::NetdevTotals(sample) => self.last_netdev = Some(sample),
             rows => push(store, rows),
         }
     }
@@ -383,16 +411,24 @@ impl Flusher {
     }
 
     fn save_state(&self, data_dir: &std::path::Path) {
-        let (Some(instance), Some(cpu)) = (&self.instance, &self.last_cpu) else {
-            return;
-        };
-        let state = State {
-            instance: instance.clone(),
-            cpu: cpu.clone(),
-            net: self.last_net.clone(),
-        };
-        if let Err(err) = state.save(data_dir) {
-            warn!("cannot save {}: {err}", state::path(data_dir).display());
+        if let (Some(instance), Some(cpu)) = (&self.instance, &self.last_cpu) {
+            let state = State {
+                instance: instance.clone(),
+                cpu: cpu.clone(),
+                net: self.last_net.clone(),
+            };
+            if let Err(err) = state.save(data_dir) {
+                warn!("cannot save {}: {err}", state::path(data_dir).display());
+            }
+        }
+        if let (Some(boot_id), Some(sample)) = (&self.boot_id, &self.last_netdev) {
+            let state = NetdevState {
+                boot_id: boot_id.clone(),
+                sample: sample.clone(),
+            };
+            if let Err(err) = state.save(data_dir) {
+                warn!("cannot save {}: {err}", state::NETDEV_STATE_FILE);
+            }
         }
     }
 }

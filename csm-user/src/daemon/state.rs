@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::net::{IfaceCounters, UidCounters};
+use crate::model::netdev;
 use crate::model::{CpuSample, NetSample};
 
 pub const STATE_FILE: &str = ".csm-state";
@@ -130,18 +131,109 @@ impl State {
 
     /// Replaces the state file atomically.
     pub fn save(&self, data_dir: &Path) -> io::Result<()> {
-        let target = path(data_dir);
-        let temp = data_dir.join(format!("{STATE_FILE}.tmp"));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&temp)?;
-        file.write_all(self.render().as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, &target)?;
-        File::open(data_dir)?.sync_all()
+        write_atomically(data_dir, STATE_FILE, &self.render())
+    }
+}
+
+/// Replaces `<data_dir>/<name>` with `text`: temporary, fsync, rename, fsync the folder.
+fn write_atomically(data_dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let temp = data_dir.join(format!("{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&temp, data_dir.join(name))?;
+    File::open(data_dir)?.sync_all()
+}
+
+pub const NETDEV_STATE_FILE: &str = ".csm-netdev-state";
+const NETDEV_HEADER: &str = "csm-netdev-state 1";
+
+/// The /proc backend's counterpart: the last `/proc/net/dev` sample whose rows were
+/// written, and the boot it belongs to (the counters count since boot). A clean stop
+/// removes the file, as it removes the eBPF pins; a run that finds it after a crash in
+/// the same boot writes the gap's traffic.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetdevState {
+    pub boot_id: String,
+    pub sample: netdev::NetSample,
+}
+
+impl NetdevState {
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{NETDEV_HEADER}\nboot_id {}\nmono_ns {}\nwall_us {}\n",
+            self.boot_id, self.sample.mono_ns, self.sample.wall_us
+        );
+        // Interface names hold no whitespace (the kernel refuses such names).
+        for (name, c) in &self.sample.ifaces {
+            let ifindex = c.ifindex.map_or("-".to_string(), |i| i.to_string());
+            out.push_str(&format!(
+                "iface {name} {ifindex} {} {} {} {}\n",
+                c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets
+            ));
+        }
+        out
+    }
+
+    /// `None` for anything that is not a complete file of this version.
+    pub fn parse(text: &str) -> Option<NetdevState> {
+        let mut lines = text.lines();
+        if lines.next()? != NETDEV_HEADER {
+            return None;
+        }
+        let mut state = NetdevState::default();
+        let (mut mono, mut wall) = (None, None);
+        for line in lines {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match (words.first().copied()?, words.len()) {
+                ("boot_id", 2) => state.boot_id = words[1].to_string(),
+                ("mono_ns", 2) => mono = Some(words[1].parse().ok()?),
+                ("wall_us", 2) => wall = Some(words[1].parse().ok()?),
+                ("iface", 7) => {
+                    let ifindex = match words[2] {
+                        "-" => None,
+                        n => Some(n.parse().ok()?),
+                    };
+                    let n: Vec<u64> = words[3..]
+                        .iter()
+                        .map(|w| w.parse().ok())
+                        .collect::<Option<_>>()?;
+                    let iface = netdev::IfaceSample {
+                        ifindex,
+                        rx_bytes: n[0],
+                        tx_bytes: n[1],
+                        rx_packets: n[2],
+                        tx_packets: n[3],
+                    };
+                    state.sample.ifaces.insert(words[1].to_string(), iface);
+                }
+                _ => return None,
+            }
+        }
+        state.sample.mono_ns = mono?;
+        state.sample.wall_us = wall?;
+        (!state.boot_id.is_empty()).then_some(state)
+    }
+
+    pub fn load(data_dir: &Path) -> Option<NetdevState> {
+        NetdevState::parse(&fs::read_to_string(data_dir.join(NETDEV_STATE_FILE)).ok()?)
+    }
+
+    pub fn save(&self, data_dir: &Path) -> io::Result<()> {
+        write_atomically(data_dir, NETDEV_STATE_FILE, &self.render())
+    }
+
+    /// At a clean stop: nothing is left to recover.
+    pub fn remove(data_dir: &Path) -> io::Result<()> {
+        match fs::remove_file(data_dir.join(NETDEV_STATE_FILE)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -203,6 +295,56 @@ mod tests {
         assert_eq!(State::parse("something else"), None);
         assert_eq!(
             State::parse("csm-state 1\ninstance x\nmono_ns 1\nwall_us 2\ncpu a b\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn netdev_state_round_trips_and_rejects_garbage() {
+        let mut sample = netdev::NetSample {
+            mono_ns: 5,
+            wall_us: 6,
+            ..Default::default()
+        };
+        sample.ifaces.insert(
+            "eth0".into(),
+            netdev::IfaceSample {
+                ifindex: Some(2),
+                rx_bytes: 10_000_000_000,
+                tx_bytes: 1,
+                rx_packets: 2,
+                tx_packets: 3,
+            },
+        );
+        sample.ifaces.insert(
+            "venet0".into(),
+            netdev::IfaceSample {
+                ifindex: None,
+                ..Default::default()
+            },
+        );
+        let state = NetdevState {
+            boot_id: "0c6e1b1e-2f0a-4c5e-9d1a-6f3b2a1c0d9e".into(),
+            sample,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        state.save(dir.path()).unwrap();
+        assert_eq!(NetdevState::load(dir.path()), Some(state));
+        NetdevState::remove(dir.path()).unwrap();
+        NetdevState::remove(dir.path()).unwrap();
+        assert_eq!(NetdevState::load(dir.path()), None);
+        let head = "csm-netdev-state 1\nboot_id b\nmono_ns 1\nwall_us 2\n";
+        assert!(NetdevState::parse(head).is_some());
+        assert_eq!(
+            NetdevState::parse(&format!("{head}iface eth0 2 1 2 3\n")),
+            None
+        );
+        assert_eq!(
+            NetdevState::parse(&format!("{head}iface eth0 x 1 2 3 4\n")),
+            None
+        );
+        assert_eq!(
+            NetdevState::parse("csm-netdev-state 1\nmono_ns 1\nwall_us 2\n"),
             None
         );
     }

@@ -34,6 +34,14 @@ impl HostPaths {
         self.sys("kernel/btf/vmlinux")
     }
 
+    /// This boot's identity (`/proc/sys/kernel/random/boot_id`), to tell whether counters
+    /// that count since boot still belong to the same boot.
+    pub fn boot_id(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.proc("sys/kernel/random/boot_id")).ok()?;
+        let id = text.trim();
+        (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
+    }
+
     /// True when reads go to the real /proc and /sys (not a fixture tree).
     pub fn is_live(&self) -> bool {
         self == &HostPaths::default()

@@ -17,6 +17,7 @@ use tokio::time::sleep;
 use super::backend::Collectors;
 use super::schedule::until_next_boundary;
 use super::{Ctx, KeepAlive};
+use crate::model::netdev;
 use crate::sources::procfs::ubc::UbcSampler;
 
 /// Starts every collector the backend provides.
@@ -30,6 +31,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         ebpf,
         resume_cpu,
         resume_net,
+        resume_netdev,
         ..
     } = collectors;
     handles.push(spawn_local(cpu::run(
@@ -43,7 +45,10 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     if let Some(net) = net {
         handles.push(spawn_local(net::run(ctx.clone(), net, resume_net)));
     }
-    handles.extend(spawn_proc_collectors(ctx, net_from_proc));
+    handles.extend(spawn_proc_collectors(
+        ctx,
+        net_from_proc.then_some(resume_netdev),
+    ));
     handles.extend(ping::spawn(ctx));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
@@ -52,14 +57,18 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 }
 
 /// The /proc collectors (issue 4): memory for every backend, beancounters where the host
-/// has them, and /proc/net/dev when eBPF does not count traffic.
-fn spawn_proc_collectors(ctx: &Ctx, net_from_proc: bool) -> Vec<JoinHandle<()>> {
+/// has them, and /proc/net/dev when eBPF does not count traffic (`Some`, with the sample
+/// a crashed run last wrote, if any).
+fn spawn_proc_collectors(
+    ctx: &Ctx,
+    net_from_proc: Option<Option<netdev::NetSample>>,
+) -> Vec<JoinHandle<()>> {
     let mut handles = vec![spawn_local(mem::run(ctx.clone()))];
     if let Some(sampler) = UbcSampler::new(ctx.settings.paths.clone()) {
         handles.push(spawn_local(ubc::run(ctx.clone(), sampler)));
     }
-    if net_from_proc {
-        handles.push(spawn_local(net_proc::run(ctx.clone())));
+    if let Some(resume) = net_from_proc {
+        handles.push(spawn_local(net_proc::run(ctx.clone(), resume)));
     }
     handles
 }
