@@ -140,7 +140,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     );
     store.event(started, "backend", Some(collectors.description.clone()));
     // What the machine is, so charts drawn elsewhere scale to it (100 % = one core).
-    store.event(started, "host", Some(host_facts()));
+    store.event(started, "host", Some(host_facts(&settings.paths)));
     for note in std::mem::take(&mut collectors.notes) {
         store.event(started, "pins", Some(note));
     }
@@ -280,13 +280,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, RunError> 
 }
 
 /// `cores=N kernel=R` of this machine, for the `host` event.
-fn host_facts() -> String {
-    // Online CPUs of the machine (not this process's affinity or quota): the CPU rows
-    // count every process on it.
-    // SAFETY: sysconf has no preconditions.
-    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("cores={cores} kernel={}", kernel.trim())
+fn host_facts(paths: &crate::sources::host::HostPaths) -> String {
+    format!(
+        "cores={} kernel={}",
+        crate::sources::host::online_cpus(),
+        paths.kernel_release().unwrap_or_default()
+    )
 }
 
 /// Deletes whole date partitions older than `retain` (at start and every hour).

@@ -74,8 +74,7 @@ impl State {
         let mut net = NetSample::default();
         for line in lines {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let numbers =
-                || -> Option<Vec<u64>> { words[1..].iter().map(|w| w.parse().ok()).collect() };
+            let numbers = || numbers(&words[1..]);
             match (words.first().copied()?, words.len()) {
                 ("instance", 2) => state.instance = words[1].to_string(),
                 ("mono_ns", 2) => mono = Some(words[1].parse().ok()?),
@@ -133,6 +132,11 @@ impl State {
     pub fn save(&self, data_dir: &Path) -> io::Result<()> {
         write_atomically(data_dir, STATE_FILE, &self.render())
     }
+}
+
+/// Every word as a number, or `None` if one is not.
+fn numbers(words: &[&str]) -> Option<Vec<u64>> {
+    words.iter().map(|w| w.parse().ok()).collect()
 }
 
 /// Replaces `<data_dir>/<name>` with `text`: temporary, fsync, rename, fsync the folder.
@@ -199,10 +203,7 @@ impl NetdevState {
                         "-" => None,
                         n => Some(n.parse().ok()?),
                     };
-                    let n: Vec<u64> = words[3..]
-                        .iter()
-                        .map(|w| w.parse().ok())
-                        .collect::<Option<_>>()?;
+                    let n = numbers(&words[3..])?;
                     let iface = netdev::IfaceSample {
                         ifindex,
                         rx_bytes: n[0],

@@ -7,8 +7,6 @@
 //! significant digits), so memory stays bounded however long the period (a month of
 //! 1 s pings is millions of replies); the maximum is kept exactly beside it.
 
-use std::collections::BTreeMap;
-
 use hdrhistogram::Histogram;
 
 use crate::store::PingRow;
@@ -75,23 +73,6 @@ pub fn ping_row(ts_us: i64, target: &str, m: Measurement) -> PingRow {
     }
 }
 
-/// RTT percentiles of one target over a period.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RttPercentiles {
-    pub target: String,
-    /// Rows (measurements) in the period.
-    pub measurements: u64,
-    pub sent: u64,
-    /// Replies recorded; percentiles are over these.
-    pub received: u64,
-    /// Share of echoes without reply (0..=1); `None` when nothing was sent.
-    pub loss: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-}
-
 /// RTTs are recorded in microseconds; one hour caps the range (a longer RTT is clamped).
 const HIST_MAX_US: u64 = 3_600_000_000;
 
@@ -142,42 +123,6 @@ impl RttHistogram {
 
     pub fn max_ms(&self) -> Option<f64> {
         self.max_ms
-    }
-}
-
-/// Aggregates `rows` whose `ts` lies in `[from_us, to_us)` into percentiles per target
-/// (sorted by target).
-pub fn rtt_percentiles(rows: &[PingRow], from_us: i64, to_us: i64) -> Vec<RttPercentiles> {
-    let mut per_target: BTreeMap<&str, (RttHistogram, u64, u64)> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.ts_us >= from_us && r.ts_us < to_us)
-    {
-        let entry = per_target.entry(&row.target).or_default();
-        entry.1 += 1;
-        entry.2 += row.sent.max(0) as u64;
-        for &rtt in &row.rtts_ms {
-            entry.0.record(rtt);
-        }
-    }
-    per_target
-        .into_iter()
-        .map(|(target, (hist, measurements, sent))| summarize(target, &hist, measurements, sent))
-        .collect()
-}
-
-fn summarize(target: &str, hist: &RttHistogram, measurements: u64, sent: u64) -> RttPercentiles {
-    let received = hist.len();
-    RttPercentiles {
-        target: target.to_string(),
-        measurements,
-        sent,
-        received,
-        loss: (sent > 0).then(|| 1.0 - (received.min(sent) as f64 / sent as f64)),
-        p50_ms: hist.quantile_ms(0.5),
-        p90_ms: hist.quantile_ms(0.9),
-        p99_ms: hist.quantile_ms(0.99),
-        max_ms: hist.max_ms(),
     }
 }
 
@@ -250,39 +195,20 @@ mod tests {
         assert!(row.error.is_some());
     }
 
-    fn row(ts_us: i64, target: &str, sent: u32, rtts: &[f64]) -> PingRow {
-        ping_row(
-            ts_us,
-            target,
-            Measurement {
-                addr: None,
-                sent,
-                rtts_ms: rtts.to_vec(),
-                error: None,
-            },
-        )
-    }
-
     #[test]
-    fn percentiles_over_many_measurements() {
-        // 100 replies of 1..=100 ms spread over 34 rows of one target.
-        let rtts: Vec<f64> = (1..=100).map(f64::from).collect();
-        let rows: Vec<PingRow> = rtts
-            .chunks(3)
-            .enumerate()
-            .map(|(i, c)| row(i as i64, "a", 3, c))
-            .collect();
-        let p = rtt_percentiles(&rows, 0, 1000);
-        assert_eq!(p.len(), 1);
-        let a = &p[0];
-        assert_eq!((a.measurements, a.sent, a.received), (34, 102, 100));
+    fn percentiles_over_many_replies() {
+        // 100 replies of 1..=100 ms, in any order.
+        let mut hist = RttHistogram::default();
+        for v in (1..=100).rev() {
+            hist.record(f64::from(v));
+        }
+        assert_eq!(hist.len(), 100);
         // 3 significant digits: within 0.1 %.
         let near = |v: Option<f64>, want: f64| (v.unwrap() - want).abs() <= want * 0.001;
-        assert!(near(a.p50_ms, 50.0), "{a:?}");
-        assert!(near(a.p90_ms, 90.0), "{a:?}");
-        assert!(near(a.p99_ms, 99.0), "{a:?}");
-        assert_eq!(a.max_ms, Some(100.0), "the maximum is exact");
-        assert!((a.loss.unwrap() - 2.0 / 102.0).abs() < 1e-9);
+        assert!(near(hist.quantile_ms(0.5), 50.0));
+        assert!(near(hist.quantile_ms(0.9), 90.0));
+        assert!(near(hist.quantile_ms(0.99), 99.0));
+        assert_eq!(hist.max_ms(), Some(100.0), "the maximum is exact");
     }
 
     #[test]
@@ -294,22 +220,5 @@ mod tests {
         assert_eq!(hist.len(), 1);
         assert_eq!(hist.quantile_ms(0.99), Some(7.5));
         assert_eq!(hist.quantile_ms(0.5), Some(7.5));
-    }
-
-    #[test]
-    fn percentiles_respect_the_period_and_split_targets() {
-        let rows = vec![
-            row(5, "b", 3, &[]),
-            row(10, "a", 3, &[1.0]),
-            row(20, "a", 3, &[500.0]),
-        ];
-        let p = rtt_percentiles(&rows, 0, 20);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p[0].target, "a");
-        assert_eq!(p[0].received, 1);
-        assert!((p[0].max_ms.unwrap() - 1.0).abs() < 0.01);
-        assert_eq!(p[1].target, "b");
-        assert_eq!(p[1].p50_ms, None);
-        assert_eq!(p[1].loss, Some(1.0));
     }
 }

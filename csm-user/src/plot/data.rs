@@ -543,17 +543,6 @@ fn down_periods(mut events: Vec<(i64, bool)>, end_us: i64) -> Vec<(i64, i64)> {
     periods
 }
 
-/// This machine's cores, from /proc/cpuinfo: the CPU axis's end when the data do not
-/// say how many cores their machine had (data of older versions).
-pub fn local_cpu_cores() -> usize {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .map(|text| text.lines().filter(|l| l.starts_with("processor")).count())
-        .filter(|&n| n > 0)
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

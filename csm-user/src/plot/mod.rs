@@ -134,7 +134,7 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
     let mut results: Vec<(&str, Drawn)> = Vec::new();
     let facts = data::load_daemon_facts(tree, grid, &mut problems);
     let cores = facts.cores.map_or_else(
-        || charts::usage::Cores::ThisMachine(data::local_cpu_cores()),
+        || charts::usage::Cores::ThisMachine(crate::sources::host::online_cpus()),
         charts::usage::Cores::Recorded,
     );
     let ctx = &Context {

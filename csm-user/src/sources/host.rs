@@ -34,6 +34,12 @@ impl HostPaths {
         self.sys("kernel/btf/vmlinux")
     }
 
+    /// `/proc/sys/kernel/osrelease`, e.g. `2.6.18-xen`.
+    pub fn kernel_release(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.proc("sys/kernel/osrelease")).ok()?;
+        Some(text.trim().to_string())
+    }
+
     /// This boot's identity (`/proc/sys/kernel/random/boot_id`), to tell whether counters
     /// that count since boot still belong to the same boot.
     pub fn boot_id(&self) -> Option<String> {
@@ -46,4 +52,12 @@ impl HostPaths {
     pub fn is_live(&self) -> bool {
         self == &HostPaths::default()
     }
+}
+
+/// Online CPUs of this machine (not this process's affinity or quota: CPU rows count
+/// every process on it, and 100 % is one core).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }

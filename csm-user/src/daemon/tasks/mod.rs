@@ -45,10 +45,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     if let Some(net) = net {
         handles.push(spawn_local(net::run(ctx.clone(), net, resume_net)));
     }
-    handles.extend(spawn_proc_collectors(
-        ctx,
-        net_from_proc.then_some(resume_netdev),
-    ));
+    handles.extend(spawn_proc_collectors(ctx, net_from_proc, resume_netdev));
     handles.extend(ping::spawn(ctx));
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
@@ -57,18 +54,19 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 }
 
 /// The /proc collectors (issue 4): memory for every backend, beancounters where the host
-/// has them, and /proc/net/dev when eBPF does not count traffic (`Some`, with the sample
+/// has them, and /proc/net/dev when eBPF does not count traffic (resuming from the sample
 /// a crashed run last wrote, if any).
 fn spawn_proc_collectors(
     ctx: &Ctx,
-    net_from_proc: Option<Option<netdev::NetSample>>,
+    net_from_proc: bool,
+    resume_netdev: Option<netdev::NetSample>,
 ) -> Vec<JoinHandle<()>> {
     let mut handles = vec![spawn_local(mem::run(ctx.clone()))];
     if let Some(sampler) = UbcSampler::new(ctx.settings.paths.clone()) {
         handles.push(spawn_local(ubc::run(ctx.clone(), sampler)));
     }
-    if let Some(resume) = net_from_proc {
-        handles.push(spawn_local(net_proc::run(ctx.clone(), resume)));
+    if net_from_proc {
+        handles.push(spawn_local(net_proc::run(ctx.clone(), resume_netdev)));
     }
     handles
 }

@@ -18,9 +18,7 @@ pub struct Platform {
 
 pub fn detect(paths: &HostPaths) -> Platform {
     Platform {
-        kernel_release: fs::read_to_string(paths.proc("sys/kernel/osrelease"))
-            .ok()
-            .map(|s| s.trim().to_string()),
+        kernel_release: paths.kernel_release(),
         openvz: openvz(paths),
         xen: xen(paths),
     }
