@@ -240,7 +240,13 @@ fn netdev_to_resume(
     data_dir: &std::path::Path,
     boot_id: Option<&str>,
 ) -> Option<netdev::NetSample> {
-    let state = NetdevState::load(data_dir)?;
+    let state = match NetdevState::load(data_dir) {
+        Ok(state) => state?,
+        Err(err) => {
+            warn!("{err}: the last run's gap in /proc/net/dev traffic cannot be recovered");
+            return None;
+        }
+    };
     if Some(state.boot_id.as_str()) != boot_id {
         info!("the previous run ended before a reboot: its gap in /proc/net/dev traffic cannot be recovered");
         return None;

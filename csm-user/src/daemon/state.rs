@@ -221,8 +221,22 @@ impl NetdevState {
         (!state.boot_id.is_empty()).then_some(state)
     }
 
-    pub fn load(data_dir: &Path) -> Option<NetdevState> {
-        NetdevState::parse(&fs::read_to_string(data_dir.join(NETDEV_STATE_FILE)).ok()?)
+    /// `Ok(None)` when there is no file (the last run stopped cleanly, or never ran);
+    /// an error naming the file when it cannot be read or is not a state file.
+    pub fn load(data_dir: &Path) -> Result<Option<NetdevState>, String> {
+        let path = data_dir.join(NETDEV_STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+        };
+        match NetdevState::parse(&text) {
+            Some(state) => Ok(Some(state)),
+            None => Err(format!(
+                "{} is not a `{NETDEV_HEADER}` file",
+                path.display()
+            )),
+        }
     }
 
     pub fn save(&self, data_dir: &Path) -> io::Result<()> {
@@ -330,10 +344,13 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         state.save(dir.path()).unwrap();
-        assert_eq!(NetdevState::load(dir.path()), Some(state));
+        assert_eq!(NetdevState::load(dir.path()), Ok(Some(state)));
         NetdevState::remove(dir.path()).unwrap();
         NetdevState::remove(dir.path()).unwrap();
-        assert_eq!(NetdevState::load(dir.path()), None);
+        assert_eq!(NetdevState::load(dir.path()), Ok(None));
+        fs::write(dir.path().join(NETDEV_STATE_FILE), "garbage\n").unwrap();
+        let err = NetdevState::load(dir.path()).unwrap_err();
+        assert!(err.contains(NETDEV_STATE_FILE), "{err}");
         let head = "csm-netdev-state 1\nboot_id b\nmono_ns 1\nwall_us 2\n";
         assert!(NetdevState::parse(head).is_some());
         assert_eq!(
