@@ -308,7 +308,7 @@ fn write_last_day_raw(data_dir: &Path) {
     let day_start = START_US + (DAYS - 1) * 86_400 * SECOND;
     let names: Vec<Option<String>> = (0..USERS).map(|u| Some(user_name(u))).collect();
     let mut noise = Noise(11);
-    store.event(day_start, "start", Some("bench".into()));
+    store.event(day_start, csm::store::Event::Start("bench".into()));
     for hour in 0..24 {
         for s in 1..=3600 {
             let ts = day_start + (hour * 3600 + s) * SECOND;
@@ -330,7 +330,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             user: names[u as usize].clone(),
             cpu_ns: (pct * 1e7) as i64,
             cpu_pct: pct,
-            source: "ebpf",
+            source: csm::store::Source::Ebpf,
         });
         let rx = (1e5 / (u + 1) as f64 * (0.5 + noise.next())) as i64;
         store.net_uid.push(NetUidRow {
@@ -365,7 +365,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             tx_bytes: tx as i64,
             rx_packets: rx as i64 / 1200,
             tx_packets: tx as i64 / 1200,
-            source: "ebpf",
+            source: csm::store::Source::Ebpf,
         });
     }
     if ts % MINUTE == 0 {

@@ -122,7 +122,7 @@ impl Sim {
                 user: Some(name.clone()),
                 cpu_ns,
                 cpu_pct: cpu_ns as f64 * 100.0 / (dur_ms as f64 * 1e6),
-                source: "ebpf",
+                source: csm::store::Source::Ebpf,
             });
             if i < 5 {
                 let rx = self.bytes(1e5, sec);
@@ -179,7 +179,7 @@ impl Sim {
                 tx_bytes: tx,
                 rx_packets,
                 tx_packets,
-                source: "ebpf",
+                source: csm::store::Source::Ebpf,
             });
         }
         if sec % 60 == 0 {

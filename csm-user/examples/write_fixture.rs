@@ -53,7 +53,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    store.event(start, "start", Some("write_fixture".into()));
+    store.event(start, csm::store::Event::Start("write_fixture".into()));
     let users = [
         (1001, "alice", 100_000_000, 100 << 20),
         (1002, "bob", 500_000_000, 300 << 20),
@@ -68,7 +68,7 @@ fn main() {
                 user: Some(name.into()),
                 cpu_ns: ns,
                 cpu_pct: ns as f64 / 1e7,
-                source: "ebpf",
+                source: csm::store::Source::Ebpf,
             });
             if s % 10 == 0 {
                 store.mem.push(MemRow {
@@ -93,7 +93,7 @@ fn main() {
                 tx_bytes: tx,
                 rx_packets: 1,
                 tx_packets: 2,
-                source: "ebpf",
+                source: csm::store::Source::Ebpf,
             });
         }
         store.net_uid.push(NetUidRow {
@@ -129,7 +129,7 @@ fn main() {
         }
     }
     let end = start + hours * 3600 * SEC;
-    store.event(end, "stop", Some("write_fixture".into()));
+    store.event(end, csm::store::Event::Stop("write_fixture".into()));
     // Past the late-row grace: the hours finish and get their roll-ups.
     check(store.flush(end));
     check(store.flush(end + 3600 * SEC));

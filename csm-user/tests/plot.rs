@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use csm::store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow};
+use csm::store::{
+    CpuRow, Event, MemRow, NetRow, NetUidRow, PingRow, Source, Store, StoreOptions, UbcRow,
+};
 
 /// 2026-11-20T00:00:00Z
 const T0: i64 = 1_795_132_800_000_000;
@@ -41,7 +43,7 @@ fn net_row(ts_us: i64, iface: &str, rx: i64, tx: i64) -> NetRow {
         tx_bytes: tx,
         rx_packets: rx / 1000,
         tx_packets: tx / 1000,
-        source: "proc",
+        source: Source::Proc,
     }
 }
 
@@ -53,7 +55,7 @@ fn cpu_row(ts_us: i64, uid: i64, user: &str, pct: f64) -> CpuRow {
         user: Some(user.into()),
         cpu_ns: (pct * 1e7) as i64,
         cpu_pct: pct,
-        source: "proc",
+        source: Source::Proc,
     }
 }
 
@@ -412,13 +414,15 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
         store.cpu.push(cpu_row(ts, 1000, "alice", 50.0));
         store.cpu.push(cpu_row(ts, 1001, "bob", 150.0));
     }
-    store.event(T0 + 20 * MINUTE, "stop", Some("signal".into()));
-    store.event(T0 + 40 * MINUTE, "start", None);
+    store.event(T0 + 20 * MINUTE, Event::Stop("signal".into()));
+    store.event(T0 + 40 * MINUTE, Event::Start(String::new()));
     // The data's machine had 16 cores: the axis says so, whatever this machine has.
     store.event(
         T0 + 40 * MINUTE,
-        "host",
-        Some("cores=16 kernel=6.1.0".into()),
+        Event::Host {
+            cores: 16,
+            kernel: "6.1.0".into(),
+        },
     );
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["cpu"]);
@@ -620,7 +624,7 @@ fn write_every_table(dir: &Path) {
             store.ping.push(ping_row(ts, "example.org", &rtts));
         }
     }
-    store.event(T0, "start", None);
+    store.event(T0, Event::Start(String::new()));
     flush(&mut store);
 }
 

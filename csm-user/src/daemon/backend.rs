@@ -10,6 +10,7 @@ use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
 use crate::sources::SourceError;
+use crate::store::Source;
 
 use super::RunError;
 
@@ -34,7 +35,7 @@ impl CpuSampler for ProcCpuSampler {
 pub struct Collectors {
     pub cpu: Box<dyn CpuSampler>,
     /// The `source` column value of cpu rows.
-    pub cpu_source: &'static str,
+    pub cpu_source: Source,
     /// Traffic per interface and uid (eBPF only).
     pub net: Option<NetReader>,
     /// Which backend runs and why, for the log and the `events` table.
@@ -112,7 +113,7 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     let net = start_net(&mut loaded, &mut description);
     Ok(Collectors {
         cpu: Box::new(cpu),
-        cpu_source: "ebpf",
+        cpu_source: Source::Ebpf,
         net,
         description,
         pins: loaded.pins.clone(),
@@ -150,7 +151,7 @@ fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
     let cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
     Ok(Collectors {
         cpu: Box::new(cpu),
-        cpu_source: "proc",
+        cpu_source: Source::Proc,
         net: None,
         description: format!("proc ({why})"),
         ebpf: None,

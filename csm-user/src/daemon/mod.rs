@@ -23,7 +23,8 @@ use tracing::{error, info, warn};
 use crate::cli::Settings;
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::store::{
-    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, UbcRow, WriteError,
+    CpuRow, Event, EventRow, MemRow, NetRow, NetUidRow, PingRow, Recovered, Store, StoreOptions,
+    UbcRow, WriteError,
 };
 use state::{NetdevState, State};
 
@@ -63,12 +64,8 @@ impl Ctx {
         let _ = self.rows.send(rows);
     }
 
-    pub fn event(&self, event: &str, detail: impl Into<Option<String>>) {
-        self.send(Rows::Event(EventRow {
-            ts_us: now_us(),
-            event: event.to_string(),
-            detail: detail.into(),
-        }));
+    pub fn event(&self, event: Event) {
+        self.send(Rows::Event(EventRow::new(now_us(), &event)));
     }
 }
 
@@ -130,19 +127,18 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let started = now_us();
     store.event(
         started,
-        "start",
-        Some(format!(
+        Event::Start(format!(
             "csm {} interval={:?} data_dir={}",
             env!("CARGO_PKG_VERSION"),
             settings.interval,
             settings.data_dir.display()
         )),
     );
-    store.event(started, "backend", Some(collectors.description.clone()));
+    store.event(started, Event::Backend(collectors.description.clone()));
     // What the machine is, so charts drawn elsewhere scale to it (100 % = one core).
-    store.event(started, "host", Some(host_facts(&settings.paths)));
+    store.event(started, host_facts(&settings.paths));
     for note in std::mem::take(&mut collectors.notes) {
-        store.event(started, "pins", Some(note));
+        store.event(started, Event::Pins(note));
     }
     if collectors.adopted {
         match (State::load(&settings.data_dir), &collectors.instance) {
@@ -150,11 +146,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
                 collectors.resume_cpu = Some(state.cpu);
                 collectors.resume_net = state.net;
             }
-            _ => store.event(
-                started,
-                "recovered",
-                Some("pinned counters adopted, but no matching state file: time while down is not attributed".into()),
-            ),
+            _ => store.event(started, Event::Recovered(Recovered::Unattributed)),
         }
     }
     let boot_id = settings.paths.boot_id();
@@ -210,7 +202,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     while let Ok(rows) = rows_rx.try_recv() {
         flusher.push(&mut store, rows);
     }
-    store.event(now_us(), "stop", Some(stop_reason.to_string()));
+    store.event(now_us(), Event::Stop(stop_reason.to_string()));
     if !flusher.flush(&mut store, &settings.data_dir) {
         // The pins stay: the next start adopts them and the state file still says what
         // was last written, so nothing counted is lost.
@@ -285,13 +277,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, RunError> 
     Ok(file)
 }
 
-/// `cores=N kernel=R` of this machine, for the `host` event.
-fn host_facts(paths: &crate::sources::host::HostPaths) -> String {
-    format!(
-        "cores={} kernel={}",
-        crate::sources::host::online_cpus(),
-        paths.kernel_release().unwrap_or_default()
-    )
+/// This machine's core count and kernel release, for the `host` event.
+fn host_facts(paths: &crate::sources::host::HostPaths) -> Event {
+    Event::Host {
+        cores: crate::sources::host::online_cpus() as u32,
+        kernel: paths.kernel_release().unwrap_or_default(),
+    }
 }
 
 /// Deletes whole date partitions older than `retain` (at start and every hour).
@@ -308,8 +299,7 @@ fn apply_retention(store: &mut Store, settings: &Settings) {
         );
         store.event(
             now,
-            "retention",
-            Some(format!(
+            Event::Retention(format!(
                 "removed {} date partitions older than {retain:?}",
                 removed.len()
             )),
@@ -389,8 +379,7 @@ impl Flusher {
                 info!("writing works again after {down_ms} ms ({condition})");
                 store.event(
                     now,
-                    "write_ok",
-                    Some(format!(
+                    Event::WriteOk(format!(
                         "{condition} resolved after {down_ms} ms; held rows written"
                     )),
                 );
@@ -406,7 +395,7 @@ impl Flusher {
                 "{first} ({condition}; {} rows kept in memory, retrying at every flush)",
                 store.unwritten_rows()
             );
-            store.event(now, "write_error", Some(format!("{condition}: {first}")));
+            store.event(now, Event::WriteError(format!("{condition}: {first}")));
             if self.failing.is_none() {
                 self.failing_since_us = now;
             }

@@ -8,7 +8,7 @@ use arrow::array::Array;
 
 use super::bins::{gauge_spans, Binned, Grid};
 use super::read::{read_files, user_label, Columns, DataTree, Problems};
-use crate::store::Table;
+use crate::store::{Event, Table};
 
 const US_PER_MS: i64 = 1_000;
 const MINUTE_US: i64 = 60_000_000;
@@ -488,15 +488,14 @@ pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -
         |_, cols| {
             let (ts, event, detail) = (cols.ts()?, cols.strs("event")?, cols.strs("detail")?);
             for row in 0..cols.batch.num_rows() {
-                match event.value(row) {
-                    "stop" => events.push((ts.value(row), false)),
-                    "start" => events.push((ts.value(row), true)),
-                    "host" if !detail.is_null(row) => {
-                        let at = ts.value(row);
-                        if let Some(n) = cores_of(detail.value(row)) {
-                            if cores.is_none_or(|(seen, _)| at >= seen) {
-                                cores = Some((at, n));
-                            }
+                let detail = (!detail.is_null(row)).then(|| detail.value(row));
+                let at = ts.value(row);
+                match Event::parse(event.value(row), detail) {
+                    Event::Stop(_) => events.push((at, false)),
+                    Event::Start(_) => events.push((at, true)),
+                    Event::Host { cores: n, .. } => {
+                        if cores.is_none_or(|(seen, _)| at >= seen) {
+                            cores = Some((at, n as usize));
                         }
                     }
                     _ => {}
@@ -510,16 +509,6 @@ pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -
         down: down_periods(events, grid.to_us),
         cores: cores.map(|(_, n)| n),
     }
-}
-
-/// `N` of `cores=N` in a `host` event's detail.
-fn cores_of(detail: &str) -> Option<usize> {
-    detail
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("cores="))?
-        .parse()
-        .ok()
-        .filter(|&n| n > 0)
 }
 
 /// Pairs each stop with the next start.
@@ -549,6 +538,10 @@ mod tests {
 
     #[test]
     fn cores_come_from_the_host_event() {
+        let cores_of = |detail| match Event::parse("host", Some(detail)) {
+            Event::Host { cores, .. } => Some(cores),
+            _ => None,
+        };
         assert_eq!(cores_of("cores=16 kernel=6.1.0-28-amd64"), Some(16));
         assert_eq!(cores_of("kernel=6.1 cores=0"), None);
         assert_eq!(cores_of("kernel=6.1"), None);

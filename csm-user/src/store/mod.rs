@@ -6,12 +6,14 @@
 //! renamed over the old one at each flush. Finished hours also get 1-minute roll-ups
 //! ([`rollup`]); whole old date partitions go when `retain` says so.
 
+pub mod events;
 pub mod layout;
 pub mod rollup;
 pub mod rows;
 pub mod schema;
 pub mod writer;
 
-pub use rows::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
+pub use events::{Counters, Event, Recovered, Source};
+pub use rows::{CpuRow, EventRow, FromBatch, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
 pub use schema::{Table, SCHEMA_VERSION};
-pub use writer::{Store, StoreOptions, TableWriter, WriteError};
+pub use writer::{read_rows, Store, StoreOptions, TableWriter, WriteError};

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use super::events::Source;
 use super::layout::{hour_of, MICROS_PER_HOUR};
 use super::rows::{self, CpuRow, MemRow, NetRow, NetUidRow, PingRow, Row};
 use super::schema::Table;
@@ -35,7 +36,7 @@ pub struct CpuMinuteRow {
     pub cpu_ns: i64,
     pub cpu_pct: f64,
     pub cpu_pct_max: f64,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +52,7 @@ pub struct NetMinuteRow {
     pub tx_packets: i64,
     pub rx_bytes_per_s_max: f64,
     pub tx_bytes_per_s_max: f64,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -335,7 +336,7 @@ impl Row for CpuMinuteRow {
                 rows::i64_col(rows, |r| r.cpu_ns),
                 rows::rate_col(rows, |r| r.cpu_pct),
                 rows::rate_col(rows, |r| r.cpu_pct_max),
-                rows::str_col(rows, |r| r.source),
+                rows::str_col(rows, |r| r.source.as_str()),
             ],
         )
     }
@@ -364,7 +365,7 @@ impl Row for NetMinuteRow {
                 rows::i64_col(rows, |r| r.tx_packets),
                 rows::rate_col(rows, |r| r.rx_bytes_per_s_max),
                 rows::rate_col(rows, |r| r.tx_bytes_per_s_max),
-                rows::str_col(rows, |r| r.source),
+                rows::str_col(rows, |r| r.source.as_str()),
             ],
         )
     }
@@ -462,7 +463,7 @@ mod tests {
             user: Some(format!("u{uid}")),
             cpu_ns: ns,
             cpu_pct: ns as f64 / 1e7,
-            source: "ebpf",
+            source: Source::Ebpf,
         }
     }
 
@@ -548,7 +549,7 @@ mod tests {
             tx_bytes: tx,
             rx_packets: 1,
             tx_packets: 2,
-            source: "ebpf",
+            source: Source::Ebpf,
         };
         let rows = vec![
             row(1, "eth0", 100, 1000),

@@ -10,6 +10,7 @@ use arrow::array::{
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use super::events::{Event, Source};
 use super::layout::hour_of;
 use super::schema::Table;
 
@@ -33,7 +34,7 @@ pub struct CpuRow {
     pub user: Option<String>,
     pub cpu_ns: i64,
     pub cpu_pct: f64,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +59,7 @@ pub struct NetRow {
     pub tx_bytes: i64,
     pub rx_packets: i64,
     pub tx_packets: i64,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +105,21 @@ pub struct EventRow {
     pub ts_us: i64,
     pub event: String,
     pub detail: Option<String>,
+}
+
+impl EventRow {
+    pub fn new(ts_us: i64, event: &Event) -> EventRow {
+        EventRow {
+            ts_us,
+            event: event.name().to_string(),
+            detail: event.detail(),
+        }
+    }
+
+    /// The typed event this row holds.
+    pub fn event(&self) -> Event {
+        Event::parse(&self.event, self.detail.as_deref())
+    }
 }
 
 pub(crate) fn ts_col<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
@@ -196,7 +212,7 @@ impl Row for CpuRow {
                 opt_str_col(rows, |r| r.user.as_deref()),
                 i64_col(rows, |r| r.cpu_ns),
                 rate_col(rows, |r| r.cpu_pct),
-                str_col(rows, |r| r.source),
+                str_col(rows, |r| r.source.as_str()),
             ],
         )
     }
@@ -241,7 +257,7 @@ impl Row for NetRow {
                 i64_col(rows, |r| r.tx_bytes),
                 i64_col(rows, |r| r.rx_packets),
                 i64_col(rows, |r| r.tx_packets),
-                str_col(rows, |r| r.source),
+                str_col(rows, |r| r.source.as_str()),
             ],
         )
     }
@@ -384,15 +400,6 @@ fn stamps(batch: &RecordBatch) -> Result<Vec<i64>, ArrowError> {
         .to_vec())
 }
 
-/// `source` values are a closed set; anything else reads as "other".
-pub fn intern_source(s: Option<&str>) -> &'static str {
-    match s {
-        Some("ebpf") => "ebpf",
-        Some("proc") => "proc",
-        _ => "other",
-    }
-}
-
 impl FromBatch for CpuRow {
     fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
         let (ts, dur, uid, user) = (
@@ -414,7 +421,7 @@ impl FromBatch for CpuRow {
                 user: user[i].clone(),
                 cpu_ns: ns[i],
                 cpu_pct: pct[i],
-                source: intern_source(src[i].as_deref()),
+                source: Source::parse(src[i].as_deref()),
             })
             .collect())
     }
@@ -449,7 +456,7 @@ impl FromBatch for NetRow {
                 tx_bytes: txb[i],
                 rx_packets: rxp[i],
                 tx_packets: txp[i],
-                source: intern_source(src[i].as_deref()),
+                source: Source::parse(src[i].as_deref()),
             })
             .collect())
     }
@@ -537,6 +544,48 @@ impl FromBatch for PingRow {
             });
         }
         Ok(rows)
+    }
+}
+
+impl FromBatch for UbcRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, ctid, resource, held) = (
+            stamps(b)?,
+            ints(b, "ctid")?,
+            texts(b, "resource")?,
+            ints(b, "held")?,
+        );
+        let (maxheld, barrier, limit, failcnt) = (
+            ints(b, "maxheld")?,
+            ints(b, "barrier")?,
+            ints(b, "hard_limit")?,
+            ints(b, "failcnt")?,
+        );
+        Ok((0..b.num_rows())
+            .map(|i| UbcRow {
+                ts_us: ts[i],
+                ctid: ctid[i],
+                resource: resource[i].clone().unwrap_or_default(),
+                held: held[i],
+                maxheld: maxheld[i],
+                barrier: barrier[i],
+                hard_limit: limit[i],
+                failcnt: failcnt[i],
+            })
+            .collect())
+    }
+}
+
+impl FromBatch for EventRow {
+    fn from_batch(b: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        let (ts, event, detail) = (stamps(b)?, texts(b, "event")?, texts(b, "detail")?);
+        Ok((0..b.num_rows())
+            .map(|i| EventRow {
+                ts_us: ts[i],
+                event: event[i].clone().unwrap_or_default(),
+                detail: detail[i].clone(),
+            })
+            .collect())
     }
 }
 

@@ -18,6 +18,7 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::events::Event;
 use super::layout::{self, MICROS_PER_HOUR};
 use super::rollup;
 use super::rows::{CpuRow, EventRow, FromBatch, MemRow, NetRow, NetUidRow, PingRow, Row, UbcRow};
@@ -274,12 +275,8 @@ impl Store {
         })
     }
 
-    pub fn event(&mut self, ts_us: i64, event: &str, detail: Option<String>) {
-        self.events.push(EventRow {
-            ts_us,
-            event: event.to_string(),
-            detail,
-        });
+    pub fn event(&mut self, ts_us: i64, event: Event) {
+        self.events.push(EventRow::new(ts_us, &event));
     }
 
     /// Rows held that are not on disk yet, across tables.
@@ -333,8 +330,7 @@ impl Store {
             if n > 0 {
                 self.event(
                     now_us,
-                    "rows_dropped",
-                    Some(format!(
+                    Event::RowsDropped(format!(
                         "table={table} rows={n} (memory bound of {} rows reached while writing failed)",
                         self.opts.max_rows_per_table
                     )),
@@ -646,6 +642,7 @@ pub fn remove_stray_temporaries(dir: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Source;
     use arrow::array::{Array, Int64Array, StringArray};
 
     fn cpu_row(ts_us: i64, uid: i64) -> CpuRow {
@@ -656,7 +653,7 @@ mod tests {
             user: (uid == 0).then(|| "root".to_string()),
             cpu_ns: 5,
             cpu_pct: 0.5,
-            source: "ebpf",
+            source: Source::Ebpf,
         }
     }
 
@@ -742,7 +739,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = StoreOptions::new(dir.path(), "h1");
         let mut store = Store::open(opts).unwrap();
-        store.event(1_000_000, "start", None);
+        store.event(1_000_000, Event::Start("test".into()));
         assert!(store.flush(1_000_000).is_empty());
         let path = dir.path().join("events/host=h1/date=1970-01-01/00.parquet");
         let file = File::open(path).unwrap();

@@ -7,12 +7,12 @@ use crate::daemon::backend::CpuSampler;
 use crate::daemon::{Ctx, Rows};
 use crate::model::{cpu, cpu_intervals, CpuSample};
 use crate::sources::users::UserNames;
-use crate::store::CpuRow;
+use crate::store::{Counters, CpuRow, Event, Recovered, Source};
 
 pub async fn run(
     ctx: Ctx,
     mut sampler: Box<dyn CpuSampler>,
-    source: &'static str,
+    source: Source,
     resume: Option<CpuSample>,
 ) {
     let mut names = UserNames::default();
@@ -20,7 +20,7 @@ pub async fn run(
         Ok(sample) => sample,
         Err(err) => {
             warn!("first CPU sample failed; CPU is not collected: {err:#}");
-            ctx.event("collector_error", Some(format!("cpu: {err:#}")));
+            ctx.event(Event::CollectorError(format!("cpu: {err:#}")));
             return;
         }
     };
@@ -31,14 +31,12 @@ pub async fn run(
         let cpu_ns: i64 = recovered.iter().map(|r| r.cpu_ns).sum();
         let gap_ms = cpu::dur_ms(&last_written, &prev);
         info!("recovered {gap_ms} ms of CPU accounting from the pinned counters");
-        ctx.event(
-            "recovered",
-            Some(format!(
-                "gap_ms={gap_ms} from={} cpu_ns={cpu_ns} uids={}",
-                last_written.wall_us,
-                recovered.len()
-            )),
-        );
+        ctx.event(Event::Recovered(Recovered::Gap {
+            counters: Counters::Cpu,
+            gap_ms,
+            from_us: last_written.wall_us,
+            extra: format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
+        }));
         ctx.send(Rows::Cpu(recovered));
     }
     ctx.send(Rows::CpuTotals(prev.clone()));
@@ -61,7 +59,7 @@ pub async fn run(
 pub fn rows(
     prev: &CpuSample,
     cur: &CpuSample,
-    source: &'static str,
+    source: Source,
     names: &mut UserNames,
 ) -> Vec<CpuRow> {
     let dur_ms = cpu::dur_ms(prev, cur);

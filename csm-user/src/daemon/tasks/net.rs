@@ -12,7 +12,7 @@ use crate::model::NetSample;
 use crate::sources::ebpf::NetReader;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
-use crate::store::{NetRow, NetUidRow};
+use crate::store::{Counters, Event, NetRow, NetUidRow, Recovered, Source};
 
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the
@@ -35,7 +35,7 @@ pub async fn run(ctx: Ctx, reader: NetReader, resume: Option<NetSample>) {
         Ok(sample) => sample,
         Err(err) => {
             warn!("first network sample failed; traffic is not collected: {err:#}");
-            ctx.event("collector_error", Some(format!("net: {err:#}")));
+            ctx.event(Event::CollectorError(format!("net: {err:#}")));
             return;
         }
     };
@@ -46,7 +46,7 @@ pub async fn run(ctx: Ctx, reader: NetReader, resume: Option<NetSample>) {
         prev,
         reader,
     };
-    ctx.event("net_maps", Some(task.map_sizes("start")));
+    ctx.event(Event::NetMaps(task.map_sizes("start")));
     if let Some(last_written) = resume {
         task.recover(&ctx, last_written);
     }
@@ -54,7 +54,7 @@ pub async fn run(ctx: Ctx, reader: NetReader, resume: Option<NetSample>) {
     every(ctx.settings.interval, ctx.shutdown.clone(), |step: Step| {
         task.step(&ctx);
         if step == Step::Final {
-            ctx.event("net_maps", Some(task.map_sizes("stop")));
+            ctx.event(Event::NetMaps(task.map_sizes("stop")));
         }
     })
     .await;
@@ -107,15 +107,12 @@ impl NetTask {
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
         let gap_ms = dur_ms(&last_written, &first);
         info!("recovered {gap_ms} ms of traffic accounting from the pinned counters");
-        ctx.event(
-            "recovered",
-            Some(format!(
-                "net gap_ms={gap_ms} from={} bytes={bytes} ifaces={} uids={}",
-                last_written.wall_us,
-                net.len(),
-                uids.len()
-            )),
-        );
+        ctx.event(Event::Recovered(Recovered::Gap {
+            counters: Counters::Net,
+            gap_ms,
+            from_us: last_written.wall_us,
+            extra: format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
+        }));
         ctx.send(Rows::Net(net));
         ctx.send(Rows::NetUid(uids));
     }
@@ -172,7 +169,7 @@ fn net_rows(
             tx_bytes: d.tx_bytes as i64,
             rx_packets: d.rx_packets as i64,
             tx_packets: d.tx_packets as i64,
-            source: "ebpf",
+            source: Source::Ebpf,
         })
         .collect();
     (rows, active)

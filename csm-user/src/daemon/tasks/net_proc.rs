@@ -8,7 +8,7 @@ use super::{every, Step};
 use crate::daemon::{Ctx, Rows};
 use crate::model::netdev::{net_intervals, NetInterval, NetSample};
 use crate::sources::procfs::net::ProcNetSampler;
-use crate::store::NetRow;
+use crate::store::{Counters, Event, NetRow, Recovered, Source};
 
 /// Over a longer gap a 32-bit counter could wrap more than once unseen: an interface
 /// whose counters may wrap is recovered only across a gap this short.
@@ -22,7 +22,7 @@ pub async fn run(ctx: Ctx, resume: Option<NetSample>) {
         Ok(sample) => sample,
         Err(err) => {
             warn!("first /proc/net/dev sample failed; traffic is not collected: {err:#}");
-            ctx.event("collector_error", Some(format!("net: {err:#}")));
+            ctx.event(Event::CollectorError(format!("net: {err:#}")));
             return;
         }
     };
@@ -65,19 +65,18 @@ fn recover(ctx: &Ctx, sampler: &ProcNetSampler, last_written: &NetSample, first:
     let bytes: i64 = rows.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
     let gap_ms = gap_ns / 1_000_000;
     info!("recovered {gap_ms} ms of /proc/net/dev traffic since the last run's last write");
-    ctx.event(
-        "recovered",
-        Some(format!(
-            "netdev gap_ms={gap_ms} from={} bytes={bytes} ifaces={}{}",
-            last_written.wall_us,
-            rows.len(),
-            if skipped > 0 {
-                format!(" unknown={skipped} (counters that may wrap at 32 bits, gap over 60 s)")
-            } else {
-                String::new()
-            }
-        )),
-    );
+    let mut extra = format!("bytes={bytes} ifaces={}", rows.len());
+    if skipped > 0 {
+        extra.push_str(&format!(
+            " unknown={skipped} (counters that may wrap at 32 bits, gap over 60 s)"
+        ));
+    }
+    ctx.event(Event::Recovered(Recovered::Gap {
+        counters: Counters::Netdev,
+        gap_ms: gap_ms as i64,
+        from_us: last_written.wall_us,
+        extra,
+    }));
     ctx.send(Rows::Net(rows));
 }
 
@@ -97,7 +96,7 @@ fn rows(prev: &NetSample, cur: &NetSample, intervals: Vec<NetInterval>) -> Vec<N
             tx_bytes: clamp(i.tx_bytes),
             rx_packets: clamp(i.rx_packets),
             tx_packets: clamp(i.tx_packets),
-            source: "proc",
+            source: Source::Proc,
         })
         .collect()
 }

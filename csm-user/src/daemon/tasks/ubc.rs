@@ -9,7 +9,7 @@ use crate::daemon::{now_us, Ctx, Rows};
 use crate::model::ubc::failcnt_rises;
 use crate::sources::procfs::beancounters::Beancounter;
 use crate::sources::procfs::ubc::UbcSampler;
-use crate::store::UbcRow;
+use crate::store::{Event, UbcRow};
 
 pub async fn run(ctx: Ctx, mut sampler: UbcSampler) {
     let mut prev: Option<Vec<Beancounter>> = None;
@@ -48,6 +48,6 @@ fn report_rises(ctx: &Ctx, prev: &[Beancounter], cur: &[Beancounter]) {
             rise.ctid, rise.resource, rise.from, rise.to
         );
         warn!("OpenVZ beancounter refused allocations: {detail}");
-        ctx.event("ubc_failcnt", Some(detail));
+        ctx.event(Event::UbcFailcnt(detail));
     }
 }
