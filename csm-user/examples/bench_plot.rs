@@ -323,7 +323,7 @@ fn write_last_day_raw(data_dir: &Path) {
 fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut Noise) {
     for u in 0..USERS {
         let pct = cpu_pct(u, ts, noise);
-        store.cpu.push(CpuRow {
+        store.push(CpuRow {
             ts_us: ts,
             dur_ms: 1000,
             uid: 1000 + u,
@@ -333,7 +333,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             source: csm::store::Source::Ebpf,
         });
         let rx = (1e5 / (u + 1) as f64 * (0.5 + noise.next())) as i64;
-        store.net_uid.push(NetUidRow {
+        store.push(NetUidRow {
             ts_us: ts,
             dur_ms: 1000,
             uid: 1000 + u,
@@ -342,7 +342,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             tx_bytes: rx + 500,
         });
         if ts % (10 * SECOND) == 0 {
-            store.mem.push(MemRow {
+            store.push(MemRow {
                 ts_us: ts,
                 uid: 1000 + u,
                 user: names[u as usize].clone(),
@@ -355,7 +355,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
     }
     for (i, iface) in IFACES.iter().enumerate() {
         let (rx, tx) = net_rates(i, ts, noise);
-        store.net.push(NetRow {
+        store.push(NetRow {
             ts_us: ts,
             dur_ms: 1000,
             iface: iface.to_string(),
@@ -376,7 +376,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             let rtts: Vec<f64> = (0..3)
                 .map(|_| 10.0 * (t + 1) as f64 + noise.next() * 5.0)
                 .collect();
-            store.ping.push(PingRow {
+            store.push(PingRow {
                 ts_us: ts - 3 * SECOND,
                 target: target.to_string(),
                 addr: None,

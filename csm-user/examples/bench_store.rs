@@ -115,7 +115,7 @@ impl Sim {
                 0.05
             };
             let cpu_ns = (load * 1e9 * (0.9 + 0.1 * self.rng.unit())) as i64;
-            store.cpu.push(CpuRow {
+            store.push(CpuRow {
                 ts_us: ts,
                 dur_ms,
                 uid,
@@ -126,7 +126,7 @@ impl Sim {
             });
             if i < 5 {
                 let rx = self.bytes(1e5, sec);
-                store.net_uid.push(NetUidRow {
+                store.push(NetUidRow {
                     ts_us: ts,
                     dur_ms,
                     uid,
@@ -137,7 +137,7 @@ impl Sim {
             }
             if sec % 10 == 0 {
                 let (rss, pss) = self.memory((200 + i as i64 * 50) << 20);
-                store.mem.push(MemRow {
+                store.push(MemRow {
                     ts_us: ts,
                     uid,
                     user: Some(name.clone()),
@@ -153,7 +153,7 @@ impl Sim {
             for (i, (uid, name)) in self.users.clone().into_iter().enumerate().skip(5) {
                 let active = ((sec / 600) as usize + i).is_multiple_of(10);
                 if !active {
-                    store.mem.push(MemRow {
+                    store.push(MemRow {
                         ts_us: ts,
                         uid,
                         user: Some(name),
@@ -169,7 +169,7 @@ impl Sim {
             let rx = self.bytes(scale / 2.0, sec);
             let tx = self.bytes(scale / 2.0, sec);
             let (rx_packets, tx_packets) = (self.packets(rx), self.packets(tx));
-            store.net.push(NetRow {
+            store.push(NetRow {
                 ts_us: ts,
                 dur_ms,
                 iface: iface.to_string(),
@@ -191,7 +191,7 @@ impl Sim {
                     (0..3).map(|_| 20.0 + 5.0 * self.rng.unit()).collect()
                 };
                 let avg = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
-                store.ping.push(PingRow {
+                store.push(PingRow {
                     ts_us: t - 60 * SEC,
                     target: target.to_string(),
                     addr: Some("192.0.2.7".into()),

@@ -61,7 +61,7 @@ fn main() {
     for s in 1..=hours * 3600 {
         let ts = start + s * SEC;
         for (uid, name, ns, rss) in users {
-            store.cpu.push(CpuRow {
+            store.push(CpuRow {
                 ts_us: ts,
                 dur_ms: 1000,
                 uid,
@@ -71,7 +71,7 @@ fn main() {
                 source: csm::store::Source::Ebpf,
             });
             if s % 10 == 0 {
-                store.mem.push(MemRow {
+                store.push(MemRow {
                     ts_us: ts,
                     uid,
                     user: Some(name.into()),
@@ -83,7 +83,7 @@ fn main() {
             }
         }
         for (iface, ifindex, rx, tx) in [("lo", 1, 500, 500), ("eth0", 2, 1000, 3000)] {
-            store.net.push(NetRow {
+            store.push(NetRow {
                 ts_us: ts,
                 dur_ms: 1000,
                 iface: iface.into(),
@@ -96,7 +96,7 @@ fn main() {
                 source: csm::store::Source::Ebpf,
             });
         }
-        store.net_uid.push(NetUidRow {
+        store.push(NetUidRow {
             ts_us: ts,
             dur_ms: 1000,
             uid: 1001,
@@ -109,7 +109,7 @@ fn main() {
             for target in ["gw.example", "192.0.2.7"] {
                 let down = target == "gw.example" && (30..45).contains(&minute);
                 let rtts = if down { vec![] } else { vec![10.0, 12.0, 14.0] };
-                store.ping.push(PingRow {
+                store.push(PingRow {
                     ts_us: ts - 60 * SEC,
                     target: target.into(),
                     addr: Some("192.0.2.1".into()),

@@ -14,4 +14,6 @@ pub mod daemon;
 pub mod model;
 pub mod plot;
 pub mod sources;
-pub mod store;
+
+/// The store lives in its own crate (`csm-store`), shared with `csm-plot` and the tests.
+pub use csm_store as store;

@@ -227,7 +227,7 @@ fn a_huge_spike_is_marked_and_the_normal_level_stays_tall() {
     for s in 1..=7200 {
         let ts = T0 + s * SECOND;
         let tx = if ts == spike_at { 125_000_000 } else { 125_000 };
-        store.net.push(net_row(ts, "eth0", 62_500, tx));
+        store.push(net_row(ts, "eth0", 62_500, tx));
     }
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &["net"]);
@@ -282,7 +282,7 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
             2001..=2300 => (3 * MIB, 2 * MIB),
             _ => (2 * MIB, 2 * MIB),
         };
-        store.net.push(net_row(T0 + s * SECOND, "eth0", rx, tx));
+        store.push(net_row(T0 + s * SECOND, "eth0", rx, tx));
     }
     flush(&mut store);
     let output = csm_plot(
@@ -354,9 +354,7 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
         } else {
             &[20.0, 21.0, 23.0]
         };
-        store
-            .ping
-            .push(ping_row(T0 + m * MINUTE, "example.org", rtts));
+        store.push(ping_row(T0 + m * MINUTE, "example.org", rtts));
     }
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &["ping"]);
@@ -411,8 +409,8 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
             continue;
         }
         let ts = T0 + s * SECOND;
-        store.cpu.push(cpu_row(ts, 1000, "alice", 50.0));
-        store.cpu.push(cpu_row(ts, 1001, "bob", 150.0));
+        store.push(cpu_row(ts, 1000, "alice", 50.0));
+        store.push(cpu_row(ts, 1001, "bob", 150.0));
     }
     store.event(T0 + 20 * MINUTE, Event::Stop("signal".into()));
     store.event(T0 + 40 * MINUTE, Event::Start(String::new()));
@@ -450,10 +448,8 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
     let out = tempfile::tempdir().unwrap();
     let mut store = open_store(data.path());
     for s in 1..=600 {
-        store
-            .cpu
-            .push(cpu_row(T0 + s * SECOND, 1000, "alice", 25.0));
-        store.net.push(net_row(T0 + s * SECOND, "eth0", 1000, 2000));
+        store.push(cpu_row(T0 + s * SECOND, 1000, "alice", 25.0));
+        store.push(net_row(T0 + s * SECOND, "eth0", 1000, 2000));
     }
     flush(&mut store);
 
@@ -561,7 +557,7 @@ fn write_every_table(dir: &Path) {
             (1001, "bob", 80.0),
             (0, "root", 5.0),
         ] {
-            store.cpu.push(cpu_row(ts, uid, user, pct));
+            store.push(cpu_row(ts, uid, user, pct));
         }
         let burst = if (3000..3030).contains(&s) {
             40 * MIB
@@ -569,8 +565,8 @@ fn write_every_table(dir: &Path) {
             0
         };
         let rx = 200_000 + (50_000.0 * wave) as i64;
-        store.net.push(net_row(ts, "eth0", rx, rx + 20_000 + burst));
-        store.net_uid.push(NetUidRow {
+        store.push(net_row(ts, "eth0", rx, rx + 20_000 + burst));
+        store.push(NetUidRow {
             ts_us: ts,
             dur_ms: 1000,
             uid: 1000,
@@ -578,7 +574,7 @@ fn write_every_table(dir: &Path) {
             rx_bytes: rx / 2,
             tx_bytes: rx / 2 + burst,
         });
-        store.net_uid.push(NetUidRow {
+        store.push(NetUidRow {
             ts_us: ts,
             dur_ms: 1000,
             uid: 1001,
@@ -588,7 +584,7 @@ fn write_every_table(dir: &Path) {
         });
         if s % 10 == 0 {
             for (uid, user, rss) in [(1000, "alice", 300 * MIB), (1001, "bob", 900 * MIB)] {
-                store.mem.push(MemRow {
+                store.push(MemRow {
                     ts_us: ts,
                     uid,
                     user: Some(user.into()),
@@ -602,7 +598,7 @@ fn write_every_table(dir: &Path) {
                 ("numproc", 80 + s / 200, 100, s / 2000),
                 ("privvmpages", 50_000, 65_536, 0),
             ] {
-                store.ubc.push(UbcRow {
+                store.push(UbcRow {
                     ts_us: ts,
                     ctid: 101,
                     resource: resource.into(),
@@ -621,7 +617,7 @@ fn write_every_table(dir: &Path) {
             } else {
                 vec![20.0 + wave * 3.0, 22.0, 30.0 + (m % 7) as f64]
             };
-            store.ping.push(ping_row(ts, "example.org", &rtts));
+            store.push(ping_row(ts, "example.org", &rtts));
         }
     }
     store.event(T0, Event::Start(String::new()));
@@ -774,7 +770,7 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
     let spike_minute_end = T0 + 5 * HOUR + 31 * MINUTE;
     let mut store = open_store(data.path());
     for s in 1..=3600 {
-        store.net.push(net_row(
+        store.push(net_row(
             T0 + 23 * HOUR + s * SECOND,
             "eth0",
             2_000_000,
@@ -783,9 +779,7 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
     }
     // Raw rows also exist for a rolled-up hour: they must not be counted twice.
     for s in 1..=3600 {
-        store
-            .net
-            .push(net_row(T0 + s * SECOND, "eth0", 1_000_000, 1_000_000));
+        store.push(net_row(T0 + s * SECOND, "eth0", 1_000_000, 1_000_000));
     }
     // Flushed as of the end of the range, so that the store rolls up none of hour 23; the
     // roll-ups it made of the raw hours 0 and 1 are then replaced by the ones under test.
@@ -821,9 +815,7 @@ fn tz_moves_the_time_axis_and_the_times_written() {
     let mut store = open_store(data.path());
     for m in 0..60 {
         let rtts: &[f64] = if m == 20 { &[] } else { &[20.0, 21.0, 22.0] };
-        store
-            .ping
-            .push(ping_row(T0 + m * MINUTE, "example.org", rtts));
+        store.push(ping_row(T0 + m * MINUTE, "example.org", rtts));
     }
     flush(&mut store);
     let output = csm_plot(
@@ -859,7 +851,7 @@ fn loopback_alone_says_why_there_is_no_interface_chart() {
     let out = tempfile::tempdir().unwrap();
     let mut store = open_store(data.path());
     for s in 1..=600 {
-        store.net.push(net_row(T0 + s * SECOND, "lo", 5_000, 5_000));
+        store.push(net_row(T0 + s * SECOND, "lo", 5_000, 5_000));
     }
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["net"]);

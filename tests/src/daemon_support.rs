@@ -231,7 +231,7 @@ pub fn cpu_rows(data_dir: &Path) -> Vec<csm::store::CpuRow> {
     let (files, _) = parquet_files(&data_dir.join("cpu"));
     let mut rows = Vec::new();
     for path in files {
-        rows.extend(csm::store::writer::read_rows::<csm::store::CpuRow>(&path).unwrap());
+        rows.extend(csm::store::read_rows::<csm::store::CpuRow>(&path).unwrap());
     }
     rows.sort_by_key(|r| r.ts_us);
     rows

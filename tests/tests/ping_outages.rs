@@ -27,16 +27,16 @@ fn outages_have_start_end_length_and_count() {
     for i in 0..17 {
         let t = T0 + i * 10 * S;
         let up = !(5..12).contains(&i) && i < 15;
-        store.ping.push(ping_row(t, "a", measurement(up, None)));
+        store.push(ping_row(t, "a", measurement(up, None)));
     }
     // Target b never resolves: one ongoing outage of 4 measurements, every 60 s.
     for i in 0..4 {
         let t = T0 + i * 60 * S;
         let m = measurement(false, Some("name does not resolve"));
-        store.ping.push(ping_row(t, "b", m));
+        store.push(ping_row(t, "b", m));
     }
     // Target c is always up: no outage.
-    store.ping.push(ping_row(T0, "c", measurement(true, None)));
+    store.push(ping_row(T0, "c", measurement(true, None)));
     assert!(store.flush(T0).is_empty());
 
     let found = outages(dir.path());

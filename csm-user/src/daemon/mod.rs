@@ -318,13 +318,13 @@ async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
 fn push(store: &mut Store, rows: Rows) {
     match rows {
         Rows::CpuTotals(_) | Rows::NetTotals(_) | Rows::NetdevTotals(_) => {}
-        Rows::Cpu(rows) => store.cpu.extend(rows),
-        Rows::Mem(rows) => store.mem.extend(rows),
-        Rows::Net(rows) => store.net.extend(rows),
-        Rows::NetUid(rows) => store.net_uid.extend(rows),
-        Rows::Ping(rows) => store.ping.extend(rows),
-        Rows::Ubc(rows) => store.ubc.extend(rows),
-        Rows::Event(row) => store.events.push(row),
+        Rows::Cpu(rows) => store.extend(rows),
+        Rows::Mem(rows) => store.extend(rows),
+        Rows::Net(rows) => store.extend(rows),
+        Rows::NetUid(rows) => store.extend(rows),
+        Rows::Ping(rows) => store.extend(rows),
+        Rows::Ubc(rows) => store.extend(rows),
+        Rows::Event(row) => store.push(row),
     }
 }
 

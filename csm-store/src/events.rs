@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// Where a table's numbers come from (`source` column of `cpu`, `net` and their roll-ups).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
     /// eBPF programs on the scheduler and the netdev path.
     Ebpf,
@@ -15,6 +15,7 @@ pub enum Source {
     Proc,
     /// A value this version does not know (written by a newer csm); written back as
     /// `other`.
+    #[default]
     Other,
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::schema::Table;
+use crate::table::Table;
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 

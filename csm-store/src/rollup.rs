@@ -16,83 +16,19 @@
 //! - `ts` of a roll-up row is the end of its minute.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
-
-use super::events::Source;
-use super::layout::{hour_of, MICROS_PER_HOUR};
-use super::rows::{self, CpuRow, MemRow, NetRow, NetUidRow, PingRow, Row};
-use super::schema::Table;
+use crate::layout::{self, hour_of, MICROS_PER_HOUR};
+use crate::reader::read_rows;
+use crate::table::{FromBatch, Row};
+use crate::tables::{
+    CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow,
+    PingMinuteRow, PingRow,
+};
+use crate::writer::{write_part, writer_properties, WriteError};
 
 pub const MICROS_PER_MINUTE: i64 = 60_000_000;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CpuMinuteRow {
-    pub ts_us: i64,
-    pub dur_ms: i64,
-    pub uid: i64,
-    pub user: Option<String>,
-    pub cpu_ns: i64,
-    pub cpu_pct: f64,
-    pub cpu_pct_max: f64,
-    pub source: Source,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct NetMinuteRow {
-    pub ts_us: i64,
-    pub dur_ms: i64,
-    pub iface: String,
-    pub ifindex: i64,
-    pub netns: Option<i64>,
-    pub rx_bytes: i64,
-    pub tx_bytes: i64,
-    pub rx_packets: i64,
-    pub tx_packets: i64,
-    pub rx_bytes_per_s_max: f64,
-    pub tx_bytes_per_s_max: f64,
-    pub source: Source,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct NetUidMinuteRow {
-    pub ts_us: i64,
-    pub dur_ms: i64,
-    pub uid: i64,
-    pub user: Option<String>,
-    pub rx_bytes: i64,
-    pub tx_bytes: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct MemMinuteRow {
-    pub ts_us: i64,
-    pub uid: i64,
-    pub user: Option<String>,
-    pub samples: i64,
-    pub nproc_max: i64,
-    pub rss_bytes_mean: i64,
-    pub rss_bytes_max: i64,
-    pub pss_bytes_mean: Option<i64>,
-    pub swap_bytes_mean: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PingMinuteRow {
-    pub ts_us: i64,
-    pub target: String,
-    pub measurements: i64,
-    pub sent: i64,
-    pub received: i64,
-    pub loss_pct: Option<f64>,
-    pub rtt_min_ms: Option<f64>,
-    pub rtt_avg_ms: Option<f64>,
-    pub rtt_p50_ms: Option<f64>,
-    pub rtt_p90_ms: Option<f64>,
-    pub rtt_p99_ms: Option<f64>,
-    pub rtt_max_ms: Option<f64>,
-}
 
 /// Start of the minute a counter row belongs to (see the module rules).
 fn counter_minute(ts_us: i64, dur_ms: i64) -> i64 {
@@ -312,146 +248,60 @@ pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
         .collect()
 }
 
-/// Roll-up rows end their minute: the hour they belong to is the one of `ts - 1 µs`.
-fn rollup_hour(ts_us: i64) -> i64 {
-    hour_of(ts_us - 1)
+/// A raw table with a 1-minute roll-up: its rows make the roll-up's rows.
+pub trait RollUp: Row + FromBatch {
+    type Minute: Row;
+    fn minutes(rows: &[Self]) -> Vec<Self::Minute>;
 }
 
-impl Row for CpuMinuteRow {
-    const TABLE: Table = Table::CpuMinute;
-    fn ts_us(&self) -> i64 {
-        self.ts_us
-    }
-    fn hour(&self) -> i64 {
-        rollup_hour(self.ts_us)
-    }
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        rows::batch(
-            Self::TABLE,
-            vec![
-                rows::ts_col(rows, |r| r.ts_us),
-                rows::i64_col(rows, |r| r.dur_ms),
-                rows::i64_col(rows, |r| r.uid),
-                rows::opt_str_col(rows, |r| r.user.as_deref()),
-                rows::i64_col(rows, |r| r.cpu_ns),
-                rows::rate_col(rows, |r| r.cpu_pct),
-                rows::rate_col(rows, |r| r.cpu_pct_max),
-                rows::str_col(rows, |r| r.source.as_str()),
-            ],
-        )
-    }
+macro_rules! roll_ups {
+    ($($raw:ty => $minute:ty: $minutes:ident,)+) => {$(
+        impl RollUp for $raw {
+            type Minute = $minute;
+            fn minutes(rows: &[Self]) -> Vec<$minute> {
+                $minutes(rows)
+            }
+        }
+    )+};
 }
 
-impl Row for NetMinuteRow {
-    const TABLE: Table = Table::NetMinute;
-    fn ts_us(&self) -> i64 {
-        self.ts_us
-    }
-    fn hour(&self) -> i64 {
-        rollup_hour(self.ts_us)
-    }
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        rows::batch(
-            Self::TABLE,
-            vec![
-                rows::ts_col(rows, |r| r.ts_us),
-                rows::i64_col(rows, |r| r.dur_ms),
-                rows::str_col(rows, |r| &r.iface),
-                rows::i64_col(rows, |r| r.ifindex),
-                rows::opt_i64_col(rows, |r| r.netns),
-                rows::i64_col(rows, |r| r.rx_bytes),
-                rows::i64_col(rows, |r| r.tx_bytes),
-                rows::i64_col(rows, |r| r.rx_packets),
-                rows::i64_col(rows, |r| r.tx_packets),
-                rows::rate_col(rows, |r| r.rx_bytes_per_s_max),
-                rows::rate_col(rows, |r| r.tx_bytes_per_s_max),
-                rows::str_col(rows, |r| r.source.as_str()),
-            ],
-        )
-    }
+roll_ups! {
+    CpuRow => CpuMinuteRow: cpu_minutes,
+    MemRow => MemMinuteRow: mem_minutes,
+    NetRow => NetMinuteRow: net_minutes,
+    NetUidRow => NetUidMinuteRow: net_uid_minutes,
+    PingRow => PingMinuteRow: ping_minutes,
 }
 
-impl Row for NetUidMinuteRow {
-    const TABLE: Table = Table::NetUidMinute;
-    fn ts_us(&self) -> i64 {
-        self.ts_us
+/// Reads every part of one finished hour of a raw table from disk and (re)writes the
+/// hour's roll-up file. Idempotent: the roll-up is always computed from all parts.
+pub(crate) fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Result<(), WriteError> {
+    let raw = layout::table_host_dir(data_dir, R::TABLE, host);
+    let (raw_dir, hh) = layout::hour_location(&raw, hour);
+    let mut rows: Vec<R> = Vec::new();
+    for part in layout::hour_parts(&raw_dir, &hh) {
+        match read_rows::<R>(&part) {
+            Ok(mut more) => rows.append(&mut more),
+            // An unreadable raw part is not ours to fix; roll up the rest.
+            Err(err) => tracing::warn!("roll-up skips {}: {err}", part.display()),
+        }
     }
-    fn hour(&self) -> i64 {
-        rollup_hour(self.ts_us)
+    let out = R::minutes(&rows);
+    if out.is_empty() {
+        return Ok(());
     }
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        rows::batch(
-            Self::TABLE,
-            vec![
-                rows::ts_col(rows, |r| r.ts_us),
-                rows::i64_col(rows, |r| r.dur_ms),
-                rows::i64_col(rows, |r| r.uid),
-                rows::opt_str_col(rows, |r| r.user.as_deref()),
-                rows::i64_col(rows, |r| r.rx_bytes),
-                rows::i64_col(rows, |r| r.tx_bytes),
-            ],
-        )
-    }
-}
-
-impl Row for MemMinuteRow {
-    const TABLE: Table = Table::MemMinute;
-    fn ts_us(&self) -> i64 {
-        self.ts_us
-    }
-    fn hour(&self) -> i64 {
-        rollup_hour(self.ts_us)
-    }
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        rows::batch(
-            Self::TABLE,
-            vec![
-                rows::ts_col(rows, |r| r.ts_us),
-                rows::i64_col(rows, |r| r.uid),
-                rows::opt_str_col(rows, |r| r.user.as_deref()),
-                rows::i64_col(rows, |r| r.samples),
-                rows::i64_col(rows, |r| r.nproc_max),
-                rows::i64_col(rows, |r| r.rss_bytes_mean),
-                rows::i64_col(rows, |r| r.rss_bytes_max),
-                rows::opt_i64_col(rows, |r| r.pss_bytes_mean),
-                rows::opt_i64_col(rows, |r| r.swap_bytes_mean),
-            ],
-        )
-    }
-}
-
-impl Row for PingMinuteRow {
-    const TABLE: Table = Table::PingMinute;
-    fn ts_us(&self) -> i64 {
-        self.ts_us
-    }
-    fn hour(&self) -> i64 {
-        rollup_hour(self.ts_us)
-    }
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
-        rows::batch(
-            Self::TABLE,
-            vec![
-                rows::ts_col(rows, |r| r.ts_us),
-                rows::str_col(rows, |r| &r.target),
-                rows::i64_col(rows, |r| r.measurements),
-                rows::i64_col(rows, |r| r.sent),
-                rows::i64_col(rows, |r| r.received),
-                rows::opt_rate_col(rows, |r| r.loss_pct),
-                rows::opt_rtt_col(rows, |r| r.rtt_min_ms),
-                rows::opt_rtt_col(rows, |r| r.rtt_avg_ms),
-                rows::opt_rtt_col(rows, |r| r.rtt_p50_ms),
-                rows::opt_rtt_col(rows, |r| r.rtt_p90_ms),
-                rows::opt_rtt_col(rows, |r| r.rtt_p99_ms),
-                rows::opt_rtt_col(rows, |r| r.rtt_max_ms),
-            ],
-        )
-    }
+    let dir = layout::table_host_dir(data_dir, R::Minute::TABLE, host);
+    let (date_dir, hh) = layout::hour_location(&dir, hour);
+    let path = date_dir.join(format!("{hh}.parquet"));
+    // Written once: the final compression.
+    let props = Arc::new(writer_properties(R::Minute::TABLE, host));
+    write_part(&path, &out, &props).map_err(|source| WriteError { path, source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Source;
 
     const H: i64 = 1_795_647_600_000_000; // 2026-11-25T23:00:00Z
 

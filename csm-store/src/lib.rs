@@ -1,0 +1,36 @@
+//! csm's store: the tables, declared once, and their hourly, Hive-partitioned Parquet
+//! files (`<data-dir>/<table>/host=<h>/date=<YYYY-MM-DD>/<HH>.parquet`).
+//!
+//! Rooms, by concern:
+//! - [`tables`]: every table's row, one line per column: the file to read first;
+//! - [`table`] and [`column`]: the [`table!`] macro and what a column kind means (Arrow
+//!   type, encoding, rounding), from which schema, writer batch and reader follow;
+//! - [`events`]: the typed [`Event`] and [`Source`];
+//! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole;
+//! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
+//!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
+//! - [`reader`]: reading rows back.
+//!
+//! Every file whose name ends in `.parquet` is complete at every moment: the current hour
+//! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
+//! renamed over the old one at each flush. No aya, no tokio: the daemon, `csm-plot` and
+//! the tests all read and write through this crate.
+
+pub mod atomic;
+pub mod column;
+pub mod events;
+pub mod layout;
+pub mod reader;
+pub mod rollup;
+pub mod store;
+pub mod table;
+pub mod tables;
+pub mod writer;
+
+pub use column::{quantize, round_rtt};
+pub use events::{Counters, Event, Recovered, Source};
+pub use reader::{read_rows, read_table, table_files};
+pub use store::{Store, TableRows};
+pub use table::{FromBatch, Row, Table, SCHEMA_VERSION};
+pub use tables::*;
+pub use writer::{StoreOptions, TableWriter, WriteError};

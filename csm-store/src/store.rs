@@ -1,0 +1,686 @@
+//! The store: every table's writer in one registry keyed by [`Table`], flushed together;
+//! roll-ups of finished hours; retention of old date partitions; the daemon's events.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::events::Event;
+use crate::layout;
+use crate::rollup::{roll_up, RollUp};
+use crate::table::{Row, Table};
+use crate::tables::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
+use crate::writer::{
+    check_writable, create_dir_all, remove_stray_temporaries, StoreOptions, TableWriter, WriteError,
+};
+
+/// Rows of any one table, so that one channel can carry every table's rows to the store.
+pub struct TableRows {
+    table: Table,
+    rows: Box<dyn Any + Send>,
+}
+
+impl TableRows {
+    pub fn table(&self) -> Table {
+        self.table
+    }
+}
+
+impl<R: Row> From<Vec<R>> for TableRows {
+    fn from(rows: Vec<R>) -> TableRows {
+        TableRows {
+            table: R::TABLE,
+            rows: Box::new(rows),
+        }
+    }
+}
+
+impl std::fmt::Debug for TableRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableRows({})", self.table.name())
+    }
+}
+
+/// One table's writer, whatever its row type.
+trait AnyTable: Send {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn extend_any(&mut self, rows: Box<dyn Any + Send>);
+    fn flush(&mut self, now_us: i64) -> Vec<WriteError>;
+    fn unwritten_rows(&self) -> usize;
+    fn take_dropped(&mut self) -> u64;
+    fn take_finished(&mut self) -> Vec<i64>;
+}
+
+impl<R: Row> AnyTable for TableWriter<R> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn extend_any(&mut self, rows: Box<dyn Any + Send>) {
+        if let Ok(rows) = rows.downcast::<Vec<R>>() {
+            self.extend(*rows);
+        }
+    }
+    fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
+        TableWriter::flush(self, now_us)
+    }
+    fn unwritten_rows(&self) -> usize {
+        TableWriter::unwritten_rows(self)
+    }
+    fn take_dropped(&mut self) -> u64 {
+        TableWriter::take_dropped(self)
+    }
+    fn take_finished(&mut self) -> Vec<i64> {
+        TableWriter::take_finished(self)
+    }
+}
+
+/// Writes one finished hour's roll-up from the raw table's files.
+type RollUpFn = fn(&Path, &str, i64) -> Result<(), WriteError>;
+
+/// A registered table: its writer and, for raw tables with a 1-minute roll-up, how to
+/// write it and where it goes.
+struct Entry {
+    writer: Box<dyn AnyTable>,
+    roll_up: Option<(Table, RollUpFn)>,
+}
+
+impl Entry {
+    fn plain<R: Row>(opts: &StoreOptions) -> Entry {
+        Entry {
+            writer: Box::new(TableWriter::<R>::new(opts)),
+            roll_up: None,
+        }
+    }
+
+    fn rolled_up<R: RollUp>(opts: &StoreOptions) -> Entry {
+        Entry {
+            writer: Box::new(TableWriter::<R>::new(opts)),
+            roll_up: Some((R::Minute::TABLE, roll_up::<R>)),
+        }
+    }
+}
+
+/// Every table's writer.
+pub struct Store {
+    pub opts: StoreOptions,
+    tables: BTreeMap<Table, Entry>,
+    /// Finished hours whose roll-ups are still to be written, per source table.
+    rollups_due: BTreeMap<Table, Vec<i64>>,
+}
+
+/// How far back the start-up looks for finished hours that lack their roll-ups (the
+/// daemon was down when they ended).
+const ROLLUP_CATCH_UP_HOURS: i64 = 48;
+
+impl Store {
+    /// Prepares the data dir: creates it (0750), checks it is writable, and removes
+    /// temporaries a crash left behind.
+    pub fn open(opts: StoreOptions) -> io::Result<Store> {
+        create_dir_all(&opts.data_dir)?;
+        check_writable(&opts.data_dir)?;
+        remove_stray_temporaries(&opts.data_dir)?;
+        let tables = [
+            Entry::rolled_up::<CpuRow>(&opts),
+            Entry::rolled_up::<MemRow>(&opts),
+            Entry::rolled_up::<NetRow>(&opts),
+            Entry::rolled_up::<NetUidRow>(&opts),
+            Entry::rolled_up::<PingRow>(&opts),
+            Entry::plain::<UbcRow>(&opts),
+            Entry::plain::<EventRow>(&opts),
+        ];
+        Ok(Store {
+            tables: Table::ALL.into_iter().zip(tables).collect(),
+            rollups_due: BTreeMap::new(),
+            opts,
+        })
+    }
+
+    /// The writer of `R`'s table.
+    ///
+    /// # Panics
+    /// If `R` is a roll-up row: those are written from the raw files, not pushed.
+    pub fn table<R: Row>(&self) -> &TableWriter<R> {
+        self.tables
+            .get(&R::TABLE)
+            .and_then(|e| e.writer.as_any().downcast_ref())
+            .unwrap_or_else(|| panic!("{} is not written through the store", R::TABLE.name()))
+    }
+
+    /// The writer of `R`'s table, to push rows into (see [`Store::table`]).
+    pub fn table_mut<R: Row>(&mut self) -> &mut TableWriter<R> {
+        self.tables
+            .get_mut(&R::TABLE)
+            .and_then(|e| e.writer.as_any_mut().downcast_mut())
+            .unwrap_or_else(|| panic!("{} is not written through the store", R::TABLE.name()))
+    }
+
+    pub fn push<R: Row>(&mut self, row: R) {
+        self.table_mut::<R>().push(row);
+    }
+
+    pub fn extend<R: Row>(&mut self, rows: impl IntoIterator<Item = R>) {
+        self.table_mut::<R>().extend(rows);
+    }
+
+    /// Rows of whichever table they belong to.
+    pub fn extend_rows(&mut self, rows: TableRows) {
+        if let Some(entry) = self.tables.get_mut(&rows.table) {
+            entry.writer.extend_any(rows.rows);
+        }
+    }
+
+    pub fn event(&mut self, ts_us: i64, event: Event) {
+        self.push(EventRow::new(ts_us, &event));
+    }
+
+    /// Rows held that are not on disk yet, across tables.
+    pub fn unwritten_rows(&self) -> usize {
+        self.tables
+            .values()
+            .map(|e| e.writer.unwritten_rows())
+            .sum()
+    }
+
+    /// Writes what is held, notes rows the memory bound let go (as `events` rows), and
+    /// writes the roll-ups of hours that just finished.
+    pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
+        self.note_dropped(now_us);
+        let mut errors = Vec::new();
+        for (&table, entry) in self.tables.iter_mut() {
+            errors.extend(entry.writer.flush(now_us));
+            let finished = entry.writer.take_finished();
+            if entry.roll_up.is_some() && !finished.is_empty() {
+                self.rollups_due.entry(table).or_default().extend(finished);
+            }
+        }
+        if errors.is_empty() {
+            errors.extend(self.write_due_rollups());
+        }
+        errors
+    }
+
+    fn note_dropped(&mut self, now_us: i64) {
+        let dropped: Vec<(Table, u64)> = self
+            .tables
+            .iter_mut()
+            .map(|(&table, e)| (table, e.writer.take_dropped()))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        for (table, n) in dropped {
+            self.event(
+                now_us,
+                Event::RowsDropped(format!(
+                    "table={} rows={n} (memory bound of {} rows reached while writing failed)",
+                    table.name(),
+                    self.opts.max_rows_per_table
+                )),
+            );
+        }
+    }
+
+    /// Queues the roll-ups of recent finished hours that have raw files but no roll-up
+    /// file (the daemon was down when the hour ended). Call once at start.
+    pub fn catch_up_rollups(&mut self, now_us: i64) {
+        let current = layout::hour_of(now_us);
+        let (data_dir, host) = (&self.opts.data_dir, &self.opts.host);
+        for (&source, entry) in &self.tables {
+            let Some((rollup, _)) = entry.roll_up else {
+                continue;
+            };
+            let raw = layout::table_host_dir(data_dir, source, host);
+            let done = layout::table_host_dir(data_dir, rollup, host);
+            let due = self.rollups_due.entry(source).or_default();
+            for hour in current - ROLLUP_CATCH_UP_HOURS..current {
+                let (raw_dir, hh) = layout::hour_location(&raw, hour);
+                let (done_dir, _) = layout::hour_location(&done, hour);
+                let has_raw = !layout::hour_parts(&raw_dir, &hh).is_empty();
+                if has_raw && !done_dir.join(format!("{hh}.parquet")).exists() {
+                    due.push(hour);
+                }
+            }
+        }
+    }
+
+    fn write_due_rollups(&mut self) -> Vec<WriteError> {
+        let mut errors = Vec::new();
+        let (data_dir, host) = (&self.opts.data_dir, &self.opts.host);
+        for (table, hours) in self.rollups_due.iter_mut() {
+            let Some((_, roll_up)) = self.tables.get(table).and_then(|e| e.roll_up) else {
+                hours.clear();
+                continue;
+            };
+            hours.sort_unstable();
+            hours.dedup();
+            hours.retain(|&hour| match roll_up(data_dir, host, hour) {
+                Ok(()) => false,
+                Err(err) => {
+                    errors.push(err);
+                    true
+                }
+            });
+        }
+        errors
+    }
+
+    /// Deletes whole date partitions of this host that ended more than `retain` ago.
+    /// Returns the folders removed.
+    pub fn apply_retention(&self, now_us: i64, retain: std::time::Duration) -> Vec<PathBuf> {
+        let cutoff_us = now_us - retain.as_micros().min(i64::MAX as u128) as i64;
+        let mut removed = Vec::new();
+        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
+            let dir = layout::table_host_dir(&self.opts.data_dir, *table, &self.opts.host);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(day_end) = layout::date_partition_end_us(&name) else {
+                    continue;
+                };
+                if day_end <= cutoff_us && fs::remove_dir_all(entry.path()).is_ok() {
+                    removed.push(entry.path());
+                }
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::events::Source;
+    use crate::layout::MICROS_PER_HOUR;
+    use crate::reader::read_rows;
+    use crate::table::SCHEMA_VERSION;
+    use crate::writer::{
+        writer_options, writer_properties, DIR_MODE, FILE_MODE, FINAL_WRITE_STAGGER_US,
+        LATE_ROW_GRACE_US,
+    };
+    use arrow::array::{Array, Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+
+    fn cpu_row(ts_us: i64, uid: i64) -> CpuRow {
+        CpuRow {
+            ts_us,
+            dur_ms: 1000,
+            uid,
+            user: (uid == 0).then(|| "root".to_string()),
+            cpu_ns: 5,
+            cpu_pct: 0.5,
+            source: Source::Ebpf,
+        }
+    }
+
+    fn read_all(path: &Path) -> arrow::record_batch::RecordBatch {
+        let file = File::open(path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+        arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+
+    #[test]
+    fn rows_land_in_their_hour_and_read_back_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h1");
+        let mut store = Store::open(opts).unwrap();
+        let hour = 1_795_647_600_000_000; // 2026-11-25T23:00:00Z
+        store.push(cpu_row(hour + 2_000_000, 1000));
+        store.push(cpu_row(hour + 1_000_000, 0));
+        store.push(cpu_row(hour + MICROS_PER_HOUR, 1000));
+        assert!(store.flush(hour + 2_000_000).is_empty());
+
+        let first = dir.path().join("cpu/host=h1/date=2026-11-25/23.parquet");
+        let batch = read_all(&first);
+        assert_eq!(batch.num_rows(), 2);
+        let uids = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(uids.values(), &[0, 1000], "rows are sorted by ts");
+        let users = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(users.value(0), "root");
+        assert!(users.is_null(1));
+        let next = dir.path().join("cpu/host=h1/date=2026-11-26/00.parquet");
+        assert_eq!(read_all(&next).num_rows(), 1);
+
+        let mode = fs::metadata(&first).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        let dir_mode = fs::metadata(first.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, DIR_MODE);
+    }
+
+    #[test]
+    fn every_table_reads_back_with_its_own_schema_without_the_arrow_metadata() {
+        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
+            let schema = table.schema();
+            let batch = arrow::record_batch::RecordBatch::new_empty(schema.clone());
+            let props = writer_properties(*table, "h");
+            let file = tempfile::tempfile().unwrap();
+            let mut writer = ArrowWriter::try_new_with_options(
+                file.try_clone().unwrap(),
+                schema.clone(),
+                writer_options(&props),
+            )
+            .unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            let kv = builder.metadata().file_metadata().key_value_metadata();
+            assert!(kv.unwrap().iter().all(|e| e.key != "ARROW:schema"));
+            assert_eq!(
+                builder.schema().fields(),
+                schema.fields(),
+                "{}",
+                table.name()
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_names_schema_version_and_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h1");
+        let mut store = Store::open(opts).unwrap();
+        store.event(1_000_000, Event::Start("test".into()));
+        assert!(store.flush(1_000_000).is_empty());
+        let path = dir.path().join("events/host=h1/date=1970-01-01/00.parquet");
+        let file = File::open(path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+        assert_eq!(get("csm.schema_version").as_deref(), Some(SCHEMA_VERSION));
+        assert_eq!(get("csm.host").as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn restart_in_the_same_hour_writes_a_new_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        for _ in 0..2 {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.push(cpu_row(1_000_000, 1));
+            assert!(store.flush(1_000_000).is_empty());
+        }
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        assert_eq!(read_all(&date.join("00.parquet")).num_rows(), 1);
+        assert_eq!(read_all(&date.join("00.1.parquet")).num_rows(), 1);
+    }
+
+    #[test]
+    fn stray_temporaries_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        fs::create_dir_all(&date).unwrap();
+        fs::write(date.join(".00.parquet.tmp"), b"half").unwrap();
+        fs::write(date.join("00.parquet"), b"keep").unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        Store::open(opts).unwrap();
+        assert!(!date.join(".00.parquet.tmp").exists());
+        assert!(date.join("00.parquet").exists());
+    }
+
+    #[test]
+    fn finished_hours_leave_memory_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        let mut store = Store::open(opts).unwrap();
+        store.push(cpu_row(1_000_000, 1));
+        assert!(store.flush(1_000_000).is_empty());
+        assert_eq!(store.table::<CpuRow>().buffered_rows(), 1);
+        assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
+        assert_eq!(store.table::<CpuRow>().buffered_rows(), 0);
+    }
+
+    #[test]
+    fn a_finished_hour_is_rewritten_once_with_the_final_compression() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        for s in 0..600 {
+            store.push(cpu_row(s * 1_000_000, s % 7));
+        }
+        assert!(store.flush(600_000_000).is_empty());
+        let file = dir.path().join("cpu/host=h/date=1970-01-01/00.parquet");
+        let flushed = fs::metadata(&file).unwrap().ino();
+        // Over, but still inside the grace for late rows: not rewritten.
+        assert!(store.flush(MICROS_PER_HOUR).is_empty());
+        assert_eq!(fs::metadata(&file).unwrap().ino(), flushed);
+        assert!(store.flush(MICROS_PER_HOUR + LATE_ROW_GRACE_US).is_empty());
+        assert_ne!(fs::metadata(&file).unwrap().ino(), flushed, "rewritten");
+        assert_eq!(store.table::<CpuRow>().buffered_rows(), 0);
+        assert_eq!(read_all(&file).num_rows(), 600);
+    }
+
+    #[test]
+    fn final_writes_of_different_tables_fall_into_different_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        store.push(cpu_row(1_000_000, 1));
+        store.push(MemRow {
+            ts_us: 1_000_000,
+            uid: 1,
+            user: None,
+            nproc: 1,
+            rss_bytes: 4096,
+            pss_bytes: None,
+            swap_bytes: None,
+        });
+        let done = MICROS_PER_HOUR + LATE_ROW_GRACE_US;
+        assert!(store.flush(done).is_empty());
+        assert_eq!(
+            (
+                store.table::<CpuRow>().buffered_rows(),
+                store.table::<MemRow>().buffered_rows()
+            ),
+            (0, 1)
+        );
+        assert!(store.flush(done + FINAL_WRITE_STAGGER_US).is_empty());
+        assert_eq!(store.table::<MemRow>().buffered_rows(), 0);
+        let rolled = dir.path().join("mem_1m/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&rolled).num_rows(), 1);
+    }
+
+    #[test]
+    fn memory_bound_sheds_written_rows_first_then_counts_dropped_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 10;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..8 {
+            store.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(8_000_000).is_empty());
+        // More rows than the bound arrive before the next flush.
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        for s in 8..20 {
+            store.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.table::<CpuRow>().buffered_rows() <= 10);
+        // The written rows went first and stay on disk in their part.
+        assert_eq!(read_all(&date.join("00.parquet")).num_rows(), 8);
+        let dropped = store.table_mut::<CpuRow>().take_dropped();
+        assert_eq!(
+            dropped as usize + store.table::<CpuRow>().buffered_rows(),
+            12
+        );
+        assert!(store.flush(20_000_000).is_empty());
+        // The rest continues in a new part: nothing duplicated.
+        let second = read_all(&date.join("00.1.parquet"));
+        assert_eq!(second.num_rows(), 12 - dropped as usize);
+    }
+
+    #[test]
+    fn dropped_rows_become_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 5;
+        let mut store = Store::open(opts).unwrap();
+        for s in 0..7 {
+            store.push(cpu_row(s * 1_000_000, 1));
+        }
+        assert!(store.flush(7_000_000).is_empty());
+        assert!(store.flush(8_000_000).is_empty());
+        let events = read_all(&dir.path().join("events/host=h/date=1970-01-01/00.parquet"));
+        let names = events
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(names.value(0), "rows_dropped");
+    }
+
+    #[test]
+    fn a_deleted_data_dir_is_recreated_with_every_row_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut store = Store::open(StoreOptions::new(&data, "h")).unwrap();
+        store.push(cpu_row(1_000_000, 1));
+        assert!(store.flush(1_000_000).is_empty());
+        fs::remove_dir_all(&data).unwrap();
+        store.push(cpu_row(2_000_000, 1));
+        assert!(store.flush(2_000_000).is_empty());
+        let file = data.join("cpu/host=h/date=1970-01-01/00.parquet");
+        assert_eq!(read_all(&file).num_rows(), 2, "the hour is rewritten whole");
+    }
+
+    #[test]
+    fn finished_hours_get_rollups_from_every_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        // Two runs in the same hour (a restart): two parts.
+        for uid in [1, 2] {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.push(cpu_row(30_000_000, uid));
+            assert!(store.flush(30_000_000).is_empty());
+        }
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(3 * MICROS_PER_HOUR);
+        assert!(store.flush(3 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("cpu_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 2);
+        let ts = rolled
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 60_000_000, "ts is the end of the minute");
+    }
+
+    fn ping_row(ts_us: i64, target: &str, rtts_ms: Vec<f64>) -> PingRow {
+        PingRow {
+            ts_us,
+            target: target.into(),
+            addr: Some("192.0.2.7".into()),
+            sent: 3,
+            received: rtts_ms.len() as i64,
+            rtt_min_ms: rtts_ms.iter().copied().reduce(f64::min),
+            rtt_avg_ms: None,
+            rtt_max_ms: rtts_ms.iter().copied().reduce(f64::max),
+            rtt_mdev_ms: None,
+            error: rtts_ms.is_empty().then(|| "timeout".into()),
+            rtts_ms,
+        }
+    }
+
+    #[test]
+    fn ping_rows_read_back_whole_and_finished_hours_get_ping_1m() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::new(dir.path(), "h");
+        let rows = vec![
+            ping_row(10_000_000, "a", vec![20.5, 21.25, 19.0]),
+            ping_row(10_000_000, "b", vec![]),
+            ping_row(70_000_000, "a", vec![22.0]),
+        ];
+        {
+            let mut store = Store::open(opts.clone()).unwrap();
+            store.extend(rows.clone());
+            assert!(store.flush(80_000_000).is_empty());
+        }
+        let raw = dir.path().join("ping/host=h/date=1970-01-01/00.parquet");
+        let mut back = read_rows::<PingRow>(&raw).unwrap();
+        back.sort_by(|x, y| (x.ts_us, &x.target).cmp(&(y.ts_us, &y.target)));
+        assert_eq!(back, rows);
+
+        // The daemon was down when the hour ended: the next start rolls it up.
+        let mut store = Store::open(opts).unwrap();
+        store.catch_up_rollups(2 * MICROS_PER_HOUR);
+        assert!(store.flush(2 * MICROS_PER_HOUR).is_empty());
+        let rolled = read_all(&dir.path().join("ping_1m/host=h/date=1970-01-01/00.parquet"));
+        assert_eq!(rolled.num_rows(), 3);
+        let col = |name: &str| rolled.column_by_name(name).unwrap().clone();
+        let received = col("received");
+        let received = received.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(received.values(), &[3, 0, 1]);
+        let p50 = col("rtt_p50_ms");
+        let p50 = p50
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(p50.value(0), 20.5);
+        assert!(p50.is_null(1), "no replies, no percentiles");
+        assert_eq!(p50.value(2), 22.0);
+    }
+
+    #[test]
+    fn every_collected_table_has_a_writer_and_rows_find_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        assert_eq!(store.tables.keys().copied().collect::<Vec<_>>(), Table::ALL);
+        store.extend_rows(vec![cpu_row(1_000_000, 7)].into());
+        store.extend_rows(vec![EventRow::new(1_000_000, &Event::Stop("x".into()))].into());
+        assert_eq!(store.unwritten_rows(), 2);
+        assert!(store.flush(2_000_000).is_empty());
+        let cpu: Vec<CpuRow> = crate::read_table(dir.path()).unwrap();
+        assert_eq!(cpu, [cpu_row(1_000_000, 7)]);
+        let events: Vec<EventRow> = crate::read_table(dir.path()).unwrap();
+        assert_eq!(events[0].event(), Event::Stop("x".into()));
+    }
+
+    #[test]
+    fn retention_removes_whole_old_days_of_this_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [
+            "cpu/host=h/date=2026-01-01",
+            "cpu/host=h/date=2026-03-01",
+            "cpu_1m/host=h/date=2026-01-01",
+            "cpu/host=other/date=2026-01-01",
+        ] {
+            fs::create_dir_all(dir.path().join(p)).unwrap();
+        }
+        let store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        // 2026-03-02T00:00Z, keep 30 days.
+        let now = 1_772_409_600_000_000;
+        let removed = store.apply_retention(now, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(removed.len(), 2);
+        assert!(!dir.path().join("cpu/host=h/date=2026-01-01").exists());
+        assert!(dir.path().join("cpu/host=h/date=2026-03-01").exists());
+        assert!(dir.path().join("cpu/host=other/date=2026-01-01").exists());
+    }
+}

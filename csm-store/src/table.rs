@@ -1,0 +1,429 @@
+//! The tables, and the one macro that declares each of them (see `tables.rs` for the
+//! declarations). Changes are additive only (new tables, new nullable columns) and bump
+//! [`SCHEMA_VERSION`].
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::column::Column;
+use crate::layout::hour_of;
+use crate::tables::*;
+
+/// `csm.schema_version` in every file's key-value metadata.
+pub const SCHEMA_VERSION: &str = "2";
+
+/// The tables csm writes; the name is the top folder under the data dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Cpu,
+    Mem,
+    Net,
+    NetUid,
+    Ping,
+    Ubc,
+    Events,
+    /// 1-minute roll-ups of finished hours, so that months read fast.
+    CpuMinute,
+    NetMinute,
+    NetUidMinute,
+    MemMinute,
+    PingMinute,
+}
+
+impl Table {
+    /// The tables the daemon writes as it collects.
+    pub const ALL: [Table; 7] = [
+        Table::Cpu,
+        Table::Mem,
+        Table::Net,
+        Table::NetUid,
+        Table::Ping,
+        Table::Ubc,
+        Table::Events,
+    ];
+
+    /// Roll-up tables: one row per key per minute, `ts` = the end of the minute.
+    pub const ROLLUPS: [Table; 5] = [
+        Table::CpuMinute,
+        Table::NetMinute,
+        Table::NetUidMinute,
+        Table::MemMinute,
+        Table::PingMinute,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Cpu => "cpu",
+            Table::Mem => "mem",
+            Table::Net => "net",
+            Table::NetUid => "net_uid",
+            Table::Ping => "ping",
+            Table::Ubc => "ubc",
+            Table::Events => "events",
+            Table::CpuMinute => "cpu_1m",
+            Table::NetMinute => "net_1m",
+            Table::NetUidMinute => "net_uid_1m",
+            Table::MemMinute => "mem_1m",
+            Table::PingMinute => "ping_1m",
+        }
+    }
+
+    /// The table whose folder is `name`.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL
+            .into_iter()
+            .chain(Table::ROLLUPS)
+            .find(|t| t.name() == name)
+    }
+
+    pub fn is_rollup(self) -> bool {
+        Table::ROLLUPS.contains(&self)
+    }
+
+    /// The columns, as the table's row declaration gives them.
+    pub fn columns(self) -> Vec<Column> {
+        match self {
+            Table::Cpu => CpuRow::columns(),
+            Table::Mem => MemRow::columns(),
+            Table::Net => NetRow::columns(),
+            Table::NetUid => NetUidRow::columns(),
+            Table::Ping => PingRow::columns(),
+            Table::Ubc => UbcRow::columns(),
+            Table::Events => EventRow::columns(),
+            Table::CpuMinute => CpuMinuteRow::columns(),
+            Table::NetMinute => NetMinuteRow::columns(),
+            Table::NetUidMinute => NetUidMinuteRow::columns(),
+            Table::MemMinute => MemMinuteRow::columns(),
+            Table::PingMinute => PingMinuteRow::columns(),
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns().iter().map(Column::field).collect::<Vec<_>>(),
+        ))
+    }
+}
+
+/// A row of one table. Implemented by [`crate::table!`]; nothing else needs to.
+pub trait Row: Clone + Send + 'static {
+    const TABLE: Table;
+    /// The columns in file order: name, kind, Arrow type, nullability.
+    fn columns() -> Vec<Column>;
+    /// The row's `ts`, in microseconds since the epoch (UTC); it picks the hourly file.
+    fn ts_us(&self) -> i64;
+    /// The hour (since the epoch) whose file holds the row. A roll-up row's `ts` is the
+    /// end of its minute: its hour is the one of `ts - 1 µs`.
+    fn hour(&self) -> i64 {
+        if Self::TABLE.is_rollup() {
+            hour_of(self.ts_us() - 1)
+        } else {
+            hour_of(self.ts_us())
+        }
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError>;
+}
+
+/// Rows read back from a file. Columns are found by name: columns a reader does not
+/// know are ignored, and a nullable column an older file lacks reads as nulls.
+pub trait FromBatch: Sized {
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError>;
+}
+
+/// The name of a column: the field's own, or the one given with `as "name"`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! column_name {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident $name:literal) => {
+        $name
+    };
+}
+
+/// Declares a table's row once: each line is a field, its column name if it differs
+/// (`as "ts"`), its Rust type and its [`Kind`](crate::column::Kind). From it come the
+/// row struct, a struct of column-name constants (`CpuRow::COLUMN.cpu_pct`), the
+/// [`Row`] implementation (schema, batch for the writer; the kinds give the encodings)
+/// and the [`FromBatch`] reader. Every row has a `ts_us` field.
+#[macro_export]
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $row:ident in $table:ident, names $names:ident {
+            $(
+                $(#[$field_meta:meta])*
+                $field:ident $(as $name:literal)?: $ty:ty = $kind:ident,
+            )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $row {
+            $( $(#[$field_meta])* pub $field: $ty, )+
+        }
+
+        #[doc = concat!("Column names of `", stringify!($row), "`, for readers that project columns.")]
+        #[derive(Clone, Copy, Debug)]
+        pub struct $names {
+            $( pub $field: &'static str, )+
+        }
+
+        impl $row {
+            /// The column names, one per field.
+            pub const COLUMN: $names = $names {
+                $( $field: $crate::column_name!($field $($name)?), )+
+            };
+        }
+
+        impl $crate::Row for $row {
+            const TABLE: $crate::Table = $crate::Table::$table;
+
+            fn columns() -> Vec<$crate::column::Column> {
+                vec![$(
+                    $crate::column::Column::new::<$ty>(
+                        $crate::column_name!($field $($name)?),
+                        $crate::column::Kind::$kind,
+                    ),
+                )+]
+            }
+
+            fn ts_us(&self) -> i64 {
+                self.ts_us
+            }
+
+            fn to_batch(
+                rows: &[Self],
+            ) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+                arrow::record_batch::RecordBatch::try_new(
+                    $crate::Table::$table.schema(),
+                    vec![$(
+                        <$ty as $crate::column::Value>::to_array(
+                            rows.iter().map(|r| &r.$field),
+                            $crate::column::Kind::$kind,
+                        ),
+                    )+],
+                )
+            }
+        }
+
+        impl $crate::FromBatch for $row {
+            fn from_batch(
+                batch: &arrow::record_batch::RecordBatch,
+            ) -> Result<Vec<Self>, arrow::error::ArrowError> {
+                $(
+                    let mut $field = $crate::column::read_column::<$ty>(
+                        batch,
+                        $crate::column_name!($field $($name)?),
+                        $crate::column::Kind::$kind,
+                    )?
+                    .into_iter();
+                )+
+                Ok((0..batch.num_rows())
+                    .map(|_| $row {
+                        $( $field: $field.next().unwrap_or_default(), )+
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, TimeUnit};
+
+    /// The schemas of DESIGN.md, spelled out once more on purpose: a change to a
+    /// declaration that alters the files must fail here.
+    #[test]
+    fn schemas_are_the_documented_contract() {
+        let spelled = |t: Table| -> Vec<String> {
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let null = if f.is_nullable() { "?" } else { "" };
+                    let ty = match f.data_type() {
+                        DataType::Int64 => "i64".to_string(),
+                        DataType::Float64 => "f64".to_string(),
+                        DataType::Utf8 => "str".to_string(),
+                        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => {
+                            format!("ts[{tz}]")
+                        }
+                        DataType::List(item) => format!("list<{}>", item.data_type()),
+                        other => format!("{other}"),
+                    };
+                    format!("{}:{ty}{null}", f.name())
+                })
+                .collect()
+        };
+        assert_eq!(
+            spelled(Table::Cpu),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "uid:i64",
+                "user:str?",
+                "cpu_ns:i64",
+                "cpu_pct:f64",
+                "source:str"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::Mem),
+            [
+                "ts:ts[UTC]",
+                "uid:i64",
+                "user:str?",
+                "nproc:i64",
+                "rss_bytes:i64",
+                "pss_bytes:i64?",
+                "swap_bytes:i64?"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::Net),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "iface:str",
+                "ifindex:i64",
+                "netns:i64?",
+                "rx_bytes:i64",
+                "tx_bytes:i64",
+                "rx_packets:i64",
+                "tx_packets:i64",
+                "source:str"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::NetUid),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "uid:i64",
+                "user:str?",
+                "rx_bytes:i64",
+                "tx_bytes:i64"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::Ping),
+            [
+                "ts:ts[UTC]",
+                "target:str",
+                "addr:str?",
+                "sent:i64",
+                "received:i64",
+                "rtt_min_ms:f64?",
+                "rtt_avg_ms:f64?",
+                "rtt_max_ms:f64?",
+                "rtt_mdev_ms:f64?",
+                "rtts_ms:list<Float64>",
+                "error:str?"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::Ubc),
+            [
+                "ts:ts[UTC]",
+                "ctid:i64",
+                "resource:str",
+                "held:i64",
+                "maxheld:i64",
+                "barrier:i64",
+                "hard_limit:i64",
+                "failcnt:i64"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::Events),
+            ["ts:ts[UTC]", "event:str", "detail:str?"]
+        );
+        assert_eq!(
+            spelled(Table::CpuMinute),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "uid:i64",
+                "user:str?",
+                "cpu_ns:i64",
+                "cpu_pct:f64",
+                "cpu_pct_max:f64",
+                "source:str"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::NetMinute),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "iface:str",
+                "ifindex:i64",
+                "netns:i64?",
+                "rx_bytes:i64",
+                "tx_bytes:i64",
+                "rx_packets:i64",
+                "tx_packets:i64",
+                "rx_bytes_per_s_max:f64",
+                "tx_bytes_per_s_max:f64",
+                "source:str"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::NetUidMinute),
+            [
+                "ts:ts[UTC]",
+                "dur_ms:i64",
+                "uid:i64",
+                "user:str?",
+                "rx_bytes:i64",
+                "tx_bytes:i64"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::MemMinute),
+            [
+                "ts:ts[UTC]",
+                "uid:i64",
+                "user:str?",
+                "samples:i64",
+                "nproc_max:i64",
+                "rss_bytes_mean:i64",
+                "rss_bytes_max:i64",
+                "pss_bytes_mean:i64?",
+                "swap_bytes_mean:i64?"
+            ]
+        );
+        assert_eq!(
+            spelled(Table::PingMinute),
+            [
+                "ts:ts[UTC]",
+                "target:str",
+                "measurements:i64",
+                "sent:i64",
+                "received:i64",
+                "loss_pct:f64?",
+                "rtt_min_ms:f64?",
+                "rtt_avg_ms:f64?",
+                "rtt_p50_ms:f64?",
+                "rtt_p90_ms:f64?",
+                "rtt_p99_ms:f64?",
+                "rtt_max_ms:f64?"
+            ]
+        );
+    }
+
+    #[test]
+    fn table_names_read_back() {
+        for table in Table::ALL.into_iter().chain(Table::ROLLUPS) {
+            assert_eq!(Table::from_name(table.name()), Some(table));
+        }
+        assert_eq!(Table::from_name("nope"), None);
+    }
+}

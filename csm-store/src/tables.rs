@@ -1,0 +1,209 @@
+//! Every table csm writes, declared once. A line is a column: field, column name when it
+//! differs (`as "ts"`), Rust type, [`Kind`](crate::column::Kind) (which sets the Arrow
+//! type, the encoding and the rounding). Schema, writer, reader and the column-name
+//! constants come from these declarations.
+//!
+//! To add a column: add its line here (new columns are `Option<…>`, so files written
+//! before read as nulls), bump [`SCHEMA_VERSION`](crate::SCHEMA_VERSION), extend the
+//! contract test in `table.rs` and `docs/TABLES.md`, and fill the field where rows are made.
+//!
+//! `ts` is TIMESTAMP(MICROS, UTC): for counter rows the end of the interval the row
+//! covers (`dur_ms` long); for gauges (`mem`, `ubc`) the sampling time; for `ping` the
+//! time the measurement started; for roll-ups the end of the minute.
+
+use crate::events::Source;
+use crate::table;
+
+table! {
+    /// CPU time of one uid in one interval (only uids that ran).
+    pub struct CpuRow in Cpu, names CpuColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        uid: i64 = Id,
+        /// Null when the uid has no name.
+        user: Option<String> = Text,
+        cpu_ns: i64 = Measured,
+        /// 100 = one core.
+        cpu_pct: f64 = Rate,
+        source: Source = Text,
+    }
+}
+
+table! {
+    /// Memory of one uid's processes at one sample.
+    pub struct MemRow in Mem, names MemColumns {
+        ts_us as "ts": i64 = Time,
+        uid: i64 = Id,
+        user: Option<String> = Text,
+        nproc: i64 = Id,
+        rss_bytes: i64 = Measured,
+        /// Null where smaps_rollup cannot be read.
+        pss_bytes: Option<i64> = Measured,
+        swap_bytes: Option<i64> = Measured,
+    }
+}
+
+table! {
+    /// Traffic of one interface (of one network namespace) in one interval.
+    pub struct NetRow in Net, names NetColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        iface: String = Text,
+        ifindex: i64 = Id,
+        /// The namespace's inode; null from /proc.
+        netns: Option<i64> = Id,
+        rx_bytes: i64 = Measured,
+        tx_bytes: i64 = Measured,
+        rx_packets: i64 = Measured,
+        tx_packets: i64 = Measured,
+        source: Source = Text,
+    }
+}
+
+table! {
+    /// IP-layer bytes of one uid's sockets in one interval.
+    pub struct NetUidRow in NetUid, names NetUidColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        uid: i64 = Id,
+        user: Option<String> = Text,
+        rx_bytes: i64 = Measured,
+        tx_bytes: i64 = Measured,
+    }
+}
+
+table! {
+    /// One scheduled measurement of a ping target (`ts`: when it started).
+    pub struct PingRow in Ping, names PingColumns {
+        ts_us as "ts": i64 = Time,
+        target: String = Text,
+        addr: Option<String> = Text,
+        sent: i64 = Id,
+        received: i64 = Id,
+        rtt_min_ms: Option<f64> = Rtt,
+        rtt_avg_ms: Option<f64> = Rtt,
+        rtt_max_ms: Option<f64> = Rtt,
+        rtt_mdev_ms: Option<f64> = Rtt,
+        /// Every reply's RTT, for distributions.
+        rtts_ms: Vec<f64> = Rtt,
+        error: Option<String> = Text,
+    }
+}
+
+table! {
+    /// One OpenVZ beancounter resource at one sample.
+    pub struct UbcRow in Ubc, names UbcColumns {
+        ts_us as "ts": i64 = Time,
+        ctid: i64 = Id,
+        resource: String = Text,
+        held: i64 = Measured,
+        maxheld: i64 = Measured,
+        barrier: i64 = Measured,
+        /// The file's `limit`, renamed: it is an SQL keyword.
+        hard_limit: i64 = Measured,
+        failcnt: i64 = Measured,
+    }
+}
+
+table! {
+    /// Something the daemon itself did; see [`Event`](crate::Event) for the typed view.
+    pub struct EventRow in Events, names EventColumns {
+        ts_us as "ts": i64 = Time,
+        event: String = Text,
+        detail: Option<String> = Text,
+    }
+}
+
+// Roll-ups: one row per key and minute of a finished hour. Counters are sums over the
+// minute; `dur_ms` is the time the minute's rows cover; `*_max` keep the highest single
+// interval, so spikes survive the roll-up.
+
+table! {
+    pub struct CpuMinuteRow in CpuMinute, names CpuMinuteColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        uid: i64 = Id,
+        user: Option<String> = Text,
+        cpu_ns: i64 = Measured,
+        cpu_pct: f64 = Rate,
+        cpu_pct_max: f64 = Rate,
+        source: Source = Text,
+    }
+}
+
+table! {
+    pub struct NetMinuteRow in NetMinute, names NetMinuteColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        iface: String = Text,
+        ifindex: i64 = Id,
+        netns: Option<i64> = Id,
+        rx_bytes: i64 = Measured,
+        tx_bytes: i64 = Measured,
+        rx_packets: i64 = Measured,
+        tx_packets: i64 = Measured,
+        rx_bytes_per_s_max: f64 = Rate,
+        tx_bytes_per_s_max: f64 = Rate,
+        source: Source = Text,
+    }
+}
+
+table! {
+    pub struct NetUidMinuteRow in NetUidMinute, names NetUidMinuteColumns {
+        ts_us as "ts": i64 = Time,
+        dur_ms: i64 = Measured,
+        uid: i64 = Id,
+        user: Option<String> = Text,
+        rx_bytes: i64 = Measured,
+        tx_bytes: i64 = Measured,
+    }
+}
+
+table! {
+    /// Gauges: `samples` taken in the minute, their means and maxima.
+    pub struct MemMinuteRow in MemMinute, names MemMinuteColumns {
+        ts_us as "ts": i64 = Time,
+        uid: i64 = Id,
+        user: Option<String> = Text,
+        samples: i64 = Measured,
+        nproc_max: i64 = Measured,
+        rss_bytes_mean: i64 = Measured,
+        rss_bytes_max: i64 = Measured,
+        pss_bytes_mean: Option<i64> = Measured,
+        swap_bytes_mean: Option<i64> = Measured,
+    }
+}
+
+table! {
+    /// Per target: measurements that started in the minute; RTTs over every reply (null
+    /// without replies); `loss_pct` null when nothing was sent.
+    pub struct PingMinuteRow in PingMinute, names PingMinuteColumns {
+        ts_us as "ts": i64 = Time,
+        target: String = Text,
+        measurements: i64 = Id,
+        sent: i64 = Id,
+        received: i64 = Id,
+        loss_pct: Option<f64> = Rate,
+        rtt_min_ms: Option<f64> = Rtt,
+        rtt_avg_ms: Option<f64> = Rtt,
+        rtt_p50_ms: Option<f64> = Rtt,
+        rtt_p90_ms: Option<f64> = Rtt,
+        rtt_p99_ms: Option<f64> = Rtt,
+        rtt_max_ms: Option<f64> = Rtt,
+    }
+}
+
+impl EventRow {
+    pub fn new(ts_us: i64, event: &crate::Event) -> EventRow {
+        EventRow {
+            ts_us,
+            event: event.name().to_string(),
+            detail: event.detail(),
+        }
+    }
+
+    /// The typed event this row holds.
+    pub fn event(&self) -> crate::Event {
+        crate::Event::parse(&self.event, self.detail.as_deref())
+    }
+}

@@ -1,0 +1,366 @@
+//! Buffers each table's rows per hour and rewrites the hour's file atomically at every
+//! flush, so the current hour is always readable and a crash loses at most one flush
+//! interval.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::atomic;
+use crate::column::ColumnEncoding;
+use crate::layout::{self, MICROS_PER_HOUR};
+use crate::table::{Row, Table, SCHEMA_VERSION};
+
+/// Data files reveal what each user does: owner and group only.
+pub const FILE_MODE: u32 = 0o640;
+pub const DIR_MODE: u32 = 0o750;
+
+/// How long a finished hour stays in memory after its last flush, for rows that arrive
+/// late (a ping measurement is stamped with its start time).
+pub(crate) const LATE_ROW_GRACE_US: i64 = 5 * 60 * 1_000_000;
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    /// Host partition value (already sanitized).
+    pub host: String,
+    /// Most rows one table keeps in memory (written or not). Past it the oldest written
+    /// rows are let go first (they are on disk), then the oldest unwritten ones, counted.
+    pub max_rows_per_table: usize,
+}
+
+impl StoreOptions {
+    pub fn new(data_dir: impl Into<PathBuf>, host: impl Into<String>) -> Self {
+        StoreOptions {
+            data_dir: data_dir.into(),
+            host: host.into(),
+            max_rows_per_table: DEFAULT_MAX_ROWS_PER_TABLE,
+        }
+    }
+}
+
+/// About 300 MB across the busiest tables at worst; hours of a busy host at 1 s.
+pub const DEFAULT_MAX_ROWS_PER_TABLE: usize = 1_000_000;
+
+/// A failed write of one file; the rows stay buffered and are written at the next flush.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Rows of one table, by hour, waiting to be (re)written.
+pub struct TableWriter<R: Row> {
+    dir: PathBuf,
+    /// For the rewrites of an hour that is still filling: cheap to compress.
+    props: Arc<WriterProperties>,
+    /// For the last write of a finished hour: smallest on disk.
+    final_props: Arc<WriterProperties>,
+    hours: BTreeMap<i64, HourBuffer<R>>,
+    max_rows: usize,
+    /// Unwritten rows let go because of the memory bound, not yet reported.
+    dropped: u64,
+    /// Hours that were written completely and left memory, for the roll-ups.
+    finished: Vec<i64>,
+    /// Added to the late-row grace before a finished hour's final write: different per
+    /// table, so that the final writes (tens of ms each for a busy table) and roll-ups
+    /// fall into different flushes rather than stalling one.
+    final_write_delay_us: i64,
+}
+
+/// Between the final writes of successive tables (one default flush interval).
+pub(crate) const FINAL_WRITE_STAGGER_US: i64 = 10_000_000;
+
+/// One hour of one table. `rows[..written]` are in `part` on disk (sorted); the rest
+/// came since the last successful write. `compacted`: `part` was last written with the
+/// final (strongest) compression.
+struct HourBuffer<R> {
+    rows: Vec<R>,
+    written: usize,
+    part: PathBuf,
+    compacted: bool,
+}
+
+impl<R> HourBuffer<R> {
+    fn dirty(&self) -> bool {
+        self.written < self.rows.len()
+    }
+}
+
+impl<R: Row> TableWriter<R> {
+    pub fn new(opts: &StoreOptions) -> Self {
+        TableWriter {
+            dir: layout::table_host_dir(&opts.data_dir, R::TABLE, &opts.host),
+            props: Arc::new(flush_properties(R::TABLE, &opts.host)),
+            final_props: Arc::new(writer_properties(R::TABLE, &opts.host)),
+            hours: BTreeMap::new(),
+            max_rows: opts.max_rows_per_table.max(1),
+            dropped: 0,
+            finished: Vec::new(),
+            final_write_delay_us: Table::ALL.iter().position(|t| *t == R::TABLE).unwrap_or(0)
+                as i64
+                * FINAL_WRITE_STAGGER_US,
+        }
+    }
+
+    pub fn push(&mut self, row: R) {
+        let hour = row.hour();
+        let dir = &self.dir;
+        let buffer = self.hours.entry(hour).or_insert_with(|| HourBuffer {
+            rows: Vec::new(),
+            written: 0,
+            part: new_part(dir, hour),
+            compacted: false,
+        });
+        buffer.rows.push(row);
+        if self.buffered_rows() > self.max_rows {
+            self.shed();
+        }
+    }
+
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = R>) {
+        for row in rows {
+            self.push(row);
+        }
+    }
+
+    /// Rows held in memory (written or not).
+    pub fn buffered_rows(&self) -> usize {
+        self.hours.values().map(|h| h.rows.len()).sum()
+    }
+
+    /// Rows held that are not on disk yet.
+    pub fn unwritten_rows(&self) -> usize {
+        self.hours.values().map(|h| h.rows.len() - h.written).sum()
+    }
+
+    /// Unwritten rows let go because of the memory bound since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Hours written completely and let go since the last call.
+    pub fn take_finished(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Frees memory down to 90 % of the bound: first rows already on disk (their hour
+    /// continues in a new part, so the file on disk keeps them), oldest hours first; then
+    /// the oldest unwritten rows, which are counted as dropped.
+    fn shed(&mut self) {
+        let target = self.max_rows - self.max_rows / 10;
+        let mut total = self.buffered_rows();
+        let dir = self.dir.clone();
+        for (&hour, buffer) in self.hours.iter_mut() {
+            if total <= target {
+                return;
+            }
+            if buffer.written > 0 {
+                buffer.rows.drain(..buffer.written);
+                total -= buffer.written;
+                buffer.written = 0;
+                buffer.part = new_part(&dir, hour);
+                buffer.compacted = false;
+            }
+        }
+        for buffer in self.hours.values_mut() {
+            if total <= target {
+                break;
+            }
+            buffer.rows.sort_by_key(|r| r.ts_us());
+            let n = (total - target).min(buffer.rows.len());
+            buffer.rows.drain(..n);
+            total -= n;
+            self.dropped += n as u64;
+        }
+        self.hours.retain(|_, b| !b.rows.is_empty());
+    }
+
+    /// Rewrites every hour that got rows since its last write; rewrites an hour that is
+    /// over once more with the final compression, then lets go of it. A failed hour stays
+    /// in memory and is retried next time.
+    pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
+        let mut errors = Vec::new();
+        let wait = LATE_ROW_GRACE_US + self.final_write_delay_us;
+        let over = |hour: i64| now_us >= (hour + 1) * MICROS_PER_HOUR + wait;
+        for (&hour, buffer) in self.hours.iter_mut() {
+            let last_write = over(hour);
+            if !buffer.dirty() && (!last_write || buffer.compacted) {
+                continue;
+            }
+            buffer.rows.sort_by_key(|r| r.ts_us());
+            let props = if last_write {
+                &self.final_props
+            } else {
+                &self.props
+            };
+            match write_part(&buffer.part, &buffer.rows, props) {
+                Ok(()) => {
+                    buffer.written = buffer.rows.len();
+                    buffer.compacted = last_write;
+                }
+                Err(source) => errors.push(WriteError {
+                    path: buffer.part.clone(),
+                    source,
+                }),
+            }
+        }
+        let finished = &mut self.finished;
+        self.hours.retain(|&hour, buffer| {
+            let keep = buffer.dirty() || !over(hour) || !buffer.compacted;
+            if !keep {
+                finished.push(hour);
+            }
+            keep
+        });
+        errors
+    }
+}
+
+fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
+    let (date_dir, hh) = layout::hour_location(table_host_dir, hour);
+    layout::free_part_path(&date_dir, &hh)
+}
+
+/// How a table's files are written, from measurements (examples/bench_store.rs):
+/// - each column's encoding from its [`Kind`](crate::column::Kind) in the table's
+///   declaration (`tables.rs`);
+/// - zstd level 19 for files written for the last time (a finished hour, a roll-up),
+///   level 6 for the rewrites of the current hour at every flush (see [`flush_properties`]);
+/// - one row group and one data page per column per hourly file, chunk-level statistics,
+///   no page index or offset index (files are hourly already);
+/// - no embedded Arrow schema (see [`writer_options`]);
+/// - rows sorted by time, and the files say so.
+pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
+    properties(table, host, FINAL_ZSTD_LEVEL)
+}
+
+/// [`writer_properties`] with the cheaper compression of the rewrites of the current hour.
+pub fn flush_properties(table: Table, host: &str) -> WriterProperties {
+    properties(table, host, FLUSH_ZSTD_LEVEL)
+}
+
+/// zstd level of the current hour's file, rewritten whole at every flush.
+const FLUSH_ZSTD_LEVEL: i32 = 6;
+/// zstd level of a file written for the last time (measured in examples/bench_store.rs:
+/// 6% smaller than level 6; levels above 19 gain nothing more here).
+const FINAL_ZSTD_LEVEL: i32 = 19;
+
+fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
+    let metadata = vec![
+        KeyValue::new("csm.schema_version".into(), SCHEMA_VERSION.to_string()),
+        KeyValue::new("csm.version".into(), env!("CARGO_PKG_VERSION").to_string()),
+        KeyValue::new("csm.host".into(), host.to_string()),
+        KeyValue::new("csm.table".into(), table.name().to_string()),
+    ];
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).expect("valid zstd level"),
+        ))
+        // One page per column chunk: pages are compressed apart, and nothing here reads
+        // a page alone.
+        .set_data_page_row_count_limit(usize::MAX)
+        .set_data_page_size_limit(64 << 20)
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        // One page per chunk: an offset index would only repeat the chunk's offset.
+        .set_offset_index_disabled(true)
+        .set_max_row_group_row_count(Some(4_000_000))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(metadata));
+    for column in table.columns() {
+        // The doubles of a list column (`rtts_ms`) are encoded as its items.
+        let path = match column.data_type {
+            arrow::datatypes::DataType::List(ref item) => {
+                ColumnPath::new(vec![column.name.into(), "list".into(), item.name().clone()])
+            }
+            _ => ColumnPath::from(column.name),
+        };
+        builder = match column.kind.encoding() {
+            ColumnEncoding::Dictionary => builder,
+            ColumnEncoding::DeltaBinaryPacked => builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
+            ColumnEncoding::ByteStreamSplit => builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT),
+        };
+    }
+    builder.build()
+}
+
+/// The embedded Arrow schema (`ARROW:schema`, 0.6–1 KB a file, a tenth of a small
+/// hourly file) is left out: every column type of these tables maps back from its
+/// Parquet type unchanged (`timestamp(isAdjustedToUTC)` reads as `Timestamp(µs, "UTC")`;
+/// tested below).
+pub(crate) fn writer_options(props: &WriterProperties) -> ArrowWriterOptions {
+    ArrowWriterOptions::new()
+        .with_properties(props.clone())
+        .with_skip_arrow_metadata(true)
+}
+
+/// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
+pub(crate) fn write_part<R: Row>(
+    part: &Path,
+    rows: &[R],
+    props: &Arc<WriterProperties>,
+) -> io::Result<()> {
+    let dir = part.parent().expect("a part path has a folder");
+    create_dir_all(dir)?;
+    let batch = R::to_batch(rows).map_err(io::Error::other)?;
+    atomic::replace_file(part, &layout::temp_path(part), FILE_MODE, |file| {
+        let mut writer =
+            ArrowWriter::try_new_with_options(file, batch.schema(), writer_options(props))
+                .map_err(io::Error::other)?;
+        writer.write(&batch).map_err(io::Error::other)?;
+        Ok((writer.into_inner().map_err(io::Error::other)?, ()))
+    })
+}
+
+pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+pub(crate) fn check_writable(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".csm-write-probe-{}", std::process::id()));
+    File::create(&probe)?;
+    fs::remove_file(&probe)
+}
+
+/// Deletes temporaries a crash left behind; visible `.parquet` files are never touched.
+pub fn remove_stray_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() && layout::is_temp_file(&entry.file_name().to_string_lossy()) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
