@@ -37,6 +37,18 @@ pub fn sanitize_host(host: &str) -> String {
     }
 }
 
+/// This machine's host name (the `host` partition's default, before [`sanitize_host`]).
+pub fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 /// `<data-dir>/<table>/host=<host>`
 pub fn table_host_dir(data_dir: &Path, table: Table, host: &str) -> PathBuf {
     data_dir.join(table.name()).join(format!("host={host}"))

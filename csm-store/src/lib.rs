@@ -9,7 +9,7 @@
 //! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole;
 //! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
-//! - [`reader`]: reading rows back.
+//! - [`reader`]: reading rows back; [`time`]: durations as users write them.
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
 //! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
@@ -25,6 +25,7 @@ pub mod rollup;
 pub mod store;
 pub mod table;
 pub mod tables;
+pub mod time;
 pub mod writer;
 
 pub use column::{quantize, round_rtt};

@@ -12,7 +12,6 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod model;
-pub mod plot;
 pub mod sources;
 
 /// The store lives in its own crate (`csm-store`), shared with `csm-plot` and the tests.

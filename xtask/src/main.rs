@@ -82,8 +82,16 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// The crates that hold the binaries: `csm` (csm-user) and `csm-plot`.
+const BINARY_CRATES: [&str; 2] = ["csm-user", "csm-plot"];
+
 fn build() -> Result<()> {
-    run_cmd(cargo().args(["build", "--release", "-p", "csm-user", "--bins"]))
+    let packages = BINARY_CRATES.iter().flat_map(|p| ["-p", p]);
+    run_cmd(
+        cargo()
+            .args(["build", "--release", "--bins"])
+            .args(packages),
+    )
 }
 
 /// What the tests run besides the binaries: the fixture writer of the analysis tests.
@@ -232,25 +240,27 @@ fn run_python_tests(totals: &mut TestTotals) -> Result<()> {
 
 fn bench(filter: Option<&str>) -> Result<()> {
     setup::require_root("the benchmarks load eBPF programs")?;
-    let examples = setup::workspace_root().join("csm-user/examples");
-    let mut names: Vec<String> = std::fs::read_dir(&examples)
-        .with_context(|| format!("read {}", examples.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("bench_")
-                .and_then(|n| n.strip_suffix(".rs"))
-                .map(|n| format!("bench_{n}"))
-        })
-        .filter(|n| filter.is_none_or(|f| n.contains(f)))
-        .collect();
-    names.sort();
-    if names.is_empty() {
+    let mut benches: Vec<(String, &str)> = Vec::new();
+    for package in BINARY_CRATES {
+        let examples = setup::workspace_root().join(package).join("examples");
+        for entry in std::fs::read_dir(&examples)
+            .with_context(|| format!("read {}", examples.display()))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(bench) = name.strip_suffix(".rs").filter(|n| n.starts_with("bench_")) {
+                benches.push((bench.to_string(), package));
+            }
+        }
+    }
+    benches.retain(|(name, _)| filter.is_none_or(|f| name.contains(f)));
+    benches.sort();
+    if benches.is_empty() {
         bail!("no benchmark matches {filter:?}");
     }
-    for name in names {
+    for (name, package) in benches {
         say(&format!("benchmark {name}"));
-        run_cmd(cargo().args(["run", "--release", "-p", "csm-user", "--example", &name]))?;
+        run_cmd(cargo().args(["run", "--release", "-p", package, "--example", &name]))?;
     }
     Ok(())
 }

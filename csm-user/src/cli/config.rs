@@ -263,16 +263,7 @@ fn check_ping_targets(targets: &mut Vec<PingTarget>) -> Result<(), ConfigError> 
     Ok(())
 }
 
-pub fn local_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
+pub use csm_store::layout::local_hostname;
 
 #[cfg(test)]
 mod tests {

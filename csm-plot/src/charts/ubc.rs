@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 
 use super::ChartResult;
-use crate::plot::bins::{gauge_spans, Binned};
-use crate::plot::canvas::{self, Context, LegendItem, Page, HEIGHT, PALETTE, SPIKE_MARK};
-use crate::plot::data::UbcSample;
+use crate::bins::{gauge_spans, Binned};
+use crate::canvas::{self, Context, LegendItem, Page, HEIGHT, PALETTE, SPIKE_MARK};
+use crate::data::UbcSample;
 
 /// A barrier at or above this is "unlimited" (LONG_MAX in the file).
 const UNLIMITED: f64 = 9.2e18;

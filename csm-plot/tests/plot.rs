@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use csm::store::{
+use csm_store::{
     CpuRow, Event, MemRow, NetRow, NetUidRow, PingRow, Source, Store, StoreOptions, UbcRow,
 };
 
@@ -722,7 +722,7 @@ fn write_net_rollup_hour(
     use arrow::array::{
         ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
     };
-    use csm::store::{layout, Table};
+    use csm_store::{layout, Table};
     use std::sync::Arc;
     let ends: Vec<i64> = (1..=60).map(|m| hour_start_us + m * MINUTE).collect();
     let n = ends.len();
@@ -754,7 +754,7 @@ fn write_net_rollup_hour(
     let (date_dir, hh) = layout::hour_location(&host_dir, layout::hour_of(hour_start_us));
     std::fs::create_dir_all(&date_dir).unwrap();
     let file = std::fs::File::create(date_dir.join(format!("{hh}.parquet"))).unwrap();
-    let props = csm::store::writer::writer_properties(Table::NetMinute, HOST);
+    let props = csm_store::writer::writer_properties(Table::NetMinute, HOST);
     let mut writer =
         parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     writer.write(&batch).unwrap();

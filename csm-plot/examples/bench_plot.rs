@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
-use csm::plot::args::{PlotKind, Request};
-use csm::store::layout::{self, MICROS_PER_HOUR};
-use csm::store::writer::writer_properties;
-use csm::store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, Table};
+use csm_plot::args::{PlotKind, Request};
+use csm_store::layout::{self, MICROS_PER_HOUR};
+use csm_store::writer::writer_properties;
+use csm_store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, Table};
 use parquet::arrow::ArrowWriter;
 
 /// 2026-10-01T00:00:00Z
@@ -87,7 +87,7 @@ fn main() {
         .map(|_| {
             let cpu_before = cpu_seconds();
             let started = Instant::now();
-            let status = csm::plot::run(&request);
+            let status = csm_plot::run(&request);
             assert_eq!(status, 0, "csm-plot failed");
             cpu_times.push(cpu_seconds() - cpu_before);
             started.elapsed()
@@ -308,7 +308,7 @@ fn write_last_day_raw(data_dir: &Path) {
     let day_start = START_US + (DAYS - 1) * 86_400 * SECOND;
     let names: Vec<Option<String>> = (0..USERS).map(|u| Some(user_name(u))).collect();
     let mut noise = Noise(11);
-    store.event(day_start, csm::store::Event::Start("bench".into()));
+    store.event(day_start, csm_store::Event::Start("bench".into()));
     for hour in 0..24 {
         for s in 1..=3600 {
             let ts = day_start + (hour * 3600 + s) * SECOND;
@@ -330,7 +330,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             user: names[u as usize].clone(),
             cpu_ns: (pct * 1e7) as i64,
             cpu_pct: pct,
-            source: csm::store::Source::Ebpf,
+            source: csm_store::Source::Ebpf,
         });
         let rx = (1e5 / (u + 1) as f64 * (0.5 + noise.next())) as i64;
         store.push(NetUidRow {
@@ -365,7 +365,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             tx_bytes: tx as i64,
             rx_packets: rx as i64 / 1200,
             tx_packets: tx as i64 / 1200,
-            source: csm::store::Source::Ebpf,
+            source: csm_store::Source::Ebpf,
         });
     }
     if ts % MINUTE == 0 {

@@ -2,9 +2,9 @@
 //! both stacked, so the top edge is the whole machine.
 
 use super::{average, draw_stack, legend_for, stack_layers, stack_tops, ChartResult};
-use crate::plot::bins::Binned;
-use crate::plot::canvas::{self, Context, Page, HEIGHT};
-use crate::plot::units::{bytes, AxisUnit};
+use crate::bins::Binned;
+use crate::canvas::{self, Context, Page, HEIGHT};
+use crate::units::{bytes, AxisUnit};
 
 /// How many cores the CPU axis is drawn for, and where that number came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,14 +10,14 @@
 use plotters::prelude::*;
 
 use super::{average, draw_stack, legend_for, stack_tops, ChartFile, ChartResult};
-use crate::plot::bins::Level;
-use crate::plot::canvas::{
+use crate::bins::Level;
+use crate::canvas::{
     self, clipped_spikes, mark_spikes, signed, spike_scale, spike_words, Chart, Context,
     DrawResult, LegendItem, Page, Scale, CYAN, HEIGHT, IN_COLOUR, MAGENTA, MORE_IN, MORE_OUT,
     OUT_COLOUR,
 };
-use crate::plot::data::{NetData, Totals, UserNetData};
-use crate::plot::units::{bytes, rate, AxisUnit};
+use crate::data::{NetData, Totals, UserNetData};
+use crate::units::{bytes, rate, AxisUnit};
 
 /// Spikes named in the notes, per side.
 const NAMED_SPIKES: usize = 4;

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use crate::store::layout::{self, MICROS_PER_HOUR};
-use crate::store::Table;
+use csm_store::layout::{self, MICROS_PER_HOUR};
+use csm_store::Table;
 
 /// One host's part of the data dir.
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ pub fn choose_host(data_dir: &Path, requested: Option<&str>) -> Result<String, S
     if hosts.len() == 1 {
         return Ok(hosts.into_iter().next().unwrap_or_default());
     }
-    let local = layout::sanitize_host(&crate::cli::config::local_hostname());
+    let local = layout::sanitize_host(&csm_store::layout::local_hostname());
     if hosts.is_empty() || hosts.contains(&local) {
         return Ok(local);
     }

@@ -18,6 +18,7 @@ pub mod canvas;
 pub mod charts;
 pub mod data;
 pub mod read;
+pub mod rtt_histogram;
 pub mod units;
 
 use std::ffi::OsString;
@@ -118,11 +119,20 @@ pub fn run(request: &Request) -> i32 {
     }
 }
 
-/// A viewer never sees half a chart: write beside, then rename.
+/// Charts show what each user does: readable by owner and group only, like the data.
+const CHART_MODE: u32 = 0o640;
+
+/// A viewer never sees half a chart: written whole beside, then renamed over.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let temp = path.with_extension("svg.tmp");
-    fs::write(&temp, text)?;
-    fs::rename(&temp, path)
+    csm_store::atomic::write_file(path, CHART_MODE, text.as_bytes())
+}
+
+/// Online CPUs of this machine: what 100 % per core scales to when the data has no
+/// `host` event.
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
 /// Loads each table the requested charts need (in parallel: they are independent files)
@@ -134,7 +144,7 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
     let mut results: Vec<(&str, Drawn)> = Vec::new();
     let facts = data::load_daemon_facts(tree, grid, &mut problems);
     let cores = facts.cores.map_or_else(
-        || charts::usage::Cores::ThisMachine(crate::sources::host::online_cpus()),
+        || charts::usage::Cores::ThisMachine(online_cpus()),
         charts::usage::Cores::Recorded,
     );
     let ctx = &Context {

@@ -8,7 +8,7 @@ use arrow::array::Array;
 
 use super::bins::{gauge_spans, Binned, Grid};
 use super::read::{read_files, user_label, Columns, DataTree, Problems};
-use crate::store::{Event, Table};
+use csm_store::{Event, Table};
 
 const US_PER_MS: i64 = 1_000;
 const MINUTE_US: i64 = 60_000_000;

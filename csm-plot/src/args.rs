@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
 use clap::{Parser, ValueEnum};
 
-use crate::cli::duration::parse_duration;
+use csm_store::time::parse_duration;
 
 /// Charts drawn when no PLOT is named: all of them.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 
 use super::ChartResult;
-use crate::model::ping::RttHistogram;
-use crate::plot::bins::{gauge_spans, quantile};
-use crate::plot::canvas::{
+use crate::bins::{gauge_spans, quantile};
+use crate::canvas::{
     self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, HEIGHT,
     PALETTE,
 };
-use crate::plot::data::PingSample;
+use crate::data::PingSample;
+use crate::rtt_histogram::RttHistogram;
 
 /// Outages are drawn in vermillion, partial loss in orange.
 pub const OUTAGE_COLOUR: RGBColor = RGBColor(213, 94, 0);
