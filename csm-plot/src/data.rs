@@ -8,7 +8,10 @@ use arrow::array::Array;
 
 use super::bins::{gauge_spans, Binned, Grid};
 use super::read::{read_files, user_label, Columns, DataTree, Problems};
-use csm_store::{Event, Table};
+use csm_store::{
+    CpuMinuteRow, CpuRow, Event, EventRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidRow,
+    PingRow, Table, UbcRow,
+};
 
 const US_PER_MS: i64 = 1_000;
 const MINUTE_US: i64 = 60_000_000;
@@ -89,15 +92,21 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
             Table::NetMinute => &[
-                "ts",
-                "dur_ms",
-                "iface",
-                "rx_bytes",
-                "tx_bytes",
-                "rx_bytes_per_s_max",
-                "tx_bytes_per_s_max",
+                NetRow::COLUMN.ts_us,
+                NetRow::COLUMN.dur_ms,
+                NetRow::COLUMN.iface,
+                NetRow::COLUMN.rx_bytes,
+                NetRow::COLUMN.tx_bytes,
+                NetMinuteRow::COLUMN.rx_bytes_per_s_max,
+                NetMinuteRow::COLUMN.tx_bytes_per_s_max,
             ],
-            _ => &["ts", "dur_ms", "iface", "rx_bytes", "tx_bytes"],
+            _ => &[
+                NetRow::COLUMN.ts_us,
+                NetRow::COLUMN.dur_ms,
+                NetRow::COLUMN.iface,
+                NetRow::COLUMN.rx_bytes,
+                NetRow::COLUMN.tx_bytes,
+            ],
         }
     };
     read_files(
@@ -118,12 +127,19 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
 }
 
 fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(), String> {
-    let (ts, dur, iface) = (cols.ts()?, cols.i64s("dur_ms")?, cols.strs("iface")?);
-    let (rx, tx) = (cols.i64s("rx_bytes")?, cols.i64s("tx_bytes")?);
+    let (ts, dur, iface) = (
+        cols.ts()?,
+        cols.i64s(NetRow::COLUMN.dur_ms)?,
+        cols.strs(NetRow::COLUMN.iface)?,
+    );
+    let (rx, tx) = (
+        cols.i64s(NetRow::COLUMN.rx_bytes)?,
+        cols.i64s(NetRow::COLUMN.tx_bytes)?,
+    );
     let maxima = match table {
         Table::NetMinute => Some((
-            cols.f64s("rx_bytes_per_s_max")?,
-            cols.f64s("tx_bytes_per_s_max")?,
+            cols.f64s(NetMinuteRow::COLUMN.rx_bytes_per_s_max)?,
+            cols.f64s(NetMinuteRow::COLUMN.tx_bytes_per_s_max)?,
         )),
         _ => None,
     };
@@ -169,18 +185,38 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let mut slots = UserSlots::default();
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
-            Table::CpuMinute => &["ts", "dur_ms", "uid", "user", "cpu_pct", "cpu_pct_max"],
-            _ => &["ts", "dur_ms", "uid", "user", "cpu_pct"],
+            Table::CpuMinute => &[
+                CpuRow::COLUMN.ts_us,
+                CpuRow::COLUMN.dur_ms,
+                CpuRow::COLUMN.uid,
+                CpuRow::COLUMN.user,
+                CpuRow::COLUMN.cpu_pct,
+                CpuMinuteRow::COLUMN.cpu_pct_max,
+            ],
+            _ => &[
+                CpuRow::COLUMN.ts_us,
+                CpuRow::COLUMN.dur_ms,
+                CpuRow::COLUMN.uid,
+                CpuRow::COLUMN.user,
+                CpuRow::COLUMN.cpu_pct,
+            ],
         }
     };
     read_files(
         &files,
         columns,
         |table, cols| {
-            let (ts, dur, pct) = (cols.ts()?, cols.i64s("dur_ms")?, cols.f64s("cpu_pct")?);
-            let (uid, user) = (cols.i64s("uid")?, cols.strs("user")?);
+            let (ts, dur, pct) = (
+                cols.ts()?,
+                cols.i64s(CpuRow::COLUMN.dur_ms)?,
+                cols.f64s(CpuRow::COLUMN.cpu_pct)?,
+            );
+            let (uid, user) = (
+                cols.i64s(CpuRow::COLUMN.uid)?,
+                cols.strs(CpuRow::COLUMN.user)?,
+            );
             let pct_max = match table {
-                Table::CpuMinute => Some(cols.f64s("cpu_pct_max")?),
+                Table::CpuMinute => Some(cols.f64s(CpuMinuteRow::COLUMN.cpu_pct_max)?),
                 _ => None,
             };
             for row in 0..cols.batch.num_rows() {
@@ -247,15 +283,27 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
     let mut slots = UserSlots::default();
     read_files(
         &files,
-        |_| &["ts", "dur_ms", "uid", "user", "rx_bytes", "tx_bytes"],
+        |_| {
+            &[
+                NetUidRow::COLUMN.ts_us,
+                NetUidRow::COLUMN.dur_ms,
+                NetUidRow::COLUMN.uid,
+                NetUidRow::COLUMN.user,
+                NetUidRow::COLUMN.rx_bytes,
+                NetUidRow::COLUMN.tx_bytes,
+            ]
+        },
         |_, cols| {
             let (ts, dur, uid, user) = (
                 cols.ts()?,
-                cols.i64s("dur_ms")?,
-                cols.i64s("uid")?,
-                cols.strs("user")?,
+                cols.i64s(NetUidRow::COLUMN.dur_ms)?,
+                cols.i64s(NetUidRow::COLUMN.uid)?,
+                cols.strs(NetUidRow::COLUMN.user)?,
             );
-            let (rx, tx) = (cols.i64s("rx_bytes")?, cols.i64s("tx_bytes")?);
+            let (rx, tx) = (
+                cols.i64s(NetUidRow::COLUMN.rx_bytes)?,
+                cols.i64s(NetUidRow::COLUMN.tx_bytes)?,
+            );
             for row in 0..cols.batch.num_rows() {
                 let end = ts.value(row);
                 let start = end - dur.value(row).max(1) * US_PER_MS;
@@ -284,17 +332,35 @@ pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let mut samples: Vec<(i64, usize, f64)> = Vec::new();
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
-            Table::MemMinute => &["ts", "uid", "user", "rss_bytes_mean", "rss_bytes_max"],
-            _ => &["ts", "uid", "user", "rss_bytes"],
+            Table::MemMinute => &[
+                MemRow::COLUMN.ts_us,
+                MemRow::COLUMN.uid,
+                MemRow::COLUMN.user,
+                MemMinuteRow::COLUMN.rss_bytes_mean,
+                MemMinuteRow::COLUMN.rss_bytes_max,
+            ],
+            _ => &[
+                MemRow::COLUMN.ts_us,
+                MemRow::COLUMN.uid,
+                MemRow::COLUMN.user,
+                MemRow::COLUMN.rss_bytes,
+            ],
         }
     };
     read_files(
         &files,
         columns,
         |table, cols| {
-            let (ts, uid, user) = (cols.ts()?, cols.i64s("uid")?, cols.strs("user")?);
+            let (ts, uid, user) = (
+                cols.ts()?,
+                cols.i64s(MemRow::COLUMN.uid)?,
+                cols.strs(MemRow::COLUMN.user)?,
+            );
             if table == Table::MemMinute {
-                let (mean, max) = (cols.i64s("rss_bytes_mean")?, cols.i64s("rss_bytes_max")?);
+                let (mean, max) = (
+                    cols.i64s(MemMinuteRow::COLUMN.rss_bytes_mean)?,
+                    cols.i64s(MemMinuteRow::COLUMN.rss_bytes_max)?,
+                );
                 for row in 0..cols.batch.num_rows() {
                     let slot = slots.get(&mut [&mut binned], user, uid, row);
                     let end = ts.value(row);
@@ -302,7 +368,7 @@ pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
                     binned.add_span_at(slot, end - MINUTE_US, end, mean, max);
                 }
             } else {
-                let rss = cols.i64s("rss_bytes")?;
+                let rss = cols.i64s(MemRow::COLUMN.rss_bytes)?;
                 for row in 0..cols.batch.num_rows() {
                     let slot = slots.get(&mut [&mut binned], user, uid, row);
                     samples.push((ts.value(row), slot, rss.value(row) as f64));
@@ -349,13 +415,21 @@ pub fn load_ping(
     let mut targets: BTreeMap<String, Vec<PingSample>> = BTreeMap::new();
     read_files(
         &files,
-        |_| &["ts", "target", "sent", "received", "rtts_ms"],
+        |_| {
+            &[
+                PingRow::COLUMN.ts_us,
+                PingRow::COLUMN.target,
+                PingRow::COLUMN.sent,
+                PingRow::COLUMN.received,
+                PingRow::COLUMN.rtts_ms,
+            ]
+        },
         |_, cols| {
-            let (ts, target) = (cols.ts()?, cols.strs("target")?);
+            let (ts, target) = (cols.ts()?, cols.strs(PingRow::COLUMN.target)?);
             let (sent, received, rtts) = (
-                cols.i64s("sent")?,
-                cols.i64s("received")?,
-                cols.f64_lists("rtts_ms")?,
+                cols.i64s(PingRow::COLUMN.sent)?,
+                cols.i64s(PingRow::COLUMN.received)?,
+                cols.f64_lists(PingRow::COLUMN.rtts_ms)?,
             );
             for row in 0..cols.batch.num_rows() {
                 let ts_us = ts.value(row);
@@ -412,22 +486,26 @@ pub fn load_ubc(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         &files,
         |_| {
             &[
-                "ts",
-                "ctid",
-                "resource",
-                "held",
-                "barrier",
-                "hard_limit",
-                "failcnt",
+                UbcRow::COLUMN.ts_us,
+                UbcRow::COLUMN.ctid,
+                UbcRow::COLUMN.resource,
+                UbcRow::COLUMN.held,
+                UbcRow::COLUMN.barrier,
+                UbcRow::COLUMN.hard_limit,
+                UbcRow::COLUMN.failcnt,
             ]
         },
         |_, cols| {
-            let (ts, ctid, resource) = (cols.ts()?, cols.i64s("ctid")?, cols.strs("resource")?);
+            let (ts, ctid, resource) = (
+                cols.ts()?,
+                cols.i64s(UbcRow::COLUMN.ctid)?,
+                cols.strs(UbcRow::COLUMN.resource)?,
+            );
             let (held, barrier, limit, failcnt) = (
-                cols.i64s("held")?,
-                cols.i64s("barrier")?,
-                cols.i64s("hard_limit")?,
-                cols.i64s("failcnt")?,
+                cols.i64s(UbcRow::COLUMN.held)?,
+                cols.i64s(UbcRow::COLUMN.barrier)?,
+                cols.i64s(UbcRow::COLUMN.hard_limit)?,
+                cols.i64s(UbcRow::COLUMN.failcnt)?,
             );
             for row in 0..cols.batch.num_rows() {
                 let ts_us = ts.value(row);
@@ -484,9 +562,19 @@ pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -
     let mut cores: Option<(i64, usize)> = None;
     read_files(
         &files,
-        |_| &["ts", "event", "detail"],
+        |_| {
+            &[
+                EventRow::COLUMN.ts_us,
+                EventRow::COLUMN.event,
+                EventRow::COLUMN.detail,
+            ]
+        },
         |_, cols| {
-            let (ts, event, detail) = (cols.ts()?, cols.strs("event")?, cols.strs("detail")?);
+            let (ts, event, detail) = (
+                cols.ts()?,
+                cols.strs(EventRow::COLUMN.event)?,
+                cols.strs(EventRow::COLUMN.detail)?,
+            );
             for row in 0..cols.batch.num_rows() {
                 let detail = (!detail.is_null(row)).then(|| detail.value(row));
                 let at = ts.value(row);

@@ -108,6 +108,12 @@ pub trait Value: Sized + Default {
     fn from_array(array: &dyn Array, kind: Kind) -> Option<Vec<Self>>;
 }
 
+/// Nulls in a column whose Rust type has none (a file csm did not write) read as zero or
+/// empty rather than failing the whole file.
+fn nulls_as_default<T: Default>(values: Vec<Option<T>>) -> Vec<T> {
+    values.into_iter().map(Option::unwrap_or_default).collect()
+}
+
 /// TIMESTAMP(MICROS, UTC)
 fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -152,12 +158,7 @@ impl Value for i64 {
         i64_array(values.map(|v| Some(*v)), kind)
     }
     fn from_array(array: &dyn Array, kind: Kind) -> Option<Vec<Self>> {
-        Some(
-            i64_values(array, kind)?
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
-        )
+        i64_values(array, kind).map(nulls_as_default)
     }
 }
 
@@ -195,12 +196,7 @@ impl Value for f64 {
         ))
     }
     fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        Some(
-            f64_values(array)?
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect(),
-        )
+        f64_values(array).map(nulls_as_default)
     }
 }
 
@@ -221,15 +217,18 @@ impl Value for Option<f64> {
     }
 }
 
-fn str_values(array: &dyn Array) -> Option<Vec<Option<String>>> {
+fn str_values(array: &dyn Array) -> Option<Vec<Option<&str>>> {
     Some(
         array
             .as_any()
             .downcast_ref::<StringArray>()?
             .iter()
-            .map(|v| v.map(str::to_string))
             .collect(),
     )
+}
+
+fn str_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
 }
 
 impl Value for String {
@@ -238,13 +237,14 @@ impl Value for String {
         DataType::Utf8
     }
     fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        Arc::new(values.map(|v| Some(v.as_str())).collect::<StringArray>())
+        str_array(values.map(|v| Some(v.as_str())))
     }
     fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
+        let values = str_values(array)?;
         Some(
-            str_values(array)?
+            values
                 .into_iter()
-                .map(Option::unwrap_or_default)
+                .map(|v| v.unwrap_or_default().into())
                 .collect(),
         )
     }
@@ -256,24 +256,25 @@ impl Value for Option<String> {
         DataType::Utf8
     }
     fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        Arc::new(values.map(|v| v.as_deref()).collect::<StringArray>())
+        str_array(values.map(|v| v.as_deref()))
     }
     fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        str_values(array)
+        let values = str_values(array)?;
+        Some(values.into_iter().map(|v| v.map(str::to_string)).collect())
     }
 }
 
+/// Stored as its name; a name this version does not know reads as [`Source::Other`].
 impl Value for Source {
     const NULLABLE: bool = false;
     fn data_type(_: Kind) -> DataType {
         DataType::Utf8
     }
     fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        Arc::new(values.map(|v| Some(v.as_str())).collect::<StringArray>())
+        str_array(values.map(|v| Some(v.as_str())))
     }
     fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        let strings = array.as_any().downcast_ref::<StringArray>()?;
-        Some(strings.iter().map(Source::parse).collect())
+        Some(str_values(array)?.into_iter().map(Source::parse).collect())
     }
 }
 

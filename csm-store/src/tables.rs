@@ -114,18 +114,21 @@ table! {
     }
 }
 
-// Roll-ups: one row per key and minute of a finished hour. Counters are sums over the
-// minute; `dur_ms` is the time the minute's rows cover; `*_max` keep the highest single
-// interval, so spikes survive the roll-up.
+// Roll-ups: one row per key and minute of a finished hour (`rollup.rs` computes them).
+// `ts` is the end of the minute; keys and names are the raw rows'.
 
 table! {
     pub struct CpuMinuteRow in CpuMinute, names CpuMinuteColumns {
         ts_us as "ts": i64 = Time,
+        /// The time the minute's rows cover (more than 60 000 across a recovered gap).
         dur_ms: i64 = Measured,
         uid: i64 = Id,
         user: Option<String> = Text,
+        /// Sum over the minute.
         cpu_ns: i64 = Measured,
+        /// Mean over the covered time.
         cpu_pct: f64 = Rate,
+        /// The highest single interval: spikes survive the roll-up.
         cpu_pct_max: f64 = Rate,
         source: Source = Text,
     }
@@ -134,14 +137,17 @@ table! {
 table! {
     pub struct NetMinuteRow in NetMinute, names NetMinuteColumns {
         ts_us as "ts": i64 = Time,
+        /// The time the minute's rows cover.
         dur_ms: i64 = Measured,
         iface: String = Text,
         ifindex: i64 = Id,
         netns: Option<i64> = Id,
+        /// Sums over the minute.
         rx_bytes: i64 = Measured,
         tx_bytes: i64 = Measured,
         rx_packets: i64 = Measured,
         tx_packets: i64 = Measured,
+        /// The highest single interval's rate, bytes per second.
         rx_bytes_per_s_max: f64 = Rate,
         tx_bytes_per_s_max: f64 = Rate,
         source: Source = Text,
@@ -151,20 +157,22 @@ table! {
 table! {
     pub struct NetUidMinuteRow in NetUidMinute, names NetUidMinuteColumns {
         ts_us as "ts": i64 = Time,
+        /// The time the minute's rows cover.
         dur_ms: i64 = Measured,
         uid: i64 = Id,
         user: Option<String> = Text,
+        /// Sums over the minute.
         rx_bytes: i64 = Measured,
         tx_bytes: i64 = Measured,
     }
 }
 
 table! {
-    /// Gauges: `samples` taken in the minute, their means and maxima.
     pub struct MemMinuteRow in MemMinute, names MemMinuteColumns {
         ts_us as "ts": i64 = Time,
         uid: i64 = Id,
         user: Option<String> = Text,
+        /// Samples taken in the minute; the others are their means and maxima.
         samples: i64 = Measured,
         nproc_max: i64 = Measured,
         rss_bytes_mean: i64 = Measured,
@@ -175,15 +183,18 @@ table! {
 }
 
 table! {
-    /// Per target: measurements that started in the minute; RTTs over every reply (null
-    /// without replies); `loss_pct` null when nothing was sent.
+    /// Per target, the measurements that started in the minute.
     pub struct PingMinuteRow in PingMinute, names PingMinuteColumns {
         ts_us as "ts": i64 = Time,
         target: String = Text,
         measurements: i64 = Id,
+        /// Echoes, summed.
         sent: i64 = Id,
         received: i64 = Id,
+        /// Null when nothing was sent.
         loss_pct: Option<f64> = Rate,
+        /// Over every reply of the minute (null without replies); percentiles are exact,
+        /// nearest rank.
         rtt_min_ms: Option<f64> = Rtt,
         rtt_avg_ms: Option<f64> = Rtt,
         rtt_p50_ms: Option<f64> = Rtt,
