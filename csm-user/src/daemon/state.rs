@@ -5,9 +5,8 @@
 //! Plain text, one fact per line; replaced atomically (temporary, fsync, rename).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::model::net::{IfaceCounters, UidCounters};
@@ -139,19 +138,9 @@ fn numbers(words: &[&str]) -> Option<Vec<u64>> {
     words.iter().map(|w| w.parse().ok()).collect()
 }
 
-/// Replaces `<data_dir>/<name>` with `text`: temporary, fsync, rename, fsync the folder.
+/// Replaces `<data_dir>/<name>` with `text`, whole (see `csm_store::atomic`).
 fn write_atomically(data_dir: &Path, name: &str, text: &str) -> io::Result<()> {
-    let temp = data_dir.join(format!("{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&temp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temp, data_dir.join(name))?;
-    File::open(data_dir)?.sync_all()
+    csm_store::atomic::write_file(&data_dir.join(name), 0o640, text.as_bytes())
 }
 
 pub const NETDEV_STATE_FILE: &str = ".csm-netdev-state";
