@@ -581,10 +581,8 @@ pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -
                 match Event::parse(event.value(row), detail) {
                     Event::Stop(_) => events.push((at, false)),
                     Event::Start(_) => events.push((at, true)),
-                    Event::Host { cores: n, .. } => {
-                        if cores.is_none_or(|(seen, _)| at >= seen) {
-                            cores = Some((at, n as usize));
-                        }
+                    Event::Host { cores: n, .. } if cores.is_none_or(|(seen, _)| at >= seen) => {
+                        cores = Some((at, n as usize));
                     }
                     _ => {}
                 }
