@@ -6,7 +6,8 @@
 //! - [`table`] and [`column`]: the [`table!`] macro and what a column kind means (Arrow
 //!   type, encoding, rounding), from which schema, writer batch and reader follow;
 //! - [`events`]: the typed [`Event`] and [`Source`];
-//! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole;
+//! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole; [`data_dir`]:
+//!   refusing a data dir others can write, and the lock taken before anything is touched;
 //! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
 //! - [`reader`]: reading rows back; [`time`]: durations as users write them.
@@ -18,6 +19,7 @@
 
 pub mod atomic;
 pub mod column;
+pub mod data_dir;
 pub mod events;
 pub mod layout;
 pub mod reader;

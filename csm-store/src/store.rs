@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
 use crate::rollup::{roll_up, RollUp};
@@ -106,9 +107,10 @@ impl Entry {
     }
 }
 
-/// Every table's writer.
+/// Every table's writer, and the data dir's lock.
 pub struct Store {
     pub opts: StoreOptions,
+    _lock: DataDirLock,
     tables: BTreeMap<Table, Entry>,
     /// Finished hours whose roll-ups are still to be written, per source table.
     rollups_due: BTreeMap<Table, Vec<i64>>,
@@ -119,10 +121,13 @@ pub struct Store {
 const ROLLUP_CATCH_UP_HOURS: i64 = 48;
 
 impl Store {
-    /// Prepares the data dir: creates it (0750), checks it is writable, and removes
-    /// temporaries a crash left behind.
+    /// Prepares the data dir: creates it (0750), refuses it if another user could write
+    /// in it, takes its lock (a second daemon stops here, having touched nothing), checks
+    /// it is writable, and removes temporaries a crash left behind.
     pub fn open(opts: StoreOptions) -> io::Result<Store> {
         create_dir_all(&opts.data_dir)?;
+        check_ownership(&opts.data_dir, opts.allow_unsafe_data_dir)?;
+        let lock = DataDirLock::acquire(&opts.data_dir)?;
         check_writable(&opts.data_dir)?;
         remove_stray_temporaries(&opts.data_dir)?;
         let tables = [
@@ -135,6 +140,7 @@ impl Store {
             Entry::plain::<EventRow>(&opts),
         ];
         Ok(Store {
+            _lock: lock,
             tables: Table::ALL.into_iter().zip(tables).collect(),
             rollups_due: BTreeMap::new(),
             opts,

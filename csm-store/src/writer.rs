@@ -3,7 +3,7 @@
 //! interval.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,9 @@ pub struct StoreOptions {
     /// Most rows one table keeps in memory (written or not). Past it the oldest written
     /// rows are let go first (they are on disk), then the oldest unwritten ones, counted.
     pub max_rows_per_table: usize,
+    /// Use a data dir that another user owns or may write to (see
+    /// [`check_ownership`](crate::data_dir::check_ownership)).
+    pub allow_unsafe_data_dir: bool,
 }
 
 impl StoreOptions {
@@ -45,6 +48,7 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             host: host.into(),
             max_rows_per_table: DEFAULT_MAX_ROWS_PER_TABLE,
+            allow_unsafe_data_dir: false,
         }
     }
 }
@@ -340,9 +344,10 @@ pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
+/// Creates and removes a probe file (new, never through a link).
 pub(crate) fn check_writable(dir: &Path) -> io::Result<()> {
     let probe = dir.join(format!(".csm-write-probe-{}", std::process::id()));
-    File::create(&probe)?;
+    atomic::write_file(&probe, FILE_MODE, b"")?;
     fs::remove_file(&probe)
 }
 

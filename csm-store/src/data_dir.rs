@@ -1,0 +1,150 @@
+//! The data dir as the daemon holds it: refused when another user could plant files in it,
+//! and locked before anything in it is touched, so that a second daemon (or a refused one)
+//! never removes or rewrites the running one's files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// The lock file, in the data dir; holds the pid of the daemon that has it.
+pub const LOCK_FILE: &str = ".csm.lock";
+
+/// Refuses a data dir whose owner is not this process's user, or that group or others may
+/// write to: such a user could plant links or special files under the names csm writes
+/// (PostgreSQL refuses its data directory for the same reason). `allow_unsafe` overrides
+/// it, for a data dir the administrator shares on purpose.
+pub fn check_ownership(dir: &Path, allow_unsafe: bool) -> io::Result<()> {
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::other("not a directory"));
+    }
+    if allow_unsafe {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let mode = meta.permissions().mode() & 0o7777;
+    let fix = format!(
+        "use a folder owned by uid {euid} that only it can write (chown {euid} {0} && chmod 0750 {0}), \
+         or pass --allow-unsafe-data-dir",
+        dir.display()
+    );
+    if meta.uid() != euid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "owned by uid {}, not {euid}: that user could plant links where csm writes; {fix}",
+                meta.uid()
+            ),
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "mode {mode:04o} lets other users write in it and plant links where csm writes; {fix}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The data dir's lock, held for as long as this value lives.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Takes the lock without waiting; fails naming the pid that holds it. The lock file
+    /// is never opened through a link.
+    pub fn acquire(dir: &Path) -> io::Result<DataDirLock> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = (&mut file).take(32).read_to_string(&mut holder);
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("in use by another csm (pid {})", holder.trim()),
+            ));
+        }
+        file.set_permissions(fs::Permissions::from_mode(0o640))?;
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DataDirLock::acquire(dir.path()).unwrap();
+        let err = DataDirLock::acquire(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("in use by another csm (pid {})", std::process::id())
+        );
+        drop(held);
+        DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_planted_lock_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(LOCK_FILE)).unwrap();
+        assert!(DataDirLock::acquire(dir.path()).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_data_dir_others_can_write_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        check_ownership(dir.path(), false).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_ownership(dir.path(), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("mode 0777 lets other users write"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--allow-unsafe-data-dir"), "{err}");
+        check_ownership(dir.path(), true).unwrap();
+    }
+
+    /// Needs root (only root can hand a folder to another user), as every csm test does.
+    #[test]
+    fn a_data_dir_owned_by_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+        let err = check_ownership(dir.path(), false).unwrap_err();
+        assert!(
+            err.to_string().starts_with("owned by uid 65534, not 0"),
+            "{err}"
+        );
+    }
+}
