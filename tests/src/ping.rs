@@ -1,96 +1,12 @@
-//! Reading the `ping` table back, running the outage query, and what iputils says.
+//! The `ping` table's rows of one target, the outage query run by DuckDB, and what
+//! iputils says.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use arrow::array::{
-    Array, AsArray, Float64Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
-};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-/// One `ping` row as read from Parquet.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row {
-    pub ts_us: i64,
-    pub target: String,
-    pub addr: Option<String>,
-    pub sent: i64,
-    pub received: i64,
-    pub rtt_avg_ms: Option<f64>,
-    pub rtts_ms: Vec<f64>,
-    pub error: Option<String>,
-}
-
-fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            parquet_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-}
-
-/// Every row of `<data_dir>/ping`, sorted by (target, ts).
-pub fn read_rows(data_dir: &Path) -> Vec<Row> {
-    let mut files = Vec::new();
-    parquet_files(&data_dir.join("ping"), &mut files);
-    let mut rows = Vec::new();
-    for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
-            .unwrap_or_else(|err| panic!("{}: {err}", file.display()))
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let col = |name: &str| batch.column_by_name(name).unwrap().clone();
-            let ts = col("ts");
-            let ts = ts
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let target = col("target");
-            let target = target.as_any().downcast_ref::<StringArray>().unwrap();
-            let addr = col("addr");
-            let addr = addr.as_any().downcast_ref::<StringArray>().unwrap();
-            let sent = col("sent");
-            let sent = sent.as_any().downcast_ref::<Int64Array>().unwrap();
-            let received = col("received");
-            let received = received.as_any().downcast_ref::<Int64Array>().unwrap();
-            let avg = col("rtt_avg_ms");
-            let avg = avg.as_any().downcast_ref::<Float64Array>().unwrap();
-            let rtts = col("rtts_ms");
-            let rtts = rtts.as_any().downcast_ref::<ListArray>().unwrap();
-            let error = col("error");
-            let error = error.as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..batch.num_rows() {
-                let opt_str = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
-                let list = rtts.value(i);
-                let list = list.as_primitive::<arrow::datatypes::Float64Type>();
-                rows.push(Row {
-                    ts_us: ts.value(i),
-                    target: target.value(i).to_string(),
-                    addr: opt_str(addr),
-                    sent: sent.value(i),
-                    received: received.value(i),
-                    rtt_avg_ms: (!avg.is_null(i)).then(|| avg.value(i)),
-                    rtts_ms: list.values().to_vec(),
-                    error: opt_str(error),
-                });
-            }
-        }
-    }
-    rows.sort_by(|a, b| (&a.target, a.ts_us).cmp(&(&b.target, b.ts_us)));
-    rows
-}
+use csm::store::PingRow;
 
 /// The rows of one target.
-pub fn of<'a>(rows: &'a [Row], target: &str) -> Vec<&'a Row> {
+pub fn of<'a>(rows: &'a [PingRow], target: &str) -> Vec<&'a PingRow> {
     rows.iter().filter(|r| r.target == target).collect()
 }
 
@@ -122,28 +38,7 @@ for host, target, start, end, dur, dur_s, n, err, ongoing in rows:
     us = lambda t: "" if t is None else str(int(t.timestamp() * 1_000_000))
     print("\t".join([target, us(start), us(end), repr(dur_s), str(n), str(ongoing)]))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the DuckDB outage query (pip install duckdb)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "outage query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    crate::python(script, &[], &sql)
         .lines()
         .map(parse_outage)
         .collect()

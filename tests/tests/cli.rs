@@ -1,16 +1,8 @@
 //! Bad input gets one clear line naming the culprit and a non-zero exit, never a panic.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use csm_tests::binary;
-
-fn csm(args: &[&str]) -> Output {
-    Command::new(binary("csm"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run csm")
-}
+use csm_tests::run_csm;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -28,13 +20,13 @@ fn assert_clean_failure(out: &Output, code: i32, needles: &[&str]) {
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
-    assert_clean_failure(&csm(&["run", "--no-such-flag"]), 2, &["--no-such-flag"]);
+    assert_clean_failure(&run_csm(["run", "--no-such-flag"]), 2, &["--no-such-flag"]);
 }
 
 #[test]
 fn bad_duration_flag_names_the_value() {
     assert_clean_failure(
-        &csm(&["run", "--interval", "soon"]),
+        &run_csm(["run", "--interval", "soon"]),
         2,
         &["soon", "--interval"],
     );
@@ -49,7 +41,7 @@ fn malformed_config_names_file_line_and_key() {
         "data_dir = \"/tmp/x\"\n\n[mem]\ninterval = \"often\"\n",
     )
     .unwrap();
-    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    let out = run_csm(["run", "--config", path.to_str().unwrap()]);
     assert_clean_failure(
         &out,
         2,
@@ -63,18 +55,18 @@ fn malformed_config_names_file_line_and_key() {
     );
 
     std::fs::write(&path, "interval = \"1s\"\nintreval = \"2s\"\n").unwrap();
-    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    let out = run_csm(["run", "--config", path.to_str().unwrap()]);
     assert_clean_failure(&out, 2, &[path.to_str().unwrap(), "line 2", "intreval"]);
 
     std::fs::write(&path, "interval = [1\n").unwrap();
-    let out = csm(&["run", "--config", path.to_str().unwrap()]);
+    let out = run_csm(["run", "--config", path.to_str().unwrap()]);
     assert_clean_failure(&out, 2, &[path.to_str().unwrap(), "line 1"]);
 }
 
 #[test]
 fn missing_config_file_is_named() {
     assert_clean_failure(
-        &csm(&["run", "--config", "/nonexistent/csm.toml"]),
+        &run_csm(["run", "--config", "/nonexistent/csm.toml"]),
         2,
         &["/nonexistent/csm.toml"],
     );
@@ -87,7 +79,7 @@ fn unwritable_data_dir_is_named() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let data_dir = file.join("data");
-    let out = csm(&[
+    let out = run_csm([
         "run",
         "--data-dir",
         data_dir.to_str().unwrap(),
@@ -103,7 +95,7 @@ fn unwritable_data_dir_is_named() {
     );
 
     // A read-only mount would be the other case; /proc is one everywhere.
-    let out = csm(&["run", "--data-dir", "/proc/csm-data", "--duration", "1s"]);
+    let out = run_csm(["run", "--data-dir", "/proc/csm-data", "--duration", "1s"]);
     assert_clean_failure(&out, 2, &["/proc/csm-data"]);
 }
 
@@ -112,7 +104,7 @@ fn ebpf_backend_on_a_host_without_it_fails_in_one_line() {
     // A sys root without BTF or tracefs stands for a host where eBPF cannot run.
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let out = csm(&[
+    let out = run_csm([
         "run",
         "--backend",
         "ebpf",
@@ -134,14 +126,14 @@ fn ebpf_backend_on_a_host_without_it_fails_in_one_line() {
 
 #[test]
 fn check_reports_the_backend_and_why() {
-    let out = csm(&["check"]);
+    let out = run_csm(["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("backend (auto): ebpf"), "{text}");
     assert!(text.contains("tp_btf sched_switch"), "{text}");
 
     let root = tempfile::tempdir().unwrap();
-    let out = csm(&["check", "--sys-root", root.path().to_str().unwrap()]);
+    let out = run_csm(["check", "--sys-root", root.path().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("backend (auto): proc"), "{text}");
     assert!(text.contains("no  btf"), "{text}");

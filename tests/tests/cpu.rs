@@ -2,12 +2,11 @@
 //! known CPU work by test users, the Parquet read back and compared with the kernel's
 //! own accounting of that work (wait4 rusage).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use csm::store::{CpuRow, Source};
 use csm_tests::{
-    f64s, i64s, now_us, read_table, require_root, schedstat_ns, strings, wait_cpu_ns, Daemon,
-    TestUser,
+    now_us, python, require_root, schedstat_ns, wait_cpu_ns, Daemon, DataDir, TestUser,
 };
 
 /// A 5 s busy loop (no forks) as one user and 1,000 short processes as another, at once.
@@ -16,16 +15,12 @@ fn per_user_cpu_matches_the_kernels_accounting() {
     require_root();
     let burner = TestUser::create("b");
     let forker = TestUser::create("f");
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap();
-    let daemon = Daemon::start(&[
-        "--data-dir",
-        data_dir,
-        "--interval",
-        "1s",
-        "--backend",
-        "ebpf",
-    ]);
+    let data = DataDir::new();
+    let daemon = Daemon::builder()
+        .data_dir(&data)
+        .args(["--interval", "1s"])
+        .backend("ebpf")
+        .start();
     std::thread::sleep(Duration::from_millis(1500));
 
     // The burn is one process (sh's busy loop, no forks), so the test can follow its
@@ -52,14 +47,11 @@ fn per_user_cpu_matches_the_kernels_accounting() {
     std::thread::sleep(Duration::from_millis(2500));
     daemon.stop();
 
-    let cpu = read_table(data.path(), "cpu");
-    let uids = i64s(&cpu, "uid");
-    let cpu_ns = i64s(&cpu, "cpu_ns");
+    let cpu = data.rows::<CpuRow>();
     let total_of = |uid: u32| -> u64 {
-        uids.iter()
-            .zip(&cpu_ns)
-            .filter(|(u, _)| **u == uid as i64)
-            .map(|(_, ns)| *ns as u64)
+        cpu.iter()
+            .filter(|r| r.uid == uid as i64)
+            .map(|r| r.cpu_ns as u64)
             .sum()
     };
     let burn_csm = total_of(burner.uid);
@@ -76,17 +68,15 @@ fn per_user_cpu_matches_the_kernels_accounting() {
 
     // Each 1 s interval wholly inside the burn shows what the burn really ran in it: one
     // full core on a quiet machine (100 ± 5 %), less when other work competes for the CPU.
-    let ts = i64s(&cpu, "ts");
-    let dur = i64s(&cpu, "dur_ms");
-    let pct = f64s(&cpu, "cpu_pct");
     let (first_us, last_us) = (run_time[0].0, run_time[run_time.len() - 1].0);
-    let inside: Vec<(f64, f64)> = (0..cpu.num_rows())
-        .filter(|&i| uids[i] == burner.uid as i64)
-        .filter(|&i| ts[i] - dur[i] * 1000 >= first_us && ts[i] <= last_us)
-        .map(|i| {
-            let (from, to) = (ts[i] - dur[i] * 1000, ts[i]);
+    let inside: Vec<(f64, f64)> = cpu
+        .iter()
+        .filter(|r| r.uid == burner.uid as i64)
+        .filter(|r| r.ts_us - r.dur_ms * 1000 >= first_us && r.ts_us <= last_us)
+        .map(|r| {
+            let (from, to) = (r.ts_us - r.dur_ms * 1000, r.ts_us);
             let truth_ns = run_time_at(&run_time, to) - run_time_at(&run_time, from);
-            (pct[i], truth_ns * 100.0 / ((to - from) as f64 * 1000.0))
+            (r.cpu_pct, truth_ns * 100.0 / ((to - from) as f64 * 1000.0))
         })
         .collect();
     println!("burn intervals (csm %, schedstat %): {inside:.1?}");
@@ -112,14 +102,12 @@ fn per_user_cpu_matches_the_kernels_accounting() {
     }
 
     // Names resolve; the source is eBPF.
-    let users = strings(&cpu, "user");
-    let name_of_burner = (0..cpu.num_rows())
-        .find(|&i| uids[i] == burner.uid as i64)
-        .map(|i| users[i].clone());
-    assert_eq!(name_of_burner, Some(Some(burner.name.clone())));
-    assert!(strings(&cpu, "source")
+    let name_of_burner = cpu
         .iter()
-        .all(|s| s.as_deref() == Some("ebpf")));
+        .find(|r| r.uid == burner.uid as i64)
+        .map(|r| r.user.clone());
+    assert_eq!(name_of_burner, Some(Some(burner.name.clone())));
+    assert!(cpu.iter().all(|r| r.source == Source::Ebpf));
 }
 
 /// `(wall µs, run time ns)` of a thread every 10 ms for `how_long`.
@@ -165,16 +153,11 @@ fn assert_within(measured: u64, truth: u64, tolerance: f64, what: &str) {
 #[test]
 fn duckdb_and_pandas_read_the_cpu_table() {
     require_root();
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap();
-    let daemon = Daemon::start(&[
-        "--data-dir",
-        data_dir,
-        "--interval",
-        "500ms",
-        "--host",
-        "testhost",
-    ]);
+    let data = DataDir::new();
+    let daemon = Daemon::builder()
+        .data_dir(&data)
+        .args(["--interval", "500ms", "--host", "testhost"])
+        .start();
     std::thread::sleep(Duration::from_millis(1600));
     daemon.stop();
     let script = r#"
@@ -201,15 +184,6 @@ ev = con.execute(f"select list(event order by ts) from {events}").fetchone()[0]
 assert ev[0] == "start" and ev[-1] == "stop", ev
 print("rows", n, "events", ev)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, data_dir])
-        .output()
-        .expect("run python3 (cargo xtask test installs duckdb, pandas, pyarrow)");
-    assert!(
-        out.status.success(),
-        "python readers failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let out = python(script, &[data.path().to_str().unwrap()], "");
+    println!("{out}");
 }

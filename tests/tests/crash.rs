@@ -14,7 +14,8 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use csm_tests::daemon_support::*;
+use csm::store::{Counters, CpuRow, Event, Recovered};
+use csm_tests::{now_us, schedstat_ns, Daemon, DataDir, Rng, TestUser};
 
 const KILLS: usize = 30;
 const INTERVAL_US: i64 = 1_000_000;
@@ -35,31 +36,22 @@ impl Drop for Burn {
 fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
     csm_tests::require_root();
     let began = Instant::now();
-    let data = tempfile::tempdir().unwrap();
-    let pins = PinGuard {
-        data_dir: data.path().canonicalize().unwrap(),
-    };
+    let data = DataDir::new();
     let user = TestUser::create("burn");
-    let gid: u32 = String::from_utf8_lossy(
-        &Command::new("id")
-            .arg("-g")
-            .arg(&user.name)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .parse()
-    .unwrap();
-    let args = ["--interval", "1s", "--flush-interval", "2s"];
+    // Started and killed at random moments, start-up included: not waited for.
+    let csm = || {
+        Daemon::killable(&data)
+            .args(["--interval", "1s", "--flush-interval", "2s"])
+            .spawn()
+    };
 
-    let mut daemon = Daemon::start(data.path(), &args);
+    let mut daemon = csm();
     sleep(Duration::from_secs(2));
     let burn = Burn(
         Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .uid(user.uid)
-            .gid(gid)
+            .gid(user.gid)
             .spawn()
             .expect("start the burn"),
     );
@@ -70,31 +62,33 @@ fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
     for _ in 0..KILLS {
         sleep(Duration::from_secs_f64(1.5 + 3.5 * rng.unit()));
         kills.push(now_us());
-        daemon.kill9();
+        daemon.kill();
         sleep(Duration::from_secs_f64(0.8 * rng.unit()));
-        daemon = Daemon::start(data.path(), &args);
+        daemon = csm();
     }
     sleep(Duration::from_secs(3));
     let truth_ns = schedstat_ns(burn_pid).expect("schedstat of the burn");
     drop(burn);
     sleep(Duration::from_secs(2));
-    let status = daemon.stop();
-    assert!(status.success(), "final clean stop failed: {status}");
+    daemon.stop();
     eprintln!(
         "collection with {KILLS} kills took {:.0} s",
         began.elapsed().as_secs_f64()
     );
 
     // Every visible file reads; no temporaries after the clean stop.
-    let (files, temps) = parquet_files(data.path());
-    assert!(!files.is_empty());
-    for file in &files {
-        read_fully(file).unwrap();
-    }
-    assert!(temps.is_empty(), "temporaries left: {temps:?}");
+    let files = data.files();
+    assert!(!files.parquet.is_empty());
+    data.read_every_file().unwrap();
+    assert!(
+        files.temporaries.is_empty(),
+        "temporaries left: {:?}",
+        files.temporaries
+    );
 
     // Rows lost around each kill.
-    let rows: Vec<_> = cpu_rows(data.path())
+    let rows: Vec<_> = data
+        .rows::<CpuRow>()
         .into_iter()
         .filter(|r| r.uid == user.uid as i64)
         .collect();
@@ -126,16 +120,27 @@ fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
     );
     assert!(error.abs() <= 0.02, "CPU off by {:.2} %", error * 100.0);
 
-    let events = events(data.path());
+    let events: Vec<Event> = data.events().into_iter().map(|(_, e)| e).collect();
     let recovered = events
         .iter()
-        .filter(|(_, e, d)| e == "recovered" && d.starts_with("gap_ms="))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Recovered(Recovered::Gap {
+                    counters: Counters::Cpu,
+                    ..
+                })
+            )
+        })
         .count();
     assert_eq!(recovered, KILLS, "one recovery per restart after a kill");
     assert_eq!(
-        events.iter().filter(|(_, e, _)| e == "start").count(),
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Start(_)))
+            .count(),
         KILLS + 1
     );
-    assert!(events.iter().any(|(_, e, _)| e == "stop"));
-    assert!(pins.pin_dirs().is_empty(), "a clean stop removes the pins");
+    assert!(events.iter().any(|e| matches!(e, Event::Stop(_))));
+    assert!(data.pin_dirs().is_empty(), "a clean stop removes the pins");
 }

@@ -10,19 +10,18 @@ use std::io::Write;
 use std::thread::sleep;
 use std::time::Duration;
 
-use csm_tests::daemon_support::*;
+use csm::store::{CpuRow, Event};
+use csm_tests::{now_us, Daemon, DataDir, Tmpfs};
 
 #[test]
 fn full_disk_keeps_collecting_and_writes_everything_later() {
     csm_tests::require_root();
     let fs = Tmpfs::mount("4m").expect("mount a tmpfs");
-    let data = fs.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let _pins = PinGuard {
-        data_dir: data.canonicalize().unwrap(),
-    };
+    let data = DataDir::create_in(fs.path());
     let burner = csm_tests::TestUser::create("f");
-    let mut daemon = Daemon::start(&data, &["--interval", "1s", "--flush-interval", "1s"]);
+    let mut daemon = Daemon::killable(&data)
+        .args(["--interval", "1s", "--flush-interval", "1s"])
+        .spawn();
     sleep(Duration::from_millis(1500));
     // A busy loop, one process (no forks): its wait4 CPU time is the ground truth.
     let burn = burner
@@ -41,9 +40,8 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     let full_at = now_us();
     sleep(Duration::from_secs(6));
     assert!(daemon.alive(), "the daemon must survive a full disk");
-    for path in parquet_files(&data).0 {
-        read_fully(&path).expect("no visible file is corrupt while the disk is full");
-    }
+    data.read_every_file()
+        .expect("no visible file is corrupt while the disk is full");
 
     std::fs::remove_file(&filler).unwrap();
     let freed_at = now_us();
@@ -53,22 +51,18 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
     let (_, burn_ns) = csm_tests::wait_cpu_ns(burn);
     // Let the interval holding the end of the burn close.
     sleep(Duration::from_millis(1500));
-    let status = daemon.stop();
-    assert!(
-        status.success(),
-        "clean stop after the disk came back: {status}"
-    );
+    // A clean stop after the disk came back (exit status 0).
+    daemon.stop();
 
-    let (files, temps) = parquet_files(&data);
-    for path in &files {
-        read_fully(path).unwrap();
-    }
+    data.read_every_file().unwrap();
+    let temps = data.files().temporaries;
     assert!(temps.is_empty(), "temporaries left: {temps:?}");
 
     // No hole: the burner has a row in every interval from its first to its last,
     // including those collected while the disk was full, and together they hold all the
     // CPU time the kernel charged it.
-    let rows: Vec<_> = cpu_rows(&data)
+    let rows: Vec<_> = data
+        .rows::<CpuRow>()
         .into_iter()
         .filter(|r| r.uid == burner.uid as i64)
         .collect();
@@ -94,14 +88,17 @@ fn full_disk_keeps_collecting_and_writes_everything_later() {
         "rows collected while full were written later ({during})"
     );
 
-    let events = events(&data);
-    let errors: Vec<_> = events
+    let events: Vec<Event> = data.events().into_iter().map(|(_, e)| e).collect();
+    let errors: Vec<&String> = events
         .iter()
-        .filter(|(_, e, _)| e == "write_error")
+        .filter_map(|e| match e {
+            Event::WriteError(condition) => Some(condition),
+            _ => None,
+        })
         .collect();
     assert_eq!(errors.len(), 1, "one write_error per condition: {errors:?}");
-    assert!(errors[0].2.starts_with("disk full"), "{errors:?}");
-    assert!(events.iter().any(|(_, e, _)| e == "write_ok"));
+    assert!(errors[0].starts_with("disk full"), "{errors:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::WriteOk(_))));
     eprintln!(
         "disk full for {:.1} s: {} rows written afterwards, worst gap {:.2} s, burner csm {:.4} s vs kernel {:.4} s",
         (freed_at - full_at) as f64 / 1e6,

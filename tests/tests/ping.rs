@@ -6,21 +6,25 @@
 //! Addresses: 198.18.0.0/15 and 2001:2::/48 (benchmarking ranges) on veth pairs between
 //! the test's namespaces; 192.0.2.7 (TEST-NET-1) as the address with no route.
 
-use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use csm_tests::netns::{Link, Netns};
-use csm_tests::now_us;
-use csm_tests::ping::{median, of, outages, parse_system_ping, read_rows, rss_kib, Row};
-use csm_tests::ping_support::Daemon;
+use csm::store::PingRow;
+use csm_tests::ping::{median, of, outages, parse_system_ping, rss_kib};
+use csm_tests::{now_us, Daemon, DataDir, Ipv6, Link, Netns};
 
 const SECOND: i64 = 1_000_000;
 
-fn write_config(dir: &Path, text: &str) -> String {
-    let path = dir.join("csm.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
+/// `csm run` inside `ns` with this config for `duration`, not waited for: the test's
+/// timeline starts as it is spawned.
+fn csm_in(ns: &Netns, data: &DataDir, config: &str, duration: &str) -> Daemon {
+    Daemon::builder()
+        .netns(ns)
+        .data_dir(data)
+        .arg("--config")
+        .arg(data.config(config))
+        .args(["--duration", duration])
+        .spawn()
 }
 
 fn sleep_until(at: Instant) {
@@ -28,20 +32,20 @@ fn sleep_until(at: Instant) {
 }
 
 /// Where in its second (µs) a row's measurement started: the schedule's lateness.
-fn offset_us(row: &Row) -> i64 {
+fn offset_us(row: &PingRow) -> i64 {
     row.ts_us.rem_euclid(SECOND)
 }
 
 /// All rows but the last: the measurement in flight when `--duration` ends is written
 /// with what it has by then (fewer echoes sent), as it should be.
-fn but_last<'a>(rows: &'a [&'a Row]) -> &'a [&'a Row] {
+fn but_last<'a>(rows: &'a [&'a PingRow]) -> &'a [&'a PingRow] {
     let last = rows.last().expect("no rows");
     assert!(last.sent <= 3 && last.received <= last.sent, "{last:?}");
     &rows[..rows.len() - 1]
 }
 
 /// Rows of a 1 s target follow each other at 1 s, without a missed or doubled slot.
-fn assert_one_second_apart(rows: &[&Row]) {
+fn assert_one_second_apart(rows: &[&PingRow]) {
     for pair in rows.windows(2) {
         let step = pair[1].ts_us - pair[0].ts_us;
         assert!(
@@ -57,20 +61,12 @@ fn assert_one_second_apart(rows: &[&Row]) {
 #[test]
 fn answers_like_system_ping_then_outage_and_recovery() {
     csm_tests::require_root();
-    let link = Link::new("a");
+    let link = Link::new("a", Ipv6::On);
     link.address("198.18.1.1/30", "198.18.1.2/30");
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = write_config(
-        tmp.path(),
-        "[ping]\ninterval = \"1s\"\ncount = 3\ntargets = [\"198.18.1.2\"]\n",
-    );
+    let data = DataDir::new();
+    let config = "[ping]\ninterval = \"1s\"\ncount = 3\ntargets = [\"198.18.1.2\"]\n";
     let start = Instant::now();
-    let mut csm = Daemon::start(
-        &link.client,
-        &data,
-        &["--config", &config, "--duration", "42s"],
-    );
+    let csm = csm_in(&link.client, &data, config, "42s");
 
     // iputils ping at the same time, 20 echoes 200 ms apart.
     sleep_until(start + Duration::from_secs(3));
@@ -92,9 +88,9 @@ fn answers_like_system_ping_then_outage_and_recovery() {
     sleep_until(start + Duration::from_secs(32));
     let up_at = now_us();
     link.set_server_link(true);
-    csm.wait_success();
+    csm.wait();
 
-    let rows = read_rows(&data);
+    let rows = data.rows::<PingRow>();
     let rows = of(&rows, "198.18.1.2");
     assert!(rows.len() >= 38, "{} rows: {rows:?}", rows.len());
     assert_one_second_apart(&rows);
@@ -141,7 +137,7 @@ fn answers_like_system_ping_then_outage_and_recovery() {
     assert!(after[2..].iter().all(|r| r.received == r.sent), "{after:?}");
 
     // The outage query finds exactly this outage, to the measurement interval.
-    let found = outages(&data);
+    let found = outages(data.path());
     eprintln!("outages: {found:?} (link down at {down_at}, up at {up_at})");
     assert_eq!(found.len(), 1, "{found:?}");
     let o = &found[0];
@@ -159,37 +155,29 @@ fn answers_like_system_ping_then_outage_and_recovery() {
 #[test]
 fn bad_targets_give_rows_and_the_others_keep_their_schedule() {
     csm_tests::require_root();
-    let link = Link::new("b");
+    let link = Link::new("b", Ipv6::On);
     link.address("198.18.2.1/29", "198.18.2.2/29");
     link.server
         .ip(&["addr", "add", "198.18.2.3/29", "dev", &link.server_if]);
     link.address("2001:2::1/64", "2001:2::2/64");
     // A name only this namespace knows, moved to another address mid-run.
     link.client.write_etc("hosts", "198.18.2.2 csmping-moved\n");
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = write_config(
-        tmp.path(),
-        "[ping]\ninterval = \"1s\"\ncount = 3\n\
+    let data = DataDir::new();
+    let config = "[ping]\ninterval = \"1s\"\ncount = 3\n\
          targets = [\"198.18.2.2\", \"2001:2::2\", \"192.0.2.7\", \"csmping-moved\"]\n\
-         [[ping.target]]\nhost = \"does-not-exist.invalid\"\ninterval = \"2s\"\n",
-    );
+         [[ping.target]]\nhost = \"does-not-exist.invalid\"\ninterval = \"2s\"\n";
     let start = Instant::now();
     let from = now_us();
-    let mut csm = Daemon::start(
-        &link.client,
-        &data,
-        &["--config", &config, "--duration", "10s"],
-    );
+    let csm = csm_in(&link.client, &data, config, "10s");
     // Move it half-way between two measurements, so which address each row used is clear.
     sleep_until(start + Duration::from_secs(5));
     let to_mid_second = (1_500_000 - now_us().rem_euclid(SECOND)) % SECOND;
     sleep(Duration::from_micros(to_mid_second as u64));
     let moved_at = now_us();
     link.client.write_etc("hosts", "198.18.2.3 csmping-moved\n");
-    csm.wait_success();
+    csm.wait();
     let to = now_us();
-    let rows = read_rows(&data);
+    let rows = data.rows::<PingRow>();
 
     let invalid = of(&rows, "does-not-exist.invalid");
     assert!((4..=5).contains(&invalid.len()), "{invalid:?}");
@@ -253,29 +241,25 @@ fn bad_targets_give_rows_and_the_others_keep_their_schedule() {
 #[test]
 fn two_hundred_targets_hold_their_schedule_and_memory() {
     csm_tests::require_root();
-    let ns = Netns::new("c");
+    let ns = Netns::new("c", Ipv6::On);
     let targets: Vec<String> = (1..=200)
         .map(|i| format!("\"127.0.{}.{}\"", i / 100, i % 100 + 1))
         .collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = write_config(
-        tmp.path(),
-        &format!(
-            "[ping]\ninterval = \"1s\"\ncount = 3\ntargets = [{}]\n",
-            targets.join(", ")
-        ),
+    let data = DataDir::new();
+    let config = format!(
+        "[ping]\ninterval = \"1s\"\ncount = 3\ntargets = [{}]\n",
+        targets.join(", ")
     );
     let start = Instant::now();
-    let mut csm = Daemon::start(&ns, &data, &["--config", &config, "--duration", "60s"]);
-    let pid = csm.child.id();
+    let csm = csm_in(&ns, &data, &config, "60s");
+    let pid = csm.pid();
     let mut rss = Vec::new();
     for s in (5..=55).step_by(5) {
         sleep_until(start + Duration::from_secs(s));
         rss.push((s, rss_kib(pid).unwrap_or(0)));
     }
-    csm.wait_success();
-    let rows = read_rows(&data);
+    csm.wait();
+    let rows = data.rows::<PingRow>();
     eprintln!("RSS KiB at seconds: {rss:?}; {} rows", rows.len());
 
     let mut offsets_first = Vec::new();

@@ -1,18 +1,21 @@
 //! A malformed ping target stops `csm run` before it starts, with one line naming the
 //! target and exit status 2 (usage or config error). Needs no root: nothing is loaded.
 
-use std::process::Command;
-
-use csm_tests::ping_support::csm_bin;
+use csm_tests::{run_csm, DataDir};
 
 fn run_with_target(target: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(csm_bin())
-        .args(["run", "--data-dir"])
-        .arg(dir.path())
-        .args(["--ping", "127.0.0.1", "--ping", target, "--duration", "1s"])
-        .output()
-        .unwrap();
+    let data = DataDir::new();
+    let out = run_csm([
+        "run",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--ping",
+        "127.0.0.1",
+        "--ping",
+        target,
+        "--duration",
+        "1s",
+    ]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -33,16 +36,15 @@ fn a_malformed_target_is_named_in_one_line() {
 
 #[test]
 fn a_bad_count_in_the_config_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("csm.toml");
-    std::fs::write(&config, "[[ping.target]]\nhost = \"gw.lan\"\ncount = 0\n").unwrap();
-    let out = Command::new(csm_bin())
-        .args(["run", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let data = DataDir::new();
+    let config = data.config("[[ping.target]]\nhost = \"gw.lan\"\ncount = 0\n");
+    let out = run_csm([
+        "run",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

@@ -4,6 +4,7 @@
 use csm::model::ping::{ping_row, Measurement};
 use csm::store::{Store, StoreOptions};
 use csm_tests::ping::outages;
+use csm_tests::DataDir;
 
 const S: i64 = 1_000_000;
 /// 2026-11-18 11:20:00 UTC: a whole minute, in the past.
@@ -20,8 +21,8 @@ fn measurement(up: bool, error: Option<&str>) -> Measurement {
 
 #[test]
 fn outages_have_start_end_length_and_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(StoreOptions::new(dir.path().to_path_buf(), "h1")).unwrap();
+    let data = DataDir::new();
+    let mut store = Store::open(StoreOptions::new(data.path().to_path_buf(), "h1")).unwrap();
     // Target a, every 10 s: up 0..50, down 50..120 (7 measurements), up 120..150,
     // down from 150 to the end (ongoing, 2 measurements).
     for i in 0..17 {
@@ -39,7 +40,7 @@ fn outages_have_start_end_length_and_count() {
     store.push(ping_row(T0, "c", measurement(true, None)));
     assert!(store.flush(T0).is_empty());
 
-    let found = outages(dir.path());
+    let found = outages(data.path());
     let summary: Vec<_> = found
         .iter()
         .map(|o| {

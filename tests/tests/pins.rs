@@ -4,33 +4,35 @@
 //!
 //! Needs root; `cargo test --release -p csm-tests --test pins`.
 
-use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use csm_tests::daemon_support::*;
+use csm::store::{Counters, Event, Recovered};
+use csm_tests::{run_csm, Daemon, DataDir};
 
 #[test]
 fn pins_are_replaced_adopted_listed_and_removed() {
     csm_tests::require_root();
-    let data = tempfile::tempdir().unwrap();
-    let pins = PinGuard {
-        data_dir: data.path().canonicalize().unwrap(),
-    };
+    let data = DataDir::new();
     // An empty pin folder of this data dir from "another build".
-    let key = csm::sources::ebpf::pins::data_dir_key(&pins.data_dir);
+    let key = csm::sources::ebpf::pins::data_dir_key(data.path());
     let foreign = std::path::Path::new("/sys/fs/bpf/csm").join(format!("{key}-0badbeef"));
     std::fs::create_dir_all(&foreign).unwrap();
+    let csm = || {
+        Daemon::killable(&data)
+            .args(["--interval", "1s", "--flush-interval", "1s"])
+            .spawn()
+    };
 
-    let daemon = Daemon::start(data.path(), &["--interval", "1s", "--flush-interval", "1s"]);
+    let daemon = csm();
     sleep(Duration::from_secs(3));
     assert!(!foreign.exists(), "pins of another build are replaced");
-    assert_eq!(pins.pin_dirs().len(), 1, "this run pinned its state");
-    daemon.kill9();
+    assert_eq!(data.pin_dirs().len(), 1, "this run pinned its state");
+    daemon.kill();
 
-    let check = Command::new(csm_bin()).arg("check").output().unwrap();
+    let check = run_csm(["check"]);
     let report = String::from_utf8_lossy(&check.stdout);
-    let data_dir = pins.data_dir.display().to_string();
+    let data_dir = data.path().display().to_string();
     assert!(
         report
             .lines()
@@ -39,31 +41,29 @@ fn pins_are_replaced_adopted_listed_and_removed() {
     );
 
     sleep(Duration::from_secs(2));
-    let daemon = Daemon::start(data.path(), &["--interval", "1s", "--flush-interval", "1s"]);
+    let daemon = csm();
     sleep(Duration::from_secs(3));
-    assert!(daemon.stop().success());
-    assert!(pins.pin_dirs().is_empty(), "a clean stop removes the pins");
+    // A clean stop (exit status 0).
+    daemon.stop();
+    assert!(data.pin_dirs().is_empty(), "a clean stop removes the pins");
 
-    let events = events(data.path());
-    let has = |event: &str, text: &str| {
+    let events: Vec<Event> = data.events().into_iter().map(|(_, e)| e).collect();
+    let pins_note = |text: &str| {
         events
             .iter()
-            .any(|(_, e, d)| e == event && d.contains(text))
+            .any(|e| matches!(e, Event::Pins(note) if note.contains(text)))
     };
-    assert!(has("pins", "another csm build"), "{events:?}");
-    assert!(has("pins", "adopted pinned state"), "{events:?}");
+    assert!(pins_note("another csm build"), "{events:?}");
+    assert!(pins_note("adopted pinned state"), "{events:?}");
     let gap: i64 = events
         .iter()
-        .find_map(|(_, e, d)| {
-            (e == "recovered")
-                .then(|| {
-                    d.strip_prefix("gap_ms=")?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .flatten()
+        .find_map(|e| match e {
+            Event::Recovered(Recovered::Gap {
+                counters: Counters::Cpu,
+                gap_ms,
+                ..
+            }) => Some(*gap_ms),
+            _ => None,
         })
         .expect("a recovered event with the gap");
     assert!((1_500..10_000).contains(&gap), "gap {gap} ms");

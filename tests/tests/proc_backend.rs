@@ -10,10 +10,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use csm_tests::records::{csm_binary, read_table, Cell, Record};
+use csm::store::{Counters, CpuRow, Event, MemRow, NetRow, Recovered, Row, Source, UbcRow};
+use csm_tests::{run_csm, wait_until, Daemon, DataDir, OnDrop};
 
 const TICK_NS: i64 = 10_000_000; // USER_HZ = 100
 const KB: i64 = 1024;
@@ -22,39 +22,30 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// A running `csm run` on a private copy of a fixture; killed if the test fails.
+/// A running `csm run` on a private copy of a fixture (next to its data dir); killed if
+/// the test fails.
 struct Run {
-    tmp: tempfile::TempDir,
     root: PathBuf,
     src: PathBuf,
-    data: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    config: PathBuf,
+    daemon: Option<Daemon>,
+    data: DataDir,
 }
 
 impl Run {
     fn start(name: &str) -> Run {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("host");
+        let data = DataDir::new();
+        let root = data.beside("host");
         let src = fixtures().join(name);
         copy_tree(&src.join("proc"), &root.join("proc"));
         copy_tree(&src.join("sys"), &root.join("sys"));
-        let data = tmp.path().join("data");
-        fs::write(tmp.path().join("csm.toml"), "[mem]\ninterval = \"500ms\"\n").unwrap();
+        let config = data.config("[mem]\ninterval = \"500ms\"\n");
         let mut run = Run {
-            tmp,
             root,
             src,
+            config,
+            daemon: None,
             data,
-            child: None,
         };
         run.spawn();
         run
@@ -62,29 +53,24 @@ impl Run {
 
     /// Starts `csm run --backend proc` on the fixture copy (again, after a kill).
     fn spawn(&mut self) {
-        let child = Command::new(csm_binary())
-            .arg("run")
-            .args([
-                "--backend",
-                "proc",
-                "--interval",
-                "500ms",
-                "--flush-interval",
-                "1s",
-            ])
+        let daemon = Daemon::builder()
+            .backend("proc")
+            .args(["--interval", "500ms", "--flush-interval", "1s"])
             .arg("--config")
-            .arg(self.tmp.path().join("csm.toml"))
-            .arg("--data-dir")
-            .arg(&self.data)
+            .arg(&self.config)
+            .data_dir(&self.data)
             .arg("--proc-root")
             .arg(self.root.join("proc"))
             .arg("--sys-root")
             .arg(self.root.join("sys"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start csm");
-        self.child = Some(child);
+            .on_drop(OnDrop::Kill)
+            .spawn();
+        self.daemon = Some(daemon);
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        self.daemon.take().expect("running").kill();
     }
 
     /// Applies `steps/<k>` atomically file by file (new process directories whole).
@@ -133,21 +119,9 @@ impl Run {
             last = SystemTime::now();
         }
         sleep_to_mid_interval(last + Duration::from_millis(1000));
-        let child = self.child.take().unwrap();
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "csm failed: {:?}\n{stderr}",
-            out.status
-        );
+        // SIGTERM, and a clean exit (status 0).
+        let stderr = self.daemon.take().expect("running").stop().join("\n");
         (self, stderr)
-    }
-
-    fn table(&self, name: &str) -> Vec<Record> {
-        read_table(&self.data, name)
     }
 }
 
@@ -177,46 +151,39 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// cpu_ns of one uid's rows, in time order; every row has source `proc`.
-fn cpu_ns(rows: &[Record], uid: i64) -> Vec<i64> {
+fn cpu_ns(rows: &[CpuRow], uid: i64) -> Vec<i64> {
     rows.iter()
-        .filter(|r| r["uid"].int() == uid)
+        .filter(|r| r.uid == uid)
         .map(|r| {
-            assert_eq!(r["source"].str(), "proc");
-            r["cpu_ns"].int()
+            assert_eq!(r.source, Source::Proc);
+            r.cpu_ns
         })
         .collect()
 }
 
 /// (ifindex, rx_bytes, tx_bytes, rx_packets, tx_packets) of one interface's rows.
-fn net(rows: &[Record], iface: &str) -> Vec<[i64; 5]> {
+fn net(rows: &[NetRow], iface: &str) -> Vec<[i64; 5]> {
     rows.iter()
-        .filter(|r| r["iface"].str() == iface)
+        .filter(|r| r.iface == iface)
         .map(|r| {
-            assert_eq!(r["source"].str(), "proc");
-            assert_eq!(r["netns"], Cell::Null);
+            assert_eq!(r.source, Source::Proc);
+            assert_eq!(r.netns, None);
             [
-                "ifindex",
-                "rx_bytes",
-                "tx_bytes",
-                "rx_packets",
-                "tx_packets",
+                r.ifindex,
+                r.rx_bytes,
+                r.tx_bytes,
+                r.rx_packets,
+                r.tx_packets,
             ]
-            .map(|c| r[c].int())
         })
         .collect()
 }
 
 /// Gauge rows grouped by sampling time, repeated identical states collapsed.
-fn states<T: PartialEq + Ord>(rows: &[Record], f: impl Fn(&Record) -> T) -> Vec<Vec<T>> {
+fn states<R: Row, T: PartialEq + Ord>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<Vec<T>> {
     let mut out: Vec<Vec<T>> = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let ts = rows[i]["ts"].int();
-        let mut group: Vec<T> = Vec::new();
-        while i < rows.len() && rows[i]["ts"].int() == ts {
-            group.push(f(&rows[i]));
-            i += 1;
-        }
+    for sample in rows.chunk_by(|a, b| a.ts_us() == b.ts_us()) {
+        let mut group: Vec<T> = sample.iter().map(&f).collect();
         group.sort();
         if out.last() != Some(&group) {
             out.push(group);
@@ -227,20 +194,28 @@ fn states<T: PartialEq + Ord>(rows: &[Record], f: impl Fn(&Record) -> T) -> Vec<
 
 type Mem = (i64, i64, i64, Option<i64>, Option<i64>);
 
-fn mem_states(rows: &[Record]) -> Vec<Vec<Mem>> {
-    let opt = |c: &Cell| match c {
-        Cell::Null => None,
-        c => Some(c.int()),
-    };
+fn mem_states(rows: &[MemRow]) -> Vec<Vec<Mem>> {
     states(rows, |r| {
-        (
-            r["uid"].int(),
-            r["nproc"].int(),
-            r["rss_bytes"].int(),
-            opt(&r["pss_bytes"]),
-            opt(&r["swap_bytes"]),
-        )
+        (r.uid, r.nproc, r.rss_bytes, r.pss_bytes, r.swap_bytes)
     })
+}
+
+/// The detail of every event of one kind, in time order.
+fn details<T>(data: &DataDir, f: impl Fn(Event) -> Option<T>) -> Vec<T> {
+    data.events()
+        .into_iter()
+        .filter_map(|(_, e)| f(e))
+        .collect()
+}
+
+fn backend(data: &DataDir) -> String {
+    details(data, |e| match e {
+        Event::Backend(why) => Some(why),
+        _ => None,
+    })
+    .into_iter()
+    .next()
+    .expect("a backend event")
 }
 
 fn kb(v: i64) -> i64 {
@@ -250,7 +225,7 @@ fn kb(v: i64) -> i64 {
 #[test]
 fn modern_host() {
     let (run, stderr) = Run::start("modern-host").drive(3);
-    let cpu = run.table("cpu");
+    let cpu = run.data.rows::<CpuRow>();
     // Step 1: pid 101 +200 ticks. Step 2: pid 101 exited (last seen 520 ticks); its parent
     // 100 gained 5 ticks itself and 620 in cutime: 520 known + 100 recovered (the unseen
     // tail and unseen children). Nothing at step 3.
@@ -266,7 +241,7 @@ fn modern_host() {
     );
     assert_eq!(cpu_ns(&cpu, 0), Vec::<i64>::new());
 
-    let net_rows = run.table("net");
+    let net_rows = run.data.rows::<NetRow>();
     assert_eq!(
         net(&net_rows, "lo"),
         vec![[1, 100, 100, 1, 1], [1, 50, 50, 1, 1]]
@@ -287,25 +262,20 @@ fn modern_host() {
     let mut s2 = s1.clone();
     s2[1] = (1000, 1, kb(4000), Some(kb(1500)), Some(kb(100)));
     s2[2] = (1001, 2, kb(51000), Some(kb(45800)), Some(kb(2048)));
-    assert_eq!(mem_states(&run.table("mem")), vec![s0, s1, s2]);
+    assert_eq!(mem_states(&run.data.rows()), vec![s0, s1, s2]);
 
     // The broken process is named, with its line, and skipped; the rest survived.
     assert!(stderr.contains("999/stat:1: truncated"), "{stderr}");
     assert!(stderr.contains("999/status:2: Uid"), "{stderr}");
-    let events = run.table("events");
-    let backend = events
-        .iter()
-        .find(|e| e["event"].str() == "backend")
-        .unwrap();
-    assert_eq!(backend["detail"].str(), "proc (--backend proc)");
+    assert_eq!(backend(&run.data), "proc (--backend proc)");
 }
 
 #[test]
 fn xen_guest_with_old_net_dev_and_32_bit_counters() {
     let (run, _stderr) = Run::start("xen-guest").drive(2);
-    let cpu = run.table("cpu");
+    let cpu = run.data.rows::<CpuRow>();
     assert_eq!(cpu_ns(&cpu, 48), vec![40 * TICK_NS, 5 * TICK_NS]);
-    let net_rows = run.table("net");
+    let net_rows = run.data.rows::<NetRow>();
     // Step 1: rx wrapped at 2^32 (4294967000 -> 500).
     assert_eq!(
         net(&net_rows, "eth0"),
@@ -315,16 +285,16 @@ fn xen_guest_with_old_net_dev_and_32_bit_counters() {
     // 2.6.18: no smaps_rollup (pss null), no VmSwap (swap null).
     let s0 = vec![(0, 1, kb(640), None, None), (48, 2, kb(21000), None, None)];
     let s1 = vec![(0, 1, kb(640), None, None), (48, 2, kb(21500), None, None)];
-    assert_eq!(mem_states(&run.table("mem")), vec![s0, s1]);
-    assert!(run.table("ubc").is_empty());
+    assert_eq!(mem_states(&run.data.rows()), vec![s0, s1]);
+    assert!(run.data.rows::<UbcRow>().is_empty());
 }
 
 #[test]
 fn openvz_container_beancounters() {
     let (run, stderr) = Run::start("openvz-container").drive(2);
-    assert_eq!(cpu_ns(&run.table("cpu"), 33), vec![25 * TICK_NS]);
+    assert_eq!(cpu_ns(&run.data.rows(), 33), vec![25 * TICK_NS]);
     assert_eq!(
-        net(&run.table("net"), "venet0"),
+        net(&run.data.rows(), "venet0"),
         vec![[3, 10000, 2000, 10, 5]]
     );
     let s0 = vec![
@@ -335,13 +305,13 @@ fn openvz_container_beancounters() {
         (0, 1, kb(700), None, None),
         (33, 1, kb(31000), None, Some(kb(512))),
     ];
-    assert_eq!(mem_states(&run.table("mem")), vec![s0, s1]);
+    assert_eq!(mem_states(&run.data.rows()), vec![s0, s1]);
 
-    let ubc = states(&run.table("ubc"), |r| {
+    let ubc = states(&run.data.rows::<UbcRow>(), |r| {
         (
-            r["ctid"].int(),
-            r["resource"].str().to_string(),
-            ["held", "maxheld", "barrier", "hard_limit", "failcnt"].map(|c| r[c].int()),
+            r.ctid,
+            r.resource.clone(),
+            [r.held, r.maxheld, r.barrier, r.hard_limit, r.failcnt],
         )
     });
     assert_eq!(ubc.len(), 3, "{ubc:#?}");
@@ -380,12 +350,10 @@ fn openvz_container_beancounters() {
         "{stderr}"
     );
 
-    let rises: Vec<String> = run
-        .table("events")
-        .iter()
-        .filter(|e| e["event"].str() == "ubc_failcnt")
-        .map(|e| e["detail"].str().to_string())
-        .collect();
+    let rises = details(&run.data, |e| match e {
+        Event::UbcFailcnt(rise) => Some(rise),
+        _ => None,
+    });
     assert_eq!(
         rises,
         vec![
@@ -402,52 +370,37 @@ fn openvz_container_beancounters() {
 #[test]
 fn auto_run_on_a_fixture_uses_proc_and_logs_why_once() {
     let root = fixtures().join("xen-guest");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(csm_binary())
-        .args([
-            "run",
-            "--backend",
-            "auto",
-            "--duration",
-            "1s",
-            "--interval",
-            "500ms",
-        ])
-        .arg("--data-dir")
-        .arg(tmp.path())
+    let data = DataDir::new();
+    let stderr = Daemon::builder()
+        .backend("auto")
+        .args(["--duration", "1s", "--interval", "500ms"])
+        .data_dir(&data)
         .arg("--proc-root")
         .arg(root.join("proc"))
         .arg("--sys-root")
         .arg(root.join("sys"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+        .spawn()
+        .wait()
+        .join("\n");
     assert_eq!(stderr.matches("not trying eBPF").count(), 1, "{stderr}");
-    let events = read_table(tmp.path(), "events");
-    let backend = events
-        .iter()
-        .find(|e| e["event"].str() == "backend")
-        .unwrap();
     assert_eq!(
-        backend["detail"].str(),
+        backend(&data),
         "proc (--proc-root/--sys-root point at a tree other than this host's)"
     );
     // The gauges are taken at start and at stop even in a one-second run.
-    assert!(read_table(tmp.path(), "mem").len() >= 4);
+    assert!(data.rows::<MemRow>().len() >= 4);
 }
 
 #[test]
 fn auto_backend_on_a_fixture_chooses_proc_without_trying_ebpf() {
     let root = fixtures().join("xen-guest");
-    let out = Command::new(csm_binary())
-        .arg("check")
-        .arg("--proc-root")
-        .arg(root.join("proc"))
-        .arg("--sys-root")
-        .arg(root.join("sys"))
-        .output()
-        .unwrap();
+    let out = run_csm([
+        "check".as_ref(),
+        "--proc-root".as_ref(),
+        root.join("proc").as_os_str(),
+        "--sys-root".as_ref(),
+        root.join("sys").as_os_str(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -461,12 +414,7 @@ fn auto_backend_on_a_fixture_chooses_proc_without_trying_ebpf() {
     assert!(text.contains("not tried"), "{text}");
     assert!(text.contains("backend (auto): proc"), "{text}");
     let vz = fixtures().join("openvz-container/proc");
-    let out = Command::new(csm_binary())
-        .arg("check")
-        .arg("--proc-root")
-        .arg(vz)
-        .output()
-        .unwrap();
+    let out = run_csm(["check".as_ref(), "--proc-root".as_ref(), vz.as_os_str()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ok  openvz   container"), "{text}");
     assert!(text.contains("ok  ubc"), "{text}");
@@ -487,17 +435,6 @@ fn net_dev_text(lo: [u64; 4], eth0: [u64; 4]) -> String {
         line("lo", lo),
         line("eth0", eth0)
     )
-}
-
-fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The /proc backend has no pinned counters, but /proc/net/dev counts since boot: after a
@@ -521,40 +458,46 @@ fn a_crash_gap_in_proc_net_dev_traffic_is_recovered() {
         fs::rename(&staged, &net_dev).unwrap();
     };
     // The boot id is read at start: restart on it before anything counts.
-    let mut first = run.child.take().unwrap();
-    first.kill().unwrap();
-    first.wait().unwrap();
+    run.kill();
     run.spawn();
-    let state = run.data.join(".csm-netdev-state");
-    wait_for("a first flush", || state.exists());
-    write_net_dev(
+    let state = run.data.path().join(".csm-netdev-state");
+    wait_until("a first flush", Duration::from_secs(20), || state.exists());
+    let (mid_lo, mid_eth0) = (
         [1500, 15, 1500, 15],
         [10_000_100_000, 8_000_100, 5_000_050_000, 4_000_050],
     );
+    write_net_dev(mid_lo, mid_eth0);
     std::thread::sleep(Duration::from_millis(1500));
 
-    let mut child = run.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.kill();
     // While csm is down: more traffic.
     let end_lo = [4000, 40, 4000, 40];
     let end_eth0 = [10_003_000_000, 8_003_000, 5_001_000_000, 4_001_000];
     write_net_dev(end_lo, end_eth0);
     run.spawn();
-    wait_for("the recovered event", || {
-        run.table("events").iter().any(|r| {
-            r["event"].str() == "recovered" && r["detail"].str().starts_with("netdev gap_ms=")
+    let recovered = || {
+        details(&run.data, |e| match e {
+            Event::Recovered(
+                gap @ Recovered::Gap {
+                    counters: Counters::Netdev,
+                    ..
+                },
+            ) => Some(gap),
+            _ => None,
         })
+        .pop()
+    };
+    wait_until("the recovered event", Duration::from_secs(20), || {
+        recovered().is_some()
     });
+    let recovered = recovered().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let (run, _) = run.drive(0);
 
     let total = |iface: &str| {
-        net(&run.table("net"), iface)
-            .iter()
-            .fold([0i64; 4], |a, r| {
-                [a[0] + r[1], a[1] + r[2], a[2] + r[3], a[3] + r[4]]
-            })
+        net(&run.data.rows(), iface).iter().fold([0i64; 4], |a, r| {
+            [a[0] + r[1], a[1] + r[2], a[2] + r[3], a[3] + r[4]]
+        })
     };
     // Rows hold (rx bytes, tx bytes, rx packets, tx packets).
     let growth = |start: [u64; 4], end: [u64; 4]| {
@@ -573,4 +516,17 @@ fn a_crash_gap_in_proc_net_dev_traffic_is_recovered() {
     );
     assert_eq!(total("lo"), growth(start_lo, end_lo), "lo over the window");
     assert!(!state.exists(), "a clean stop leaves nothing to recover");
+
+    // The event says what it wrote for the gap: at least what flowed while csm was down
+    // (from its last write, at the middle counters or before them).
+    let bytes = |from: [u64; 4], to: [u64; 4]| (to[0] - from[0] + to[2] - from[2]) as i64;
+    let down = bytes(mid_lo, end_lo) + bytes(mid_eth0, end_eth0);
+    let window = bytes(start_lo, end_lo) + bytes(start_eth0, end_eth0);
+    let written = recovered
+        .value("bytes")
+        .expect("bytes= in the recovered event");
+    assert!(
+        (down..=window).contains(&written),
+        "recovered {written} bytes; {down} flowed while down, {window} in the window"
+    );
 }

@@ -19,8 +19,8 @@ use csm::sources::host::HostPaths;
 use csm::sources::procfs::acct::parse_acct_v3;
 use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 use csm::sources::taskstats::ExitListener;
-use csm_tests::records::{csm_binary, read_table};
-use csm_tests::TestUser;
+use csm::store::{CpuRow, MemRow};
+use csm_tests::{Daemon, DataDir, OnDrop, TestUser};
 
 /// Runs `script` with sh as `user`, in a process group of its own (killed on drop).
 fn spawn_as(user: &TestUser, script: &str) -> Killed {
@@ -70,33 +70,22 @@ impl Drop for Accounting {
 }
 
 /// `csm run` for `secs` seconds with 1 s intervals into `data`.
-fn daemon(backend: &str, data: &Path, secs: u64) -> Killed {
-    let child = Command::new(csm_binary())
-        .args(["run", "--backend", backend, "--interval", "1s"])
-        .arg("--duration")
-        .arg(format!("{secs}s"))
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
+fn daemon(backend: &str, data: &DataDir, secs: u64) -> Daemon {
+    Daemon::builder()
+        .backend(backend)
+        .args(["--interval", "1s", "--duration", &format!("{secs}s")])
+        .data_dir(data)
+        .on_drop(OnDrop::Kill)
         .spawn()
-        .expect("start csm");
-    Killed(child)
-}
-
-fn wait_ok(mut d: Killed, what: &str) {
-    let status = d.0.wait().unwrap();
-    assert!(status.success(), "csm --backend {what}: {status:?}");
 }
 
 /// cpu_ns of one uid per interval, keyed by the whole second the interval ends on (ticks
 /// are aligned to seconds; `ts` is when the sample was taken, a few ms later).
-fn cpu_by_ts(data: &Path, uid: u32) -> BTreeMap<i64, i64> {
-    read_table(data, "cpu")
+fn cpu_by_ts(data: &DataDir, uid: u32) -> BTreeMap<i64, i64> {
+    data.rows::<CpuRow>()
         .iter()
-        .filter(|r| r["uid"].int() == uid as i64)
-        .map(|r| ((r["ts"].int() + 500_000) / 1_000_000, r["cpu_ns"].int()))
+        .filter(|r| r.uid == uid as i64)
+        .map(|r| ((r.ts_us + 500_000) / 1_000_000, r.cpu_ns))
         .collect()
 }
 
@@ -112,12 +101,12 @@ fn proc_and_ebpf_agree_on_a_steady_workload() {
     csm_tests::require_root();
     let user = TestUser::create("ps");
     let _burn = spawn_as(&user, "while :; do :; done");
-    let tmp = tempfile::tempdir().unwrap();
-    let (ebpf_dir, proc_dir) = (tmp.path().join("ebpf"), tmp.path().join("proc"));
+    let (ebpf_dir, proc_dir) = (DataDir::new(), DataDir::new());
     let ebpf = daemon("ebpf", &ebpf_dir, 9);
     let proc = daemon("proc", &proc_dir, 9);
-    wait_ok(ebpf, "ebpf");
-    wait_ok(proc, "proc");
+    // Both end by themselves, successfully.
+    ebpf.wait();
+    proc.wait();
 
     let (e, p) = (
         cpu_by_ts(&ebpf_dir, user.uid),
@@ -146,19 +135,14 @@ fn proc_and_ebpf_agree_on_a_steady_workload() {
     assert!(diff < 0.03, "proc {sp} vs ebpf {se}: {:.2} %", diff * 100.0);
     // The mem table is written with either backend.
     for dir in [&ebpf_dir, &proc_dir] {
-        let mem = read_table(dir, "mem");
-        let mine: Vec<_> = mem
-            .iter()
-            .filter(|r| r["uid"].int() == user.uid as i64)
-            .collect();
+        let mem = dir.rows::<MemRow>();
+        let mine: Vec<_> = mem.iter().filter(|r| r.uid == user.uid as i64).collect();
         assert!(
             !mine.is_empty(),
             "no mem rows for the test user in {}",
-            dir.display()
+            dir.path().display()
         );
-        assert!(mine
-            .iter()
-            .all(|r| r["nproc"].int() == 1 && r["rss_bytes"].int() > 0));
+        assert!(mine.iter().all(|r| r.nproc == 1 && r.rss_bytes > 0));
     }
 }
 
@@ -202,8 +186,7 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
     // Delay accounting applies to tasks created after it is switched on.
     let _delayacct = DelayAcct::on();
     let _work = spawn_as(user, script);
-    let tmp = tempfile::tempdir().unwrap();
-    let ebpf_dir = tmp.path().join("ebpf");
+    let ebpf_dir = DataDir::new();
     let ebpf = daemon("ebpf", &ebpf_dir, secs);
     let mut without = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore);
     let mut with = ProcCpuSampler::new(HostPaths::default(), ChildTimes::Recover);
@@ -220,7 +203,7 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
     let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
     let mut listener = ExitListener::open(cpus.trim()).expect("taskstats");
     let mut exits = Vec::new();
-    let acct_file = tmp.path().join("pacct");
+    let acct_file = ebpf_dir.beside("pacct");
     let accounting = Accounting::start(&acct_file);
     let (w0, r0) = (take(&mut without), take(&mut with));
     listener.drain();
@@ -238,7 +221,7 @@ fn measure(user: &TestUser, script: &str, secs: u64) -> Shares {
     let exited_us: u64 = mine_exits.iter().map(|x| x.utime_us + x.stime_us).sum();
     let exited_run_ns: u64 = mine_exits.iter().map(|x| x.run_real_ns).sum();
     let last_ts = first_ts + samples as i64;
-    wait_ok(ebpf, "ebpf");
+    ebpf.wait();
     let records = parse_acct_v3(&std::fs::read(&acct_file).unwrap());
     let mine: Vec<_> = records.iter().filter(|r| r.uid == user.uid).collect();
     let exited: u64 = mine.iter().map(|r| r.cpu_ns).sum();
