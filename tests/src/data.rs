@@ -49,6 +49,9 @@ impl DataDir {
     pub fn create_in(parent: &Path) -> DataDir {
         let path = parent.join("data");
         fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        // Whatever the umask: the daemon refuses a data dir others may write to.
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
         DataDir {
             // As the daemon names it: the pins are keyed by the canonical path.
             path: path.canonicalize().expect("canonical data dir"),

@@ -112,7 +112,6 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         Store::open(StoreOptions::new(&settings.data_dir, &settings.host)).map_err(|err| {
             RunError::usage(format!("data dir {}: {err}", settings.data_dir.display()))
         })?;
-    let _lock = lock_data_dir(&settings.data_dir)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
 
@@ -244,37 +243,6 @@ fn netdev_to_resume(
         return None;
     }
     Some(state.sample)
-}
-
-/// One daemon per data dir: a second one would adopt the first one's pinned counters and
-/// write the same files. The lock (`<data-dir>/.csm.lock`, flock) goes with the process.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, RunError> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(".csm.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .mode(0o640)
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|err| RunError::usage(format!("data dir lock {}: {err}", path.display())))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        return Err(RunError::usage(format!(
-            "data dir {} is in use by another csm (pid {})",
-            data_dir.display(),
-            holder.trim()
-        )));
-    }
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
-    Ok(file)
 }
 
 /// This machine's core count and kernel release, for the `host` event.
