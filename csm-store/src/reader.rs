@@ -7,21 +7,58 @@ use std::path::{Path, PathBuf};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::table::{FromBatch, Row, Table};
+use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
 
-/// All rows of one Parquet file. Errors name the file.
+/// Most rows a file csm wrote can hold: an hour's part never outgrows the writer's memory
+/// bound ([`DEFAULT_MAX_ROWS_PER_TABLE`]). A file claiming more was not written by csm
+/// (a few hundred kilobytes of Parquet can claim tens of millions of rows) and is refused
+/// before anything is decompressed.
+pub const MAX_ROWS_PER_FILE: i64 = DEFAULT_MAX_ROWS_PER_TABLE as i64;
+
+/// All rows of one Parquet file, at most [`MAX_ROWS_PER_FILE`]. Errors name the file.
 pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
+    read_rows_at_most(path, MAX_ROWS_PER_FILE)
+}
+
+/// [`read_rows`] with another bound.
+pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
     let named =
         |err: &dyn std::fmt::Display| io::Error::other(format!("{}: {err}", path.display()));
-    let file = File::open(path).map_err(|err| io::Error::new(err.kind(), named(&err)))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|err| named(&err))?;
+    let file = open_regular(path).map_err(|err| io::Error::new(err.kind(), named(&err)))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| named(&err))?;
+    let claimed = builder.metadata().file_metadata().num_rows();
+    if claimed > max_rows {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            named(&format!(
+                "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
+            )),
+        ));
+    }
+    let reader = builder.build().map_err(|err| named(&err))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|err| named(&err))?;
         rows.extend(R::from_batch(&batch).map_err(|err| named(&err))?);
     }
     Ok(rows)
+}
+
+/// Opens a regular file for reading, never through a link and never blocking on a FIFO
+/// or device that someone planted under a data file's name.
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 /// Every `*.parquet` file of `table` under `data_dir` (all hosts and dates), in path
@@ -58,4 +95,74 @@ pub fn read_table<R: Row + FromBatch>(data_dir: &Path) -> io::Result<Vec<R>> {
     }
     rows.sort_by_key(|r| r.ts_us());
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::NetUidRow;
+
+    fn rows(n: i64) -> Vec<NetUidRow> {
+        (0..n)
+            .map(|i| NetUidRow {
+                ts_us: i,
+                dur_ms: 1000,
+                uid: 1000,
+                user: None,
+                rx_bytes: i,
+                tx_bytes: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_claiming_more_rows_than_csm_writes_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00.parquet");
+        let props = std::sync::Arc::new(crate::writer::writer_properties(Table::NetUid, "h"));
+        crate::writer::write_part(&path, &rows(1001), &props).unwrap();
+        let err = read_rows_at_most::<NetUidRow>(&path, 1000).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string().ends_with(
+                "00.parquet: claims 1001 rows, more than the 1000 a csm file holds: not read"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            read_rows_at_most::<NetUidRow>(&path, 1001).unwrap(),
+            rows(1001)
+        );
+    }
+
+    #[test]
+    fn table_files_skip_links_and_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let date = dir.path().join("net_uid/host=h/date=1970-01-01");
+        std::fs::create_dir_all(&date).unwrap();
+        let props = std::sync::Arc::new(crate::writer::writer_properties(Table::NetUid, "h"));
+        crate::writer::write_part(&date.join("00.parquet"), &rows(3), &props).unwrap();
+        std::fs::write(date.join(".01.parquet.tmp"), b"half").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", date.join("02.parquet")).unwrap();
+        let files = table_files(dir.path(), Table::NetUid).unwrap();
+        assert_eq!(files, [date.join("00.parquet")]);
+        assert_eq!(read_table::<NetUidRow>(dir.path()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_fifo_or_link_under_a_data_file_name_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("03.parquet");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let err = read_rows::<NetUidRow>(&fifo).unwrap_err();
+        assert!(
+            err.to_string().ends_with("03.parquet: not a regular file"),
+            "{err}"
+        );
+        let link = dir.path().join("04.parquet");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        assert!(read_rows::<NetUidRow>(&link).is_err());
+    }
 }

@@ -655,6 +655,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_second_store_touches_nothing_of_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        fs::create_dir_all(&date).unwrap();
+        // The running store's temporary, half written.
+        fs::write(date.join(".00.parquet.tmp"), b"half").unwrap();
+        let err = Store::open(StoreOptions::new(dir.path(), "h"))
+            .err()
+            .expect("the second store is refused");
+        assert!(
+            err.to_string().starts_with("in use by another csm"),
+            "{err}"
+        );
+        assert!(date.join(".00.parquet.tmp").exists());
+        drop(first);
+        Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        assert!(
+            !date.join(".00.parquet.tmp").exists(),
+            "stale once nobody holds it"
+        );
+    }
+
+    #[test]
     fn every_collected_table_has_a_writer_and_rows_find_theirs() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
