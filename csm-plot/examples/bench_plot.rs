@@ -3,7 +3,7 @@
 //! (as the roll-up job leaves the tree), plus ping, mem and events. Times `csm-plot` over
 //! the whole month (median of several runs) and reports every SVG's size.
 //!
-//! `cargo run --release -p csm-user --example bench_plot`
+//! `cargo run --release -p csm-plot --example bench_plot`
 //! Targets: all charts in under 2 s, each SVG under 1 MB.
 
 use std::fs::File;

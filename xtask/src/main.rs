@@ -85,6 +85,9 @@ fn cargo() -> Command {
 /// The crates that hold the binaries: `csm` (csm-user) and `csm-plot`.
 const BINARY_CRATES: [&str; 2] = ["csm-user", "csm-plot"];
 
+/// The crates whose `examples/bench_*.rs` are the benchmarks.
+const BENCH_CRATES: [&str; 3] = ["csm-user", "csm-store", "csm-plot"];
+
 fn build() -> Result<()> {
     let packages = BINARY_CRATES.iter().flat_map(|p| ["-p", p]);
     run_cmd(
@@ -100,7 +103,7 @@ fn build_test_tools() -> Result<()> {
         "build",
         "--release",
         "-p",
-        "csm-user",
+        "csm-store",
         "--example",
         "write_fixture",
     ]))
@@ -241,7 +244,7 @@ fn run_python_tests(totals: &mut TestTotals) -> Result<()> {
 fn bench(filter: Option<&str>) -> Result<()> {
     setup::require_root("the benchmarks load eBPF programs")?;
     let mut benches: Vec<(String, &str)> = Vec::new();
-    for package in BINARY_CRATES {
+    for package in BENCH_CRATES {
         let examples = setup::workspace_root().join(package).join("examples");
         for entry in std::fs::read_dir(&examples)
             .with_context(|| format!("read {}", examples.display()))?

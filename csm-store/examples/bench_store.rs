@@ -2,7 +2,7 @@
 //! reports bytes on disk per day per table (roll-ups included), the cost of a flush
 //! every 10 s through an hour, and the DuckDB time of per-user daily totals.
 //!
-//! `cargo run --release -p csm-user --example bench_store -- [--days N] [--dir DIR] [--keep]
+//! `cargo run --release -p csm-store --example bench_store -- [--days N] [--dir DIR] [--keep]
 //! [--uniform-noise]`
 //!
 //! Simulated host: 20 users, of whom 5 are busy all day and 15 active a tenth of the time
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use csm::store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, Table};
+use csm_store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions, Table};
 
 const SEC: i64 = 1_000_000;
 const DAY_START: i64 = 1_795_564_800_000_000; // 2026-11-25T00:00:00Z
@@ -122,7 +122,7 @@ impl Sim {
                 user: Some(name.clone()),
                 cpu_ns,
                 cpu_pct: cpu_ns as f64 * 100.0 / (dur_ms as f64 * 1e6),
-                source: csm::store::Source::Ebpf,
+                source: csm_store::Source::Ebpf,
             });
             if i < 5 {
                 let rx = self.bytes(1e5, sec);
@@ -179,7 +179,7 @@ impl Sim {
                 tx_bytes: tx,
                 rx_packets,
                 tx_packets,
-                source: csm::store::Source::Ebpf,
+                source: csm_store::Source::Ebpf,
             });
         }
         if sec % 60 == 0 {

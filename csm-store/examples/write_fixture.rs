@@ -12,7 +12,7 @@
 //! and "192.0.2.7" (always up).
 
 use chrono::DateTime;
-use csm::store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions};
+use csm_store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions};
 
 const SEC: i64 = 1_000_000;
 
@@ -53,7 +53,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    store.event(start, csm::store::Event::Start("write_fixture".into()));
+    store.event(start, csm_store::Event::Start("write_fixture".into()));
     let users = [
         (1001, "alice", 100_000_000, 100 << 20),
         (1002, "bob", 500_000_000, 300 << 20),
@@ -68,7 +68,7 @@ fn main() {
                 user: Some(name.into()),
                 cpu_ns: ns,
                 cpu_pct: ns as f64 / 1e7,
-                source: csm::store::Source::Ebpf,
+                source: csm_store::Source::Ebpf,
             });
             if s % 10 == 0 {
                 store.push(MemRow {
@@ -93,7 +93,7 @@ fn main() {
                 tx_bytes: tx,
                 rx_packets: 1,
                 tx_packets: 2,
-                source: csm::store::Source::Ebpf,
+                source: csm_store::Source::Ebpf,
             });
         }
         store.push(NetUidRow {
@@ -129,13 +129,13 @@ fn main() {
         }
     }
     let end = start + hours * 3600 * SEC;
-    store.event(end, csm::store::Event::Stop("write_fixture".into()));
+    store.event(end, csm_store::Event::Stop("write_fixture".into()));
     // Past the late-row grace: the hours finish and get their roll-ups.
     check(store.flush(end));
     check(store.flush(end + 3600 * SEC));
 }
 
-fn check(errors: Vec<csm::store::WriteError>) {
+fn check(errors: Vec<csm_store::WriteError>) {
     if let Some(first) = errors.first() {
         eprintln!("write_fixture: {first}");
         std::process::exit(1);
