@@ -250,7 +250,16 @@ fn bench(filter: Option<&str>) -> Result<()> {
     }
     for name in names {
         say(&format!("benchmark {name}"));
-        run_cmd(cargo().args(["run", "--release", "-p", "csm-user", "--example", &name]))?;
+        run_cmd(cargo().args([
+            "run",
+            "--release",
+            "-p",
+            "csm-user",
+            "--features",
+            "bench",
+            "--example",
+            &name,
+        ]))?;
     }
     Ok(())
 }

@@ -7,9 +7,10 @@ pub mod duration;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-pub use config::{ConfigError, Settings};
+pub use crate::daemon::settings::{Backend, Settings};
+pub use config::ConfigError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,17 +29,6 @@ pub enum Command {
     Run(RunArgs),
     /// Say what this host supports, which backend `run` would use, and why.
     Check(RootArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// eBPF where it loads and attaches, else /proc.
-    Auto,
-    /// eBPF only; fail if it cannot run.
-    Ebpf,
-    /// /proc and /sys only.
-    Proc,
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]

@@ -3,8 +3,7 @@
 use anyhow::Result;
 use tracing::warn;
 
-use crate::cli::config::Settings;
-use crate::cli::Backend;
+use super::settings::{Backend, Settings};
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};

@@ -7,8 +7,10 @@ pub mod mem;
 pub mod net;
 pub mod netdev;
 pub mod ping;
+pub mod stamp;
 pub mod ubc;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};
 pub use net::{IfaceCounters, NetSample, UidCounters};
+pub use stamp::Stamp;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
+use super::Stamp;
 
 /// An interface: its ifindex inside the network namespace with this inode.
 pub type IfaceKey = (u32, u32);
@@ -27,10 +28,8 @@ pub struct UidCounters {
 /// Cumulative traffic counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetSample {
-    /// CLOCK_MONOTONIC nanoseconds when taken.
-    pub mono_ns: u64,
-    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
-    pub wall_us: i64,
+    /// When taken: the interval's length and the row's `ts` come from this.
+    pub at: Stamp,
     pub ifaces: BTreeMap<IfaceKey, IfaceCounters>,
     pub uids: BTreeMap<u32, UidCounters>,
 }
@@ -46,11 +45,6 @@ impl NetSample {
             self.uids.remove(uid);
         }
     }
-}
-
-/// Interval length in whole milliseconds (`dur_ms`).
-pub fn dur_ms(prev: &NetSample, cur: &NetSample) -> i64 {
-    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
 }
 
 /// Per-interface deltas, for interfaces with traffic in the interval. An interface with
@@ -114,7 +108,10 @@ mod tests {
 
     fn sample(mono_ns: u64, ifaces: &[(IfaceKey, IfaceCounters)]) -> NetSample {
         NetSample {
-            mono_ns,
+            at: Stamp {
+                mono_ns,
+                wall_us: 0,
+            },
             ifaces: ifaces.iter().copied().collect(),
             ..NetSample::default()
         }
@@ -135,7 +132,7 @@ mod tests {
             iface_deltas(&prev, &cur),
             vec![((1, 1), iface(3, 1)), ((2, 1), iface(1, 0))]
         );
-        assert_eq!(dur_ms(&prev, &cur), 1000);
+        assert_eq!(Stamp::dur_ms(prev.at, cur.at), 1000);
     }
 
     #[test]

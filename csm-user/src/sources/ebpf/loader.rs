@@ -12,7 +12,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
-use super::net::{self, NetAttached};
+use super::attach::{self, verifier_summary, NetAttached};
 use super::pins::{self, PinDir};
 use super::{btf, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
@@ -82,13 +82,15 @@ impl Loaded {
     }
 
     /// A program this process loaded, to load and attach one the daemon leaves alone
-    /// (benchmarks attach the empty floor programs this way).
+    /// (`bench_net` attaches the empty floor programs this way).
+    #[cfg(feature = "bench")]
     pub fn program_mut(&mut self, name: &str) -> Option<&mut aya::programs::Program> {
         self.ebpf.as_mut()?.program_mut(name)
     }
 
-    /// Detaches a program this process attached (benchmarks compare with and without it).
-    /// Returns whether it was attached.
+    /// Detaches a program this process attached (`bench_net` compares with and without
+    /// it). Returns whether it was attached.
+    #[cfg(feature = "bench")]
     pub fn detach_program(&mut self, name: &str) -> bool {
         let before = self.links.len();
         self.links
@@ -156,7 +158,7 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             (link, SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
-    let (net, net_links) = net::attach(&mut ebpf, paths, net_offsets.err());
+    let (net, net_links) = attach::attach_net(&mut ebpf, paths, net_offsets.err());
     let mut links = vec![link];
     links.extend(
         net_links
@@ -461,14 +463,6 @@ fn ensure_tracefs() {
         Ok(()) => info!("mounted tracefs at /sys/kernel/tracing"),
         Err(err) => debug!("cannot mount tracefs: {err}"),
     }
-}
-
-/// The verifier's log is long; the last lines say why.
-pub fn verifier_summary(err: &aya::programs::ProgramError) -> String {
-    let text = format!("{err:#}");
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines.len().saturating_sub(12);
-    lines[tail..].join(" / ")
 }
 
 /// Field offsets of the classic `sched_switch` record, from tracefs (the defaults when

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use crate::model::ping::Measurement;
 pub use socket::Outcome;
-pub use target::{check_target, resolve, Resolver};
+pub use target::{check_target, resolve, PingTarget, Resolver};
 
 use socket::IcmpSocket;
 

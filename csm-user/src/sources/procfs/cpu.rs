@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use super::pid::{parse_stat, parse_status, PidStat};
 use super::{read_process_file, WarnOnce};
 use crate::model::CpuSample;
-use crate::sources::ebpf::cpu::clock_ns;
+use crate::sources::clock;
 use crate::sources::host::HostPaths;
 
 /// Whether to recover exited children's time from their parents' cutime/cstime.
@@ -79,8 +79,7 @@ impl ProcCpuSampler {
     }
 
     pub fn sample(&mut self) -> Result<CpuSample> {
-        let mono_ns = clock_ns(libc::CLOCK_MONOTONIC);
-        let wall_us = chrono::Utc::now().timestamp_micros();
+        let at = clock::now();
         let current = self.scan()?;
         let ticks = self.charge(&current);
         for (uid, t) in ticks {
@@ -89,8 +88,7 @@ impl ProcCpuSampler {
         self.pids = current;
         self.first = false;
         Ok(CpuSample {
-            mono_ns,
-            wall_us,
+            at,
             per_uid: self.totals.clone(),
         })
     }
