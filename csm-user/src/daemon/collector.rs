@@ -11,18 +11,20 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::sleep;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::schedule::until_next_boundary;
 use super::{Ctx, Rows};
-use crate::store::Event;
+use crate::model::Stamp;
+use crate::store::{Counters, Event, Recovered};
 
 /// What a collector's samples are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum Kind<S> {
     /// Cumulative counters: rows come from two samples, so without a first sample to
-    /// count from the collector cannot run.
-    Counter,
+    /// count from the collector cannot run. They keep counting through a crash: the
+    /// function makes the checkpoint the state file persists once the rows up to a
+    /// sample are written, for the next run to resume from.
+    Counter(fn(S) -> Rows),
     /// A gauge: each sample is rows of its own (at start, every interval and at stop);
     /// a failed sample is only a missing row.
     Gauge,
@@ -32,10 +34,9 @@ pub enum Kind {
 pub trait Collector {
     /// What one reading gives (for counters: cumulative values and when they were read).
     type Sample: Clone;
-    const KIND: Kind;
-
     /// The collector's name in the log and in `collector_error` events.
-    fn name(&self) -> &'static str;
+    const NAME: &'static str;
+    const KIND: Kind<Self::Sample>;
 
     fn sample(&mut self) -> anyhow::Result<Self::Sample>;
 
@@ -44,11 +45,6 @@ pub trait Collector {
     /// collector that deletes entries at the source drops them from `cur` too, so that
     /// they read as new when they come back.
     fn rows(&mut self, prev: &Self::Sample, cur: &mut Self::Sample) -> Vec<Rows>;
-
-    /// What the state file persists once the rows up to `sample` are written.
-    fn checkpoint(&self, _sample: &Self::Sample) -> Option<Rows> {
-        None
-    }
 
     /// Rows for the time a crashed run was down, from the last sample it wrote to this
     /// run's first, and the `recovered` event that says so.
@@ -81,14 +77,14 @@ pub async fn drive<C: Collector>(
 ) {
     let mut last = match collector.sample() {
         Ok(first) => Some(begin(&ctx, &mut collector, first, resume)),
-        Err(err) if C::KIND == Kind::Counter => {
-            let name = collector.name();
+        Err(err) if matches!(C::KIND, Kind::Counter(_)) => {
+            let name = C::NAME;
             warn!("first {name} sample failed; {name} is not collected: {err:#}");
             ctx.event(Event::CollectorError(format!("{name}: {err:#}")));
             return;
         }
         Err(err) => {
-            warn!("{} sample failed: {err:#}", collector.name());
+            warn!("{} sample failed: {err:#}", C::NAME);
             None
         }
     };
@@ -120,11 +116,12 @@ fn begin<C: Collector>(
             rows.into_iter().for_each(|rows| ctx.send(rows));
         }
     }
-    if C::KIND == Kind::Gauge {
-        let itself = first.clone();
-        send_interval(ctx, collector, &itself, &mut first);
-    } else if let Some(checkpoint) = collector.checkpoint(&first) {
-        ctx.send(checkpoint);
+    match C::KIND {
+        Kind::Counter(checkpoint) => ctx.send(checkpoint(first.clone())),
+        Kind::Gauge => {
+            let itself = first.clone();
+            send_interval(ctx, collector, &itself, &mut first);
+        }
     }
     first
 }
@@ -133,7 +130,7 @@ fn tick<C: Collector>(ctx: &Ctx, collector: &mut C, last: &mut Option<C::Sample>
     let mut cur = match collector.sample() {
         Ok(sample) => sample,
         Err(err) => {
-            warn!("{} sample failed, skipped: {err:#}", collector.name());
+            warn!("{} sample failed, skipped: {err:#}", C::NAME);
             return;
         }
     };
@@ -151,9 +148,28 @@ fn send_interval<C: Collector>(
     for rows in collector.rows(prev, cur) {
         ctx.send(rows);
     }
-    if let Some(checkpoint) = collector.checkpoint(cur) {
-        ctx.send(checkpoint);
+    if let Kind::Counter(checkpoint) = C::KIND {
+        ctx.send(checkpoint(cur.clone()));
     }
+}
+
+/// The `recovered` event of the crash gap from `last_written` to `first`, logged as
+/// "recovered N ms of `what`".
+pub fn recovered(
+    counters: Counters,
+    what: &str,
+    last_written: Stamp,
+    first: Stamp,
+    extra: String,
+) -> Event {
+    let gap_ms = Stamp::dur_ms(last_written, first);
+    info!("recovered {gap_ms} ms of {what}");
+    Event::Recovered(Recovered::Gap {
+        counters,
+        gap_ms,
+        from_us: last_written.wall_us,
+        extra,
+    })
 }
 
 /// What a periodic step is for.

@@ -1,13 +1,12 @@
 //! CPU per uid: a sample every interval, the model's deltas into `cpu` rows.
 
-use tracing::info;
-
-use crate::daemon::backend::CpuSampler;
-use crate::daemon::collector::{Collector, Kind};
+use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::{cpu_intervals, CpuSample, Stamp};
+use crate::sources::ebpf::CpuReader;
+use crate::sources::procfs::ProcCpuSampler;
 use crate::sources::users::UserNames;
-use crate::store::{Counters, CpuRow, Event, Recovered, Source};
+use crate::store::{Counters, CpuRow, Event, Source};
 
 pub struct CpuCollector {
     sampler: Box<dyn CpuSampler>,
@@ -17,33 +16,54 @@ pub struct CpuCollector {
 }
 
 impl CpuCollector {
-    pub fn new(sampler: Box<dyn CpuSampler>, source: Source) -> Self {
+    /// CPU time from the scheduler program's maps.
+    pub fn ebpf(reader: CpuReader) -> Self {
+        Self::with(Box::new(reader), Source::Ebpf)
+    }
+
+    /// CPU time from /proc (the fallback backend).
+    pub fn proc(sampler: ProcCpuSampler) -> Self {
+        Self::with(Box::new(sampler), Source::Proc)
+    }
+
+    fn with(sampler: Box<dyn CpuSampler>, source: Source) -> Self {
+        let names = UserNames::default();
         CpuCollector {
             sampler,
             source,
-            names: UserNames::default(),
+            names,
         }
+    }
+}
+
+/// Something that gives cumulative CPU ns per uid.
+trait CpuSampler {
+    fn sample(&mut self) -> anyhow::Result<CpuSample>;
+}
+
+impl CpuSampler for CpuReader {
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        CpuReader::sample(self)
+    }
+}
+
+impl CpuSampler for ProcCpuSampler {
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        ProcCpuSampler::sample(self)
     }
 }
 
 impl Collector for CpuCollector {
     type Sample = CpuSample;
-    const KIND: Kind = Kind::Counter;
-
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
-    fn sample(&mut self) -> anyhow::Result<CpuSample> {
-        self.sampler.sample()
-    }
+    const NAME: &'static str = "cpu";
+    const KIND: Kind<CpuSample> = Kind::Counter(Rows::CpuTotals);
 
     fn rows(&mut self, prev: &CpuSample, cur: &mut CpuSample) -> Vec<Rows> {
         vec![Rows::Cpu(rows(prev, cur, self.source, &mut self.names))]
     }
 
-    fn checkpoint(&self, sample: &CpuSample) -> Option<Rows> {
-        Some(Rows::CpuTotals(sample.clone()))
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        self.sampler.sample()
     }
 
     /// The pinned counters kept counting while the daemon was down: one row per uid
@@ -55,14 +75,13 @@ impl Collector for CpuCollector {
     ) -> Option<(Vec<Rows>, Event)> {
         let recovered = rows(last_written, first, self.source, &mut self.names);
         let cpu_ns: i64 = recovered.iter().map(|r| r.cpu_ns).sum();
-        let gap_ms = Stamp::dur_ms(last_written.at, first.at);
-        info!("recovered {gap_ms} ms of CPU accounting from the pinned counters");
-        let event = Event::Recovered(Recovered::Gap {
-            counters: Counters::Cpu,
-            gap_ms,
-            from_us: last_written.at.wall_us,
-            extra: format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
-        });
+        let event = collector::recovered(
+            Counters::Cpu,
+            "CPU accounting from the pinned counters",
+            last_written.at,
+            first.at,
+            format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
+        );
         Some((vec![Rows::Cpu(recovered)], event))
     }
 }

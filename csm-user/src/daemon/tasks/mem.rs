@@ -24,15 +24,8 @@ impl MemCollector {
 
 impl Collector for MemCollector {
     type Sample = Vec<ProcessMem>;
-    const KIND: Kind = Kind::Gauge;
-
-    fn name(&self) -> &'static str {
-        "mem"
-    }
-
-    fn sample(&mut self) -> anyhow::Result<Vec<ProcessMem>> {
-        self.sampler.sample()
-    }
+    const NAME: &'static str = "mem";
+    const KIND: Kind<Vec<ProcessMem>> = Kind::Gauge;
 
     fn rows(&mut self, _prev: &Vec<ProcessMem>, cur: &mut Vec<ProcessMem>) -> Vec<Rows> {
         let ts_us = now_us();
@@ -49,6 +42,10 @@ impl Collector for MemCollector {
             })
             .collect();
         vec![Rows::Mem(rows)]
+    }
+
+    fn sample(&mut self) -> anyhow::Result<Vec<ProcessMem>> {
+        self.sampler.sample()
     }
 }
 

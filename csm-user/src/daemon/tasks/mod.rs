@@ -23,7 +23,6 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     let settings = &ctx.settings;
     let Collectors {
         cpu,
-        cpu_source,
         net,
         ebpf,
         resume_cpu,
@@ -31,7 +30,6 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         resume_netdev,
         ..
     } = collectors;
-    let cpu = cpu::CpuCollector::new(cpu, cpu_source);
     let mut handles = vec![spawn_local(drive(
         ctx.clone(),
         cpu,
@@ -45,8 +43,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
             spawn_local(drive(ctx.clone(), net, settings.interval, resume_net))
         }
         None => {
-            let sampler = ProcNetSampler::new(settings.paths.clone());
-            let net = net_proc::NetProcCollector::new(sampler);
+            let net = ProcNetSampler::new(settings.paths.clone());
             spawn_local(drive(ctx.clone(), net, settings.interval, resume_netdev))
         }
     });
@@ -70,10 +67,9 @@ fn spawn_gauges(ctx: &Ctx) -> Vec<JoinHandle<()>> {
         None,
     ))];
     if let Some(sampler) = UbcSampler::new(settings.paths.clone()) {
-        let ubc = ubc::UbcCollector::new(sampler);
         handles.push(spawn_local(drive(
             ctx.clone(),
-            ubc,
+            sampler,
             settings.mem_interval,
             None,
         )));

@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tracing::info;
-
-use crate::daemon::collector::{Collector, Kind};
+use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::net::{idle_keys, iface_deltas, uid_deltas, IfaceKey};
 use crate::model::{NetSample, Stamp};
@@ -13,7 +11,7 @@ use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
-use crate::store::{Counters, Event, NetRow, NetUidRow, Recovered, Source};
+use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
 
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the
@@ -41,15 +39,8 @@ impl NetCollector {
 
 impl Collector for NetCollector {
     type Sample = NetSample;
-    const KIND: Kind = Kind::Counter;
-
-    fn name(&self) -> &'static str {
-        "net"
-    }
-
-    fn sample(&mut self) -> anyhow::Result<NetSample> {
-        self.reader.sample()
-    }
+    const NAME: &'static str = "net";
+    const KIND: Kind<NetSample> = Kind::Counter(Rows::NetTotals);
 
     /// `net` and `net_uid` rows; then, drained, what is gone is deleted here and in the
     /// kernel.
@@ -76,8 +67,8 @@ impl Collector for NetCollector {
         vec![Rows::Net(net), Rows::NetUid(uids)]
     }
 
-    fn checkpoint(&self, sample: &NetSample) -> Option<Rows> {
-        Some(Rows::NetTotals(sample.clone()))
+    fn sample(&mut self) -> anyhow::Result<NetSample> {
+        self.reader.sample()
     }
 
     /// The pinned counters kept counting while the daemon was down: that traffic becomes
@@ -92,14 +83,13 @@ impl Collector for NetCollector {
         let (net, _) = net_rows(last_written, first, &names);
         let uids = self.uid_rows(last_written, first);
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
-        let gap_ms = Stamp::dur_ms(last_written.at, first.at);
-        info!("recovered {gap_ms} ms of traffic accounting from the pinned counters");
-        let event = Event::Recovered(Recovered::Gap {
-            counters: Counters::Net,
-            gap_ms,
-            from_us: last_written.at.wall_us,
-            extra: format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
-        });
+        let event = collector::recovered(
+            Counters::Net,
+            "traffic accounting from the pinned counters",
+            last_written.at,
+            first.at,
+            format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
+        );
         Some((vec![Rows::Net(net), Rows::NetUid(uids)], event))
     }
 

@@ -1,49 +1,31 @@
 //! Interfaces from /proc/net/dev (`net` table, source `proc`, netns null), when eBPF does
 //! not count them.
 
-use tracing::info;
-
 use super::mem::clamp;
-use crate::daemon::collector::{Collector, Kind};
+use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::netdev::{net_intervals, NetInterval, NetSample};
 use crate::model::Stamp;
 use crate::sources::procfs::net::ProcNetSampler;
-use crate::store::{Counters, Event, NetRow, Recovered, Source};
+use crate::store::{Counters, Event, NetRow, Source};
 
 /// Over a longer gap a 32-bit counter could wrap more than once unseen: an interface
 /// whose counters may wrap is recovered only across a gap this short.
 const MAX_GAP_32_BIT_NS: u64 = 60 * 1_000_000_000;
 
-pub struct NetProcCollector {
-    sampler: ProcNetSampler,
-}
-
-impl NetProcCollector {
-    pub fn new(sampler: ProcNetSampler) -> Self {
-        NetProcCollector { sampler }
-    }
-}
-
-impl Collector for NetProcCollector {
+/// The sampler is the whole collector: it also knows which counters may wrap.
+impl Collector for ProcNetSampler {
     type Sample = NetSample;
-    const KIND: Kind = Kind::Counter;
-
-    fn name(&self) -> &'static str {
-        "net"
-    }
-
-    fn sample(&mut self) -> anyhow::Result<NetSample> {
-        self.sampler.sample()
-    }
+    const NAME: &'static str = "net";
+    const KIND: Kind<NetSample> = Kind::Counter(Rows::NetdevTotals);
 
     fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
-        let intervals = net_intervals(prev, cur, |iface| self.sampler.may_wrap_32(iface));
+        let intervals = net_intervals(prev, cur, |iface| self.may_wrap_32(iface));
         vec![Rows::Net(rows(prev, cur, intervals))]
     }
 
-    fn checkpoint(&self, sample: &NetSample) -> Option<Rows> {
-        Some(Rows::NetdevTotals(sample.clone()))
+    fn sample(&mut self) -> anyhow::Result<NetSample> {
+        ProcNetSampler::sample(self)
     }
 
     /// `/proc/net/dev` counts since boot: the counters' growth since the last sample a
@@ -55,7 +37,7 @@ impl Collector for NetProcCollector {
     ) -> Option<(Vec<Rows>, Event)> {
         let gap_ns = Stamp::elapsed_ns(last_written.at, first.at);
         let long_gap = gap_ns > MAX_GAP_32_BIT_NS;
-        let sampler = &self.sampler;
+        let sampler = &*self;
         let mut skipped = 0;
         let intervals: Vec<NetInterval> =
             net_intervals(last_written, first, |iface| sampler.may_wrap_32(iface))
@@ -68,20 +50,19 @@ impl Collector for NetProcCollector {
                 .collect();
         let rows = rows(last_written, first, intervals);
         let bytes: i64 = rows.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
-        let gap_ms = Stamp::dur_ms(last_written.at, first.at);
-        info!("recovered {gap_ms} ms of /proc/net/dev traffic since the last run's last write");
         let mut extra = format!("bytes={bytes} ifaces={}", rows.len());
         if skipped > 0 {
             extra.push_str(&format!(
                 " unknown={skipped} (counters that may wrap at 32 bits, gap over 60 s)"
             ));
         }
-        let event = Event::Recovered(Recovered::Gap {
-            counters: Counters::Netdev,
-            gap_ms,
-            from_us: last_written.at.wall_us,
+        let event = collector::recovered(
+            Counters::Netdev,
+            "/proc/net/dev traffic since the last run's last write",
+            last_written.at,
+            first.at,
             extra,
-        });
+        );
         Some((vec![Rows::Net(rows)], event))
     }
 }

@@ -10,27 +10,11 @@ use crate::model::ubc::{failcnt_rises, Beancounter};
 use crate::sources::procfs::ubc::UbcSampler;
 use crate::store::{Event, UbcRow};
 
-pub struct UbcCollector {
-    sampler: UbcSampler,
-}
-
-impl UbcCollector {
-    pub fn new(sampler: UbcSampler) -> Self {
-        UbcCollector { sampler }
-    }
-}
-
-impl Collector for UbcCollector {
+/// The sampler is the whole collector: a beancounter row is the reading as it is.
+impl Collector for UbcSampler {
     type Sample = Vec<Beancounter>;
-    const KIND: Kind = Kind::Gauge;
-
-    fn name(&self) -> &'static str {
-        "ubc"
-    }
-
-    fn sample(&mut self) -> anyhow::Result<Vec<Beancounter>> {
-        self.sampler.sample()
-    }
+    const NAME: &'static str = "ubc";
+    const KIND: Kind<Vec<Beancounter>> = Kind::Gauge;
 
     /// The failcnt rises since `prev` (as events), then the rows of `cur`.
     fn rows(&mut self, prev: &Vec<Beancounter>, cur: &mut Vec<Beancounter>) -> Vec<Rows> {
@@ -61,5 +45,9 @@ impl Collector for UbcCollector {
             .collect();
         out.push(Rows::Ubc(rows));
         out
+    }
+
+    fn sample(&mut self) -> anyhow::Result<Vec<Beancounter>> {
+        UbcSampler::sample(self)
     }
 }
