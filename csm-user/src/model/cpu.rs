@@ -48,10 +48,7 @@ mod tests {
 
     fn sample(mono_ns: u64, per_uid: &[(u32, u64)]) -> CpuSample {
         CpuSample {
-            at: Stamp {
-                mono_ns,
-                wall_us: 0,
-            },
+            at: Stamp::monotonic(mono_ns),
             per_uid: per_uid.iter().copied().collect(),
         }
     }

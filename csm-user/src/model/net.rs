@@ -50,32 +50,50 @@ impl NetSample {
 /// Per-interface deltas, for interfaces with traffic in the interval. An interface with
 /// any counter going backwards is unknown for the interval: no row.
 pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCounters)> {
-    cur.ifaces
-        .iter()
-        .filter_map(|(key, c)| {
-            let p = prev.ifaces.get(key);
-            let delta = IfaceCounters {
-                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
-                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
-                rx_packets: counter_delta(p.map(|p| p.rx_packets), c.rx_packets)?,
-                tx_packets: counter_delta(p.map(|p| p.tx_packets), c.tx_packets)?,
-            };
-            (delta != IfaceCounters::default()).then_some((*key, delta))
-        })
-        .collect()
+    deltas(&prev.ifaces, &cur.ifaces)
 }
 
 /// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).
 pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> {
-    cur.uids
-        .iter()
-        .filter_map(|(uid, c)| {
-            let p = prev.uids.get(uid);
-            let delta = UidCounters {
-                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
-                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
-            };
-            (delta != UidCounters::default()).then_some((*uid, delta))
+    deltas(&prev.uids, &cur.uids)
+}
+
+/// A key's set of cumulative counters.
+trait Cumulative: Copy + Default + PartialEq {
+    /// The increase of every counter since `prev` ([`counter_delta`]'s rules); `None`
+    /// when any one went backwards.
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self>;
+}
+
+impl Cumulative for IfaceCounters {
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self> {
+        Some(IfaceCounters {
+            rx_bytes: counter_delta(prev.map(|p| p.rx_bytes), cur.rx_bytes)?,
+            tx_bytes: counter_delta(prev.map(|p| p.tx_bytes), cur.tx_bytes)?,
+            rx_packets: counter_delta(prev.map(|p| p.rx_packets), cur.rx_packets)?,
+            tx_packets: counter_delta(prev.map(|p| p.tx_packets), cur.tx_packets)?,
+        })
+    }
+}
+
+impl Cumulative for UidCounters {
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self> {
+        Some(UidCounters {
+            rx_bytes: counter_delta(prev.map(|p| p.rx_bytes), cur.rx_bytes)?,
+            tx_bytes: counter_delta(prev.map(|p| p.tx_bytes), cur.tx_bytes)?,
+        })
+    }
+}
+
+/// The keys of `cur` whose counters grew since `prev`, with the increase.
+fn deltas<K: Copy + Ord, C: Cumulative>(
+    prev: &BTreeMap<K, C>,
+    cur: &BTreeMap<K, C>,
+) -> Vec<(K, C)> {
+    cur.iter()
+        .filter_map(|(key, counters)| {
+            let delta = C::delta(prev.get(key), counters)?;
+            (delta != C::default()).then_some((*key, delta))
         })
         .collect()
 }
@@ -108,10 +126,7 @@ mod tests {
 
     fn sample(mono_ns: u64, ifaces: &[(IfaceKey, IfaceCounters)]) -> NetSample {
         NetSample {
-            at: Stamp {
-                mono_ns,
-                wall_us: 0,
-            },
+            at: Stamp::monotonic(mono_ns),
             ifaces: ifaces.iter().copied().collect(),
             ..NetSample::default()
         }

@@ -20,6 +20,16 @@ impl Stamp {
     pub fn dur_ms(prev: Stamp, cur: Stamp) -> i64 {
         (Stamp::elapsed_ns(prev, cur) / 1_000_000) as i64
     }
+
+    /// A moment known by its monotonic time only (the wall clock at the epoch), for
+    /// tests of interval lengths.
+    #[cfg(test)]
+    pub fn monotonic(mono_ns: u64) -> Stamp {
+        Stamp {
+            mono_ns,
+            wall_us: 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
@@ -430,27 +431,25 @@ fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, 
             verifier_summary(&err)
         )
     })?;
-    let id = program
-        .attach("sched", "sched_switch")
-        .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-    let link = program
-        .take_link(id)
-        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
     // Perf-event links (kernels before 5.15) cannot become pinnable fd links; the failed
     // conversion dropped (detached) it, so attach once more and keep that link as it is.
-    Ok(match FdLink::try_from(link) {
+    Ok(match FdLink::try_from(attach_sched_switch(program)?) {
         Ok(fd) => HeldLink::Fd(names::PROG_SCHED_SWITCH_TP, fd),
         Err(err) => {
             debug!("classic tracepoint link is not an fd link ({err}); it will not be pinned");
-            let id = program
-                .attach("sched", "sched_switch")
-                .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-            let link = program
-                .take_link(id)
-                .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-            HeldLink::Other(Box::new(link))
+            HeldLink::Other(Box::new(attach_sched_switch(program)?))
         }
     })
+}
+
+/// Attaches the classic scheduler program and takes its link.
+fn attach_sched_switch(program: &mut TracePoint) -> Result<TracePointLink, String> {
+    let id = program
+        .attach("sched", "sched_switch")
+        .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
+    program
+        .take_link(id)
+        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))
 }
 
 /// Classic tracepoints attach through tracefs; mount it where it is missing (as root).
