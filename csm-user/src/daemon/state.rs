@@ -35,18 +35,13 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 impl State {
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "{HEADER}\ninstance {}\nmono_ns {}\nwall_us {}\n",
-            self.instance, self.cpu.at.mono_ns, self.cpu.at.wall_us
-        );
+        let mut out = format!("{HEADER}\ninstance {}\n", self.instance);
+        out.push_str(&stamp_lines("", self.cpu.at));
         for (uid, ns) in &self.cpu.per_uid {
             out.push_str(&format!("cpu {uid} {ns}\n"));
         }
         if let Some(net) = &self.net {
-            out.push_str(&format!(
-                "net_mono_ns {}\nnet_wall_us {}\n",
-                net.at.mono_ns, net.at.wall_us
-            ));
+            out.push_str(&stamp_lines("net_", net.at));
             for ((netns, ifindex), c) in &net.ifaces {
                 out.push_str(&format!(
                     "iface {netns} {ifindex} {} {} {} {}\n",
@@ -135,6 +130,14 @@ impl State {
     }
 }
 
+/// When a sample was taken, as both state files write it.
+fn stamp_lines(prefix: &str, at: Stamp) -> String {
+    format!(
+        "{prefix}mono_ns {}\n{prefix}wall_us {}\n",
+        at.mono_ns, at.wall_us
+    )
+}
+
 /// Every word as a number, or `None` if one is not.
 fn numbers(words: &[&str]) -> Option<Vec<u64>> {
     words.iter().map(|w| w.parse().ok()).collect()
@@ -170,10 +173,8 @@ pub struct NetdevState {
 
 impl NetdevState {
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "{NETDEV_HEADER}\nboot_id {}\nmono_ns {}\nwall_us {}\n",
-            self.boot_id, self.sample.at.mono_ns, self.sample.at.wall_us
-        );
+        let mut out = format!("{NETDEV_HEADER}\nboot_id {}\n", self.boot_id);
+        out.push_str(&stamp_lines("", self.sample.at));
         // Interface names hold no whitespace (the kernel refuses such names).
         for (name, c) in &self.sample.ifaces {
             let ifindex = c.ifindex.map_or("-".to_string(), |i| i.to_string());
