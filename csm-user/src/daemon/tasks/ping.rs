@@ -148,14 +148,11 @@ mod tests {
 
     #[test]
     fn row_of_an_unresolvable_name() {
-        let row = ping_row(
-            7,
-            "nope.invalid",
-            Measurement {
-                error: Some("name does not resolve".into()),
-                ..Default::default()
-            },
-        );
+        let unresolved = Measurement {
+            error: Some("name does not resolve".into()),
+            ..Default::default()
+        };
+        let row = ping_row(7, "nope.invalid", unresolved);
         assert_eq!((row.sent, row.received), (0, 0));
         assert_eq!(row.addr, None);
         assert_eq!(row.rtt_min_ms, None);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::cgroup_skb::CgroupSkbAttachType;
 use aya::programs::links::FdLink;
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, Program, ProgramError};
 use aya::{Btf, Ebpf};
 use csm_common::names;
 
@@ -65,11 +65,7 @@ fn attach_netdev(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Links, String> {
         (names::PROG_NET_XMIT_BTF, "net_dev_xmit"),
         (names::PROG_NET_RECV_BTF, "netif_receive_skb"),
     ] {
-        let program: &mut BtfTracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the object"))?
-            .try_into()
-            .map_err(|err| format!("{name}: {err}"))?;
+        let program: &mut BtfTracePoint = program(ebpf, name)?;
         program
             .load(tracepoint, &btf)
             .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
@@ -92,11 +88,7 @@ fn attach_cgroup_skb(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<Links, String
         (names::PROG_NET_UID_INGRESS, CgroupSkbAttachType::Ingress),
         (names::PROG_NET_UID_EGRESS, CgroupSkbAttachType::Egress),
     ] {
-        let program: &mut CgroupSkb = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the object"))?
-            .try_into()
-            .map_err(|err| format!("{name}: {err}"))?;
+        let program: &mut CgroupSkb = program(ebpf, name)?;
         program
             .load()
             .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
@@ -119,6 +111,17 @@ fn attach_cgroup_skb(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<Links, String
         links.push((name, link));
     }
     Ok(links)
+}
+
+/// A program of the object, as the type its hook needs.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|err| format!("{name}: {err}"))
 }
 
 /// The cgroup2 mount (the unified hierarchy): `/sys/fs/cgroup` on most hosts,

@@ -173,11 +173,7 @@ mod tests {
     /// `localhost` comes from /etc/hosts: no packet leaves the machine.
     #[test]
     fn names_are_looked_up_on_the_blocking_pool() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, async {
+        crate::sources::ping::block_on_local(async {
             let mut resolver = Resolver::new("localhost");
             let until = Instant::now() + std::time::Duration::from_secs(5);
             let addr = resolver.lookup(until).await.unwrap();
