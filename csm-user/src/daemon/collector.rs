@@ -198,3 +198,177 @@ pub async fn every(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::daemon::settings::{Backend, Settings};
+    use crate::sources::host::HostPaths;
+
+    /// A counter whose readings are scripted: `Err` where a reading fails.
+    struct Script {
+        readings: VecDeque<Result<u64, &'static str>>,
+    }
+
+    impl Script {
+        fn new(readings: &[Result<u64, &'static str>]) -> Self {
+            Script {
+                readings: readings.iter().copied().collect(),
+            }
+        }
+    }
+
+    fn next(script: &mut Script) -> anyhow::Result<u64> {
+        let reading = script.readings.pop_front().expect("no reading left");
+        reading.map_err(|why| anyhow::anyhow!(why))
+    }
+
+    /// Rows as `Cpu` rows whose `cpu_ns` is the delta, checkpoints as `ubc` rows whose
+    /// `held` is the reading: what the driver sends is easy to read back.
+    fn delta_rows(prev: u64, cur: u64) -> Vec<Rows> {
+        let row = crate::store::CpuRow {
+            ts_us: 0,
+            dur_ms: 0,
+            uid: 0,
+            user: None,
+            cpu_ns: (cur - prev) as i64,
+            cpu_pct: 0.0,
+            source: crate::store::Source::Proc,
+        };
+        vec![Rows::Cpu(vec![row])]
+    }
+
+    fn checkpoint(reading: u64) -> Rows {
+        Rows::Ubc(vec![crate::store::UbcRow {
+            ts_us: 0,
+            ctid: 0,
+            resource: "checkpoint".into(),
+            held: reading as i64,
+            maxheld: 0,
+            barrier: 0,
+            hard_limit: 0,
+            failcnt: 0,
+        }])
+    }
+
+    struct Counter(Script);
+
+    impl Collector for Counter {
+        type Sample = u64;
+        const NAME: &'static str = "counter";
+        const KIND: Kind<u64> = Kind::Counter(checkpoint);
+
+        fn rows(&mut self, prev: &u64, cur: &mut u64) -> Vec<Rows> {
+            delta_rows(*prev, *cur)
+        }
+
+        fn sample(&mut self) -> anyhow::Result<u64> {
+            next(&mut self.0)
+        }
+
+        fn recover(&mut self, last_written: &u64, first: &u64) -> Option<(Vec<Rows>, Event)> {
+            Some((
+                delta_rows(*last_written, *first),
+                Event::Stop("recovered".into()),
+            ))
+        }
+    }
+
+    struct Gauge(Script);
+
+    impl Collector for Gauge {
+        type Sample = u64;
+        const NAME: &'static str = "gauge";
+        const KIND: Kind<u64> = Kind::Gauge;
+
+        fn rows(&mut self, _prev: &u64, cur: &mut u64) -> Vec<Rows> {
+            delta_rows(0, *cur)
+        }
+
+        fn sample(&mut self) -> anyhow::Result<u64> {
+            next(&mut self.0)
+        }
+    }
+
+    /// What one run of `collector` sends, from start to a stop before the first tick.
+    fn run<C: Collector + 'static>(collector: C, resume: Option<C::Sample>) -> Vec<String> {
+        let settings = Settings {
+            data_dir: "/nonexistent".into(),
+            interval: Duration::from_secs(3600),
+            flush_interval: Duration::from_secs(10),
+            retain: None,
+            mem_interval: Duration::from_secs(3600),
+            backend: Backend::Proc,
+            duration: None,
+            host: "h".into(),
+            paths: HostPaths::default(),
+            ping_targets: Vec::new(),
+        };
+        let (rows_tx, mut rows_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ctx = Ctx {
+            settings: Arc::new(settings),
+            rows: rows_tx,
+            shutdown: stop_rx,
+        };
+        crate::test_support::block_on_local(async move {
+            let task =
+                tokio::task::spawn_local(drive(ctx, collector, Duration::from_secs(3600), resume));
+            tokio::task::yield_now().await;
+            let _ = stop_tx.send(true);
+            task.await.unwrap();
+        });
+        let mut sent = Vec::new();
+        while let Ok(rows) = rows_rx.try_recv() {
+            sent.push(match rows {
+                Rows::Cpu(rows) => format!("rows {}", rows[0].cpu_ns),
+                Rows::Ubc(rows) => format!("checkpoint {}", rows[0].held),
+                Rows::Event(row) => format!(
+                    "{} {}",
+                    row.event().name(),
+                    row.event().detail().unwrap_or_default()
+                ),
+                other => format!("{other:?}"),
+            });
+        }
+        sent
+    }
+
+    #[test]
+    fn a_counter_resumes_then_counts_from_its_first_sample_to_the_final_one() {
+        let sent = run(Counter(Script::new(&[Ok(10), Ok(15)])), Some(4));
+        assert_eq!(
+            sent,
+            [
+                "stop recovered",
+                "rows 6",
+                "checkpoint 10",
+                "rows 5",
+                "checkpoint 15"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_counter_without_a_first_sample_says_so_and_stops() {
+        let sent = run(Counter(Script::new(&[Err("no map")])), None);
+        assert_eq!(sent, ["collector_error counter: no map"]);
+    }
+
+    #[test]
+    fn a_gauge_writes_every_sample_and_outlives_a_failed_one() {
+        assert_eq!(
+            run(Gauge(Script::new(&[Ok(3), Ok(4)])), None),
+            ["rows 3", "rows 4"]
+        );
+        assert_eq!(
+            run(Gauge(Script::new(&[Err("busy"), Ok(4)])), None),
+            ["rows 4"]
+        );
+    }
+}

@@ -34,17 +34,6 @@ use tokio::time::Instant;
 
 pub use crate::model::ping::Measurement;
 pub use socket::Outcome;
-
-/// Runs `future` to its end on a current-thread runtime with a `LocalSet`, as the daemon
-/// runs its tasks (the ICMP sockets are `!Send`).
-#[cfg(test)]
-fn block_on_local<F: std::future::Future>(future: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, future)
-}
 pub use target::{check_target, resolve, PingTarget, Resolver};
 
 use socket::IcmpSocket;
@@ -222,7 +211,7 @@ mod tests {
     /// elsewhere), and a stop in the middle of a measurement.
     #[test]
     fn measures_loopback_and_keeps_a_partial_measurement_at_stop() {
-        block_on_local(async {
+        crate::test_support::block_on_local(async {
             let icmp = Icmp::default();
             if let Err(err) = icmp.socket("127.0.0.1".parse().unwrap()) {
                 eprintln!("skipped: {err}");

@@ -462,7 +462,7 @@ mod tests {
             assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
             std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
             loopback_up();
-            crate::sources::ping::block_on_local(async {
+            crate::test_support::block_on_local(async {
                 let socket = new_socket(false, Type::DGRAM).unwrap();
                 let socket = IcmpSocket::start(socket, false).unwrap();
                 assert_eq!(socket.kind(), "datagram");

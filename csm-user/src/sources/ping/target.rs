@@ -173,7 +173,7 @@ mod tests {
     /// `localhost` comes from /etc/hosts: no packet leaves the machine.
     #[test]
     fn names_are_looked_up_on_the_blocking_pool() {
-        crate::sources::ping::block_on_local(async {
+        crate::test_support::block_on_local(async {
             let mut resolver = Resolver::new("localhost");
             let until = Instant::now() + std::time::Duration::from_secs(5);
             let addr = resolver.lookup(until).await.unwrap();
