@@ -264,6 +264,12 @@ mod tests {
         fn kill(&self, pid: u32) {
             fs::remove_dir_all(self.dir.path().join(pid.to_string())).unwrap();
         }
+        /// A sampler of this tree that has taken its first sample.
+        fn sampler(&self, child_times: ChildTimes) -> ProcCpuSampler {
+            let mut sampler = ProcCpuSampler::new(self.paths(), child_times);
+            sampler.sample().unwrap();
+            sampler
+        }
     }
 
     fn ticks(sample: &CpuSample, uid: u32) -> u64 {
@@ -298,8 +304,7 @@ mod tests {
         let f = FakeProc::new();
         f.set(100, 1, 1000, [0, 0, 0, 0]);
         f.set(101, 100, 1000, [50, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Recover);
         f.kill(101);
         assert_eq!(ticks(&s.sample().unwrap(), 1000), 0);
         // The parent's cutime shows the child one sample late: only the 5-tick tail is new.
@@ -313,8 +318,7 @@ mod tests {
         f.set(100, 1, 1000, [0, 0, 0, 0]);
         f.set(101, 100, 1000, [10, 0, 0, 0]);
         f.set(102, 101, 1000, [20, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Recover);
         f.kill(102);
         f.kill(101);
         // 101 reaped 102 (20 + 3 tail), then 100 reaped 101 (10 + 1 tail + 23).
@@ -326,8 +330,7 @@ mod tests {
     fn totals_never_go_down_when_processes_exit() {
         let f = FakeProc::new();
         f.set(100, 1, 1000, [500, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Ignore);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Ignore);
         f.set(100, 1, 1000, [600, 0, 0, 0]);
         assert_eq!(ticks(&s.sample().unwrap(), 1000), 100);
         f.kill(100);
