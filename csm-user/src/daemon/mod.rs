@@ -1,9 +1,9 @@
 //! `csm run`: picks a backend, starts one task per collector, and writes what they send.
 //!
-//! Collectors (CPU, memory, network, ping, beancounters) each run on their own schedule
-//! and send finished rows over a channel; this loop owns the store, flushes it every
-//! `flush_interval`, and at stop tells every collector to take its last sample before the
-//! final flush, so nothing collected is lost.
+//! Collectors (CPU, memory, network, beancounters: one [driver](collector::drive) runs
+//! them all; ping on its own per-target schedule) send finished rows over a channel; the
+//! `Writer` owns the store, flushes it every `flush_interval`, and at stop waits for
+//! every collector's last sample before the final flush, so nothing collected is lost.
 
 pub mod backend;
 pub mod collector;
