@@ -31,7 +31,7 @@ use aya::programs::cgroup_skb::CgroupSkbAttachType;
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb};
 use aya::sys::{enable_stats, Stats};
 use aya::Btf;
-use csm::sources::ebpf::net::parse_cgroup2_mount;
+use csm::sources::ebpf::attach::parse_cgroup2_mount;
 use csm::sources::ebpf::{load_and_attach, Loaded};
 use csm::sources::host::HostPaths;
 use csm_common::names;

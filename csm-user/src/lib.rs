@@ -2,9 +2,10 @@
 //!
 //! Rooms, by concern:
 //! - [`sources`]: read the kernel (eBPF maps, /proc, /sys, ICMP) into raw cumulative samples;
-//! - [`model`]: pure functions from two samples and the elapsed time to interval rows;
+//! - [`model`]: pure functions from two samples and their time stamps to interval values;
 //! - [`store`]: hourly, Hive-partitioned Parquet files that are complete at every moment;
-//! - [`daemon`]: the `csm run` loop tying them together;
+//! - [`daemon`]: `csm run`: one driver runs every collector, which turns the model's values
+//!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
 //! - [`check`]: `csm check`, what this host supports.
 
@@ -13,6 +14,8 @@ pub mod cli;
 pub mod daemon;
 pub mod model;
 pub mod sources;
+#[cfg(test)]
+mod test_support;
 
 /// The store lives in its own crate (`csm-store`), shared with `csm-plot` and the tests.
 pub use csm_store as store;

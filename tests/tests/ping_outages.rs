@@ -1,7 +1,8 @@
 //! The outage query (`analysis/queries/ping_outages.sql`) on rows written by the real
 //! store, with known outages. Needs python3 with duckdb, not root.
 
-use csm::model::ping::{ping_row, Measurement};
+use csm::daemon::tasks::ping::ping_row;
+use csm::model::ping::Measurement;
 use csm::store::{Store, StoreOptions};
 use csm_tests::ping::outages;
 use csm_tests::DataDir;

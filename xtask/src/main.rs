@@ -263,7 +263,18 @@ fn bench(filter: Option<&str>) -> Result<()> {
     }
     for (name, package) in benches {
         say(&format!("benchmark {name}"));
-        run_cmd(cargo().args(["run", "--release", "-p", package, "--example", &name]))?;
+        // The eBPF benchmarks attach programs by hand: csm-user's `bench` feature.
+        let features: &[&str] = if package == "csm-user" {
+            &["--features", "bench"]
+        } else {
+            &[]
+        };
+        run_cmd(
+            cargo()
+                .args(["run", "--release", "-p", package])
+                .args(features)
+                .args(["--example", &name]),
+        )?;
     }
     Ok(())
 }

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::duration::parse_duration;
-use super::{Backend, RunArgs};
+use super::RunArgs;
+use crate::daemon::settings::{Backend, Settings};
 use crate::sources::host::HostPaths;
+use crate::sources::ping::PingTarget;
 use crate::store::layout::sanitize_host;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/csm";
@@ -36,6 +38,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
+    pub allow_unsafe_data_dir: Option<bool>,
     pub interval: Option<Spanned<String>>,
     pub flush_interval: Option<Spanned<String>>,
     pub retain: Option<Spanned<String>>,
@@ -71,29 +74,6 @@ pub struct PingTargetSection {
     pub host: String,
     pub interval: Option<Spanned<String>>,
     pub count: Option<Spanned<u32>>,
-}
-
-/// One ping target with its own schedule.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PingTarget {
-    pub host: String,
-    pub interval: Duration,
-    pub count: u32,
-}
-
-/// Everything `csm run` needs, resolved.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub data_dir: PathBuf,
-    pub interval: Duration,
-    pub flush_interval: Duration,
-    pub retain: Option<Duration>,
-    pub mem_interval: Duration,
-    pub backend: Backend,
-    pub duration: Option<Duration>,
-    pub host: String,
-    pub paths: HostPaths,
-    pub ping_targets: Vec<PingTarget>,
 }
 
 impl ConfigFile {
@@ -219,6 +199,8 @@ impl Settings {
                 .clone()
                 .or(file.data_dir.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            allow_unsafe_data_dir: args.allow_unsafe_data_dir
+                || file.allow_unsafe_data_dir.unwrap_or(false),
             interval: args
                 .interval
                 .unwrap_or(duration_or(&file.interval, DEFAULT_INTERVAL)),

@@ -7,9 +7,10 @@ pub mod duration;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-pub use config::{ConfigError, Settings};
+pub use crate::daemon::settings::{Backend, Settings};
+pub use config::ConfigError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,17 +29,6 @@ pub enum Command {
     Run(RunArgs),
     /// Say what this host supports, which backend `run` would use, and why.
     Check(RootArgs),
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// eBPF where it loads and attaches, else /proc.
-    Auto,
-    /// eBPF only; fail if it cannot run.
-    Ebpf,
-    /// /proc and /sys only.
-    Proc,
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -80,6 +70,10 @@ pub struct RunArgs {
     /// Host partition name [default: this host's name].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Use a data dir that another user owns or may write to (refused by default: such a
+    /// user could plant links where csm, as root, writes).
+    #[arg(long)]
+    pub allow_unsafe_data_dir: bool,
     #[command(flatten)]
     pub roots: RootArgs,
 }

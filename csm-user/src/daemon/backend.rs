@@ -3,39 +3,19 @@
 use anyhow::Result;
 use tracing::warn;
 
-use crate::cli::config::Settings;
-use crate::cli::Backend;
+use super::settings::{Backend, Settings};
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
 use crate::sources::SourceError;
-use crate::store::Source;
 
+use super::tasks::cpu::CpuCollector;
 use super::RunError;
-
-/// Something that gives cumulative CPU ns per uid.
-pub trait CpuSampler {
-    fn sample(&mut self) -> Result<CpuSample>;
-}
-
-impl CpuSampler for CpuReader {
-    fn sample(&mut self) -> Result<CpuSample> {
-        CpuReader::sample(self)
-    }
-}
-
-impl CpuSampler for ProcCpuSampler {
-    fn sample(&mut self) -> Result<CpuSample> {
-        ProcCpuSampler::sample(self)
-    }
-}
 
 /// The running collectors; dropping them detaches the eBPF programs.
 pub struct Collectors {
-    pub cpu: Box<dyn CpuSampler>,
-    /// The `source` column value of cpu rows.
-    pub cpu_source: Source,
+    pub cpu: CpuCollector,
     /// Traffic per interface and uid (eBPF only).
     pub net: Option<NetReader>,
     /// Which backend runs and why, for the log and the `events` table.
@@ -112,8 +92,7 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
     }
     let net = start_net(&mut loaded, &mut description);
     Ok(Collectors {
-        cpu: Box::new(cpu),
-        cpu_source: Source::Ebpf,
+        cpu: CpuCollector::ebpf(cpu),
         net,
         description,
         pins: loaded.pins.clone(),
@@ -150,8 +129,7 @@ fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader>
 fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
     let cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
     Ok(Collectors {
-        cpu: Box::new(cpu),
-        cpu_source: Source::Proc,
+        cpu: CpuCollector::proc(cpu),
         net: None,
         description: format!("proc ({why})"),
         ebpf: None,

@@ -1,12 +1,14 @@
 //! `csm run`: picks a backend, starts one task per collector, and writes what they send.
 //!
-//! Collectors (CPU, memory, network, ping, beancounters) each run on their own schedule
-//! and send finished rows over a channel; this loop owns the store, flushes it every
-//! `flush_interval`, and at stop tells every collector to take its last sample before the
-//! final flush, so nothing collected is lost.
+//! Collectors (CPU, memory, network, beancounters: one [driver](collector::drive) runs
+//! them all; ping on its own per-target schedule) send finished rows over a channel; the
+//! `Writer` owns the store, flushes it every `flush_interval`, and at stop waits for
+//! every collector's last sample before the final flush, so nothing collected is lost.
 
 pub mod backend;
+pub mod collector;
 pub mod schedule;
+pub mod settings;
 pub mod state;
 pub mod tasks;
 
@@ -14,18 +16,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
-use crate::cli::Settings;
 use crate::model::{netdev, CpuSample, NetSample};
+use crate::sources::ebpf::pins::PinDir;
 use crate::store::{
     CpuRow, Event, EventRow, MemRow, NetRow, NetUidRow, PingRow, Recovered, Store, StoreOptions,
     UbcRow, WriteError,
 };
+use backend::Collectors;
+use settings::Settings;
 use state::{NetdevState, State};
 
 /// Rows a collector hands to the store.
@@ -47,6 +51,13 @@ pub enum Rows {
     NetdevTotals(netdev::NetSample),
 }
 
+impl Rows {
+    /// An event that happens now.
+    pub fn event(event: Event) -> Rows {
+        Rows::Event(EventRow::new(now_us(), &event))
+    }
+}
+
 pub type RowSender = mpsc::UnboundedSender<Rows>;
 
 /// What every collector task gets: the settings, where rows go, and the stop signal.
@@ -65,7 +76,7 @@ impl Ctx {
     }
 
     pub fn event(&self, event: Event) {
-        self.send(Rows::Event(EventRow::new(now_us(), &event)));
+        self.send(Rows::event(event));
     }
 }
 
@@ -108,14 +119,86 @@ pub fn run(settings: Settings) -> Result<(), RunError> {
 
 async fn run_local(settings: Settings) -> Result<(), RunError> {
     let settings = Arc::new(settings);
-    let mut store =
-        Store::open(StoreOptions::new(&settings.data_dir, &settings.host)).map_err(|err| {
-            RunError::usage(format!("data dir {}: {err}", settings.data_dir.display()))
-        })?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-
+    let mut store = open_data_dir(&settings)?;
+    let mut signals = Signals::install()?;
     let mut collectors = backend::select(&settings)?;
+    let started = now_us();
+    record_start(&mut store, &settings, &mut collectors, started);
+    let boot_id = settings.paths.boot_id();
+    plan_resume(
+        &mut store,
+        &settings,
+        &mut collectors,
+        boot_id.as_deref(),
+        started,
+    );
+    apply_retention(&mut store, &settings);
+    store.catch_up_rollups(started);
+
+    let (rows_tx, rows_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Ctx {
+        settings: settings.clone(),
+        rows: rows_tx,
+        shutdown: stop_rx,
+    };
+    let mut writer = Writer {
+        flusher: Flusher {
+            instance: collectors.instance.clone(),
+            boot_id,
+            ..Flusher::default()
+        },
+        pins: collectors.pins.clone(),
+        store,
+        rows: rows_rx,
+        settings,
+    };
+    let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
+    drop(ctx);
+
+    let stop_reason = writer.run_until_stop(&mut signals, started).await;
+    info!("stopping ({stop_reason}): collecting the last interval");
+    let _ = stop_tx.send(true);
+    finish_collectors(handles).await;
+    drop(keep_alive);
+    writer.finish(stop_reason)
+}
+
+/// Opens the store, which refuses a data dir other users could write in and takes the
+/// data dir's lock before it touches anything (held as long as the store lives).
+fn open_data_dir(settings: &Settings) -> Result<Store, RunError> {
+    let mut options = StoreOptions::new(&settings.data_dir, &settings.host);
+    options.allow_unsafe_data_dir = settings.allow_unsafe_data_dir;
+    Store::open(options)
+        .map_err(|err| RunError::usage(format!("data dir {}: {err}", settings.data_dir.display())))
+}
+
+/// The stop signals, installed before anything starts so that none is missed.
+struct Signals {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RunError> {
+        Ok(Signals {
+            sigint: signal(SignalKind::interrupt()).map_err(signal_error)?,
+            sigterm: signal(SignalKind::terminate()).map_err(signal_error)?,
+        })
+    }
+
+    /// The name of the first stop signal that arrives.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.sigint.recv() => "SIGINT",
+            _ = self.sigterm.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// The log line and the start events: what runs, with which backend, on what machine,
+/// and what happened to pinned state.
+fn record_start(store: &mut Store, settings: &Settings, collectors: &mut Collectors, at: i64) {
     info!(
         data_dir = %settings.data_dir.display(),
         host = %settings.host,
@@ -123,9 +206,8 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         backend = %collectors.description,
         "csm collecting"
     );
-    let started = now_us();
     store.event(
-        started,
+        at,
         Event::Start(format!(
             "csm {} interval={:?} data_dir={}",
             env!("CARGO_PKG_VERSION"),
@@ -133,96 +215,109 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
             settings.data_dir.display()
         )),
     );
-    store.event(started, Event::Backend(collectors.description.clone()));
+    store.event(at, Event::Backend(collectors.description.clone()));
     // What the machine is, so charts drawn elsewhere scale to it (100 % = one core).
-    store.event(started, host_facts(&settings.paths));
+    store.event(at, host_facts(&settings.paths));
     for note in std::mem::take(&mut collectors.notes) {
-        store.event(started, Event::Pins(note));
+        store.event(at, Event::Pins(note));
     }
+}
+
+/// Where the collectors resume after a crash: the last samples the previous run wrote,
+/// when the counters they came from still count (adopted pins of the same instance, or
+/// `/proc/net/dev` of the same boot). Adopted pins without a matching state file are a
+/// gap that cannot be attributed, and say so.
+fn plan_resume(
+    store: &mut Store,
+    settings: &Settings,
+    collectors: &mut Collectors,
+    boot_id: Option<&str>,
+    at: i64,
+) {
     if collectors.adopted {
         match (State::load(&settings.data_dir), &collectors.instance) {
             (Some(state), Some(instance)) if &state.instance == instance => {
                 collectors.resume_cpu = Some(state.cpu);
                 collectors.resume_net = state.net;
             }
-            _ => store.event(started, Event::Recovered(Recovered::Unattributed)),
+            _ => store.event(at, Event::Recovered(Recovered::Unattributed)),
         }
     }
-    let boot_id = settings.paths.boot_id();
     if collectors.net.is_none() {
-        collectors.resume_netdev = netdev_to_resume(&settings.data_dir, boot_id.as_deref());
+        collectors.resume_netdev = netdev_to_resume(&settings.data_dir, boot_id);
     }
-    apply_retention(&mut store, &settings);
-    store.catch_up_rollups(started);
+}
 
-    let (rows_tx, mut rows_rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Ctx {
-        settings: settings.clone(),
-        rows: rows_tx,
-        shutdown: stop_rx,
-    };
-    let collectors_instance = collectors.instance.clone();
-    let pins = collectors.pins.clone();
-    let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
-    drop(ctx);
+/// The store's side of the run: takes the collectors' rows, flushes on schedule, applies
+/// retention every hour, and writes everything at stop.
+struct Writer {
+    store: Store,
+    flusher: Flusher,
+    rows: mpsc::UnboundedReceiver<Rows>,
+    settings: Arc<Settings>,
+    /// Where the eBPF state is pinned (removed after a clean stop).
+    pins: Option<PinDir>,
+}
 
-    let deadline = settings.duration.map(|d| Instant::now() + d);
-    let mut flusher = Flusher {
-        instance: collectors_instance,
-        boot_id,
-        ..Flusher::default()
-    };
-    let mut retention_hour = crate::store::layout::hour_of(started);
-    // The first flush comes early, so that the start events and a recovered gap are on
-    // disk within a second even if this run is killed soon.
-    let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
-    let stop_reason = loop {
-        tokio::select! {
-            Some(rows) = rows_rx.recv() => flusher.push(&mut store, rows),
-            _ = sleep_until(next_flush) => {
-                flusher.flush(&mut store, &settings.data_dir);
-                next_flush = Instant::now() + settings.flush_interval;
-                let hour = crate::store::layout::hour_of(now_us());
-                if hour != retention_hour {
-                    retention_hour = hour;
-                    apply_retention(&mut store, &settings);
+impl Writer {
+    /// Until a signal or `--duration`; returns why it stopped.
+    async fn run_until_stop(&mut self, signals: &mut Signals, started: i64) -> &'static str {
+        let settings = self.settings.clone();
+        let deadline = settings.duration.map(|d| Instant::now() + d);
+        let mut retention_hour = crate::store::layout::hour_of(started);
+        // The first flush comes early, so that the start events and a recovered gap are
+        // on disk within a second even if this run is killed soon.
+        let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(rows) = self.rows.recv() => self.flusher.push(&mut self.store, rows),
+                _ = sleep_until(next_flush) => {
+                    self.flusher.flush(&mut self.store, &settings.data_dir);
+                    next_flush = Instant::now() + settings.flush_interval;
+                    let hour = crate::store::layout::hour_of(now_us());
+                    if hour != retention_hour {
+                        retention_hour = hour;
+                        apply_retention(&mut self.store, &settings);
+                    }
                 }
+                reason = signals.recv() => return reason,
+                _ = wait_deadline(deadline) => return "duration reached",
             }
-            _ = sigint.recv() => break "SIGINT",
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = wait_deadline(deadline) => break "duration reached",
-        }
-    };
-    info!("stopping ({stop_reason}): collecting the last interval");
-    let _ = stop_tx.send(true);
-    finish_collectors(handles).await;
-    drop(keep_alive);
-    while let Ok(rows) = rows_rx.try_recv() {
-        flusher.push(&mut store, rows);
-    }
-    store.event(now_us(), Event::Stop(stop_reason.to_string()));
-    if !flusher.flush(&mut store, &settings.data_dir) {
-        // The pins stay: the next start adopts them and the state file still says what
-        // was last written, so nothing counted is lost.
-        let first = flusher.last_error.unwrap_or_default();
-        return Err(RunError::runtime(format!(
-            "final flush failed ({} rows not written): {first}",
-            store.unwritten_rows()
-        )));
-    }
-    if let Err(err) = NetdevState::remove(&settings.data_dir) {
-        warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
-    }
-    if let Some(pins) = pins {
-        if let Err(err) = pins.remove() {
-            warn!(
-                "cannot remove pinned eBPF state {}: {err}",
-                pins.path.display()
-            );
         }
     }
-    Ok(())
+
+    /// After the collectors' last samples: writes what they sent and the `stop` event,
+    /// then removes the crash-recovery state (the pins and the netdev state file), which
+    /// is only safe once everything is on disk.
+    fn finish(mut self, stop_reason: &str) -> Result<(), RunError> {
+        while let Ok(rows) = self.rows.try_recv() {
+            self.flusher.push(&mut self.store, rows);
+        }
+        let data_dir = &self.settings.data_dir;
+        self.store
+            .event(now_us(), Event::Stop(stop_reason.to_string()));
+        if !self.flusher.flush(&mut self.store, data_dir) {
+            // The pins stay: the next start adopts them and the state file still says
+            // what was last written, so nothing counted is lost.
+            let first = self.flusher.last_error.unwrap_or_default();
+            return Err(RunError::runtime(format!(
+                "final flush failed ({} rows not written): {first}",
+                self.store.unwritten_rows()
+            )));
+        }
+        if let Err(err) = NetdevState::remove(data_dir) {
+            warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
+        }
+        if let Some(pins) = self.pins {
+            if let Err(err) = pins.remove() {
+                warn!(
+                    "cannot remove pinned eBPF state {}: {err}",
+                    pins.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `/proc/net/dev` sample a crashed run last wrote, when it is from this boot (the

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::net::{IfaceCounters, UidCounters};
 use crate::model::netdev;
-use crate::model::{CpuSample, NetSample};
+use crate::model::{CpuSample, NetSample, Stamp};
 
 pub const STATE_FILE: &str = ".csm-state";
 const HEADER: &str = "csm-state 2";
@@ -34,18 +34,13 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 impl State {
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "{HEADER}\ninstance {}\nmono_ns {}\nwall_us {}\n",
-            self.instance, self.cpu.mono_ns, self.cpu.wall_us
-        );
+        let mut out = format!("{HEADER}\ninstance {}\n", self.instance);
+        out.push_str(&stamp_lines("", self.cpu.at));
         for (uid, ns) in &self.cpu.per_uid {
             out.push_str(&format!("cpu {uid} {ns}\n"));
         }
         if let Some(net) = &self.net {
-            out.push_str(&format!(
-                "net_mono_ns {}\nnet_wall_us {}\n",
-                net.mono_ns, net.wall_us
-            ));
+            out.push_str(&stamp_lines("net_", net.at));
             for ((netns, ifindex), c) in &net.ifaces {
                 out.push_str(&format!(
                     "iface {netns} {ifindex} {} {} {} {}\n",
@@ -107,14 +102,15 @@ impl State {
             }
         }
         state.cpu = CpuSample {
-            mono_ns: mono?,
-            wall_us: wall?,
+            at: Stamp {
+                mono_ns: mono?,
+                wall_us: wall?,
+            },
             per_uid,
         };
         state.net = match (net_mono, net_wall) {
             (Some(mono_ns), Some(wall_us)) => Some(NetSample {
-                mono_ns,
-                wall_us,
+                at: Stamp { mono_ns, wall_us },
                 ..net
             }),
             (None, None) if net.ifaces.is_empty() && net.uids.is_empty() => None,
@@ -131,6 +127,14 @@ impl State {
     pub fn save(&self, data_dir: &Path) -> io::Result<()> {
         write_atomically(data_dir, STATE_FILE, &self.render())
     }
+}
+
+/// When a sample was taken, as both state files write it.
+fn stamp_lines(prefix: &str, at: Stamp) -> String {
+    format!(
+        "{prefix}mono_ns {}\n{prefix}wall_us {}\n",
+        at.mono_ns, at.wall_us
+    )
 }
 
 /// Every word as a number, or `None` if one is not.
@@ -158,10 +162,8 @@ pub struct NetdevState {
 
 impl NetdevState {
     pub fn render(&self) -> String {
-        let mut out = format!(
-            "{NETDEV_HEADER}\nboot_id {}\nmono_ns {}\nwall_us {}\n",
-            self.boot_id, self.sample.mono_ns, self.sample.wall_us
-        );
+        let mut out = format!("{NETDEV_HEADER}\nboot_id {}\n", self.boot_id);
+        out.push_str(&stamp_lines("", self.sample.at));
         // Interface names hold no whitespace (the kernel refuses such names).
         for (name, c) in &self.sample.ifaces {
             let ifindex = c.ifindex.map_or("-".to_string(), |i| i.to_string());
@@ -205,8 +207,10 @@ impl NetdevState {
                 _ => return None,
             }
         }
-        state.sample.mono_ns = mono?;
-        state.sample.wall_us = wall?;
+        state.sample.at = Stamp {
+            mono_ns: mono?,
+            wall_us: wall?,
+        };
         (!state.boot_id.is_empty()).then_some(state)
     }
 
@@ -250,13 +254,17 @@ mod tests {
         let state = State {
             instance: "abc-123#42".into(),
             cpu: CpuSample {
-                mono_ns: 5,
-                wall_us: 6,
+                at: Stamp {
+                    mono_ns: 5,
+                    wall_us: 6,
+                },
                 per_uid: [(0, 10), (1000, 20)].into_iter().collect(),
             },
             net: Some(NetSample {
-                mono_ns: 7,
-                wall_us: 8,
+                at: Stamp {
+                    mono_ns: 7,
+                    wall_us: 8,
+                },
                 ifaces: [(
                     (4026531840, 2),
                     IfaceCounters {
@@ -303,11 +311,49 @@ mod tests {
         );
     }
 
+    /// State files written by csm before samples carried a `Stamp` read the same, and
+    /// are written byte for byte the same: the format did not change.
+    #[test]
+    fn files_of_the_previous_release_read_and_render_identically() {
+        let written = "csm-state 2\ninstance csm-3f2a#17\nmono_ns 123456789012\n\
+            wall_us 1795000800000000\ncpu 0 42\ncpu 1000 7000000000\n\
+            net_mono_ns 123456789013\nnet_wall_us 1795000800000001\n\
+            iface 4026531840 1 100 100 2 2\nuid_net 1000 5 6\n";
+        let state = State::parse(written).unwrap();
+        assert_eq!(
+            state.cpu.at,
+            Stamp {
+                mono_ns: 123_456_789_012,
+                wall_us: 1_795_000_800_000_000
+            }
+        );
+        assert_eq!(state.cpu.per_uid[&1000], 7_000_000_000);
+        let net = state.net.as_ref().unwrap();
+        assert_eq!(net.at.mono_ns, 123_456_789_013);
+        assert_eq!(net.ifaces[&(4026531840, 1)].rx_packets, 2);
+        assert_eq!(state.render(), written);
+
+        let written = "csm-netdev-state 1\nboot_id 0c6e1b1e\nmono_ns 5\nwall_us 6\n\
+            iface eth0 2 10000000000 1 2 3\niface venet0 - 0 0 0 0\n";
+        let netdev = NetdevState::parse(written).unwrap();
+        assert_eq!(
+            netdev.sample.at,
+            Stamp {
+                mono_ns: 5,
+                wall_us: 6
+            }
+        );
+        assert_eq!(netdev.sample.ifaces["venet0"].ifindex, None);
+        assert_eq!(netdev.render(), written);
+    }
+
     #[test]
     fn netdev_state_round_trips_and_rejects_garbage() {
         let mut sample = netdev::NetSample {
-            mono_ns: 5,
-            wall_us: 6,
+            at: Stamp {
+                mono_ns: 5,
+                wall_us: 6,
+            },
             ..Default::default()
         };
         sample.ifaces.insert(

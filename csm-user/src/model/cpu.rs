@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
+use super::Stamp;
 
 /// Cumulative CPU nanoseconds per uid at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CpuSample {
-    /// CLOCK_MONOTONIC nanoseconds when taken: the interval's length comes from this.
-    pub mono_ns: u64,
-    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
-    pub wall_us: i64,
+    /// When taken: the interval's length and the row's `ts` come from this.
+    pub at: Stamp,
     pub per_uid: BTreeMap<u32, u64>,
 }
 
@@ -26,7 +25,7 @@ pub struct CpuInterval {
 /// The uids that used CPU between `prev` and `cur`, in uid order. Uids with no time, and
 /// uids whose counter went backwards (unknown), get no row.
 pub fn cpu_intervals(prev: &CpuSample, cur: &CpuSample) -> Vec<CpuInterval> {
-    let dur_ns = cur.mono_ns.saturating_sub(prev.mono_ns);
+    let dur_ns = Stamp::elapsed_ns(prev.at, cur.at);
     if dur_ns == 0 {
         return Vec::new();
     }
@@ -43,19 +42,13 @@ pub fn cpu_intervals(prev: &CpuSample, cur: &CpuSample) -> Vec<CpuInterval> {
         .collect()
 }
 
-/// Interval length in whole milliseconds, as the `dur_ms` column holds it.
-pub fn dur_ms(prev: &CpuSample, cur: &CpuSample) -> i64 {
-    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample(mono_ns: u64, per_uid: &[(u32, u64)]) -> CpuSample {
         CpuSample {
-            mono_ns,
-            wall_us: 0,
+            at: Stamp::monotonic(mono_ns),
             per_uid: per_uid.iter().copied().collect(),
         }
     }
@@ -73,7 +66,7 @@ mod tests {
                 cpu_pct: 100.0
             }]
         );
-        assert_eq!(dur_ms(&prev, &cur), 2000);
+        assert_eq!(Stamp::dur_ms(prev.at, cur.at), 2000);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The pure model: two raw cumulative samples and the time between them become the rows of
-//! one interval. No I/O here, so every rule is unit-tested on plain values.
+//! The pure model: two raw cumulative samples and their time stamps become the values of
+//! one interval. No I/O here, so every rule is unit-tested on plain values; the model
+//! knows neither the sources nor the store's rows (the daemon's collectors make those).
 
 pub mod counter;
 pub mod cpu;
@@ -7,8 +8,10 @@ pub mod mem;
 pub mod net;
 pub mod netdev;
 pub mod ping;
+pub mod stamp;
 pub mod ubc;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};
 pub use net::{IfaceCounters, NetSample, UidCounters};
+pub use stamp::Stamp;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
+use super::Stamp;
 
 /// An interface: its ifindex inside the network namespace with this inode.
 pub type IfaceKey = (u32, u32);
@@ -27,10 +28,8 @@ pub struct UidCounters {
 /// Cumulative traffic counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetSample {
-    /// CLOCK_MONOTONIC nanoseconds when taken.
-    pub mono_ns: u64,
-    /// Wall-clock microseconds since the epoch (UTC): the row's `ts`.
-    pub wall_us: i64,
+    /// When taken: the interval's length and the row's `ts` come from this.
+    pub at: Stamp,
     pub ifaces: BTreeMap<IfaceKey, IfaceCounters>,
     pub uids: BTreeMap<u32, UidCounters>,
 }
@@ -48,40 +47,53 @@ impl NetSample {
     }
 }
 
-/// Interval length in whole milliseconds (`dur_ms`).
-pub fn dur_ms(prev: &NetSample, cur: &NetSample) -> i64 {
-    (cur.mono_ns.saturating_sub(prev.mono_ns) / 1_000_000) as i64
-}
-
 /// Per-interface deltas, for interfaces with traffic in the interval. An interface with
 /// any counter going backwards is unknown for the interval: no row.
 pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCounters)> {
-    cur.ifaces
-        .iter()
-        .filter_map(|(key, c)| {
-            let p = prev.ifaces.get(key);
-            let delta = IfaceCounters {
-                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
-                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
-                rx_packets: counter_delta(p.map(|p| p.rx_packets), c.rx_packets)?,
-                tx_packets: counter_delta(p.map(|p| p.tx_packets), c.tx_packets)?,
-            };
-            (delta != IfaceCounters::default()).then_some((*key, delta))
-        })
-        .collect()
+    deltas(&prev.ifaces, &cur.ifaces)
 }
 
 /// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).
 pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> {
-    cur.uids
-        .iter()
-        .filter_map(|(uid, c)| {
-            let p = prev.uids.get(uid);
-            let delta = UidCounters {
-                rx_bytes: counter_delta(p.map(|p| p.rx_bytes), c.rx_bytes)?,
-                tx_bytes: counter_delta(p.map(|p| p.tx_bytes), c.tx_bytes)?,
-            };
-            (delta != UidCounters::default()).then_some((*uid, delta))
+    deltas(&prev.uids, &cur.uids)
+}
+
+/// A key's set of cumulative counters.
+trait Cumulative: Copy + Default + PartialEq {
+    /// The increase of every counter since `prev` ([`counter_delta`]'s rules); `None`
+    /// when any one went backwards.
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self>;
+}
+
+impl Cumulative for IfaceCounters {
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self> {
+        Some(IfaceCounters {
+            rx_bytes: counter_delta(prev.map(|p| p.rx_bytes), cur.rx_bytes)?,
+            tx_bytes: counter_delta(prev.map(|p| p.tx_bytes), cur.tx_bytes)?,
+            rx_packets: counter_delta(prev.map(|p| p.rx_packets), cur.rx_packets)?,
+            tx_packets: counter_delta(prev.map(|p| p.tx_packets), cur.tx_packets)?,
+        })
+    }
+}
+
+impl Cumulative for UidCounters {
+    fn delta(prev: Option<&Self>, cur: &Self) -> Option<Self> {
+        Some(UidCounters {
+            rx_bytes: counter_delta(prev.map(|p| p.rx_bytes), cur.rx_bytes)?,
+            tx_bytes: counter_delta(prev.map(|p| p.tx_bytes), cur.tx_bytes)?,
+        })
+    }
+}
+
+/// The keys of `cur` whose counters grew since `prev`, with the increase.
+fn deltas<K: Copy + Ord, C: Cumulative>(
+    prev: &BTreeMap<K, C>,
+    cur: &BTreeMap<K, C>,
+) -> Vec<(K, C)> {
+    cur.iter()
+        .filter_map(|(key, counters)| {
+            let delta = C::delta(prev.get(key), counters)?;
+            (delta != C::default()).then_some((*key, delta))
         })
         .collect()
 }
@@ -114,7 +126,7 @@ mod tests {
 
     fn sample(mono_ns: u64, ifaces: &[(IfaceKey, IfaceCounters)]) -> NetSample {
         NetSample {
-            mono_ns,
+            at: Stamp::monotonic(mono_ns),
             ifaces: ifaces.iter().copied().collect(),
             ..NetSample::default()
         }
@@ -135,7 +147,7 @@ mod tests {
             iface_deltas(&prev, &cur),
             vec![((1, 1), iface(3, 1)), ((2, 1), iface(1, 0))]
         );
-        assert_eq!(dur_ms(&prev, &cur), 1000);
+        assert_eq!(Stamp::dur_ms(prev.at, cur.at), 1000);
     }
 
     #[test]

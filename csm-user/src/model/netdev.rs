@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::Stamp;
+
 /// One interface's cumulative counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceSample {
@@ -28,8 +30,8 @@ impl IfaceSample {
 /// All interfaces at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetSample {
-    pub mono_ns: u64,
-    pub wall_us: i64,
+    /// When taken: the interval's length and the row's `ts` come from this.
+    pub at: Stamp,
     pub ifaces: BTreeMap<String, IfaceSample>,
 }
 

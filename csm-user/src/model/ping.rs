@@ -1,8 +1,6 @@
 //! Ping statistics: what one measurement's replies mean (min/avg/max/mdev, like iputils
 //! `ping`). Percentiles over a period are `csm-plot`'s (`rtt_histogram.rs`).
 
-use crate::store::PingRow;
-
 /// Round-trip statistics of one measurement, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RttStats {
@@ -45,26 +43,6 @@ pub struct Measurement {
     pub error: Option<String>,
 }
 
-/// The `ping` row of one measurement that started at `ts_us`.
-pub fn ping_row(ts_us: i64, target: &str, m: Measurement) -> PingRow {
-    let stats = rtt_stats(&m.rtts_ms);
-    PingRow {
-        ts_us,
-        target: target.to_string(),
-        addr: m.addr,
-        sent: i64::from(m.sent),
-        // A duplicate can never be counted twice (replies are matched once), so this
-        // bound only guards against a logic error upstream.
-        received: m.rtts_ms.len().min(m.sent as usize) as i64,
-        rtt_min_ms: stats.map(|s| s.min_ms),
-        rtt_avg_ms: stats.map(|s| s.avg_ms),
-        rtt_max_ms: stats.map(|s| s.max_ms),
-        rtt_mdev_ms: stats.map(|s| s.mdev_ms),
-        rtts_ms: m.rtts_ms,
-        error: m.error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,40 +75,5 @@ mod tests {
     #[test]
     fn no_replies_no_stats() {
         assert_eq!(rtt_stats(&[]), None);
-    }
-
-    #[test]
-    fn row_of_a_lossy_measurement() {
-        let row = ping_row(
-            7,
-            "gw",
-            Measurement {
-                addr: Some("10.0.0.1".into()),
-                sent: 3,
-                rtts_ms: vec![2.0, 4.0],
-                error: None,
-            },
-        );
-        assert_eq!((row.sent, row.received), (3, 2));
-        assert_eq!(row.rtt_avg_ms, Some(3.0));
-        assert_eq!(row.rtt_mdev_ms, Some(1.0));
-        assert_eq!(row.rtts_ms, vec![2.0, 4.0]);
-    }
-
-    #[test]
-    fn row_of_an_unresolvable_name() {
-        let row = ping_row(
-            7,
-            "nope.invalid",
-            Measurement {
-                error: Some("name does not resolve".into()),
-                ..Default::default()
-            },
-        );
-        assert_eq!((row.sent, row.received), (0, 0));
-        assert_eq!(row.addr, None);
-        assert_eq!(row.rtt_min_ms, None);
-        assert!(row.rtts_ms.is_empty());
-        assert!(row.error.is_some());
     }
 }

@@ -2,7 +2,17 @@
 
 use std::collections::HashMap;
 
-use crate::sources::procfs::beancounters::Beancounter;
+/// One resource of one container, as `/proc/user_beancounters` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Beancounter {
+    pub ctid: u64,
+    pub resource: String,
+    pub held: i64,
+    pub maxheld: i64,
+    pub barrier: i64,
+    pub limit: i64,
+    pub failcnt: i64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailcntRise {

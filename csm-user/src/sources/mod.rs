@@ -2,6 +2,7 @@
 //! interval rows. A source that cannot run on this host says so with
 //! [`SourceError::Unsupported`], which drives the fallback to /proc.
 
+pub mod clock;
 pub mod ebpf;
 pub mod host;
 pub mod mounts;

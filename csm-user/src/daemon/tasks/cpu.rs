@@ -1,72 +1,98 @@
 //! CPU per uid: a sample every interval, the model's deltas into `cpu` rows.
 
-use tracing::{info, warn};
-
-use super::{every, Step};
-use crate::daemon::backend::CpuSampler;
-use crate::daemon::{Ctx, Rows};
-use crate::model::{cpu, cpu_intervals, CpuSample};
+use crate::daemon::collector::{self, Collector, Kind};
+use crate::daemon::Rows;
+use crate::model::{cpu_intervals, CpuSample, Stamp};
+use crate::sources::ebpf::CpuReader;
+use crate::sources::procfs::ProcCpuSampler;
 use crate::sources::users::UserNames;
-use crate::store::{Counters, CpuRow, Event, Recovered, Source};
+use crate::store::{Counters, CpuRow, Event, Source};
 
-pub async fn run(
-    ctx: Ctx,
-    mut sampler: Box<dyn CpuSampler>,
+pub struct CpuCollector {
+    sampler: Box<dyn CpuSampler>,
+    /// The `source` column of the rows.
     source: Source,
-    resume: Option<CpuSample>,
-) {
-    let mut names = UserNames::default();
-    let mut prev = match sampler.sample() {
-        Ok(sample) => sample,
-        Err(err) => {
-            warn!("first CPU sample failed; CPU is not collected: {err:#}");
-            ctx.event(Event::CollectorError(format!("cpu: {err:#}")));
-            return;
-        }
-    };
-    if let Some(last_written) = resume {
-        // The pinned counters kept counting while the daemon was down: one row per uid
-        // covers the whole gap, from the last values the previous run wrote.
-        let recovered = rows(&last_written, &prev, source, &mut names);
-        let cpu_ns: i64 = recovered.iter().map(|r| r.cpu_ns).sum();
-        let gap_ms = cpu::dur_ms(&last_written, &prev);
-        info!("recovered {gap_ms} ms of CPU accounting from the pinned counters");
-        ctx.event(Event::Recovered(Recovered::Gap {
-            counters: Counters::Cpu,
-            gap_ms,
-            from_us: last_written.wall_us,
-            extra: format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
-        }));
-        ctx.send(Rows::Cpu(recovered));
+    names: UserNames,
+}
+
+impl CpuCollector {
+    /// CPU time from the scheduler program's maps.
+    pub fn ebpf(reader: CpuReader) -> Self {
+        Self::with(Box::new(reader), Source::Ebpf)
     }
-    ctx.send(Rows::CpuTotals(prev.clone()));
-    every(
-        ctx.settings.interval,
-        ctx.shutdown.clone(),
-        |_step: Step| match sampler.sample() {
-            Ok(cur) => {
-                ctx.send(Rows::Cpu(rows(&prev, &cur, source, &mut names)));
-                ctx.send(Rows::CpuTotals(cur.clone()));
-                prev = cur;
-            }
-            Err(err) => warn!("CPU sample failed, interval skipped: {err:#}"),
-        },
-    )
-    .await;
+
+    /// CPU time from /proc (the fallback backend).
+    pub fn proc(sampler: ProcCpuSampler) -> Self {
+        Self::with(Box::new(sampler), Source::Proc)
+    }
+
+    fn with(sampler: Box<dyn CpuSampler>, source: Source) -> Self {
+        let names = UserNames::default();
+        CpuCollector {
+            sampler,
+            source,
+            names,
+        }
+    }
+}
+
+/// Something that gives cumulative CPU ns per uid.
+trait CpuSampler {
+    fn sample(&mut self) -> anyhow::Result<CpuSample>;
+}
+
+impl CpuSampler for CpuReader {
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        CpuReader::sample(self)
+    }
+}
+
+impl CpuSampler for ProcCpuSampler {
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        ProcCpuSampler::sample(self)
+    }
+}
+
+impl Collector for CpuCollector {
+    type Sample = CpuSample;
+    const NAME: &'static str = "cpu";
+    const KIND: Kind<CpuSample> = Kind::Counter(Rows::CpuTotals);
+
+    fn rows(&mut self, prev: &CpuSample, cur: &mut CpuSample) -> Vec<Rows> {
+        vec![Rows::Cpu(rows(prev, cur, self.source, &mut self.names))]
+    }
+
+    fn sample(&mut self) -> anyhow::Result<CpuSample> {
+        self.sampler.sample()
+    }
+
+    /// The pinned counters kept counting while the daemon was down: one row per uid
+    /// covers the whole gap, from the last values the previous run wrote.
+    fn recover(
+        &mut self,
+        last_written: &CpuSample,
+        first: &CpuSample,
+    ) -> Option<(Vec<Rows>, Event)> {
+        let recovered = rows(last_written, first, self.source, &mut self.names);
+        let cpu_ns: i64 = recovered.iter().map(|r| r.cpu_ns).sum();
+        let event = collector::recovered(
+            Counters::Cpu,
+            "CPU accounting from the pinned counters",
+            last_written.at,
+            first.at,
+            format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
+        );
+        Some((vec![Rows::Cpu(recovered)], event))
+    }
 }
 
 /// `cpu` rows for the interval between two samples.
-pub fn rows(
-    prev: &CpuSample,
-    cur: &CpuSample,
-    source: Source,
-    names: &mut UserNames,
-) -> Vec<CpuRow> {
-    let dur_ms = cpu::dur_ms(prev, cur);
+fn rows(prev: &CpuSample, cur: &CpuSample, source: Source, names: &mut UserNames) -> Vec<CpuRow> {
+    let dur_ms = Stamp::dur_ms(prev.at, cur.at);
     cpu_intervals(prev, cur)
         .into_iter()
         .map(|interval| CpuRow {
-            ts_us: cur.wall_us,
+            ts_us: cur.at.wall_us,
             dur_ms,
             uid: interval.uid as i64,
             user: names.name(interval.uid),

@@ -3,80 +3,52 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tracing::{info, warn};
-
-use super::{every, Step};
-use crate::daemon::{Ctx, Rows};
-use crate::model::net::{dur_ms, idle_keys, iface_deltas, uid_deltas, IfaceKey};
-use crate::model::NetSample;
+use crate::daemon::collector::{self, Collector, Kind};
+use crate::daemon::Rows;
+use crate::model::net::{idle_keys, iface_deltas, uid_deltas, IfaceKey};
+use crate::model::{NetSample, Stamp};
 use crate::sources::ebpf::NetReader;
+use crate::sources::host::HostPaths;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
-use crate::store::{Counters, Event, NetRow, NetUidRow, Recovered, Source};
+use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
 
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the
 /// last read and the delete very unlikely.
 const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
 
-struct NetTask {
+pub struct NetCollector {
     reader: NetReader,
     ifaces: IfaceNames,
     users: UserNames,
-    prev: NetSample,
     /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
     uid_last_active: BTreeMap<u32, u64>,
 }
 
-/// `resume`: the last sample whose rows a crashed run wrote; the pinned counters kept
-/// counting since, and that traffic becomes one row per interface and uid.
-pub async fn run(ctx: Ctx, reader: NetReader, resume: Option<NetSample>) {
-    let prev = match reader.sample() {
-        Ok(sample) => sample,
-        Err(err) => {
-            warn!("first network sample failed; traffic is not collected: {err:#}");
-            ctx.event(Event::CollectorError(format!("net: {err:#}")));
-            return;
+impl NetCollector {
+    pub fn new(reader: NetReader, paths: HostPaths) -> Self {
+        NetCollector {
+            reader,
+            ifaces: IfaceNames::new(paths),
+            users: UserNames::default(),
+            uid_last_active: BTreeMap::new(),
         }
-    };
-    let mut task = NetTask {
-        ifaces: IfaceNames::new(ctx.settings.paths.clone()),
-        users: UserNames::default(),
-        uid_last_active: BTreeMap::new(),
-        prev,
-        reader,
-    };
-    ctx.event(Event::NetMaps(task.map_sizes("start")));
-    if let Some(last_written) = resume {
-        task.recover(&ctx, last_written);
     }
-    ctx.send(Rows::NetTotals(task.prev.clone()));
-    every(ctx.settings.interval, ctx.shutdown.clone(), |step: Step| {
-        task.step(&ctx);
-        if step == Step::Final {
-            ctx.event(Event::NetMaps(task.map_sizes("stop")));
-        }
-    })
-    .await;
 }
 
-impl NetTask {
-    fn step(&mut self, ctx: &Ctx) {
-        let mut cur = match self.reader.sample() {
-            Ok(sample) => sample,
-            Err(err) => {
-                warn!("network sample failed, interval skipped: {err:#}");
-                return;
-            }
-        };
-        let prev = std::mem::take(&mut self.prev);
+impl Collector for NetCollector {
+    type Sample = NetSample;
+    const NAME: &'static str = "net";
+    const KIND: Kind<NetSample> = Kind::Counter(Rows::NetTotals);
+
+    /// `net` and `net_uid` rows; then, drained, what is gone is deleted here and in the
+    /// kernel.
+    fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
         let keys: Vec<IfaceKey> = cur.ifaces.keys().copied().collect();
         let names = self.ifaces.resolve(&keys);
-        let (net, active) = net_rows(&prev, &cur, &names);
-        ctx.send(Rows::Net(net));
-        ctx.send(Rows::NetUid(self.uid_rows(&prev, &cur)));
-
-        // Drained: now delete what is gone, here and in the kernel.
+        let (net, active) = net_rows(prev, cur, &names);
+        let uids = self.uid_rows(prev, cur);
         let gone_ifaces: Vec<IfaceKey> = names
             .iter()
             .filter(|(key, name)| match name {
@@ -86,40 +58,54 @@ impl NetTask {
             })
             .map(|(key, _)| *key)
             .collect();
-        let idle_uids = idle_keys(&self.uid_last_active, cur.mono_ns, UID_IDLE_NS);
+        let idle_uids = idle_keys(&self.uid_last_active, cur.at.mono_ns, UID_IDLE_NS);
         self.reader.forget(&gone_ifaces, &idle_uids);
         cur.forget(&gone_ifaces, &idle_uids);
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
-        ctx.send(Rows::NetTotals(cur.clone()));
-        self.prev = cur;
+        vec![Rows::Net(net), Rows::NetUid(uids)]
     }
 
-    /// Rows for the time the daemon was down: from the last sample a crashed run wrote
-    /// to this run's first sample.
-    fn recover(&mut self, ctx: &Ctx, last_written: NetSample) {
-        let first = self.prev.clone();
+    fn sample(&mut self) -> anyhow::Result<NetSample> {
+        self.reader.sample()
+    }
+
+    /// The pinned counters kept counting while the daemon was down: that traffic becomes
+    /// one row per interface and uid.
+    fn recover(
+        &mut self,
+        last_written: &NetSample,
+        first: &NetSample,
+    ) -> Option<(Vec<Rows>, Event)> {
         let keys: Vec<IfaceKey> = first.ifaces.keys().copied().collect();
         let names = self.ifaces.resolve(&keys);
-        let (net, _) = net_rows(&last_written, &first, &names);
-        let uids = self.uid_rows(&last_written, &first);
+        let (net, _) = net_rows(last_written, first, &names);
+        let uids = self.uid_rows(last_written, first);
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
-        let gap_ms = dur_ms(&last_written, &first);
-        info!("recovered {gap_ms} ms of traffic accounting from the pinned counters");
-        ctx.event(Event::Recovered(Recovered::Gap {
-            counters: Counters::Net,
-            gap_ms,
-            from_us: last_written.wall_us,
-            extra: format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
-        }));
-        ctx.send(Rows::Net(net));
-        ctx.send(Rows::NetUid(uids));
+        let event = collector::recovered(
+            Counters::Net,
+            "traffic accounting from the pinned counters",
+            last_written.at,
+            first.at,
+            format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
+        );
+        Some((vec![Rows::Net(net), Rows::NetUid(uids)], event))
     }
 
+    fn started(&mut self) -> Option<Event> {
+        Some(Event::NetMaps(self.map_sizes("start")))
+    }
+
+    fn stopped(&mut self) -> Option<Event> {
+        Some(Event::NetMaps(self.map_sizes("stop")))
+    }
+}
+
+impl NetCollector {
     fn uid_rows(&mut self, prev: &NetSample, cur: &NetSample) -> Vec<NetUidRow> {
-        let dur_ms = dur_ms(prev, cur);
-        let now = cur.mono_ns;
+        let dur_ms = Stamp::dur_ms(prev.at, cur.at);
+        let now = cur.at.mono_ns;
         for uid in cur.uids.keys() {
             self.uid_last_active.entry(*uid).or_insert(now);
         }
@@ -128,7 +114,7 @@ impl NetTask {
             .map(|(uid, d)| {
                 self.uid_last_active.insert(uid, now);
                 NetUidRow {
-                    ts_us: cur.wall_us,
+                    ts_us: cur.at.wall_us,
                     dur_ms,
                     uid: uid as i64,
                     user: self.users.name(uid),
@@ -151,13 +137,13 @@ fn net_rows(
     cur: &NetSample,
     names: &BTreeMap<IfaceKey, IfaceName>,
 ) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
-    let dur_ms = dur_ms(prev, cur);
+    let dur_ms = Stamp::dur_ms(prev.at, cur.at);
     let deltas = iface_deltas(prev, cur);
     let active = deltas.iter().map(|(key, _)| *key).collect();
     let rows = deltas
         .into_iter()
         .map(|((netns, ifindex), d)| NetRow {
-            ts_us: cur.wall_us,
+            ts_us: cur.at.wall_us,
             dur_ms,
             iface: names
                 .get(&(netns, ifindex))

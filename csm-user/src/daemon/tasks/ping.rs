@@ -11,10 +11,10 @@ use tokio::task::{spawn_local, JoinHandle};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use crate::cli::config::PingTarget;
 use crate::daemon::{now_us, Ctx, Rows};
-use crate::model::ping::{ping_row, Measurement};
-use crate::sources::ping::{deadline, measure, Icmp, Prober, Resolver};
+use crate::model::ping::{rtt_stats, Measurement};
+use crate::sources::ping::{deadline, measure, Icmp, PingTarget, Prober, Resolver};
+use crate::store::PingRow;
 
 /// Starts one task per configured target; they share the ICMP sockets.
 pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {
@@ -56,6 +56,26 @@ pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
         if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+/// The `ping` row of one measurement that started at `ts_us`.
+pub fn ping_row(ts_us: i64, target: &str, m: Measurement) -> PingRow {
+    let stats = rtt_stats(&m.rtts_ms);
+    PingRow {
+        ts_us,
+        target: target.to_string(),
+        addr: m.addr,
+        sent: i64::from(m.sent),
+        // A duplicate can never be counted twice (replies are matched once), so this
+        // bound only guards against a logic error upstream.
+        received: m.rtts_ms.len().min(m.sent as usize) as i64,
+        rtt_min_ms: stats.map(|s| s.min_ms),
+        rtt_avg_ms: stats.map(|s| s.avg_ms),
+        rtt_max_ms: stats.map(|s| s.max_ms),
+        rtt_mdev_ms: stats.map(|s| s.mdev_ms),
+        rtts_ms: m.rtts_ms,
+        error: m.error,
     }
 }
 
@@ -107,6 +127,38 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn row_of_a_lossy_measurement() {
+        let row = ping_row(
+            7,
+            "gw",
+            Measurement {
+                addr: Some("10.0.0.1".into()),
+                sent: 3,
+                rtts_ms: vec![2.0, 4.0],
+                error: None,
+            },
+        );
+        assert_eq!((row.sent, row.received), (3, 2));
+        assert_eq!(row.rtt_avg_ms, Some(3.0));
+        assert_eq!(row.rtt_mdev_ms, Some(1.0));
+        assert_eq!(row.rtts_ms, vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn row_of_an_unresolvable_name() {
+        let unresolved = Measurement {
+            error: Some("name does not resolve".into()),
+            ..Default::default()
+        };
+        let row = ping_row(7, "nope.invalid", unresolved);
+        assert_eq!((row.sent, row.received), (0, 0));
+        assert_eq!(row.addr, None);
+        assert_eq!(row.rtt_min_ms, None);
+        assert!(row.rtts_ms.is_empty());
+        assert!(row.error.is_some());
+    }
 
     #[test]
     fn slots_are_multiples_of_the_interval() {

@@ -10,6 +10,7 @@ use csm_common::{names, Running, NO_UID, UID_BY_PID};
 
 use super::loader::Loaded;
 use crate::model::CpuSample;
+use crate::sources::clock::{self, clock_ns};
 use crate::sources::host::HostPaths;
 
 /// Turns the maps into cumulative samples that only grow.
@@ -69,8 +70,7 @@ impl CpuReader {
             *total = *reported;
         }
         Ok(CpuSample {
-            mono_ns: clock_ns(libc::CLOCK_MONOTONIC),
-            wall_us: chrono::Utc::now().timestamp_micros(),
+            at: clock::now(),
             per_uid,
         })
     }
@@ -211,16 +211,6 @@ pub fn uids_without_processes(idle: &[u32], live: &BTreeSet<u32>) -> Vec<u32> {
         .copied()
         .filter(|uid| !live.contains(uid))
         .collect()
-}
-
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a local timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

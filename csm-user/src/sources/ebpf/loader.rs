@@ -7,12 +7,13 @@ use std::path::Path;
 use anyhow::Context;
 use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::trace_point::TracePointLink;
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
-use super::net::{self, NetAttached};
+use super::attach::{self, verifier_summary, NetAttached};
 use super::pins::{self, PinDir};
 use super::{btf, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
@@ -82,13 +83,15 @@ impl Loaded {
     }
 
     /// A program this process loaded, to load and attach one the daemon leaves alone
-    /// (benchmarks attach the empty floor programs this way).
+    /// (`bench_net` attaches the empty floor programs this way).
+    #[cfg(feature = "bench")]
     pub fn program_mut(&mut self, name: &str) -> Option<&mut aya::programs::Program> {
         self.ebpf.as_mut()?.program_mut(name)
     }
 
-    /// Detaches a program this process attached (benchmarks compare with and without it).
-    /// Returns whether it was attached.
+    /// Detaches a program this process attached (`bench_net` compares with and without
+    /// it). Returns whether it was attached.
+    #[cfg(feature = "bench")]
     pub fn detach_program(&mut self, name: &str) -> bool {
         let before = self.links.len();
         self.links
@@ -156,7 +159,7 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             (link, SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
-    let (net, net_links) = net::attach(&mut ebpf, paths, net_offsets.err());
+    let (net, net_links) = attach::attach_net(&mut ebpf, paths, net_offsets.err());
     let mut links = vec![link];
     links.extend(
         net_links
@@ -428,27 +431,25 @@ fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, 
             verifier_summary(&err)
         )
     })?;
-    let id = program
-        .attach("sched", "sched_switch")
-        .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-    let link = program
-        .take_link(id)
-        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
     // Perf-event links (kernels before 5.15) cannot become pinnable fd links; the failed
     // conversion dropped (detached) it, so attach once more and keep that link as it is.
-    Ok(match FdLink::try_from(link) {
+    Ok(match FdLink::try_from(attach_sched_switch(program)?) {
         Ok(fd) => HeldLink::Fd(names::PROG_SCHED_SWITCH_TP, fd),
         Err(err) => {
             debug!("classic tracepoint link is not an fd link ({err}); it will not be pinned");
-            let id = program
-                .attach("sched", "sched_switch")
-                .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-            let link = program
-                .take_link(id)
-                .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
-            HeldLink::Other(Box::new(link))
+            HeldLink::Other(Box::new(attach_sched_switch(program)?))
         }
     })
+}
+
+/// Attaches the classic scheduler program and takes its link.
+fn attach_sched_switch(program: &mut TracePoint) -> Result<TracePointLink, String> {
+    let id = program
+        .attach("sched", "sched_switch")
+        .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_TP))?;
+    program
+        .take_link(id)
+        .map_err(|err| format!("take link of {}: {err}", names::PROG_SCHED_SWITCH_TP))
 }
 
 /// Classic tracepoints attach through tracefs; mount it where it is missing (as root).
@@ -461,14 +462,6 @@ fn ensure_tracefs() {
         Ok(()) => info!("mounted tracefs at /sys/kernel/tracing"),
         Err(err) => debug!("cannot mount tracefs: {err}"),
     }
-}
-
-/// The verifier's log is long; the last lines say why.
-pub fn verifier_summary(err: &aya::programs::ProgramError) -> String {
-    let text = format!("{err:#}");
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines.len().saturating_sub(12);
-    lines[tail..].join(" / ")
 }
 
 /// Field offsets of the classic `sched_switch` record, from tracefs (the defaults when

@@ -1,14 +1,16 @@
 //! The eBPF backend: loads csm-ebpf's programs into the kernel and reads their maps.
 
+pub mod attach;
 pub mod btf;
 pub mod cpu;
 pub mod loader;
 pub mod net;
 pub mod pins;
 
+pub use attach::NetAttached;
 pub use cpu::CpuReader;
 pub use loader::{load_and_attach, load_pinned, Loaded, SchedVariant};
-pub use net::{NetAttached, NetReader};
+pub use net::NetReader;
 
 /// The compiled eBPF object, embedded at build time (see csm-user/build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CSM_EBPF_OBJECT"));

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use crate::model::ping::Measurement;
 pub use socket::Outcome;
-pub use target::{check_target, resolve, Resolver};
+pub use target::{check_target, resolve, PingTarget, Resolver};
 
 use socket::IcmpSocket;
 
@@ -211,11 +211,7 @@ mod tests {
     /// elsewhere), and a stop in the middle of a measurement.
     #[test]
     fn measures_loopback_and_keeps_a_partial_measurement_at_stop() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, async {
+        crate::test_support::block_on_local(async {
             let icmp = Icmp::default();
             if let Err(err) = icmp.socket("127.0.0.1".parse().unwrap()) {
                 eprintln!("skipped: {err}");

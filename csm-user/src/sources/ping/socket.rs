@@ -462,11 +462,7 @@ mod tests {
             assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
             std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
             loopback_up();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            tokio::task::LocalSet::new().block_on(&runtime, async {
+            crate::test_support::block_on_local(async {
                 let socket = new_socket(false, Type::DGRAM).unwrap();
                 let socket = IcmpSocket::start(socket, false).unwrap();
                 assert_eq!(socket.kind(), "datagram");

@@ -1,11 +1,20 @@
 //! Ping targets: what a valid one looks like, and which address it has right now.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use tokio::task::{spawn_local, JoinHandle};
 use tokio::time::{timeout_at, Instant};
 
-use crate::cli::config::PingTarget;
+/// One ping target with its own schedule (the config file and `--ping` give them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingTarget {
+    pub host: String,
+    /// Time between measurements; a measurement never outlasts it.
+    pub interval: Duration,
+    /// Echoes per measurement.
+    pub count: u32,
+}
 
 /// The most echoes one measurement may send.
 pub const MAX_COUNT: u32 = 100;
@@ -118,8 +127,6 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn target(host: &str) -> PingTarget {
@@ -166,11 +173,7 @@ mod tests {
     /// `localhost` comes from /etc/hosts: no packet leaves the machine.
     #[test]
     fn names_are_looked_up_on_the_blocking_pool() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, async {
+        crate::test_support::block_on_local(async {
             let mut resolver = Resolver::new("localhost");
             let until = Instant::now() + std::time::Duration::from_secs(5);
             let addr = resolver.lookup(until).await.unwrap();

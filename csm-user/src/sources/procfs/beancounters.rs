@@ -11,18 +11,7 @@
 //! container's and `0:` for the node itself. Unlimited is `9223372036854775807`.
 
 use super::{clip, LineWarning, Parsed};
-
-/// One resource of one container.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Beancounter {
-    pub ctid: u64,
-    pub resource: String,
-    pub held: i64,
-    pub maxheld: i64,
-    pub barrier: i64,
-    pub limit: i64,
-    pub failcnt: i64,
-}
+use crate::model::ubc::Beancounter;
 
 pub fn parse_user_beancounters(text: &str) -> Parsed<Vec<Beancounter>> {
     let mut out = Parsed::<Vec<Beancounter>>::default();

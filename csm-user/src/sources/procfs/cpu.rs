@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use super::pid::{parse_stat, parse_status, PidStat};
 use super::{read_process_file, WarnOnce};
 use crate::model::CpuSample;
-use crate::sources::ebpf::cpu::clock_ns;
+use crate::sources::clock;
 use crate::sources::host::HostPaths;
 
 /// Whether to recover exited children's time from their parents' cutime/cstime.
@@ -79,8 +79,7 @@ impl ProcCpuSampler {
     }
 
     pub fn sample(&mut self) -> Result<CpuSample> {
-        let mono_ns = clock_ns(libc::CLOCK_MONOTONIC);
-        let wall_us = chrono::Utc::now().timestamp_micros();
+        let at = clock::now();
         let current = self.scan()?;
         let ticks = self.charge(&current);
         for (uid, t) in ticks {
@@ -89,8 +88,7 @@ impl ProcCpuSampler {
         self.pids = current;
         self.first = false;
         Ok(CpuSample {
-            mono_ns,
-            wall_us,
+            at,
             per_uid: self.totals.clone(),
         })
     }
@@ -266,6 +264,12 @@ mod tests {
         fn kill(&self, pid: u32) {
             fs::remove_dir_all(self.dir.path().join(pid.to_string())).unwrap();
         }
+        /// A sampler of this tree that has taken its first sample.
+        fn sampler(&self, child_times: ChildTimes) -> ProcCpuSampler {
+            let mut sampler = ProcCpuSampler::new(self.paths(), child_times);
+            sampler.sample().unwrap();
+            sampler
+        }
     }
 
     fn ticks(sample: &CpuSample, uid: u32) -> u64 {
@@ -300,8 +304,7 @@ mod tests {
         let f = FakeProc::new();
         f.set(100, 1, 1000, [0, 0, 0, 0]);
         f.set(101, 100, 1000, [50, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Recover);
         f.kill(101);
         assert_eq!(ticks(&s.sample().unwrap(), 1000), 0);
         // The parent's cutime shows the child one sample late: only the 5-tick tail is new.
@@ -315,8 +318,7 @@ mod tests {
         f.set(100, 1, 1000, [0, 0, 0, 0]);
         f.set(101, 100, 1000, [10, 0, 0, 0]);
         f.set(102, 101, 1000, [20, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Recover);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Recover);
         f.kill(102);
         f.kill(101);
         // 101 reaped 102 (20 + 3 tail), then 100 reaped 101 (10 + 1 tail + 23).
@@ -328,8 +330,7 @@ mod tests {
     fn totals_never_go_down_when_processes_exit() {
         let f = FakeProc::new();
         f.set(100, 1, 1000, [500, 0, 0, 0]);
-        let mut s = ProcCpuSampler::new(f.paths(), ChildTimes::Ignore);
-        s.sample().unwrap();
+        let mut s = f.sampler(ChildTimes::Ignore);
         f.set(100, 1, 1000, [600, 0, 0, 0]);
         assert_eq!(ticks(&s.sample().unwrap(), 1000), 100);
         f.kill(100);

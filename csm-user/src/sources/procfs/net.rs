@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::netdev::parse_net_dev;
 use super::{read_text, WarnOnce};
 use crate::model::netdev::{IfaceSample, NetSample};
-use crate::sources::ebpf::cpu::clock_ns;
+use crate::sources::clock;
 use crate::sources::host::HostPaths;
 
 pub struct ProcNetSampler {
@@ -30,14 +30,12 @@ impl ProcNetSampler {
 
     pub fn sample(&mut self) -> Result<NetSample> {
         let path = self.paths.proc("net/dev");
-        let mono_ns = clock_ns(libc::CLOCK_MONOTONIC);
-        let wall_us = chrono::Utc::now().timestamp_micros();
+        let at = clock::now();
         let text = read_text(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let parsed = parse_net_dev(&text);
         self.warnings.lines(&path, &parsed.warnings);
         let mut sample = NetSample {
-            mono_ns,
-            wall_us,
+            at,
             ..Default::default()
         };
         for iface in parsed.value {

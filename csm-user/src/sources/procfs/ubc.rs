@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result};
 
-use super::beancounters::{parse_user_beancounters, Beancounter};
+use super::beancounters::parse_user_beancounters;
 use super::{read_text, WarnOnce};
+use crate::model::ubc::Beancounter;
 use crate::sources::host::HostPaths;
 
 pub struct UbcSampler {
