@@ -27,6 +27,11 @@ impl TableRows {
     pub fn table(&self) -> Table {
         self.table
     }
+
+    /// The rows, if they are `R`'s.
+    pub fn get<R: Row>(&self) -> Option<&[R]> {
+        self.rows.downcast_ref::<Vec<R>>().map(Vec::as_slice)
+    }
 }
 
 impl<R: Row> From<Vec<R>> for TableRows {

@@ -209,6 +209,7 @@ mod tests {
     use super::*;
     use crate::daemon::settings::{Backend, Settings};
     use crate::sources::host::HostPaths;
+    use crate::store::{CpuRow, EventRow, UbcRow};
 
     /// A counter whose readings are scripted: `Err` where a reading fails.
     struct Script {
@@ -240,11 +241,11 @@ mod tests {
             cpu_pct: 0.0,
             source: crate::store::Source::Proc,
         };
-        vec![Rows::Cpu(vec![row])]
+        vec![Rows::from(vec![row])]
     }
 
     fn checkpoint(reading: u64) -> Rows {
-        Rows::Ubc(vec![crate::store::UbcRow {
+        Rows::from(vec![UbcRow {
             ts_us: 0,
             ctid: 0,
             resource: "checkpoint".into(),
@@ -326,18 +327,24 @@ mod tests {
         });
         let mut sent = Vec::new();
         while let Ok(rows) = rows_rx.try_recv() {
-            sent.push(match rows {
-                Rows::Cpu(rows) => format!("rows {}", rows[0].cpu_ns),
-                Rows::Ubc(rows) => format!("checkpoint {}", rows[0].held),
-                Rows::Event(row) => format!(
-                    "{} {}",
-                    row.event().name(),
-                    row.event().detail().unwrap_or_default()
-                ),
-                other => format!("{other:?}"),
-            });
+            sent.push(describe(&rows));
         }
         sent
+    }
+
+    /// What the tests compare: the rows' key figure, or the event.
+    fn describe(rows: &Rows) -> String {
+        let Rows::Table(rows) = rows else {
+            return format!("{rows:?}");
+        };
+        if let Some(cpu) = rows.get::<CpuRow>() {
+            return format!("rows {}", cpu[0].cpu_ns);
+        }
+        if let Some(ubc) = rows.get::<UbcRow>() {
+            return format!("checkpoint {}", ubc[0].held);
+        }
+        let event = rows.get::<EventRow>().expect("cpu, ubc or events rows")[0].event();
+        format!("{} {}", event.name(), event.detail().unwrap_or_default())
     }
 
     #[test]

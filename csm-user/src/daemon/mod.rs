@@ -12,6 +12,7 @@ pub mod settings;
 pub mod state;
 pub mod tasks;
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,28 +25,20 @@ use tracing::{error, info, warn};
 
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
-use crate::store::{
-    CpuRow, Event, EventRow, MemRow, NetRow, NetUidRow, PingRow, Recovered, Store, StoreOptions,
-    UbcRow, WriteError,
-};
+use crate::store::{Event, EventRow, Recovered, Row, Store, StoreOptions, TableRows, WriteError};
 use backend::Collectors;
 use settings::Settings;
 use state::{NetdevState, State};
 
-/// Rows a collector hands to the store.
+/// What a collector hands to the store loop: rows of any table, or the cumulative
+/// sample the rows sent so far end at.
 #[derive(Debug)]
 pub enum Rows {
-    Cpu(Vec<CpuRow>),
-    Mem(Vec<MemRow>),
-    Net(Vec<NetRow>),
-    NetUid(Vec<NetUidRow>),
-    Ping(Vec<PingRow>),
-    Ubc(Vec<UbcRow>),
-    Event(EventRow),
-    /// The cumulative CPU sample the `Cpu` rows just sent end at (persisted with each
+    Table(TableRows),
+    /// The cumulative CPU sample the `cpu` rows just sent end at (persisted with each
     /// flush, for recovery after a crash).
     CpuTotals(CpuSample),
-    /// The cumulative traffic sample the `Net`/`NetUid` rows just sent end at (same use).
+    /// The cumulative traffic sample the `net`/`net_uid` rows just sent end at (same use).
     NetTotals(NetSample),
     /// The `/proc/net/dev` sample the /proc backend's `Net` rows just sent end at.
     NetdevTotals(netdev::NetSample),
@@ -54,7 +47,13 @@ pub enum Rows {
 impl Rows {
     /// An event that happens now.
     pub fn event(event: Event) -> Rows {
-        Rows::Event(EventRow::new(now_us(), &event))
+        vec![EventRow::new(now_us(), &event)].into()
+    }
+}
+
+impl<R: Row> From<Vec<R>> for Rows {
+    fn from(rows: Vec<R>) -> Rows {
+        Rows::Table(rows.into())
     }
 }
 
@@ -142,14 +141,15 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         rows: rows_tx,
         shutdown: stop_rx,
     };
+    let flusher = Flusher {
+        instance: collectors.instance.clone(),
+        boot_id,
+        ..Flusher::default()
+    };
     let mut writer = Writer {
-        flusher: Flusher {
-            instance: collectors.instance.clone(),
-            boot_id,
-            ..Flusher::default()
-        },
+        sink: Some(Sink { store, flusher }),
+        pending: Vec::new(),
         pins: collectors.pins.clone(),
-        store,
         rows: rows_rx,
         settings,
     };
@@ -248,11 +248,34 @@ fn plan_resume(
     }
 }
 
+/// The store and what it has been told, moved as one to the blocking pool for a flush.
+struct Sink {
+    store: Store,
+    flusher: Flusher,
+}
+
+impl Sink {
+    fn push(&mut self, rows: Rows) {
+        self.flusher.push(&mut self.store, rows);
+    }
+
+    /// On a blocking thread: a flush writes files (tens of ms for an hour's final zstd-19
+    /// rewrite, longer on a slow disk), and on the daemon's single-threaded runtime it
+    /// would hold up every collector meanwhile — a ping due then would start late.
+    fn flush_in_background(mut self, data_dir: PathBuf) -> JoinHandle<Sink> {
+        tokio::task::spawn_blocking(move || {
+            self.flusher.flush(&mut self.store, &data_dir);
+            self
+        })
+    }
+}
+
 /// The store's side of the run: takes the collectors' rows, flushes on schedule, applies
 /// retention every hour, and writes everything at stop.
 struct Writer {
-    store: Store,
-    flusher: Flusher,
+    /// `None` while a flush runs on the blocking pool; rows wait in `pending` meanwhile.
+    sink: Option<Sink>,
+    pending: Vec<Rows>,
     rows: mpsc::UnboundedReceiver<Rows>,
     settings: Arc<Settings>,
     /// Where the eBPF state is pinned (removed after a clean stop).
@@ -260,6 +283,22 @@ struct Writer {
 }
 
 impl Writer {
+    fn accept(&mut self, rows: Rows) {
+        match &mut self.sink {
+            Some(sink) => sink.push(rows),
+            None => self.pending.push(rows),
+        }
+    }
+
+    /// The sink back from a flush; the rows that came meanwhile go in after it, so the
+    /// state file the flush saved still matches the rows it wrote.
+    fn flushed(&mut self, mut sink: Sink) {
+        for rows in self.pending.drain(..) {
+            sink.push(rows);
+        }
+        self.sink = Some(sink);
+    }
+
     /// Until a signal or `--duration`; returns why it stopped.
     async fn run_until_stop(&mut self, signals: &mut Signals, started: i64) -> &'static str {
         let settings = self.settings.clone();
@@ -268,41 +307,58 @@ impl Writer {
         // The first flush comes early, so that the start events and a recovered gap are
         // on disk within a second even if this run is killed soon.
         let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
-        loop {
+        let mut flushing: Option<JoinHandle<Sink>> = None;
+        let reason = loop {
             tokio::select! {
-                Some(rows) = self.rows.recv() => self.flusher.push(&mut self.store, rows),
-                _ = sleep_until(next_flush) => {
-                    self.flusher.flush(&mut self.store, &settings.data_dir);
+                Some(rows) = self.rows.recv() => self.accept(rows),
+                _ = sleep_until(next_flush), if flushing.is_none() => {
+                    if let Some(sink) = self.sink.take() {
+                        flushing = Some(sink.flush_in_background(settings.data_dir.clone()));
+                    }
                     next_flush = Instant::now() + settings.flush_interval;
+                }
+                done = wait_flush(&mut flushing), if flushing.is_some() => {
+                    flushing = None;
+                    self.flushed(done);
                     let hour = crate::store::layout::hour_of(now_us());
                     if hour != retention_hour {
                         retention_hour = hour;
-                        apply_retention(&mut self.store, &settings);
+                        if let Some(sink) = &mut self.sink {
+                            apply_retention(&mut sink.store, &settings);
+                        }
                     }
                 }
-                reason = signals.recv() => return reason,
-                _ = wait_deadline(deadline) => return "duration reached",
+                reason = signals.recv() => break reason,
+                _ = wait_deadline(deadline) => break "duration reached",
             }
+        };
+        if flushing.is_some() {
+            let done = wait_flush(&mut flushing).await;
+            self.flushed(done);
         }
+        reason
     }
 
     /// After the collectors' last samples: writes what they sent and the `stop` event,
     /// then removes the crash-recovery state (the pins and the netdev state file), which
     /// is only safe once everything is on disk.
     fn finish(mut self, stop_reason: &str) -> Result<(), RunError> {
+        let Some(mut sink) = self.sink.take() else {
+            return Err(RunError::runtime("the store was lost in a flush"));
+        };
         while let Ok(rows) = self.rows.try_recv() {
-            self.flusher.push(&mut self.store, rows);
+            sink.push(rows);
         }
         let data_dir = &self.settings.data_dir;
-        self.store
+        sink.store
             .event(now_us(), Event::Stop(stop_reason.to_string()));
-        if !self.flusher.flush(&mut self.store, data_dir) {
+        if !sink.flusher.flush(&mut sink.store, data_dir) {
             // The pins stay: the next start adopts them and the state file still says
             // what was last written, so nothing counted is lost.
-            let first = self.flusher.last_error.unwrap_or_default();
+            let first = sink.flusher.last_error.unwrap_or_default();
             return Err(RunError::runtime(format!(
                 "final flush failed ({} rows not written): {first}",
-                self.store.unwritten_rows()
+                sink.store.unwritten_rows()
             )));
         }
         if let Err(err) = NetdevState::remove(data_dir) {
@@ -381,18 +437,24 @@ async fn finish_collectors(handles: Vec<JoinHandle<()>>) {
 fn push(store: &mut Store, rows: Rows) {
     match rows {
         Rows::CpuTotals(_) | Rows::NetTotals(_) | Rows::NetdevTotals(_) => {}
-        Rows::Cpu(rows) => store.extend(rows),
-        Rows::Mem(rows) => store.extend(rows),
-        Rows::Net(rows) => store.extend(rows),
-        Rows::NetUid(rows) => store.extend(rows),
-        Rows::Ping(rows) => store.extend(rows),
-        Rows::Ubc(rows) => store.extend(rows),
-        Rows::Event(row) => store.push(row),
+        Rows::Table(rows) => store.extend_rows(rows),
     }
 }
 
 fn signal_error(err: std::io::Error) -> RunError {
     RunError::runtime(format!("cannot install signal handlers: {err}"))
+}
+
+/// The sink back from the flush in progress. A panic in the flush is a bug: it goes on
+/// unwinding here rather than being turned into a quiet loss of the store.
+async fn wait_flush(flushing: &mut Option<JoinHandle<Sink>>) -> Sink {
+    let Some(handle) = flushing.as_mut() else {
+        return std::future::pending().await;
+    };
+    match handle.await {
+        Ok(sink) => sink,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
 }
 
 async fn wait_deadline(deadline: Option<Instant>) {

@@ -59,7 +59,7 @@ impl Collector for CpuCollector {
     const KIND: Kind<CpuSample> = Kind::Counter(Rows::CpuTotals);
 
     fn rows(&mut self, prev: &CpuSample, cur: &mut CpuSample) -> Vec<Rows> {
-        vec![Rows::Cpu(rows(prev, cur, self.source, &mut self.names))]
+        vec![Rows::from(rows(prev, cur, self.source, &mut self.names))]
     }
 
     fn sample(&mut self) -> anyhow::Result<CpuSample> {
@@ -82,7 +82,7 @@ impl Collector for CpuCollector {
             first.at,
             format!("cpu_ns={cpu_ns} uids={}", recovered.len()),
         );
-        Some((vec![Rows::Cpu(recovered)], event))
+        Some((vec![Rows::from(recovered)], event))
     }
 }
 

@@ -29,7 +29,7 @@ impl Collector for MemCollector {
 
     fn rows(&mut self, _prev: &Vec<ProcessMem>, cur: &mut Vec<ProcessMem>) -> Vec<Rows> {
         let ts_us = now_us();
-        let rows = mem_per_uid(cur)
+        let rows: Vec<MemRow> = mem_per_uid(cur)
             .into_iter()
             .map(|(uid, m)| MemRow {
                 ts_us,
@@ -41,7 +41,7 @@ impl Collector for MemCollector {
                 swap_bytes: m.swap.map(clamp),
             })
             .collect();
-        vec![Rows::Mem(rows)]
+        vec![Rows::from(rows)]
     }
 
     fn sample(&mut self) -> anyhow::Result<Vec<ProcessMem>> {

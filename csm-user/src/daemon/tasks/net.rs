@@ -64,7 +64,7 @@ impl Collector for NetCollector {
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
-        vec![Rows::Net(net), Rows::NetUid(uids)]
+        vec![Rows::from(net), Rows::from(uids)]
     }
 
     fn sample(&mut self) -> anyhow::Result<NetSample> {
@@ -90,7 +90,7 @@ impl Collector for NetCollector {
             first.at,
             format!("bytes={bytes} ifaces={} uids={}", net.len(), uids.len()),
         );
-        Some((vec![Rows::Net(net), Rows::NetUid(uids)], event))
+        Some((vec![Rows::from(net), Rows::from(uids)], event))
     }
 
     fn started(&mut self) -> Option<Event> {

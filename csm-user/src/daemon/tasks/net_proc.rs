@@ -21,7 +21,7 @@ impl Collector for ProcNetSampler {
 
     fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
         let intervals = net_intervals(prev, cur, |iface| self.may_wrap_32(iface));
-        vec![Rows::Net(rows(prev, cur, intervals))]
+        vec![Rows::from(rows(prev, cur, intervals))]
     }
 
     fn sample(&mut self) -> anyhow::Result<NetSample> {
@@ -63,7 +63,7 @@ impl Collector for ProcNetSampler {
             first.at,
             extra,
         );
-        Some((vec![Rows::Net(rows)], event))
+        Some((vec![Rows::from(rows)], event))
     }
 }
 

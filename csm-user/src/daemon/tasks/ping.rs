@@ -52,7 +52,7 @@ pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
         );
         let m = measure(&icmp, prober, &mut resolver, stop_by, &mut shutdown).await;
         health.report(&target.host, &m);
-        ctx.send(Rows::Ping(vec![ping_row(ts_us, &target.host, m)]));
+        ctx.send(Rows::from(vec![ping_row(ts_us, &target.host, m)]));
         if *shutdown.borrow() {
             return;
         }

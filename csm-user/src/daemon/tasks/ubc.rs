@@ -30,7 +30,7 @@ impl Collector for UbcSampler {
             })
             .collect();
         let ts_us = now_us();
-        let rows = cur
+        let rows: Vec<UbcRow> = cur
             .iter()
             .map(|b| UbcRow {
                 ts_us,
@@ -43,7 +43,7 @@ impl Collector for UbcSampler {
                 failcnt: b.failcnt,
             })
             .collect();
-        out.push(Rows::Ubc(rows));
+        out.push(Rows::from(rows));
         out
     }
 
