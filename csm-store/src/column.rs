@@ -227,56 +227,35 @@ fn str_values(array: &dyn Array) -> Option<Vec<Option<&str>>> {
     )
 }
 
-fn str_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(values.collect::<StringArray>())
+/// A text column: how the field's value becomes a (nullable) string, and back.
+macro_rules! text_value {
+    ($ty:ty, nullable: $nullable:expr, write: $write:expr, read: $read:expr) => {
+        impl Value for $ty {
+            const NULLABLE: bool = $nullable;
+            fn data_type(_: Kind) -> DataType {
+                DataType::Utf8
+            }
+            fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
+                Arc::new(values.map($write).collect::<StringArray>())
+            }
+            fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
+                Some(str_values(array)?.into_iter().map($read).collect())
+            }
+        }
+    };
 }
 
-impl Value for String {
-    const NULLABLE: bool = false;
-    fn data_type(_: Kind) -> DataType {
-        DataType::Utf8
-    }
-    fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        str_array(values.map(|v| Some(v.as_str())))
-    }
-    fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        let values = str_values(array)?;
-        Some(
-            values
-                .into_iter()
-                .map(|v| v.unwrap_or_default().into())
-                .collect(),
-        )
-    }
-}
-
-impl Value for Option<String> {
-    const NULLABLE: bool = true;
-    fn data_type(_: Kind) -> DataType {
-        DataType::Utf8
-    }
-    fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        str_array(values.map(|v| v.as_deref()))
-    }
-    fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        let values = str_values(array)?;
-        Some(values.into_iter().map(|v| v.map(str::to_string)).collect())
-    }
-}
-
-/// Stored as its name; a name this version does not know reads as [`Source::Other`].
-impl Value for Source {
-    const NULLABLE: bool = false;
-    fn data_type(_: Kind) -> DataType {
-        DataType::Utf8
-    }
-    fn to_array<'a>(values: impl Iterator<Item = &'a Self>, _: Kind) -> ArrayRef {
-        str_array(values.map(|v| Some(v.as_str())))
-    }
-    fn from_array(array: &dyn Array, _: Kind) -> Option<Vec<Self>> {
-        Some(str_values(array)?.into_iter().map(Source::parse).collect())
-    }
-}
+text_value!(String, nullable: false,
+    write: |v| Some(v.as_str()),
+    read: |v| v.unwrap_or_default().to_string());
+text_value!(Option<String>, nullable: true,
+    write: |v| v.as_deref(),
+    read: |v| v.map(str::to_string));
+// A source is stored as its name; a name this version does not know reads as
+// `Source::Other`.
+text_value!(Source, nullable: false,
+    write: |v| Some(v.as_str()),
+    read: Source::parse);
 
 /// The item of a list of doubles (`rtts_ms`): never null.
 fn list_item() -> Arc<Field> {

@@ -76,11 +76,8 @@ pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
             ts_us: minute + MICROS_PER_MINUTE,
             dur_ms: cover.get(&minute).copied().unwrap_or(0),
             uid: r.uid,
-            user: None,
-            cpu_ns: 0,
-            cpu_pct: 0.0,
-            cpu_pct_max: 0.0,
             source: r.source,
+            ..Default::default()
         });
         acc.cpu_ns = acc.cpu_ns.saturating_add(r.cpu_ns);
         acc.cpu_pct_max = acc.cpu_pct_max.max(r.cpu_pct);
@@ -112,13 +109,8 @@ pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
             iface: r.iface.clone(),
             ifindex: r.ifindex,
             netns: r.netns,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            rx_packets: 0,
-            tx_packets: 0,
-            rx_bytes_per_s_max: 0.0,
-            tx_bytes_per_s_max: 0.0,
             source: r.source,
+            ..Default::default()
         });
         acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
         acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);
@@ -143,9 +135,7 @@ pub fn net_uid_minutes(rows: &[NetUidRow]) -> Vec<NetUidMinuteRow> {
                 ts_us: minute + MICROS_PER_MINUTE,
                 dur_ms: cover.get(&minute).copied().unwrap_or(0),
                 uid: r.uid,
-                user: None,
-                rx_bytes: 0,
-                tx_bytes: 0,
+                ..Default::default()
             });
         acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
         acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);

@@ -162,7 +162,7 @@ macro_rules! table {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq)]
+        #[derive(Clone, Debug, Default, PartialEq)]
         pub struct $row {
             $( $(#[$field_meta])* pub $field: $ty, )+
         }
@@ -238,185 +238,49 @@ mod tests {
     use super::*;
     use arrow::datatypes::{DataType, TimeUnit};
 
+    /// Each column as `name:type` (`?` when nullable).
+    fn spelled(table: Table) -> String {
+        let fields = table.schema().fields().clone();
+        let spell = |f: &arrow::datatypes::FieldRef| {
+            let ty = match f.data_type() {
+                DataType::Int64 => "i64".to_string(),
+                DataType::Float64 => "f64".to_string(),
+                DataType::Utf8 => "str".to_string(),
+                DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => format!("ts[{tz}]"),
+                DataType::List(item) => format!("list<{}>", item.data_type()),
+                other => format!("{other}"),
+            };
+            let null = if f.is_nullable() { "?" } else { "" };
+            format!("{}:{ty}{null}", f.name())
+        };
+        fields.iter().map(spell).collect::<Vec<_>>().join(" ")
+    }
+
     /// The schemas of DESIGN.md, spelled out once more on purpose: a change to a
     /// declaration that alters the files must fail here.
     #[test]
     fn schemas_are_the_documented_contract() {
-        let spelled = |t: Table| -> Vec<String> {
-            t.schema()
-                .fields()
-                .iter()
-                .map(|f| {
-                    let null = if f.is_nullable() { "?" } else { "" };
-                    let ty = match f.data_type() {
-                        DataType::Int64 => "i64".to_string(),
-                        DataType::Float64 => "f64".to_string(),
-                        DataType::Utf8 => "str".to_string(),
-                        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => {
-                            format!("ts[{tz}]")
-                        }
-                        DataType::List(item) => format!("list<{}>", item.data_type()),
-                        other => format!("{other}"),
-                    };
-                    format!("{}:{ty}{null}", f.name())
-                })
-                .collect()
-        };
-        assert_eq!(
-            spelled(Table::Cpu),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "uid:i64",
-                "user:str?",
-                "cpu_ns:i64",
-                "cpu_pct:f64",
-                "source:str"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::Mem),
-            [
-                "ts:ts[UTC]",
-                "uid:i64",
-                "user:str?",
-                "nproc:i64",
-                "rss_bytes:i64",
-                "pss_bytes:i64?",
-                "swap_bytes:i64?"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::Net),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "iface:str",
-                "ifindex:i64",
-                "netns:i64?",
-                "rx_bytes:i64",
-                "tx_bytes:i64",
-                "rx_packets:i64",
-                "tx_packets:i64",
-                "source:str"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::NetUid),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "uid:i64",
-                "user:str?",
-                "rx_bytes:i64",
-                "tx_bytes:i64"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::Ping),
-            [
-                "ts:ts[UTC]",
-                "target:str",
-                "addr:str?",
-                "sent:i64",
-                "received:i64",
-                "rtt_min_ms:f64?",
-                "rtt_avg_ms:f64?",
-                "rtt_max_ms:f64?",
-                "rtt_mdev_ms:f64?",
-                "rtts_ms:list<Float64>",
-                "error:str?"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::Ubc),
-            [
-                "ts:ts[UTC]",
-                "ctid:i64",
-                "resource:str",
-                "held:i64",
-                "maxheld:i64",
-                "barrier:i64",
-                "hard_limit:i64",
-                "failcnt:i64"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::Events),
-            ["ts:ts[UTC]", "event:str", "detail:str?"]
-        );
-        assert_eq!(
-            spelled(Table::CpuMinute),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "uid:i64",
-                "user:str?",
-                "cpu_ns:i64",
-                "cpu_pct:f64",
-                "cpu_pct_max:f64",
-                "source:str"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::NetMinute),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "iface:str",
-                "ifindex:i64",
-                "netns:i64?",
-                "rx_bytes:i64",
-                "tx_bytes:i64",
-                "rx_packets:i64",
-                "tx_packets:i64",
-                "rx_bytes_per_s_max:f64",
-                "tx_bytes_per_s_max:f64",
-                "source:str"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::NetUidMinute),
-            [
-                "ts:ts[UTC]",
-                "dur_ms:i64",
-                "uid:i64",
-                "user:str?",
-                "rx_bytes:i64",
-                "tx_bytes:i64"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::MemMinute),
-            [
-                "ts:ts[UTC]",
-                "uid:i64",
-                "user:str?",
-                "samples:i64",
-                "nproc_max:i64",
-                "rss_bytes_mean:i64",
-                "rss_bytes_max:i64",
-                "pss_bytes_mean:i64?",
-                "swap_bytes_mean:i64?"
-            ]
-        );
-        assert_eq!(
-            spelled(Table::PingMinute),
-            [
-                "ts:ts[UTC]",
-                "target:str",
-                "measurements:i64",
-                "sent:i64",
-                "received:i64",
-                "loss_pct:f64?",
-                "rtt_min_ms:f64?",
-                "rtt_avg_ms:f64?",
-                "rtt_p50_ms:f64?",
-                "rtt_p90_ms:f64?",
-                "rtt_p99_ms:f64?",
-                "rtt_max_ms:f64?"
-            ]
-        );
+        // One line a table: its name, then each column as `name:type`, `?` if nullable.
+        let contract = "\
+cpu ts:ts[UTC] dur_ms:i64 uid:i64 user:str? cpu_ns:i64 cpu_pct:f64 source:str\n\
+mem ts:ts[UTC] uid:i64 user:str? nproc:i64 rss_bytes:i64 pss_bytes:i64? swap_bytes:i64?\n\
+net ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 source:str\n\
+net_uid ts:ts[UTC] dur_ms:i64 uid:i64 user:str? rx_bytes:i64 tx_bytes:i64\n\
+ping ts:ts[UTC] target:str addr:str? sent:i64 received:i64 rtt_min_ms:f64? rtt_avg_ms:f64? rtt_max_ms:f64? rtt_mdev_ms:f64? rtts_ms:list<Float64> error:str?\n\
+ubc ts:ts[UTC] ctid:i64 resource:str held:i64 maxheld:i64 barrier:i64 hard_limit:i64 failcnt:i64\n\
+events ts:ts[UTC] event:str detail:str?\n\
+cpu_1m ts:ts[UTC] dur_ms:i64 uid:i64 user:str? cpu_ns:i64 cpu_pct:f64 cpu_pct_max:f64 source:str\n\
+net_1m ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 rx_bytes_per_s_max:f64 tx_bytes_per_s_max:f64 source:str\n\
+net_uid_1m ts:ts[UTC] dur_ms:i64 uid:i64 user:str? rx_bytes:i64 tx_bytes:i64\n\
+mem_1m ts:ts[UTC] uid:i64 user:str? samples:i64 nproc_max:i64 rss_bytes_mean:i64 rss_bytes_max:i64 pss_bytes_mean:i64? swap_bytes_mean:i64?\n\
+ping_1m ts:ts[UTC] target:str measurements:i64 sent:i64 received:i64 loss_pct:f64? rtt_min_ms:f64? rtt_avg_ms:f64? rtt_p50_ms:f64? rtt_p90_ms:f64? rtt_p99_ms:f64? rtt_max_ms:f64?";
+        let lines: Vec<&str> = contract.lines().collect();
+        assert_eq!(lines.len(), Table::ALL.len() + Table::ROLLUPS.len());
+        for line in lines {
+            let (name, columns) = line.split_once(' ').unwrap();
+            let table = Table::from_name(name).unwrap();
+            assert_eq!(spelled(table), columns, "{name}");
+        }
     }
 
     #[test]
