@@ -6,8 +6,10 @@
 //! - [`store`]: hourly, Hive-partitioned Parquet files that are complete at every moment;
 //! - [`daemon`]: the `csm run` loop tying them together;
 //! - [`cli`]: flags, the TOML config, durations;
-//! - [`check`]: `csm check`, what this host supports.
+//! - [`check`]: `csm check`, what this host supports;
+//! - [`assets`]: man pages and completions for the package, the version string.
 
+pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod daemon;

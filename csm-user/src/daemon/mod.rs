@@ -6,6 +6,7 @@
 //! final flush, so nothing collected is lost.
 
 pub mod backend;
+mod ready;
 pub mod schedule;
 pub mod state;
 pub mod tasks;
@@ -174,6 +175,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let collectors_instance = collectors.instance.clone();
     let pins = collectors.pins.clone();
     let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
+    ready::notify_ready(&settings.data_dir);
     drop(ctx);
 
     let deadline = settings.duration.map(|d| Instant::now() + d);
