@@ -83,7 +83,11 @@ pub fn generate(dir: &Path) -> Result<Vec<String>> {
     }
 
     for (shell, folder, file_of) in [
-        (Shell::Bash, "bash", (|n: &str| n.to_string()) as fn(&str) -> String),
+        (
+            Shell::Bash,
+            "bash",
+            (|n: &str| n.to_string()) as fn(&str) -> String,
+        ),
         (Shell::Zsh, "zsh", |n: &str| format!("_{n}")),
         (Shell::Fish, "fish", |n: &str| format!("{n}.fish")),
     ] {
@@ -202,14 +206,23 @@ mod tests {
             .get_arguments()
         {
             if let Some(long) = arg.get_long() {
-                assert!(run.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))), "{long} not in csm-run.1");
-                assert!(bash.contains(&format!("--{long}")), "{long} not in bash completion");
+                assert!(
+                    run.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                    "{long} not in csm-run.1"
+                );
+                assert!(
+                    bash.contains(&format!("--{long}")),
+                    "{long} not in bash completion"
+                );
             }
         }
         let csm = read("man/csm.1");
         assert!(csm.contains("CSM_LOG"));
         assert!(csm.contains(VERSION), "version section names the commit");
-        assert!(!csm.contains("__generate"), "the hidden subcommand stays hidden");
+        assert!(
+            !csm.contains("__generate"),
+            "the hidden subcommand stays hidden"
+        );
         assert!(read("man/csm-plot.1").contains("\\-\\-data\\-dir"));
     }
 }

@@ -77,7 +77,12 @@ fn cap_number(name: &str) -> u32 {
 fn under_caps(bounding: &str, program: &Path) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--bounding-set={bounding}"))
-        .args(["--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs", "--"])
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--no-new-privs",
+            "--",
+        ])
         .arg(program);
     cmd
 }
@@ -211,13 +216,20 @@ fn the_units_capabilities_are_enough_for_every_table() {
     let data = tempfile::tempdir().unwrap();
     // Another user's process: its PSS is only readable with CAP_SYS_PTRACE.
     let user = TestUser::create("pk");
-    let mut sleeper = user.shell("exec sleep 60").spawn().expect("start sleep as test user");
+    let mut sleeper = user
+        .shell("exec sleep 60")
+        .spawn()
+        .expect("start sleep as test user");
 
     let mut cmd = under_caps(&bounding, &binary("csm"));
-    cmd.arg("run")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--interval", "1s", "--flush-interval", "1s", "--ping", "127.0.0.1"]);
+    cmd.arg("run").arg("--data-dir").arg(data.path()).args([
+        "--interval",
+        "1s",
+        "--flush-interval",
+        "1s",
+        "--ping",
+        "127.0.0.1",
+    ]);
     let daemon = Running::start(cmd);
 
     // The daemon holds exactly the unit's capabilities, no more.
@@ -239,15 +251,22 @@ fn the_units_capabilities_are_enough_for_every_table() {
         .map(|(_, d)| d.clone())
         .expect("a backend event");
     assert!(
-        backend.starts_with("ebpf") && backend.contains("net per interface") && backend.contains("net per uid"),
+        backend.starts_with("ebpf")
+            && backend.contains("net per interface")
+            && backend.contains("net per uid"),
         "under the unit's capabilities every eBPF collector attaches; backend: {backend}\nlog:\n{}",
         log.join("\n")
     );
     for table in ["cpu", "mem", "net", "net_uid", "ping"] {
-        assert!(read_table(data.path(), table).num_rows() > 0, "{table} has rows");
+        assert!(
+            read_table(data.path(), table).num_rows() > 0,
+            "{table} has rows"
+        );
     }
     let cpu = read_table(data.path(), "cpu");
-    assert!(strings(&cpu, "source").iter().all(|s| s.as_deref() == Some("ebpf")));
+    assert!(strings(&cpu, "source")
+        .iter()
+        .all(|s| s.as_deref() == Some("ebpf")));
 
     // The loopback traffic: at least the 8 MiB sent both ways, on lo and for uid 0.
     let net = read_table(data.path(), "net");
@@ -269,9 +288,7 @@ fn the_units_capabilities_are_enough_for_every_table() {
 
     // PSS of the test user's process was read (ptrace-checked).
     let mem = read_table(data.path(), "mem");
-    let pss = mem
-        .column_by_name("pss_bytes")
-        .expect("pss_bytes column");
+    let pss = mem.column_by_name("pss_bytes").expect("pss_bytes column");
     let uids = i64s(&mem, "uid");
     let user_pss: Vec<Option<i64>> = (0..mem.num_rows())
         .filter(|&i| uids[i] == user.uid as i64)
@@ -291,7 +308,10 @@ fn the_units_capabilities_are_enough_for_every_table() {
     let ping = read_table(data.path(), "ping");
     let sent = i64s(&ping, "sent");
     let received = i64s(&ping, "received");
-    assert!(sent[0] > 0 && received[0] == sent[0], "ping sent {sent:?} received {received:?}");
+    assert!(
+        sent[0] > 0 && received[0] == sent[0],
+        "ping sent {sent:?} received {received:?}"
+    );
 }
 
 #[test]
@@ -301,12 +321,17 @@ fn without_cap_bpf_it_falls_back_to_proc_and_says_why() {
     let (bounding, _) = bounding_set(&unit, &["bpf"]);
     let data = tempfile::tempdir().unwrap();
     let mut cmd = under_caps(&bounding, &binary("csm"));
-    cmd.arg("run")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--interval", "1s", "--flush-interval", "1s"]);
+    cmd.arg("run").arg("--data-dir").arg(data.path()).args([
+        "--interval",
+        "1s",
+        "--flush-interval",
+        "1s",
+    ]);
     let daemon = Running::start(cmd);
-    assert_eq!(caps_of(daemon.pid(), "CapEff") & (1 << cap_number("bpf")), 0);
+    assert_eq!(
+        caps_of(daemon.pid(), "CapEff") & (1 << cap_number("bpf")),
+        0
+    );
     std::thread::sleep(Duration::from_secs(3));
     daemon.stop();
 
@@ -317,12 +342,14 @@ fn without_cap_bpf_it_falls_back_to_proc_and_says_why() {
         .expect("a backend event");
     assert!(backend.starts_with("proc ("), "backend: {backend}");
     assert!(
-        backend.contains("Operation not permitted") || backend.contains("CAP_BPF"),
+        backend.contains("lacks CAP_BPF"),
         "the backend event says why eBPF is out: {backend}"
     );
     let cpu = read_table(data.path(), "cpu");
     assert!(cpu.num_rows() > 0);
-    assert!(strings(&cpu, "source").iter().all(|s| s.as_deref() == Some("proc")));
+    assert!(strings(&cpu, "source")
+        .iter()
+        .all(|s| s.as_deref() == Some("proc")));
     assert!(read_table(data.path(), "mem").num_rows() > 0);
 }
 
@@ -330,7 +357,9 @@ fn without_cap_bpf_it_falls_back_to_proc_and_says_why() {
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     assert!(
         out.status.success(),
         "{shown} failed ({}):\n{}\n{}",
@@ -414,7 +443,10 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     for bin in ["/usr/bin/csm", "/usr/bin/csm-plot"] {
         let meta = std::fs::metadata(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
         assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{bin} mode");
-        assert!(!has_debug_info(Path::new(bin)), "{bin} still has debug info");
+        assert!(
+            !has_debug_info(Path::new(bin)),
+            "{bin} still has debug info"
+        );
         total += meta.len();
     }
     assert!(total < 25_000_000, "installed binaries take {total} bytes");
@@ -432,10 +464,16 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     let built = text(&run(Command::new(binary("csm")).arg("--version")));
     assert_eq!(version, built, "the package holds this build");
     let expected_prefix = format!("csm {} (commit ", env!("CARGO_PKG_VERSION"));
-    assert!(version.starts_with(&expected_prefix), "--version: {version}");
-    let commit = version[expected_prefix.len()..].trim().trim_end_matches(')');
     assert!(
-        commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        version.starts_with(&expected_prefix),
+        "--version: {version}"
+    );
+    let commit = version[expected_prefix.len()..]
+        .trim()
+        .trim_end_matches(')');
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "--version names the commit: {version}"
     );
 
@@ -447,12 +485,10 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         ("csm-plot.1.gz", &["--data-dir", "--from"][..]),
     ] {
         let path = format!("/usr/share/man/man1/{page}");
-        let out = run(
-            Command::new("man")
-                .args(["-l", "-P", "cat", &path])
-                .env("MANWIDTH", "100")
-                .env("LC_ALL", "C.UTF-8"),
-        );
+        let out = run(Command::new("man")
+            .args(["-l", "-P", "cat", &path])
+            .env("MANWIDTH", "100")
+            .env("LC_ALL", "C.UTF-8"));
         let shown = String::from_utf8_lossy(&out.stdout).replace('\u{2010}', "-");
         for word in must {
             let word = word.replace("\\-", "-");
@@ -477,8 +513,15 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
 
     // /etc/csm.toml: a conffile, every setting commented out (no ping target is pinged
     // by a fresh install), and csm accepts it.
-    let conffiles = text(&run(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "csm"])));
-    assert!(conffiles.contains("/etc/csm.toml"), "conffiles: {conffiles}");
+    let conffiles = text(&run(Command::new("dpkg-query").args([
+        "-W",
+        "-f=${Conffiles}",
+        "csm",
+    ])));
+    assert!(
+        conffiles.contains("/etc/csm.toml"),
+        "conffiles: {conffiles}"
+    );
     let config = std::fs::read_to_string("/etc/csm.toml").expect("read /etc/csm.toml");
     assert!(config
         .lines()
@@ -496,7 +539,11 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     // The unit as installed.
     let unit_path = Path::new("/lib/systemd/system/csm.service");
     let unit = std::fs::read_to_string(unit_path).expect("the unit is installed");
-    assert_eq!(unit, source_unit(), "the package ships packaging/csm.service");
+    assert_eq!(
+        unit,
+        source_unit(),
+        "the package ships packaging/csm.service"
+    );
     let verify = Command::new("systemd-analyze")
         .arg("verify")
         .arg(unit_path)
@@ -522,7 +569,11 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     assert_eq!(program, Path::new("/usr/bin/csm"));
     let (bounding, _) = bounding_set(&unit, &[]);
     let scratch = tempfile::tempdir().unwrap();
-    let run_dir = if guard.created_data_dir { data_dir } else { scratch.path() };
+    let run_dir = if guard.created_data_dir {
+        data_dir
+    } else {
+        scratch.path()
+    };
     let mut cmd = under_caps(&bounding, &program);
     cmd.args(words);
     if !guard.created_data_dir {
@@ -551,9 +602,16 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     let out = run(Command::new("dpkg").args(["-r", "csm"]));
     assert!(!Path::new("/usr/bin/csm").exists());
     assert!(!unit_path.exists());
-    assert!(Path::new("/etc/csm.toml").exists(), "remove keeps the conffile");
+    assert!(
+        Path::new("/etc/csm.toml").exists(),
+        "remove keeps the conffile"
+    );
     assert!(data_dir.is_dir(), "remove keeps /var/lib/csm");
-    assert_eq!(parquet_files(), files_before, "remove keeps every data file");
+    assert_eq!(
+        parquet_files(),
+        files_before,
+        "remove keeps every data file"
+    );
     assert!(
         text(&out).contains("stays in /var/lib/csm"),
         "remove says where the data is: {}",
@@ -563,7 +621,10 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     // Purge: config gone; the data stays, and purge says so.
     let out = run(Command::new("dpkg").args(["--purge", "csm"]));
     assert!(!installed());
-    assert!(!Path::new("/etc/csm.toml").exists(), "purge removes the conffile");
+    assert!(
+        !Path::new("/etc/csm.toml").exists(),
+        "purge removes the conffile"
+    );
     assert!(data_dir.is_dir(), "purge keeps /var/lib/csm");
     assert_eq!(parquet_files(), files_before, "purge keeps every data file");
     assert!(

@@ -82,9 +82,7 @@ fn init_logging() {
             .with_target(false)
             .with_ansi(false)
             .without_time();
-        builder
-            .event_format(JournalPriority(format))
-            .init();
+        builder.event_format(JournalPriority(format)).init();
     } else {
         builder.init();
     }
