@@ -164,7 +164,7 @@ The data: \fI<table>/host=<host>/date=<YYYY\-MM\-DD>/<HH>.parquet\fR, files 0640
 \fI/sys/fs/bpf/csm/\fR
 Pinned eBPF state of a running (or killed) daemon, one folder per data dir, adopted by the next start; removed at a clean stop. \fBcsm check\fR lists it; owners are noted in \fI/run/csm/\fR.
 .TP
-\fI/lib/systemd/system/csm.service\fR
+\fI/usr/lib/systemd/system/csm.service\fR
 The hardened service unit: \fBsystemctl enable \-\-now csm\fR.
 .SH EXIT STATUS
 0 success; 1 runtime failure; 2 usage or configuration error.

@@ -118,7 +118,8 @@ fn deb() -> Result<PathBuf> {
     setup::cargo_deb()?;
     let root = setup::workspace_root();
     let out = root.join("target/debian");
-    let assets = out.join("assets");
+    // cargo-deb takes paths under target/release/ as build output (csm-user/Cargo.toml).
+    let assets = root.join("target/release/deb-assets");
     match std::fs::remove_dir_all(&assets) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -155,7 +156,7 @@ fn deb() -> Result<PathBuf> {
             "--package",
             "csm-user",
             "--no-build",
-            "--strip",
+            // Strips the binaries and moves their debug info into the .ddeb.
             "--dbgsym",
             "--compress-debug-symbols=zlib",
             "--output",
