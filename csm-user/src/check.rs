@@ -178,7 +178,7 @@ fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> F
     } else {
         // Said to whoever installed the package: nothing to do by hand.
         format!(
-            "not mounted at {} (`csm run` mounts it itself when run as root)",
+            "not mounted at {} (`csm run` mounts it itself when it needs it, as root)",
             target.display()
         )
     };

@@ -33,8 +33,8 @@ fn workspace() -> PathBuf {
 /// settings).
 fn unit_setting(unit: &str, key: &str) -> String {
     unit.lines()
-        .filter_map(|l| l.trim().strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("the unit sets no {key}"))
         .to_string()
 }
