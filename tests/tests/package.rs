@@ -8,9 +8,9 @@
 //!   completions, config and unit are what they should be, `/usr/bin/csm run` started the
 //!   way the unit starts it collects, and removing and purging keep the data.
 //!
-//! PID 1 is not systemd on the development machines, so the unit's namespaces and system
-//! call filter are not exercised here: the capability set is (it is what decides whether
-//! csm can load, attach and read), and `systemd-analyze verify` checks the unit.
+//! PID 1 is not systemd on the development machines: the installed unit runs under a
+//! real systemd booted in a container (systemd-nspawn over this machine's own /usr), so
+//! that its namespaces, read-only paths and system call filter are exercised too.
 //!
 //! Everything a test creates (the package, users, data) is removed by Drop guards.
 
@@ -600,6 +600,9 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     for kind in ["start", "backend", "stop"] {
         assert!(kinds.contains(kind), "events: {kinds:?}");
     }
+    // The installed unit under a real systemd, with its namespaces and system call filter.
+    service_under_systemd();
+
     let parquet_files = || {
         let mut files = Vec::new();
         csm_tests::collect_parquet(data_dir, &mut files);
@@ -642,4 +645,125 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         text(&out)
     );
     assert!(text(&out).contains("rm -r /var/lib/csm"));
+}
+
+/// A systemd-nspawn container, halted (SIGTERM: systemd stops csm.service cleanly, then
+/// the container) when dropped.
+struct Container(Option<Child>);
+
+impl Container {
+    fn halt(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.0.take()?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Boots systemd in a container over the host's /usr (where the package is installed;
+/// /etc and /var are fresh tmpfs) with `systemd.wants=csm.service`, as a machine whose
+/// admin ran `systemctl enable --now csm` would. The container keeps all capabilities and
+/// allows bpf and perf_event_open, so what confines csm is the unit, as on a host.
+fn service_under_systemd() {
+    let data = tempfile::tempdir().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    let config = etc.path().join("csm.toml");
+    std::fs::write(
+        &config,
+        "[ping]\ninterval = \"2s\"\ntargets = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let child = Command::new("systemd-nspawn")
+        .args([
+            "--directory=/",
+            "--volatile=yes",
+            "--register=no",
+            "--keep-unit",
+            "--capability=all",
+            "--system-call-filter=bpf perf_event_open",
+            "--console=pipe",
+            "--quiet",
+            "--bind=/sys/fs/bpf",
+        ])
+        .arg(format!("--bind-ro={}:/etc/csm.toml", config.display()))
+        .arg(format!("--bind={}:/var/lib/csm", data.path().display()))
+        .arg(format!(
+            "--bind={}:/var/log/journal",
+            journal.path().display()
+        ))
+        .args(["--boot", "--", "systemd.wants=csm.service"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start systemd-nspawn (cargo xtask test installs systemd-container)");
+    let mut container = Container(Some(child));
+    // Rows within seconds of the start (flushes every 10 s at the first hour's start:
+    // the first flush comes within a second), then a few measurements more.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut files = Vec::new();
+    while Instant::now() < deadline && files.is_empty() {
+        std::thread::sleep(Duration::from_millis(500));
+        files.clear();
+        csm_tests::collect_parquet(&data.path().join("ping"), &mut files);
+    }
+    assert!(!files.is_empty(), "csm.service wrote no ping rows in 90 s");
+    std::thread::sleep(Duration::from_secs(3));
+    container.halt();
+
+    let log = text(&run(Command::new("journalctl")
+        .arg("--directory")
+        .arg(journal.path())
+        .args(["--no-pager", "--unit=csm.service", "--output=cat"])));
+    // Type=notify: systemd calls it started only after READY=1.
+    for line in [
+        "Started csm.service",
+        "csm collecting",
+        "stopping (SIGTERM)",
+        "csm.service: Deactivated successfully",
+    ] {
+        assert!(log.contains(line), "the journal lacks {line:?}:\n{log}");
+    }
+    assert!(!log.contains("Read-only file system"), "journal:\n{log}");
+    let events = events(data.path());
+    let backend = events
+        .iter()
+        .find(|(e, _)| e == "backend")
+        .map(|(_, d)| d.as_str())
+        .unwrap_or_default();
+    assert!(
+        backend.starts_with("ebpf") && backend.contains("net per uid"),
+        "backend under the unit: {backend}\n{log}"
+    );
+    assert!(
+        !events.iter().any(|(e, _)| e == "pins"),
+        "the unit lets csm pin its state in /sys/fs/bpf: {events:?}"
+    );
+    for table in ["cpu", "mem", "net", "ping"] {
+        assert!(
+            read_table(data.path(), table).num_rows() > 0,
+            "{table} under systemd"
+        );
+    }
+    let ping = read_table(data.path(), "ping");
+    assert_eq!(
+        i64s(&ping, "received"),
+        i64s(&ping, "sent"),
+        "raw ICMP under the unit"
+    );
 }

@@ -255,6 +255,11 @@ pub const TEST_TOOLS: &[Tool] = &[
         why: "verifying the service unit",
     },
     Tool {
+        command: "systemd-nspawn",
+        package: "systemd-container",
+        why: "running the installed service under a real systemd in a container",
+    },
+    Tool {
         command: "man",
         package: "man-db",
         why: "reading the installed man pages",
