@@ -23,10 +23,107 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use csm_tests::{binary, i64s, read_table, require_root, strings, TestUser};
+use arrow::array::{Array, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+// Only these two helpers of the harness, which is being reworked: the rest is here.
+use csm_tests::{require_root, TestUser};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `target/release/<name>`, which `cargo xtask test` builds (and packages) first.
+fn binary(name: &str) -> PathBuf {
+    let path = workspace().join("target/release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// Every `*.parquet` under `dir`.
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_parquet(&path, out);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every row of a table under a data dir, read with the arrow Parquet reader.
+fn read_table(data_dir: &Path, table: &str) -> RecordBatch {
+    let mut files = Vec::new();
+    collect_parquet(&data_dir.join(table), &mut files);
+    assert!(
+        !files.is_empty(),
+        "no Parquet files for table {table} in {}",
+        data_dir.display()
+    );
+    let batches: Vec<RecordBatch> = files
+        .iter()
+        .flat_map(|path| {
+            let file = std::fs::File::open(path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+                .build()
+                .unwrap()
+                .map(|b| b.expect("a readable row group"))
+        })
+        .collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("same schema")
+}
+
+fn i64s(batch: &RecordBatch, name: &str) -> Vec<i64> {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap_or_else(|| panic!("column {name} is not Int64"))
+        .values()
+        .to_vec()
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    let a = col
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap_or_else(|| panic!("column {name} is not Utf8"));
+    (0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect()
+}
+
+/// SIGTERM, then SIGKILL after 10 s: a clean stop removes the pinned eBPF state.
+fn stop_gracefully(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `Key=value` lines of a unit file (the last one wins, as for systemd's single-valued
@@ -162,7 +259,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            csm_tests::stop_gracefully(&mut child);
+            stop_gracefully(&mut child);
         }
     }
 }
@@ -301,7 +398,6 @@ fn the_units_capabilities_are_enough_for_every_table() {
     let user_pss: Vec<Option<i64>> = (0..mem.num_rows())
         .filter(|&i| uids[i] == user.uid as i64)
         .map(|i| {
-            use arrow::array::{Array, Int64Array};
             let a = pss.as_any().downcast_ref::<Int64Array>().unwrap();
             (!a.is_null(i)).then(|| a.value(i))
         })
@@ -605,7 +701,7 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
 
     let parquet_files = || {
         let mut files = Vec::new();
-        csm_tests::collect_parquet(data_dir, &mut files);
+        collect_parquet(data_dir, &mut files);
         files.len()
     };
     let files_before = parquet_files();
@@ -720,7 +816,7 @@ fn service_under_systemd() {
     while Instant::now() < deadline && files.is_empty() {
         std::thread::sleep(Duration::from_millis(500));
         files.clear();
-        csm_tests::collect_parquet(&data.path().join("ping"), &mut files);
+        collect_parquet(&data.path().join("ping"), &mut files);
     }
     assert!(!files.is_empty(), "csm.service wrote no ping rows in 90 s");
     std::thread::sleep(Duration::from_secs(3));
