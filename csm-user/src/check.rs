@@ -176,8 +176,9 @@ fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> F
     let detail = if found {
         format!("mounted at {}", target.display())
     } else {
+        // Said to whoever installed the package: nothing to do by hand.
         format!(
-            "not mounted at {} (`cargo xtask setup` mounts it)",
+            "not mounted at {} (`csm run` mounts it itself when it needs it, as root)",
             target.display()
         )
     };

@@ -7,8 +7,10 @@
 //! - [`daemon`]: `csm run`: one driver runs every collector, which turns the model's values
 //!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
-//! - [`check`]: `csm check`, what this host supports.
+//! - [`check`]: `csm check`, what this host supports;
+//! - [`assets`]: man pages and completions for the package, the version string.
 
+pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod daemon;

@@ -1,10 +1,12 @@
 //! `cargo xtask`: set up a fresh machine, build, run, test and benchmark csm.
 //!
 //! Every step says what it does. Setup installs only what is missing: nightly's rust-src,
-//! bpf-linker built against the nightly toolchain's own LLVM, and the bpffs/tracefs mounts.
+//! bpf-linker built against the nightly toolchain's own LLVM, and the bpffs/tracefs mounts;
+//! `test` also the Debian packages and Python readers its tests use, `deb` cargo-deb.
 
 mod setup;
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -23,12 +25,15 @@ enum Task {
     Setup,
     /// Build the eBPF programs and the release binaries (csm, csm-plot).
     Build,
+    /// Build, then make the Debian package target/debian/csm_<version>_amd64.deb.
+    Deb,
     /// Build, then run `csm run` as root; arguments after `--` go to `csm run`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then run every test (unit, root end-to-end, Python readers) and clippy.
+    /// Install the Debian packages the tests drive, build, make the Debian package, then
+    /// run every test (unit, root end-to-end, package, Python readers) and clippy.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -46,8 +51,15 @@ fn main() -> ExitCode {
     let result = match args.command {
         Task::Setup => setup::all(),
         Task::Build => setup::all().and_then(|_| build()),
+        Task::Deb => setup::all()
+            .and_then(|_| build())
+            .and_then(|_| deb().map(drop)),
         Task::Run { args } => setup::all().and_then(|_| build()).and_then(|_| run(&args)),
-        Task::Test { args } => setup::all().and_then(|_| build()).and_then(|_| test(&args)),
+        Task::Test { args } => setup::debian_packages(setup::TEST_TOOLS)
+            .and_then(|_| setup::all())
+            .and_then(|_| build())
+            .and_then(|_| deb().map(drop))
+            .and_then(|_| test(&args)),
         Task::Bench { filter } => setup::all()
             .and_then(|_| build())
             .and_then(|_| bench(filter.as_deref())),
@@ -82,19 +94,124 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// The crates that hold the binaries: `csm` (csm-user) and `csm-plot`.
-const BINARY_CRATES: [&str; 2] = ["csm-user", "csm-plot"];
+/// The workspace members whose binaries the package ships: `csm` (csm-user) and
+/// `csm-plot`. The package names the binaries by their paths in target/release.
+const BIN_PACKAGES: &[&str] = &["csm-user", "csm-plot"];
 
 /// The crates whose `examples/bench_*.rs` are the benchmarks.
 const BENCH_CRATES: [&str; 3] = ["csm-user", "csm-store", "csm-plot"];
 
 fn build() -> Result<()> {
-    let packages = BINARY_CRATES.iter().flat_map(|p| ["-p", p]);
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--bins"]);
+    for package in BIN_PACKAGES {
+        cmd.args(["--package", package]);
+    }
+    run_cmd(&mut cmd)
+}
+
+/// Makes target/debian/csm_<version>_amd64.deb from the release binaries: generates the
+/// man pages and completions (from the clap definitions, by the binary itself) and the
+/// commented /etc/csm.toml, then has cargo-deb strip the binaries, put their debug info
+/// into csm-dbgsym_<version>_amd64.ddeb beside it, and pack (metadata in
+/// csm-user/Cargo.toml). Returns the .deb's path.
+fn deb() -> Result<PathBuf> {
+    setup::debian_packages(setup::DEB_TOOLS)?;
+    setup::cargo_deb()?;
+    let root = setup::workspace_root();
+    let out = root.join("target/debian");
+    // cargo-deb takes paths under target/release/ as build output (csm-user/Cargo.toml).
+    let assets = root.join("target/release/deb-assets");
+    match std::fs::remove_dir_all(&assets) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("remove {}", assets.display())),
+    }
+    std::fs::create_dir_all(&assets).with_context(|| format!("create {}", assets.display()))?;
+    say("generating man pages and shell completions from csm's command-line definitions");
     run_cmd(
-        cargo()
-            .args(["build", "--release", "--bins"])
-            .args(packages),
-    )
+        Command::new(root.join("target/release/csm"))
+            .arg("__generate-assets")
+            .arg(&assets)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let pages: Vec<PathBuf> = std::fs::read_dir(assets.join("man"))
+        .context("read the generated man pages")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    // -n: no file name or time stamp in the gzip header, so the package is reproducible.
+    run_cmd(Command::new("gzip").args(["-9", "-n", "-f"]).args(&pages))?;
+    let example = root.join("csm.example.toml");
+    let text =
+        std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))?;
+    let config = assets.join("csm.toml");
+    std::fs::write(&config, commented_config(&text))
+        .with_context(|| format!("write {}", config.display()))?;
+
+    let shown = "cargo deb";
+    say(&format!(
+        "running {shown} (strip, debug info into a -dbgsym .ddeb)"
+    ));
+    let output = cargo()
+        .args([
+            "deb",
+            "--package",
+            "csm-user",
+            "--no-build",
+            // Strips the binaries and moves their debug info into the .ddeb.
+            "--dbgsym",
+            "--compress-debug-symbols=zlib",
+            "--output",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start cargo deb")?;
+    if !output.status.success() {
+        bail!("{shown} failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let package = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.ends_with(".deb"))
+        .map(PathBuf::from)
+        .with_context(|| format!("cargo deb named no .deb: {stdout}"))?;
+    let size = std::fs::metadata(&package)
+        .with_context(|| format!("stat {}", package.display()))?
+        .len();
+    say(&format!(
+        "built {} ({:.1} MB)",
+        package.display(),
+        size as f64 / 1e6
+    ));
+    Ok(package)
+}
+
+/// /etc/csm.toml: the example config with every setting commented out, so that a fresh
+/// install collects with the built-in defaults (and pings nothing) until the admin
+/// uncomments what they want.
+fn commented_config(example: &str) -> String {
+    let mut out = String::from(
+        "# /etc/csm.toml: the configuration of csm.service (`csm run --config /etc/csm.toml`).\n\
+         # Every setting is commented out: the built-in defaults apply. Uncomment and edit,\n\
+         # then `systemctl restart csm`. A data_dir elsewhere than /var/lib/csm must also be\n\
+         # made writable for the service: `systemctl edit csm`, then add\n\
+         # [Service]\n\
+         # ReadWritePaths=/that/dir\n\
+         #\n",
+    );
+    for line in example.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str("# ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// What the tests run besides the binaries: the fixture writer of the analysis tests.
@@ -282,6 +399,26 @@ fn bench(filter: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_is_all_comments_and_keeps_every_key() {
+        let example = "# a note\ndata_dir = \"/var/lib/csm\"\n\n[ping]\ntargets = [\"x\"]\n";
+        let config = commented_config(example);
+        assert!(config.lines().all(|l| l.is_empty() || l.starts_with('#')));
+        for key in [
+            "# data_dir = \"/var/lib/csm\"",
+            "# [ping]",
+            "# targets = [\"x\"]",
+            "# a note",
+        ] {
+            assert!(config.lines().any(|l| l == key), "{key} missing");
+        }
+        // As TOML it is empty: the defaults apply.
+        assert!(config
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(str::is_empty));
+    }
 
     #[test]
     fn adds_cargo_and_pytest_summaries() {

@@ -1,5 +1,6 @@
 //! Installs what a fresh machine lacks, saying what it does. Nothing is downloaded but
-//! rustup components of the installed nightly, crates from crates.io and PyPI packages.
+//! rustup components of the installed nightly, crates from crates.io, PyPI packages and
+//! Debian packages (apt-get).
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -209,6 +210,145 @@ pub fn python_test_packages() -> Result<()> {
     )
 }
 
+/// A command the tests (or the packaging) run, and the Debian package that has it.
+pub struct Tool {
+    pub command: &'static str,
+    pub package: &'static str,
+    pub why: &'static str,
+}
+
+/// What the root tests drive. `cargo xtask test` installs the missing ones.
+pub const TEST_TOOLS: &[Tool] = &[
+    Tool {
+        command: "ip",
+        package: "iproute2",
+        why: "network namespaces and veth pairs",
+    },
+    Tool {
+        command: "ping",
+        package: "iputils-ping",
+        why: "ground truth for the ping tests",
+    },
+    Tool {
+        command: "setpriv",
+        package: "util-linux",
+        why: "running as test users and under the service's capabilities",
+    },
+    Tool {
+        command: "useradd",
+        package: "passwd",
+        why: "test users",
+    },
+    Tool {
+        command: "pkill",
+        package: "procps",
+        why: "cleaning up test users' processes",
+    },
+    Tool {
+        command: "chromium",
+        package: "chromium",
+        why: "rendering the charts to PNG",
+    },
+    Tool {
+        command: "systemd-analyze",
+        package: "systemd",
+        why: "verifying the service unit",
+    },
+    Tool {
+        command: "systemd-nspawn",
+        package: "systemd-container",
+        why: "running the installed service under a real systemd in a container",
+    },
+    Tool {
+        command: "man",
+        package: "man-db",
+        why: "reading the installed man pages",
+    },
+];
+
+/// What `cargo xtask deb` runs besides cargo.
+pub const DEB_TOOLS: &[Tool] = &[
+    Tool {
+        command: "objcopy",
+        package: "binutils",
+        why: "splitting the debug info off the binaries",
+    },
+    Tool {
+        command: "gzip",
+        package: "gzip",
+        why: "compressing the man pages",
+    },
+];
+
+/// Whether `command` is an executable file on PATH (as `command -v` tells).
+pub fn on_path(command: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| {
+        fs::metadata(dir.join(command))
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
+}
+
+/// Installs the Debian packages of the tools that are missing (`apt-get update`, then
+/// `apt-get install -y`), saying which and why.
+pub fn debian_packages(tools: &[Tool]) -> Result<()> {
+    let missing: Vec<&Tool> = tools.iter().filter(|t| !on_path(t.command)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for tool in &missing {
+        say(&format!(
+            "{} is missing: installing Debian package {} ({})",
+            tool.command, tool.package, tool.why
+        ));
+    }
+    if !is_root() {
+        bail!(
+            "installing Debian packages needs root: `apt-get install {}`",
+            missing
+                .iter()
+                .map(|t| t.package)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.dedup();
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    for tool in &missing {
+        if !on_path(tool.command) {
+            bail!(
+                "{} was installed but {} is still not on PATH",
+                tool.package,
+                tool.command
+            );
+        }
+    }
+    Ok(())
+}
+
+/// cargo-deb builds the .deb from `[package.metadata.deb]` in csm-user/Cargo.toml.
+pub fn cargo_deb() -> Result<()> {
+    let works = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if works {
+        return Ok(());
+    }
+    say("cargo-deb is missing: installing it from crates.io (a few minutes, once)");
+    run_cmd(Command::new("cargo").args(["install", "cargo-deb", "--locked"]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +358,11 @@ mod tests {
         let text = "rustc 1.97.0-nightly\nbinary: rustc\nLLVM version: 22.1.3\n";
         assert_eq!(llvm_major(text), Some(22));
         assert_eq!(llvm_major("nothing"), None);
+    }
+
+    #[test]
+    fn finds_commands_on_path() {
+        assert!(on_path("sh"));
+        assert!(!on_path("csm-no-such-command"));
     }
 }

@@ -1,14 +1,44 @@
 //! `csm`: the collector daemon (`csm run`) and the host check (`csm check`).
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use csm::cli::{Cli, Command, Settings};
 use csm::sources::host::HostPaths;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+/// Hidden: writes the man pages and shell completions (`cargo xtask deb` calls it).
+const GENERATE_ASSETS: &str = "__generate-assets";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = csm::assets::csm_command()
+        .subcommand(
+            clap::Command::new(GENERATE_ASSETS).hide(true).arg(
+                clap::Arg::new("dir")
+                    .required(true)
+                    .value_parser(clap::value_parser!(PathBuf)),
+            ),
+        )
+        .get_matches();
+    if let Some((GENERATE_ASSETS, sub)) = matches.subcommand() {
+        let dir = sub.get_one::<PathBuf>("dir").expect("required argument");
+        return match csm::assets::generate(dir) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", dir.join(file).display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(1, &format!("{err:#}")),
+        };
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     init_logging();
     match cli.command {
         Command::Run(args) => {
@@ -33,16 +63,78 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log goes to stderr as text, whatever runs csm (a terminal, systemd, another init,
+/// a container runtime), rather than to journald's socket (tracing-journald), which
+/// would leave nothing where there is no journal. Under systemd the journal reads
+/// stderr anyway: it adds its own timestamps and takes a `<N>` prefix as the syslog
+/// priority (SyslogLevelPrefix=yes, the default), which keeps `journalctl -p` working.
 fn init_logging() {
     let filter = EnvFilter::try_from_env("CSM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .with_ansi(colour);
+    if stderr_is_journal() {
+        let format = tracing_subscriber::fmt::format()
+            .with_target(false)
+            .with_ansi(false)
+            .without_time();
+        builder.event_format(JournalPriority(format)).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// systemd sets JOURNAL_STREAM to `<device>:<inode>` of the stream it connected stderr
+/// to; it is only ours if stderr still is that stream (a child whose stderr was
+/// redirected inherits the variable, not the stream).
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 into a zeroed buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(2, &mut st) } == 0) && st.st_dev == dev && st.st_ino == ino
+}
+
+/// Prefixes each line with its syslog priority (`<3>` error … `<7>` debug).
+struct JournalPriority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for JournalPriority<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            Level::DEBUG | Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("csm: {message}");
+    // Under systemd the journal files it as an error, not as the stream's default (info).
+    let priority = if stderr_is_journal() { "<3>" } else { "" };
+    eprintln!("{priority}csm: {message}");
     ExitCode::from(code)
 }

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod collector;
+mod ready;
 pub mod schedule;
 pub mod settings;
 pub mod state;
@@ -154,6 +155,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         settings,
     };
     let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
+    ready::notify_ready(&writer.settings.data_dir);
     drop(ctx);
 
     let stop_reason = writer.run_until_stop(&mut signals, started).await;

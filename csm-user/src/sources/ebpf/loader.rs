@@ -346,7 +346,49 @@ fn check_privileges() -> Result<(), SourceError> {
             "loading eBPF needs root (CAP_BPF and CAP_PERFMON); run csm as root",
         ));
     }
+    // Root under a restricted capability set (a systemd unit, setpriv, a container):
+    // say which capability is missing rather than let a map or program load fail
+    // with a bare EPERM.
+    if let Some(missing) = missing_capabilities() {
+        return Err(SourceError::unsupported(
+            WHAT,
+            format!(
+                "loading eBPF needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); this process lacks {missing}"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// The capabilities eBPF loading needs that the effective set lacks (from
+/// /proc/self/status), or None when they are there or cannot be told. Before Linux 5.8
+/// CAP_SYS_ADMIN covered both.
+fn missing_capabilities() -> Option<String> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    missing_from(
+        effective,
+        CAP_SYS_ADMIN,
+        &[(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")],
+    )
+}
+
+fn missing_from(effective: u64, admin: u32, needed: &[(u32, &str)]) -> Option<String> {
+    if effective & (1 << admin) != 0 {
+        return None;
+    }
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(" and "))
 }
 
 fn load_object(
@@ -499,6 +541,26 @@ pub fn parse_switch_format(text: &str) -> anyhow::Result<SwitchFormat> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_the_missing_capabilities() {
+        let needed = [(39, "CAP_BPF"), (38, "CAP_PERFMON")];
+        let all = (1u64 << 39) | (1 << 38);
+        assert_eq!(super::missing_from(all, 21, &needed), None);
+        assert_eq!(
+            super::missing_from(1 << 21, 21, &needed),
+            None,
+            "CAP_SYS_ADMIN covers both"
+        );
+        assert_eq!(
+            super::missing_from(1 << 38, 21, &needed).as_deref(),
+            Some("CAP_BPF")
+        );
+        assert_eq!(
+            super::missing_from(0, 21, &needed).as_deref(),
+            Some("CAP_BPF and CAP_PERFMON")
+        );
+    }
+
     use super::*;
 
     #[test]
