@@ -84,10 +84,15 @@ fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
 }
 
 /// `[start, end)` of each run of measurements without a reply, ending where the next
-/// measurement starts (or, after the last one, one interval later).
+/// measurement starts; an outage still going on at the last measurement runs one step
+/// past it (the step before it), as `analysis/queries/ping_outages.sql` and
+/// `csm_analysis.ping_outages` count it.
 pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
     let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
-    let spans = gauge_spans(&times);
+    let mut spans = gauge_spans(&times);
+    if let ([.., before, last], Some(span)) = (times.as_slice(), spans.last_mut()) {
+        span.1 = last + (last - before);
+    }
     let mut periods: Vec<(i64, i64)> = Vec::new();
     let mut open: Option<(i64, i64)> = None;
     for (sample, (start, end)) in samples.iter().zip(spans) {
@@ -336,6 +341,13 @@ mod tests {
             .map(|i| sample(i * 60, if (3..6).contains(&i) { 0 } else { 3 }))
             .collect();
         assert_eq!(outages(&samples), vec![(180_000_000, 360_000_000)]);
+    }
+
+    #[test]
+    fn an_ongoing_outage_runs_one_step_past_its_last_measurement_as_in_sql() {
+        // Steps of 60 s, then 30 s: the SQL query's ongoing outage ends at 90 + 30 s.
+        let samples = vec![sample(0, 3), sample(60, 3), sample(90, 0)];
+        assert_eq!(outages(&samples), vec![(90_000_000, 120_000_000)]);
     }
 
     #[test]
