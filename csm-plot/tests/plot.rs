@@ -942,6 +942,8 @@ fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
     for i in 0..60 {
         let rtts: &[f64] = if (20..26).contains(&i) {
             &[]
+        } else if i == 40 {
+            &[0.12] // two of three echoes lost
         } else {
             &[0.11, 0.12, 0.14]
         };
@@ -974,7 +976,22 @@ fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
     distinct.dedup();
     assert_eq!(distinct.len(), labels.len(), "repeated labels: {labels:?}");
     assert!(svg.has_text("round-trip time (ms)"));
-    assert!(svg.has_text("loss: the darker, the more echoes lost"));
+    assert!(svg.has_text("echoes lost (bar height: share, scale at the right)"));
+    // The partial loss: bars two thirds of the plot high, on a labelled loss scale.
+    let area = svg.plot_area();
+    let bars = plot_rects(&svg, "#E69F00");
+    assert!(!bars.is_empty());
+    for bar in &bars {
+        assert!(
+            (bar.h - area.h * 2.0 / 3.0).abs() < 1.5,
+            "{bar:?} in {area:?}"
+        );
+        assert!(
+            (bar.y + bar.h - (area.y + area.h)).abs() < 1.5,
+            "from the bottom: {bar:?}"
+        );
+    }
+    assert!(svg.has_text("50% lost") && svg.has_text("100% lost"));
     // Time ticks every 15 s with seconds (a 2 min range had three ticks at 60 s steps).
     assert!(
         svg.has_text("00:00:15") && svg.has_text("00:01:45"),

@@ -258,7 +258,7 @@ fn ping_chart(
             },
             LegendItem {
                 colour: LOSS_COLOUR,
-                label: "loss: the darker, the more echoes lost".into(),
+                label: "echoes lost (bar height: share, scale at the right)".into(),
             },
             LegendItem {
                 colour: OUTAGE_COLOUR,
@@ -277,14 +277,21 @@ fn ping_chart(
             .iter()
             .enumerate()
             .filter(|(_, c)| c.sent > c.received && c.received > 0);
+        // Partial loss: a bar from the bottom as tall as the share lost, read on the loss
+        // scale written at the right edge (the top of the plot is 100 % lost).
+        let mut any_loss = false;
         chart.draw_series(losses.map(|(c, column)| {
+            any_loss = true;
             let x = ctx.x_of_us(ctx.grid.start_us(c));
             let share = 1.0 - column.received as f64 / column.sent as f64;
             Rectangle::new(
-                [(x, y0), (x + column_s, y1)],
-                LOSS_COLOUR.mix(0.15 + 0.5 * share).filled(),
+                [(x, y0), (x + column_s, y0 + share * (y1 - y0))],
+                LOSS_COLOUR.mix(0.55).filled(),
             )
         }))?;
+        if any_loss {
+            draw_loss_scale(chart, ctx)?;
+        }
         chart.draw_series(periods.iter().map(|&(start, end)| {
             let (a, b) = (
                 ctx.x_of_us(start).max(0.0),
@@ -302,6 +309,32 @@ fn ping_chart(
         mark_spikes(chart, ctx, &spikes, true)
     })
 }
+
+/// The loss scale at the plot's right edge, inside it: 25 % to 100 % lost.
+fn draw_loss_scale(chart: &mut canvas::Chart, ctx: &Context) -> canvas::DrawResult {
+    let (y0, y1) = canvas::y_bounds(chart);
+    let style = ("sans-serif", 12).into_font().color(&LOSS_COLOUR).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    chart.draw_series(LOSS_TICKS.iter().map(|&(share, label)| {
+        let y = y0 + share * (y1 - y0);
+        // The top label goes just under the edge, to stay inside the plot.
+        let dy = if share >= 1.0 { 8 } else { 0 };
+        EmptyElement::at((ctx.span_s(), y)) + Text::new(label, (-4, dy), style.clone())
+    }))?;
+    Ok(())
+}
+
+/// Shares lost marked on the loss scale, and their labels.
+const LOSS_TICKS: [(f64, &str); 4] = [
+    (0.25, "25% lost"),
+    (0.5, "50% lost"),
+    (0.75, "75% lost"),
+    (1.0, "100% lost"),
+];
 
 /// Percentiles of every reply over the whole range (an HDR histogram: a month of 1 s
 /// pings is millions of replies), for the notes.
