@@ -100,12 +100,13 @@ pub fn run(request: &Request) -> i32 {
     let request = &fitted_to_data(&tree, request);
     let (files, problems) = draw_all(&tree, request);
     let mut write_failed = false;
+    for (name, svg) in &files {
+        write_failed |= write_or_say(&request.out.join(name), svg);
+    }
+    // Last, so that a page opened while csm-plot runs never links a chart not yet written.
     if !files.is_empty() {
         let page = index::page(&tree.host, &files);
         write_failed |= write_or_say(&request.out.join(index::FILE), &page);
-    }
-    for (name, svg) in &files {
-        write_failed |= write_or_say(&request.out.join(name), svg);
     }
     for note in &problems.notes {
         eprintln!("csm-plot: {note}");
