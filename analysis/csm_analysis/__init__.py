@@ -5,11 +5,22 @@ so ``host`` and ``date`` are Hive partitions: they come back as columns, and a t
 several hosts' data dirs is one data set.
 """
 
-from .load import TABLES, ROLLUPS, connect, load, load_duckdb, table_glob, time_range
+from .load import (
+    ROLLUPS,
+    TABLES,
+    connect,
+    load,
+    load_duckdb,
+    parse_duration,
+    table_glob,
+    time_range,
+    unified_schema,
+)
 from .questions import (
     asymmetry,
     cpu_by_user,
     mem_by_user,
+    OUTAGE_COLUMNS,
     ping_outages,
     traffic_by_interface,
 )
@@ -22,6 +33,9 @@ __all__ = [
     "load_duckdb",
     "table_glob",
     "time_range",
+    "parse_duration",
+    "unified_schema",
+    "OUTAGE_COLUMNS",
     "cpu_by_user",
     "mem_by_user",
     "traffic_by_interface",

@@ -18,21 +18,65 @@ ROLLUPS = ("cpu_1m", "net_1m", "net_uid_1m", "mem_1m", "ping_1m")
 TimeLike = Union[str, _dt.datetime, pd.Timestamp, None]
 Hosts = Union[str, Iterable[str], None]
 
-_DURATION = re.compile(r"^-(\d+)(ms|s|m|h|d)$")
-_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Durations as csm-plot reads them (the Rust `humantime` crate): a number and a unit,
+# several of them in a row (`1h30m`, `1h 30m`); `m` is minutes and `M` months.
+_DURATION_PART = re.compile(r"\s*(\d+)\s*([A-Za-z]+)")
+_SECONDS = {}
+for _names, _seconds in (
+    (("nsec", "ns"), 1e-9),
+    (("usec", "us"), 1e-6),
+    (("msec", "ms"), 1e-3),
+    (("seconds", "second", "sec", "s"), 1),
+    (("minutes", "minute", "min", "m"), 60),
+    (("hours", "hour", "hr", "h"), 3600),
+    (("days", "day", "d"), 86400),
+    (("weeks", "week", "w"), 7 * 86400),
+    (("months", "month", "M"), 2_630_016),  # 30.44 days, as humantime
+    (("years", "year", "y"), 31_557_600),  # 365.25 days
+):
+    for _name in _names:
+        _SECONDS[_name] = _seconds
+
+_TIME_HELP = (
+    "use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25, UTC midnight), "
+    "a negative duration (-24h, -1w, -1h30m) or now, as csm-plot does"
+)
 
 
-def _timestamp(value: TimeLike) -> Optional[pd.Timestamp]:
-    """RFC 3339, a date (UTC midnight), a negative duration from now (``-24h``), or a
-    datetime; naive values are UTC."""
+def parse_duration(text: str) -> _dt.timedelta:
+    """A duration as csm-plot reads it: ``500ms``, ``90s``, ``5m``, ``2h``, ``1w``,
+    ``1h30m``; ValueError naming the text otherwise."""
+    rest, total, parts = text.strip(), 0.0, 0
+    while rest:
+        m = _DURATION_PART.match(rest)
+        if not m or m.group(2) not in _SECONDS:
+            raise ValueError(f"invalid duration {text!r}; use a number and a unit, like 500ms, 1s, 5m, 2h, 90d or 1w")
+        total += int(m.group(1)) * _SECONDS[m.group(2)]
+        rest, parts = rest[m.end():].lstrip(), parts + 1
+    if parts == 0 or total <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be more than zero")
+    return _dt.timedelta(seconds=total)
+
+
+def _timestamp(value: TimeLike, now: Optional[pd.Timestamp] = None) -> Optional[pd.Timestamp]:
+    """A time as csm-plot's ``--from``/``--to`` read it: RFC 3339, a date (UTC midnight),
+    ``now`` or a negative duration from now (``-24h``, ``-1w``); also a datetime or
+    Timestamp. Naive values are UTC. ValueError naming the text otherwise."""
     if value is None:
         return None
     if isinstance(value, str):
-        m = _DURATION.match(value.strip())
-        if m:
-            delta = _dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-            return pd.Timestamp.now(tz="UTC") - delta
-    ts = pd.Timestamp(value)
+        text = value.strip()
+        now = pd.Timestamp.now(tz="UTC") if now is None else now
+        if text == "now":
+            return now
+        if text.startswith("-"):
+            return now - parse_duration(text[1:])
+        try:
+            ts = pd.Timestamp(text)
+        except ValueError:
+            raise ValueError(f"invalid time {value!r}; {_TIME_HELP}") from None
+    else:
+        ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -54,33 +98,52 @@ def _check_table(table: str) -> None:
         raise ValueError(f"unknown table {table!r}; csm writes {', '.join(TABLES + ROLLUPS)}")
 
 
-def _dataset(data_dir: Union[str, os.PathLike], table: str) -> Optional[ds.Dataset]:
-    root = os.path.join(os.fspath(data_dir), table)
-    if not os.path.isdir(root):
-        return None
-    partitioning = ds.partitioning(
-        pa.schema([("host", pa.string()), ("date", pa.string())]), flavor="hive"
-    )
+def _check_data_dir(data_dir: Union[str, os.PathLike]) -> str:
+    """The data dir as a path; a missing one is an error naming it (an empty frame would
+    hide a typo)."""
+    path = os.fspath(data_dir)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"csm data dir {path!r} does not exist or is not a folder")
+    return path
+
+
+def _parquet_files(root: str) -> list:
+    """Every complete data file under a table: ``*.parquet``, not hidden (temporaries)."""
     files = []
     for dirpath, _dirs, names in os.walk(root):
         files.extend(
             os.path.join(dirpath, n) for n in names if n.endswith(".parquet") and not n.startswith(".")
         )
-    if not files:
-        return None
-    files.sort()
-    # Schemas only ever gain nullable columns: unify the oldest and newest files' schemas
-    # so that old and new files read together.
+    return sorted(files)
+
+
+def unified_schema(files: Sequence[str]) -> Optional[pa.Schema]:
+    """The union by name of every file's schema: schemas only ever gain nullable columns,
+    so a fleet of mixed csm versions reads as one table with every column, null where a
+    file lacks it. Reads only the footers. Unreadable files are left to the read itself."""
     schemas = {}
-    for f in {files[0], files[-1]}:
+    for f in files:
         try:
             schema = pq.read_schema(f)
         except (OSError, pa.ArrowInvalid):
             continue
-        schemas[str(schema)] = schema
+        schemas.setdefault(str(schema.remove_metadata()), schema.remove_metadata())
     if not schemas:
         return None
-    schema = pa.unify_schemas(list(schemas.values()))
+    return pa.unify_schemas(list(schemas.values()))
+
+
+def _dataset(data_dir: Union[str, os.PathLike], table: str) -> Optional[ds.Dataset]:
+    root = os.path.join(_check_data_dir(data_dir), table)
+    if not os.path.isdir(root):
+        return None
+    partitioning = ds.partitioning(
+        pa.schema([("host", pa.string()), ("date", pa.string())]), flavor="hive"
+    )
+    files = _parquet_files(root)
+    schema = unified_schema(files)
+    if schema is None:
+        return None
     schema = schema.append(pa.field("host", pa.string())).append(pa.field("date", pa.string()))
     return ds.dataset(files, format="parquet", partitioning=partitioning, partition_base_dir=root, schema=schema)
 
@@ -95,7 +158,8 @@ def load(
 ) -> pd.DataFrame:
     """Rows of ``table`` with ``start <= ts < end`` from the given hosts (all by default),
     sorted by host and time, as a pandas DataFrame with ``host`` and ``date`` columns.
-    An absent table gives an empty frame."""
+    Times read as csm-plot's (``-1w``, ``2026-11-25``, RFC 3339). An absent table gives an
+    empty frame; a missing data dir is a FileNotFoundError naming it."""
     _check_table(table)
     dataset = _dataset(data_dir, table)
     if dataset is None:
@@ -134,6 +198,7 @@ def connect(data_dir: Union[str, os.PathLike], database: str = ":memory:"):
     (``cpu``, ``net``, ``cpu_1m``…), Hive partitions ``host`` and ``date`` included."""
     import duckdb
 
+    _check_data_dir(data_dir)
     con = duckdb.connect(database)
     for table in TABLES + ROLLUPS:
         root = os.path.join(os.fspath(data_dir), table)

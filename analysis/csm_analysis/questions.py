@@ -72,28 +72,73 @@ def asymmetry(net: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: The columns of an outage, the same in :func:`ping_outages` and
+#: ``queries/ping_outages.sql`` (see there for what each means).
+OUTAGE_COLUMNS = [
+    "host",
+    "target",
+    "start_ts",
+    "end_ts",
+    "duration",
+    "duration_s",
+    "measurements",
+    "first_error",
+    "ongoing",
+]
+
+
 def ping_outages(ping: pd.DataFrame) -> pd.DataFrame:
-    """When each ping target was down: runs of consecutive measurements with no reply,
-    with start (first failed measurement), end (the next measurement that got a reply,
-    or the last failed one) and duration."""
-    cols = ["host", "target", "start", "end", "duration", "measurements", "error"]
+    """When each ping target was down, by the one definition ``queries/ping_outages.sql``
+    also implements (a test holds them equal to the microsecond): an outage is a run of
+    consecutive measurements of a target (on one host) with no reply (``received = 0``).
+
+    ``start_ts`` is the first of them; ``end_ts`` the first answered measurement after it,
+    NaT while the outage goes on (``ongoing``); ``duration`` runs to ``end_ts``, or for an
+    ongoing outage to its last measurement plus one interval (the step before that
+    measurement); ``first_error`` is the first measurement's error (None for plain loss).
+    """
     if ping.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=OUTAGE_COLUMNS)
     rows = []
-    for (host, target), group in ping.sort_values("ts").groupby(["host", "target"]):
-        run = None
-        for ts, received, error in zip(group["ts"], group["received"], group["error"]):
-            if received == 0:
-                if run is None:
-                    run = {"host": host, "target": target, "start": ts, "measurements": 0, "error": error}
-                run["measurements"] += 1
-                run["end"] = ts
-            elif run is not None:
-                run["end"] = ts
-                rows.append(run)
-                run = None
-        if run is not None:
-            rows.append(run)
-    out = pd.DataFrame(rows, columns=[c for c in cols if c != "duration"])
-    out["duration"] = out["end"] - out["start"]
-    return out[cols]
+    frame = ping.sort_values(["host", "target", "ts"], kind="stable")
+    for (host, target), group in frame.groupby(["host", "target"], sort=True):
+        ts = list(group["ts"])
+        down = list(group["received"] == 0)
+        errors = list(group["error"]) if "error" in group else [None] * len(ts)
+        first = 0
+        while first < len(ts):
+            if not down[first]:
+                first += 1
+                continue
+            last = first
+            while last + 1 < len(ts) and down[last + 1]:
+                last += 1
+            rows.append(_outage(host, target, ts, errors, first, last))
+            first = last + 1
+    out = pd.DataFrame(rows, columns=OUTAGE_COLUMNS)
+    out["measurements"] = out["measurements"].astype("int64")
+    out["ongoing"] = out["ongoing"].astype(bool)
+    return out.sort_values(["host", "target", "start_ts"], ignore_index=True)
+
+
+def _outage(host, target, ts, errors, first, last) -> dict:
+    """One outage: measurements ``first..=last`` of a target failed."""
+    ongoing = last + 1 == len(ts)
+    end = pd.NaT if ongoing else ts[last + 1]
+    if ongoing:
+        step = ts[last] - ts[last - 1] if last > 0 else pd.Timedelta(0)
+        stop = ts[last] + step
+    else:
+        stop = end
+    error = errors[first]
+    return {
+        "host": host,
+        "target": target,
+        "start_ts": ts[first],
+        "end_ts": end,
+        "duration": stop - ts[first],
+        "duration_s": (stop - ts[first]).total_seconds(),
+        "measurements": last - first + 1,
+        "first_error": None if pd.isna(error) else error,
+        "ongoing": ongoing,
+    }

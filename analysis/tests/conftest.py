@@ -13,11 +13,14 @@ Binaries come from ``$CSM_TARGET_DIR`` or ``<repo>/target/release``; build them 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The package of this checkout, not a copy installed earlier with pip.
+sys.path.insert(0, str(REPO / "analysis"))
 TARGET = Path(os.environ.get("CSM_TARGET_DIR", REPO / "target" / "release"))
 
 

@@ -71,7 +71,7 @@ def test_questions_have_exact_answers(fixture_dir):
     outages = csm.ping_outages(csm.load(fixture_dir, "ping"))
     assert list(outages["target"]) == ["gw.example"]
     assert outages["duration"].iloc[0] == pd.Timedelta(minutes=15)
-    assert outages["start"].iloc[0] == pd.Timestamp("2026-11-25T10:30:00Z")
+    assert outages["start_ts"].iloc[0] == pd.Timestamp("2026-11-25T10:30:00Z")
 
 
 def test_rollups_match_raw_totals(fixture_dir):

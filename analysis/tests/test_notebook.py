@@ -11,15 +11,20 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "csm.ipynb"
 
 def _run(data_dir):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    env_before = os.environ.get("CSM_DATA_DIR")
+    env_before = {name: os.environ.get(name) for name in ("CSM_DATA_DIR", "PYTHONPATH")}
     os.environ["CSM_DATA_DIR"] = str(data_dir)
+    # The kernel imports this checkout's package, not a copy installed earlier with pip.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(NOTEBOOK.parents[1]), env_before["PYTHONPATH"]) if p
+    )
     try:
         nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     finally:
-        if env_before is None:
-            os.environ.pop("CSM_DATA_DIR", None)
-        else:
-            os.environ["CSM_DATA_DIR"] = env_before
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     text = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):

@@ -80,7 +80,8 @@ fn main() {
         host: Some(HOST.into()),
         out: out.path().to_path_buf(),
         plots: PlotKind::ALL.to_vec(),
-        tz: chrono::FixedOffset::east_opt(0).expect("UTC"),
+        tz: csm_plot::zone::Zone::utc(),
+        fit_from: false,
     };
     let mut cpu_times: Vec<f64> = Vec::new();
     let mut times: Vec<Duration> = (0..RUNS)

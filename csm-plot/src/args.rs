@@ -3,10 +3,12 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, ValueEnum};
 
 use csm_store::time::parse_duration;
+
+use crate::zone::Zone;
 
 /// Charts drawn when no PLOT is named: all of them.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +57,8 @@ pub struct PlotArgs {
     /// The data dir `csm run` writes to.
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// Start of the range [default: 24 hours before --to].
+    /// Start of the range [default: 24 hours before --to, or the first row when the data
+    /// begin later, down to the minute].
     #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub from: Option<DateTime<Utc>>,
     /// End of the range [default: now].
@@ -65,9 +68,10 @@ pub struct PlotArgs {
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Time zone of the time axis and the times written on charts: `utc`, `local` (this
-    /// machine's current offset) or a fixed offset such as `+02:00`.
+    /// machine's zone), a tz database name such as `Europe/Berlin` (daylight saving time
+    /// followed) or a fixed offset such as `+02:00`.
     #[arg(long, value_name = "ZONE", default_value = "utc", value_parser = parse_zone, allow_hyphen_values = true)]
-    pub tz: FixedOffset,
+    pub tz: Zone,
     /// Where the SVG files go.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
@@ -85,8 +89,11 @@ pub struct Request {
     pub host: Option<String>,
     pub out: PathBuf,
     pub plots: Vec<PlotKind>,
-    /// Offset of the time axis from UTC.
-    pub tz: FixedOffset,
+    /// Zone of the time axis and of the times written on charts.
+    pub tz: Zone,
+    /// `--from` was not given: the start may move up to the first row when the data
+    /// begin later (one minute of data is not drawn as a sliver at the right of a day).
+    pub fit_from: bool,
 }
 
 impl PlotArgs {
@@ -120,6 +127,7 @@ impl PlotArgs {
             out: self.out,
             plots,
             tz: self.tz,
+            fit_from: self.from.is_none(),
         })
     }
 }
@@ -152,12 +160,21 @@ pub fn parse_time_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
     ))
 }
 
-/// `utc`, `local`, or an offset: `+02:00`, `-0530`, `+2`.
-pub fn parse_zone(text: &str) -> Result<FixedOffset, String> {
-    let bad = || format!("invalid time zone {text:?}; use utc, local or an offset like +02:00");
+/// `utc`, `local`, a tz database name (`Europe/Berlin`), or an offset: `+02:00`, `-0530`,
+/// `+2`.
+pub fn parse_zone(text: &str) -> Result<Zone, String> {
+    let bad = || {
+        format!(
+            "invalid time zone {text:?}; use utc, local, a name like Europe/Berlin or an offset \
+             like +02:00"
+        )
+    };
     match text.trim() {
-        "utc" | "UTC" | "Z" => return Ok(Utc.fix()),
-        "local" => return Ok(*chrono::Local::now().offset()),
+        "utc" | "UTC" | "Z" => return Ok(Zone::utc()),
+        "local" => return Ok(Zone::system()),
+        name if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
+            return Zone::named(name).map_err(|err| format!("{err}; {}", bad()));
+        }
         _ => {}
     }
     let (sign, rest) = match text.trim().split_at_checked(1).ok_or_else(bad)? {
@@ -177,7 +194,7 @@ pub fn parse_zone(text: &str) -> Result<FixedOffset, String> {
     if hours > 23 || minutes > 59 {
         return Err(bad());
     }
-    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
+    Zone::fixed(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -222,20 +239,20 @@ mod tests {
 
     #[test]
     fn zones_read_as_names_or_offsets() {
-        assert_eq!(parse_zone("utc"), Ok(FixedOffset::east_opt(0).unwrap()));
-        assert_eq!(
-            parse_zone("+02:00"),
-            Ok(FixedOffset::east_opt(7200).unwrap())
-        );
-        assert_eq!(
-            parse_zone("-0530"),
-            Ok(FixedOffset::west_opt(19800).unwrap())
-        );
-        assert_eq!(parse_zone("+2"), Ok(FixedOffset::east_opt(7200).unwrap()));
+        let offset = |text: &str| parse_zone(text).map(|z| z.offset_at(0));
+        let east = |s| chrono::FixedOffset::east_opt(s).unwrap();
+        assert_eq!(offset("utc"), Ok(east(0)));
+        assert_eq!(offset("+02:00"), Ok(east(7200)));
+        assert_eq!(offset("-0530"), Ok(east(-19800)));
+        assert_eq!(offset("+2"), Ok(east(7200)));
         assert!(parse_zone("Mars/Olympus")
             .unwrap_err()
             .contains("Mars/Olympus"));
         assert!(parse_zone("+25:00").is_err());
+        // A named zone: Berlin is +01:00 in January and +02:00 in July.
+        let berlin = parse_zone("Europe/Berlin").unwrap();
+        assert_eq!(berlin.offset_at(1_767_225_600_000_000), east(3600));
+        assert_eq!(berlin.offset_at(1_782_864_000_000_000), east(7200));
     }
 
     #[test]

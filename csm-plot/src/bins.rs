@@ -194,6 +194,22 @@ impl Binned {
             .collect()
     }
 
+    /// The key's mean over the time the table has data (not over the whole range, so the
+    /// same rows give the same average whatever range is drawn): its time integral over
+    /// the covered time.
+    pub fn time_average(&self, key: &str, coverage: &[f64]) -> f64 {
+        let covered: f64 = coverage.iter().sum();
+        let integral: f64 = self
+            .index
+            .get(key)
+            .map_or(0.0, |&i| self.series[i].iter().map(|b| b.integral).sum());
+        if covered > 0.0 {
+            integral / covered
+        } else {
+            0.0
+        }
+    }
+
     /// Sum of several keys' levels (for "others" and totals).
     pub fn summed_levels(&self, keys: &[&String], coverage: &[f64]) -> Vec<Option<Level>> {
         let mut total: Vec<Option<Level>> = vec![None; self.grid.columns];
@@ -247,15 +263,8 @@ pub fn typical_interval_us(times_us: &[i64]) -> i64 {
     *steps.select_nth_unstable(mid).1
 }
 
-/// The `q`-quantile (0..=1) of the values, by nearest rank; `None` if empty.
-pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((values.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    let (_, v, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
-    Some(*v)
-}
+/// The `q`-quantile (0..=1) of the values: csm's one definition, nearest rank.
+pub use csm_store::stats::quantile;
 
 #[cfg(test)]
 mod tests {
@@ -335,9 +344,22 @@ mod tests {
     }
 
     #[test]
+    fn averages_are_over_the_time_with_data_whatever_the_range() {
+        // One minute at 40 % then one at 50 %, drawn in a 5 min and in a 24 h range.
+        for to_s in [300, 86_400] {
+            let mut b = Binned::new(Grid::new(0, to_s * S, 880));
+            b.add_span("alice", 0, 60 * S, 40.0, 40.0);
+            b.add_span("alice", 60 * S, 120 * S, 50.0, 50.0);
+            let avg = b.time_average("alice", &b.coverage());
+            assert!((avg - 45.0).abs() < 1e-9, "{avg} over {to_s} s");
+        }
+    }
+
+    #[test]
     fn quantiles_by_nearest_rank() {
         let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&mut v, 0.5), Some(51.0));
+        // ⌈100 · 0.5⌉ = 50th value (round((n−1)q) used to give the 51st).
+        assert_eq!(quantile(&mut v, 0.5), Some(50.0));
         assert_eq!(quantile(&mut v, 1.0), Some(100.0));
         assert_eq!(quantile(&mut [], 0.5), None);
     }

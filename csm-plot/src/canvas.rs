@@ -5,6 +5,8 @@ use std::error::Error;
 use std::ops::Range;
 
 use chrono::{DateTime, FixedOffset, Utc};
+
+use crate::zone::Zone;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -61,7 +63,7 @@ pub struct Context {
     /// `[start, end)` in microseconds when the daemon was stopped (from `events`).
     pub down: Vec<(i64, i64)>,
     /// Time zone of the axis and of times written on the chart.
-    pub tz: FixedOffset,
+    pub tz: Zone,
 }
 
 impl Context {
@@ -89,15 +91,12 @@ impl Context {
 
     /// A time in the chart's zone.
     pub fn local(&self, ts_us: i64) -> DateTime<FixedOffset> {
-        utc(ts_us).with_timezone(&self.tz)
+        self.tz.local(ts_us)
     }
 
-    /// `UTC`, or `UTC+02:00`.
+    /// `UTC`, `UTC+02:00` or `Europe/Berlin`.
     pub fn zone_name(&self) -> String {
-        match self.tz.local_minus_utc() {
-            0 => "UTC".into(),
-            _ => format!("UTC{}", self.tz),
-        }
+        self.tz.name().to_string()
     }
 
     pub fn title(&self, what: &str) -> String {
@@ -211,7 +210,73 @@ pub fn render(
         body(&mut chart)?;
         root.present()?;
     }
-    Ok(svg)
+    Ok(with_tooltips(&svg, &page.legend))
+}
+
+/// `#RRGGBB` as plotters writes colours in SVG attributes.
+fn hex(colour: &RGBColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", colour.0, colour.1, colour.2)
+}
+
+/// Gives every shape drawn in a legend colour a `<title>` with that legend entry, which
+/// browsers show as a tooltip when the pointer rests on the series (plotters has no
+/// tooltips of its own).
+pub fn with_tooltips(svg: &str, legend: &[LegendItem]) -> String {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for item in legend {
+        let colour = hex(&item.colour);
+        match labels.iter_mut().find(|(c, _)| *c == colour) {
+            Some((_, label)) => {
+                label.push_str("; ");
+                label.push_str(&item.label);
+            }
+            None => labels.push((colour, item.label.clone())),
+        }
+    }
+    let mut out = String::with_capacity(svg.len() + 1024);
+    let mut rest = svg;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        let element = &rest[start..=start + len];
+        rest = &rest[start + len + 1..];
+        let label = shape_name(element).and_then(|name| {
+            labels
+                .iter()
+                .find(|(colour, _)| {
+                    element.contains(&format!("fill=\"{colour}\""))
+                        || element.contains(&format!("stroke=\"{colour}\""))
+                })
+                .map(|(_, label)| (name, label))
+        });
+        match label {
+            Some((name, label)) => {
+                out.push_str(element.trim_end_matches("/>").trim_end());
+                out.push_str(&format!("><title>{}</title></{name}>", escape_xml(label)));
+            }
+            None => out.push_str(element),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The tag of a self-closing shape element (`polygon`, `polyline`, `rect`, `path`).
+fn shape_name(element: &str) -> Option<&'static str> {
+    if !element.ends_with("/>") {
+        return None;
+    }
+    ["polygon", "polyline", "rect", "path"]
+        .into_iter()
+        .find(|name| element.starts_with(&format!("<{name} ")))
+}
+
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn draw_header(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, page: &Page) -> DrawResult {
@@ -279,9 +344,9 @@ fn draw_y_ticks(
 }
 
 /// Tick steps a time axis may use, in seconds, smallest first.
-const TIME_STEPS: [i64; 16] = [
-    60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172_800, 345_600, 604_800,
-    1_209_600, 2_592_000,
+const TIME_STEPS: [i64; 24] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+    172_800, 345_600, 604_800, 1_209_600, 2_592_000, 5_184_000,
 ];
 
 /// The smallest step that keeps labels apart (they are ~90 px wide at most).
@@ -302,23 +367,20 @@ fn draw_time_axis(
 ) -> DrawResult {
     let (x_px, y_px) = chart.plotting_area().get_pixel_range();
     let step = time_step_s(ctx.span_s(), (x_px.end - x_px.start) as f64);
-    let from_s = ctx.grid.from_us.div_euclid(1_000_000);
-    let to_s = ctx.grid.to_us.div_euclid(1_000_000);
-    // Round in the chart's zone: midnight there, not in UTC.
-    let offset = i64::from(ctx.tz.local_minus_utc());
-    let mut tick = (from_s + offset + step - 1).div_euclid(step) * step - offset;
     let style = text_style(TEXT_SIZE - 1, &BLACK).pos(plotters::style::text_anchor::Pos::new(
         plotters::style::text_anchor::HPos::Center,
         plotters::style::text_anchor::VPos::Top,
     ));
-    while tick <= to_s {
+    for (tick, local_s) in time_ticks(&ctx.tz, ctx.grid.from_us, ctx.grid.to_us, step) {
         let x = ctx.x_of_us(tick * 1_000_000);
         let (px, _) = chart.backend_coord(&(x, 0.0));
         let time = ctx.local(tick * 1_000_000);
         let label = if step >= 86_400 {
             time.format("%m-%d").to_string()
-        } else if (tick + offset) % 86_400 == 0 {
+        } else if local_s % 86_400 == 0 {
             time.format("%m-%d %H:%M").to_string()
+        } else if step < 60 {
+            time.format("%H:%M:%S").to_string()
         } else {
             time.format("%H:%M").to_string()
         };
@@ -331,7 +393,6 @@ fn draw_time_axis(
             BLACK,
         ))?;
         root.draw(&Text::new(label, (px, y_px.end + 7), style.clone()))?;
-        tick += step;
     }
     let centre = (x_px.start + x_px.end) / 2;
     root.draw(&Text::new(
@@ -340,6 +401,37 @@ fn draw_time_axis(
         style,
     ))?;
     Ok(())
+}
+
+/// Ticks `(UTC seconds, local seconds)` on round local times of the zone: multiples of
+/// `step` on the zone's clock (midnight there, not in UTC), each placed at the instant that
+/// clock shows it, so ticks stay on round local times across a daylight saving change.
+/// A local time that does not exist (skipped in spring) gets no tick; one that happens
+/// twice (autumn) gets one per instant.
+pub fn time_ticks(zone: &Zone, from_us: i64, to_us: i64, step: i64) -> Vec<(i64, i64)> {
+    let from_s = from_us.div_euclid(1_000_000);
+    let to_s = to_us.div_euclid(1_000_000);
+    let offset_s = |utc_s: i64| i64::from(zone.offset_at(utc_s * 1_000_000).local_minus_utc());
+    // Local clock range to scan: widened by a day so every offset is covered.
+    let first_local = (from_s + offset_s(from_s) - 86_400).div_euclid(step) * step;
+    let last_local = to_s + offset_s(to_s) + 86_400;
+    let mut ticks: Vec<(i64, i64)> = Vec::new();
+    let mut local = first_local;
+    while local <= last_local {
+        // Either offset on each side of a change may be the one in force at this time.
+        for guess in [offset_s(local - 86_400 / 2), offset_s(local + 86_400 / 2)] {
+            let utc_s = local - guess;
+            if offset_s(utc_s) == guess
+                && (from_s..=to_s).contains(&utc_s)
+                && !ticks.contains(&(utc_s, local))
+            {
+                ticks.push((utc_s, local));
+            }
+        }
+        local += step;
+    }
+    ticks.sort();
+    ticks
 }
 
 /// Periods the daemon was not running, shaded grey across the plot.
@@ -585,6 +677,38 @@ mod tests {
         assert_eq!(time_step_s(86_400.0, 880.0), 10_800);
         assert_eq!(time_step_s(3600.0, 880.0), 600);
         assert_eq!(time_step_s(30.0 * 86_400.0, 880.0), 345_600);
+        // A 75 s range gets 10 s ticks (it had two ticks at 60 s steps), 8 s gets 1 s.
+        assert_eq!(time_step_s(75.0, 880.0), 10);
+        assert_eq!(time_step_s(8.0, 880.0), 1);
+    }
+
+    #[test]
+    fn hourly_ticks_stay_on_round_berlin_hours_across_the_spring_change() {
+        // 2026-03-29 00:00–05:00 UTC: Berlin's clock goes 01:00, 03:00 (02:00 is skipped).
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let from_us = 1_774_742_400_000_000;
+        let ticks = time_ticks(&berlin, from_us, from_us + 5 * 3_600_000_000, 3600);
+        let labels: Vec<String> = ticks
+            .iter()
+            .map(|(utc_s, _)| berlin.local(utc_s * 1_000_000).format("%H:%M").to_string())
+            .collect();
+        assert_eq!(
+            labels,
+            ["01:00", "03:00", "04:00", "05:00", "06:00", "07:00"]
+        );
+    }
+
+    #[test]
+    fn shapes_in_a_legend_colour_get_its_label_as_tooltip() {
+        let legend = [LegendItem {
+            colour: PALETTE[0],
+            label: "alice (avg 41.7%) <1>".into(),
+        }];
+        let svg = r##"<svg><polygon points="1,2 3,4" fill="#0072B2"/><rect x="0" fill="#FCFCFC"/></svg>"##;
+        assert_eq!(
+            with_tooltips(svg, &legend),
+            r##"<svg><polygon points="1,2 3,4" fill="#0072B2"><title>alice (avg 41.7%) &lt;1&gt;</title></polygon><rect x="0" fill="#FCFCFC"/></svg>"##
+        );
     }
 
     #[test]

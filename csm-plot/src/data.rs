@@ -65,6 +65,82 @@ pub struct NetData {
     /// tx − rx per row, so the diff keeps its own extremes.
     pub diff: Binned,
     pub totals: BTreeMap<String, Totals>,
+    /// Each key's interface and network namespace (keys are unique per pair).
+    pub interfaces: BTreeMap<String, NetKey>,
+}
+
+/// An interface in its network namespace: what one set of interface charts is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetKey {
+    pub iface: String,
+    /// `None` in the host's own namespace (whose charts keep the plain names); else a
+    /// readable label: the namespace's name under /run/netns, or its inode.
+    pub namespace: Option<String>,
+}
+
+impl NetKey {
+    /// The key the binned tables use: the interface name in the host namespace,
+    /// `iface@label` elsewhere.
+    pub fn key(&self) -> String {
+        match &self.namespace {
+            None => self.iface.clone(),
+            Some(ns) => format!("{}@{ns}", self.iface),
+        }
+    }
+}
+
+/// The host's own network namespace: `init_net` has the fixed inode PROC_NET_INIT_INO
+/// (0xF0000000) on every Linux since 3.8. Rows from /proc carry no namespace: the host's.
+pub const HOST_NETNS_INODE: i64 = 0xF000_0000;
+
+/// Folders where tools name network namespaces (ip netns, Docker).
+pub const NETNS_NAME_DIRS: [&str; 2] = ["/run/netns", "/run/docker/netns"];
+
+/// The readable label of a namespace inode: the name of the file under `dirs` that is that
+/// namespace (a bind mount of it has its inode); else the process that owns it, as
+/// `<comm>-<pid>` of its lowest pid under `proc` (a container's init); else `inode-<n>`.
+/// `None` for the host's. Only the machine that collected the data can name them.
+pub fn namespace_label(
+    inode: Option<i64>,
+    dirs: &[&std::path::Path],
+    proc: &std::path::Path,
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = inode.filter(|&n| n != HOST_NETNS_INODE)?;
+    let named = dirs.iter().find_map(|dir| {
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let same = std::fs::metadata(entry.path()).ok()?.ino() == inode as u64;
+            same.then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+    });
+    let label = named
+        .or_else(|| owning_process(inode, proc))
+        .unwrap_or_else(|| format!("inode-{inode}"));
+    Some(label)
+}
+
+/// `<comm>-<pid>` of the lowest pid whose `ns/net` link reads `net:[<inode>]`.
+fn owning_process(inode: i64, proc: &std::path::Path) -> Option<String> {
+    let wanted = format!("net:[{inode}]");
+    let mut pids: Vec<u32> = std::fs::read_dir(proc)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find_map(|pid| {
+        let dir = proc.join(pid.to_string());
+        let link = std::fs::read_link(dir.join("ns/net")).ok()?;
+        if link.to_str()? != wanted {
+            return None;
+        }
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        Some(
+            format!("{}-{pid}", comm.trim())
+                .trim_start_matches('-')
+                .to_string(),
+        )
+    })
 }
 
 /// Bytes over the range, and the asymmetric part each way (summed per row).
@@ -88,13 +164,16 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         tx: Binned::new(grid),
         diff: Binned::new(grid),
         totals: BTreeMap::new(),
+        interfaces: BTreeMap::new(),
     };
+    let mut labels = NamespaceLabels::default();
     let columns = |table: Table| -> &'static [&'static str] {
         match table {
             Table::NetMinute => &[
                 NetRow::COLUMN.ts_us,
                 NetRow::COLUMN.dur_ms,
                 NetRow::COLUMN.iface,
+                NetRow::COLUMN.netns,
                 NetRow::COLUMN.rx_bytes,
                 NetRow::COLUMN.tx_bytes,
                 NetMinuteRow::COLUMN.rx_bytes_per_s_max,
@@ -104,6 +183,7 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
                 NetRow::COLUMN.ts_us,
                 NetRow::COLUMN.dur_ms,
                 NetRow::COLUMN.iface,
+                NetRow::COLUMN.netns,
                 NetRow::COLUMN.rx_bytes,
                 NetRow::COLUMN.tx_bytes,
             ],
@@ -112,7 +192,7 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     read_files(
         &files,
         columns,
-        |table, cols| add_net_batch(&mut data, table, cols),
+        |table, cols| add_net_batch(&mut data, &mut labels, table, cols),
         problems,
     );
     if data.rx.is_empty() {
@@ -126,11 +206,34 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     Some(data)
 }
 
-fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(), String> {
-    let (ts, dur, iface) = (
+/// Namespace labels looked up once per inode (each lookup lists the netns folders).
+#[derive(Default)]
+struct NamespaceLabels(BTreeMap<Option<i64>, Option<String>>);
+
+impl NamespaceLabels {
+    fn get(&mut self, inode: Option<i64>) -> Option<String> {
+        self.0
+            .entry(inode)
+            .or_insert_with(|| {
+                let dirs: Vec<&std::path::Path> =
+                    NETNS_NAME_DIRS.iter().map(std::path::Path::new).collect();
+                namespace_label(inode, &dirs, std::path::Path::new("/proc"))
+            })
+            .clone()
+    }
+}
+
+fn add_net_batch(
+    data: &mut NetData,
+    labels: &mut NamespaceLabels,
+    table: Table,
+    cols: &Columns,
+) -> Result<(), String> {
+    let (ts, dur, iface, netns) = (
         cols.ts()?,
         cols.i64s(NetRow::COLUMN.dur_ms)?,
         cols.strs(NetRow::COLUMN.iface)?,
+        cols.i64s(NetRow::COLUMN.netns)?,
     );
     let (rx, tx) = (
         cols.i64s(NetRow::COLUMN.rx_bytes)?,
@@ -157,7 +260,15 @@ fn add_net_batch(data: &mut NetData, table: Table, cols: &Columns) -> Result<(),
             Some((rm, tm)) => (rm.value(row).max(rx_rate), tm.value(row).max(tx_rate)),
             None => (rx_rate, tx_rate),
         };
-        let name = iface.value(row);
+        let inode = netns.is_valid(row).then(|| netns.value(row));
+        let net_key = NetKey {
+            iface: iface.value(row).to_string(),
+            namespace: labels.get(inode),
+        };
+        let name = &net_key.key();
+        if !data.interfaces.contains_key(name) {
+            data.interfaces.insert(name.clone(), net_key.clone());
+        }
         // The three tables get keys together, so their slots agree.
         let slot = data.rx.key_index(name);
         data.tx.key_index(name);
@@ -402,6 +513,8 @@ pub struct PingSample {
     pub sent: i64,
     pub received: i64,
     pub rtts_ms: Vec<f64>,
+    /// Why nothing was sent or received (an unresolvable name), if the daemon said.
+    pub error: Option<String>,
 }
 
 /// Ping measurements per target, in time order.
@@ -422,6 +535,7 @@ pub fn load_ping(
                 PingRow::COLUMN.sent,
                 PingRow::COLUMN.received,
                 PingRow::COLUMN.rtts_ms,
+                PingRow::COLUMN.error,
             ]
         },
         |_, cols| {
@@ -431,6 +545,7 @@ pub fn load_ping(
                 cols.i64s(PingRow::COLUMN.received)?,
                 cols.f64_lists(PingRow::COLUMN.rtts_ms)?,
             );
+            let error = cols.strs(PingRow::COLUMN.error)?;
             for row in 0..cols.batch.num_rows() {
                 let ts_us = ts.value(row);
                 if ts_us < grid.from_us || ts_us >= grid.to_us {
@@ -450,6 +565,7 @@ pub fn load_ping(
                         sent: sent.value(row),
                         received: received.value(row),
                         rtts_ms: values,
+                        error: error.is_valid(row).then(|| error.value(row).to_string()),
                     });
             }
             Ok(())
@@ -621,6 +737,34 @@ fn down_periods(mut events: Vec<(i64, bool)>, end_us: i64) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_are_named_by_their_file_else_their_process_else_their_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("blue"), b"").unwrap();
+        let inode = std::fs::metadata(dir.path().join("blue")).unwrap().ino() as i64;
+        let dirs = [dir.path()];
+        // A fake /proc: pids 70 and 42 in another namespace (42 is its init), 1 in the host's.
+        let proc = tempfile::tempdir().unwrap();
+        let other = inode + 1_000_000;
+        for (pid, ns, comm) in [
+            (1, HOST_NETNS_INODE, "init"),
+            (70, other, "sh"),
+            (42, other, "nginx"),
+        ] {
+            let pid_dir = proc.path().join(pid.to_string());
+            std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), pid_dir.join("ns/net")).unwrap();
+            std::fs::write(pid_dir.join("comm"), format!("{comm}\n")).unwrap();
+        }
+        let label = |n| namespace_label(n, &dirs, proc.path());
+        assert_eq!(label(Some(inode)), Some("blue".into()));
+        assert_eq!(label(Some(other)), Some("nginx-42".into()));
+        assert_eq!(label(Some(other + 1)), Some(format!("inode-{}", other + 1)));
+        assert_eq!(label(Some(HOST_NETNS_INODE)), None);
+        assert_eq!(label(None), None);
+    }
 
     #[test]
     fn cores_come_from_the_host_event() {

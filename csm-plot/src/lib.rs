@@ -7,7 +7,8 @@
 //! - [`bins`]: the downsampling itself (mean, min, max per column; gaps stay gaps);
 //! - [`canvas`]: the page every chart shares (title, legend, time axis, spikes);
 //! - [`charts`]: one module per family of charts;
-//! - [`units`]: bytes and bits/s as people read them.
+//! - [`units`]: bytes and bits/s as people read them;
+//! - [`index`]: `index.html`, every chart of the run on one page.
 //!
 //! Every chart whose data exists is drawn; absent tables are noted on stderr; an
 //! unreadable file is named on stderr and makes the exit status 1, after the rest is drawn.
@@ -17,9 +18,11 @@ pub mod bins;
 pub mod canvas;
 pub mod charts;
 pub mod data;
+pub mod index;
 pub mod read;
 pub mod rtt_histogram;
 pub mod units;
+pub mod zone;
 
 use std::ffi::OsString;
 use std::fs;
@@ -94,17 +97,16 @@ pub fn run(request: &Request) -> i32 {
         data_dir: request.data_dir.clone(),
         host,
     };
+    let request = &fitted_to_data(&tree, request);
     let (files, problems) = draw_all(&tree, request);
     let mut write_failed = false;
-    for (name, svg) in files {
-        let path = request.out.join(&name);
-        match write_atomically(&path, &svg) {
-            Ok(()) => println!("{}", path.display()),
-            Err(err) => {
-                eprintln!("csm-plot: cannot write {}: {err}", path.display());
-                write_failed = true;
-            }
-        }
+    for (name, svg) in &files {
+        write_failed |= write_or_say(&request.out.join(name), svg);
+    }
+    // Last, so that a page opened while csm-plot runs never links a chart not yet written.
+    if !files.is_empty() {
+        let page = index::page(&tree.host, &files);
+        write_failed |= write_or_say(&request.out.join(index::FILE), &page);
     }
     for note in &problems.notes {
         eprintln!("csm-plot: {note}");
@@ -112,10 +114,48 @@ pub fn run(request: &Request) -> i32 {
     for message in &problems.unreadable {
         eprintln!("csm-plot: {message}");
     }
+    if files.is_empty() {
+        eprintln!(
+            "csm-plot: no chart drawn: host {} has no data to chart in the range {} to {}",
+            tree.host,
+            canvas::utc(request.from_us).to_rfc3339(),
+            canvas::utc(request.to_us).to_rfc3339()
+        );
+        return EXIT_UNREADABLE;
+    }
     if problems.unreadable.is_empty() && !write_failed {
         EXIT_OK
     } else {
         EXIT_UNREADABLE
+    }
+}
+
+/// A default start moved up to the minute of the first row when the data begin later,
+/// so less data than the range fills the chart rather than a sliver at its right edge.
+pub fn fitted_to_data(tree: &DataTree, request: &Request) -> Request {
+    let mut fitted = request.clone();
+    if request.fit_from {
+        if let Some(first) = tree.first_row_us(request.from_us, request.to_us) {
+            let minute = first.div_euclid(MINUTE_US) * MINUTE_US;
+            fitted.from_us = minute.max(request.from_us);
+        }
+    }
+    fitted
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// Writes one output file and prints its path; says why not and returns true on failure.
+fn write_or_say(path: &Path, text: &str) -> bool {
+    match write_atomically(path, text) {
+        Ok(()) => {
+            println!("{}", path.display());
+            false
+        }
+        Err(err) => {
+            eprintln!("csm-plot: cannot write {}: {err}", path.display());
+            true
+        }
     }
 }
 
@@ -142,6 +182,11 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
     let wants = |kinds: &[PlotKind]| kinds.iter().any(|k| request.plots.contains(k));
     let mut problems = Problems::default();
     let mut results: Vec<(&str, Drawn)> = Vec::new();
+    let mut per_user: (
+        Option<bins::Binned>,
+        Option<bins::Binned>,
+        Option<data::UserNetData>,
+    ) = (None, None, None);
     let facts = data::load_daemon_facts(tree, grid, &mut problems);
     let cores = facts.cores.map_or_else(
         || charts::usage::Cores::ThisMachine(online_cpus()),
@@ -151,31 +196,19 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
         host: tree.host.clone(),
         grid,
         down: facts.down,
-        tz: request.tz,
+        tz: request.tz.clone(),
     };
     std::thread::scope(|scope| {
         let mut jobs: Vec<(&str, std::thread::ScopedJoinHandle<'_, (Drawn, Problems)>)> =
             Vec::new();
-        if wants(&[PlotKind::Cpu]) {
-            jobs.push((
-                "cpu",
-                scope.spawn(move || {
-                    with_problems(|p| {
-                        data::load_cpu(tree, grid, p).map(|b| charts::usage::cpu(ctx, &b, cores))
-                    })
-                }),
-            ));
-        }
-        if wants(&[PlotKind::Mem]) {
-            jobs.push((
-                "mem",
-                scope.spawn(move || {
-                    with_problems(|p| {
-                        data::load_mem(tree, grid, p).map(|b| charts::usage::mem(ctx, &b))
-                    })
-                }),
-            ));
-        }
+        // The per-user tables are loaded here and drawn after the scope, together: one
+        // order of users (so one colour per user) needs all three.
+        let cpu_job = wants(&[PlotKind::Cpu])
+            .then(|| scope.spawn(move || with_loader(|p| data::load_cpu(tree, grid, p))));
+        let mem_job = wants(&[PlotKind::Mem])
+            .then(|| scope.spawn(move || with_loader(|p| data::load_mem(tree, grid, p))));
+        let users_job = wants(&[PlotKind::NetUsers])
+            .then(|| scope.spawn(move || with_loader(|p| data::load_net_users(tree, grid, p))));
         if wants(&[PlotKind::Net, PlotKind::NetDiff, PlotKind::NetLog]) {
             let kinds = request.plots.clone();
             jobs.push((
@@ -183,16 +216,6 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
                 scope.spawn(move || {
                     with_problems(|p| {
                         data::load_net(tree, grid, p).map(|net| net_charts(ctx, &net, &kinds))
-                    })
-                }),
-            ));
-        }
-        if wants(&[PlotKind::NetUsers]) {
-            jobs.push((
-                "net_uid",
-                scope.spawn(move || {
-                    with_problems(|p| {
-                        data::load_net_users(tree, grid, p).map(|d| charts::net::users(ctx, &d))
                     })
                 }),
             ));
@@ -217,6 +240,11 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
                 }),
             ));
         }
+        per_user = (
+            join_loader("cpu", cpu_job, &mut problems),
+            join_loader("mem", mem_job, &mut problems),
+            join_loader("net_uid", users_job, &mut problems),
+        );
         for (name, job) in jobs {
             let (result, p) = job.join().unwrap_or_else(|_| {
                 (
@@ -228,8 +256,28 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
             results.push((name, result));
         }
     });
+    let (cpu, mem, net_users) = &per_user;
+    let order = charts::user_order(&[
+        &cpu.iter().collect::<Vec<_>>(),
+        &mem.iter().collect::<Vec<_>>(),
+        &net_users
+            .iter()
+            .flat_map(|d| [&d.tx, &d.rx])
+            .collect::<Vec<_>>(),
+    ]);
+    let mut user_charts: Vec<(&str, Drawn)> = Vec::new();
+    if let Some(cpu) = cpu {
+        user_charts.push(("cpu", drawn(charts::usage::cpu(ctx, cpu, cores, &order))));
+    }
+    if let Some(mem) = mem {
+        user_charts.push(("mem", drawn(charts::usage::mem(ctx, mem, &order))));
+    }
+    if let Some(net_users) = net_users {
+        user_charts.push(("net_uid", drawn(charts::net::users(ctx, net_users, &order))));
+    }
+    user_charts.append(&mut results);
     let mut files = Vec::new();
-    for (name, result) in results {
+    for (name, result) in user_charts {
         match result {
             Ok(mut charts) => files.append(&mut charts),
             Err(err) => problems
@@ -238,6 +286,33 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
         }
     }
     (files, problems)
+}
+
+/// A thread loading one table.
+type LoaderJob<'scope, T> = std::thread::ScopedJoinHandle<'scope, (Option<T>, Problems)>;
+
+/// Runs a loader with its own problems (threads cannot share them).
+fn with_loader<T>(load: impl FnOnce(&mut Problems) -> Option<T>) -> (Option<T>, Problems) {
+    let mut problems = Problems::default();
+    let loaded = load(&mut problems);
+    (loaded, problems)
+}
+
+/// The loaded table of a thread, if it was started and did not fail.
+fn join_loader<T>(name: &str, job: Option<LoaderJob<'_, T>>, problems: &mut Problems) -> Option<T> {
+    let (loaded, p) = job?.join().unwrap_or_else(|_| {
+        let mut p = Problems::default();
+        p.unreadable
+            .push(format!("reading the {name} table failed"));
+        (None, p)
+    });
+    problems.merge(p);
+    loaded
+}
+
+/// A rendering's error as text, like the threads' results.
+fn drawn(result: ChartResult) -> Drawn {
+    result.map_err(|err| err.to_string())
 }
 
 /// Charts of one table, or why they could not be drawn.

@@ -156,6 +156,53 @@ impl DataTree {
     }
 }
 
+/// Tables whose rows are data a chart draws (not the daemon's events).
+const CHARTED_TABLES: [Table; 6] = [
+    Table::Cpu,
+    Table::Mem,
+    Table::Net,
+    Table::NetUid,
+    Table::Ping,
+    Table::Ubc,
+];
+
+impl DataTree {
+    /// The earliest row time in `[from_us, to_us)` of any charted table (read from the
+    /// first hour file of each), to fit a default range to less data; `None` if none.
+    /// Unreadable files are skipped here: drawing names them.
+    pub fn first_row_us(&self, from_us: i64, to_us: i64) -> Option<i64> {
+        CHARTED_TABLES
+            .iter()
+            .filter_map(|&table| {
+                let hours = self.hour_files(table, from_us, to_us);
+                let (_, files) = hours.into_iter().next()?;
+                files
+                    .iter()
+                    .filter_map(|file| earliest_ts(file, from_us, to_us))
+                    .min()
+            })
+            .min()
+    }
+}
+
+/// The earliest `ts` of a file within `[from_us, to_us)`.
+fn earliest_ts(path: &Path, from_us: i64, to_us: i64) -> Option<i64> {
+    let batches = read_columns(path, &[csm_store::CpuRow::COLUMN.ts_us]).ok()?;
+    batches
+        .iter()
+        .filter_map(|batch| {
+            let ts = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()?;
+            ts.iter()
+                .flatten()
+                .filter(|t| (from_us..to_us).contains(t))
+                .min()
+        })
+        .min()
+}
+
 /// The hour of `HH.parquet` / `HH.N.parquet` in a `date=YYYY-MM-DD` folder; temporaries
 /// (hidden, not ending in `.parquet`) and strangers give `None`.
 fn file_hour(date_dir: &Path, name: &str) -> Option<i64> {

@@ -75,6 +75,24 @@ impl AxisUnit {
     }
 }
 
+/// Ticks of a memory axis from 0 to `limit` bytes at round binary values: multiples of a
+/// power of two of the axis unit (64, 128, 192 MiB; 0.5, 1, 1.5 GiB), at most `max` + 1.
+pub fn binary_ticks(limit: f64, max: usize) -> Vec<(f64, String)> {
+    let unit = AxisUnit::binary_bytes(limit);
+    let scaled = limit / unit.divisor;
+    // Steps of 2^-decimals exactly need `decimals` digits: 0.25 → "0.75", 32 → "96".
+    let (mut step, mut decimals) = (1.0 / 1024.0, 10usize);
+    while scaled / step > max as f64 {
+        step *= 2.0;
+        decimals = decimals.saturating_sub(1);
+    }
+    (0..)
+        .map(|k| f64::from(k) * step)
+        .take_while(|v| *v <= scaled)
+        .map(|v| (v * unit.divisor, format!("{v:.decimals$}")))
+        .collect()
+}
+
 /// A rate in bytes/s as bits/s in its own best unit: `96.0 Mbit/s`.
 pub fn rate(bytes_per_s: f64) -> String {
     let unit = AxisUnit::bits_per_s(bytes_per_s);
@@ -92,6 +110,22 @@ mod tests {
         assert_eq!(bytes(600.0 * 1024.0 * 1024.0), "600.0 MiB");
         assert_eq!(bytes(1.5 * 1024f64.powi(3)), "1.5 GiB");
         assert_eq!(bytes(-2048.0), "-2.0 KiB");
+    }
+
+    #[test]
+    fn memory_ticks_fall_on_round_binary_values() {
+        let mib = 1024.0 * 1024.0;
+        // 155 MiB used to tick at 47.7, 95.4, 143 MiB.
+        let labels: Vec<String> = binary_ticks(155.0 * mib, 7)
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(labels, ["0", "32", "64", "96", "128"]);
+        let gib: Vec<f64> = binary_ticks(3.5 * 1024.0 * mib, 7)
+            .into_iter()
+            .map(|(v, _)| v / (1024.0 * mib))
+            .collect();
+        assert_eq!(gib, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]);
     }
 
     #[test]

@@ -476,8 +476,15 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
         T0 + 6 * HOUR,
         &["cpu", "net"],
     );
-    assert_eq!(output.status.code(), Some(0));
+    // Nothing drawn at all: exit 1 (it was 0), with one line saying so after the notes.
+    assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
+    assert_eq!(
+        err.matches("csm-plot: no chart drawn: host testhost has no data to chart")
+            .count(),
+        1,
+        "{err}"
+    );
     assert_eq!(
         err.matches("no cpu rows for host testhost in the range")
             .count(),
@@ -650,6 +657,7 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
         names,
         [
             "cpu.svg",
+            "index.html",
             "mem.svg",
             "net-diff-eth0.svg",
             "net-eth0.svg",
@@ -662,7 +670,14 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
     );
     let pngs = png_dir();
     std::fs::create_dir_all(&pngs).unwrap();
-    for name in &names {
+    // index.html opens from disk and every chart on it loads.
+    let dom = dump_dom(chromium, &out.path().join("index.html"));
+    assert!(
+        dom.contains("<title>csm charts: 9 of 9 loaded</title>"),
+        "index.html did not load every chart: {dom}"
+    );
+    assert!(dom.contains("<img src=\"cpu.svg\""), "{dom}");
+    for name in names.iter().filter(|n| n.ends_with(".svg")) {
         let svg_path = out.path().join(name);
         Svg::load(&svg_path);
         let png = pngs.join(name.replace(".svg", ".png"));
@@ -682,6 +697,34 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
             bytes.len()
         );
     }
+}
+
+/// The DOM of a page after its scripts ran (headless Chromium, no network).
+fn dump_dom(chromium: &Path, page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromium.display()));
+    assert!(
+        output.status.success(),
+        "chromium failed on {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn render_png(chromium: &Path, svg: &Path, png: &Path) {
@@ -855,11 +898,377 @@ fn loopback_alone_says_why_there_is_no_interface_chart() {
     }
     flush(&mut store);
     let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["net"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // No chart at all: exit 1 (it was 0), the reason still given.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("lo is not charted"),
         "{}",
         stderr(&output)
     );
     assert!(!out.path().join("net-lo.svg").exists());
+}
+
+/// The y tick labels: texts right of nothing but left of the plot area.
+fn y_labels(svg: &Svg) -> Vec<String> {
+    let area = svg.plot_area();
+    svg.doc()
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter(|n| {
+            n.attribute("x")
+                .and_then(|x| x.parse::<f64>().ok())
+                .is_some_and(|x| x < area.x && x > 20.0)
+        })
+        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+        .filter(|t| t.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .collect()
+}
+
+fn run_plot(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_csm-plot"))
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!("stderr: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+#[test]
+fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    // Every 2 s for 2 min, replies of 0.11–0.14 ms; no reply from 00:00:40 to 00:00:52.
+    for i in 0..60 {
+        let rtts: &[f64] = if (20..26).contains(&i) {
+            &[]
+        } else if i == 40 {
+            &[0.12] // two of three echoes lost
+        } else {
+            &[0.11, 0.12, 0.14]
+        };
+        store.push(ping_row(T0 + i * 2 * SECOND, "lan.example", rtts));
+    }
+    // A name that never resolves: nothing sent, the resolver's error kept.
+    for i in 0..4 {
+        store.push(PingRow {
+            sent: 0,
+            addr: None,
+            error: Some("nohost.invalid: Name or service not known".into()),
+            ..ping_row(T0 + i * 30 * SECOND, "nohost.invalid", &[])
+        });
+    }
+    flush(&mut store);
+    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["ping"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let svg = Svg::load(&out.path().join("ping-lan.example.svg"));
+    assert!(
+        svg.has_text("Outages (no reply), UTC: 11-20 00:00:40–00:00:52 (12 s)"),
+        "{:?}",
+        svg.texts()
+    );
+    let labels = y_labels(&svg);
+    assert!(labels.len() >= 4, "{labels:?}");
+    assert!(labels.contains(&"0.10".to_string()), "{labels:?}");
+    let mut distinct = labels.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), labels.len(), "repeated labels: {labels:?}");
+    assert!(svg.has_text("round-trip time (ms)"));
+    assert!(svg.has_text("echoes lost (bar height: share, scale at the right)"));
+    // The partial loss: bars two thirds of the plot high, on a labelled loss scale.
+    let area = svg.plot_area();
+    let bars = plot_rects(&svg, "#E69F00");
+    assert!(!bars.is_empty());
+    for bar in &bars {
+        assert!(
+            (bar.h - area.h * 2.0 / 3.0).abs() < 1.5,
+            "{bar:?} in {area:?}"
+        );
+        assert!(
+            (bar.y + bar.h - (area.y + area.h)).abs() < 1.5,
+            "from the bottom: {bar:?}"
+        );
+    }
+    assert!(svg.has_text("50% lost") && svg.has_text("100% lost"));
+    // Time ticks every 15 s with seconds (a 2 min range had three ticks at 60 s steps).
+    assert!(
+        svg.has_text("00:00:15") && svg.has_text("00:01:45"),
+        "{:?}",
+        svg.texts()
+    );
+
+    let silent = Svg::load(&out.path().join("ping-nohost.invalid.svg"));
+    assert!(
+        silent.has_text(
+            "No echo could be sent in 4 measurements: the target never resolved to an \
+             address (last error: nohost.invalid: Name or service not known)."
+        ),
+        "{:?}",
+        silent.texts()
+    );
+    assert!(!silent.has_text("0.0% lost"));
+}
+
+#[test]
+fn the_same_interface_in_two_namespaces_gets_two_charts_with_their_own_totals() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    const OTHER_NS: i64 = 4_026_532_999;
+    for s in 1..=60 {
+        store.push(NetRow {
+            netns: Some(0xF000_0000),
+            ..net_row(T0 + s * SECOND, "veth0", 1000, 2000)
+        });
+        store.push(NetRow {
+            netns: Some(OTHER_NS),
+            ifindex: 7,
+            ..net_row(T0 + s * SECOND, "veth0", 50_000, 70_000)
+        });
+    }
+    flush(&mut store);
+    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["net"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let host = Svg::load(&out.path().join("net-veth0.svg"));
+    let other = Svg::load(
+        &out.path()
+            .join(format!("net-veth0.netns-inode-{OTHER_NS}.svg")),
+    );
+    let total = |bytes: f64| format!("total {}", csm_plot::units::bytes(bytes));
+    assert!(host.has_text(&total(60.0 * 2000.0)), "{:?}", host.texts());
+    assert!(host.has_text(&total(60.0 * 1000.0)), "{:?}", host.texts());
+    assert!(
+        other.has_text(&total(60.0 * 70_000.0)),
+        "{:?}",
+        other.texts()
+    );
+    assert!(
+        other.has_text(&total(60.0 * 50_000.0)),
+        "{:?}",
+        other.texts()
+    );
+    assert!(
+        other.has_text(&format!(
+            "Traffic of veth0 in network namespace inode-{OTHER_NS} on"
+        )),
+        "{:?}",
+        other.texts()
+    );
+    assert!(host.has_text("Traffic of veth0 on"), "{:?}", host.texts());
+}
+
+/// Fill colour of each user's area in a chart, from the tooltips: `(user, fill)`.
+fn user_fills(svg: &Svg) -> Vec<(String, String)> {
+    let mut fills: Vec<(String, String)> = svg
+        .doc()
+        .descendants()
+        .filter(|n| n.has_tag_name("polygon"))
+        .filter_map(|n| {
+            let title = n.children().find(|c| c.has_tag_name("title"))?;
+            let user = title.text()?.split(' ').next()?.to_string();
+            Some((user, n.attribute("fill")?.to_string()))
+        })
+        .collect();
+    fills.sort();
+    fills.dedup();
+    fills
+}
+
+#[test]
+fn a_user_keeps_one_colour_in_the_cpu_mem_and_traffic_charts() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for s in 1..=600 {
+        let ts = T0 + s * SECOND;
+        // CPU ranks bob first; memory and traffic would rank alice first.
+        store.push(cpu_row(ts, 1001, "bob", 90.0));
+        store.push(cpu_row(ts, 1000, "alice", 10.0));
+        for (uid, user, bytes) in [(1000, "alice", 90_000), (1001, "bob", 1_000)] {
+            store.push(NetUidRow {
+                ts_us: ts,
+                dur_ms: 1000,
+                uid,
+                user: Some(user.into()),
+                rx_bytes: bytes,
+                tx_bytes: bytes,
+            });
+        }
+        if s % 10 == 0 {
+            for (uid, user, rss) in [
+                (1000, "alice", 900 * MIB),
+                (1001, "bob", 100 * MIB),
+                (1002, "carol", 500 * MIB),
+            ] {
+                store.push(MemRow {
+                    ts_us: ts,
+                    uid,
+                    user: Some(user.into()),
+                    nproc: 1,
+                    rss_bytes: rss,
+                    pss_bytes: None,
+                    swap_bytes: None,
+                });
+            }
+        }
+    }
+    flush(&mut store);
+    let output = csm_plot(
+        data.path(),
+        out.path(),
+        T0,
+        T0 + 10 * MINUTE,
+        &["cpu", "mem", "net-users"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let (blue, orange, green) = ("#0072B2", "#E69F00", "#009E73");
+    let fills = |name: &str| user_fills(&Svg::load(&out.path().join(name)));
+    let two = vec![
+        ("alice".to_string(), orange.to_string()),
+        ("bob".to_string(), blue.to_string()),
+    ];
+    assert_eq!(fills("cpu.svg"), two);
+    assert_eq!(fills("net-users.svg"), two);
+    let mut three = two.clone();
+    three.push(("carol".to_string(), green.to_string()));
+    assert_eq!(fills("mem.svg"), three);
+
+    let mem = Svg::load(&out.path().join("mem.svg"));
+    // Stacked 1.5 GiB: ticks at round binary values.
+    assert_eq!(
+        y_labels(&mem),
+        ["0.00", "0.25", "0.50", "0.75", "1.00", "1.25", "1.50"],
+        "{:?}",
+        mem.texts()
+    );
+    assert!(mem.has_text("resident memory (GiB)"));
+    let cpu = Svg::load(&out.path().join("cpu.svg"));
+    assert!(cpu.has_text("bob (avg 90.0%)"), "{:?}", cpu.texts());
+    assert!(cpu.has_text("Averages in the legend are over the 10 min with data."));
+}
+
+#[test]
+fn the_average_is_over_the_time_with_data_whatever_the_range() {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for s in 1..=60 {
+        store.push(cpu_row(T0 + s * SECOND, 1000, "alice", 40.0));
+        store.push(cpu_row(T0 + (60 + s) * SECOND, 1000, "alice", 50.0));
+    }
+    flush(&mut store);
+    for hours in [1, 24] {
+        let out = tempfile::tempdir().unwrap();
+        let output = csm_plot(data.path(), out.path(), T0, T0 + hours * HOUR, &["cpu"]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let cpu = Svg::load(&out.path().join("cpu.svg"));
+        assert!(
+            cpu.has_text("alice (avg 45.0%)"),
+            "{hours} h: {:?}",
+            cpu.texts()
+        );
+        assert!(
+            cpu.has_text("over the 2 min with data"),
+            "{:?}",
+            cpu.texts()
+        );
+    }
+}
+
+#[test]
+fn without_from_the_range_starts_at_the_data_and_nothing_drawn_exits_1() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for s in 1..=60 {
+        store.push(cpu_row(T0 + 30 * SECOND + s * SECOND, 1000, "alice", 40.0));
+    }
+    flush(&mut store);
+    let dir = data.path().to_str().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let to = rfc3339(T0 + 2 * MINUTE);
+    let output = run_plot(&["--data-dir", dir, "--out", out_dir, "--to", &to, "cpu"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let cpu = Svg::load(&out.path().join("cpu.svg"));
+    assert!(
+        cpu.has_text("on testhost, 2026-11-20 00:00 to 2026-11-20 00:02 UTC"),
+        "{:?}",
+        cpu.texts()
+    );
+
+    for args in [
+        vec!["--data-dir", dir, "--out", out_dir, "--host", "nohost"],
+        vec![
+            "--data-dir",
+            dir,
+            "--out",
+            out_dir,
+            "--from",
+            "2026-11-21",
+            "--to",
+            "2026-11-22",
+        ],
+    ] {
+        let output = run_plot(&args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.matches("no chart drawn").count(), 1, "{err}");
+        assert_eq!(
+            err.lines()
+                .last()
+                .unwrap_or("")
+                .matches("no chart drawn")
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn berlin_time_is_drawn_right_across_the_spring_change() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    // 2026-03-29 00:00–04:00 UTC: Berlin's clocks go from 02:00 CET to 03:00 CEST at 01:00 UTC.
+    let from = 1_774_742_400_000_000;
+    for m in 0..240 {
+        store.push(ping_row(from + m * MINUTE, "example.org", &[20.0]));
+    }
+    flush(&mut store);
+    let output = Command::new(env!("CARGO_BIN_EXE_csm-plot"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--from", &rfc3339(from), "--to", &rfc3339(from + 4 * HOUR)])
+        .args(["--tz", "Europe/Berlin", "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let svg = Svg::load(&out.path().join("ping-example.org.svg"));
+    assert!(
+        svg.has_text("2026-03-29 01:00 to 2026-03-29 06:00 Europe/Berlin"),
+        "{:?}",
+        svg.texts()
+    );
+    assert!(svg.has_text("time (Europe/Berlin)"));
+    // Half-hour ticks on Berlin's clock: 01:30, then 03:00 an hour of UTC later; no 02:xx.
+    let area = svg.plot_area();
+    let tick_x = |label: &str| {
+        svg.doc()
+            .descendants()
+            .find(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(label))
+            .and_then(|n| n.attribute("x")?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no tick {label}: {:?}", svg.texts()))
+    };
+    assert!((tick_x("01:30") - area.x_at(from + 30 * MINUTE, from, from + 4 * HOUR)).abs() < 2.0);
+    assert!((tick_x("03:00") - area.x_at(from + HOUR, from, from + 4 * HOUR)).abs() < 2.0);
+    assert!((tick_x("06:00") - area.x_at(from + 4 * HOUR, from, from + 4 * HOUR)).abs() < 2.0);
+    assert!(
+        !svg.has_text("02:00") && !svg.has_text("02:30"),
+        "{:?}",
+        svg.texts()
+    );
 }

@@ -24,6 +24,7 @@ pub mod events;
 pub mod layout;
 pub mod reader;
 pub mod rollup;
+pub mod stats;
 pub mod store;
 pub mod table;
 pub mod tables;

@@ -215,10 +215,7 @@ pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
         .map(|((minute, target), mut a)| {
             a.rtts.sort_by(f64::total_cmp);
             let received = a.rtts.len() as i64;
-            let rank = |p: f64| {
-                let n = a.rtts.len();
-                (n > 0).then(|| a.rtts[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
-            };
+            let rank = |p: f64| crate::stats::quantile_sorted(&a.rtts, p);
             PingMinuteRow {
                 ts_us: minute + MICROS_PER_MINUTE,
                 target: target.to_string(),

@@ -44,12 +44,8 @@ pub struct Layer {
     pub label: String,
     pub colour: RGBColor,
     pub levels: Vec<Option<Level>>,
-}
-
-/// The biggest keys (by their mean over the range) each get a colour; the others share
-/// one grey layer, so 20 users stay readable.
-pub fn stack_layers(binned: &Binned, coverage: &[f64]) -> Vec<Layer> {
-    layers_in_order(binned, coverage, &rank_keys(&[binned], coverage))
+    /// Mean over the time with data ([`Binned::time_average`]).
+    pub average: f64,
 }
 
 /// Keys of all the tables, biggest total mean first (ties by name).
@@ -57,13 +53,7 @@ pub fn rank_keys(binneds: &[&Binned], coverage: &[f64]) -> Vec<String> {
     let mut totals: std::collections::BTreeMap<&String, f64> = Default::default();
     for binned in binneds {
         for key in binned.keys() {
-            let sum: f64 = binned
-                .levels(key, coverage)
-                .iter()
-                .flatten()
-                .map(|l| l.mean)
-                .sum();
-            *totals.entry(key).or_default() += sum;
+            *totals.entry(key).or_default() += binned.time_average(key, coverage);
         }
     }
     let mut ranked: Vec<(&String, f64)> = totals.into_iter().collect();
@@ -71,27 +61,63 @@ pub fn rank_keys(binneds: &[&Binned], coverage: &[f64]) -> Vec<String> {
     ranked.into_iter().map(|(k, _)| k.clone()).collect()
 }
 
-/// Layers for the first keys of `order` in palette colours, then one "others" layer.
+/// One order of users for every chart of a run, so a user keeps one colour and one place
+/// in every legend: by CPU first, then users seen only in memory (by memory), then users
+/// seen only in traffic (by traffic).
+pub fn user_order(tables: &[&[&Binned]]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for binneds in tables {
+        let coverage = binneds.first().map(|b| b.coverage()).unwrap_or_default();
+        for key in rank_keys(binneds, &coverage) {
+            if !order.contains(&key) {
+                order.push(key);
+            }
+        }
+    }
+    order
+}
+
+/// Layers of the keys of `binned`, in the run's `order`: the first [`STACKED_KEYS`] keys of
+/// that order each keep their own palette colour (a user absent here leaves its colour
+/// unused rather than passing it on); every other key goes into one grey "others" layer.
 pub fn layers_in_order(binned: &Binned, coverage: &[f64], order: &[String]) -> Vec<Layer> {
+    let present: std::collections::BTreeSet<&String> = binned.keys().collect();
     let mut layers: Vec<Layer> = order
         .iter()
         .take(STACKED_KEYS)
         .enumerate()
+        .filter(|(_, key)| present.contains(key))
         .map(|(i, key)| Layer {
             label: key.clone(),
             colour: PALETTE[i],
             levels: binned.levels(key, coverage),
+            average: binned.time_average(key, coverage),
         })
         .collect();
-    let rest: Vec<&String> = order.iter().skip(STACKED_KEYS).collect();
+    let coloured: Vec<&String> = order.iter().take(STACKED_KEYS).collect();
+    let rest: Vec<&String> = present
+        .into_iter()
+        .filter(|key| !coloured.contains(key))
+        .collect();
     if !rest.is_empty() {
         layers.push(Layer {
             label: format!("{} others", rest.len()),
             colour: OTHERS,
+            average: rest.iter().map(|k| binned.time_average(k, coverage)).sum(),
             levels: binned.summed_levels(&rest, coverage),
         });
     }
     layers
+}
+
+/// Says what the legend's averages are over: the time with data, which may be shorter
+/// than the range drawn.
+pub fn averages_note(coverage: &[f64]) -> String {
+    let covered_s: f64 = coverage.iter().sum();
+    format!(
+        "Averages in the legend are over the {} with data.",
+        ping::duration_words((covered_s * 1e6).round() as i64)
+    )
 }
 
 /// Column tops of a stack: `tops[i][c]` is the sum of the means of layers `0..=i`.
@@ -133,19 +159,6 @@ pub fn draw_stack(chart: &mut Chart, ctx: &Context, layers: &[Layer], sign: f64)
     Ok(())
 }
 
-/// Mean over the covered columns of a layer.
-pub fn average(levels: &[Option<Level>]) -> f64 {
-    let (sum, n) = levels
-        .iter()
-        .flatten()
-        .fold((0.0, 0usize), |(s, n), l| (s + l.mean, n + 1));
-    if n == 0 {
-        0.0
-    } else {
-        sum / n as f64
-    }
-}
-
 pub fn legend_for(layers: &[Layer], describe: impl Fn(&Layer) -> String) -> Vec<LegendItem> {
     layers
         .iter()
@@ -168,6 +181,44 @@ mod tests {
         assert_eq!(file_part("veth@if3"), "veth_if3");
     }
 
+    fn binned(spans: &[(&str, f64)]) -> Binned {
+        let mut b = Binned::new(crate::bins::Grid::new(0, 60_000_000, 10));
+        for (key, value) in spans {
+            b.add_span(key, 0, 60_000_000, *value, *value);
+        }
+        b
+    }
+
+    #[test]
+    fn a_user_keeps_its_colour_and_place_in_every_chart() {
+        // CPU ranks bob over alice; memory would rank alice first; carol has only memory.
+        let cpu = binned(&[("alice", 10.0), ("bob", 90.0)]);
+        let mem = binned(&[("alice", 9e9), ("bob", 1e6), ("carol", 5e9)]);
+        let order = user_order(&[&[&cpu], &[&mem]]);
+        assert_eq!(order, ["bob", "alice", "carol"]);
+        let colours = |b: &Binned| -> Vec<(String, RGBColor)> {
+            layers_in_order(b, &b.coverage(), &order)
+                .into_iter()
+                .map(|l| (l.label, l.colour))
+                .collect()
+        };
+        assert_eq!(
+            colours(&cpu),
+            [
+                ("bob".to_string(), PALETTE[0]),
+                ("alice".into(), PALETTE[1])
+            ]
+        );
+        assert_eq!(
+            colours(&mem),
+            [
+                ("bob".to_string(), PALETTE[0]),
+                ("alice".into(), PALETTE[1]),
+                ("carol".into(), PALETTE[2])
+            ]
+        );
+    }
+
     #[test]
     fn stacks_add_up_and_keep_gaps() {
         let l = |m: f64| {
@@ -182,11 +233,13 @@ mod tests {
                 label: "a".into(),
                 colour: PALETTE[0],
                 levels: vec![l(1.0), None, l(2.0)],
+                average: 1.5,
             },
             Layer {
                 label: "b".into(),
                 colour: PALETTE[1],
                 levels: vec![l(3.0), None, l(0.5)],
+                average: 1.75,
             },
         ];
         let tops = stack_tops(&layers);

@@ -9,38 +9,59 @@
 
 use plotters::prelude::*;
 
-use super::{average, draw_stack, legend_for, stack_tops, ChartFile, ChartResult};
+use super::{draw_stack, legend_for, stack_tops, ChartFile, ChartResult};
 use crate::bins::Level;
 use crate::canvas::{
     self, clipped_spikes, mark_spikes, signed, spike_scale, spike_words, Chart, Context,
     DrawResult, LegendItem, Page, Scale, CYAN, HEIGHT, IN_COLOUR, MAGENTA, MORE_IN, MORE_OUT,
     OUT_COLOUR,
 };
-use crate::data::{NetData, Totals, UserNetData};
+use crate::data::{NetData, NetKey, Totals, UserNetData};
 use crate::units::{bytes, rate, AxisUnit};
 
 /// Spikes named in the notes, per side.
 const NAMED_SPIKES: usize = 4;
 
 /// One interface's columns.
-struct Iface<'a> {
-    name: &'a str,
+struct Iface {
+    /// What the titles say: `eth0`, or `eth0 in network namespace blue`.
+    name: String,
+    /// What the file names carry: `eth0`, or `eth0.netns-blue`.
+    file: String,
     rx: Vec<Option<Level>>,
     tx: Vec<Option<Level>>,
     diff: Vec<Option<Level>>,
+    /// Means over the time with data, bytes/s.
+    avg_rx: f64,
+    avg_tx: f64,
     totals: Totals,
 }
 
-fn interfaces(data: &NetData) -> Vec<Iface<'_>> {
+fn interfaces(data: &NetData) -> Vec<Iface> {
     let coverage = data.rx.coverage();
     data.rx
         .keys()
-        .map(|name| Iface {
-            name,
-            rx: data.rx.levels(name, &coverage),
-            tx: data.tx.levels(name, &coverage),
-            diff: data.diff.levels(name, &coverage),
-            totals: data.totals.get(name).copied().unwrap_or_default(),
+        .map(|key| {
+            let (name, file) = match data.interfaces.get(key) {
+                Some(NetKey {
+                    iface,
+                    namespace: Some(ns),
+                }) => (
+                    format!("{iface} in network namespace {ns}"),
+                    format!("{}.netns-{}", super::file_part(iface), super::file_part(ns)),
+                ),
+                _ => (key.clone(), super::file_part(key)),
+            };
+            Iface {
+                name,
+                file,
+                rx: data.rx.levels(key, &coverage),
+                tx: data.tx.levels(key, &coverage),
+                diff: data.diff.levels(key, &coverage),
+                avg_rx: data.rx.time_average(key, &coverage),
+                avg_tx: data.tx.time_average(key, &coverage),
+                totals: data.totals.get(key).copied().unwrap_or_default(),
+            }
         })
         .collect()
 }
@@ -50,7 +71,7 @@ pub fn traffic(ctx: &Context, data: &NetData) -> ChartResult {
         .iter()
         .map(|iface| {
             Ok((
-                format!("net-{}.svg", super::file_part(iface.name)),
+                format!("net-{}.svg", iface.file),
                 traffic_chart(ctx, iface)?,
             ))
         })
@@ -62,7 +83,7 @@ pub fn diff(ctx: &Context, data: &NetData) -> ChartResult {
         .iter()
         .map(|iface| {
             Ok((
-                format!("net-diff-{}.svg", super::file_part(iface.name)),
+                format!("net-diff-{}.svg", iface.file),
                 diff_chart(ctx, iface)?,
             ))
         })
@@ -74,7 +95,7 @@ pub fn diff(ctx: &Context, data: &NetData) -> ChartResult {
 pub fn log(ctx: &Context, data: &NetData) -> ChartResult {
     let mut files: Vec<ChartFile> = Vec::new();
     for iface in interfaces(data) {
-        let part = super::file_part(iface.name);
+        let part = &iface.file;
         files.push((format!("net-log-{part}.svg"), log_chart(ctx, &iface)?));
         files.push((format!("net-symlog-{part}.svg"), symlog_chart(ctx, &iface)?));
     }
@@ -83,10 +104,6 @@ pub fn log(ctx: &Context, data: &NetData) -> ChartResult {
 
 fn column_max(levels: &[Option<Level>]) -> Vec<f64> {
     levels.iter().flatten().map(|l| l.max).collect()
-}
-
-fn mean_rate(levels: &[Option<Level>]) -> f64 {
-    average(levels)
 }
 
 fn traffic_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::error::Error>> {
@@ -106,7 +123,7 @@ fn traffic_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::er
             label: format!(
                 "out (sent, above): total {}, avg {}, peak {}",
                 bytes(iface.totals.tx),
-                rate(mean_rate(&iface.tx)),
+                rate(iface.avg_tx),
                 rate(peak(&iface.tx))
             ),
         },
@@ -115,7 +132,7 @@ fn traffic_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::er
             label: format!(
                 "in (received, below): total {}, avg {}, peak {}",
                 bytes(iface.totals.rx),
-                rate(mean_rate(&iface.rx)),
+                rate(iface.avg_rx),
                 rate(peak(&iface.rx))
             ),
         },
@@ -441,15 +458,14 @@ fn symlog_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::err
 }
 
 /// Traffic per user: each user's sent bytes stacked above the axis, received below.
-pub fn users(ctx: &Context, data: &UserNetData) -> ChartResult {
+pub fn users(ctx: &Context, data: &UserNetData, users: &[String]) -> ChartResult {
     let coverage = data.rx.coverage();
     if !coverage.iter().any(|c| *c > 0.0) {
         return Ok(Vec::new());
     }
-    // One ranking for both sides, so a user has the same colour above and below.
-    let order = super::rank_keys(&[&data.tx, &data.rx], &coverage);
-    let out_layers = super::layers_in_order(&data.tx, &coverage, &order);
-    let in_layers = super::layers_in_order(&data.rx, &coverage, &order);
+    // The run's one order of users: the same colour above and below, and as in cpu.svg.
+    let out_layers = super::layers_in_order(&data.tx, &coverage, users);
+    let in_layers = super::layers_in_order(&data.rx, &coverage, users);
     let out_top = column_tops(&out_layers);
     let in_top = column_tops(&in_layers);
     let (out_scale, in_scale) = (spike_scale(&out_top), spike_scale(&in_top));
@@ -460,16 +476,18 @@ pub fn users(ctx: &Context, data: &UserNetData) -> ChartResult {
         let received = in_layers
             .iter()
             .find(|i| i.label == l.label)
-            .map_or(0.0, |i| average(&i.levels));
+            .map_or(0.0, |i| i.average);
         format!(
-            "{} (out {}, in {})",
+            "{} (avg out {}, in {})",
             l.label,
-            rate(average(&l.levels)),
+            rate(l.average),
             rate(received)
         )
     });
-    let mut notes =
-        vec!["Stacked means per pixel column: sent above the axis, received below.".to_string()];
+    let mut notes = vec![
+        "Stacked means per pixel column: sent above the axis, received below.".to_string(),
+        super::averages_note(&coverage),
+    ];
     notes.extend(scale_note(&out_scale, &out_top, "out"));
     notes.extend(scale_note(&in_scale, &in_top, "in"));
     let page = Page {

@@ -84,10 +84,15 @@ fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
 }
 
 /// `[start, end)` of each run of measurements without a reply, ending where the next
-/// measurement starts (or, after the last one, one interval later).
+/// measurement starts; an outage still going on at the last measurement runs one step
+/// past it (the step before it), as `analysis/queries/ping_outages.sql` and
+/// `csm_analysis.ping_outages` count it.
 pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
     let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
-    let spans = gauge_spans(&times);
+    let mut spans = gauge_spans(&times);
+    if let ([.., before, last], Some(span)) = (times.as_slice(), spans.last_mut()) {
+        span.1 = last + (last - before);
+    }
     let mut periods: Vec<(i64, i64)> = Vec::new();
     let mut open: Option<(i64, i64)> = None;
     for (sample, (start, end)) in samples.iter().zip(spans) {
@@ -116,11 +121,17 @@ fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
         .iter()
         .take(NAMED_OUTAGES)
         .map(|&(start, end)| {
-            let minutes = (end - start) as f64 / 60e6;
+            // Seconds only where the outage does not start and end on whole minutes.
+            let clock = if start % 60_000_000 == 0 && end % 60_000_000 == 0 {
+                "%H:%M"
+            } else {
+                "%H:%M:%S"
+            };
             format!(
-                "{}–{} ({minutes:.0} min)",
-                ctx.local(start).format("%m-%d %H:%M"),
-                ctx.local(end).format("%H:%M")
+                "{}–{} ({})",
+                ctx.local(start).format(&format!("%m-%d {clock}")),
+                ctx.local(end).format(clock),
+                duration_words(end - start)
             )
         })
         .collect();
@@ -134,6 +145,76 @@ fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
     )
 }
 
+/// A duration as people say it: `12 s`, `4 min 30 s`, `15 min`, `2 h 5 min`, `3 d 4 h`
+/// (rounded to the second; the two largest units).
+pub fn duration_words(us: i64) -> String {
+    let s = (us.max(0) + 500_000) / 1_000_000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let pair = |a: i64, ua: &str, b: i64, ub: &str| {
+        if b == 0 {
+            format!("{a} {ua}")
+        } else {
+            format!("{a} {ua} {b} {ub}")
+        }
+    };
+    match () {
+        _ if d > 0 => pair(d, "d", h, "h"),
+        _ if h > 0 => pair(h, "h", m, "min"),
+        _ if m > 0 => pair(m, "min", sec, "s"),
+        _ => format!("{sec} s"),
+    }
+}
+
+/// The first line of notes: how many measurements, echoes and losses; a target that was
+/// never resolved or never answered says so in words rather than "0.0% lost".
+fn measurement_note(samples: &[PingSample]) -> String {
+    let (sent, received) = samples
+        .iter()
+        .fold((0, 0), |(s, r), m| (s + m.sent, r + m.received));
+    let n = samples.len();
+    if sent == 0 {
+        let why = samples
+            .iter()
+            .rev()
+            .find_map(|s| s.error.as_deref())
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default();
+        return format!(
+            "No echo could be sent in {n} measurements: the target never resolved to an \
+             address{why}."
+        );
+    }
+    if received == 0 {
+        return format!(
+            "Never answered: none of the {sent} echoes sent in {n} measurements got a reply."
+        );
+    }
+    let lost_pct = 100.0 * (sent - received) as f64 / sent as f64;
+    format!(
+        "{n} measurements, {sent} echoes sent, {lost_pct:.1}% lost; bands: 10–90% and 25–75% of \
+         replies per column."
+    )
+}
+
+/// RTT tick labels with as many decimals as the tick step needs (0.05 ms steps get two),
+/// in ms below 10 s and in seconds above. Returns the axis name and the formatter.
+pub fn rtt_axis(limit_ms: f64) -> (String, impl Fn(&f64) -> String) {
+    let (divisor, unit) = if limit_ms >= 10_000.0 {
+        (1000.0, "s")
+    } else {
+        (1.0, "ms")
+    };
+    // plotters draws about 7 labels on round steps of 1, 2 or 5 × 10^k.
+    let step = limit_ms / divisor / 7.0;
+    let decimals = if step > 0.0 {
+        (-step.log10().floor()).clamp(0.0, 4.0) as usize
+    } else {
+        0
+    };
+    let name = format!("round-trip time ({unit})");
+    (name, move |v: &f64| format!("{:.*}", decimals, v / divisor))
+}
+
 fn ping_chart(
     ctx: &Context,
     target: &str,
@@ -145,22 +226,7 @@ fn ping_chart(
     let scale = spike_scale(&tops.iter().flatten().copied().collect::<Vec<_>>());
     let spikes = clipped_spikes(&tops, scale.limit, 3);
     let periods = outages(samples);
-    let (sent, received) = samples
-        .iter()
-        .fold((0, 0), |(s, r), m| (s + m.sent, r + m.received));
-    let lost_pct = if sent > 0 {
-        100.0 * (sent - received) as f64 / sent as f64
-    } else {
-        0.0
-    };
-    let mut notes = vec![
-        format!(
-            "{} measurements, {sent} echoes sent, {:.1}% lost; bands: 10–90% and 25–75% of replies per column.",
-            samples.len(),
-            lost_pct
-        ),
-        outage_note(ctx, &periods),
-    ];
+    let mut notes = vec![measurement_note(samples), outage_note(ctx, &periods)];
     if let Some(words) = range_percentiles(samples) {
         notes.push(words);
     }
@@ -174,6 +240,7 @@ fn ping_chart(
             words.join("; ")
         ));
     }
+    let (axis_name, y_label) = rtt_axis(scale.limit);
     let page = Page {
         title: ctx.title(&format!("Ping {target}")),
         legend: vec![
@@ -191,7 +258,7 @@ fn ping_chart(
             },
             LegendItem {
                 colour: LOSS_COLOUR,
-                label: "some echoes lost".into(),
+                label: "echoes lost (bar height: share, scale at the right)".into(),
             },
             LegendItem {
                 colour: OUTAGE_COLOUR,
@@ -199,48 +266,75 @@ fn ping_chart(
             },
         ],
         notes,
-        y_desc: "round-trip time (ms)".into(),
+        y_desc: axis_name,
         y_ticks: None,
         height: HEIGHT,
     };
-    canvas::render(
-        ctx,
-        &page,
-        0.0..scale.limit,
-        &|v| format!("{v:.0}"),
-        |chart| {
-            let (y0, y1) = canvas::y_bounds(chart);
-            let column_s = ctx.grid.column_us() / 1e6;
-            let losses = columns
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.sent > c.received && c.received > 0);
-            chart.draw_series(losses.map(|(c, column)| {
-                let x = ctx.x_of_us(ctx.grid.start_us(c));
-                let share = 1.0 - column.received as f64 / column.sent as f64;
-                Rectangle::new(
-                    [(x, y0), (x + column_s, y1)],
-                    LOSS_COLOUR.mix(0.15 + 0.5 * share).filled(),
-                )
-            }))?;
-            chart.draw_series(periods.iter().map(|&(start, end)| {
-                let (a, b) = (
-                    ctx.x_of_us(start).max(0.0),
-                    ctx.x_of_us(end).min(ctx.span_s()),
-                );
-                Rectangle::new([(a, y0), (b, y1)], OUTAGE_COLOUR.mix(0.35).filled())
-            }))?;
-            let band = |lo: usize, hi: usize| -> Vec<Option<(f64, f64)>> {
-                spreads.iter().map(|s| s.map(|s| (s[lo], s[hi]))).collect()
-            };
-            canvas::draw_band(chart, ctx, &band(0, 4), OUTER_BAND.mix(0.35).filled())?;
-            canvas::draw_band(chart, ctx, &band(1, 3), INNER_BAND.mix(0.45).filled())?;
-            let median: Vec<Option<f64>> = spreads.iter().map(|s| s.map(|s| s[2])).collect();
-            canvas::draw_line(chart, ctx, &median, MEDIAN.stroke_width(2))?;
-            mark_spikes(chart, ctx, &spikes, true)
-        },
-    )
+    canvas::render(ctx, &page, 0.0..scale.limit, &y_label, |chart| {
+        let (y0, y1) = canvas::y_bounds(chart);
+        let column_s = ctx.grid.column_us() / 1e6;
+        let losses = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.sent > c.received && c.received > 0);
+        // Partial loss: a bar from the bottom as tall as the share lost, read on the loss
+        // scale written at the right edge (the top of the plot is 100 % lost).
+        let mut any_loss = false;
+        chart.draw_series(losses.map(|(c, column)| {
+            any_loss = true;
+            let x = ctx.x_of_us(ctx.grid.start_us(c));
+            let share = 1.0 - column.received as f64 / column.sent as f64;
+            Rectangle::new(
+                [(x, y0), (x + column_s, y0 + share * (y1 - y0))],
+                LOSS_COLOUR.mix(0.55).filled(),
+            )
+        }))?;
+        if any_loss {
+            draw_loss_scale(chart, ctx)?;
+        }
+        chart.draw_series(periods.iter().map(|&(start, end)| {
+            let (a, b) = (
+                ctx.x_of_us(start).max(0.0),
+                ctx.x_of_us(end).min(ctx.span_s()),
+            );
+            Rectangle::new([(a, y0), (b, y1)], OUTAGE_COLOUR.mix(0.35).filled())
+        }))?;
+        let band = |lo: usize, hi: usize| -> Vec<Option<(f64, f64)>> {
+            spreads.iter().map(|s| s.map(|s| (s[lo], s[hi]))).collect()
+        };
+        canvas::draw_band(chart, ctx, &band(0, 4), OUTER_BAND.mix(0.35).filled())?;
+        canvas::draw_band(chart, ctx, &band(1, 3), INNER_BAND.mix(0.45).filled())?;
+        let median: Vec<Option<f64>> = spreads.iter().map(|s| s.map(|s| s[2])).collect();
+        canvas::draw_line(chart, ctx, &median, MEDIAN.stroke_width(2))?;
+        mark_spikes(chart, ctx, &spikes, true)
+    })
 }
+
+/// The loss scale at the plot's right edge, inside it: 25 % to 100 % lost.
+fn draw_loss_scale(chart: &mut canvas::Chart, ctx: &Context) -> canvas::DrawResult {
+    let (y0, y1) = canvas::y_bounds(chart);
+    let style = ("sans-serif", 12).into_font().color(&LOSS_COLOUR).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+    chart.draw_series(LOSS_TICKS.iter().map(|&(share, label)| {
+        let y = y0 + share * (y1 - y0);
+        // The top label goes just under the edge, to stay inside the plot.
+        let dy = if share >= 1.0 { 8 } else { 0 };
+        EmptyElement::at((ctx.span_s(), y)) + Text::new(label, (-4, dy), style.clone())
+    }))?;
+    Ok(())
+}
+
+/// Shares lost marked on the loss scale, and their labels.
+const LOSS_TICKS: [(f64, &str); 4] = [
+    (0.25, "25% lost"),
+    (0.5, "50% lost"),
+    (0.75, "75% lost"),
+    (1.0, "100% lost"),
+];
 
 /// Percentiles of every reply over the whole range (an HDR histogram: a month of 1 s
 /// pings is millions of replies), for the notes.
@@ -270,6 +364,7 @@ mod tests {
             sent: 3,
             received,
             rtts_ms: vec![20.0; received as usize],
+            error: None,
         }
     }
 
@@ -279,6 +374,58 @@ mod tests {
             .map(|i| sample(i * 60, if (3..6).contains(&i) { 0 } else { 3 }))
             .collect();
         assert_eq!(outages(&samples), vec![(180_000_000, 360_000_000)]);
+    }
+
+    #[test]
+    fn an_ongoing_outage_runs_one_step_past_its_last_measurement_as_in_sql() {
+        // Steps of 60 s, then 30 s: the SQL query's ongoing outage ends at 90 + 30 s.
+        let samples = vec![sample(0, 3), sample(60, 3), sample(90, 0)];
+        assert_eq!(outages(&samples), vec![(90_000_000, 120_000_000)]);
+    }
+
+    #[test]
+    fn durations_read_in_seconds_minutes_hours_and_days() {
+        assert_eq!(duration_words(12_000_000), "12 s");
+        assert_eq!(duration_words(11_600_000), "12 s");
+        assert_eq!(duration_words(270_000_000), "4 min 30 s");
+        assert_eq!(duration_words(900_000_000), "15 min");
+        assert_eq!(duration_words(7_500_000_000), "2 h 5 min");
+        assert_eq!(
+            duration_words(3 * 86_400_000_000 + 4 * 3_600_000_000),
+            "3 d 4 h"
+        );
+    }
+
+    #[test]
+    fn rtt_labels_have_the_decimals_the_range_needs() {
+        let label = |limit: f64, v: f64| rtt_axis(limit).1(&v);
+        assert_eq!(label(0.35, 0.05), "0.05");
+        assert_eq!(label(0.35, 0.25), "0.25");
+        assert_eq!(label(3.0, 1.5), "1.5");
+        assert_eq!(label(120.0, 20.0), "20");
+        assert_eq!(rtt_axis(120.0).0, "round-trip time (ms)");
+        assert_eq!(label(30_000.0, 5000.0), "5");
+        assert_eq!(rtt_axis(30_000.0).0, "round-trip time (s)");
+    }
+
+    #[test]
+    fn a_target_never_resolved_or_never_answering_is_said_in_words() {
+        let unresolved = PingSample {
+            ts_us: 0,
+            sent: 0,
+            received: 0,
+            rtts_ms: vec![],
+            error: Some("nohost.invalid: Name or service not known".into()),
+        };
+        assert_eq!(
+            measurement_note(&[unresolved.clone(), unresolved]),
+            "No echo could be sent in 2 measurements: the target never resolved to an address \
+             (last error: nohost.invalid: Name or service not known)."
+        );
+        assert_eq!(
+            measurement_note(&[sample(0, 0), sample(60, 0)]),
+            "Never answered: none of the 6 echoes sent in 2 measurements got a reply."
+        );
     }
 
     #[test]

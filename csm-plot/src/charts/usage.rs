@@ -1,10 +1,10 @@
 //! Who uses the machine: CPU per user (100 = one core) and resident memory per user,
 //! both stacked, so the top edge is the whole machine.
 
-use super::{average, draw_stack, legend_for, stack_layers, stack_tops, ChartResult};
+use super::{averages_note, draw_stack, layers_in_order, legend_for, stack_tops, ChartResult};
 use crate::bins::Binned;
 use crate::canvas::{self, Context, Page, HEIGHT};
-use crate::units::{bytes, AxisUnit};
+use crate::units::{binary_ticks, bytes, AxisUnit};
 
 /// How many cores the CPU axis is drawn for, and where that number came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,18 +22,16 @@ impl Cores {
     }
 }
 
-pub fn cpu(ctx: &Context, binned: &Binned, cores: Cores) -> ChartResult {
+pub fn cpu(ctx: &Context, binned: &Binned, cores: Cores, users: &[String]) -> ChartResult {
     let coverage = binned.coverage();
-    let layers = stack_layers(binned, &coverage);
+    let layers = layers_in_order(binned, &coverage, users);
     let highest = highest_top(&stack_tops(&layers));
     // The axis reaches all cores busy, or higher if the data says the machine has more.
     let limit = (cores.count() as f64 * 100.0).max(highest * 1.05);
     let page = Page {
         title: ctx.title("CPU per user"),
-        legend: legend_for(&layers, |l| {
-            format!("{} (avg {:.1}%)", l.label, average(&l.levels))
-        }),
-        notes: vec![cores_note(cores, limit)],
+        legend: legend_for(&layers, |l| format!("{} (avg {:.1}%)", l.label, l.average)),
+        notes: vec![cores_note(cores, limit), averages_note(&coverage)],
         y_desc: "CPU (%, 100 = one core)".into(),
         y_ticks: None,
         height: HEIGHT,
@@ -44,22 +42,26 @@ pub fn cpu(ctx: &Context, binned: &Binned, cores: Cores) -> ChartResult {
     Ok(vec![("cpu.svg".into(), svg)])
 }
 
-pub fn mem(ctx: &Context, binned: &Binned) -> ChartResult {
+pub fn mem(ctx: &Context, binned: &Binned, users: &[String]) -> ChartResult {
     let coverage = binned.coverage();
-    let layers = stack_layers(binned, &coverage);
+    let layers = layers_in_order(binned, &coverage, users);
     let highest = highest_top(&stack_tops(&layers));
-    let unit = AxisUnit::binary_bytes(highest);
+    let limit = if highest > 0.0 { highest * 1.08 } else { 1.0 };
+    // One unit for the axis name and the ticks: the axis end's.
+    let unit = AxisUnit::binary_bytes(limit);
     let page = Page {
         title: ctx.title("Resident memory per user"),
         legend: legend_for(&layers, |l| {
-            format!("{} (avg {})", l.label, bytes(average(&l.levels)))
+            format!("{} (avg {})", l.label, bytes(l.average))
         }),
-        notes: vec![format!("Stacked RSS; highest total {}.", bytes(highest))],
+        notes: vec![
+            format!("Stacked RSS; highest total {}.", bytes(highest)),
+            averages_note(&coverage),
+        ],
         y_desc: format!("resident memory ({})", unit.name),
-        y_ticks: None,
+        y_ticks: Some(binary_ticks(limit, 7)),
         height: HEIGHT,
     };
-    let limit = if highest > 0.0 { highest * 1.08 } else { 1.0 };
     let svg = canvas::render(ctx, &page, 0.0..limit, &|v| unit.number(*v), |chart| {
         draw_stack(chart, ctx, &layers, 1.0)
     })?;

@@ -1,0 +1,119 @@
+//! The time zone of a chart: UTC, a fixed offset, or a named zone of the tz database
+//! (`Europe/Berlin`) whose offset follows daylight saving time, instant by instant.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use jiff::tz::TimeZone;
+
+/// A zone and the name charts write for it.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    tz: TimeZone,
+    /// `UTC`, `UTC+02:00`, or the tz database name.
+    name: String,
+    /// Fixed offsets are named by their offset: the name does not change with the time.
+    fixed: bool,
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Zone) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone::fixed(0).expect("0 is a valid offset")
+    }
+
+    /// A fixed offset east of UTC, in seconds; `None` beyond ±24 h.
+    pub fn fixed(seconds: i32) -> Option<Zone> {
+        let chrono_offset = FixedOffset::east_opt(seconds)?;
+        let offset = jiff::tz::Offset::from_seconds(seconds).ok()?;
+        let name = if seconds == 0 {
+            "UTC".to_string()
+        } else {
+            format!("UTC{chrono_offset}")
+        };
+        Some(Zone {
+            tz: TimeZone::fixed(offset),
+            name,
+            fixed: true,
+        })
+    }
+
+    /// A zone of the tz database by name (`Europe/Berlin`); the error names it.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        let tz = TimeZone::get(name).map_err(|err| format!("unknown time zone {name:?}: {err}"))?;
+        Ok(Zone {
+            tz,
+            name: name.to_string(),
+            fixed: false,
+        })
+    }
+
+    /// This machine's zone (its tz database name when it has one).
+    pub fn system() -> Zone {
+        let tz = TimeZone::system();
+        let name = tz.iana_name().unwrap_or("local").to_string();
+        Zone {
+            tz,
+            name,
+            fixed: false,
+        }
+    }
+
+    /// The offset in force at an instant.
+    pub fn offset_at(&self, ts_us: i64) -> FixedOffset {
+        let seconds = jiff::Timestamp::from_microsecond(ts_us)
+            .map(|t| self.tz.to_offset(t).seconds())
+            .unwrap_or(0);
+        FixedOffset::east_opt(seconds).unwrap_or(FixedOffset::east_opt(0).expect("UTC"))
+    }
+
+    /// The time at an instant in this zone.
+    pub fn local(&self, ts_us: i64) -> DateTime<FixedOffset> {
+        let utc = DateTime::<Utc>::from_timestamp_micros(ts_us).unwrap_or_default();
+        utc.with_timezone(&self.offset_at(ts_us))
+    }
+
+    /// What charts call the zone: `UTC`, `UTC+02:00`, `Europe/Berlin`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR_US: i64 = 3_600_000_000;
+    /// 2026-03-29 01:00 UTC: Europe/Berlin moves from +01:00 to +02:00.
+    const SPRING_FORWARD_US: i64 = 1_774_746_000_000_000;
+
+    #[test]
+    fn a_named_zone_follows_daylight_saving_time() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let before = berlin.local(SPRING_FORWARD_US - HOUR_US);
+        let after = berlin.local(SPRING_FORWARD_US);
+        assert_eq!(before.format("%H:%M %:z").to_string(), "01:00 +01:00");
+        assert_eq!(after.format("%H:%M %:z").to_string(), "03:00 +02:00");
+        assert_eq!(berlin.name(), "Europe/Berlin");
+    }
+
+    #[test]
+    fn fixed_offsets_are_named_by_their_offset() {
+        assert_eq!(Zone::utc().name(), "UTC");
+        assert_eq!(Zone::fixed(7200).unwrap().name(), "UTC+02:00");
+        assert_eq!(
+            Zone::fixed(-19800).unwrap().offset_at(0),
+            FixedOffset::west_opt(19800).unwrap()
+        );
+        assert!(Zone::named("Mars/Olympus")
+            .unwrap_err()
+            .contains("Mars/Olympus"));
+    }
+}
