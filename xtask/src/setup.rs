@@ -185,7 +185,7 @@ pub fn python_test_packages() -> Result<()> {
     let probe = Command::new("python3")
         .args([
             "-c",
-            "import duckdb, pandas, pyarrow, pytest, nbclient, ipykernel, csm_analysis",
+            "import duckdb, pandas, pyarrow, pytest, nbclient, ipykernel, polars, pyspark, csm_analysis",
         ])
         .output();
     if matches!(probe, Ok(ref o) if o.status.success()) {
@@ -258,6 +258,11 @@ pub const TEST_TOOLS: &[Tool] = &[
         command: "systemd-nspawn",
         package: "systemd-container",
         why: "running the installed service under a real systemd in a container",
+    },
+    Tool {
+        command: "java",
+        package: "default-jre-headless",
+        why: "running the Spark recipe of analysis/README.md",
     },
     Tool {
         command: "man",
