@@ -31,6 +31,21 @@ pub struct CpuReader {
 const IDLE_BEFORE_PRUNE: Duration = Duration::from_secs(600);
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
+/// Reads of the totals, the last of which stands even if a CPU switched meanwhile (then
+/// one slice may move to the next interval, as it did before this check); a read takes
+/// microseconds, so a window without a switch is found on all but the busiest CPUs.
+const READ_ATTEMPTS: u32 = 8;
+
+/// True when no CPU switched tasks between two reads of the running entries: every
+/// switch stamps a new switch-in time.
+fn no_switch_between(before: &[Running], after: &[Running]) -> bool {
+    before.len() == after.len()
+        && before
+            .iter()
+            .zip(after)
+            .all(|(b, a)| b.since_ns == a.since_ns && b.task == a.task)
+}
+
 impl CpuReader {
     /// Takes the CPU maps out of `loaded`.
     pub fn new(loaded: &mut Loaded, paths: HostPaths) -> Result<Self> {
@@ -55,13 +70,15 @@ impl CpuReader {
     /// Cumulative CPU ns per uid now: what was charged at switch-outs, plus the slices
     /// still running on each CPU.
     pub fn sample(&mut self) -> Result<CpuSample> {
-        let mut per_uid = self.charged()?;
-        self.note_changes(&per_uid);
+        // Before the reads, not between them: the /proc walk would widen their window.
         if self.last_prune.elapsed() >= PRUNE_EVERY {
             self.last_prune = Instant::now();
             self.prune_gone_uids();
         }
-        for (uid, ns) in self.running_slices()? {
+        let (mut per_uid, running) = self.consistent_read()?;
+        self.note_changes(&per_uid);
+        let now = clock_ns(libc::CLOCK_MONOTONIC);
+        for (uid, ns) in self.running_slices(&running, now) {
             *per_uid.entry(uid).or_default() += ns;
         }
         for (uid, total) in per_uid.iter_mut() {
@@ -89,14 +106,40 @@ impl CpuReader {
         Ok(per_uid)
     }
 
-    fn running_slices(&self) -> Result<Vec<(u32, u64)>> {
+    /// The charged totals and what each CPU runs, as of one moment. The two maps are
+    /// read one after the other, and a task switched out between the reads would be in
+    /// neither (its slice charged after the totals were read, its running entry already
+    /// the next task's): that interval would come out short and the next one long, by a
+    /// whole slice. So the totals are read between two reads of the running entries,
+    /// again until no CPU switched in between (the switch-in time stamps say so), at most
+    /// [`READ_ATTEMPTS`] times; a switch after the second read is harmless (the open
+    /// slice is measured to the task's own run time, and the charge lands next time).
+    fn consistent_read(&self) -> Result<(BTreeMap<u32, u64>, Vec<Running>)> {
+        let mut before = self.running_now()?;
+        let mut attempt = 1;
+        loop {
+            let charged = self.charged()?;
+            let after = self.running_now()?;
+            if no_switch_between(&before, &after) || attempt == READ_ATTEMPTS {
+                return Ok((charged, after));
+            }
+            before = after;
+            attempt += 1;
+        }
+    }
+
+    fn running_now(&self) -> Result<Vec<Running>> {
         let per_cpu = self
             .running
             .get(&0, 0)
             .with_context(|| format!("read map {}", names::CPU_RUNNING))?;
-        // Both programs stamp switch-ins with bpf_ktime_get_ns (CLOCK_MONOTONIC).
-        let now = clock_ns(libc::CLOCK_MONOTONIC);
-        Ok(per_cpu
+        Ok(per_cpu.iter().copied().collect())
+    }
+
+    /// The slices running at `now` (CLOCK_MONOTONIC, as both programs stamp switch-ins
+    /// with bpf_ktime_get_ns).
+    fn running_slices(&self, per_cpu: &[Running], now: u64) -> Vec<(u32, u64)> {
+        per_cpu
             .iter()
             .filter_map(|running| {
                 let uid = match running.uid {
@@ -106,7 +149,7 @@ impl CpuReader {
                 };
                 (running.since_ns > 0).then(|| (uid, self.open_slice_ns(running, now)))
             })
-            .collect())
+            .collect()
     }
 
     /// How long the task on a CPU has run since its switch-in. The wall time since then
@@ -216,6 +259,21 @@ pub fn uids_without_processes(idle: &[u32], live: &BTreeSet<u32>) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_between_the_reads_is_seen() {
+        let cpu = |task, since_ns| Running {
+            task,
+            since_ns,
+            ..Running::default()
+        };
+        let before = [cpu(1, 100), cpu(2, 200)];
+        assert!(no_switch_between(&before, &before));
+        assert!(!no_switch_between(&before, &[cpu(1, 100), cpu(3, 250)]));
+        // The same task switched out and back in: a new switch-in time.
+        assert!(!no_switch_between(&before, &[cpu(1, 150), cpu(2, 200)]));
+        assert!(!no_switch_between(&before, &[cpu(1, 100)]));
+    }
 
     #[test]
     fn real_uid_is_the_first_uid_field() {
