@@ -5,13 +5,36 @@ use std::time::Duration;
 
 /// Parses a positive duration; the error says what is accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let shown = quote(text);
     let parsed = humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("invalid duration {text:?} ({err}); use a number and a unit, like 500ms, 1s, 5m, 2h or 90d")
+        let why = clip(&err.to_string());
+        format!("invalid duration {shown} ({why}); use a number and a unit, like 500ms, 1s, 5m, 2h or 90d")
     })?;
     if parsed.is_zero() {
-        return Err(format!("invalid duration {text:?}: must be more than zero"));
+        return Err(format!("invalid duration {shown}: must be more than zero"));
     }
     Ok(parsed)
+}
+
+/// Most characters of a user's value an error message repeats.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+/// A user's value as an error message shows it: in quotes, control characters escaped,
+/// at most [`MAX_QUOTED_CHARS`] characters of it (a 50 MB config line is not echoed).
+pub fn quote(text: &str) -> String {
+    let mut quoted = format!("{:?}", clip(text));
+    if text.chars().count() > MAX_QUOTED_CHARS {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// The first [`MAX_QUOTED_CHARS`] characters.
+pub fn clip(text: &str) -> &str {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -25,6 +48,20 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+    }
+
+    #[test]
+    fn a_huge_bad_value_is_quoted_short_and_escaped() {
+        let huge = "x".repeat(50_000_000);
+        let err = parse_duration(&huge).unwrap_err();
+        assert!(err.len() < 400, "{} bytes", err.len());
+        assert!(err.starts_with(&format!("invalid duration \"{}\"…", "x".repeat(80))));
+        let err = parse_duration("1\u{1b}[2Js").unwrap_err();
+        assert!(err.contains("\\u{1b}"), "{err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "no raw escape reaches the terminal: {err}"
+        );
     }
 
     #[test]

@@ -73,6 +73,63 @@ fn missing_config_file_is_named() {
 }
 
 #[test]
+fn intervals_csm_cannot_keep_are_refused_naming_the_key() {
+    assert_clean_failure(
+        &run_csm(["run", "--interval", "1ns"]),
+        2,
+        &["interval 1ns: below the 10ms csm samples at"],
+    );
+    assert_clean_failure(
+        &run_csm(["run", "--flush-interval", "500000y"]),
+        2,
+        &["flush_interval", "over 1h"],
+    );
+    // A negative duration is a bad value of its flag, not an unknown argument.
+    assert_clean_failure(
+        &run_csm(["run", "--interval", "-3s"]),
+        2,
+        &["--interval", "invalid duration \"-3s\""],
+    );
+}
+
+#[test]
+fn a_huge_bad_config_line_is_quoted_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("csm.toml");
+    let huge = format!("interval = \"{}\"\n", "9".repeat(50 << 20));
+    std::fs::write(&path, huge).unwrap();
+    let out = run_csm(["run", "--config", path.to_str().unwrap()]);
+    assert_clean_failure(&out, 2, &["line 1", "interval"]);
+    assert!(
+        out.stderr.len() < 1000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn a_data_dir_another_user_may_write_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), None).unwrap();
+    let out = run_csm([
+        "run",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--duration",
+        "1s",
+    ]);
+    assert_clean_failure(&out, 2, &["owned by uid 65534", "--allow-unsafe-data-dir"]);
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing was created in the refused data dir"
+    );
+}
+
+#[test]
 fn unwritable_data_dir_is_named() {
     // A regular file where the data dir should be: not writable even for root.
     let dir = tempfile::tempdir().unwrap();

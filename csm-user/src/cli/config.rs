@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use csm_store::time::{clip, quote};
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -32,6 +34,43 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("ping target `{host}`: {message}")]
     PingTarget { host: String, message: String },
+    #[error("{key} {value:?}: {message}")]
+    OutOfRange {
+        key: &'static str,
+        value: Duration,
+        message: &'static str,
+    },
+}
+
+/// The shortest interval csm samples at: below it the samples would cost more than they
+/// tell (a 1 ns interval ran at about 1 ms, flat out).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest flush interval: what a crash may lose, and how long rows wait in memory.
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Refuses intervals csm cannot keep or that would hold data back for too long, naming
+/// the key (the same name as the flag: `interval` is `--interval`).
+fn check_limits(settings: &Settings) -> Result<(), ConfigError> {
+    let too_short = |key: &'static str, value: Duration| {
+        (value < MIN_INTERVAL).then_some(ConfigError::OutOfRange {
+            key,
+            value,
+            message: "below the 10ms csm samples at (use 10ms or more)",
+        })
+    };
+    let checks = [
+        too_short("interval", settings.interval),
+        too_short("mem.interval", settings.mem_interval),
+        (settings.flush_interval > MAX_FLUSH_INTERVAL).then_some(ConfigError::OutOfRange {
+            key: "flush_interval",
+            value: settings.flush_interval,
+            message: "over 1h, the most rows may wait in memory (and a crash may lose)",
+        }),
+    ];
+    match checks.into_iter().flatten().next() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -124,7 +163,7 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
         Some(span) => {
             let line = line_of(text, span.start);
             let source = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line}: {message} (in `{source}`)")
+            format!("line {line}: {} (in {})", clip(message), quote(source))
         }
         None => message.to_string(),
     }
@@ -193,7 +232,7 @@ impl Settings {
         }
         check_ping_targets(&mut ping_targets)?;
         let defaults = HostPaths::default();
-        Ok(Settings {
+        let settings = Settings {
             data_dir: args
                 .data_dir
                 .clone()
@@ -227,7 +266,9 @@ impl Settings {
                 sys_root: args.roots.sys_root.clone().unwrap_or(defaults.sys_root),
             },
             ping_targets,
-        })
+        };
+        check_limits(&settings)?;
+        Ok(settings)
     }
 }
 
@@ -270,6 +311,14 @@ mod tests {
         let err = ConfigFile::parse("[mem]\ninterval = \"soon\"\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("mem.interval"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_config_line_is_quoted_short() {
+        let line = format!("interval = {}\n", "9".repeat(10_000));
+        let err = ConfigFile::parse(&line).unwrap_err();
+        assert!(err.len() < 400, "{} bytes: {err}", err.len());
+        assert!(err.starts_with("line 1: "), "{err}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Length of a cpu/net row, e.g. 1s, 500ms [default: 1s].
-    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true, value_parser = duration::parse_duration)]
     pub interval: Option<Duration>,
     /// Which collector to use [default: auto].
     #[arg(long, value_enum)]
@@ -59,13 +59,13 @@ pub struct RunArgs {
     #[arg(long = "ping", value_name = "TARGET")]
     pub ping: Vec<String>,
     /// Stop cleanly after this long, e.g. 30s, 2h.
-    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true, value_parser = duration::parse_duration)]
     pub duration: Option<Duration>,
     /// Most data a crash may lose, e.g. 10s [default: 10s].
-    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true, value_parser = duration::parse_duration)]
     pub flush_interval: Option<Duration>,
     /// Delete whole date partitions older than this, e.g. 90d [default: keep everything].
-    #[arg(long, value_name = "DUR", value_parser = duration::parse_duration)]
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true, value_parser = duration::parse_duration)]
     pub retain: Option<Duration>,
     /// Host partition name [default: this host's name].
     #[arg(long, value_name = "NAME")]

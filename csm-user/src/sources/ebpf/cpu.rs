@@ -137,19 +137,31 @@ impl CpuReader {
     }
 
     /// The slices running at `now` (CLOCK_MONOTONIC, as both programs stamp switch-ins
-    /// with bpf_ktime_get_ns).
+    /// with bpf_ktime_get_ns), each for the uid the task has now.
     fn running_slices(&self, per_cpu: &[Running], now: u64) -> Vec<(u32, u64)> {
         per_cpu
             .iter()
+            .filter(|running| running.since_ns > 0 && running.uid != NO_UID)
             .filter_map(|running| {
-                let uid = match running.uid {
-                    NO_UID => return None,
-                    UID_BY_PID => self.uid_of_pid(running.pid)?,
-                    uid => uid,
-                };
-                (running.since_ns > 0).then(|| (uid, self.open_slice_ns(running, now)))
+                let uid = self.uid_now(running)?;
+                Some((uid, self.open_slice_ns(running, now)))
             })
             .collect()
+    }
+
+    /// The uid a running task has now. A task can change uid while it runs (setpriv, su,
+    /// sudo, a login: setresuid, then exec): the switch-out charges the whole slice to the
+    /// uid it has then, so the open slice must go to that uid too, or it is counted twice
+    /// (once for the old uid here, whose reported total never goes back, once at the
+    /// switch-out). The uid recorded at switch-in stands when the task is gone.
+    fn uid_now(&self, running: &Running) -> Option<u32> {
+        let from_proc = (running.pid != 0)
+            .then(|| self.uid_of_pid(running.pid))
+            .flatten();
+        match running.uid {
+            UID_BY_PID => from_proc,
+            recorded => Some(from_proc.unwrap_or(recorded)),
+        }
     }
 
     /// How long the task on a CPU has run since its switch-in. The wall time since then
@@ -177,7 +189,7 @@ impl CpuReader {
         first_number(&text)
     }
 
-    /// Real uid of a thread, from `/proc/<pid>/status` (classic tracepoint only).
+    /// Real uid of a thread now, from `/proc/<pid>/status`.
     fn uid_of_pid(&self, pid: u32) -> Option<u32> {
         real_uid(&fs::read_to_string(self.paths.proc(format!("{pid}/status"))).ok()?)
     }
