@@ -7,7 +7,8 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let shown = quote(text);
     let parsed = humantime::parse_duration(text.trim()).map_err(|err| {
-        let why = clip(&err.to_string());
+        let why = err.to_string();
+        let why = clip(&why);
         format!("invalid duration {shown} ({why}); use a number and a unit, like 500ms, 1s, 5m, 2h or 90d")
     })?;
     if parsed.is_zero() {
