@@ -8,6 +8,7 @@
 pub mod names {
     pub const CPU_NS: &str = "CPU_NS";
     pub const CPU_RUNNING: &str = "CPU_RUNNING";
+    pub const CPU_BASELINE: &str = "CPU_BASELINE";
     pub const PROG_SCHED_SWITCH_BTF: &str = "sched_switch_btf";
     pub const PROG_SCHED_SWITCH_TP: &str = "sched_switch_tp";
     pub const NET_DEV: &str = "NET_DEV";

@@ -5,7 +5,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
 use csm_common::{names, Running, NO_UID, UID_BY_PID};
 
 use super::loader::Loaded;
@@ -17,6 +17,10 @@ use crate::sources::host::HostPaths;
 pub struct CpuReader {
     totals: PerCpuHashMap<MapData, u32, u64>,
     running: PerCpuArray<MapData, Running>,
+    /// When the first sample was taken (see `first_slice` in csm-ebpf's sched.rs); set
+    /// once, kept across restarts that adopt the pins.
+    baseline: Array<MapData, u64>,
+    baseline_set: bool,
     paths: HostPaths,
     /// Last value reported per uid: the running slice is estimated from wall time, so a
     /// later exact charge can come out slightly lower; reported totals never go down.
@@ -55,7 +59,13 @@ impl CpuReader {
         let running = loaded
             .take_map(names::CPU_RUNNING)
             .with_context(|| format!("map {} missing from the eBPF object", names::CPU_RUNNING))?;
+        let baseline = loaded
+            .take_map(names::CPU_BASELINE)
+            .with_context(|| format!("map {} missing from the eBPF object", names::CPU_BASELINE))?;
         Ok(CpuReader {
+            baseline: Array::try_from(baseline)
+                .with_context(|| format!("map {} has an unexpected type", names::CPU_BASELINE))?,
+            baseline_set: false,
             totals: PerCpuHashMap::try_from(totals)
                 .with_context(|| format!("map {} has an unexpected type", names::CPU_NS))?,
             running: PerCpuArray::try_from(running)
@@ -75,6 +85,7 @@ impl CpuReader {
             self.last_prune = Instant::now();
             self.prune_gone_uids();
         }
+        self.set_baseline()?;
         let (mut per_uid, running) = self.consistent_read()?;
         self.note_changes(&per_uid);
         let now = clock_ns(libc::CLOCK_MONOTONIC);
@@ -90,6 +101,24 @@ impl CpuReader {
             at: clock::now(),
             per_uid,
         })
+    }
+
+    /// Marks the first sample's time for the scheduler program, once: a slice already
+    /// running then is charged only from here on (a restart that adopted the pins keeps
+    /// the first run's mark).
+    fn set_baseline(&mut self) -> Result<()> {
+        if self.baseline_set {
+            return Ok(());
+        }
+        let read = || format!("read map {}", names::CPU_BASELINE);
+        if self.baseline.get(&0, 0).with_context(read)? == 0 {
+            let now = clock_ns(libc::CLOCK_MONOTONIC);
+            self.baseline
+                .set(0, now, 0)
+                .with_context(|| format!("write map {}", names::CPU_BASELINE))?;
+        }
+        self.baseline_set = true;
+        Ok(())
     }
 
     /// Number of uids in the kernel map, to watch its bound.
