@@ -156,24 +156,16 @@ impl DataTree {
     }
 }
 
-/// Tables whose rows are data a chart draws (not the daemon's events).
-const CHARTED_TABLES: [Table; 6] = [
-    Table::Cpu,
-    Table::Mem,
-    Table::Net,
-    Table::NetUid,
-    Table::Ping,
-    Table::Ubc,
-];
-
 impl DataTree {
     /// The earliest row time in `[from_us, to_us)` of any charted table (read from the
     /// first hour file of each), to fit a default range to less data; `None` if none.
     /// Unreadable files are skipped here: drawing names them.
     pub fn first_row_us(&self, from_us: i64, to_us: i64) -> Option<i64> {
-        CHARTED_TABLES
-            .iter()
-            .filter_map(|&table| {
+        // Every collected table but the daemon's own events: the data a chart draws.
+        Table::ALL
+            .into_iter()
+            .filter(|&table| table != Table::Events)
+            .filter_map(|table| {
                 let hours = self.hour_files(table, from_us, to_us);
                 let (_, files) = hours.into_iter().next()?;
                 files
