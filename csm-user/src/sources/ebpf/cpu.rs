@@ -9,6 +9,7 @@ use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
 use csm_common::{names, Running, NO_UID, UID_BY_PID};
 
 use super::loader::Loaded;
+use super::nudge::Nudger;
 use crate::model::CpuSample;
 use crate::sources::clock::{self, clock_ns};
 use crate::sources::host::HostPaths;
@@ -28,6 +29,8 @@ pub struct CpuReader {
     /// When each uid's charged total last moved, to find uids that are gone.
     last_change: HashMap<u32, (u64, Instant)>,
     last_prune: Instant,
+    /// Closes the running slices right before each read (see nudge.rs).
+    nudger: Nudger,
 }
 
 /// A uid whose total has not moved for this long, and that no process has any more, is
@@ -74,6 +77,7 @@ impl CpuReader {
             reported: BTreeMap::new(),
             last_change: HashMap::new(),
             last_prune: Instant::now(),
+            nudger: Nudger::default(),
         })
     }
 
@@ -86,6 +90,7 @@ impl CpuReader {
             self.prune_gone_uids();
         }
         self.set_baseline()?;
+        self.close_running_slices()?;
         let (mut per_uid, running) = self.consistent_read()?;
         self.note_changes(&per_uid);
         let now = clock_ns(libc::CLOCK_MONOTONIC);
@@ -118,6 +123,22 @@ impl CpuReader {
                 .with_context(|| format!("write map {}", names::CPU_BASELINE))?;
         }
         self.baseline_set = true;
+        Ok(())
+    }
+
+    /// Makes every CPU that runs a task switch once, so that the scheduler program charges
+    /// the running slices exactly now; the open slices left for [`Self::running_slices`]
+    /// are then microseconds long, and a tick-stale schedstat no longer moves CPU time
+    /// between intervals.
+    fn close_running_slices(&mut self) -> Result<()> {
+        let busy = self
+            .running_now()?
+            .iter()
+            .enumerate()
+            .filter(|(_, running)| running.since_ns > 0 && running.uid != NO_UID)
+            .map(|(cpu, _)| cpu)
+            .collect::<Vec<_>>();
+        self.nudger.nudge(busy);
         Ok(())
     }
 

@@ -5,6 +5,7 @@ pub mod btf;
 pub mod cpu;
 pub mod loader;
 pub mod net;
+mod nudge;
 pub mod pins;
 
 pub use attach::NetAttached;
