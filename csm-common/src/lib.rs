@@ -65,13 +65,29 @@ pub struct Running {
     pub task: u64,
     /// `se.sum_exec_runtime` of the incoming task when it was switched in (tp_btf only).
     pub start_runtime_ns: u64,
-    /// CLOCK_MONOTONIC time at switch-in; userspace folds in `now - since_ns`.
+    /// CLOCK_MONOTONIC time at switch-in (classic tracepoint only: the tp_btf program
+    /// has the task's own run time, and a clock read would cost a third of it).
     pub since_ns: u64,
     /// Real uid of the incoming task, or [`NO_UID`] when idle.
     pub uid: u32,
     /// Pid (thread id) of the incoming task; the classic tracepoint cannot read its uid,
     /// so userspace resolves it from /proc for the open slice.
     pub pid: u32,
+    /// CPU time charged on this CPU to `pending_uid` and not yet added to `CPU_NS`:
+    /// consecutive charges to one uid (the common case: a task, idle, the same task
+    /// again) add up here and save the hash lookup; a charge to another uid first moves
+    /// this into the map. Userspace adds it to `CPU_NS` at every read.
+    pub pending_ns: u64,
+    /// Whose `pending_ns` it is.
+    pub pending_uid: u32,
+    pub _pad: u32,
+}
+
+impl Running {
+    /// True when this CPU runs a task (not idle) that a program recorded.
+    pub fn busy(&self) -> bool {
+        (self.task != 0 || self.since_ns != 0) && self.uid != NO_UID
+    }
 }
 
 /// Byte offsets inside kernel structures, read from the running kernel's BTF by

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
-use csm_common::{names, Running, NO_UID, UID_BY_PID};
+use csm_common::{names, Running, UID_BY_PID};
 
 use super::loader::Loaded;
 use super::nudge::Nudger;
@@ -22,6 +22,8 @@ pub struct CpuReader {
     /// once, kept across restarts that adopt the pins.
     baseline: Array<MapData, u64>,
     baseline_set: bool,
+    /// The baseline's value once set (CLOCK_MONOTONIC ns).
+    baseline_ns: u64,
     paths: HostPaths,
     /// Last value reported per uid: the running slice is estimated from wall time, so a
     /// later exact charge can come out slightly lower; reported totals never go down.
@@ -44,13 +46,31 @@ const PRUNE_EVERY: Duration = Duration::from_secs(300);
 const READ_ATTEMPTS: u32 = 8;
 
 /// True when no CPU switched tasks between two reads of the running entries: every
-/// switch stamps a new switch-in time.
+/// switch stamps a new switch-in time. The whole entries are compared, so that a read
+/// torn by a switch on that CPU (some fields new, some old) differs too.
 fn no_switch_between(before: &[Running], after: &[Running]) -> bool {
-    before.len() == after.len()
-        && before
-            .iter()
-            .zip(after)
-            .all(|(b, a)| b.since_ns == a.since_ns && b.task == a.task)
+    before == after
+}
+
+/// The CPUs whose running slice began after a known time: the busy ones the nudger
+/// made switch, and the idle ones, all as of `at_ns` (CLOCK_MONOTONIC).
+struct Closed {
+    at_ns: u64,
+    cpus: BTreeSet<usize>,
+}
+
+impl Closed {
+    /// When the slice running on `cpu` began at the latest, if known.
+    fn began_by(&self, cpu: usize) -> Option<u64> {
+        self.cpus.contains(&cpu).then_some(self.at_ns)
+    }
+}
+
+/// Adds what each CPU charged to a uid and has not moved into the map yet.
+fn add_pending(per_uid: &mut BTreeMap<u32, u64>, per_cpu: &[Running]) {
+    for running in per_cpu.iter().filter(|r| r.pending_ns > 0) {
+        *per_uid.entry(running.pending_uid).or_default() += running.pending_ns;
+    }
 }
 
 impl CpuReader {
@@ -69,6 +89,7 @@ impl CpuReader {
             baseline: Array::try_from(baseline)
                 .with_context(|| format!("map {} has an unexpected type", names::CPU_BASELINE))?,
             baseline_set: false,
+            baseline_ns: 0,
             totals: PerCpuHashMap::try_from(totals)
                 .with_context(|| format!("map {} has an unexpected type", names::CPU_NS))?,
             running: PerCpuArray::try_from(running)
@@ -90,11 +111,11 @@ impl CpuReader {
             self.prune_gone_uids();
         }
         self.set_baseline()?;
-        self.close_running_slices()?;
+        let closed = self.close_running_slices()?;
         let (mut per_uid, running) = self.consistent_read()?;
         self.note_changes(&per_uid);
         let now = clock_ns(libc::CLOCK_MONOTONIC);
-        for (uid, ns) in self.running_slices(&running, now) {
+        for (uid, ns) in self.running_slices(&running, &closed, now) {
             *per_uid.entry(uid).or_default() += ns;
         }
         for (uid, total) in per_uid.iter_mut() {
@@ -116,10 +137,11 @@ impl CpuReader {
             return Ok(());
         }
         let read = || format!("read map {}", names::CPU_BASELINE);
-        if self.baseline.get(&0, 0).with_context(read)? == 0 {
-            let now = clock_ns(libc::CLOCK_MONOTONIC);
+        self.baseline_ns = self.baseline.get(&0, 0).with_context(read)?;
+        if self.baseline_ns == 0 {
+            self.baseline_ns = clock_ns(libc::CLOCK_MONOTONIC);
             self.baseline
-                .set(0, now, 0)
+                .set(0, self.baseline_ns, 0)
                 .with_context(|| format!("write map {}", names::CPU_BASELINE))?;
         }
         self.baseline_set = true;
@@ -130,16 +152,14 @@ impl CpuReader {
     /// the running slices exactly now; the open slices left for [`Self::running_slices`]
     /// are then microseconds long, and a tick-stale schedstat no longer moves CPU time
     /// between intervals.
-    fn close_running_slices(&mut self) -> Result<()> {
-        let busy = self
-            .running_now()?
-            .iter()
-            .enumerate()
-            .filter(|(_, running)| running.since_ns > 0 && running.uid != NO_UID)
-            .map(|(cpu, _)| cpu)
-            .collect::<Vec<_>>();
-        self.nudger.nudge(busy);
-        Ok(())
+    fn close_running_slices(&mut self) -> Result<Closed> {
+        let at_ns = clock_ns(libc::CLOCK_MONOTONIC);
+        let running = self.running_now()?;
+        let (busy, idle): (Vec<usize>, Vec<usize>) =
+            (0..running.len()).partition(|&cpu| running[cpu].busy());
+        let mut cpus = self.nudger.nudge(busy);
+        cpus.extend(idle);
+        Ok(Closed { at_ns, cpus })
     }
 
     /// Number of uids in the kernel map, to watch its bound.
@@ -156,7 +176,8 @@ impl CpuReader {
         Ok(per_uid)
     }
 
-    /// The charged totals and what each CPU runs, as of one moment. The two maps are
+    /// The charged totals (the map's, plus each CPU's pending sum) and what each CPU
+    /// runs, as of one moment. The two maps are
     /// read one after the other, and a task switched out between the reads would be in
     /// neither (its slice charged after the totals were read, its running entry already
     /// the next task's): that interval would come out short and the next one long, by a
@@ -168,9 +189,10 @@ impl CpuReader {
         let mut before = self.running_now()?;
         let mut attempt = 1;
         loop {
-            let charged = self.charged()?;
+            let mut charged = self.charged()?;
             let after = self.running_now()?;
             if no_switch_between(&before, &after) || attempt == READ_ATTEMPTS {
+                add_pending(&mut charged, &after);
                 return Ok((charged, after));
             }
             before = after;
@@ -186,15 +208,15 @@ impl CpuReader {
         Ok(per_cpu.iter().copied().collect())
     }
 
-    /// The slices running at `now` (CLOCK_MONOTONIC, as both programs stamp switch-ins
-    /// with bpf_ktime_get_ns), each for the uid the task has now.
-    fn running_slices(&self, per_cpu: &[Running], now: u64) -> Vec<(u32, u64)> {
+    /// The slices running at `now` (CLOCK_MONOTONIC), each for the uid the task has now.
+    fn running_slices(&self, per_cpu: &[Running], closed: &Closed, now: u64) -> Vec<(u32, u64)> {
         per_cpu
             .iter()
-            .filter(|running| running.since_ns > 0 && running.uid != NO_UID)
-            .filter_map(|running| {
+            .enumerate()
+            .filter(|(_, running)| running.busy())
+            .filter_map(|(cpu, running)| {
                 let uid = self.uid_now(running)?;
-                Some((uid, self.open_slice_ns(running, now)))
+                Some((uid, self.open_slice_ns(running, closed.began_by(cpu), now)))
             })
             .collect()
     }
@@ -217,19 +239,22 @@ impl CpuReader {
     /// How long the task on a CPU has run since its switch-in. The wall time since then
     /// also holds interrupt and steal time, which the kernel does not charge to the task:
     /// on a busy VM that overestimate would swallow the next interval's charge. The
-    /// scheduler's own figure for the running task (`/proc/<tid>/schedstat`, brought up
-    /// to date on read) minus its value at switch-in is exact; the wall time bounds it,
-    /// in case the thread id means another task here (another pid namespace).
-    fn open_slice_ns(&self, running: &Running, now: u64) -> u64 {
-        let wall = now.saturating_sub(running.since_ns);
-        if running.task == 0 || running.pid == 0 {
-            return wall; // classic tracepoint: only wall time is known
+    /// scheduler's own figure for the running task (`/proc/<tid>/schedstat`, up to date
+    /// to the last tick) minus its value at switch-in is exact. It is bounded by the wall
+    /// time since the slice began at the latest (`began_by`: the nudge before this read,
+    /// else the first sample), in case the thread id means another task here (another
+    /// pid namespace).
+    fn open_slice_ns(&self, running: &Running, began_by: Option<u64>, now: u64) -> u64 {
+        if running.task == 0 {
+            // Classic tracepoint: only the wall time since the switch-in is known.
+            return now.saturating_sub(running.since_ns);
         }
+        let bound = now.saturating_sub(began_by.unwrap_or(self.baseline_ns));
         match self.run_time_ns(running.pid) {
             Some(ran) if ran >= running.start_runtime_ns => {
-                wall.min(ran - running.start_runtime_ns)
+                bound.min(ran - running.start_runtime_ns)
             }
-            _ => wall,
+            _ => 0,
         }
     }
 
@@ -335,6 +360,30 @@ mod tests {
         // The same task switched out and back in: a new switch-in time.
         assert!(!no_switch_between(&before, &[cpu(1, 150), cpu(2, 200)]));
         assert!(!no_switch_between(&before, &[cpu(1, 100)]));
+        // A read torn by a switch: the charge landed, the rest is still old.
+        let torn = Running {
+            pending_ns: 5,
+            ..cpu(2, 200)
+        };
+        assert!(!no_switch_between(&before, &[cpu(1, 100), torn]));
+    }
+
+    #[test]
+    fn pending_charges_add_to_the_maps() {
+        let pending = |pending_uid, pending_ns| Running {
+            pending_uid,
+            pending_ns,
+            ..Running::default()
+        };
+        let mut per_uid: BTreeMap<u32, u64> = [(0, 10), (1000, 20)].into_iter().collect();
+        add_pending(
+            &mut per_uid,
+            &[pending(1000, 5), pending(1001, 7), pending(0, 0)],
+        );
+        assert_eq!(
+            per_uid,
+            [(0, 10), (1000, 25), (1001, 7)].into_iter().collect()
+        );
     }
 
     #[test]
