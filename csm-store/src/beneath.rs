@@ -42,7 +42,11 @@ pub fn open_dir(root: &Path, rel: &Path, create: bool) -> io::Result<OwnedFd> {
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("{}: not a plain path below {}", rel.display(), root.display()),
+                    format!(
+                        "{}: not a plain path below {}",
+                        rel.display(),
+                        root.display()
+                    ),
                 ))
             }
         };
@@ -78,10 +82,7 @@ fn open_child_dir(parent: &OwnedFd, name: &OsStr, create: bool) -> io::Result<Ow
 /// ELOOP/ENOTDIR from `O_NOFOLLOW | O_DIRECTORY` means a link or a file is where a folder
 /// should be: say so, naming it.
 fn name_error(path: &Path, err: io::Error) -> io::Error {
-    let refused = matches!(
-        err.raw_os_error(),
-        Some(libc::ELOOP) | Some(libc::ENOTDIR)
-    );
+    let refused = matches!(err.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR));
     if refused {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -200,8 +201,8 @@ pub fn read_text_in(root: &Path, name: &str, max: u64) -> io::Result<Option<Stri
 /// says it (`None` when the file system does not say).
 pub fn entries(dir: impl AsFd) -> io::Result<Vec<(std::ffi::OsString, Option<FileType>)>> {
     let mut out = Vec::new();
-    let mut listing = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = listing.next() {
+    let listing = rustix::fs::Dir::read_from(dir)?;
+    for entry in listing {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
@@ -253,12 +254,22 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         open_dir(dir.path(), Path::new("cpu/host=h/date=x"), true).unwrap();
         let made = dir.path().join("cpu/host=h/date=x");
-        assert_eq!(fs::metadata(&made).unwrap().permissions().mode() & 0o777, 0o750);
+        assert_eq!(
+            fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o750
+        );
 
         std::os::unix::fs::symlink(outside.path(), dir.path().join("mem")).unwrap();
         let err = open_dir(dir.path(), Path::new("mem/host=h"), true).unwrap_err();
-        assert!(err.to_string().contains("mem is a link or not a folder"), "{err}");
-        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing made outside");
+        assert!(
+            err.to_string().contains("mem is a link or not a folder"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing made outside"
+        );
         assert!(open_dir(dir.path(), Path::new("../x"), true).is_err());
     }
 
@@ -270,12 +281,18 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
         let err = read_text(&fifo, 10).unwrap_err();
-        assert!(err.to_string().ends_with("not a regular file (a FIFO)"), "{err}");
+        assert!(
+            err.to_string().ends_with("not a regular file (a FIFO)"),
+            "{err}"
+        );
         let err = read_text(Path::new("/dev/zero"), 10).unwrap_err();
         assert!(err.to_string().contains("a character device"), "{err}");
         fs::write(dir.path().join("big"), [b'x'; 11]).unwrap();
         let err = read_text(&dir.path().join("big"), 10).unwrap_err();
-        assert!(err.to_string().ends_with("larger than 10 bytes: not read"), "{err}");
+        assert!(
+            err.to_string().ends_with("larger than 10 bytes: not read"),
+            "{err}"
+        );
         assert_eq!(read_text(&dir.path().join("big"), 11).unwrap().len(), 11);
         // Real /proc files are regular files to fstat, of size 0.
         assert!(read_text(Path::new("/proc/self/status"), 1 << 20)

@@ -70,7 +70,8 @@ impl DataDirLock {
     /// is never opened through a link.
     pub fn acquire(dir: &Path) -> io::Result<DataDirLock> {
         let path = dir.join(LOCK_FILE);
-        let named = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
+        let named =
+            |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
         // Opened relative to the data dir's descriptor, never through a link, never
         // blocking on a FIFO planted under its name.
         let root = crate::beneath::open_root(dir).map_err(named)?;

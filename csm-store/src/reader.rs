@@ -155,7 +155,8 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
         let err = read_rows::<NetUidRow>(&fifo).unwrap_err();
         assert!(
-            err.to_string().ends_with("03.parquet: not a regular file (a FIFO)"),
+            err.to_string()
+                .ends_with("03.parquet: not a regular file (a FIFO)"),
             "{err}"
         );
         let link = dir.path().join("04.parquet");

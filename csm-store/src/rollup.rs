@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::beneath;
 use crate::layout::{self, hour_of, MICROS_PER_HOUR};
 use crate::reader::{read_rows_from, MAX_ROWS_PER_FILE};
-use crate::beneath;
 use crate::table::{FromBatch, Row};
 use crate::tables::{
     CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow,

@@ -16,10 +16,10 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::{atomic, beneath};
 use crate::column::ColumnEncoding;
 use crate::layout::{self, MICROS_PER_HOUR};
 use crate::table::{Row, Table, SCHEMA_VERSION};
+use crate::{atomic, beneath};
 
 /// Data files reveal what each user does: owner and group only.
 pub const FILE_MODE: u32 = 0o640;
@@ -360,7 +360,10 @@ pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
     // The umask may have taken bits away.
     fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
 }

@@ -54,8 +54,11 @@ impl Victim {
     fn new() -> Victim {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("precious"), b"root's file\n").unwrap();
-        fs::set_permissions(dir.path().join("precious"), fs::Permissions::from_mode(0o600))
-            .unwrap();
+        fs::set_permissions(
+            dir.path().join("precious"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let before = snapshot(dir.path());
         Victim { dir, before }
     }
@@ -95,7 +98,14 @@ fn as_user(user: &TestUser, script: &str) {
 fn proc_daemon(data: &DataDir) -> csm_tests::DaemonBuilder {
     Daemon::builder()
         .backend("proc")
-        .args(["--host", "test", "--interval", "200ms", "--flush-interval", "1s"])
+        .args([
+            "--host",
+            "test",
+            "--interval",
+            "200ms",
+            "--flush-interval",
+            "1s",
+        ])
         .data_dir(data)
 }
 
@@ -109,7 +119,11 @@ fn started(daemon: &mut Daemon) -> Duration {
 /// SIGTERM; checks the daemon exits cleanly within [`STOP_WITHIN`]; its log.
 fn stopped(daemon: Daemon) -> Vec<String> {
     let (status, log) = stopped_with_status(daemon);
-    assert!(status.success(), "csm exited with {status}:\n{}", log.join("\n"));
+    assert!(
+        status.success(),
+        "csm exited with {status}:\n{}",
+        log.join("\n")
+    );
     log
 }
 
@@ -231,7 +245,10 @@ fn a_link_planted_as_a_table_folder_makes_root_write_nothing_outside() {
     // The events (start, stop) have a nested link for a folder: kept as it was.
     let nested = fs::symlink_metadata(data.path().join("events/host=test")).unwrap();
     assert!(nested.file_type().is_symlink());
-    assert!(!data.rows::<CpuRow>().is_empty(), "the other tables are written");
+    assert!(
+        !data.rows::<CpuRow>().is_empty(),
+        "the other tables are written"
+    );
 }
 
 /// Point 2 (the lock): a link planted as `.csm.lock` is refused in one line, before
@@ -244,7 +261,11 @@ fn a_link_planted_as_the_lock_is_refused_in_one_line() {
     let data = data_dir_of(&user);
     as_user(
         &user,
-        &format!("ln -s {} {}/.csm.lock", victim.file().display(), data.path().display()),
+        &format!(
+            "ln -s {} {}/.csm.lock",
+            victim.file().display(),
+            data.path().display()
+        ),
     );
     let out = run_csm_timed(&[
         os("run"),
@@ -278,7 +299,9 @@ fn csm_plot_out_folder_of_another_user_is_refused_and_its_links_are_not_followed
     let v = v.display();
     as_user(
         &user,
-        &format!("ln -s {v} {o}/.cpu.svg.tmp && ln -s {v} {o}/.index.html.tmp && ln -s {v} {o}/cpu.svg"),
+        &format!(
+            "ln -s {v} {o}/.cpu.svg.tmp && ln -s {v} {o}/.index.html.tmp && ln -s {v} {o}/cpu.svg"
+        ),
     );
     let plot = |out: &Path, extra: &[&str]| {
         let t = Instant::now();
@@ -295,7 +318,10 @@ fn csm_plot_out_folder_of_another_user_is_refused_and_its_links_are_not_followed
         output
     };
     let refused = plot(&out_dir, &[]);
-    assert_one_line_refusal(&refused, &["--out", "owned by uid", "--allow-unsafe-out-dir"]);
+    assert_one_line_refusal(
+        &refused,
+        &["--out", "owned by uid", "--allow-unsafe-out-dir"],
+    );
     assert_eq!(refused.status.code(), Some(2));
     victim.assert_untouched();
 
@@ -303,7 +329,10 @@ fn csm_plot_out_folder_of_another_user_is_refused_and_its_links_are_not_followed
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     victim.assert_untouched();
     let chart = out_dir.join("cpu.svg");
-    assert!(fs::symlink_metadata(&chart).unwrap().is_file(), "the link was replaced");
+    assert!(
+        fs::symlink_metadata(&chart).unwrap().is_file(),
+        "the link was replaced"
+    );
     assert_eq!(fs::metadata(&chart).unwrap().mode() & 0o777, 0o640);
 
     // A new folder under umask 000: 0750, charts 0640.
@@ -321,7 +350,12 @@ fn csm_plot_out_folder_of_another_user_is_refused_and_its_links_are_not_followed
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o750);
     for entry in fs::read_dir(&fresh).unwrap().flatten() {
-        assert_eq!(entry.metadata().unwrap().mode() & 0o777, 0o640, "{:?}", entry.path());
+        assert_eq!(
+            entry.metadata().unwrap().mode() & 0o777,
+            0o640,
+            "{:?}",
+            entry.path()
+        );
     }
 }
 
@@ -336,7 +370,14 @@ fn a_fifo_or_dev_zero_planted_where_csm_reads_neither_hangs_nor_fills_memory() {
     let root = data.beside("host");
     copy_tree(&fixtures().join("modern-host/proc"), &root.join("proc"));
     copy_tree(&fixtures().join("modern-host/sys"), &root.join("sys"));
-    run("chown", &["-R", &format!("{}:{}", user.uid, user.gid), root.to_str().unwrap()]);
+    run(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", user.uid, user.gid),
+            root.to_str().unwrap(),
+        ],
+    );
     let (d, p) = (data.path().display(), root.join("proc"));
     let p = p.display();
     as_user(
@@ -361,8 +402,14 @@ fn a_fifo_or_dev_zero_planted_where_csm_reads_neither_hangs_nor_fills_memory() {
         log.contains(".csm-netdev-state: not a regular file (a FIFO)"),
         "{log}"
     );
-    assert!(log.contains("net/dev: not a regular file (a FIFO)"), "{log}");
-    assert!(log.contains("100/status: not a regular file (a character device)"), "{log}");
+    assert!(
+        log.contains("net/dev: not a regular file (a FIFO)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("100/status: not a regular file (a character device)"),
+        "{log}"
+    );
     assert!(peak_kb < 200_000, "peak RSS {peak_kb} kB");
 
     // SIGTERM at start-up, before the daemon could have installed anything.
@@ -409,8 +456,14 @@ fn a_parquet_bomb_costs_neither_memory_nor_start_up_time() {
     std::thread::sleep(Duration::from_secs(1));
     let daemon_peak_kb = peak_rss_kb(daemon.pid());
     let log = stopped(daemon).join("\n");
-    assert!(log.contains(&format!("{hh}.parquet: claims 30000000 rows")), "{log}");
-    assert!(daemon_peak_kb < 150_000, "csm run peak RSS {daemon_peak_kb} kB");
+    assert!(
+        log.contains(&format!("{hh}.parquet: claims 30000000 rows")),
+        "{log}"
+    );
+    assert!(
+        daemon_peak_kb < 150_000,
+        "csm run peak RSS {daemon_peak_kb} kB"
+    );
 
     // Measured from a small parent: a child forked from this test (which built the
     // bomb) would count the test's own peak in its ru_maxrss.
@@ -440,7 +493,10 @@ fn a_parquet_bomb_costs_neither_memory_nor_start_up_time() {
         "bomb of {size} bytes: csm run peak {daemon_peak_kb} kB, csm-plot peak {plot_peak_kb} kB"
     );
     assert!(plot_err.contains("claims 30000000 rows"), "{plot_err}");
-    assert!(plot_peak_kb < 200_000, "csm-plot peak RSS {plot_peak_kb} kB");
+    assert!(
+        plot_peak_kb < 200_000,
+        "csm-plot peak RSS {plot_peak_kb} kB"
+    );
 }
 
 /// Point 7: names with control characters (a user's name, interfaces a user named in its
@@ -480,7 +536,10 @@ fn control_characters_in_names_break_no_chart_and_reach_no_terminal() {
     std::os::unix::fs::chown(&cpu, Some(user.uid), None).unwrap();
     as_user(
         &user,
-        &format!("mkdir '{}/host=x'\"$(printf '\\033[2J\\033]0;pwned\\007')\"", cpu.display()),
+        &format!(
+            "mkdir '{}/host=x'\"$(printf '\\033[2J\\033]0;pwned\\007')\"",
+            cpu.display()
+        ),
     );
     let out_dir = data.beside("charts");
     let plot = |extra: &[&str]| {
@@ -497,7 +556,10 @@ fn control_characters_in_names_break_no_chart_and_reach_no_terminal() {
     let several = plot(&[]);
     let err = stderr(&several);
     assert!(err.contains("holds several hosts"), "{err}");
-    assert!(err.contains("\\u{1b}[2J"), "the planted host is shown escaped: {err}");
+    assert!(
+        err.contains("\\u{1b}[2J"),
+        "the planted host is shown escaped: {err}"
+    );
     let drawn = plot(&["--host", "test"]);
     assert!(drawn.status.success(), "{}", stderr(&drawn));
     for output in [&several, &drawn] {
@@ -528,7 +590,11 @@ fn control_characters_in_names_break_no_chart_and_reach_no_terminal() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     let diff_charts = names.iter().filter(|n| n.starts_with("net-diff-")).count();
-    assert_eq!(diff_charts, ifaces.len(), "one chart per interface: {names:?}");
+    assert_eq!(
+        diff_charts,
+        ifaces.len(),
+        "one chart per interface: {names:?}"
+    );
 }
 
 /// Point 8: hundreds of refused starts while a daemon runs remove none of its
@@ -575,7 +641,10 @@ fn refused_second_daemons_touch_nothing_of_the_running_one() {
         .filter(|w| w[1].0 > w[0].1 + 2_000)
         .map(|w| (w[0].1, w[1].0))
         .collect();
-    assert!(holes.is_empty(), "holes after {refused} refused starts: {holes:?}");
+    assert!(
+        holes.is_empty(),
+        "holes after {refused} refused starts: {holes:?}"
+    );
     let covered_us: i64 = intervals.iter().map(|(s, e)| e - s).sum();
     assert!(
         covered_us >= (end - begin) * 8 / 10,

@@ -187,7 +187,11 @@ mod tests {
         assert!(v6.starts_with("2001_db8__1-") && v6.len() == 20, "{v6}");
         assert!(file_part("../etc/passwd").starts_with("_etc_passwd-"));
         assert!(file_part("veth@if3").starts_with("veth_if3-"));
-        assert_ne!(file_part("eth:0"), file_part("eth/0"), "never the same file");
+        assert_ne!(
+            file_part("eth:0"),
+            file_part("eth/0"),
+            "never the same file"
+        );
     }
 
     fn binned(spans: &[(&str, f64)]) -> Binned {

@@ -117,8 +117,9 @@ pub struct PingTargetSection {
     pub count: Option<Spanned<u32>>,
 }
 
-/// Far more than any real configuration (a few dozen lines).
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Far more than any real configuration (a few dozen lines); a bound so that a config
+/// path given by mistake (a log, a disk image) is not read whole into memory.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -130,9 +131,9 @@ impl ConfigFile {
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
             })
             .map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,

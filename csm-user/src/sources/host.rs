@@ -43,7 +43,8 @@ impl HostPaths {
     /// This boot's identity (`/proc/sys/kernel/random/boot_id`), to tell whether counters
     /// that count since boot still belong to the same boot.
     pub fn boot_id(&self) -> Option<String> {
-        let text = crate::sources::procfs::read_text(&self.proc("sys/kernel/random/boot_id")).ok()?;
+        let text =
+            crate::sources::procfs::read_text(&self.proc("sys/kernel/random/boot_id")).ok()?;
         let id = text.trim();
         (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
     }

@@ -125,7 +125,10 @@ impl Health {
         let late = late_by > LATE_START.max(target.interval / 10);
         let first = late && !self.late;
         if !late && self.late {
-            info!("ping target {}: measurements start on time again", target.host);
+            info!(
+                "ping target {}: measurements start on time again",
+                target.host
+            );
         }
         self.late = late;
         first.then(|| {
@@ -199,8 +202,13 @@ mod tests {
         };
         let mut health = Health::default();
         assert_eq!(health.lateness(&target, Duration::from_millis(5)), None);
-        let note = health.lateness(&target, Duration::from_millis(250)).unwrap();
-        assert!(note.starts_with("ping target gw: measurement started 250 ms late"), "{note}");
+        let note = health
+            .lateness(&target, Duration::from_millis(250))
+            .unwrap();
+        assert!(
+            note.starts_with("ping target gw: measurement started 250 ms late"),
+            "{note}"
+        );
         assert_eq!(health.lateness(&target, Duration::from_millis(300)), None);
         assert_eq!(health.lateness(&target, Duration::ZERO), None);
         assert!(health.lateness(&target, Duration::from_secs(1)).is_some());

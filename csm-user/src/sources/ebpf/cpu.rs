@@ -214,13 +214,16 @@ impl CpuReader {
 
     /// `se.sum_exec_runtime` of a thread, the first field of its schedstat file.
     fn run_time_ns(&self, tid: u32) -> Option<u64> {
-        let text = crate::sources::procfs::read_text(&self.paths.proc(format!("{tid}/schedstat"))).ok()?;
+        let text =
+            crate::sources::procfs::read_text(&self.paths.proc(format!("{tid}/schedstat"))).ok()?;
         first_number(&text)
     }
 
     /// Real uid of a thread now, from `/proc/<pid>/status`.
     fn uid_of_pid(&self, pid: u32) -> Option<u32> {
-        real_uid(&crate::sources::procfs::read_text(&self.paths.proc(format!("{pid}/status"))).ok()?)
+        real_uid(
+            &crate::sources::procfs::read_text(&self.paths.proc(format!("{pid}/status"))).ok()?,
+        )
     }
 
     fn note_changes(&mut self, charged: &BTreeMap<u32, u64>) {

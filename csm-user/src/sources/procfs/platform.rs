@@ -1,7 +1,6 @@
 //! What kind of host this is: kernel version, OpenVZ, Xen; and whether eBPF can be
 //! ruled out without trying (a load attempt on an ancient kernel only adds noise).
 
-
 use crate::sources::host::HostPaths;
 
 /// Facts about the host, each with the evidence that shows it.
