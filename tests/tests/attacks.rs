@@ -412,9 +412,17 @@ fn a_fifo_or_dev_zero_planted_where_csm_reads_neither_hangs_nor_fills_memory() {
     );
     assert!(peak_kb < 200_000, "peak RSS {peak_kb} kB");
 
-    // SIGTERM at start-up, before the daemon could have installed anything.
-    for delay_ms in [0, 30, 150] {
-        let mut daemon = proc_daemon(&DataDir::new()).spawn();
+    // SIGTERM at start-up, before the daemon could have installed anything, and while
+    // the eBPF backend (auto, on this host) loads its programs.
+    for (backend, delay_ms) in [
+        ("proc", 0),
+        ("proc", 30),
+        ("proc", 150),
+        ("auto", 50),
+        ("auto", 300),
+    ] {
+        let data = DataDir::new();
+        let mut daemon = Daemon::builder().backend(backend).data_dir(&data).spawn();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let t = Instant::now();
         // SAFETY: kill(2) of our own child.
