@@ -578,6 +578,17 @@ fn control_characters_in_names_break_no_chart_and_reach_no_terminal() {
             String::from_utf8_lossy(&all)
         );
     }
+    // The daemon's one-line errors name what they refuse escaped too (here a config path
+    // whose name holds a screen-clearing sequence and a carriage return).
+    let planted = data.beside("csm\x1b[2J\rpwned.toml");
+    fs::write(&planted, "interval = \"often\"\n").unwrap();
+    let refused = run_csm([os("run"), os("--config"), planted.as_os_str()]);
+    let err = stderr(&refused);
+    assert_one_line_refusal(&refused, &["\\u{1b}[2J\\u{d}pwned.toml"]);
+    assert!(
+        !err.trim_end().bytes().any(|b| b < 0x20),
+        "raw control bytes: {err:?}"
+    );
     let svgs: Vec<PathBuf> = fs::read_dir(&out_dir)
         .unwrap()
         .flatten()
