@@ -79,6 +79,7 @@ fn main() {
         to_us: START_US + DAYS * 86_400 * SECOND,
         host: Some(HOST.into()),
         out: out.path().to_path_buf(),
+        allow_unsafe_out_dir: false,
         plots: PlotKind::ALL.to_vec(),
         tz: csm_plot::zone::Zone::utc(),
         fit_from: false,

@@ -72,9 +72,14 @@ pub struct PlotArgs {
     /// followed) or a fixed offset such as `+02:00`.
     #[arg(long, value_name = "ZONE", default_value = "utc", value_parser = parse_zone, allow_hyphen_values = true)]
     pub tz: Zone,
-    /// Where the SVG files go.
+    /// Where the SVG files go (created 0750 if missing; charts are written 0640). Refused
+    /// if another user owns it or may write in it, since that user could plant links where
+    /// the charts go.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
+    /// Write into an --out folder another user owns or may write to.
+    #[arg(long)]
+    pub allow_unsafe_out_dir: bool,
     /// Charts to draw [default: all].
     #[arg(value_enum, value_name = "PLOT")]
     pub plots: Vec<PlotKind>,
@@ -88,6 +93,8 @@ pub struct Request {
     pub to_us: i64,
     pub host: Option<String>,
     pub out: PathBuf,
+    /// `--allow-unsafe-out-dir`.
+    pub allow_unsafe_out_dir: bool,
     pub plots: Vec<PlotKind>,
     /// Zone of the time axis and of the times written on charts.
     pub tz: Zone,
@@ -125,6 +132,7 @@ impl PlotArgs {
             to_us: to.timestamp_micros(),
             host: self.host,
             out: self.out,
+            allow_unsafe_out_dir: self.allow_unsafe_out_dir,
             plots,
             tz: self.tz,
             fit_from: self.from.is_none(),

@@ -1,6 +1,7 @@
 //! Table rows turned into what the charts draw: binned per pixel column by key (user,
 //! interface), plus the few exact totals the charts print.
 
+use csm_store::names::safe_text;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -116,7 +117,7 @@ pub fn namespace_label(
     let label = named
         .or_else(|| owning_process(inode, proc))
         .unwrap_or_else(|| format!("inode-{inode}"));
-    Some(label)
+    Some(safe_text(&label).into_owned())
 }
 
 /// `<comm>-<pid>` of the lowest pid whose `ns/net` link reads `net:[<inode>]`.
@@ -134,7 +135,7 @@ fn owning_process(inode: i64, proc: &std::path::Path) -> Option<String> {
         if link.to_str()? != wanted {
             return None;
         }
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let comm = csm_store::beneath::read_text(&dir.join("comm"), 4096).unwrap_or_default();
         Some(
             format!("{}-{pid}", comm.trim())
                 .trim_start_matches('-')
@@ -262,7 +263,7 @@ fn add_net_batch(
         };
         let inode = netns.is_valid(row).then(|| netns.value(row));
         let net_key = NetKey {
-            iface: iface.value(row).to_string(),
+            iface: safe_text(iface.value(row)).into_owned(),
             namespace: labels.get(inode),
         };
         let name = &net_key.key();
@@ -558,7 +559,7 @@ pub fn load_ping(
                     .map(|a| a.iter().flatten().collect())
                     .unwrap_or_default();
                 targets
-                    .entry(target.value(row).to_string())
+                    .entry(safe_text(target.value(row)).into_owned())
                     .or_default()
                     .push(PingSample {
                         ts_us,

@@ -32,7 +32,16 @@ use args::{PlotArgs, PlotKind, Request};
 use bins::Grid;
 use canvas::{Context, PLOT_COLUMNS};
 use charts::{ChartFile, ChartResult};
+use csm_store::names::safe_text;
 use read::{DataTree, Problems};
+
+/// One line to stderr, with any name in it made safe to show (control characters
+/// escaped: see `csm_store::names`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", safe_text(&format!($($arg)*)))
+    };
+}
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNREADABLE: i32 = 1;
@@ -47,7 +56,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     match parsed.resolve(chrono::Utc::now()) {
         Ok(request) => run(&request),
         Err(message) => {
-            eprintln!("csm-plot: {message}");
+            say!("csm-plot: {message}");
             EXIT_USAGE
         }
     }
@@ -66,14 +75,14 @@ fn report_clap_error(err: &clap::Error) -> i32 {
     let rendered = err.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("csm-plot: {first} (see csm-plot --help)");
+    say!("csm-plot: {first} (see csm-plot --help)");
     EXIT_USAGE
 }
 
 /// Draws the requested charts; returns the exit status.
 pub fn run(request: &Request) -> i32 {
     if !request.data_dir.is_dir() {
-        eprintln!(
+        say!(
             "csm-plot: --data-dir {} is not a readable folder",
             request.data_dir.display()
         );
@@ -82,15 +91,12 @@ pub fn run(request: &Request) -> i32 {
     let host = match read::choose_host(&request.data_dir, request.host.as_deref()) {
         Ok(host) => host,
         Err(message) => {
-            eprintln!("csm-plot: {message}");
+            say!("csm-plot: {message}");
             return EXIT_USAGE;
         }
     };
-    if let Err(err) = fs::create_dir_all(&request.out) {
-        eprintln!(
-            "csm-plot: cannot create --out {}: {err}",
-            request.out.display()
-        );
+    if let Err(message) = prepare_out_dir(&request.out, request.allow_unsafe_out_dir) {
+        say!("csm-plot: {message}");
         return EXIT_USAGE;
     }
     let tree = DataTree {
@@ -105,17 +111,17 @@ pub fn run(request: &Request) -> i32 {
     }
     // Last, so that a page opened while csm-plot runs never links a chart not yet written.
     if !files.is_empty() {
-        let page = index::page(&tree.host, &files);
+        let page = index::page(&safe_text(&tree.host), &files);
         write_failed |= write_or_say(&request.out.join(index::FILE), &page);
     }
     for note in &problems.notes {
-        eprintln!("csm-plot: {note}");
+        say!("csm-plot: {note}");
     }
     for message in &problems.unreadable {
-        eprintln!("csm-plot: {message}");
+        say!("csm-plot: {message}");
     }
     if files.is_empty() {
-        eprintln!(
+        say!(
             "csm-plot: no chart drawn: host {} has no data to chart in the range {} to {}",
             tree.host,
             canvas::utc(request.from_us).to_rfc3339(),
@@ -153,18 +159,52 @@ fn write_or_say(path: &Path, text: &str) -> bool {
             false
         }
         Err(err) => {
-            eprintln!("csm-plot: cannot write {}: {err}", path.display());
+            say!("csm-plot: cannot write {}: {err}", path.display());
             true
         }
     }
 }
+
+/// Creates `--out` (mode 0750, like the data's folders) if missing, and refuses one that
+/// another user owns or may write to (see `csm_store::data_dir::check_folder`).
+fn prepare_out_dir(out: &Path, allow_unsafe: bool) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !out.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(OUT_DIR_MODE)
+            .create(out)
+            .and_then(|()| fs::set_permissions(out, fs::Permissions::from_mode(OUT_DIR_MODE)))
+            .map_err(|err| format!("cannot create --out {}: {err}", out.display()))?;
+    }
+    csm_store::data_dir::check_folder(out, allow_unsafe, "--allow-unsafe-out-dir")
+        .map_err(|err| format!("--out {}: {err}", out.display()))
+}
+
+/// The folder charts go to when csm-plot creates it: owner and group, like the data.
+const OUT_DIR_MODE: u32 = 0o750;
 
 /// Charts show what each user does: readable by owner and group only, like the data.
 const CHART_MODE: u32 = 0o640;
 
 /// A viewer never sees half a chart: written whole beside, then renamed over.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    csm_store::atomic::write_file(path, CHART_MODE, text.as_bytes())
+    csm_store::atomic::write_file(path, CHART_MODE, xml_safe(text).as_bytes())
+}
+
+/// `text` with every character XML 1.0 does not allow (controls other than tab, newline
+/// and carriage return) replaced by U+FFFD: a last guard, so that a chart always parses
+/// even if a name reached it unescaped.
+fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    if text.chars().any(bad) {
+        text.chars()
+            .map(|c| if bad(c) { '\u{fffd}' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
 }
 
 /// Online CPUs of this machine: what 100 % per core scales to when the data has no
@@ -193,7 +233,7 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
         charts::usage::Cores::Recorded,
     );
     let ctx = &Context {
-        host: tree.host.clone(),
+        host: safe_text(&tree.host).into_owned(),
         grid,
         down: facts.down,
         tz: request.tz.clone(),

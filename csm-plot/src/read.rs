@@ -2,7 +2,7 @@
 //! partitions and hours that overlap the range, only the columns a chart needs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
@@ -216,8 +216,18 @@ fn file_hour(date_dir: &Path, name: &str) -> Option<i64> {
 /// Reads the named top-level columns of one file (all of it: files are one hour).
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
-    let file = File::open(path).map_err(|e| fail(&e))?;
+    // Not through a link, not blocking on a FIFO, a regular file only; and no file that
+    // claims more rows than csm ever writes in one (a small file can claim millions of
+    // rows and decompress to gigabytes).
+    let file = csm_store::beneath::open_regular_nofollow(path).map_err(|e| fail(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
+    let claimed = builder.metadata().file_metadata().num_rows();
+    if claimed > csm_store::MAX_ROWS_PER_FILE {
+        return Err(fail(&format!(
+            "claims {claimed} rows, more than the {} a csm file holds: not read",
+            csm_store::MAX_ROWS_PER_FILE
+        )));
+    }
     let roots = {
         let fields = builder.schema().fields();
         let mut roots = Vec::with_capacity(columns.len());
@@ -321,10 +331,10 @@ pub fn read_files(
     }
 }
 
-/// A user's label: the name, else `uid N`.
+/// A user's label: the name (made safe to show), else `uid N`.
 pub fn user_label(names: &StringArray, uids: &Int64Array, row: usize) -> String {
     if names.is_valid(row) {
-        names.value(row).to_string()
+        csm_store::names::safe_text(names.value(row)).into_owned()
     } else {
         format!("uid {}", uids.value(row))
     }

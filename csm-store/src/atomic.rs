@@ -7,32 +7,53 @@
 //! name is never followed or truncated; it is unlinked (which removes the link, not what
 //! it points to) and the create retried once.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// Writes `path` whole through `temp`: `fill` writes the contents into the new file,
-/// which gets `mode` (whatever the umask) and is fsynced, renamed over `path`, and the
-/// folder fsynced. On failure the temporary is removed and `path` is unchanged.
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use crate::beneath;
+
+/// Writes `name` in the folder `dir` whole through the temporary `temp` (both plain
+/// names in that folder, opened relative to its descriptor): `fill` writes the contents
+/// into the new file, which gets `mode` (whatever the umask) and is fsynced, renamed
+/// over `name`, and the folder fsynced. On failure the temporary is removed and `name`
+/// is unchanged.
+pub fn replace_file_at<T>(
+    dir: &OwnedFd,
+    name: &str,
+    temp: &str,
+    mode: u32,
+    fill: impl FnOnce(File) -> io::Result<(File, T)>,
+) -> io::Result<T> {
+    let file = create_exclusive(dir, temp, mode)?;
+    let result = (|| {
+        let (file, value) = fill(file)?;
+        file.sync_all()?;
+        rustix::fs::renameat(dir, temp, dir, name)?;
+        rustix::fs::fsync(dir)?;
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
+    }
+    result
+}
+
+/// Writes `path` whole (see [`replace_file_at`]) through `temp`, a name in the same
+/// folder. The folder is opened as named; `path`'s and `temp`'s own names are never
+/// followed.
 pub fn replace_file<T>(
     path: &Path,
     temp: &Path,
     mode: u32,
     fill: impl FnOnce(File) -> io::Result<(File, T)>,
 ) -> io::Result<T> {
-    let file = create_exclusive(temp, mode)?;
-    let result = (|| {
-        let (file, value) = fill(file)?;
-        file.sync_all()?;
-        fs::rename(temp, path)?;
-        sync_dir(path)?;
-        Ok(value)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(temp);
-    }
-    result
+    let dir = beneath::open_root(parent_of(path))?;
+    replace_file_at(&dir, &file_name(path)?, &file_name(temp)?, mode, fill)
 }
 
 /// [`replace_file`] with bytes, through the default temporary (see [`temp_beside`]).
@@ -53,39 +74,48 @@ pub fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-/// Creates `temp` new, never through a link; whatever has its name is unlinked first.
-fn create_exclusive(temp: &Path, mode: u32) -> io::Result<File> {
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+fn file_name(path: &Path) -> io::Result<String> {
+    path.file_name()
+        .and_then(OsStr::to_str)
+        .map(str::to_string)
+        .ok_or_else(|| io::Error::other(format!("{}: no file name", path.display())))
+}
+
+/// Creates `temp` in `dir` new, never through a link; whatever has its name is unlinked
+/// first (a link is removed, not what it points to).
+fn create_exclusive(dir: &OwnedFd, temp: &str, mode: u32) -> io::Result<File> {
     let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(mode)
-            .open(temp)
+        rustix::fs::openat(
+            dir,
+            temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
     };
-    let file = match open() {
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(temp)?;
+    let fd = match open() {
+        Err(rustix::io::Errno::EXIST) => {
+            rustix::fs::unlinkat(dir, temp, AtFlags::empty())?;
             open()?
         }
         other => other?,
     };
     // The umask may have taken bits away; the mode is what was asked for.
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    Ok(file)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(File::from(fd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_whole_with_the_mode_asked_for() {

@@ -2,10 +2,12 @@
 //! and locked before anything in it is touched, so that a second daemon (or a refused one)
 //! never removes or rewrites the running one's files.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
+
+use rustix::fs::{Mode, OFlags};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// The lock file, in the data dir; holds the pid of the daemon that has it.
@@ -16,6 +18,12 @@ pub const LOCK_FILE: &str = ".csm.lock";
 /// (PostgreSQL refuses its data directory for the same reason). `allow_unsafe` overrides
 /// it, for a data dir the administrator shares on purpose.
 pub fn check_ownership(dir: &Path, allow_unsafe: bool) -> io::Result<()> {
+    check_folder(dir, allow_unsafe, "--allow-unsafe-data-dir")
+}
+
+/// [`check_ownership`] for any folder csm writes to; `override_flag` is the flag that
+/// allows an unsafe one (named in the error with the fix).
+pub fn check_folder(dir: &Path, allow_unsafe: bool, override_flag: &str) -> io::Result<()> {
     let meta = fs::metadata(dir)?;
     if !meta.is_dir() {
         return Err(io::Error::other("not a directory"));
@@ -28,7 +36,7 @@ pub fn check_ownership(dir: &Path, allow_unsafe: bool) -> io::Result<()> {
     let mode = meta.permissions().mode() & 0o7777;
     let fix = format!(
         "use a folder owned by uid {euid} that only it can write (chown {euid} {0} && chmod 0750 {0}), \
-         or pass --allow-unsafe-data-dir",
+         or pass {override_flag}",
         dir.display()
     );
     if meta.uid() != euid {
@@ -62,15 +70,19 @@ impl DataDirLock {
     /// is never opened through a link.
     pub fn acquire(dir: &Path) -> io::Result<DataDirLock> {
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        let named =
+            |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
+        // Opened relative to the data dir's descriptor, never through a link, never
+        // blocking on a FIFO planted under its name.
+        let root = crate::beneath::open_root(dir).map_err(named)?;
+        let fd = rustix::fs::openat(
+            &root,
+            LOCK_FILE,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o640),
+        )
+        .map_err(|err| named(err.into()))?;
+        let mut file = File::from(fd);
         if !file.metadata()?.is_file() {
             return Err(io::Error::other(format!(
                 "{} is not a regular file",

@@ -79,20 +79,31 @@ pub fn hour_parts(dir: &Path, hh: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut parts: Vec<(u32, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
+    hour_part_names(entries.flatten().map(|e| e.file_name()), hh)
+        .into_iter()
+        .map(|name| dir.join(name))
+        .collect()
+}
+
+/// The names among `names` that are parts of the hour `hh`, in part order.
+pub fn hour_part_names(
+    names: impl IntoIterator<Item = std::ffi::OsString>,
+    hh: &str,
+) -> Vec<std::ffi::OsString> {
+    let mut parts: Vec<(u32, std::ffi::OsString)> = names
+        .into_iter()
+        .filter_map(|os| {
+            let name = os.to_str()?;
             let rest = name.strip_prefix(hh)?.strip_suffix(".parquet")?;
             let n = match rest {
                 "" => 0,
                 _ => rest.strip_prefix('.')?.parse().ok()?,
             };
-            Some((n, e.path()))
+            Some((n, os))
         })
         .collect();
     parts.sort();
-    parts.into_iter().map(|(_, p)| p).collect()
+    parts.into_iter().map(|(_, name)| name).collect()
 }
 
 /// End (next midnight, µs since the epoch) of a `date=YYYY-MM-DD` partition folder.

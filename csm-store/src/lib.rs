@@ -6,11 +6,13 @@
 //! - [`table`] and [`column`]: the [`table!`] macro and what a column kind means (Arrow
 //!   type, encoding, rounding), from which schema, writer batch and reader follow;
 //! - [`events`]: the typed [`Event`] and [`Source`];
-//! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole; [`data_dir`]:
+//! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole; [`beneath`]: paths
+//!   below the data dir opened from its descriptor, never through a link; [`data_dir`]:
 //!   refusing a data dir others can write, and the lock taken before anything is touched;
 //! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
-//! - [`reader`]: reading rows back; [`time`]: durations as users write them.
+//! - [`reader`]: reading rows back; [`time`]: durations as users write them; [`names`]:
+//!   names other users choose, made safe to show.
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
 //! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
@@ -18,10 +20,12 @@
 //! the tests all read and write through this crate.
 
 pub mod atomic;
+pub mod beneath;
 pub mod column;
 pub mod data_dir;
 pub mod events;
 pub mod layout;
+pub mod names;
 pub mod reader;
 pub mod rollup;
 pub mod stats;
@@ -33,7 +37,9 @@ pub mod writer;
 
 pub use column::{quantize, round_rtt};
 pub use events::{Counters, Event, Recovered, Source};
-pub use reader::{read_rows, read_rows_at_most, read_table, table_files, MAX_ROWS_PER_FILE};
+pub use reader::{
+    read_rows, read_rows_at_most, read_rows_from, read_table, table_files, MAX_ROWS_PER_FILE,
+};
 pub use store::{Store, TableRows};
 pub use table::{FromBatch, Row, Table, SCHEMA_VERSION};
 pub use tables::*;

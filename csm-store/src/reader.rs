@@ -22,9 +22,17 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
 
 /// [`read_rows`] with another bound.
 pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
+    let file = open_regular(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+    read_rows_from(file, path, max_rows)
+}
+
+/// The rows of an open file (`path` names it in errors), at most `max_rows`: the count
+/// the file's metadata claims is checked before anything is decompressed, and the rows
+/// are read one batch at a time.
+pub fn read_rows_from<R: FromBatch>(file: File, path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
     let named =
         |err: &dyn std::fmt::Display| io::Error::other(format!("{}: {err}", path.display()));
-    let file = open_regular(path).map_err(|err| io::Error::new(err.kind(), named(&err)))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| named(&err))?;
     let claimed = builder.metadata().file_metadata().num_rows();
     if claimed > max_rows {
@@ -47,18 +55,7 @@ pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result
 /// Opens a regular file for reading, never through a link and never blocking on a FIFO
 /// or device that someone planted under a data file's name.
 fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
+    crate::beneath::open_regular_nofollow(path)
 }
 
 /// Every `*.parquet` file of `table` under `data_dir` (all hosts and dates), in path
@@ -120,7 +117,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00.parquet");
         let props = std::sync::Arc::new(crate::writer::writer_properties(Table::NetUid, "h"));
-        crate::writer::write_part(&path, &rows(1001), &props).unwrap();
+        crate::writer::write_part(dir.path(), &path, &rows(1001), &props).unwrap();
         let err = read_rows_at_most::<NetUidRow>(&path, 1000).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(
@@ -141,7 +138,7 @@ mod tests {
         let date = dir.path().join("net_uid/host=h/date=1970-01-01");
         std::fs::create_dir_all(&date).unwrap();
         let props = std::sync::Arc::new(crate::writer::writer_properties(Table::NetUid, "h"));
-        crate::writer::write_part(&date.join("00.parquet"), &rows(3), &props).unwrap();
+        crate::writer::write_part(dir.path(), &date.join("00.parquet"), &rows(3), &props).unwrap();
         std::fs::write(date.join(".01.parquet.tmp"), b"half").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", date.join("02.parquet")).unwrap();
         let files = table_files(dir.path(), Table::NetUid).unwrap();
@@ -158,7 +155,8 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
         let err = read_rows::<NetUidRow>(&fifo).unwrap_err();
         assert!(
-            err.to_string().ends_with("03.parquet: not a regular file"),
+            err.to_string()
+                .ends_with("03.parquet: not a regular file (a FIFO)"),
             "{err}"
         );
         let link = dir.path().join("04.parquet");

@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::beneath;
 use crate::layout::{self, hour_of, MICROS_PER_HOUR};
-use crate::reader::read_rows;
+use crate::reader::{read_rows_from, MAX_ROWS_PER_FILE};
 use crate::table::{FromBatch, Row};
 use crate::tables::{
     CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow,
@@ -260,19 +261,19 @@ roll_ups! {
     PingRow => PingMinuteRow: ping_minutes,
 }
 
+/// Most rows one hour's roll-up reads from all its parts together: a few times what one
+/// part holds (a restart or the writer's memory bound starts a new part), so that planted
+/// parts cannot make the catch-up hold more than that in memory.
+pub const MAX_ROWS_PER_HOUR: i64 = 4 * MAX_ROWS_PER_FILE;
+
 /// Reads every part of one finished hour of a raw table from disk and (re)writes the
 /// hour's roll-up file. Idempotent: the roll-up is always computed from all parts.
+/// Folders and files are opened below the data dir, never through a link; parts past
+/// [`MAX_ROWS_PER_HOUR`] are skipped with a warning naming them.
 pub(crate) fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Result<(), WriteError> {
     let raw = layout::table_host_dir(data_dir, R::TABLE, host);
     let (raw_dir, hh) = layout::hour_location(&raw, hour);
-    let mut rows: Vec<R> = Vec::new();
-    for part in layout::hour_parts(&raw_dir, &hh) {
-        match read_rows::<R>(&part) {
-            Ok(mut more) => rows.append(&mut more),
-            // An unreadable raw part is not ours to fix; roll up the rest.
-            Err(err) => tracing::warn!("roll-up skips {}: {err}", part.display()),
-        }
-    }
+    let rows: Vec<R> = read_hour(data_dir, &raw_dir, &hh);
     let out = R::minutes(&rows);
     if out.is_empty() {
         return Ok(());
@@ -282,7 +283,44 @@ pub(crate) fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Resu
     let path = date_dir.join(format!("{hh}.parquet"));
     // Written once: the final compression.
     let props = Arc::new(writer_properties(R::Minute::TABLE, host));
-    write_part(&path, &out, &props).map_err(|source| WriteError { path, source })
+    write_part(data_dir, &path, &out, &props).map_err(|source| WriteError { path, source })
+}
+
+/// Every readable part of the hour `hh` in `dir` (below `data_dir`), within
+/// [`MAX_ROWS_PER_HOUR`] rows together.
+fn read_hour<R: FromBatch>(data_dir: &Path, dir: &Path, hh: &str) -> Vec<R> {
+    let Ok(rel) = dir.strip_prefix(data_dir) else {
+        return Vec::new();
+    };
+    let fd = match beneath::open_dir(data_dir, rel, false) {
+        Ok(fd) => fd,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(err) => {
+            tracing::warn!("roll-up skips {}: {err}", dir.display());
+            return Vec::new();
+        }
+    };
+    let mut rows: Vec<R> = Vec::new();
+    let names = match beneath::entries(&fd) {
+        Ok(entries) => layout::hour_part_names(entries.into_iter().map(|(name, _)| name), hh),
+        Err(err) => {
+            tracing::warn!("roll-up skips {}: {err}", dir.display());
+            return Vec::new();
+        }
+    };
+    for name in names {
+        let part = dir.join(&name);
+        let name = name.as_os_str();
+        let room = MAX_ROWS_PER_HOUR - rows.len() as i64;
+        let read = beneath::open_regular_at(&fd, name)
+            .and_then(|file| read_rows_from::<R>(file, &part, room.min(MAX_ROWS_PER_FILE)));
+        match read {
+            Ok(mut more) => rows.append(&mut more),
+            // An unreadable raw part is not ours to fix; roll up the rest.
+            Err(err) => tracing::warn!("roll-up skips {}: {err}", part.display()),
+        }
+    }
+    rows
 }
 
 #[cfg(test)]

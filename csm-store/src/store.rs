@@ -3,10 +3,10 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::beneath;
 use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
@@ -280,22 +280,25 @@ impl Store {
     }
 
     /// Deletes whole date partitions of this host that ended more than `retain` ago.
-    /// Returns the folders removed.
+    /// Returns the folders removed. Folders are opened below the data dir and removed
+    /// without following any link (a planted link is removed, not what it points to).
     pub fn apply_retention(&self, now_us: i64, retain: std::time::Duration) -> Vec<PathBuf> {
         let cutoff_us = now_us - retain.as_micros().min(i64::MAX as u128) as i64;
         let mut removed = Vec::new();
         for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
             let dir = layout::table_host_dir(&self.opts.data_dir, *table, &self.opts.host);
-            let Ok(entries) = fs::read_dir(&dir) else {
+            let Ok(rel) = dir.strip_prefix(&self.opts.data_dir) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(day_end) = layout::date_partition_end_us(&name) else {
+            let Ok(fd) = beneath::open_dir(&self.opts.data_dir, rel, false) else {
+                continue;
+            };
+            for (name, _) in beneath::entries(&fd).unwrap_or_default() {
+                let Some(day_end) = name.to_str().and_then(layout::date_partition_end_us) else {
                     continue;
                 };
-                if day_end <= cutoff_us && fs::remove_dir_all(entry.path()).is_ok() {
-                    removed.push(entry.path());
+                if day_end <= cutoff_us && beneath::remove_tree_at(&fd, &name).is_ok() {
+                    removed.push(dir.join(name));
                 }
             }
         }
@@ -305,7 +308,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
+    use std::fs::{self, File};
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,10 +16,10 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::atomic;
 use crate::column::ColumnEncoding;
 use crate::layout::{self, MICROS_PER_HOUR};
 use crate::table::{Row, Table, SCHEMA_VERSION};
+use crate::{atomic, beneath};
 
 /// Data files reveal what each user does: owner and group only.
 pub const FILE_MODE: u32 = 0o640;
@@ -67,6 +67,8 @@ pub struct WriteError {
 
 /// Rows of one table, by hour, waiting to be (re)written.
 pub struct TableWriter<R: Row> {
+    /// The data dir: every path below it is opened relative to it, never through a link.
+    root: PathBuf,
     dir: PathBuf,
     /// For the rewrites of an hour that is still filling: cheap to compress.
     props: Arc<WriterProperties>,
@@ -106,6 +108,7 @@ impl<R> HourBuffer<R> {
 impl<R: Row> TableWriter<R> {
     pub fn new(opts: &StoreOptions) -> Self {
         TableWriter {
+            root: opts.data_dir.clone(),
             dir: layout::table_host_dir(&opts.data_dir, R::TABLE, &opts.host),
             props: Arc::new(flush_properties(R::TABLE, &opts.host)),
             final_props: Arc::new(writer_properties(R::TABLE, &opts.host)),
@@ -210,7 +213,7 @@ impl<R: Row> TableWriter<R> {
             } else {
                 &self.props
             };
-            match write_part(&buffer.part, &buffer.rows, props) {
+            match write_part(&self.root, &buffer.part, &buffer.rows, props) {
                 Ok(()) => {
                     buffer.written = buffer.rows.len();
                     buffer.compacted = last_write;
@@ -320,15 +323,24 @@ pub(crate) fn writer_options(props: &WriterProperties) -> ArrowWriterOptions {
 }
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
+/// `part` lies below `data_dir`; its folders are created (or opened) relative to the data
+/// dir, never through a link.
 pub(crate) fn write_part<R: Row>(
+    data_dir: &Path,
     part: &Path,
     rows: &[R],
     props: &Arc<WriterProperties>,
 ) -> io::Result<()> {
-    let dir = part.parent().expect("a part path has a folder");
-    create_dir_all(dir)?;
+    let rel_dir = part
+        .parent()
+        .and_then(|dir| dir.strip_prefix(data_dir).ok())
+        .ok_or_else(|| io::Error::other(format!("{} is not below the data dir", part.display())))?;
+    create_dir_all(data_dir)?;
+    let dir = beneath::open_dir(data_dir, rel_dir, true)?;
     let batch = R::to_batch(rows).map_err(io::Error::other)?;
-    atomic::replace_file(part, &layout::temp_path(part), FILE_MODE, |file| {
+    let name = file_name(part);
+    let temp = file_name(&layout::temp_path(part));
+    atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |file| {
         let mut writer =
             ArrowWriter::try_new_with_options(file, batch.schema(), writer_options(props))
                 .map_err(io::Error::other)?;
@@ -337,11 +349,23 @@ pub(crate) fn write_part<R: Row>(
     })
 }
 
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Creates the data dir itself (its path is the administrator's), mode [`DIR_MODE`].
 pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    // The umask may have taken bits away.
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
 }
 
 /// Creates and removes a probe file (new, never through a link).
@@ -352,19 +376,27 @@ pub(crate) fn check_writable(dir: &Path) -> io::Result<()> {
 }
 
 /// Deletes temporaries a crash left behind; visible `.parquet` files are never touched.
+/// The walk goes folder descriptor to folder descriptor and never through a link.
 pub fn remove_stray_temporaries(dir: &Path) -> io::Result<usize> {
+    remove_temporaries_in(&beneath::open_root(dir)?)
+}
+
+fn remove_temporaries_in(dir: &std::os::fd::OwnedFd) -> io::Result<usize> {
+    use rustix::fs::{FileType, Mode, OFlags};
     let mut removed = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() && layout::is_temp_file(&entry.file_name().to_string_lossy()) {
-                fs::remove_file(entry.path())?;
-                removed += 1;
-            }
+    for (name, kind) in beneath::entries(dir)? {
+        let kind = match kind {
+            Some(kind) => kind,
+            None => rustix::fs::statat(dir, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode))?,
+        };
+        if kind == FileType::Directory {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let child = rustix::fs::openat(dir, &name, flags, Mode::empty())?;
+            removed += remove_temporaries_in(&child)?;
+        } else if kind == FileType::RegularFile && layout::is_temp_file(&name.to_string_lossy()) {
+            rustix::fs::unlinkat(dir, &name, rustix::fs::AtFlags::empty())?;
+            removed += 1;
         }
     }
     Ok(removed)

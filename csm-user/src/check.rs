@@ -72,7 +72,7 @@ impl Report {
 
 fn kernel_release(paths: &HostPaths) -> Finding {
     let path = paths.proc("sys/kernel/osrelease");
-    match fs::read_to_string(&path) {
+    match crate::sources::procfs::read_text(&path) {
         Ok(text) => {
             let release = text.trim().to_string();
             let ok = kernel_version(&release).is_some_and(|v| v >= MIN_EBPF_KERNEL);
@@ -167,7 +167,7 @@ fn btf(paths: &HostPaths) -> Finding {
 /// `<proc-root>/mounts`.
 fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> Finding {
     let target = paths.sys(rel);
-    let mounts = fs::read_to_string(paths.proc("mounts")).unwrap_or_default();
+    let mounts = crate::sources::procfs::read_text(&paths.proc("mounts")).unwrap_or_default();
     let found = mounts.lines().any(|line| {
         let mut fields = line.split_whitespace();
         let (_, dir, kind) = (fields.next(), fields.next(), fields.next());

@@ -214,6 +214,13 @@ impl Daemon {
         log
     }
 
+    /// Waits for the daemon to end (after a signal the test sent) without judging how:
+    /// its exit status and whole log.
+    pub fn wait_status(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.finish();
+        (status, self.log())
+    }
+
     fn signal(&self, signal: i32) {
         // SAFETY: kill(2) of our own child by its pid.
         unsafe { libc::kill(self.pid() as i32, signal) };

@@ -18,7 +18,9 @@ pub type ChartFile = (String, String);
 pub type ChartResult = Result<Vec<ChartFile>, Box<dyn Error>>;
 
 /// File names keep to `[A-Za-z0-9._-]`: an interface or a ping target like `2001:db8::1`
-/// becomes `2001_db8__1`.
+/// becomes `2001_db8__1-<hash>`. When a character had to change, a short hash of the whole
+/// subject follows, so that two subjects that sanitise alike (`eth:0`, `eth/0`) never
+/// write the same file and one chart never silently replaces another.
 pub fn file_part(subject: &str) -> String {
     let clean: String = subject
         .chars()
@@ -30,9 +32,14 @@ pub fn file_part(subject: &str) -> String {
             }
         })
         .collect();
-    match clean.trim_start_matches('.') {
+    let clean = match clean.trim_start_matches('.') {
         "" => "_".to_string(),
         rest => rest.to_string(),
+    };
+    if clean == subject {
+        clean
+    } else {
+        format!("{clean}-{}", csm_store::names::short_hash(subject))
     }
 }
 
@@ -176,9 +183,15 @@ mod tests {
     #[test]
     fn file_names_keep_to_safe_characters() {
         assert_eq!(file_part("eth0"), "eth0");
-        assert_eq!(file_part("2001:db8::1"), "2001_db8__1");
-        assert_eq!(file_part("../etc/passwd"), "_etc_passwd");
-        assert_eq!(file_part("veth@if3"), "veth_if3");
+        let v6 = file_part("2001:db8::1");
+        assert!(v6.starts_with("2001_db8__1-") && v6.len() == 20, "{v6}");
+        assert!(file_part("../etc/passwd").starts_with("_etc_passwd-"));
+        assert!(file_part("veth@if3").starts_with("veth_if3-"));
+        assert_ne!(
+            file_part("eth:0"),
+            file_part("eth/0"),
+            "never the same file"
+        );
     }
 
     fn binned(spans: &[(&str, f64)]) -> Binned {

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
                     .value_parser(clap::value_parser!(PathBuf)),
             ),
         )
-        .get_matches();
+        .try_get_matches()
+        .unwrap_or_else(|err| exit_on_usage_error(&err));
     if let Some((GENERATE_ASSETS, sub)) = matches.subcommand() {
         let dir = sub.get_one::<PathBuf>("dir").expect("required argument");
         return match csm::assets::generate(dir) {
@@ -57,7 +58,10 @@ fn main() -> ExitCode {
                 proc_root: roots.proc_root.unwrap_or(defaults.proc_root),
                 sys_root: roots.sys_root.unwrap_or(defaults.sys_root),
             };
-            print!("{}", csm::check::inspect(&paths).render());
+            // Names in it (mounts, interfaces) may hold control characters: shown escaped.
+            for line in csm::check::inspect(&paths).render().lines() {
+                println!("{}", csm::store::names::safe_text(line));
+            }
             ExitCode::SUCCESS
         }
     }
@@ -74,7 +78,7 @@ fn init_logging() {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(SafeStderr { colour })
         .with_target(false)
         .with_ansi(colour);
     if stderr_is_journal() {
@@ -85,6 +89,50 @@ fn init_logging() {
         builder.event_format(JournalPriority(format)).init();
     } else {
         builder.init();
+    }
+}
+
+/// stderr for the log, one event per write, with every control character in it (a name
+/// another user chose: an interface, a user, a file) written as a visible escape, so that
+/// a log line can neither be split nor rewrite the terminal. tracing-subscriber already
+/// escapes ESC and BEL in logged values, not newlines or carriage returns; its own colour
+/// codes (ESC, when `colour`) and the final newline stay.
+#[derive(Clone, Copy)]
+struct SafeStderr {
+    colour: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SafeStderr {
+    type Writer = SafeStderr;
+    fn make_writer(&'a self) -> SafeStderr {
+        *self
+    }
+}
+
+impl std::io::Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::fmt::Write as _;
+        let text = String::from_utf8_lossy(buf);
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let mut line = String::with_capacity(buf.len());
+        for c in body.chars() {
+            let kept = c == '\t' || (self.colour && c == '\x1b');
+            if kept || !csm::store::names::is_unsafe_char(c) {
+                line.push(c);
+            } else {
+                let _ = write!(line, "{}", c.escape_unicode());
+            }
+        }
+        line.push_str(newline);
+        std::io::stderr().write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -132,9 +180,32 @@ where
     }
 }
 
+/// `--help` and `--version` print and exit 0; any other command-line error is one line
+/// naming the flag and the value (clap's own message, without its usage block), exit 2.
+fn exit_on_usage_error(err: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!(
+        "csm: {} (see csm --help)",
+        csm::store::names::safe_text(first)
+    );
+    std::process::exit(2);
+}
+
 fn fail(code: u8, message: &str) -> ExitCode {
     // Under systemd the journal files it as an error, not as the stream's default (info).
     let priority = if stderr_is_journal() { "<3>" } else { "" };
+    let message = csm::store::names::safe_text(message);
     eprintln!("{priority}csm: {message}");
     ExitCode::from(code)
 }

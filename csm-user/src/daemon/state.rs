@@ -119,8 +119,10 @@ impl State {
         (!state.instance.is_empty()).then_some(state)
     }
 
+    /// `None` when there is no readable state file (a link, a FIFO or a file larger than
+    /// [`MAX_STATE_BYTES`] planted under its name is not read).
     pub fn load(data_dir: &Path) -> Option<State> {
-        State::parse(&fs::read_to_string(path(data_dir)).ok()?)
+        State::parse(&read_state_file(data_dir, STATE_FILE).ok()??)
     }
 
     /// Replaces the state file atomically.
@@ -140,6 +142,17 @@ fn stamp_lines(prefix: &str, at: Stamp) -> String {
 /// Every word as a number, or `None` if one is not.
 fn numbers(words: &[&str]) -> Option<Vec<u64>> {
     words.iter().map(|w| w.parse().ok()).collect()
+}
+
+/// More than a state file of the most uids and interfaces csm tracks (16,384 uids, as
+/// many interfaces) ever holds.
+pub const MAX_STATE_BYTES: u64 = 16 << 20;
+
+/// The text of `<data_dir>/<name>`: opened relative to the data dir, not through a link,
+/// without blocking, only if a regular file, at most [`MAX_STATE_BYTES`]; `Ok(None)` if
+/// there is none.
+fn read_state_file(data_dir: &Path, name: &str) -> io::Result<Option<String>> {
+    csm_store::beneath::read_text_in(data_dir, name, MAX_STATE_BYTES)
 }
 
 /// Replaces `<data_dir>/<name>` with `text`, whole (see `csm_store::atomic`).
@@ -218,10 +231,10 @@ impl NetdevState {
     /// an error naming the file when it cannot be read or is not a state file.
     pub fn load(data_dir: &Path) -> Result<Option<NetdevState>, String> {
         let path = data_dir.join(NETDEV_STATE_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+        let text = match read_state_file(data_dir, NETDEV_STATE_FILE) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(None),
+            Err(err) => return Err(format!("cannot read {err}")),
         };
         match NetdevState::parse(&text) {
             Some(state) => Ok(Some(state)),

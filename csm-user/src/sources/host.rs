@@ -36,14 +36,15 @@ impl HostPaths {
 
     /// `/proc/sys/kernel/osrelease`, e.g. `2.6.18-xen`.
     pub fn kernel_release(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.proc("sys/kernel/osrelease")).ok()?;
+        let text = crate::sources::procfs::read_text(&self.proc("sys/kernel/osrelease")).ok()?;
         Some(text.trim().to_string())
     }
 
     /// This boot's identity (`/proc/sys/kernel/random/boot_id`), to tell whether counters
     /// that count since boot still belong to the same boot.
     pub fn boot_id(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.proc("sys/kernel/random/boot_id")).ok()?;
+        let text =
+            crate::sources::procfs::read_text(&self.proc("sys/kernel/random/boot_id")).ok()?;
         let id = text.trim();
         (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
     }

@@ -97,7 +97,7 @@ impl IfaceNames {
         };
         let mut by_index = HashMap::new();
         for entry in entries.flatten() {
-            let index = fs::read_to_string(entry.path().join("ifindex"))
+            let index = crate::sources::procfs::read_text(&entry.path().join("ifindex"))
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok());
             if let Some(index) = index {

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::daemon::{now_us, Ctx, Rows};
 use crate::model::ping::{rtt_stats, Measurement};
 use crate::sources::ping::{deadline, measure, Icmp, PingTarget, Prober, Resolver};
-use crate::store::PingRow;
+use crate::store::{Event, PingRow};
 
 /// Starts one task per configured target; they share the ICMP sockets.
 pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {
@@ -42,6 +42,9 @@ pub async fn run(ctx: Ctx, target: PingTarget, index: usize, icmp: Rc<Icmp>) {
         tokio::select! {
             _ = sleep_until(due) => {}
             _ = shutdown.changed() => return,
+        }
+        if let Some(note) = health.lateness(&target, Instant::now() - due) {
+            ctx.event(Event::CollectorError(note));
         }
         let ts_us = now_us();
         let stop_by = deadline(
@@ -107,9 +110,39 @@ pub fn next_slot(now: Duration, interval: Duration, last: Option<u128>) -> (u128
 #[derive(Default)]
 struct Health {
     error: Option<String>,
+    /// The last measurement started late.
+    late: bool,
 }
 
+/// A measurement that starts this much after its slot (or a tenth of its interval, if
+/// more) is late: the daemon is overloaded, and its echoes may be counted as lost.
+const LATE_START: Duration = Duration::from_millis(100);
+
 impl Health {
+    /// A warning (logged, and returned for an `events` row) when measurements of `target`
+    /// start starting late; `None` while they stay late or are on time.
+    fn lateness(&mut self, target: &PingTarget, late_by: Duration) -> Option<String> {
+        let late = late_by > LATE_START.max(target.interval / 10);
+        let first = late && !self.late;
+        if !late && self.late {
+            info!(
+                "ping target {}: measurements start on time again",
+                target.host
+            );
+        }
+        self.late = late;
+        first.then(|| {
+            let note = format!(
+                "ping target {}: measurement started {} ms late (the ping loop is overloaded; \
+                 its replies may be counted as lost)",
+                target.host,
+                late_by.as_millis()
+            );
+            warn!("{note}");
+            note
+        })
+    }
+
     fn report(&mut self, host: &str, m: &Measurement) {
         if m.error == self.error {
             return;
@@ -158,6 +191,27 @@ mod tests {
         assert_eq!(row.rtt_min_ms, None);
         assert!(row.rtts_ms.is_empty());
         assert!(row.error.is_some());
+    }
+
+    #[test]
+    fn a_late_start_is_said_once_until_on_time_again() {
+        let target = PingTarget {
+            host: "gw".into(),
+            interval: S,
+            count: 3,
+        };
+        let mut health = Health::default();
+        assert_eq!(health.lateness(&target, Duration::from_millis(5)), None);
+        let note = health
+            .lateness(&target, Duration::from_millis(250))
+            .unwrap();
+        assert!(
+            note.starts_with("ping target gw: measurement started 250 ms late"),
+            "{note}"
+        );
+        assert_eq!(health.lateness(&target, Duration::from_millis(300)), None);
+        assert_eq!(health.lateness(&target, Duration::ZERO), None);
+        assert!(health.lateness(&target, Duration::from_secs(1)).is_some());
     }
 
     #[test]

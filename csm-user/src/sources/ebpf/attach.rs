@@ -129,7 +129,7 @@ where
 /// socket of every process.
 fn cgroup2_root(paths: &HostPaths) -> Result<PathBuf, String> {
     let mounts_path = paths.proc("mounts");
-    let mounts = fs::read_to_string(&mounts_path)
+    let mounts = crate::sources::procfs::read_text(&mounts_path)
         .map_err(|err| format!("read {}: {err}", mounts_path.display()))?;
     parse_cgroup2_mount(&mounts)
         .ok_or_else(|| format!("no cgroup2 mount in {}", mounts_path.display()))

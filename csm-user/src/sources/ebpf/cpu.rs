@@ -260,13 +260,16 @@ impl CpuReader {
 
     /// `se.sum_exec_runtime` of a thread, the first field of its schedstat file.
     fn run_time_ns(&self, tid: u32) -> Option<u64> {
-        let text = fs::read_to_string(self.paths.proc(format!("{tid}/schedstat"))).ok()?;
+        let text =
+            crate::sources::procfs::read_text(&self.paths.proc(format!("{tid}/schedstat"))).ok()?;
         first_number(&text)
     }
 
     /// Real uid of a thread now, from `/proc/<pid>/status`.
     fn uid_of_pid(&self, pid: u32) -> Option<u32> {
-        real_uid(&fs::read_to_string(self.paths.proc(format!("{pid}/status"))).ok()?)
+        real_uid(
+            &crate::sources::procfs::read_text(&self.paths.proc(format!("{pid}/status"))).ok()?,
+        )
     }
 
     fn note_changes(&mut self, charged: &BTreeMap<u32, u64>) {
@@ -314,7 +317,7 @@ fn live_uids(paths: &HostPaths) -> BTreeSet<u32> {
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .filter_map(|e| fs::read_to_string(e.path().join("status")).ok())
+        .filter_map(|e| crate::sources::procfs::read_text(&e.path().join("status")).ok())
         .filter_map(|status| real_uid(&status))
         .collect()
 }

@@ -367,7 +367,8 @@ fn missing_capabilities() -> Option<String> {
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let status =
+        crate::sources::procfs::read_text(std::path::Path::new("/proc/self/status")).ok()?;
     let effective = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -517,7 +518,8 @@ fn switch_format(paths: &HostPaths) -> anyhow::Result<SwitchFormat> {
         .iter()
         .find(|p| p.exists())
         .context("sched_switch format not found in tracefs")?;
-    let text = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let text = crate::sources::procfs::read_text(path)
+        .with_context(|| format!("read {}", path.display()))?;
     parse_switch_format(&text).with_context(|| format!("parse {}", path.display()))
 }
 

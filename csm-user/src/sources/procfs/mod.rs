@@ -27,8 +27,7 @@ pub mod smaps;
 pub mod ubc;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind};
 use std::path::Path;
 
 use tracing::warn;
@@ -90,21 +89,18 @@ impl WarnOnce {
     }
 }
 
+/// Most bytes csm reads from one /proc or /sys file: far above any real one (a
+/// `/proc/net/dev` of 100,000 interfaces is about 13 MB).
+pub const MAX_PROC_FILE_BYTES: u64 = 32 << 20;
+
 /// Reads a /proc file as text. Unlike `fs::read_to_string`, it does not ask for the size
-/// first (procfs says 0: two wasted syscalls per file, thousands of files per sample),
-/// and it replaces invalid UTF-8 instead of failing: a command name can hold any bytes.
+/// first (procfs says 0), and it replaces invalid UTF-8 instead of failing: a command name
+/// can hold any bytes. The file is opened without blocking and must be a regular file
+/// (what fstat says of every /proc and /sys file), read up to [`MAX_PROC_FILE_BYTES`]:
+/// a FIFO or `/dev/zero` under `--proc-root` neither hangs the daemon nor fills memory.
 pub fn read_text(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut bytes = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
+    let file = csm_store::beneath::open_regular(path)?;
+    let bytes = csm_store::beneath::read_at_most(file, MAX_PROC_FILE_BYTES)?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()))
 }

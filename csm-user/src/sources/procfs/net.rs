@@ -2,7 +2,6 @@
 //! from `/sys/class/net/<iface>/ifindex`.
 
 use std::collections::HashSet;
-use std::fs;
 
 use anyhow::{Context, Result};
 
@@ -70,6 +69,6 @@ impl ProcNetSampler {
 
     fn ifindex(&self, iface: &str) -> Option<u32> {
         let path = self.paths.sys(format!("class/net/{iface}/ifindex"));
-        fs::read_to_string(path).ok()?.trim().parse().ok()
+        super::read_text(&path).ok()?.trim().parse().ok()
     }
 }

@@ -1,8 +1,6 @@
 //! What kind of host this is: kernel version, OpenVZ, Xen; and whether eBPF can be
 //! ruled out without trying (a load attempt on an ancient kernel only adds noise).
 
-use std::fs;
-
 use crate::sources::host::HostPaths;
 
 /// Facts about the host, each with the evidence that shows it.
@@ -44,7 +42,7 @@ fn openvz(paths: &HostPaths) -> Option<String> {
 }
 
 fn xen(paths: &HostPaths) -> Option<String> {
-    let hypervisor = fs::read_to_string(paths.sys("hypervisor/type"))
+    let hypervisor = super::read_text(&paths.sys("hypervisor/type"))
         .ok()
         .map(|s| s.trim().to_string());
     let proc_xen = paths.proc("xen");
@@ -61,7 +59,7 @@ fn xen(paths: &HostPaths) -> Option<String> {
 
 /// `control_d` in `/proc/xen/capabilities` marks the control domain.
 fn dom0(paths: &HostPaths) -> &'static str {
-    match fs::read_to_string(paths.proc("xen/capabilities")) {
+    match super::read_text(&paths.proc("xen/capabilities")) {
         Ok(caps) if caps.contains("control_d") => ", dom0",
         Ok(_) => ", guest (domU)",
         Err(_) => "",
@@ -112,6 +110,7 @@ pub fn ebpf_ruled_out(paths: &HostPaths) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn versions() {
