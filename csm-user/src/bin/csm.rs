@@ -60,6 +60,10 @@ fn main() -> ExitCode {
             print!("{}", csm::check::inspect(&paths).render());
             ExitCode::SUCCESS
         }
+        Command::Top(args) => match csm::top::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(err.exit_code, &err.message),
+        },
     }
 }
 

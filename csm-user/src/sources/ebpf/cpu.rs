@@ -28,6 +28,8 @@ pub struct CpuReader {
     /// When each uid's charged total last moved, to find uids that are gone.
     last_change: HashMap<u32, (u64, Instant)>,
     last_prune: Instant,
+    /// `csm top`: the maps are a running daemon's, opened read only; never written.
+    read_only: bool,
 }
 
 /// A uid whose total has not moved for this long, and that no process has any more, is
@@ -74,14 +76,22 @@ impl CpuReader {
             reported: BTreeMap::new(),
             last_change: HashMap::new(),
             last_prune: Instant::now(),
+            read_only: false,
         })
+    }
+
+    /// A reader of a running daemon's maps (`csm top`) that never writes them: no
+    /// baseline is set (the daemon sets it) and no entry is pruned.
+    pub fn never_writing(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Cumulative CPU ns per uid now: what was charged at switch-outs, plus the slices
     /// still running on each CPU.
     pub fn sample(&mut self) -> Result<CpuSample> {
         // Before the reads, not between them: the /proc walk would widen their window.
-        if self.last_prune.elapsed() >= PRUNE_EVERY {
+        if !self.read_only && self.last_prune.elapsed() >= PRUNE_EVERY {
             self.last_prune = Instant::now();
             self.prune_gone_uids();
         }
@@ -107,7 +117,7 @@ impl CpuReader {
     /// running then is charged only from here on (a restart that adopted the pins keeps
     /// the first run's mark).
     fn set_baseline(&mut self) -> Result<()> {
-        if self.baseline_set {
+        if self.baseline_set || self.read_only {
             return Ok(());
         }
         let read = || format!("read map {}", names::CPU_BASELINE);
