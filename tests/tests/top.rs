@@ -134,13 +134,20 @@ fn top_once_shows_a_one_core_burn_at_its_rate() {
     let truth = truth_pct(&run_time, from_us, to_us);
     println!("csm top: {csm:.1} %, schedstat: {truth:.1} %");
     assert!(
-        (95.0..=105.0).contains(&csm),
-        "csm top shows the one-core burn at {csm:.1} % (schedstat {truth:.1} %)"
-    );
-    assert!(
         (csm - truth).abs() <= 5.0,
         "csm top {csm:.1} % vs schedstat {truth:.1} %"
     );
+    // When the burn had its core (a machine whose other work let it run), the view is
+    // 95–105 %; on a shared, busy machine the burn itself runs less, which the line above
+    // holds csm to.
+    if truth >= 97.0 {
+        assert!(
+            (95.0..=105.0).contains(&csm),
+            "csm top shows the one-core burn at {csm:.1} % (schedstat {truth:.1} %)"
+        );
+    } else {
+        println!("the burn did not get its core ({truth:.1} %): 95–105 % not applicable");
+    }
     assert!(
         line["rss_bytes"].as_u64().unwrap() > 0,
         "the burner's shell has memory"
@@ -206,7 +213,7 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
 
     // Without top.
     let without = (now_us(), {
-        std::thread::sleep(Duration::from_secs(6));
+        std::thread::sleep(Duration::from_secs(8));
         now_us()
     });
     // With a live top refreshing every 200 ms (the daemon samples every second).
@@ -217,9 +224,9 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
         "--interval",
         "200ms",
     ]);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     let fds = bpf_map_fds(top.child.process_id().expect("a pid"));
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     let screen = top.screen();
     assert!(
         screen.contains("ebpf") && screen.contains(&burner.name),
@@ -267,6 +274,10 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
             })
             .collect()
     };
+    println!(
+        "burner rows (end µs, dur ms): {:?}; without {without:?}, with {with:?}",
+        rows.iter().map(|r| (r.ts_us, r.dur_ms)).collect::<Vec<_>>()
+    );
     let (quiet, busy) = (intervals_in(without), intervals_in(with));
     println!("daemon's burn intervals (csm %, schedstat %) without top: {quiet:.1?}");
     println!("daemon's burn intervals (csm %, schedstat %) with top:    {busy:.1?}");
@@ -276,8 +287,9 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
             "{what}: too few intervals {intervals:?}"
         );
         for (csm, truth) in intervals {
+            let quiet = *truth >= 97.0;
             assert!(
-                (csm - truth).abs() <= 5.0 && (95.0..=105.0).contains(csm),
+                (csm - truth).abs() <= 5.0 && (!quiet || (95.0..=105.0).contains(csm)),
                 "{what}: the daemon wrote {csm:.1} % where the burn ran {truth:.1} %: {intervals:?}"
             );
         }
@@ -301,6 +313,9 @@ struct PtyTop {
     master: Box<dyn portable_pty::MasterPty + Send>,
     writer: Box<dyn Write + Send>,
     output: Arc<Mutex<Vec<u8>>>,
+    /// Held open so that the terminal does not hang up when `top` exits: the master
+    /// then could lose what `top` wrote last (the restoring sequences this test reads).
+    _slave: Box<dyn portable_pty::SlavePty + Send>,
 }
 
 impl PtyTop {
@@ -318,7 +333,6 @@ impl PtyTop {
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
         let child = pty.slave.spawn_command(cmd).expect("start csm top");
-        drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
         let sink = output.clone();
@@ -328,7 +342,10 @@ impl PtyTop {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                match sink.lock() {
+                    Ok(mut sink) => sink.extend_from_slice(&buf[..n]),
+                    Err(_) => break, // the test failed
+                }
             }
         });
         let writer = pty.master.take_writer().unwrap();
@@ -337,6 +354,7 @@ impl PtyTop {
             master: pty.master,
             writer,
             output,
+            _slave: pty.slave,
         }
     }
 
