@@ -92,7 +92,7 @@ fn top_once_json(data: &DataDir, interval: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("csm top --format json prints JSON")
 }
 
-fn user_line<'a>(snapshot: &'a serde_json::Value, uid: u32) -> &'a serde_json::Value {
+fn user_line(snapshot: &serde_json::Value, uid: u32) -> &serde_json::Value {
     snapshot["users"]
         .as_array()
         .expect("a users array")

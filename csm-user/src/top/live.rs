@@ -136,7 +136,7 @@ fn event_loop(
             }
         }
         if Instant::now() >= next_sample {
-            snapshot = Some(sampler.next()?);
+            snapshot = Some(sampler.sample()?);
             redraw = true;
             // A slow sample (a suspended terminal) does not make the next ones pile up.
             next_sample = (next_sample + interval).max(Instant::now());

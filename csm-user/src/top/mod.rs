@@ -117,7 +117,7 @@ fn once(sampler: &mut sample::Sampler, args: &TopArgs) -> Result<(), TopError> {
     let failed = |err: anyhow::Error| TopError::runtime(format!("{err:#}"));
     sampler.prime().map_err(failed)?;
     std::thread::sleep(args.interval);
-    let mut snapshot = sampler.next().map_err(failed)?;
+    let mut snapshot = sampler.sample().map_err(failed)?;
     snapshot.sort(args.sort, false);
     let out = match args.format {
         Format::Json => serde_json::to_string_pretty(&snapshot)

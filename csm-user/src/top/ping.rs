@@ -89,7 +89,7 @@ fn newest_hour_files(host_dir: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
             let meta = fs::symlink_metadata(&path).ok()?;
             let name = path.file_name()?.to_string_lossy().into_owned();
             let modified = meta.modified().ok()?;
-            is_part(&name, &meta).then(|| (path, modified, meta.len()))
+            is_part(&name, &meta).then_some((path, modified, meta.len()))
         })
         .collect()
 }

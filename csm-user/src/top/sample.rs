@@ -109,7 +109,7 @@ impl Sampler {
     }
 
     /// A new reading, and the rates since the previous one.
-    pub fn next(&mut self) -> Result<Snapshot> {
+    pub fn sample(&mut self) -> Result<Snapshot> {
         let cur = self.read()?;
         let snapshot = match self.prev.take() {
             Some(prev) => self.snapshot(&prev, &cur)?,
