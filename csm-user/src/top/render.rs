@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::sample::{IfaceLine, Snapshot, UserLine};
-use super::text::{bytes, printable, rate};
+use super::text::{bytes, printable, rate, rtt};
 use crate::top::ping::PingLine;
 
 /// The column the tables are sorted by.
@@ -101,7 +101,7 @@ fn header_line(snapshot: &Snapshot, view: &View) -> String {
         .unwrap_or_default();
     let total: f64 = snapshot.users.iter().map(|u| u.cpu_pct).sum();
     format!(
-        "csm top  {time}  every {}  CPU {total:.0} % (100 = one core)  [{}]",
+        "csm top {time}  every {}  CPU {total:.0} % (100 = 1 core)  {}",
         humantime::format_duration(std::time::Duration::from_secs_f64(view.interval_s)),
         printable(&snapshot.source)
     )
@@ -200,9 +200,7 @@ fn draw_ping(frame: &mut Frame, area: Rect, ping: &[PingLine], now_us: i64) {
         Row::new([
             printable(&p.target),
             printable(p.addr.as_deref().unwrap_or("-")),
-            p.rtt_ms
-                .map(|r| format!("{r:.2} ms"))
-                .unwrap_or_else(|| "-".into()),
+            p.rtt_ms.map(rtt).unwrap_or_else(|| "-".into()),
             p.loss_pct
                 .map(|l| format!("{l:.0} %"))
                 .unwrap_or_else(|| "-".into()),
@@ -276,9 +274,7 @@ pub fn plain_text(snapshot: &Snapshot) -> String {
             out.push(format!(
                 "{:<24} {:>11} {:>6}",
                 printable(&p.target),
-                p.rtt_ms
-                    .map(|r| format!("{r:.2} ms"))
-                    .unwrap_or_else(|| "-".into()),
+                p.rtt_ms.map(rtt).unwrap_or_else(|| "-".into()),
                 p.loss_pct
                     .map(|l| format!("{l:.0} %"))
                     .unwrap_or_else(|| "-".into())
@@ -318,7 +314,7 @@ mod tests {
         Snapshot {
             ts_us: 1_780_000_000_000_000,
             interval_s: 1.0,
-            source: "ebpf: maps of csm pid 812, read only".into(),
+            source: "ebpf: csm pid 812's maps, read only".into(),
             users: vec![
                 user(1001, "alice", 99.8, 3, 52 << 20, 0.0, 0.0),
                 user(1002, "bob\x1b[2J", 12.5, 41, 310 << 20, 1.2e6, 48e3),
@@ -374,7 +370,7 @@ mod tests {
             "veth-c1",
             "4026532301",
             "gateway",
-            "0.42 ms",
+            "0.420 ms",
             "CPU %▼",
             "q quit",
         ] {

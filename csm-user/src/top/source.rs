@@ -37,7 +37,7 @@ impl Counters {
     pub fn describe(&self) -> String {
         match self {
             Counters::Ebpf { daemon_pid, .. } => {
-                format!("ebpf: maps of csm pid {daemon_pid}, read only")
+                format!("ebpf: csm pid {daemon_pid}'s maps, read only")
             }
             Counters::Proc { why, .. } => format!("proc ({why})"),
         }

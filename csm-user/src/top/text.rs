@@ -9,6 +9,15 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A round-trip time: three decimals below 1 ms (loopback answers in microseconds).
+pub fn rtt(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
 /// A byte count per second as people read it: `0`, `512 B/s`, `1.5 KiB/s`, `12 MiB/s`.
 pub fn rate(bytes_per_s: f64) -> String {
     format!("{}/s", bytes(bytes_per_s))
@@ -51,6 +60,8 @@ mod tests {
         assert_eq!(bytes(1023.0), "1023 B");
         assert_eq!(bytes(1536.0), "1.50 KiB");
         assert_eq!(bytes(50.0 * 1024.0 * 1024.0), "50.0 MiB");
+        assert_eq!(rtt(0.0042), "0.004 ms");
+        assert_eq!(rtt(12.345), "12.35 ms");
         assert_eq!(rate(300.0 * 1024.0 * 1024.0 * 1024.0), "300 GiB/s");
     }
 }
