@@ -154,6 +154,44 @@ fn top_once_shows_a_one_core_burn_at_its_rate() {
     );
 }
 
+/// A daemon on the /proc backend pins no maps: `top` samples /proc itself, and still
+/// sees the burn as schedstat does.
+#[test]
+fn top_samples_proc_itself_beside_a_proc_daemon() {
+    require_root();
+    let burner = TestUser::create("tq");
+    let data = DataDir::new();
+    let daemon = Daemon::builder()
+        .data_dir(&data)
+        .args(["--interval", "1s"])
+        .backend("proc")
+        .start();
+    let burning = burn(&burner);
+    let stop = Arc::new(Mutex::new(false));
+    let follow = {
+        let (pid, stop) = (burning.id(), stop.clone());
+        std::thread::spawn(move || follow_run_time(pid, stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let snapshot = top_once_json(&data, "2s");
+    *stop.lock().unwrap() = true;
+    let run_time = follow.join().unwrap();
+    stop_burn(burning);
+    daemon.stop();
+
+    let source = snapshot["source"].as_str().unwrap();
+    assert!(source.starts_with("proc (csm pid"), "{source}");
+    let csm = user_line(&snapshot, burner.uid)["cpu_pct"]
+        .as_f64()
+        .unwrap();
+    let to_us = snapshot["ts_us"].as_i64().unwrap();
+    let from_us = to_us - (snapshot["interval_s"].as_f64().unwrap() * 1e6) as i64;
+    let truth = truth_pct(&run_time, from_us, to_us);
+    println!("csm top on /proc: {csm:.1} %, schedstat: {truth:.1} %");
+    // /proc counts in clock ticks (10 ms): a 2 s interval is exact to about 1 point.
+    assert!((csm - truth).abs() <= 5.0, "{csm:.1} % vs {truth:.1} %");
+}
+
 /// The map descriptors a process holds, with their open flags (from fdinfo).
 fn bpf_map_fds(pid: u32) -> Vec<(String, u32)> {
     let mut out = Vec::new();
@@ -486,6 +524,10 @@ fn top_without_a_daemon_says_how_to_start_one() {
     let out = run_csm(["top", "--interval", "1ms"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"));
+    // The live view needs a terminal; run_csm's stdout is a pipe.
+    let out = run_csm(["top", "--backend", "proc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
 }
 
 fn list(dir: &Path) -> Vec<PathBuf> {

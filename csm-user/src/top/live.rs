@@ -78,6 +78,12 @@ impl Drop for Screen {
 }
 
 pub fn run(sampler: &mut Sampler, interval: Duration, sort: SortKey) -> Result<(), TopError> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return Err(TopError::usage(
+            "stdout is not a terminal: use `csm top --once` (with --format json for scripts)",
+        ));
+    }
     catch_stop_signals();
     sampler
         .prime()
