@@ -121,13 +121,25 @@ impl Sampler {
 
     fn read(&mut self) -> Result<Reading> {
         Ok(match &mut self.counters {
-            Counters::Ebpf { cpu, net, .. } => Reading {
-                cpu: cpu.sample()?,
-                net: match net {
-                    Some(net) => NetReading::Ebpf(net.sample()?),
-                    None => NetReading::None,
-                },
-            },
+            Counters::Ebpf {
+                cpu,
+                net,
+                daemon_pid,
+            } => {
+                // The maps outlive a stopped daemon while `top` holds them, frozen (its
+                // clean stop detaches the programs): say so rather than show zeros.
+                anyhow::ensure!(
+                    std::path::Path::new(&format!("/proc/{daemon_pid}")).exists(),
+                    "csm pid {daemon_pid} stopped: its counters no longer count"
+                );
+                Reading {
+                    cpu: cpu.sample()?,
+                    net: match net {
+                        Some(net) => NetReading::Ebpf(net.sample()?),
+                        None => NetReading::None,
+                    },
+                }
+            }
             Counters::Proc { cpu, net, .. } => Reading {
                 cpu: cpu.sample()?,
                 net: NetReading::Proc(net.sample()?),
