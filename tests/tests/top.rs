@@ -251,7 +251,7 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
 
     // Without top.
     let without = (now_us(), {
-        std::thread::sleep(Duration::from_secs(8));
+        std::thread::sleep(Duration::from_secs(10));
         now_us()
     });
     // With a live top refreshing every 200 ms (the daemon samples every second).
@@ -262,9 +262,9 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
         "--interval",
         "200ms",
     ]);
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(5));
     let fds = bpf_map_fds(top.child.process_id().expect("a pid"));
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(5));
     let screen = top.screen();
     assert!(
         screen.contains("ebpf") && screen.contains(&burner.name),
@@ -320,8 +320,11 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
     println!("daemon's burn intervals (csm %, schedstat %) without top: {quiet:.1?}");
     println!("daemon's burn intervals (csm %, schedstat %) with top:    {busy:.1?}");
     for (what, intervals) in [("without top", &quiet), ("with top", &busy)] {
+        // 10 s of 1 s intervals; on a busy machine the daemon's own memory sample
+        // (every 10 s, smaps_rollup of every process) holds its CPU tick for seconds, with
+        // or without top: it then writes fewer, longer intervals.
         assert!(
-            intervals.len() >= 4,
+            intervals.len() >= 3,
             "{what}: too few intervals {intervals:?}"
         );
         for (csm, truth) in intervals {
