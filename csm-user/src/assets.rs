@@ -1,6 +1,6 @@
 //! What the Debian package ships besides the binaries, generated from the clap
 //! definitions so that it can never disagree with `--help`: man pages (`csm(1)`,
-//! `csm-run(1)`, `csm-check(1)`, `csm-plot(1)`) and bash/zsh/fish completions.
+//! `csm-run(1)`, `csm-check(1)`, `csm-top(1)`, `csm-plot(1)`) and bash/zsh/fish completions.
 //! `csm __generate-assets DIR` (hidden) writes them; `cargo xtask deb` calls it.
 //!
 //! Also the `--version` string (with the commit) and the environment help that `csm
@@ -132,6 +132,10 @@ fn man_page(cmd: clap::Command, is_csm: bool) -> Result<Vec<u8>> {
         man.render_subcommands_section(&mut out)?;
     }
     if is_csm {
+        // A subcommand's own notes (keys of `csm top`); the root's are CSM_SECTIONS.
+        if cmd.get_name() != "csm" && cmd.get_after_help().is_some() {
+            man.render_extra_section(&mut out)?;
+        }
         out.write_all(CSM_SECTIONS.as_bytes())?;
     } else if cmd.get_after_help().is_some() {
         man.render_extra_section(&mut out)?;
@@ -169,7 +173,7 @@ The hardened service unit: \fBsystemctl enable \-\-now csm\fR.
 .SH EXIT STATUS
 0 success; 1 runtime failure; 2 usage or configuration error.
 .SH SEE ALSO
-\fBcsm\-run\fR(1), \fBcsm\-check\fR(1), \fBcsm\-plot\fR(1), \fBsystemctl\fR(1), \fBjournalctl\fR(1)
+\fBcsm\-run\fR(1), \fBcsm\-check\fR(1), \fBcsm\-top\fR(1), \fBcsm\-plot\fR(1), \fBsystemctl\fR(1), \fBjournalctl\fR(1)
 "#;
 
 const PLOT_SEE_ALSO: &str = r#".SH SEE ALSO
@@ -188,6 +192,7 @@ mod tests {
             "man/csm.1",
             "man/csm-run.1",
             "man/csm-check.1",
+            "man/csm-top.1",
             "man/csm-plot.1",
             "completions/bash/csm",
             "completions/bash/csm-plot",
@@ -224,5 +229,7 @@ mod tests {
             "the hidden subcommand stays hidden"
         );
         assert!(read("man/csm-plot.1").contains("\\-\\-data\\-dir"));
+        let top = read("man/csm-top.1");
+        assert!(top.contains("\\-\\-once") && top.contains("q quit"));
     }
 }

@@ -8,6 +8,7 @@
 //!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
 //! - [`check`]: `csm check`, what this host supports;
+//! - [`top`]: `csm top`, the live view of the running daemon's counters;
 //! - [`assets`]: man pages and completions for the package, the version string.
 
 pub mod assets;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod sources;
 #[cfg(test)]
 mod test_support;
+pub mod top;
 
 /// The store lives in its own crate (`csm-store`), shared with `csm-plot` and the tests.
 pub use csm_store as store;

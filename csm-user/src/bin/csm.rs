@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Top(args) => match csm::top::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(err.exit_code, &err.message),
+        },
     }
 }
 

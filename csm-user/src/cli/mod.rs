@@ -29,6 +29,8 @@ pub enum Command {
     Run(RunArgs),
     /// Say what this host supports, which backend `run` would use, and why.
     Check(RootArgs),
+    /// Live view: per-user CPU, memory and traffic, interfaces, ping (`q` quits).
+    Top(crate::top::TopArgs),
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]

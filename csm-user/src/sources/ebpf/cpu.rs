@@ -33,6 +33,8 @@ pub struct CpuReader {
     last_prune: Instant,
     /// Closes the running slices right before each read (see nudge.rs).
     nudger: Nudger,
+    /// `csm top`: the maps are a running daemon's, opened read only; never written.
+    read_only: bool,
 }
 
 /// A uid whose total has not moved for this long, and that no process has any more, is
@@ -99,14 +101,24 @@ impl CpuReader {
             last_change: HashMap::new(),
             last_prune: Instant::now(),
             nudger: Nudger::default(),
+            read_only: false,
         })
+    }
+
+    /// A reader of a running daemon's maps (`csm top`) that never writes them: no
+    /// baseline is set (the daemon sets it) and no entry is pruned. It still makes the
+    /// busy CPUs switch before its reads, which changes no figure: a charge only lands
+    /// earlier, exactly as the daemon's own reads make it land.
+    pub fn never_writing(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Cumulative CPU ns per uid now: what was charged at switch-outs, plus the slices
     /// still running on each CPU.
     pub fn sample(&mut self) -> Result<CpuSample> {
         // Before the reads, not between them: the /proc walk would widen their window.
-        if self.last_prune.elapsed() >= PRUNE_EVERY {
+        if !self.read_only && self.last_prune.elapsed() >= PRUNE_EVERY {
             self.last_prune = Instant::now();
             self.prune_gone_uids();
         }
@@ -138,6 +150,11 @@ impl CpuReader {
         }
         let read = || format!("read map {}", names::CPU_BASELINE);
         self.baseline_ns = self.baseline.get(&0, 0).with_context(read)?;
+        if self.read_only {
+            // `csm top`: the daemon sets it; read again until it has.
+            self.baseline_set = self.baseline_ns != 0;
+            return Ok(());
+        }
         if self.baseline_ns == 0 {
             self.baseline_ns = clock_ns(libc::CLOCK_MONOTONIC);
             self.baseline

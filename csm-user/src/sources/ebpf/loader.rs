@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::attach::{self, verifier_summary, NetAttached};
 use super::pins::{self, PinDir};
-use super::{btf, EBPF_OBJECT};
+use super::{btf, read_only, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
 use crate::sources::SourceError;
 
@@ -112,6 +112,23 @@ impl Loaded {
             net: NetAttached::default(),
             sched,
             fallback_reason: reason,
+            pins: None,
+            adopted: false,
+            instance: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl Loaded {
+    fn fresh_read_only(maps: HashMap<String, Map>, sched: SchedVariant) -> Self {
+        Loaded {
+            ebpf: None,
+            adopted_maps: maps,
+            links: Vec::new(),
+            net: NetAttached::default(),
+            sched,
+            fallback_reason: None,
             pins: None,
             adopted: false,
             instance: None,
@@ -329,6 +346,28 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         notes: Vec::new(),
         net,
     })
+}
+
+/// A running daemon's pinned maps, opened read only (`csm top`): nothing is attached,
+/// adopted or written by this process; dropping it only closes the descriptors.
+pub fn open_pinned_read_only(dir: &PinDir) -> anyhow::Result<Loaded> {
+    let mut maps = HashMap::new();
+    let mut sched = SchedVariant::BtfTracePoint;
+    for entry in fs::read_dir(&dir.path).with_context(|| format!("read {}", dir.path.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(map) = name.strip_prefix("map_") {
+            let path = dir.map(map);
+            maps.insert(
+                map.to_string(),
+                read_only::open_pinned_map_read_only(&path)?,
+            );
+        } else if name.strip_prefix("link_") == Some(names::PROG_SCHED_SWITCH_TP) {
+            sched = SchedVariant::ClassicTracePoint;
+        }
+    }
+    let mut loaded = Loaded::fresh_read_only(maps, sched);
+    loaded.pins = Some(dir.clone());
+    Ok(loaded)
 }
 
 /// Pin folder and kernel id of the CPU map: the same only while the same map lives.

@@ -7,10 +7,11 @@ pub mod loader;
 pub mod net;
 mod nudge;
 pub mod pins;
+pub mod read_only;
 
 pub use attach::NetAttached;
 pub use cpu::CpuReader;
-pub use loader::{load_and_attach, load_pinned, Loaded, SchedVariant};
+pub use loader::{load_and_attach, load_pinned, open_pinned_read_only, Loaded, SchedVariant};
 pub use net::NetReader;
 
 /// The compiled eBPF object, embedded at build time (see csm-user/build.rs).

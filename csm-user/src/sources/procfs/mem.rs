@@ -32,6 +32,15 @@ impl ProcMemSampler {
         }
     }
 
+    /// RSS and swap only, without PSS (`csm top`: smaps_rollup walks page tables, too
+    /// costly every second).
+    pub fn rss_only(paths: HostPaths) -> Self {
+        ProcMemSampler {
+            has_rollup: Some(false),
+            ..ProcMemSampler::new(paths)
+        }
+    }
+
     /// Every user-space process now (kernel threads and zombies have no memory).
     pub fn sample(&mut self) -> Result<Vec<ProcessMem>> {
         let root = self.paths.proc_root.clone();

@@ -1,0 +1,129 @@
+//! `csm top`: a live, full-screen view of who uses the machine now (per-user CPU %,
+//! memory and traffic; per-interface rates; the ping targets' last result), read from the
+//! running daemon's counters without changing them.
+//!
+//! Rooms: [`source`] finds the daemon and opens its counters read only (or samples /proc
+//! itself); [`sample`] turns two readings into one [`sample::Snapshot`] of rates;
+//! [`ping`] reads the newest ping rows through the store; [`render`] draws a snapshot
+//! (pure, tested on ratatui's `TestBackend`); [`live`] owns the terminal and the loop.
+
+pub mod live;
+pub mod ping;
+pub mod render;
+pub mod sample;
+pub mod source;
+pub mod text;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::duration;
+
+/// The shortest refresh: below it the view costs more than it shows.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Keys: c CPU, m memory, r received, t sent, n name (sort by that column; again reverses), q quit.\n\
+Reads the running daemon's pinned eBPF maps read only (as root); with --backend proc, or when the \
+daemon runs with the /proc backend, samples /proc itself."
+)]
+pub struct TopArgs {
+    /// Data dir of the daemon to watch.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/csm")]
+    pub data_dir: PathBuf,
+    /// Refresh every DUR, e.g. 1s, 500ms.
+    #[arg(long, value_name = "DUR", default_value = "1s", allow_hyphen_values = true, value_parser = duration::parse_duration)]
+    pub interval: Duration,
+    /// Where the figures come from: the running daemon's counters, or /proc sampled here.
+    #[arg(long, value_enum, default_value_t = TopBackend::Auto)]
+    pub backend: TopBackend,
+    /// Print one sample after one interval and exit (for scripts).
+    #[arg(long)]
+    pub once: bool,
+    /// Output of --once.
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "once")]
+    pub format: Format,
+    /// Host partition of the ping rows [default: this host's name].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Column the tables are sorted by at start.
+    #[arg(long, value_enum, default_value_t = render::SortKey::Cpu)]
+    pub sort: render::SortKey,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopBackend {
+    /// The daemon's eBPF counters when it runs with them, else /proc sampled here.
+    Auto,
+    /// Only the daemon's pinned eBPF maps.
+    Ebpf,
+    /// Sample /proc here (no daemon needed; no per-user traffic).
+    Proc,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Why `csm top` stopped without showing anything: one line, and the exit status.
+#[derive(Debug)]
+pub struct TopError {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl TopError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        TopError {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        TopError {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+}
+
+/// `csm top`.
+pub fn run(args: TopArgs) -> Result<(), TopError> {
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&args.interval) {
+        return Err(TopError::usage(format!(
+            "--interval {}: must be between 100ms and 1h",
+            humantime::format_duration(args.interval)
+        )));
+    }
+    let counters = source::open(&args.data_dir, args.backend)?;
+    let host = args
+        .host
+        .clone()
+        .unwrap_or_else(csm_store::layout::local_hostname);
+    let mut sampler = sample::Sampler::new(counters, ping::PingReader::new(&args.data_dir, &host));
+    if args.once {
+        return once(&mut sampler, &args);
+    }
+    live::run(&mut sampler, args.interval, args.sort)
+}
+
+/// One sample after one interval, on stdout.
+fn once(sampler: &mut sample::Sampler, args: &TopArgs) -> Result<(), TopError> {
+    let failed = |err: anyhow::Error| TopError::runtime(format!("{err:#}"));
+    sampler.prime().map_err(failed)?;
+    std::thread::sleep(args.interval);
+    let mut snapshot = sampler.sample().map_err(failed)?;
+    snapshot.sort(args.sort, false);
+    let out = match args.format {
+        Format::Json => serde_json::to_string_pretty(&snapshot)
+            .map_err(|err| TopError::runtime(format!("JSON: {err}")))?,
+        Format::Text => render::plain_text(&snapshot),
+    };
+    println!("{out}");
+    Ok(())
+}
