@@ -2,8 +2,9 @@
 //!
 //! - Context-switch storm: two processes pinned to CPU 0 bounce a byte over two pipes
 //!   (two switches per round trip) for 2 s, alternately without and with the whole daemon
-//!   running (`csm run --interval 1s`, everything on), 12 pairs; the median rates and the
-//!   median of the per-pair loss.
+//!   running (`csm run --interval 1s`, everything on, 2 s after its programs attached), 12
+//!   pairs, in alternating order, 2 s of rest after each daemon stops; the median rates and
+//!   the median of the per-pair loss.
 //! - The sched_switch handler's kernel run time per event (BPF stats) during the storm,
 //!   beside an empty program on the same hook (the floor the stats add to every program):
 //!   "handler − floor" is the handler's own body and compares across machines.
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
     let processes: Vec<usize> = std::env::var("CSM_BENCH_PROCESSES")
         .unwrap_or_else(|_| "0,1000,10000".into())
         .split(',')
+        .filter(|n| !n.trim().is_empty())
         .map(|n| n.trim().parse().context("CSM_BENCH_PROCESSES"))
         .collect::<Result<_>>()?;
     println!("machine: {}", machine());
@@ -74,11 +76,17 @@ fn machine() -> String {
 
 fn storm_with_and_without_daemon(pairs: usize, secs: Duration) -> Result<()> {
     let (mut without, mut with, mut losses) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..pairs {
-        let off = storm_round_trips_per_s(secs)?;
-        let daemon = Daemon::start(Duration::from_secs(secs.as_secs() + 30))?;
-        let on = storm_round_trips_per_s(secs)?;
-        daemon.stop();
+    for pair in 0..pairs {
+        // Alternate which run comes first, and let each start and stop settle: a daemon's
+        // teardown (programs and maps freed by deferred kernel work) or start-up (its first
+        // samples) would otherwise land in the neighbouring run.
+        let (off, on) = if pair % 2 == 0 {
+            let off = storm_round_trips_per_s(secs)?;
+            (off, storm_with_daemon(secs)?)
+        } else {
+            let on = storm_with_daemon(secs)?;
+            (storm_round_trips_per_s(secs)?, on)
+        };
         without.push(off);
         with.push(on);
         losses.push((off - on) / off * 100.0);
@@ -96,6 +104,17 @@ fn storm_with_and_without_daemon(pairs: usize, secs: Duration) -> Result<()> {
         (1e6 / on - 1e6 / off) / 2.0
     );
     Ok(())
+}
+
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn storm_with_daemon(secs: Duration) -> Result<f64> {
+    let daemon = Daemon::start(Duration::from_secs(secs.as_secs() + 30))?;
+    std::thread::sleep(SETTLE);
+    let on = storm_round_trips_per_s(secs)?;
+    daemon.stop();
+    std::thread::sleep(SETTLE);
+    Ok(on)
 }
 
 /// Two processes pinned to CPU 0 pass a byte back and forth through two pipes for `secs`:
