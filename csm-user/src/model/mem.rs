@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 /// One process's memory, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessMem {
-    pub pid: u32,
     pub uid: u32,
     pub rss: u64,
     /// From smaps_rollup; `None` where the kernel has none (before 4.14).
@@ -52,7 +51,6 @@ mod tests {
     #[test]
     fn sums_per_uid_and_pss_needs_every_process() {
         let p = |uid, rss, pss, swap| ProcessMem {
-            pid: 1,
             uid,
             rss,
             pss,

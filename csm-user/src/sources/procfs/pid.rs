@@ -6,10 +6,6 @@ use super::{clip, number, LineWarning};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PidStat {
     pub ppid: u32,
-    /// Page faults that needed no I/O, and those that did: every change to a process's
-    /// pages but an unmap (which moves its RSS) takes a fault.
-    pub minflt: u64,
-    pub majflt: u64,
     pub utime: u64,
     pub stime: u64,
     /// CPU time of waited-for children (and, through them, their descendants).
@@ -55,8 +51,6 @@ pub fn parse_stat(text: &str) -> Result<PidStat, LineWarning> {
     };
     Ok(PidStat {
         ppid: u32::try_from(field(1, "ppid")?).map_err(|_| err("ppid out of range".into()))?,
-        minflt: field(7, "minflt")?,
-        majflt: field(9, "majflt")?,
         utime: field(11, "utime")?,
         stime: field(12, "stime")?,
         cutime: signed(13, "cutime")?,
@@ -74,8 +68,6 @@ pub struct PidStatus {
     pub euid: Option<u32>,
     pub rss_bytes: Option<u64>,
     pub swap_bytes: Option<u64>,
-    /// `RssAnon`, `RssFile`, `RssShmem` (Linux 4.5+): the parts of `VmRSS`.
-    pub rss_parts: [Option<u64>; 3],
 }
 
 /// Parses `/proc/<pid>/status`; a malformed line of interest is a warning, the others
@@ -94,9 +86,6 @@ pub fn parse_status(text: &str) -> (PidStatus, Vec<LineWarning>) {
             }),
             "VmRSS" => kb_value(value).map(|v| status.rss_bytes = Some(v)),
             "VmSwap" => kb_value(value).map(|v| status.swap_bytes = Some(v)),
-            "RssAnon" => kb_value(value).map(|v| status.rss_parts[0] = Some(v)),
-            "RssFile" => kb_value(value).map(|v| status.rss_parts[1] = Some(v)),
-            "RssShmem" => kb_value(value).map(|v| status.rss_parts[2] = Some(v)),
             _ => Ok(()),
         };
         if let Err(message) = result {
@@ -140,8 +129,6 @@ mod tests {
             s,
             PidStat {
                 ppid: 1,
-                minflt: 100,
-                majflt: 0,
                 utime: 150,
                 stime: 50,
                 cutime: 7,
