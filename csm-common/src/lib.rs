@@ -17,7 +17,9 @@ pub mod names {
     pub const PROG_NET_RECV_BTF: &str = "netif_receive_skb_btf";
     pub const PROG_NET_UID_INGRESS: &str = "net_uid_ingress";
     pub const PROG_NET_UID_EGRESS: &str = "net_uid_egress";
-    /// Empty programs on the same hooks, loaded by `bench_net` only (measurement floor).
+    /// Empty programs on the same hooks, loaded by `bench_net` and `bench_cpu` only
+    /// (measurement floor).
+    pub const PROG_FLOOR_SCHED: &str = "floor_sched_switch";
     pub const PROG_FLOOR_XMIT: &str = "floor_net_dev_xmit";
     pub const PROG_FLOOR_RECV: &str = "floor_netif_receive_skb";
     pub const PROG_FLOOR_EGRESS: &str = "floor_cgroup_egress";

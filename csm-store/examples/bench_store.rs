@@ -227,6 +227,7 @@ fn main() {
             }
         }
     }
+    println!("machine: {}", machine());
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
 
@@ -307,6 +308,17 @@ fn flush_cost(dir: &Path, uniform_noise: bool) {
          wall (with fsync) mean {wall_mean:.2} ms, max {wall_max:.2} ms",
         cpu_mean / 10_000.0 * 100.0
     );
+    // Flush i ran at second 10 (i + 1): how the cost grows through the hour.
+    let mean_cpu = |seconds: std::ops::Range<usize>| {
+        let v = &cpu[seconds.start / 10..seconds.end / 10];
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    println!(
+        "  CPU per flush through the hour: {:.2} ms in its first 10 minutes, {:.2} ms in its \
+         last 10 minutes",
+        mean_cpu(0..600),
+        mean_cpu(3000..3590)
+    );
     println!(
         "  memory: RSS {rss_before_final:.1} MiB before the finished hour's final writes, \
          peak {:.1} MiB during them",
@@ -381,4 +393,18 @@ for table in ("cpu", "cpu_1m"):
         Ok(s) if s.success() => {}
         other => println!("duckdb query not run ({other:?}); pip install duckdb"),
     }
+}
+
+/// CPU model, cores, kernel: beside every absolute figure.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_string();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }

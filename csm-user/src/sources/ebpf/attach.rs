@@ -2,7 +2,7 @@
 //! summary every attach error shows. The loader calls this; the map readers never do.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aya::programs::cgroup_skb::CgroupSkbAttachType;
 use aya::programs::links::FdLink;
@@ -24,19 +24,16 @@ pub struct NetAttached {
 
 /// Attaches the network programs. Failing here never stops CPU accounting: what could
 /// not attach is reported in [`NetAttached::problems`].
-/// `offsets_error` says why the netdev field offsets could not be read from BTF.
+/// `netdev_btf` holds the tp_btf attach points, or says why the netdev programs cannot
+/// run (no field offsets, no BTF).
 pub fn attach_net(
     ebpf: &mut Ebpf,
     paths: &HostPaths,
-    offsets_error: Option<String>,
+    netdev_btf: Result<&Btf, String>,
 ) -> (NetAttached, Vec<(&'static str, FdLink)>) {
     let mut net = NetAttached::default();
     let mut links = Vec::new();
-    let btf_path = paths.vmlinux_btf();
-    let ifaces = match offsets_error {
-        None => attach_netdev(ebpf, &btf_path),
-        Some(why) => Err(format!("no netdev offsets: {why}")),
-    };
+    let ifaces = netdev_btf.and_then(|btf| attach_netdev(ebpf, btf));
     match ifaces {
         Ok(held) => {
             net.ifaces = true;
@@ -57,9 +54,7 @@ pub fn attach_net(
 /// Links come back as fd links so that the loader can pin them with the maps.
 type Links = Vec<(&'static str, FdLink)>;
 
-fn attach_netdev(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Links, String> {
-    let btf = Btf::parse_file(btf_path, aya::Endianness::default())
-        .map_err(|err| format!("cannot parse {}: {err}", btf_path.display()))?;
+fn attach_netdev(ebpf: &mut Ebpf, btf: &Btf) -> Result<Links, String> {
     let mut links = Vec::new();
     for (name, tracepoint) in [
         (names::PROG_NET_XMIT_BTF, "net_dev_xmit"),
@@ -67,7 +62,7 @@ fn attach_netdev(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Links, String> {
     ] {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
         program
-            .load(tracepoint, &btf)
+            .load(tracepoint, btf)
             .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
         let id = program
             .attach()

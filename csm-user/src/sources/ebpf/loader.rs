@@ -139,29 +139,44 @@ impl Loaded {
 
 const WHAT: &str = "eBPF";
 
+/// The tp_btf tracepoints csm attaches to.
+const TP_BTF_TARGETS: [&str; 3] = ["sched_switch", "net_dev_xmit", "netif_receive_skb"];
+
 /// Loads csm's eBPF object and attaches the scheduler program, tp_btf first and the
 /// classic tracepoint second. `Unsupported` means this host cannot run eBPF at all.
 pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
     check_privileges()?;
     let btf_path = paths.vmlinux_btf();
-    let offsets = match btf::task_offsets(&btf_path) {
-        Ok(offsets) => Some(offsets),
-        Err(err) => {
-            debug!("no task_struct offsets: {err:#}");
-            None
-        }
-    };
+    // Read once and dropped before the object loads: aya's loader parses the whole BTF
+    // again (EbpfLoader::new), which should not add to this at the start-up peak.
+    let kernel_btf = btf::KernelBtf::read(&btf_path);
+    let offsets = match &kernel_btf {
+        Ok(kernel) => btf::task_offsets(kernel),
+        Err(err) => Err(anyhow::anyhow!("{err:#}")),
+    }
+    .map_err(|err| debug!("no task_struct offsets: {err:#}"))
+    .ok();
     let format = switch_format(paths).unwrap_or_default();
-    let net_offsets = btf::net_offsets(&btf_path).map_err(|err| format!("{err:#}"));
+    let net_offsets = match &kernel_btf {
+        Ok(kernel) => btf::net_offsets(kernel).map_err(|err| format!("{err:#}")),
+        Err(err) => Err(format!("{err:#}")),
+    };
+    let attach_targets = kernel_btf.and_then(|kernel| kernel.attach_targets(&TP_BTF_TARGETS));
     let mut ebpf = load_object(
         offsets.unwrap_or_default(),
         format,
         net_offsets.clone().unwrap_or_default(),
     )?;
+    // Only the attach points' typedefs, at their vmlinux ids: what BtfTracePoint::load
+    // looks up (see btf.rs).
+    let targets = attach_targets
+        .and_then(|targets| targets.stand_in())
+        .map_err(|err| format!("{err:#}"));
 
-    let btf_attempt = match offsets {
-        Some(_) => attach_sched_btf(&mut ebpf, &btf_path),
-        None => Err(format!("no usable BTF at {}", btf_path.display())),
+    let btf_attempt = match (offsets, &targets) {
+        (Some(_), Ok(targets)) => attach_sched_btf(&mut ebpf, targets),
+        (None, _) => Err(format!("no usable BTF at {}", btf_path.display())),
+        (_, Err(err)) => Err(err.clone()),
     };
     let (link, sched, fallback_reason) = match btf_attempt {
         Ok(link) => (link, SchedVariant::BtfTracePoint, None),
@@ -176,7 +191,12 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             (link, SchedVariant::ClassicTracePoint, Some(why_not_btf))
         }
     };
-    let (net, net_links) = attach::attach_net(&mut ebpf, paths, net_offsets.err());
+    let netdev_btf = match (net_offsets, &targets) {
+        (Ok(_), Ok(targets)) => Ok(targets),
+        (Err(why), _) => Err(format!("no netdev offsets: {why}")),
+        (_, Err(why)) => Err(why.clone()),
+    };
+    let (net, net_links) = attach::attach_net(&mut ebpf, paths, netdev_btf);
     let mut links = vec![link];
     links.extend(
         net_links
@@ -438,6 +458,9 @@ fn load_object(
 ) -> Result<Ebpf, SourceError> {
     raise_memlock_limit();
     EbpfLoader::new()
+        // The object has no CO-RE relocations (aya-ebpf emits none: offsets come in
+        // .rodata), so the loader needs no parsed kernel BTF (its default parses all of it).
+        .btf(None)
         .override_global("TASK_OFFSETS", &offsets, true)
         .override_global("SWITCH_FORMAT", &format, true)
         .override_global("NET_OFFSETS", &net, true)
@@ -459,15 +482,13 @@ fn raise_memlock_limit() {
     }
 }
 
-fn attach_sched_btf(ebpf: &mut Ebpf, btf_path: &Path) -> Result<HeldLink, String> {
-    let btf = Btf::parse_file(btf_path, aya::Endianness::default())
-        .map_err(|err| format!("cannot parse {}: {err}", btf_path.display()))?;
+fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
     let program: &mut BtfTracePoint = ebpf
         .program_mut(names::PROG_SCHED_SWITCH_BTF)
         .ok_or("program missing from the object")?
         .try_into()
         .map_err(|err| format!("{err}"))?;
-    program.load("sched_switch", &btf).map_err(|err| {
+    program.load("sched_switch", btf).map_err(|err| {
         format!(
             "load {}: {}",
             names::PROG_SCHED_SWITCH_BTF,
