@@ -34,6 +34,8 @@ pub fn net_offsets(path: &Path) -> Result<NetOffsets> {
         dev_type: offset_of(&btf, "net_device", &["type"])?,
         dev_net: offset_of(&btf, "net_device", &["nd_net", "net"])?,
         net_inum: offset_of(&btf, "net", &["ns", "inum"])?,
+        skb_sk: offset_of(&btf, "sk_buff", &["sk"])?,
+        sk_uid: offset_of(&btf, "sock", &["sk_uid"])?,
     })
 }
 

@@ -308,7 +308,8 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         uids: [names::PROG_NET_UID_INGRESS, names::PROG_NET_UID_EGRESS]
             .iter()
             .all(|p| link_names.contains(*p))
-            && adopted_maps.contains_key(names::NET_UID),
+            && adopted_maps.contains_key(names::NET_UID)
+            && adopted_maps.contains_key(names::NET_UID_OVERFLOW),
         problems: Vec::new(),
     };
     for required in [names::CPU_NS, names::CPU_RUNNING] {
