@@ -185,6 +185,12 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
         ));
         return Ok(loaded);
     }
+    if let Err(err) = pins::prepare_pin_root(Path::new(pins::BPFFS)) {
+        warn!("eBPF state not pinned (it will not survive a crash): {err}");
+        let mut loaded = load_and_attach(paths)?;
+        loaded.notes.push(format!("state not pinned: {err}"));
+        return Ok(loaded);
+    }
     let dir = PinDir::for_data_dir(Path::new(pins::BPFFS), data_dir);
     let mut notes = Vec::new();
     for other in dir.incompatible_siblings() {
@@ -196,7 +202,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
             Err(err) => warn!("cannot remove old pins {}: {err}", other.display()),
         }
     }
-    if dir.path.exists() {
+    if dir.exists() {
         match adopt(&dir) {
             Ok(mut loaded) => {
                 dir.write_owner(data_dir);
@@ -238,7 +244,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
 
 /// Pins every map and every link that can be pinned.
 fn pin_all(loaded: &mut Loaded, dir: &PinDir) -> anyhow::Result<()> {
-    fs::create_dir_all(&dir.path).with_context(|| format!("create {}", dir.path.display()))?;
+    dir.create()?;
     let ebpf = loaded.ebpf.as_ref().context("nothing loaded to pin")?;
     for (name, map) in ebpf.maps() {
         if name.starts_with('.') {
