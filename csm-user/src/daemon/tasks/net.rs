@@ -123,9 +123,7 @@ impl NetCollector {
     /// overflow slot: its counters are cumulative like the others, and forgetting them
     /// would count its whole total again as new.
     fn idle_uids(&self, now_ns: u64) -> Vec<u32> {
-        let mut idle = idle_keys(&self.uid_last_active, now_ns, UID_IDLE_NS);
-        idle.retain(|uid| *uid != OVERFLOW_UID);
-        idle
+        idle_uids(&self.uid_last_active, now_ns)
     }
 
     /// The `net_uid_overflow` event, once per episode of a full uid map.
@@ -173,6 +171,12 @@ impl NetCollector {
     }
 }
 
+fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
+    let mut idle = idle_keys(last_active, now_ns, UID_IDLE_NS);
+    idle.retain(|uid| *uid != OVERFLOW_UID);
+    idle
+}
+
 /// `net` rows, and the interfaces that had traffic.
 fn net_rows(
     prev: &NetSample,
@@ -201,4 +205,15 @@ fn net_rows(
         })
         .collect();
     (rows, active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overflow_slot_is_never_deleted_as_idle() {
+        let last_active = BTreeMap::from([(1000, 0), (OVERFLOW_UID, 0), (1001, UID_IDLE_NS)]);
+        assert_eq!(idle_uids(&last_active, UID_IDLE_NS), vec![1000]);
+    }
 }

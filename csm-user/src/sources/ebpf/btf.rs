@@ -120,5 +120,15 @@ mod tests {
         assert_eq!(net.skb_len % 4, 0);
         assert_eq!(net.dev_net % 8, 0);
         assert_ne!(net.dev_ifindex, net.dev_type);
+        assert!(
+            net.skb_sk > 0 && net.skb_sk % 8 == 0,
+            "sk_buff.sk {}",
+            net.skb_sk
+        );
+        assert!(
+            net.sk_uid > 0 && net.sk_uid % 4 == 0,
+            "sock.sk_uid {}",
+            net.sk_uid
+        );
     }
 }

@@ -511,4 +511,88 @@ mod tests {
         assert_eq!(siblings.len(), 1);
         assert!(siblings[0].ends_with(format!("{key}-0badbeef")));
     }
+
+    /// A csm folder in a temporary bpffs stand-in, as `prepare_pin_root` leaves it.
+    fn csm_folder() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        prepare_pin_root(root.path()).unwrap();
+        let csm = root.path().join("csm");
+        (root, csm)
+    }
+
+    fn victim() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("precious");
+        fs::write(&file, "keep me").unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn names_csm_gives_are_told_apart() {
+        assert!(is_pin_folder_name("0123456789abcdef-0badbeef"));
+        assert!(!is_pin_folder_name("0123456789abcdef-0badbeef-x"));
+        assert!(!is_pin_folder_name("0123456789abcdef"));
+        assert!(!is_pin_folder_name("../etc-0badbeef"));
+        assert!(is_pin_name("map_NET_UID") && is_pin_name("link_net_uid_egress"));
+        assert!(!is_pin_name("map_") && !is_pin_name("notes") && !is_pin_name("map_../x"));
+    }
+
+    #[test]
+    fn the_csm_folder_is_made_private_and_one_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let (root, csm) = csm_folder();
+        let mode = || fs::metadata(&csm).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(), PIN_FOLDER_MODE);
+        fs::set_permissions(&csm, fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_pin_root(root.path()).unwrap();
+        assert_eq!(mode(), PIN_FOLDER_MODE, "too readable: tightened");
+        fs::set_permissions(&csm, fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = prepare_pin_root(root.path()).unwrap_err().to_string();
+        assert!(err.contains("writable by other users"), "{err}");
+        assert_eq!(mode(), 0o1777, "refused, not repaired");
+        assert!(pin_root_problem(root.path()).is_some());
+    }
+
+    #[test]
+    fn a_link_as_the_csm_folder_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let (elsewhere, _) = victim();
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("csm")).unwrap();
+        let err = prepare_pin_root(root.path()).unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+    }
+
+    #[test]
+    fn a_link_named_like_a_pin_folder_is_not_followed() {
+        let (_root, csm) = csm_folder();
+        let (victim_dir, precious) = victim();
+        let link = csm.join("0123456789abcdef-0badbeef");
+        std::os::unix::fs::symlink(victim_dir.path(), &link).unwrap();
+        let err = remove_pin_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("left alone"), "{err}");
+        assert!(precious.exists(), "nothing removed through the link");
+    }
+
+    #[test]
+    fn only_pins_csm_made_are_removed_and_links_are_not_followed() {
+        let (_root, csm) = csm_folder();
+        let (_victim_dir, precious) = victim();
+        let dir = csm.join("0123456789abcdef-0badbeef");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("map_CPU_NS"), "").unwrap();
+        std::os::unix::fs::symlink(&precious, dir.join("link_net_uid_egress")).unwrap();
+        fs::write(dir.join("notes"), "not csm's").unwrap();
+        let err = remove_pin_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("did not create"), "{err}");
+        assert!(precious.exists(), "a link's target is never removed");
+        assert!(
+            !dir.join("map_CPU_NS").exists()
+                && fs::symlink_metadata(dir.join("link_net_uid_egress")).is_err()
+        );
+        assert!(dir.join("notes").exists(), "what csm did not create stays");
+        fs::remove_file(dir.join("notes")).unwrap();
+        remove_pin_dir(&dir).unwrap();
+        assert!(!dir.exists());
+        assert!(remove_pin_dir(&csm.join("not-a-pin-folder")).is_err());
+    }
 }
