@@ -228,8 +228,7 @@ fn socket_owner(ctx: &SkBuffContext) -> u32 {
     }
     unsafe {
         let skb = ctx.skb.skb as *const u8;
-        let Ok(sk) = bpf_probe_read_kernel(skb.add(skb_sk as usize) as *const *const u8)
-        else {
+        let Ok(sk) = bpf_probe_read_kernel(skb.add(skb_sk as usize) as *const *const u8) else {
             return OVERFLOW_UID;
         };
         if sk.is_null() {

@@ -121,12 +121,12 @@ mod tests {
         assert_eq!(net.dev_net % 8, 0);
         assert_ne!(net.dev_ifindex, net.dev_type);
         assert!(
-            net.skb_sk > 0 && net.skb_sk % 8 == 0,
+            net.skb_sk > 0 && net.skb_sk.is_multiple_of(8),
             "sk_buff.sk {}",
             net.skb_sk
         );
         assert!(
-            net.sk_uid > 0 && net.sk_uid % 4 == 0,
+            net.sk_uid > 0 && net.sk_uid.is_multiple_of(4),
             "sock.sk_uid {}",
             net.sk_uid
         );
