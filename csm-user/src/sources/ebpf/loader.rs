@@ -139,7 +139,7 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
     let mut ebpf = load_object(
         offsets.unwrap_or_default(),
         format,
-        net_offsets.clone().unwrap_or_default(),
+        bench_uid_source(net_offsets.clone().unwrap_or_default()),
     )?;
 
     let btf_attempt = match offsets {
@@ -412,6 +412,22 @@ fn load_object(
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
         })
+}
+
+/// `bench_net` compares the per-uid programs' two ways of finding the uid side by side:
+/// with `CSM_BENCH_UID_HELPER=1` they use `bpf_get_socket_uid` (their fallback without
+/// BTF offsets) instead of reading `sk->sk_uid`. Not in the daemon.
+#[cfg(feature = "bench")]
+fn bench_uid_source(mut net: NetOffsets) -> NetOffsets {
+    if std::env::var_os("CSM_BENCH_UID_HELPER").is_some() {
+        net.skb_sk = 0;
+    }
+    net
+}
+
+#[cfg(not(feature = "bench"))]
+fn bench_uid_source(net: NetOffsets) -> NetOffsets {
+    net
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
