@@ -172,3 +172,29 @@ fn csm_mounts_bpffs_root_only_and_pins_in_a_private_folder() {
         "a clean stop forgets the owner"
     );
 }
+
+/// `csm check` names a pin folder another user made, and how to fix it.
+#[test]
+fn csm_check_names_a_pin_folder_another_user_made() {
+    require_root();
+    let attacker = TestUser::create("pck");
+    let setup = format!(
+        "mount -t bpf bpf /sys/fs/bpf; setpriv --reuid={} --regid={} --clear-groups mkdir /sys/fs/bpf/csm",
+        attacker.uid, attacker.gid
+    );
+    let mut command = in_mount_namespace(&setup);
+    let out = std::process::Command::new(command.remove(0))
+        .args(command)
+        .arg(csm_tests::csm_bin("csm"))
+        .arg("check")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run csm check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.lines().any(|l| l.contains("/sys/fs/bpf/csm")
+            && l.contains(&format!("uid {}", attacker.uid))
+            && l.contains("rm -r")),
+        "csm check names the folder, its owner and the fix:\n{report}"
+    );
+}
