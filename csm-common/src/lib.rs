@@ -13,6 +13,7 @@ pub mod names {
     pub const PROG_SCHED_SWITCH_TP: &str = "sched_switch_tp";
     pub const NET_DEV: &str = "NET_DEV";
     pub const NET_UID: &str = "NET_UID";
+    pub const NET_UID_OVERFLOW: &str = "NET_UID_OVERFLOW";
     pub const PROG_NET_XMIT_BTF: &str = "net_dev_xmit_btf";
     pub const PROG_NET_RECV_BTF: &str = "netif_receive_skb_btf";
     pub const PROG_NET_UID_INGRESS: &str = "net_uid_ingress";
@@ -29,6 +30,11 @@ pub mod names {
 /// Upper bound of distinct uids the per-uid CPU map holds. Entries of uids that are gone
 /// are deleted by userspace, so this only has to exceed the uids active at once.
 pub const MAX_UIDS: u32 = 16_384;
+
+/// Key under which userspace reports the traffic `NET_UID` had no room for (a full map),
+/// or whose socket owner could not be read: written as uid -1, user `(overflow)`. No
+/// Linux uid is `u32::MAX` (it is `(uid_t) -1`, "no uid" to every syscall).
+pub const OVERFLOW_UID: u32 = u32::MAX;
 
 /// Marker in [`Running::uid`] for "this CPU is idle" (or the state is not known yet).
 pub const NO_UID: u32 = u32::MAX;
@@ -163,6 +169,11 @@ pub struct NetOffsets {
     pub dev_net: u32,
     /// `net.ns.inum`
     pub net_inum: u32,
+    /// `sk_buff.sk` (0: unknown, the per-uid programs then use `bpf_get_socket_uid`)
+    pub skb_sk: u32,
+    /// `sock.sk_uid`: the socket owner as a kernel uid (the initial user namespace's
+    /// number, whatever namespace the socket lives in)
+    pub sk_uid: u32,
 }
 
 #[cfg(feature = "user")]

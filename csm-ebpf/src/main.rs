@@ -2,6 +2,8 @@
 //! direct load will do, because they run on every context switch and every packet.
 #![no_std]
 #![no_main]
+// BPF inline assembly (the atomic add in net.rs) is still behind a feature gate.
+#![feature(asm_experimental_arch)]
 
 mod floor;
 mod net;

@@ -7,6 +7,13 @@
 //! argument at xmit (veth has already switched `skb->dev` to its peer there) and from
 //! `skb->dev` at receive.
 //!
+//! Per-uid bytes come from cgroup_skb programs on the cgroup2 root. The uid charged is
+//! `sk->sk_uid`, the kernel uid of the socket's owner, which is the host's number for it
+//! whatever user namespace the socket lives in. `bpf_get_socket_uid` is not used: it maps
+//! that uid into the user namespace owning the socket's network namespace, so inside
+//! `unshare -Urn` every user's traffic read as root's. A uid the map has no room for is
+//! charged to `NET_UID_OVERFLOW`, never dropped.
+//!
 //! Per-uid bytes stay with cgroup_skb, although a loopback packet then runs four programs
 //! (measured by `bench_net`: the BPF-stats figure of each includes about 30 ns that the
 //! stats themselves add). Counting egress at `net_dev_xmit` from `skb->sk` instead was
@@ -17,11 +24,13 @@
 //! `sk->sk_uid` is not.
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, cgroup_skb, map},
-    maps::PerCpuHashMap,
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, SkBuffContext},
 };
-use csm_common::{NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_UIDS};
+use csm_common::{NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_UIDS, OVERFLOW_UID};
 
 /// Set by userspace from the running kernel's BTF before load.
 #[no_mangle]
@@ -32,6 +41,8 @@ static NET_OFFSETS: NetOffsets = NetOffsets {
     dev_type: 0,
     dev_net: 0,
     net_inum: 0,
+    skb_sk: 0,
+    sk_uid: 0,
 };
 
 /// Cumulative counters per interface (per CPU; userspace sums the CPUs).
@@ -41,6 +52,10 @@ static NET_DEV: PerCpuHashMap<NetKey, NetCounters> = PerCpuHashMap::with_max_ent
 /// Cumulative IP-layer bytes per socket uid (per CPU).
 #[map(name = "NET_UID")]
 static NET_UID: PerCpuHashMap<u32, UidTraffic> = PerCpuHashMap::with_max_entries(MAX_UIDS, 0);
+
+/// Bytes of uids `NET_UID` had no room for (per CPU): a full map loses no byte.
+#[map(name = "NET_UID_OVERFLOW")]
+static NET_UID_OVERFLOW: PerCpuArray<UidTraffic> = PerCpuArray::with_max_entries(1, 0);
 
 /// `net_device.type` of loopback devices (include/uapi/linux/if_arp.h).
 const ARPHRD_LOOPBACK: u16 = 772;
@@ -148,29 +163,77 @@ pub fn net_uid_egress(ctx: SkBuffContext) -> i32 {
 /// `len` of a cgroup_skb context starts at the network header: IP-layer bytes.
 #[inline(always)]
 fn count_uid(ctx: &SkBuffContext, rx: bool) {
-    let uid = ctx.get_socket_uid();
+    let Some(counters) = uid_counters(socket_owner(ctx)) else {
+        return; // unreachable: a one-entry array always has its entry
+    };
     let bytes = ctx.len() as u64;
-    match NET_UID.get_ptr_mut(uid) {
-        Some(t) => unsafe {
-            if rx {
-                (*t).rx_bytes += bytes;
-            } else {
-                (*t).tx_bytes += bytes;
-            }
-        },
-        None => {
-            let t = if rx {
-                UidTraffic {
-                    rx_bytes: bytes,
-                    tx_bytes: 0,
-                }
-            } else {
-                UidTraffic {
-                    rx_bytes: 0,
-                    tx_bytes: bytes,
-                }
-            };
-            let _ = NET_UID.insert(uid, t, 0);
+    // Atomic although per CPU: egress in process context can be interrupted on this CPU
+    // by a softirq sending for the same uid (a TCP ACK), and a plain add would lose one.
+    unsafe {
+        let field = if rx {
+            &raw mut (*counters).rx_bytes
+        } else {
+            &raw mut (*counters).tx_bytes
+        };
+        atomic_add(field, bytes);
+    }
+}
+
+/// `lock *(u64 *)(ptr) += value`: BPF's atomic add. Rust's BPF target declares no
+/// compare-and-swap, so `AtomicU64::fetch_add` does not exist there.
+#[inline(always)]
+unsafe fn atomic_add(ptr: *mut u64, value: u64) {
+    core::arch::asm!(
+        "lock *(u64 *)({ptr} + 0) += {value}",
+        ptr = in(reg) ptr,
+        value = in(reg) value,
+        options(nostack),
+    );
+}
+
+/// This CPU's counters of `uid`: its `NET_UID` entry, created on its first packet, or
+/// the overflow slot when the map is full.
+#[inline(always)]
+fn uid_counters(uid: u32) -> Option<*mut UidTraffic> {
+    if let Some(counters) = NET_UID.get_ptr_mut(uid) {
+        return Some(counters);
+    }
+    // NOEXIST: another program on this CPU may have created it since the lookup; its
+    // count must not be overwritten. Failing (full map, or it exists) is fine either way.
+    let _ = NET_UID.insert(uid, UidTraffic::default(), BPF_NOEXIST as u64);
+    NET_UID
+        .get_ptr_mut(uid)
+        .or_else(|| NET_UID_OVERFLOW.get_ptr_mut(0))
+}
+
+/// The uid owning the packet's socket, as the host numbers it: `skb->sk->sk_uid`.
+///
+/// A cgroup_skb program's context is the kernel's `sk_buff` itself (its `__sk_buff`
+/// fields are rewritten loads), and the programs run only for packets of a full socket
+/// (ingress: the receiving one, egress: the sender), which the kernel holds for the
+/// program's run: two small reads, no freed memory. `bpf_probe_read_kernel` because the
+/// verifier forbids arithmetic on the socket pointer the context gives.
+#[inline(always)]
+fn socket_owner(ctx: &SkBuffContext) -> u32 {
+    // Only the two fields (the whole struct would be seven loads per packet).
+    let (skb_sk, sk_uid) = unsafe {
+        (
+            core::ptr::read_volatile(&NET_OFFSETS.skb_sk),
+            core::ptr::read_volatile(&NET_OFFSETS.sk_uid),
+        )
+    };
+    if skb_sk == 0 {
+        // No BTF offsets: the helper's uid, mapped into the socket's namespace.
+        return ctx.get_socket_uid();
+    }
+    unsafe {
+        let skb = ctx.skb.skb as *const u8;
+        let Ok(sk) = bpf_probe_read_kernel(skb.add(skb_sk as usize) as *const *const u8) else {
+            return OVERFLOW_UID;
+        };
+        if sk.is_null() {
+            return OVERFLOW_UID;
         }
+        bpf_probe_read_kernel(sk.add(sk_uid as usize) as *const u32).unwrap_or(OVERFLOW_UID)
     }
 }

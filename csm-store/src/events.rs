@@ -163,6 +163,10 @@ pub enum Event {
     CollectorError(String),
     /// Sizes of the network maps (at start and stop).
     NetMaps(String),
+    /// The per-uid traffic map was full: from this interval on, traffic of uids it has
+    /// no entry for is in the `net_uid` row of uid -1, user `(overflow)` (`uids` is how
+    /// many it held).
+    NetUidOverflow { uids: i64 },
     /// An OpenVZ beancounter's failcnt grew.
     UbcFailcnt(String),
     /// The daemon stopped (SIGTERM, SIGINT, duration reached).
@@ -189,6 +193,7 @@ impl Event {
             Event::RowsDropped(_) => "rows_dropped",
             Event::CollectorError(_) => "collector_error",
             Event::NetMaps(_) => "net_maps",
+            Event::NetUidOverflow { .. } => "net_uid_overflow",
             Event::UbcFailcnt(_) => "ubc_failcnt",
             Event::Stop(_) => "stop",
             Event::Other { name, .. } => name,
@@ -210,6 +215,9 @@ impl Event {
             | Event::UbcFailcnt(text)
             | Event::Stop(text) => Some(text.clone()),
             Event::Host { cores, kernel } => Some(format!("cores={cores} kernel={kernel}")),
+            Event::NetUidOverflow { uids } => Some(format!(
+                "uids={uids} the per-uid traffic map is full: new uids are charged to uid -1 (overflow)"
+            )),
             Event::Recovered(recovered) => Some(recovered.detail()),
             Event::Other { detail, .. } => detail.clone(),
         }
@@ -231,6 +239,9 @@ impl Event {
             "rows_dropped" => Some(Event::RowsDropped(text())),
             "collector_error" => Some(Event::CollectorError(text())),
             "net_maps" => Some(Event::NetMaps(text())),
+            "net_uid_overflow" => detail
+                .and_then(|d| word_value(d, "uids")?.parse().ok())
+                .map(|uids| Event::NetUidOverflow { uids }),
             "ubc_failcnt" => Some(Event::UbcFailcnt(text())),
             "stop" => Some(Event::Stop(text())),
             _ => None,
@@ -309,6 +320,7 @@ mod tests {
             Event::RowsDropped("cpu 5".into()),
             Event::CollectorError("cpu: x".into()),
             Event::NetMaps("start ifaces=1".into()),
+            Event::NetUidOverflow { uids: 16_384 },
             Event::UbcFailcnt("numproc +1".into()),
             Event::Stop("SIGTERM".into()),
             Event::Other {

@@ -193,7 +193,12 @@ fn mounted(paths: &HostPaths, topic: &'static str, fstype: &str, rel: &str) -> F
 /// next `csm run` with the same data dir adopts it) or from another build (replaced at
 /// the next start with that data dir).
 fn pinned_state(bpffs: &std::path::Path) -> Vec<Finding> {
-    pins::list_pins(bpffs)
+    let unsafe_folder = pins::pin_root_problem(bpffs).map(|why| Finding {
+        topic: "pins",
+        ok: false,
+        detail: format!("{why} (until then `csm run` does not pin its state)"),
+    });
+    let listed = pins::list_pins(bpffs)
         .into_iter()
         .map(|p| {
             let owner = match (&p.data_dir, p.pid) {
@@ -220,8 +225,8 @@ fn pinned_state(bpffs: &std::path::Path) -> Vec<Finding> {
                 ok: !p.stale,
                 detail,
             }
-        })
-        .collect()
+        });
+    unsafe_folder.into_iter().chain(listed).collect()
 }
 
 /// Actually loads and attaches the programs, then detaches them: the only honest answer.

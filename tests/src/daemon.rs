@@ -42,6 +42,8 @@ pub enum OnDrop {
 pub struct DaemonBuilder {
     args: Vec<OsString>,
     netns: Option<String>,
+    /// A command that execs csm (its path and arguments follow), e.g. a mount namespace.
+    wrapper: Vec<OsString>,
     on_drop: OnDrop,
 }
 
@@ -60,6 +62,14 @@ impl DaemonBuilder {
     /// child's pid is the daemon's).
     pub fn netns<'a>(mut self, ns: impl Into<Option<&'a Netns>>) -> Self {
         self.netns = ns.into().map(|ns| ns.name.clone());
+        self
+    }
+
+    /// Runs the daemon through `command`, which is handed csm's path and arguments and
+    /// must exec it (so that the child's pid stays the daemon's): for example
+    /// `unshare --mount sh -c 'setup; exec "$0" "$@"'`.
+    pub fn wrapper<S: AsRef<OsStr>>(mut self, command: impl IntoIterator<Item = S>) -> Self {
+        self.wrapper = command.into_iter().map(|a| a.as_ref().to_owned()).collect();
         self
     }
 
@@ -90,6 +100,13 @@ impl DaemonBuilder {
             }
             None => Command::new(&csm),
         };
+        if let Some((program, args)) = self.wrapper.split_first() {
+            let inner = cmd;
+            cmd = Command::new(program);
+            cmd.args(args)
+                .arg(inner.get_program())
+                .args(inner.get_args());
+        }
         let mut child = cmd
             .arg("run")
             .args(&self.args)

@@ -174,8 +174,15 @@ fn mount_if_missing(fstype: &str, target: &str) -> Result<()> {
     if mounted {
         return Ok(());
     }
-    say(&format!("mounting {fstype} at {target}"));
-    run_cmd(Command::new("mount").args(["-t", fstype, fstype, target]))
+    // bpffs private to root, as csm itself and systemd mount it: the kernel's default
+    // (1777) lets any user plant folders and links where csm pins its state.
+    let options = if fstype == "bpf" {
+        "mode=0700"
+    } else {
+        "defaults"
+    };
+    say(&format!("mounting {fstype} at {target} ({options})"));
+    run_cmd(Command::new("mount").args(["-t", fstype, "-o", options, fstype, target]))
 }
 
 /// The reader tests check the Parquet output with DuckDB, pandas and pyarrow; the

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use csm_common::{MAX_UIDS, OVERFLOW_UID};
+
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::net::{idle_keys, iface_deltas, uid_deltas, IfaceKey};
@@ -18,12 +20,19 @@ use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
 /// last read and the delete very unlikely.
 const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
 
+/// The `net_uid` row of the traffic the uid map had no room for.
+pub const OVERFLOW_ROW_UID: i64 = -1;
+pub const OVERFLOW_USER: &str = "(overflow)";
+
 pub struct NetCollector {
     reader: NetReader,
     ifaces: IfaceNames,
     users: UserNames,
     /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
     uid_last_active: BTreeMap<u32, u64>,
+    /// The uid map is full (traffic went to the overflow slot) and no entry has been
+    /// deleted since: the `net_uid_overflow` event was written for this episode.
+    uid_map_full: bool,
 }
 
 impl NetCollector {
@@ -33,6 +42,7 @@ impl NetCollector {
             ifaces: IfaceNames::new(paths),
             users: UserNames::default(),
             uid_last_active: BTreeMap::new(),
+            uid_map_full: false,
         }
     }
 }
@@ -49,6 +59,7 @@ impl Collector for NetCollector {
         let names = self.ifaces.resolve(&keys);
         let (net, active) = net_rows(prev, cur, &names);
         let uids = self.uid_rows(prev, cur);
+        let overflow_event = self.overflow_event(&uids);
         let gone_ifaces: Vec<IfaceKey> = names
             .iter()
             .filter(|(key, name)| match name {
@@ -58,13 +69,18 @@ impl Collector for NetCollector {
             })
             .map(|(key, _)| *key)
             .collect();
-        let idle_uids = idle_keys(&self.uid_last_active, cur.at.mono_ns, UID_IDLE_NS);
+        let idle_uids = self.idle_uids(cur.at.mono_ns);
         self.reader.forget(&gone_ifaces, &idle_uids);
         cur.forget(&gone_ifaces, &idle_uids);
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
-        vec![Rows::from(net), Rows::from(uids)]
+        if !idle_uids.is_empty() {
+            self.uid_map_full = false; // room again: a next overflow is a new episode
+        }
+        let mut rows = vec![Rows::from(net), Rows::from(uids)];
+        rows.extend(overflow_event);
+        rows
     }
 
     fn sample(&mut self) -> anyhow::Result<NetSample> {
@@ -103,6 +119,25 @@ impl Collector for NetCollector {
 }
 
 impl NetCollector {
+    /// Uids whose map entries are deleted now: idle for [`UID_IDLE_NS`]. Never the
+    /// overflow slot: its counters are cumulative like the others, and forgetting them
+    /// would count its whole total again as new.
+    fn idle_uids(&self, now_ns: u64) -> Vec<u32> {
+        idle_uids(&self.uid_last_active, now_ns)
+    }
+
+    /// The `net_uid_overflow` event, once per episode of a full uid map.
+    fn overflow_event(&mut self, rows: &[NetUidRow]) -> Option<Rows> {
+        let overflowed = rows.iter().any(|r| r.uid == OVERFLOW_ROW_UID);
+        if !overflowed || self.uid_map_full {
+            return None;
+        }
+        self.uid_map_full = true;
+        Some(Rows::event(Event::NetUidOverflow {
+            uids: MAX_UIDS as i64,
+        }))
+    }
+
     fn uid_rows(&mut self, prev: &NetSample, cur: &NetSample) -> Vec<NetUidRow> {
         let dur_ms = Stamp::dur_ms(prev.at, cur.at);
         let now = cur.at.mono_ns;
@@ -113,11 +148,16 @@ impl NetCollector {
             .into_iter()
             .map(|(uid, d)| {
                 self.uid_last_active.insert(uid, now);
+                let (uid, user) = if uid == OVERFLOW_UID {
+                    (OVERFLOW_ROW_UID, Some(OVERFLOW_USER.to_string()))
+                } else {
+                    (uid as i64, self.users.name(uid))
+                };
                 NetUidRow {
                     ts_us: cur.at.wall_us,
                     dur_ms,
-                    uid: uid as i64,
-                    user: self.users.name(uid),
+                    uid,
+                    user,
                     rx_bytes: d.rx_bytes as i64,
                     tx_bytes: d.tx_bytes as i64,
                 }
@@ -129,6 +169,12 @@ impl NetCollector {
         let (ifaces, uids) = self.reader.map_sizes();
         format!("{when}: ifaces={ifaces} uids={uids}")
     }
+}
+
+fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
+    let mut idle = idle_keys(last_active, now_ns, UID_IDLE_NS);
+    idle.retain(|uid| *uid != OVERFLOW_UID);
+    idle
 }
 
 /// `net` rows, and the interfaces that had traffic.
@@ -159,4 +205,15 @@ fn net_rows(
         })
         .collect();
     (rows, active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overflow_slot_is_never_deleted_as_idle() {
+        let last_active = BTreeMap::from([(1000, 0), (OVERFLOW_UID, 0), (1001, UID_IDLE_NS)]);
+        assert_eq!(idle_uids(&last_active, UID_IDLE_NS), vec![1000]);
+    }
 }

@@ -350,6 +350,8 @@ pub fn net_offsets(btf: &KernelBtf) -> Result<NetOffsets> {
         dev_type: btf.offset_of("net_device", &["type"])?,
         dev_net: btf.offset_of("net_device", &["nd_net", "net"])?,
         net_inum: btf.offset_of("net", &["ns", "inum"])?,
+        skb_sk: btf.offset_of("sk_buff", &["sk"])?,
+        sk_uid: btf.offset_of("sock", &["sk_uid"])?,
     })
 }
 
@@ -371,6 +373,16 @@ mod tests {
         assert_eq!(net.skb_len % 4, 0);
         assert_eq!(net.dev_net % 8, 0);
         assert_ne!(net.dev_ifindex, net.dev_type);
+        assert!(
+            net.skb_sk > 0 && net.skb_sk.is_multiple_of(8),
+            "sk_buff.sk {}",
+            net.skb_sk
+        );
+        assert!(
+            net.sk_uid > 0 && net.sk_uid.is_multiple_of(4),
+            "sock.sk_uid {}",
+            net.sk_uid
+        );
     }
 
     /// The scanner against a full parse (aya's): the same offsets, the same typedef ids.

@@ -165,7 +165,7 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
     let mut ebpf = load_object(
         offsets.unwrap_or_default(),
         format,
-        net_offsets.clone().unwrap_or_default(),
+        bench_uid_source(net_offsets.clone().unwrap_or_default()),
     )?;
     // Only the attach points' typedefs, at their vmlinux ids: what BtfTracePoint::load
     // looks up (see btf.rs).
@@ -222,6 +222,12 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
         ));
         return Ok(loaded);
     }
+    if let Err(err) = pins::prepare_pin_root(Path::new(pins::BPFFS)) {
+        warn!("eBPF state not pinned (it will not survive a crash): {err}");
+        let mut loaded = load_and_attach(paths)?;
+        loaded.notes.push(format!("state not pinned: {err}"));
+        return Ok(loaded);
+    }
     let dir = PinDir::for_data_dir(Path::new(pins::BPFFS), data_dir);
     let mut notes = Vec::new();
     for other in dir.incompatible_siblings() {
@@ -233,7 +239,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
             Err(err) => warn!("cannot remove old pins {}: {err}", other.display()),
         }
     }
-    if dir.path.exists() {
+    if dir.exists() {
         match adopt(&dir) {
             Ok(mut loaded) => {
                 dir.write_owner(data_dir);
@@ -275,7 +281,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
 
 /// Pins every map and every link that can be pinned.
 fn pin_all(loaded: &mut Loaded, dir: &PinDir) -> anyhow::Result<()> {
-    fs::create_dir_all(&dir.path).with_context(|| format!("create {}", dir.path.display()))?;
+    dir.create()?;
     let ebpf = loaded.ebpf.as_ref().context("nothing loaded to pin")?;
     for (name, map) in ebpf.maps() {
         if name.starts_with('.') {
@@ -345,7 +351,8 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         uids: [names::PROG_NET_UID_INGRESS, names::PROG_NET_UID_EGRESS]
             .iter()
             .all(|p| link_names.contains(*p))
-            && adopted_maps.contains_key(names::NET_UID),
+            && adopted_maps.contains_key(names::NET_UID)
+            && adopted_maps.contains_key(names::NET_UID_OVERFLOW),
         problems: Vec::new(),
     };
     for required in [names::CPU_NS, names::CPU_RUNNING] {
@@ -468,6 +475,22 @@ fn load_object(
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
         })
+}
+
+/// `bench_net` compares the per-uid programs' two ways of finding the uid side by side:
+/// with `CSM_BENCH_UID_HELPER=1` they use `bpf_get_socket_uid` (their fallback without
+/// BTF offsets) instead of reading `sk->sk_uid`. Not in the daemon.
+#[cfg(feature = "bench")]
+fn bench_uid_source(mut net: NetOffsets) -> NetOffsets {
+    if std::env::var_os("CSM_BENCH_UID_HELPER").is_some() {
+        net.skb_sk = 0;
+    }
+    net
+}
+
+#[cfg(not(feature = "bench"))]
+fn bench_uid_source(net: NetOffsets) -> NetOffsets {
+    net
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

@@ -13,8 +13,8 @@
 //!   tracepoints carry neither the namespace nor the ifindex.
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, PerCpuHashMap};
-use csm_common::{names, NetCounters, NetKey, UidTraffic};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use csm_common::{names, NetCounters, NetKey, UidTraffic, OVERFLOW_UID};
 
 use super::loader::Loaded;
 use crate::model::{IfaceCounters, NetSample, UidCounters};
@@ -66,6 +66,8 @@ fn sum_counters(per_cpu: &[NetCounters]) -> NetCounters {
 pub struct NetReader {
     ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
     uids: PerCpuHashMap<MapData, u32, UidTraffic>,
+    /// What the uid map had no room for, reported as [`OVERFLOW_UID`].
+    overflow: PerCpuArray<MapData, UidTraffic>,
 }
 
 impl NetReader {
@@ -74,10 +76,12 @@ impl NetReader {
         Ok(NetReader {
             ifaces: take_per_cpu_hash(loaded, names::NET_DEV)?,
             uids: take_per_cpu_hash(loaded, names::NET_UID)?,
+            overflow: take_per_cpu_array(loaded, names::NET_UID_OVERFLOW)?,
         })
     }
 
-    /// Cumulative counters of every interface and uid seen since load.
+    /// Cumulative counters of every interface and uid seen since load; the traffic of
+    /// uids the map had no room for is under [`OVERFLOW_UID`].
     pub fn sample(&self) -> Result<NetSample> {
         let mut sample = NetSample {
             at: clock::now(),
@@ -90,14 +94,13 @@ impl NetReader {
         }
         for entry in self.uids.iter() {
             let (uid, per_cpu) = entry.with_context(|| format!("read map {}", names::NET_UID))?;
-            let total = per_cpu
-                .iter()
-                .fold(UidCounters::default(), |acc, t| UidCounters {
-                    rx_bytes: acc.rx_bytes + t.rx_bytes,
-                    tx_bytes: acc.tx_bytes + t.tx_bytes,
-                });
-            sample.uids.insert(uid, total);
+            sample.uids.insert(uid, sum_uid_traffic(&per_cpu));
         }
+        let overflow = self
+            .overflow
+            .get(&0, 0)
+            .with_context(|| format!("read map {}", names::NET_UID_OVERFLOW))?;
+        sample.uids.insert(OVERFLOW_UID, sum_uid_traffic(&overflow));
         Ok(sample)
     }
 
@@ -108,7 +111,8 @@ impl NetReader {
         for &(netns, ifindex) in ifaces {
             let _ = self.ifaces.remove(&NetKey { netns, ifindex });
         }
-        for uid in uids {
+        // The overflow slot is not an entry: its counters stay cumulative.
+        for uid in uids.iter().filter(|uid| **uid != OVERFLOW_UID) {
             let _ = self.uids.remove(uid);
         }
     }
@@ -117,6 +121,25 @@ impl NetReader {
     pub fn map_sizes(&self) -> (usize, usize) {
         (self.ifaces.keys().count(), self.uids.keys().count())
     }
+}
+
+fn sum_uid_traffic(per_cpu: &[UidTraffic]) -> UidCounters {
+    per_cpu
+        .iter()
+        .fold(UidCounters::default(), |acc, t| UidCounters {
+            rx_bytes: acc.rx_bytes + t.rx_bytes,
+            tx_bytes: acc.tx_bytes + t.tx_bytes,
+        })
+}
+
+fn take_per_cpu_array<V: aya::Pod>(
+    loaded: &mut Loaded,
+    name: &str,
+) -> Result<PerCpuArray<MapData, V>> {
+    let map = loaded
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    PerCpuArray::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
 fn take_per_cpu_hash<K: aya::Pod, V: aya::Pod>(
