@@ -8,6 +8,7 @@
 //!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
 //! - [`check`]: `csm check`, what this host supports;
+//! - [`report`]: `csm report`, what happened in a time range, from the Parquet tree;
 //! - [`assets`]: man pages and completions for the package, the version string.
 
 pub mod assets;
@@ -15,6 +16,7 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod model;
+pub mod report;
 pub mod sources;
 #[cfg(test)]
 mod test_support;

@@ -1,4 +1,5 @@
-//! `csm`: the collector daemon (`csm run`) and the host check (`csm check`).
+//! `csm`: the collector daemon (`csm run`), the host check (`csm check`) and the report
+//! (`csm report`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
             print!("{}", csm::check::inspect(&paths).render());
             ExitCode::SUCCESS
         }
+        Command::Report(args) => csm::report::main(args),
     }
 }
 

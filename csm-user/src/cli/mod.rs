@@ -29,6 +29,8 @@ pub enum Command {
     Run(RunArgs),
     /// Say what this host supports, which backend `run` would use, and why.
     Check(RootArgs),
+    /// What happened in a time range: users, interfaces, ping, beancounters, gaps.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]
