@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use csm_tests::{
-    now_us, python, require_root, run_csm, wait_cpu_ns, Daemon, DataDir, Ipv6, Link, TestUser,
+    now_us, python, require_root, run, run_csm, wait_cpu_ns, Daemon, DataDir, Ipv6, Netns, TestUser,
 };
 use serde_json::Value;
 
@@ -60,18 +60,26 @@ fn report_matches_the_kernel_the_bytes_sent_duckdb_and_the_outage() {
     let burner = TestUser::create("rb");
     let forker = TestUser::create("rf");
     let sender = TestUser::create("rs");
-    let link = Link::new("r", Ipv6::Off);
-    link.address("198.18.7.1/30", "198.18.7.2/30");
+    // The daemon runs in this (the host's) namespace, where the per-uid programs see the
+    // root cgroup; a veth pair leads from here to a peer namespace (deleting the namespace
+    // deletes the pair).
+    let peer = Netns::new("rp", Ipv6::Off);
+    let (here_if, peer_if) = (format!("csmr{}", std::process::id() % 100_000), "csmrp");
+    run(
+        "ip",
+        &[
+            "link", "add", &here_if, "type", "veth", "peer", "name", peer_if, "netns", &peer.name,
+        ],
+    );
+    run("ip", &["addr", "add", "198.18.7.1/30", "dev", &here_if]);
+    peer.ip(&["addr", "add", "198.18.7.2/30", "dev", peer_if]);
     // A large MTU: 50 MB in few packets, so headers stay far below 1 % of the payload.
-    link.client
-        .ip(&["link", "set", &link.client_if, "mtu", "65000"]);
-    link.server
-        .ip(&["link", "set", &link.server_if, "mtu", "65000"]);
+    run("ip", &["link", "set", &here_if, "mtu", "65000", "up"]);
+    peer.ip(&["link", "set", peer_if, "mtu", "65000", "up"]);
     let data = DataDir::new();
     let config = "[ping]\ninterval = \"1s\"\ncount = 3\ntargets = [\"198.18.7.2\"]\n";
     let from_us = now_us() - 1_000_000;
     let daemon = Daemon::builder()
-        .netns(&link.client)
         .data_dir(&data)
         .arg("--config")
         .arg(data.config(config))
@@ -91,23 +99,25 @@ fn report_matches_the_kernel_the_bytes_sent_duckdb_and_the_outage() {
         .shell("for i in $(seq 1000); do /bin/true; done")
         .spawn()
         .expect("start the short processes");
-    let listener = link
-        .server
-        .within(|| TcpListener::bind("198.18.7.2:5501").expect("bind"));
+    let listener = peer.within(|| TcpListener::bind("198.18.7.2:5501").expect("bind"));
     let server = thread::spawn(move || drain(listener.accept().expect("accept").0));
-    let tx_before = link.client.traffic(&link.client_if);
-    let mut send = Command::new("nsenter")
-        .arg(format!("--net={}", link.client.path().display()))
-        .args(["-S", &sender.uid.to_string(), "-G", "65534", "--"])
+    let tx_before = csm_tests::net::traffic_here(&here_if);
+    let mut send = Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", sender.uid),
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
         .arg(env!("CARGO_BIN_EXE_csm-net-send"))
         .args(["198.18.7.2:5501", &SENT.to_string()])
         .spawn()
-        .expect("start nsenter csm-net-send (util-linux)");
+        .expect("start setpriv csm-net-send (util-linux)");
     let (forks_status, forks_ns) = wait_cpu_ns(forks);
     assert!(libc::WIFEXITED(forks_status) && libc::WEXITSTATUS(forks_status) == 0);
     assert!(send.wait().unwrap().success(), "csm-net-send failed");
     server.join().unwrap();
-    let veth = link.client.traffic(&link.client_if) - tx_before;
+    let veth = csm_tests::net::traffic_here(&here_if) - tx_before;
     thread::sleep(Duration::from_secs(10).saturating_sub(burn_started.elapsed()));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(burn_pid as i32, libc::SIGKILL) };
@@ -116,10 +126,10 @@ fn report_matches_the_kernel_the_bytes_sent_duckdb_and_the_outage() {
     // The peer goes away for 20 s.
     thread::sleep(Duration::from_secs(2));
     let down_at = now_us();
-    link.set_server_link(false);
+    peer.ip(&["link", "set", peer_if, "down"]);
     thread::sleep(Duration::from_secs(20));
     let up_at = now_us();
-    link.set_server_link(true);
+    peer.ip(&["link", "set", peer_if, "up"]);
     thread::sleep(Duration::from_secs(4));
     daemon.stop();
     let to_us = now_us();
@@ -182,7 +192,7 @@ fn report_matches_the_kernel_the_bytes_sent_duckdb_and_the_outage() {
     let ifaces = report["interfaces"].as_array().unwrap();
     let veth_line = ifaces
         .iter()
-        .find(|l| l["iface"] == link.client_if.as_str() && l["netns"] == link.client.inode())
+        .find(|l| l["iface"] == here_if.as_str())
         .unwrap_or_else(|| panic!("no line for the veth: {ifaces:?}"));
     within(
         "veth bytes out",
