@@ -389,3 +389,27 @@ fn bad_flags_name_the_culprit() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/csm"), "{err}");
 }
+
+/// Files planted under the data dir (a FIFO and a link to another file under hour-file
+/// names) are skipped with a warning naming them: no hang, nothing read through the link,
+/// the numbers unchanged.
+#[test]
+fn planted_fifos_and_links_are_skipped_and_named() {
+    let data = DataDir::new();
+    write_fixture(&data, false);
+    let hour = data.path().join("cpu/host=h1/date=2026-11-18");
+    let fifo = hour.join("11.1.parquet");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/etc/passwd", hour.join("11.2.parquet")).unwrap();
+    let range = the_ten_minutes();
+    let mut args: Vec<&str> = range.iter().map(String::as_str).collect();
+    args.extend(["--format", "json", "users"]);
+    let out = report(&data, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("11.1.parquet: not a regular file"), "{err}");
+    assert!(err.contains("11.2.parquet"), "{err}");
+    let r = json(&out);
+    assert_eq!(r["users"]["total"]["cpu_ns"], 180_001_000_000i64);
+}
