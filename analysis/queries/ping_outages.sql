@@ -19,6 +19,9 @@
 -- A daemon stop inside an outage is not seen: the outage then ends at the first answered
 -- measurement after the restart.
 --
+-- The same definition in Rust (`csm_store::outages`: `csm report`, the ping chart) and in
+-- Python (`csm_analysis.ping_outages`); the tests hold all three equal.
+--
 -- Run it with the DuckDB CLI or Python, after putting the data folder in:
 --   sed 's|<data-dir>|/var/lib/csm|' analysis/queries/ping_outages.sql | duckdb
 --   duckdb.sql(open('analysis/queries/ping_outages.sql').read().replace('<data-dir>', d))

@@ -3,12 +3,12 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 
-use csm_store::time::parse_duration;
-
-use crate::zone::Zone;
+// The time syntax and the zones are csm's, shared with `csm report`: csm-store has them.
+pub use csm_store::time::{parse_time, parse_time_at};
+pub use csm_store::zone::{parse_zone, Zone};
 
 /// Charts drawn when no PLOT is named: all of them.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,71 +140,6 @@ impl PlotArgs {
     }
 }
 
-/// RFC 3339, a date (UTC midnight), `now`, or a negative duration from now.
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_time_at(text, Utc::now())
-}
-
-pub fn parse_time_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if text == "now" {
-        return Ok(now);
-    }
-    if let Some(ago) = text.strip_prefix('-') {
-        let ago = parse_duration(ago)?;
-        let ago =
-            chrono::Duration::from_std(ago).map_err(|_| format!("{text:?} is too long ago"))?;
-        return Ok(now - ago);
-    }
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    Err(format!(
-        "invalid time {text:?}; use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25), \
-         a negative duration (-24h) or now"
-    ))
-}
-
-/// `utc`, `local`, a tz database name (`Europe/Berlin`), or an offset: `+02:00`, `-0530`,
-/// `+2`.
-pub fn parse_zone(text: &str) -> Result<Zone, String> {
-    let bad = || {
-        format!(
-            "invalid time zone {text:?}; use utc, local, a name like Europe/Berlin or an offset \
-             like +02:00"
-        )
-    };
-    match text.trim() {
-        "utc" | "UTC" | "Z" => return Ok(Zone::utc()),
-        "local" => return Ok(Zone::system()),
-        name if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
-            return Zone::named(name).map_err(|err| format!("{err}; {}", bad()));
-        }
-        _ => {}
-    }
-    let (sign, rest) = match text.trim().split_at_checked(1).ok_or_else(bad)? {
-        ("+", rest) => (1, rest),
-        ("-", rest) => (-1, rest),
-        _ => return Err(bad()),
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    let (hours, minutes) = match digits.len() {
-        1 | 2 => (digits.parse::<i32>().map_err(|_| bad())?, 0),
-        4 => (
-            digits[..2].parse::<i32>().map_err(|_| bad())?,
-            digits[2..].parse::<i32>().map_err(|_| bad())?,
-        ),
-        _ => return Err(bad()),
-    };
-    if hours > 23 || minutes > 59 {
-        return Err(bad());
-    }
-    Zone::fixed(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,25 +151,6 @@ mod tests {
     }
 
     #[test]
-    fn times_read_in_every_documented_form() {
-        let now = at("2026-11-25T12:00:00Z");
-        assert_eq!(parse_time_at("-24h", now), Ok(at("2026-11-24T12:00:00Z")));
-        assert_eq!(parse_time_at("-90m", now), Ok(at("2026-11-25T10:30:00Z")));
-        assert_eq!(
-            parse_time_at("2026-11-20", now),
-            Ok(at("2026-11-20T00:00:00Z"))
-        );
-        assert_eq!(
-            parse_time_at("2026-11-20T08:30:00+01:00", now),
-            Ok(at("2026-11-20T07:30:00Z"))
-        );
-        assert_eq!(parse_time_at("now", now), Ok(now));
-        assert!(parse_time_at("yesterday", now)
-            .unwrap_err()
-            .contains("\"yesterday\""));
-    }
-
-    #[test]
     fn defaults_are_the_last_day_and_every_chart() {
         let now = at("2026-11-25T12:00:00Z");
         let args =
@@ -243,24 +159,6 @@ mod tests {
         assert_eq!(req.to_us - req.from_us, 24 * 3_600_000_000);
         assert_eq!(req.plots, PlotKind::ALL.to_vec());
         assert_eq!(req.out, PathBuf::from("."));
-    }
-
-    #[test]
-    fn zones_read_as_names_or_offsets() {
-        let offset = |text: &str| parse_zone(text).map(|z| z.offset_at(0));
-        let east = |s| chrono::FixedOffset::east_opt(s).unwrap();
-        assert_eq!(offset("utc"), Ok(east(0)));
-        assert_eq!(offset("+02:00"), Ok(east(7200)));
-        assert_eq!(offset("-0530"), Ok(east(-19800)));
-        assert_eq!(offset("+2"), Ok(east(7200)));
-        assert!(parse_zone("Mars/Olympus")
-            .unwrap_err()
-            .contains("Mars/Olympus"));
-        assert!(parse_zone("+25:00").is_err());
-        // A named zone: Berlin is +01:00 in January and +02:00 in July.
-        let berlin = parse_zone("Europe/Berlin").unwrap();
-        assert_eq!(berlin.offset_at(1_767_225_600_000_000), east(3600));
-        assert_eq!(berlin.offset_at(1_782_864_000_000_000), east(7200));
     }
 
     #[test]

@@ -17,8 +17,7 @@ use csm_store::{
 const US_PER_MS: i64 = 1_000;
 const MINUTE_US: i64 = 60_000_000;
 
-/// Roll-ups are read for ranges longer than this; shorter ranges want every second.
-pub const ROLLUP_ABOVE_US: i64 = 6 * 3_600_000_000;
+pub use csm_store::tree::ROLLUP_ABOVE_US;
 
 /// Files of a counter table in range, or a note saying why there are none.
 fn table_files(

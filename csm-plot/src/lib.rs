@@ -22,7 +22,8 @@ pub mod index;
 pub mod read;
 pub mod rtt_histogram;
 pub mod units;
-pub mod zone;
+/// The zones moved to csm-store (shared with `csm report`); the old path still works.
+pub use csm_store::zone;
 
 use std::ffi::OsString;
 use std::fs;
@@ -141,7 +142,7 @@ pub fn run(request: &Request) -> i32 {
 pub fn fitted_to_data(tree: &DataTree, request: &Request) -> Request {
     let mut fitted = request.clone();
     if request.fit_from {
-        if let Some(first) = tree.first_row_us(request.from_us, request.to_us) {
+        if let Some(first) = read::first_row_us(tree, request.from_us, request.to_us) {
             let minute = first.div_euclid(MINUTE_US) * MINUTE_US;
             fitted.from_us = minute.max(request.from_us);
         }

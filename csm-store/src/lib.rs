@@ -11,8 +11,10 @@
 //!   refusing a data dir others can write, and the lock taken before anything is touched;
 //! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
-//! - [`reader`]: reading rows back; [`time`]: durations as users write them; [`names`]:
-//!   names other users choose, made safe to show.
+//! - [`reader`]: reading rows back; [`tree`]: which files of a host and range to read;
+//! - [`time`]: durations and times as users write them; [`zone`]: the time zone a reader
+//!   shows times in; [`outages`]: the one definition of a ping outage; [`stats`]: the one
+//!   percentile definition; [`names`]: names other users choose, made safe to show.
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
 //! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
@@ -26,14 +28,18 @@ pub mod data_dir;
 pub mod events;
 pub mod layout;
 pub mod names;
+pub mod outages;
 pub mod reader;
 pub mod rollup;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod table;
 pub mod tables;
 pub mod time;
+pub mod tree;
 pub mod writer;
+pub mod zone;
 
 pub use column::{quantize, round_rtt};
 pub use events::{Counters, Event, Recovered, Source};

@@ -1,7 +1,10 @@
-//! Durations as users write them: `500ms`, `1s`, `5m`, `2h`, `90d`; shared by `csm run`'s
-//! flags and config and by the readers of the tree (`csm-plot`).
+//! Durations and times as users write them: durations `500ms`, `1s`, `5m`, `2h`, `90d`
+//! (`csm run`'s flags and config); times `-24h`, `now`, a date or RFC 3339 (the readers of
+//! the tree: `csm-plot`, `csm report`).
 
 use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// Parses a positive duration; the error says what is accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -15,6 +18,54 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration {shown}: must be more than zero"));
     }
     Ok(parsed)
+}
+
+/// RFC 3339, a date (UTC midnight), `now`, or a negative duration from now.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_at(text, Utc::now())
+}
+
+pub fn parse_time_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = text.strip_prefix('-') {
+        let ago = parse_duration(ago)?;
+        let ago =
+            chrono::Duration::from_std(ago).map_err(|_| format!("{text:?} is too long ago"))?;
+        return Ok(now - ago);
+    }
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "invalid time {text:?}; use RFC 3339 (2026-11-25T08:00:00Z), a date (2026-11-25), \
+         a negative duration (-24h) or now"
+    ))
+}
+
+/// A duration as people say it: `12 s`, `4 min 30 s`, `15 min`, `2 h 5 min`, `3 d 4 h`
+/// (rounded to the second; the two largest units).
+pub fn duration_words(us: i64) -> String {
+    let s = (us.max(0) + 500_000) / 1_000_000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let pair = |a: i64, ua: &str, b: i64, ub: &str| {
+        if b == 0 {
+            format!("{a} {ua}")
+        } else {
+            format!("{a} {ua} {b} {ub}")
+        }
+    };
+    match () {
+        _ if d > 0 => pair(d, "d", h, "h"),
+        _ if h > 0 => pair(h, "h", m, "min"),
+        _ if m > 0 => pair(m, "min", sec, "s"),
+        _ => format!("{sec} s"),
+    }
 }
 
 /// Most characters of a user's value an error message repeats.
@@ -41,6 +92,44 @@ pub fn clip(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn times_read_in_every_documented_form() {
+        let now = at("2026-11-25T12:00:00Z");
+        assert_eq!(parse_time_at("-24h", now), Ok(at("2026-11-24T12:00:00Z")));
+        assert_eq!(parse_time_at("-90m", now), Ok(at("2026-11-25T10:30:00Z")));
+        assert_eq!(
+            parse_time_at("2026-11-20", now),
+            Ok(at("2026-11-20T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_time_at("2026-11-20T08:30:00+01:00", now),
+            Ok(at("2026-11-20T07:30:00Z"))
+        );
+        assert_eq!(parse_time_at("now", now), Ok(now));
+        assert!(parse_time_at("yesterday", now)
+            .unwrap_err()
+            .contains("\"yesterday\""));
+    }
+
+    #[test]
+    fn durations_read_in_seconds_minutes_hours_and_days() {
+        assert_eq!(duration_words(12_000_000), "12 s");
+        assert_eq!(duration_words(11_600_000), "12 s");
+        assert_eq!(duration_words(270_000_000), "4 min 30 s");
+        assert_eq!(duration_words(900_000_000), "15 min");
+        assert_eq!(duration_words(7_500_000_000), "2 h 5 min");
+        assert_eq!(
+            duration_words(3 * 86_400_000_000 + 4 * 3_600_000_000),
+            "3 d 4 h"
+        );
+    }
 
     #[test]
     fn accepts_the_documented_units() {

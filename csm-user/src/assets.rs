@@ -1,6 +1,6 @@
 //! What the Debian package ships besides the binaries, generated from the clap
 //! definitions so that it can never disagree with `--help`: man pages (`csm(1)`,
-//! `csm-run(1)`, `csm-check(1)`, `csm-top(1)`, `csm-plot(1)`) and bash/zsh/fish completions.
+//! `csm-run(1)`, `csm-check(1)`, `csm-top(1)`, `csm-report(1)`, `csm-plot(1)`) and bash/zsh/fish completions.
 //! `csm __generate-assets DIR` (hidden) writes them; `cargo xtask deb` calls it.
 //!
 //! Also the `--version` string (with the commit) and the environment help that `csm
@@ -173,7 +173,7 @@ The hardened service unit: \fBsystemctl enable \-\-now csm\fR.
 .SH EXIT STATUS
 0 success; 1 runtime failure; 2 usage or configuration error.
 .SH SEE ALSO
-\fBcsm\-run\fR(1), \fBcsm\-check\fR(1), \fBcsm\-top\fR(1), \fBcsm\-plot\fR(1), \fBsystemctl\fR(1), \fBjournalctl\fR(1)
+\fBcsm\-run\fR(1), \fBcsm\-check\fR(1), \fBcsm\-top\fR(1), \fBcsm\-report\fR(1), \fBcsm\-plot\fR(1), \fBsystemctl\fR(1), \fBjournalctl\fR(1)
 "#;
 
 const PLOT_SEE_ALSO: &str = r#".SH SEE ALSO
@@ -193,6 +193,7 @@ mod tests {
             "man/csm-run.1",
             "man/csm-check.1",
             "man/csm-top.1",
+            "man/csm-report.1",
             "man/csm-plot.1",
             "completions/bash/csm",
             "completions/bash/csm-plot",
@@ -231,5 +232,10 @@ mod tests {
         assert!(read("man/csm-plot.1").contains("\\-\\-data\\-dir"));
         let top = read("man/csm-top.1");
         assert!(top.contains("\\-\\-once") && top.contains("q quit"));
+        let report = read("man/csm-report.1");
+        for flag in ["\\-\\-from", "\\-\\-tz", "\\-\\-format", "\\-\\-top"] {
+            assert!(report.contains(flag), "{flag} not in csm-report.1");
+        }
+        assert!(bash.contains("report"), "csm's completion knows `report`");
     }
 }

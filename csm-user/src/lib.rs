@@ -9,6 +9,7 @@
 //! - [`cli`]: flags, the TOML config, durations;
 //! - [`check`]: `csm check`, what this host supports;
 //! - [`top`]: `csm top`, the live view of the running daemon's counters;
+//! - [`report`]: `csm report`, what happened in a time range, from the Parquet tree;
 //! - [`assets`]: man pages and completions for the package, the version string.
 
 pub mod assets;
@@ -16,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod model;
+pub mod report;
 pub mod sources;
 #[cfg(test)]
 mod test_support;

@@ -598,6 +598,7 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         ("csm-run.1.gz", &["--config", "--data-dir", "--backend"][..]),
         ("csm-check.1.gz", &["--proc-root"][..]),
         ("csm-top.1.gz", &["--once", "--interval", "q quit"][..]),
+        ("csm-report.1.gz", &["--from", "--tz", "--format"][..]),
         ("csm-plot.1.gz", &["--data-dir", "--from"][..]),
     ] {
         let path = format!("/usr/share/man/man1/{page}");

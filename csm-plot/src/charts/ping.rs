@@ -83,34 +83,15 @@ fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
     columns
 }
 
-/// `[start, end)` of each run of measurements without a reply, ending where the next
-/// measurement starts; an outage still going on at the last measurement runs one step
-/// past it (the step before it), as `analysis/queries/ping_outages.sql` and
-/// `csm_analysis.ping_outages` count it.
+/// `[start, end)` of each outage, by csm's one definition ([`csm_store::outages`], the
+/// same as `analysis/queries/ping_outages.sql` and `csm_analysis.ping_outages`): from the
+/// first measurement without a reply to the next answered one; an ongoing outage runs one
+/// step past its last measurement.
 pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
-    let times: Vec<i64> = samples.iter().map(|s| s.ts_us).collect();
-    let mut spans = gauge_spans(&times);
-    if let ([.., before, last], Some(span)) = (times.as_slice(), spans.last_mut()) {
-        span.1 = last + (last - before);
-    }
-    let mut periods: Vec<(i64, i64)> = Vec::new();
-    let mut open: Option<(i64, i64)> = None;
-    for (sample, (start, end)) in samples.iter().zip(spans) {
-        if sample.received == 0 {
-            open = Some(match open {
-                Some((s, e)) if e >= start => (s, end),
-                Some(previous) => {
-                    periods.push(previous);
-                    (start, end)
-                }
-                None => (start, end),
-            });
-        } else if let Some(period) = open.take() {
-            periods.push(period);
-        }
-    }
-    periods.extend(open);
-    periods
+    csm_store::outages::outages(samples.iter().map(|s| (s.ts_us, s.received)))
+        .into_iter()
+        .map(|o| (o.start_us, o.until_us))
+        .collect()
 }
 
 fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
@@ -145,25 +126,8 @@ fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
     )
 }
 
-/// A duration as people say it: `12 s`, `4 min 30 s`, `15 min`, `2 h 5 min`, `3 d 4 h`
-/// (rounded to the second; the two largest units).
-pub fn duration_words(us: i64) -> String {
-    let s = (us.max(0) + 500_000) / 1_000_000;
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    let pair = |a: i64, ua: &str, b: i64, ub: &str| {
-        if b == 0 {
-            format!("{a} {ua}")
-        } else {
-            format!("{a} {ua} {b} {ub}")
-        }
-    };
-    match () {
-        _ if d > 0 => pair(d, "d", h, "h"),
-        _ if h > 0 => pair(h, "h", m, "min"),
-        _ if m > 0 => pair(m, "min", sec, "s"),
-        _ => format!("{sec} s"),
-    }
-}
+// How durations are written is shared with `csm report`.
+pub use csm_store::time::duration_words;
 
 /// The first line of notes: how many measurements, echoes and losses; a target that was
 /// never resolved or never answered says so in words rather than "0.0% lost".
@@ -381,19 +345,6 @@ mod tests {
         // Steps of 60 s, then 30 s: the SQL query's ongoing outage ends at 90 + 30 s.
         let samples = vec![sample(0, 3), sample(60, 3), sample(90, 0)];
         assert_eq!(outages(&samples), vec![(90_000_000, 120_000_000)]);
-    }
-
-    #[test]
-    fn durations_read_in_seconds_minutes_hours_and_days() {
-        assert_eq!(duration_words(12_000_000), "12 s");
-        assert_eq!(duration_words(11_600_000), "12 s");
-        assert_eq!(duration_words(270_000_000), "4 min 30 s");
-        assert_eq!(duration_words(900_000_000), "15 min");
-        assert_eq!(duration_words(7_500_000_000), "2 h 5 min");
-        assert_eq!(
-            duration_words(3 * 86_400_000_000 + 4 * 3_600_000_000),
-            "3 d 4 h"
-        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `csm`: the collector daemon (`csm run`) and the host check (`csm check`).
+//! `csm`: the collector daemon (`csm run`), the host check (`csm check`) and the report
+//! (`csm report`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(err.exit_code, &err.message),
         },
+        Command::Report(args) => csm::report::main(args),
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Command {
     Check(RootArgs),
     /// Live view: per-user CPU, memory and traffic, interfaces, ping (`q` quits).
     Top(crate::top::TopArgs),
+    /// What happened in a time range: users, interfaces, ping, beancounters, gaps.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]

@@ -21,7 +21,7 @@ pub enum Counters {
     /// The daemon's maps (read-only descriptors) and the readers it uses itself.
     Ebpf {
         cpu: Box<CpuReader>,
-        net: Option<NetReader>,
+        net: Option<Box<NetReader>>,
         daemon_pid: u32,
     },
     /// /proc, sampled here: CPU per uid and `/proc/net/dev` of this network namespace.
@@ -94,7 +94,7 @@ fn ebpf_counters(pin_dir: &PinDir, paths: HostPaths, daemon_pid: u32) -> anyhow:
     let mut loaded = ebpf::open_pinned_read_only(pin_dir)?;
     let cpu = CpuReader::new(&mut loaded, paths)?.never_writing();
     // Traffic maps are there when the daemon counts traffic.
-    let net = NetReader::new(&mut loaded).ok();
+    let net = NetReader::new(&mut loaded).ok().map(Box::new);
     Ok(Counters::Ebpf {
         cpu: Box::new(cpu),
         net,

@@ -1,10 +1,11 @@
-//! The time zone of a chart: UTC, a fixed offset, or a named zone of the tz database
-//! (`Europe/Berlin`) whose offset follows daylight saving time, instant by instant.
+//! The time zone a reader shows times in (`csm-plot --tz`, `csm report --tz`): UTC, a
+//! fixed offset, or a named zone of the tz database (`Europe/Berlin`) whose offset follows
+//! daylight saving time, instant by instant. [`parse_zone`] reads the flag.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use jiff::tz::TimeZone;
 
-/// A zone and the name charts write for it.
+/// A zone and the name readers write for it.
 #[derive(Clone, Debug)]
 pub struct Zone {
     tz: TimeZone,
@@ -86,9 +87,64 @@ impl Zone {
     }
 }
 
+/// `utc`, `local`, a tz database name (`Europe/Berlin`), or an offset: `+02:00`, `-0530`,
+/// `+2`.
+pub fn parse_zone(text: &str) -> Result<Zone, String> {
+    let bad = || {
+        format!(
+            "invalid time zone {text:?}; use utc, local, a name like Europe/Berlin or an offset \
+             like +02:00"
+        )
+    };
+    match text.trim() {
+        "utc" | "UTC" | "Z" => return Ok(Zone::utc()),
+        "local" => return Ok(Zone::system()),
+        name if name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) => {
+            return Zone::named(name).map_err(|err| format!("{err}; {}", bad()));
+        }
+        _ => {}
+    }
+    let (sign, rest) = match text.trim().split_at_checked(1).ok_or_else(bad)? {
+        ("+", rest) => (1, rest),
+        ("-", rest) => (-1, rest),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    let (hours, minutes) = match digits.len() {
+        1 | 2 => (digits.parse::<i32>().map_err(|_| bad())?, 0),
+        4 => (
+            digits[..2].parse::<i32>().map_err(|_| bad())?,
+            digits[2..].parse::<i32>().map_err(|_| bad())?,
+        ),
+        _ => return Err(bad()),
+    };
+    if hours > 23 || minutes > 59 {
+        return Err(bad());
+    }
+    Zone::fixed(sign * (hours * 3600 + minutes * 60)).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zones_read_as_names_or_offsets() {
+        let offset = |text: &str| parse_zone(text).map(|z| z.offset_at(0));
+        let east = |s| chrono::FixedOffset::east_opt(s).unwrap();
+        assert_eq!(offset("utc"), Ok(east(0)));
+        assert_eq!(offset("+02:00"), Ok(east(7200)));
+        assert_eq!(offset("-0530"), Ok(east(-19800)));
+        assert_eq!(offset("+2"), Ok(east(7200)));
+        assert!(parse_zone("Mars/Olympus")
+            .unwrap_err()
+            .contains("Mars/Olympus"));
+        assert!(parse_zone("+25:00").is_err());
+        // A named zone: Berlin is +01:00 in January and +02:00 in July.
+        let berlin = parse_zone("Europe/Berlin").unwrap();
+        assert_eq!(berlin.offset_at(1_767_225_600_000_000), east(3600));
+        assert_eq!(berlin.offset_at(1_782_864_000_000_000), east(7200));
+    }
 
     const HOUR_US: i64 = 3_600_000_000;
     /// 2026-03-29 01:00 UTC: Europe/Berlin moves from +01:00 to +02:00.

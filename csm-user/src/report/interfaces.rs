@@ -1,0 +1,178 @@
+//! The interfaces section: bytes and packets in and out per interface, each network
+//! namespace apart, with the peak rate; with `--by` one row per hour, day or month of the
+//! report's time zone, as `vnstat -d` / `-m` show them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use csm_store::zone::Zone;
+
+use super::read::NetSpan;
+use super::{rfc3339, Period};
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Interface {
+    /// The network namespace's inode; null from /proc (the host's own).
+    pub netns: Option<i64>,
+    pub iface: String,
+    /// With `--by`: the period's label in the report's zone (`2026-11-25`, `2026-11`,
+    /// `2026-11-25 10:00`) and its start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_start: Option<String>,
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+    pub rx_packets: i64,
+    pub tx_packets: i64,
+    /// The highest single interval's rate, bytes per second.
+    pub rx_bytes_per_s_peak: f64,
+    pub tx_bytes_per_s_peak: f64,
+}
+
+/// The section from the range's `net` rows.
+pub fn interfaces(rows: &[NetSpan], by: Option<Period>, zone: &Zone) -> Vec<Interface> {
+    let mut lines: BTreeMap<(Option<i64>, String, i64), Interface> = BTreeMap::new();
+    for row in rows {
+        let period = by.map(|by| period_of(by, zone, row.ts_us));
+        let key = (
+            row.netns,
+            row.iface.clone(),
+            period.as_ref().map_or(0, |p| p.1),
+        );
+        let line = lines.entry(key).or_insert_with(|| Interface {
+            netns: row.netns,
+            iface: row.iface.clone(),
+            period: period.as_ref().map(|p| p.0.clone()),
+            period_start: period.as_ref().map(|p| rfc3339(p.1)),
+            rx_bytes: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+            rx_bytes_per_s_peak: 0.0,
+            tx_bytes_per_s_peak: 0.0,
+        });
+        line.rx_bytes += row.rx_bytes;
+        line.tx_bytes += row.tx_bytes;
+        line.rx_packets += row.rx_packets;
+        line.tx_packets += row.tx_packets;
+        line.rx_bytes_per_s_peak = line.rx_bytes_per_s_peak.max(row.rx_peak);
+        line.tx_bytes_per_s_peak = line.tx_bytes_per_s_peak.max(row.tx_peak);
+    }
+    lines.into_values().collect()
+}
+
+/// The period holding a row (by the end of its interval, less a microsecond: a row
+/// ending at midnight belongs to the day before) and the period's start, in `zone`.
+pub fn period_of(by: Period, zone: &Zone, ts_us: i64) -> (String, i64) {
+    let at = ts_us - 1;
+    let local = zone.local(at);
+    let (label, start) = match by {
+        Period::Hour => (
+            local.format("%Y-%m-%d %H:00").to_string(),
+            local
+                .date_naive()
+                .and_hms_opt(chrono::Timelike::hour(&local), 0, 0),
+        ),
+        Period::Day => (
+            local.format("%Y-%m-%d").to_string(),
+            local.date_naive().and_hms_opt(0, 0, 0),
+        ),
+        Period::Month => (
+            local.format("%Y-%m").to_string(),
+            local
+                .date_naive()
+                .with_day(1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+        ),
+    };
+    let naive_us = start.map_or(at, |s| s.and_utc().timestamp_micros());
+    // The period's start in UTC, by the offset in force then (daylight saving time).
+    let offset_us = |t: i64| zone.offset_at(t).local_minus_utc() as i64 * 1_000_000;
+    let guess = naive_us - offset_us(at);
+    (label, naive_us - offset_us(guess))
+}
+
+use chrono::Datelike;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+    /// 2026-03-29 00:00 UTC: that night Europe/Berlin moves from +01:00 to +02:00.
+    const MAR29: i64 = 1_774_742_400_000_000;
+
+    fn span(ts_us: i64, iface: &str, netns: Option<i64>, rx: i64) -> NetSpan {
+        NetSpan {
+            ts_us,
+            dur_ms: 1000,
+            netns,
+            iface: iface.into(),
+            rx_bytes: rx,
+            tx_bytes: 2 * rx,
+            rx_packets: 1,
+            tx_packets: 2,
+            rx_peak: rx as f64,
+            tx_peak: 2.0 * rx as f64,
+        }
+    }
+
+    #[test]
+    fn same_named_interfaces_of_two_namespaces_stay_apart() {
+        let rows = [
+            span(H, "eth0", Some(1), 100),
+            span(H + 1_000_000, "eth0", Some(1), 300),
+            span(H, "eth0", Some(2), 5),
+        ];
+        let lines = interfaces(&rows, None, &Zone::utc());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (lines[0].netns, lines[0].rx_bytes, lines[0].tx_bytes),
+            (Some(1), 400, 800)
+        );
+        assert_eq!(
+            (lines[0].rx_packets, lines[0].rx_bytes_per_s_peak),
+            (2, 300.0)
+        );
+        assert_eq!((lines[1].netns, lines[1].rx_bytes), (Some(2), 5));
+    }
+
+    #[test]
+    fn days_follow_the_zone_and_its_daylight_saving_time() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        // 22:30 UTC on the 28th is 23:30 in Berlin (+01:00): still the 28th; 22:30 UTC on
+        // the 29th is 00:30 on the 30th (+02:00).
+        let rows = [
+            span(MAR29 - H - H / 2, "lo", None, 1),
+            span(MAR29 + 22 * H + H / 2, "lo", None, 2),
+            span(MAR29 + 12 * H, "lo", None, 4),
+        ];
+        let lines = interfaces(&rows, Some(Period::Day), &berlin);
+        let days: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.period.clone().unwrap(),
+                    l.period_start.clone().unwrap(),
+                    l.rx_bytes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                ("2026-03-28".into(), "2026-03-27T23:00:00.000000Z".into(), 1),
+                ("2026-03-29".into(), "2026-03-28T23:00:00.000000Z".into(), 4),
+                ("2026-03-30".into(), "2026-03-29T22:00:00.000000Z".into(), 2),
+            ]
+        );
+        // A row ending exactly at midnight UTC belongs to the day before.
+        assert_eq!(period_of(Period::Day, &Zone::utc(), MAR29).0, "2026-03-28");
+        assert_eq!(
+            period_of(Period::Month, &Zone::utc(), MAR29 + H).0,
+            "2026-03"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! The ping section: per target, measurements, loss, RTT median/p90/p99/max over every
+//! reply (nearest rank, as `ping_1m`: csm-store's `stats`), and each outage by csm's one
+//! definition (csm-store's `outages`, as the chart and `ping_outages.sql`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use csm_store::stats::quantile_sorted;
+use csm_store::PingRow;
+
+use super::rfc3339;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Target {
+    pub target: String,
+    pub measurements: i64,
+    pub sent: i64,
+    pub received: i64,
+    /// Null when nothing was sent (the name never resolved).
+    pub loss_pct: Option<f64>,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p90_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    pub rtt_max_ms: Option<f64>,
+    pub outages: Vec<Outage>,
+}
+
+/// Columns as `analysis/queries/ping_outages.sql` names them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outage {
+    #[serde(skip)]
+    pub start_us: i64,
+    #[serde(skip)]
+    pub end_us: Option<i64>,
+    pub start_ts: String,
+    /// Null while the outage goes on.
+    pub end_ts: Option<String>,
+    pub duration_s: f64,
+    pub measurements: usize,
+    pub first_error: Option<String>,
+    pub ongoing: bool,
+}
+
+/// The section from the range's `ping` rows (in time order).
+pub fn targets(rows: &[PingRow]) -> Vec<Target> {
+    let mut by_target: BTreeMap<&str, Vec<&PingRow>> = BTreeMap::new();
+    for row in rows {
+        by_target.entry(&row.target).or_default().push(row);
+    }
+    by_target
+        .into_iter()
+        .map(|(target, rows)| target_line(target, &rows))
+        .collect()
+}
+
+fn target_line(target: &str, rows: &[&PingRow]) -> Target {
+    let sent: i64 = rows.iter().map(|r| r.sent).sum();
+    let received: i64 = rows.iter().map(|r| r.received).sum();
+    let mut rtts: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.rtts_ms.iter().copied())
+        .collect();
+    rtts.sort_unstable_by(f64::total_cmp);
+    let outages = csm_store::outages::outages(rows.iter().map(|r| (r.ts_us, r.received)))
+        .into_iter()
+        .map(|o| Outage {
+            start_us: o.start_us,
+            end_us: o.end_us,
+            start_ts: rfc3339(o.start_us),
+            end_ts: o.end_us.map(rfc3339),
+            duration_s: o.duration_us() as f64 / 1e6,
+            measurements: o.measurements,
+            first_error: rows[o.first].error.clone(),
+            ongoing: o.ongoing(),
+        })
+        .collect();
+    Target {
+        target: target.to_string(),
+        measurements: rows.len() as i64,
+        sent,
+        received,
+        loss_pct: (sent > 0).then(|| 100.0 * (sent - received) as f64 / sent as f64),
+        rtt_p50_ms: quantile_sorted(&rtts, 0.5),
+        rtt_p90_ms: quantile_sorted(&rtts, 0.9),
+        rtt_p99_ms: quantile_sorted(&rtts, 0.99),
+        rtt_max_ms: rtts.last().copied(),
+        outages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn row(ts_s: i64, target: &str, rtts: &[f64], error: Option<&str>) -> PingRow {
+        PingRow {
+            ts_us: ts_s * S,
+            target: target.into(),
+            addr: None,
+            sent: if error.is_some() { 0 } else { 3 },
+            received: rtts.len() as i64,
+            rtt_min_ms: None,
+            rtt_avg_ms: None,
+            rtt_max_ms: None,
+            rtt_mdev_ms: None,
+            rtts_ms: rtts.to_vec(),
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn loss_nearest_rank_percentiles_and_outages() {
+        // Ten replies 1..=10 ms in four measurements, then two silent ones (ongoing).
+        let rows = vec![
+            row(0, "gw", &[1.0, 2.0, 3.0], None),
+            row(10, "gw", &[4.0, 5.0, 6.0], None),
+            row(20, "gw", &[7.0, 8.0, 9.0], None),
+            row(30, "gw", &[10.0], None),
+            row(40, "gw", &[], None),
+            row(50, "gw", &[], None),
+            row(0, "nohost", &[], Some("no such name")),
+        ];
+        let lines = targets(&rows);
+        let gw = &lines[0];
+        assert_eq!((gw.measurements, gw.sent, gw.received), (6, 18, 10));
+        assert!((gw.loss_pct.unwrap() - 800.0 / 18.0).abs() < 1e-9);
+        // ⌈10·0.5⌉ = 5th, ⌈10·0.9⌉ = 9th, ⌈10·0.99⌉ = 10th.
+        assert_eq!(gw.rtt_p50_ms, Some(5.0));
+        assert_eq!(gw.rtt_p90_ms, Some(9.0));
+        assert_eq!(gw.rtt_p99_ms, Some(10.0));
+        assert_eq!(gw.rtt_max_ms, Some(10.0));
+        let [outage] = &gw.outages[..] else {
+            panic!("{:?}", gw.outages)
+        };
+        assert_eq!(outage.start_ts, "1970-01-01T00:00:40.000000Z");
+        assert_eq!((outage.end_ts.clone(), outage.duration_s), (None, 20.0));
+        assert!(outage.ongoing);
+        let nohost = &lines[1];
+        assert_eq!((nohost.loss_pct, nohost.rtt_p50_ms), (None, None));
+        assert_eq!(
+            nohost.outages[0].first_error.as_deref(),
+            Some("no such name")
+        );
+    }
+}
