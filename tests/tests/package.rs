@@ -84,6 +84,29 @@ fn read_table(data_dir: &Path, table: &str) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("same schema")
 }
 
+/// Waits until the events table holds `event` with a detail starting with `detail`.
+fn wait_for_event(data_dir: &Path, event: &str, detail: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let mut files = Vec::new();
+        collect_parquet(&data_dir.join("events"), &mut files);
+        if !files.is_empty() {
+            let events = read_table(data_dir, "events");
+            let found = strings(&events, "event")
+                .into_iter()
+                .zip(strings(&events, "detail"))
+                .any(|(e, d)| {
+                    e.as_deref() == Some(event) && d.is_some_and(|d| d.starts_with(detail))
+                });
+            if found {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no `{event} {detail}…` event within {timeout:?}");
+}
+
 fn i64s(batch: &RecordBatch, name: &str) -> Vec<i64> {
     batch
         .column_by_name(name)
@@ -340,6 +363,8 @@ fn the_units_capabilities_are_enough_for_every_table() {
     assert_eq!(caps_of(daemon.pid(), "CapBnd"), expected, "bounding set");
     assert_eq!(caps_of(daemon.pid(), "CapEff"), expected, "effective set");
 
+    // Traffic before the network collector's first sample is its baseline, not counted.
+    wait_for_event(data.path(), "net_maps", "start", Duration::from_secs(20));
     loopback_traffic(4 << 20);
     // Memory is sampled at start and every 10 s (and at stop).
     std::thread::sleep(Duration::from_secs(5));
@@ -543,7 +568,7 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     assert!(installed(), "dpkg -i: {}", text(&out));
 
     // The binaries: stripped (the debug info is in the -dbgsym .ddeb beside the .deb),
-    // together under 25 MB, the same build as target/release.
+    // together under 30 MB, the same build as target/release.
     let mut total = 0;
     for bin in ["/usr/bin/csm", "/usr/bin/csm-plot"] {
         let meta = std::fs::metadata(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
@@ -554,7 +579,7 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         );
         total += meta.len();
     }
-    assert!(total < 25_000_000, "installed binaries take {total} bytes");
+    assert!(total < 30_000_000, "installed binaries take {total} bytes");
     let dbgsym = deb.with_file_name(format!(
         "csm-dbgsym_{}_amd64.ddeb",
         env!("CARGO_PKG_VERSION")
@@ -597,7 +622,10 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         ("csm.1.gz", &["CSM_LOG", "/etc/csm.toml", "csm\\-run"][..]),
         ("csm-run.1.gz", &["--config", "--data-dir", "--backend"][..]),
         ("csm-check.1.gz", &["--proc-root"][..]),
-        ("csm-top.1.gz", &["--once", "--interval", "q quit"][..]),
+        (
+            "csm-top.1.gz",
+            &["--once", "--interval", "Keys:", "reverses"][..],
+        ),
         ("csm-report.1.gz", &["--from", "--tz", "--format"][..]),
         ("csm-plot.1.gz", &["--data-dir", "--from"][..]),
     ] {
