@@ -44,7 +44,7 @@ fn main() {
             }
         }
     }
-    println!("machine: {}", machine());
+    println!("machine: {}", csm_store::layout::machine());
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
 
@@ -197,18 +197,4 @@ for table in ("cpu", "cpu_1m"):
         Ok(s) if s.success() => {}
         other => println!("duckdb query not run ({other:?}); pip install duckdb"),
     }
-}
-
-/// CPU model, cores, kernel: beside every absolute figure.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim())
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }

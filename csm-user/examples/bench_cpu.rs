@@ -42,7 +42,7 @@ fn main() -> Result<()> {
         .filter(|n| !n.trim().is_empty())
         .map(|n| n.trim().parse().context("CSM_BENCH_PROCESSES"))
         .collect::<Result<_>>()?;
-    println!("machine: {}", machine());
+    println!("machine: {}", csm_store::layout::machine());
     if pairs > 0 {
         storm_with_and_without_daemon(pairs, storm_secs)?;
         handler_cost(pairs.min(7), storm_secs)?;
@@ -58,20 +58,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU model, cores, kernel.
-fn machine() -> String {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim())
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }
 
 fn storm_with_and_without_daemon(pairs: usize, secs: Duration) -> Result<()> {

@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         .map_or(Ok(2.0), |s| s.parse())
         .context("SECONDS")?;
     let dur = Duration::from_secs_f64(secs);
-    println!("machine: {}", machine());
+    println!("machine: {}", csm_store::layout::machine());
     if args.get(3).is_some_and(|a| a == "kernel") {
         return kernel_cost(runs, dur);
     }
@@ -421,18 +421,4 @@ fn pingpong_per_s(dur: Duration, listener: TcpListener) -> Result<(f64, f64)> {
     drop(client);
     echo.join().expect("echo thread")?;
     Ok((trips as f64 / start.elapsed().as_secs_f64(), trips as f64))
-}
-
-/// CPU model, cores, kernel: beside every absolute figure.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim())
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }
