@@ -48,6 +48,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(err) => return fail(2, &err.to_string()),
             };
+            if settings.backend != csm::daemon::settings::Backend::Proc {
+                csm::sources::ebpf::loader::prepare_loader_early();
+            }
             match csm::daemon::run(settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(err.exit_code, &err.message),
