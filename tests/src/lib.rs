@@ -22,11 +22,13 @@ pub mod data;
 pub mod net;
 pub mod netns;
 pub mod ping;
+pub mod run_time;
 pub mod workload;
 
 pub use daemon::{Daemon, DaemonBuilder, OnDrop};
 pub use data::{DataDir, Tmpfs};
 pub use netns::{veth, Ipv6, Link, Netns};
+pub use run_time::{RunTime, RunTimeFollower};
 pub use workload::{schedstat_ns, wait_cpu_ns, Rng, TestUser};
 
 /// `target/release/<name>` of this workspace (`csm`, `csm-plot`): the tests run the real

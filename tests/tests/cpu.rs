@@ -5,9 +5,7 @@
 use std::time::{Duration, Instant};
 
 use csm::store::{CpuRow, Source};
-use csm_tests::{
-    now_us, python, require_root, schedstat_ns, wait_cpu_ns, Daemon, DataDir, TestUser,
-};
+use csm_tests::{python, require_root, wait_cpu_ns, Daemon, DataDir, RunTime, TestUser};
 
 /// A 5 s busy loop (no forks) as one user and 1,000 short processes as another, at once.
 #[test]
@@ -35,7 +33,7 @@ fn per_user_cpu_matches_the_kernels_accounting() {
         .shell("for i in $(seq 1000); do /bin/true; done")
         .spawn()
         .expect("start the short processes");
-    let follow = std::thread::spawn(move || follow_run_time(burn_pid, Duration::from_secs(5)));
+    let follow = std::thread::spawn(move || RunTime::follow_for(burn_pid, Duration::from_secs(5)));
     let (forks_status, forks_ns) = wait_cpu_ns(forks);
     assert!(libc::WIFEXITED(forks_status) && libc::WEXITSTATUS(forks_status) == 0);
     let forks_secs = started.elapsed().as_secs_f64();
@@ -68,7 +66,6 @@ fn per_user_cpu_matches_the_kernels_accounting() {
 
     // Each 1 s interval wholly inside the burn shows what the burn really ran in it: one
     // full core on a quiet machine (100 ± 5 %), less when other work competes for the CPU.
-    let (first_us, last_us) = (run_time[0].0, run_time[run_time.len() - 1].0);
     let burner_rows: Vec<&CpuRow> = cpu.iter().filter(|r| r.uid == burner.uid as i64).collect();
     let inside = intervals_against_run_time(&burner_rows, &run_time);
     println!("burn intervals (csm %, schedstat %): {inside:.1?}");
@@ -82,9 +79,7 @@ fn per_user_cpu_matches_the_kernels_accounting() {
             "a burn interval shows {csm:.1} % where the burn ran {truth:.1} %: {inside:?}"
         );
     }
-    let quiet = run_time_at(&run_time, last_us) - run_time_at(&run_time, first_us)
-        >= 0.97 * (last_us - first_us) as f64 * 1000.0;
-    if quiet {
+    if run_time.had_a_core() {
         for (csm, _) in &inside {
             assert!(
                 (95.0..=105.0).contains(csm),
@@ -132,7 +127,7 @@ fn two_burning_users_stay_within_the_machine_in_every_interval() {
         .iter()
         .map(|burn| {
             let pid = burn.id();
-            std::thread::spawn(move || follow_run_time(pid, Duration::from_secs(30)))
+            std::thread::spawn(move || RunTime::follow_for(pid, Duration::from_secs(30)))
         })
         .collect();
     let run_times: Vec<_> = follows.into_iter().map(|f| f.join().unwrap()).collect();
@@ -189,44 +184,13 @@ fn two_burning_users_stay_within_the_machine_in_every_interval() {
 
 /// `(csm %, schedstat %)` of each row whose interval lies wholly inside the run time
 /// samples.
-fn intervals_against_run_time(rows: &[&CpuRow], run_time: &[(i64, u64)]) -> Vec<(f64, f64)> {
-    let (first_us, last_us) = (run_time[0].0, run_time[run_time.len() - 1].0);
+fn intervals_against_run_time(rows: &[&CpuRow], run_time: &RunTime) -> Vec<(f64, f64)> {
     rows.iter()
-        .filter(|r| r.ts_us - r.dur_ms * 1000 >= first_us && r.ts_us <= last_us)
-        .map(|r| {
-            let (from, to) = (r.ts_us - r.dur_ms * 1000, r.ts_us);
-            let truth_ns = run_time_at(run_time, to) - run_time_at(run_time, from);
-            (r.cpu_pct, truth_ns * 100.0 / ((to - from) as f64 * 1000.0))
+        .filter(|r| {
+            r.ts_us - r.dur_ms * 1000 >= run_time.first_us() && r.ts_us <= run_time.last_us()
         })
+        .map(|r| (r.cpu_pct, run_time.pct(r.ts_us - r.dur_ms * 1000, r.ts_us)))
         .collect()
-}
-
-/// `(wall µs, run time ns)` of a thread every 10 ms for `how_long`.
-fn follow_run_time(pid: u32, how_long: Duration) -> Vec<(i64, u64)> {
-    let end = Instant::now() + how_long;
-    let mut samples = Vec::new();
-    while Instant::now() < end {
-        if let Some(ns) = schedstat_ns(pid) {
-            samples.push((now_us(), ns));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        samples.len() > 100,
-        "could not follow /proc/{pid}/schedstat"
-    );
-    samples
-}
-
-/// Run time at a wall time, interpolated between the samples around it.
-fn run_time_at(samples: &[(i64, u64)], at_us: i64) -> f64 {
-    let after = samples
-        .partition_point(|(t, _)| *t < at_us)
-        .clamp(1, samples.len() - 1);
-    let (t0, v0) = samples[after - 1];
-    let (t1, v1) = samples[after];
-    let frac = (at_us - t0) as f64 / (t1 - t0).max(1) as f64;
-    v0 as f64 + (v1 as f64 - v0 as f64) * frac
 }
 
 fn assert_within(measured: u64, truth: u64, tolerance: f64, what: &str) {

@@ -13,8 +13,8 @@ use csm::sources::ebpf::pins::{self, PinDir};
 use csm::sources::ebpf::read_only::open_pinned_map_read_only;
 use csm::store::CpuRow;
 use csm_tests::{
-    csm_bin, now_us, require_root, run_csm, schedstat_ns, wait_cpu_ns, wait_until, Daemon, DataDir,
-    TestUser,
+    csm_bin, now_us, require_root, run_csm, wait_cpu_ns, wait_until, Daemon, DataDir,
+    RunTimeFollower, TestUser,
 };
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 
@@ -33,36 +33,6 @@ fn stop_burn(burn: Child) -> u64 {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
     wait_cpu_ns(burn).1
-}
-
-/// `(wall µs, run time ns)` of a thread every 10 ms, until `stop` is set.
-fn follow_run_time(pid: u32, stop: Arc<Mutex<bool>>) -> Vec<(i64, u64)> {
-    let mut samples = Vec::new();
-    while !*stop.lock().unwrap() {
-        if let Some(ns) = schedstat_ns(pid) {
-            samples.push((now_us(), ns));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(samples.len() > 50, "could not follow /proc/{pid}/schedstat");
-    samples
-}
-
-/// Run time at a wall time, interpolated between the samples around it.
-fn run_time_at(samples: &[(i64, u64)], at_us: i64) -> f64 {
-    let after = samples
-        .partition_point(|(t, _)| *t < at_us)
-        .clamp(1, samples.len() - 1);
-    let (t0, v0) = samples[after - 1];
-    let (t1, v1) = samples[after];
-    let frac = (at_us - t0) as f64 / (t1 - t0).max(1) as f64;
-    v0 as f64 + (v1 as f64 - v0 as f64) * frac
-}
-
-/// What the burn really ran between two wall times, in % of one core.
-fn truth_pct(samples: &[(i64, u64)], from_us: i64, to_us: i64) -> f64 {
-    (run_time_at(samples, to_us) - run_time_at(samples, from_us)) * 100.0
-        / ((to_us - from_us) as f64 * 1000.0)
 }
 
 fn ebpf_daemon(data: &DataDir) -> Daemon {
@@ -110,15 +80,10 @@ fn top_once_shows_a_one_core_burn_at_its_rate() {
     let data = DataDir::new();
     let daemon = ebpf_daemon(&data);
     let burning = burn(&burner);
-    let stop = Arc::new(Mutex::new(false));
-    let follow = {
-        let (pid, stop) = (burning.id(), stop.clone());
-        std::thread::spawn(move || follow_run_time(pid, stop))
-    };
+    let follow = RunTimeFollower::start(burning.id());
     std::thread::sleep(Duration::from_millis(500));
     let snapshot = top_once_json(&data, "2s");
-    *stop.lock().unwrap() = true;
-    let run_time = follow.join().unwrap();
+    let run_time = follow.finish();
     stop_burn(burning);
     daemon.stop();
 
@@ -131,7 +96,7 @@ fn top_once_shows_a_one_core_burn_at_its_rate() {
     let csm = line["cpu_pct"].as_f64().unwrap();
     let to_us = snapshot["ts_us"].as_i64().unwrap();
     let from_us = to_us - (snapshot["interval_s"].as_f64().unwrap() * 1e6) as i64;
-    let truth = truth_pct(&run_time, from_us, to_us);
+    let truth = run_time.pct(from_us, to_us);
     println!("csm top: {csm:.1} %, schedstat: {truth:.1} %");
     assert!(
         (csm - truth).abs() <= 5.0,
@@ -167,15 +132,10 @@ fn top_samples_proc_itself_beside_a_proc_daemon() {
         .backend("proc")
         .start();
     let burning = burn(&burner);
-    let stop = Arc::new(Mutex::new(false));
-    let follow = {
-        let (pid, stop) = (burning.id(), stop.clone());
-        std::thread::spawn(move || follow_run_time(pid, stop))
-    };
+    let follow = RunTimeFollower::start(burning.id());
     std::thread::sleep(Duration::from_millis(500));
     let snapshot = top_once_json(&data, "2s");
-    *stop.lock().unwrap() = true;
-    let run_time = follow.join().unwrap();
+    let run_time = follow.finish();
     stop_burn(burning);
     daemon.stop();
 
@@ -186,7 +146,7 @@ fn top_samples_proc_itself_beside_a_proc_daemon() {
         .unwrap();
     let to_us = snapshot["ts_us"].as_i64().unwrap();
     let from_us = to_us - (snapshot["interval_s"].as_f64().unwrap() * 1e6) as i64;
-    let truth = truth_pct(&run_time, from_us, to_us);
+    let truth = run_time.pct(from_us, to_us);
     println!("csm top on /proc: {csm:.1} %, schedstat: {truth:.1} %");
     // /proc counts in clock ticks (10 ms): a 2 s interval is exact to about 1 point.
     assert!((csm - truth).abs() <= 5.0, "{csm:.1} % vs {truth:.1} %");
@@ -236,11 +196,7 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
     let data = DataDir::new();
     let daemon = ebpf_daemon(&data);
     let burning = burn(&burner);
-    let stop = Arc::new(Mutex::new(false));
-    let follow = {
-        let (pid, stop) = (burning.id(), stop.clone());
-        std::thread::spawn(move || follow_run_time(pid, stop))
-    };
+    let follow = RunTimeFollower::start(burning.id());
     let pins = PinDir::for_data_dir(Path::new(pins::BPFFS), data.path());
     wait_until("the daemon pins its maps", Duration::from_secs(5), || {
         pins.map("CPU_BASELINE").exists()
@@ -292,8 +248,7 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
     assert_eq!(cpu_baseline(&pins), baseline, "CPU_BASELINE is unchanged");
 
     std::thread::sleep(Duration::from_millis(500));
-    *stop.lock().unwrap() = true;
-    let run_time = follow.join().unwrap();
+    let run_time = follow.finish();
     let burn_ns = stop_burn(burning);
     std::thread::sleep(Duration::from_millis(2500));
     daemon.stop();
@@ -307,7 +262,7 @@ fn top_leaves_the_daemons_counters_and_rows_alone() {
         rows.iter()
             .filter(|r| r.ts_us - r.dur_ms * 1000 >= from && r.ts_us <= to)
             .map(|r| {
-                let truth = truth_pct(&run_time, r.ts_us - r.dur_ms * 1000, r.ts_us);
+                let truth = run_time.pct(r.ts_us - r.dur_ms * 1000, r.ts_us);
                 (r.cpu_pct, truth)
             })
             .collect()
