@@ -1,10 +1,11 @@
 //! What csm costs the CPU (`cargo xtask bench cpu`, as root). One line per figure.
 //!
 //! - Context-switch storm: two processes pinned to CPU 0 bounce a byte over two pipes
-//!   (two switches per round trip) for 2 s, alternately without and with the whole daemon
-//!   running (`csm run --interval 1s`, everything on, 2 s after its programs attached), 12
-//!   pairs, in alternating order, 2 s of rest after each daemon stops; the median rates and
-//!   the median of the per-pair loss.
+//!   (two switches per round trip) for 2 s: without csm, with the whole daemon running
+//!   (`csm run --interval 1s`, everything on, 2 s after its programs attached), and with
+//!   only an empty program on sched_switch (the floor of any design); 12 rounds of the
+//!   three in rotating order, 2 s of rest after each start and stop; the median rates and
+//!   the medians of the losses paired within a round.
 //! - The sched_switch handler's kernel run time per event (BPF stats) during the storm,
 //!   beside an empty program on the same hook (the floor the stats add to every program):
 //!   "handler − floor" is the handler's own body and compares across machines.
@@ -27,8 +28,8 @@ use anyhow::{bail, Context, Result};
 use aya::programs::links::PinnedLink;
 use aya::programs::{loaded_programs, BtfTracePoint};
 use aya::Btf;
-use csm::sources::ebpf::load_and_attach;
 use csm::sources::ebpf::pins::{data_dir_key, BPFFS};
+use csm::sources::ebpf::{load_and_attach, Loaded};
 use csm::sources::host::HostPaths;
 use csm_common::names;
 
@@ -61,32 +62,41 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn storm_with_and_without_daemon(pairs: usize, secs: Duration) -> Result<()> {
-    let (mut without, mut with, mut losses) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in 0..pairs {
-        // Alternate which run comes first, and let each start and stop settle: a daemon's
-        // teardown (programs and maps freed by deferred kernel work) or start-up (its first
+    let (mut without, mut with, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut losses, mut floor_losses) = (Vec::new(), Vec::new());
+    for round in 0..pairs {
+        // Rotate the order, and let each start and stop settle: a daemon's teardown
+        // (programs and maps freed by deferred kernel work) or start-up (its first
         // samples) would otherwise land in the neighbouring run.
-        let (off, on) = if pair % 2 == 0 {
-            let off = storm_round_trips_per_s(secs)?;
-            (off, storm_with_daemon(secs)?)
-        } else {
-            let on = storm_with_daemon(secs)?;
-            (storm_round_trips_per_s(secs)?, on)
-        };
+        let mut off = 0.0;
+        let mut on = 0.0;
+        let mut floor = 0.0;
+        for arm in (0..3).map(|i| (i + round) % 3) {
+            match arm {
+                0 => off = storm_round_trips_per_s(secs)?,
+                1 => on = storm_with_daemon(secs)?,
+                _ => floor = storm_with_empty_program(secs)?,
+            }
+        }
         without.push(off);
         with.push(on);
+        empty.push(floor);
         losses.push((off - on) / off * 100.0);
+        floor_losses.push((off - floor) / off * 100.0);
     }
-    let (off, on) = (median(&mut without), median(&mut with));
+    let (off, on, floor) = (median(&mut without), median(&mut with), median(&mut empty));
     println!(
-        "context-switch storm (2 processes on CPU 0, pipes, {pairs} interleaved pairs of {:.1} s): \
-         {off:.0} round trips/s without csm, {on:.0} with the daemon (medians)",
+        "context-switch storm (2 processes on CPU 0, pipes, {pairs} interleaved rounds of {:.1} s): \
+         {off:.0} round trips/s without csm, {on:.0} with the daemon, {floor:.0} with only an \
+         empty program on sched_switch (medians)",
         secs.as_secs_f64()
     );
     println!(
-        "context-switch storm: {:.2} % fewer round trips with csm (median of the paired losses), \
-         {:+.3} µs per switch",
+        "context-switch storm: {:.2} % fewer round trips with csm, {:.2} % with the empty program \
+         alone (the floor any sched_switch program costs; medians of the paired losses), \
+         {:+.3} µs per switch with csm",
         median(&mut losses),
+        median(&mut floor_losses),
         (1e6 / on - 1e6 / off) / 2.0
     );
     Ok(())
@@ -101,6 +111,33 @@ fn storm_with_daemon(secs: Duration) -> Result<f64> {
     daemon.stop();
     std::thread::sleep(SETTLE);
     Ok(on)
+}
+
+/// The storm with csm's sched_switch handler replaced by the empty program (no daemon,
+/// and the network programs it also attaches do not run for pipes): what any program on
+/// that hook costs there.
+fn storm_with_empty_program(secs: Duration) -> Result<f64> {
+    let mut loaded = load_and_attach(&HostPaths::default())?;
+    if !loaded.detach_program(names::PROG_SCHED_SWITCH_BTF) {
+        bail!("{} was not attached", names::PROG_SCHED_SWITCH_BTF);
+    }
+    attach_empty_program(&mut loaded)?;
+    std::thread::sleep(SETTLE);
+    let rate = storm_round_trips_per_s(secs)?;
+    drop(loaded);
+    std::thread::sleep(SETTLE);
+    Ok(rate)
+}
+
+fn attach_empty_program(loaded: &mut Loaded) -> Result<()> {
+    let btf = Btf::from_sys_fs().context("kernel BTF")?;
+    let floor: &mut BtfTracePoint = loaded
+        .program_mut(names::PROG_FLOOR_SCHED)
+        .context("floor program missing")?
+        .try_into()?;
+    floor.load("sched_switch", &btf).context("load floor")?;
+    floor.attach().context("attach floor")?;
+    Ok(())
 }
 
 /// Two processes pinned to CPU 0 pass a byte back and forth through two pipes for `secs`:
@@ -152,13 +189,7 @@ fn handler_cost(rounds: usize, secs: Duration) -> Result<()> {
     // Keeps run-time statistics on while the fd lives.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enable BPF stats")?;
     let mut loaded = load_and_attach(&HostPaths::default())?;
-    let btf = Btf::from_sys_fs().context("kernel BTF")?;
-    let floor: &mut BtfTracePoint = loaded
-        .program_mut(names::PROG_FLOOR_SCHED)
-        .context("floor program missing")?
-        .try_into()?;
-    floor.load("sched_switch", &btf).context("load floor")?;
-    floor.attach().context("attach floor")?;
+    attach_empty_program(&mut loaded)?;
     let (mut handler, mut empty) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let stats = |name| -> Result<(u64, u64)> {

@@ -473,7 +473,9 @@ static EARLY_LOADER: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
 pub fn prepare_loader_early() {
     let mut loader = EbpfLoader::new();
     loader.btf(None);
-    *EARLY_LOADER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(loader);
+    *EARLY_LOADER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(loader);
 }
 
 fn take_loader() -> EbpfLoader<'static> {
