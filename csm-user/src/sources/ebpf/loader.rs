@@ -8,12 +8,13 @@ use anyhow::Context;
 use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::trace_point::TracePointLink;
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
+use csm_common::{names, MemOffsets, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
 use super::attach::{self, verifier_summary, NetAttached};
+use super::mem::MemIter;
 use super::pins::{self, PinDir};
 use super::{btf, read_only, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
@@ -60,6 +61,8 @@ pub struct Loaded {
     pub notes: Vec<String>,
     /// Which network programs are attached.
     pub net: NetAttached,
+    /// The memory iterator (RSS and swap of every process), or why there is none.
+    pub mem: Result<MemIter, String>,
 }
 
 enum HeldLink {
@@ -116,6 +119,7 @@ impl Loaded {
             adopted: false,
             instance: None,
             notes: Vec::new(),
+            mem: Err("not loaded".into()),
         }
     }
 }
@@ -133,6 +137,7 @@ impl Loaded {
             adopted: false,
             instance: None,
             notes: Vec::new(),
+            mem: Err("not loaded".into()),
         }
     }
 }
@@ -161,11 +166,23 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
         Ok(kernel) => btf::net_offsets(kernel).map_err(|err| format!("{err:#}")),
         Err(err) => Err(format!("{err:#}")),
     };
-    let attach_targets = kernel_btf.and_then(|kernel| kernel.attach_targets(&TP_BTF_TARGETS));
+    let mem_offsets = match &kernel_btf {
+        Ok(kernel) => possible_cpus().and_then(|cpus| btf::mem_offsets(kernel, cpus)),
+        Err(err) => Err(anyhow::anyhow!("{err:#}")),
+    }
+    .map_err(|err| format!("{err:#}"));
+    let attach_targets = kernel_btf.and_then(|kernel| {
+        let mut targets = kernel.attach_targets(&TP_BTF_TARGETS)?;
+        if let Err(err) = kernel.add_iterator(&mut targets, "task") {
+            debug!("{err:#}");
+        }
+        Ok(targets)
+    });
     let mut ebpf = load_object(
         offsets.unwrap_or_default(),
         format,
         bench_uid_source(net_offsets.clone().unwrap_or_default()),
+        mem_offsets.clone().unwrap_or_default(),
     )?;
     // Only the attach points' typedefs, at their vmlinux ids: what BtfTracePoint::load
     // looks up (see btf.rs).
@@ -203,8 +220,14 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             .into_iter()
             .map(|(program, link)| HeldLink::Fd(program, link)),
     );
+    let mem = match (mem_offsets, &targets) {
+        (Ok(_), Ok(targets)) => attach_mem_iter(&mut ebpf, targets),
+        (Err(why), _) => Err(format!("no memory offsets: {why}")),
+        (_, Err(why)) => Err(why.clone()),
+    };
     let mut loaded = Loaded::fresh(ebpf, links, sched, fallback_reason);
     loaded.net = net;
+    loaded.mem = mem;
     Ok(loaded)
 }
 
@@ -372,6 +395,8 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         adopted: true,
         notes: Vec::new(),
         net,
+        // The iterator keeps no state: it is not pinned, and adopted state has none.
+        mem: Err("eBPF state adopted from pins of a crashed run".into()),
     })
 }
 
@@ -462,6 +487,7 @@ fn load_object(
     offsets: TaskOffsets,
     format: SwitchFormat,
     net: NetOffsets,
+    mem: MemOffsets,
 ) -> Result<Ebpf, SourceError> {
     raise_memlock_limit();
     EbpfLoader::new()
@@ -471,6 +497,7 @@ fn load_object(
         .override_global("TASK_OFFSETS", &offsets, true)
         .override_global("SWITCH_FORMAT", &format, true)
         .override_global("NET_OFFSETS", &net, true)
+        .override_global("MEM_OFFSETS", &mem, true)
         .load(EBPF_OBJECT)
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
@@ -528,6 +555,28 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
         names::PROG_SCHED_SWITCH_BTF,
         FdLink::from(link),
     ))
+}
+
+/// Loads the task iterator that reports every process's memory counters and attaches it
+/// (an iterator's link only makes walks possible: nothing runs until one is read).
+fn attach_mem_iter(ebpf: &mut Ebpf, btf: &Btf) -> Result<MemIter, String> {
+    let name = names::PROG_MEM_TASKS;
+    let program: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|err| format!("{err}"))?;
+    program
+        .load("task", btf)
+        .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
+    let fd = program.fd().map_err(|err| format!("{name}: {err}"))?;
+    MemIter::new(fd).map_err(|err| format!("{err:#}"))
+}
+
+/// Number of possible CPU ids, from /sys/devices/system/cpu/possible.
+fn possible_cpus() -> anyhow::Result<u32> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, err)| anyhow::anyhow!("{path}: {err}"))?;
+    Ok(u32::try_from(cpus)?)
 }
 
 fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, String> {
