@@ -8,7 +8,10 @@
 //! (status and smaps_rollup), the others have `pss_bytes` null. Without the iterator,
 //! every sample is a /proc sample with PSS, as before.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
 
 use crate::daemon::collector::{Collector, Kind};
 use crate::daemon::{now_us, Rows};
@@ -97,11 +100,20 @@ impl Collector for MemCollector {
         if pss_due(&mut c.last_slot, c.every, SystemTime::now()) {
             return self.proc.sample();
         }
-        c.iter.sample().or_else(|err| {
+        iterator_sample(&mut c.iter, &mut self.proc).or_else(|err| {
             tracing::warn!("mem: the eBPF iterator failed ({err:#}); this sample from /proc");
             self.proc.sample()
         })
     }
+}
+
+/// Every process's RSS and swap from the iterator, and from /proc for any process the
+/// iterator did not visit.
+pub fn iterator_sample(iter: &mut MemIter, proc: &mut ProcMemSampler) -> Result<Vec<ProcessMem>> {
+    let mut processes = iter.sample()?;
+    let seen: HashSet<u32> = processes.iter().map(|p| p.pid).collect();
+    processes.extend(proc.status_except(&seen)?);
+    Ok(processes)
 }
 
 /// INT64 columns: values beyond i64::MAX (never seen in practice) saturate.

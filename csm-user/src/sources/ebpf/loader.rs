@@ -561,6 +561,11 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
 /// (an iterator's link only makes walks possible: nothing runs until one is read).
 fn attach_mem_iter(ebpf: &mut Ebpf, btf: &Btf) -> Result<MemIter, String> {
     let name = names::PROG_MEM_TASKS;
+    // The records carry the kernel's pids (the initial namespace's), which name the same
+    // processes as /proc only there.
+    if !in_initial_pid_namespace() {
+        return Err("csm runs in a pid namespace of its own".into());
+    }
     let program: &mut Iter = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -571,6 +576,11 @@ fn attach_mem_iter(ebpf: &mut Ebpf, btf: &Btf) -> Result<MemIter, String> {
         .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
     let fd = program.fd().map_err(|err| format!("{name}: {err}"))?;
     MemIter::new(fd).map_err(|err| format!("{err:#}"))
+}
+
+/// `PROC_PID_INIT_INO` (include/linux/proc_ns.h): the initial pid namespace's inode.
+fn in_initial_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|link| link.as_os_str() == "pid:[4026531836]")
 }
 
 /// Number of possible CPU ids, from /sys/devices/system/cpu/possible.

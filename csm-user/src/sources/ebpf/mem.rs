@@ -28,6 +28,9 @@ pub struct MemIter {
     last_len: usize,
 }
 
+/// The first read's size: a page, what the kernel's iterator buffer holds at first.
+const MIN_READ: usize = 4096;
+
 /// More than any host's processes need (48 bytes each: 20 million processes).
 const MAX_ITER_BYTES: u64 = 1 << 30;
 
@@ -61,7 +64,9 @@ impl MemIter {
     /// The raw records of one walk (pid, uid and page counts per process).
     pub fn records(&mut self) -> Result<Vec<MemRecord>> {
         let file = iter_create(&self.link).context("start a memory iterator walk")?;
-        let mut bytes = Vec::with_capacity(self.last_len + self.last_len / 8);
+        // Never a read shorter than a record: std's first probe read of 32 bytes lost
+        // the walk's first record (pid 1) on Linux 6.18.
+        let mut bytes = Vec::with_capacity((self.last_len + self.last_len / 8).max(MIN_READ));
         file.take(MAX_ITER_BYTES)
             .read_to_end(&mut bytes)
             .context("read the memory iterator")?;
@@ -75,6 +80,7 @@ impl MemIter {
 fn process_mem(record: &MemRecord, page_size: u64) -> ProcessMem {
     let pages = |i: usize| record.pages[i].max(0) as u64;
     ProcessMem {
+        pid: record.pid,
         uid: record.uid,
         rss: (pages(MM_FILEPAGES) + pages(MM_ANONPAGES) + pages(MM_SHMEMPAGES)) * page_size,
         pss: None,
@@ -172,6 +178,7 @@ mod tests {
         assert_eq!(
             process_mem(&parsed[0], 4096),
             ProcessMem {
+                pid: 7,
                 uid: 1000,
                 rss: 30 * 4096,
                 pss: None,
