@@ -319,3 +319,25 @@ fn iterator_loads_through_the_daemon_loader_and_equals_status() {
         .sum();
     assert_eq!(mine, truth(&holders.pids).rss);
 }
+
+/// A daemon that adopts a crashed run's pinned programs still gets the iterator (it keeps
+/// no state and is not pinned: it is loaded afresh).
+#[test]
+fn the_iterator_survives_a_crash_and_adoption() {
+    require_root();
+    let data = DataDir::new();
+    let first = Daemon::killable(&data).args(["--interval", "1s"]).start();
+    first.kill();
+    let second = Daemon::killable(&data).args(["--interval", "1s"]).start();
+    let log = second.log_text();
+    second.stop();
+    let adopted = data
+        .events()
+        .iter()
+        .any(|(_, e)| format!("{e:?}").contains("adopted pinned state"));
+    assert!(adopted, "the second daemon did not adopt the pins:\n{log}");
+    assert!(
+        log.contains("mem rss/swap by task iterator"),
+        "no iterator after adoption:\n{log}"
+    );
+}

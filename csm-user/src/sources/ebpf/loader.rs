@@ -268,6 +268,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
                 dir.write_owner(data_dir);
                 notes.push(format!("adopted pinned state {}", dir.path.display()));
                 loaded.notes = notes;
+                loaded.mem = load_mem_iter_alone(paths);
                 return Ok(loaded);
             }
             Err(err) => {
@@ -395,7 +396,7 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         adopted: true,
         notes: Vec::new(),
         net,
-        // The iterator keeps no state: it is not pinned, and adopted state has none.
+        // The iterator keeps no state: it is not pinned; see load_mem_iter_alone.
         mem: Err("eBPF state adopted from pins of a crashed run".into()),
     })
 }
@@ -555,6 +556,31 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
         names::PROG_SCHED_SWITCH_BTF,
         FdLink::from(link),
     ))
+}
+
+/// The memory iterator alone, for a daemon that adopted a crashed run's pinned programs:
+/// it keeps no state, so a fresh load serves (the object's other maps and programs are
+/// created and dropped again).
+fn load_mem_iter_alone(paths: &HostPaths) -> Result<MemIter, String> {
+    let (offsets, btf) = {
+        let kernel = btf::KernelBtf::read(&paths.vmlinux_btf()).map_err(|e| format!("{e:#}"))?;
+        let offsets = possible_cpus()
+            .and_then(|cpus| btf::mem_offsets(&kernel, cpus))
+            .map_err(|e| format!("no memory offsets: {e:#}"))?;
+        let mut targets = kernel.attach_targets(&[]).map_err(|e| format!("{e:#}"))?;
+        kernel
+            .add_iterator(&mut targets, "task")
+            .map_err(|e| format!("{e:#}"))?;
+        (offsets, targets.stand_in().map_err(|e| format!("{e:#}"))?)
+    };
+    let mut ebpf = load_object(
+        TaskOffsets::default(),
+        SwitchFormat::default(),
+        NetOffsets::default(),
+        offsets,
+    )
+    .map_err(|e| format!("{e}"))?;
+    attach_mem_iter(&mut ebpf, &btf)
 }
 
 /// Loads the task iterator that reports every process's memory counters and attaches it
