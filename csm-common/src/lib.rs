@@ -220,6 +220,11 @@ pub const MM_SWAPENTS: usize = 2;
 pub const MM_SHMEMPAGES: usize = 3;
 pub const NR_MM_COUNTERS: usize = 4;
 
+/// `MemRecord::uid` of the record the iterator writes last, at the end of a walk: its
+/// `pid` is 0 and `pages[0]` the number of tasks (threads, kernel threads included) the
+/// walk visited, less one (the kernel's `seq_num` of the last one).
+pub const MEM_TRAILER_UID: u32 = u32::MAX;
+
 /// One process's memory counters, as the iterator writes them (a fixed-size record per
 /// thread-group leader with an mm). Each counter is the exact sum of its central count
 /// and every CPU's part, in pages (what /proc/<pid>/status shows on 6.16+, before the

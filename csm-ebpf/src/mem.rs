@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::map,
     maps::PerCpuArray,
 };
-use csm_common::{MemOffsets, MemRecord, MEM_MAX_CPUS, NR_MM_COUNTERS};
+use csm_common::{MemOffsets, MemRecord, MEM_MAX_CPUS, MEM_TRAILER_UID, NR_MM_COUNTERS};
 
 /// Set by userspace from the running kernel's BTF before load.
 #[no_mangle]
@@ -77,7 +77,16 @@ unsafe fn report_task(ctx: *const IterTask) {
     let off = core::ptr::read_volatile(&MEM_OFFSETS);
     let task = core::ptr::read_volatile(&(*ctx).task);
     if task.is_null() {
-        return; // the end of the walk
+        // The end of the walk: how many tasks it visited, so that userspace can tell
+        // whether any task was out of its sight.
+        let meta = core::ptr::read_volatile(&(*ctx).meta);
+        let trailer = MemRecord {
+            pid: 0,
+            uid: MEM_TRAILER_UID,
+            pages: [core::ptr::read_volatile(&(*meta).seq_num) as i64, 0, 0, 0],
+        };
+        write(ctx, &trailer);
+        return;
     }
     let pid: i32 = field(task, off.task_pid);
     let tgid: i32 = field(task, off.task_tgid);
@@ -104,11 +113,16 @@ unsafe fn report_task(ctx: *const IterTask) {
         *slot = field(counter, off.counter_counters);
     }
     add_per_cpu_parts(&off, &per_cpu, &mut record.pages);
+    write(ctx, &record);
+}
+
+#[inline(always)]
+unsafe fn write(ctx: *const IterTask, record: &MemRecord) {
     let meta = core::ptr::read_volatile(&(*ctx).meta);
     let seq = core::ptr::read_volatile(&(*meta).seq);
     bpf_seq_write(
         seq as *mut _,
-        &record as *const MemRecord as *const c_void,
+        record as *const MemRecord as *const c_void,
         core::mem::size_of::<MemRecord>() as u32,
     );
 }

@@ -277,7 +277,23 @@ fn iterator_loads_through_the_daemon_loader_and_equals_status() {
     let holders = Holders::spawn(&user);
     let mut loaded = load_and_attach(&HostPaths::default()).expect("load and attach");
     let iter = loaded.mem.as_mut().expect("the memory iterator loads");
-    let records = iter.records().expect("walk");
+    let mut records = iter.records().expect("walk");
+    let trailer = records.pop().expect("the walk's trailer");
+    assert_eq!((trailer.pid, trailer.uid), (0, csm_common::MEM_TRAILER_UID));
+    // Every task, threads and kernel threads included (give or take those that came or
+    // went meanwhile; pid 1's 13 threads are out of the iterator's sight on the sandbox VM
+    // this was written on).
+    let visited = trailer.pages[0] + 1;
+    let tasks: i64 = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_dir(e.path().join("task")).ok())
+        .map(|t| t.count() as i64)
+        .sum();
+    assert!(
+        (visited - tasks).abs() <= 50 && visited > records.len() as i64,
+        "walk visited {visited} tasks, /proc lists {tasks}"
+    );
     let pids: Vec<u32> = records.iter().map(|r| r.pid).collect();
     let unique: BTreeSet<u32> = pids.iter().copied().collect();
     assert_eq!(unique.len(), pids.len(), "a process reported twice");
@@ -303,15 +319,22 @@ fn iterator_loads_through_the_daemon_loader_and_equals_status() {
     // iterator did not visit (on the sandbox VM this was written on, pid 1 and its threads
     // were never visited: every process /proc shows with memory must be there).
     let mut proc = csm::sources::procfs::mem::ProcMemSampler::new(HostPaths::default());
-    let sample = csm::daemon::tasks::mem::iterator_sample(iter, &mut proc).expect("sample");
-    let sampled: BTreeSet<u32> = sample.iter().map(|p| p.pid).collect();
-    assert_eq!(sampled.len(), sample.len(), "a process counted twice");
+    // Twice: the first lists /proc, the second reads what that listing found again
+    // unless the number of tasks the walk missed changed meanwhile.
+    let mut unseen = csm::daemon::tasks::mem::Unseen::default();
     let init = fs::read_to_string("/proc/1/status").unwrap();
-    assert_eq!(
-        sampled.contains(&1),
-        init.contains("VmRSS:"),
-        "pid 1 counted iff it has memory"
-    );
+    let mut sample = Vec::new();
+    for round in 0..2 {
+        sample =
+            csm::daemon::tasks::mem::iterator_sample(iter, &mut proc, &mut unseen).expect("sample");
+        let sampled: BTreeSet<u32> = sample.iter().map(|p| p.pid).collect();
+        assert_eq!(sampled.len(), sample.len(), "a process counted twice");
+        assert_eq!(
+            sampled.contains(&1),
+            init.contains("VmRSS:"),
+            "round {round}: pid 1 counted iff it has memory ({unseen:?})"
+        );
+    }
     let mine: u64 = sample
         .iter()
         .filter(|p| p.uid == user.uid)

@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{ensure, Context, Result};
 use aya::programs::ProgramFd;
-use csm_common::{MemRecord, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS};
+use csm_common::{
+    MemRecord, MEM_TRAILER_UID, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS,
+};
 
 use crate::model::mem::ProcessMem;
 
@@ -52,16 +54,33 @@ impl MemIter {
         })
     }
 
-    /// Every user-space process now: one iterator walk over all tasks.
+    /// Every user-space process the iterator sees now: one walk over all tasks.
     pub fn sample(&mut self) -> Result<Vec<ProcessMem>> {
-        let records = self.records()?;
-        Ok(records
-            .iter()
-            .map(|r| process_mem(r, self.page_size))
-            .collect())
+        Ok(self.walk()?.processes)
     }
 
-    /// The raw records of one walk (pid, uid and page counts per process).
+    /// One walk: the processes, and how many tasks it visited.
+    pub fn walk(&mut self) -> Result<Walk> {
+        let mut records = self.records()?;
+        let tasks_visited = match records.last() {
+            Some(last) if last.uid == MEM_TRAILER_UID && last.pid == 0 => {
+                let visited = last.pages[0] as u64 + 1;
+                records.pop();
+                Some(visited)
+            }
+            _ => None,
+        };
+        Ok(Walk {
+            processes: records
+                .iter()
+                .map(|r| process_mem(r, self.page_size))
+                .collect(),
+            tasks_visited,
+        })
+    }
+
+    /// The raw records of one walk (pid, uid and page counts per process; the last one
+    /// the trailer, uid [`MEM_TRAILER_UID`]).
     pub fn records(&mut self) -> Result<Vec<MemRecord>> {
         let file = iter_create(&self.link).context("start a memory iterator walk")?;
         // Never a read shorter than a record: std's first probe read of 32 bytes lost
@@ -73,6 +92,13 @@ impl MemIter {
         self.last_len = bytes.len();
         parse_records(&bytes)
     }
+}
+
+/// One walk of the iterator.
+pub struct Walk {
+    pub processes: Vec<ProcessMem>,
+    /// Tasks (threads and kernel threads) the walk visited, from its trailer record.
+    pub tasks_visited: Option<u64>,
 }
 
 /// What /proc/<pid>/status shows (VmRSS = anon + file + shmem, VmSwap), each counter

@@ -55,6 +55,23 @@ impl ProcMemSampler {
         self.processes(seen, false)
     }
 
+    /// RSS and swap (no PSS) of these processes (those that still exist).
+    pub fn status_of(&mut self, pids: &[u32]) -> Vec<ProcessMem> {
+        let root = self.paths.proc_root.clone();
+        pids.iter()
+            .filter_map(|&pid| self.process(&root.join(pid.to_string()), pid, false))
+            .collect()
+    }
+
+    /// The number of tasks (threads, kernel threads included) the kernel has now:
+    /// `nr_threads`, the denominator of /proc/loadavg's fourth field.
+    pub fn tasks(&self) -> Option<u64> {
+        let path = self.paths.proc_root.join("loadavg");
+        let text = read_text(&path).ok()?;
+        let field = text.split_whitespace().nth(3)?;
+        field.split_once('/')?.1.parse().ok()
+    }
+
     fn processes(&mut self, skip: &HashSet<u32>, with_pss: bool) -> Result<Vec<ProcessMem>> {
         let root = self.paths.proc_root.clone();
         let entries =
