@@ -365,6 +365,17 @@ mod tests {
     }
 
     #[test]
+    fn pss_interval_is_checked_like_the_other_durations() {
+        let err =
+            ConfigFile::parse("[mem]\ninterval = \"10s\"\npss_interval = \"often\"\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("mem.pss_interval"), "{err}");
+        let file = ConfigFile::parse("[mem]\npss_interval = \"1h\"\n").unwrap();
+        let value = file.mem.pss_interval.as_ref().unwrap().get_ref();
+        assert_eq!(parse_duration(value).unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
     fn a_bad_config_line_is_quoted_short() {
         let line = format!("interval = {}\n", "9".repeat(10_000));
         let err = ConfigFile::parse(&line).unwrap_err();
