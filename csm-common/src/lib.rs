@@ -227,7 +227,7 @@ pub const MEM_TRAILER_UID: u32 = u32::MAX;
 
 /// One process's memory counters, as the iterator writes them (a fixed-size record per
 /// thread-group leader with an mm). Each counter is the exact sum of its central count
-/// and every CPU's part, in pages (what /proc/<pid>/status shows on 6.16+, before the
+/// and every CPU's part, in pages (what /proc/<pid>/status shows on Linux 6.18, before the
 /// clamp at 0 that userspace applies).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

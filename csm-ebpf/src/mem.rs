@@ -3,9 +3,11 @@
 //! iterator instead of two /proc files per process.
 //!
 //! The counters are `mm_struct.rss_stat[]`, `struct percpu_counter` since Linux 6.2: a
-//! central `count` plus a per-CPU part not yet folded into it (up to 31 pages per CPU).
-//! /proc/<pid>/status adds the per-CPU parts (6.16+, `get_mm_counter_sum`), so this does too,
-//! and the figures equal /proc's. Reading a per-CPU part needs the CPU's per-CPU offset,
+//! central `count` plus a per-CPU part not yet folded into it (less than the counter's batch,
+//! 32 pages on small machines, per CPU).
+//! /proc/<pid>/status on Linux 6.18 adds the per-CPU parts (`get_mm_counter_sum`; checked
+//! here: a stopped process's VmRSS always equals its smaps_rollup Rss, which reading only
+//! `count` would miss by up to the batch), so this does too, and the figures equal /proc's. Reading a per-CPU part needs the CPU's per-CPU offset,
 //! which this kernel exports neither as a symbol nor through typed pointers (no `percpu`
 //! BTF tags): it is learnt from a one-slot per-CPU array, whose per-CPU pointer
 //! (`bpf_array.pptrs[0]`) and its address on each CPU (`bpf_map_lookup_percpu_elem`)
