@@ -18,6 +18,10 @@ pub mod names {
     pub const PROG_NET_RECV_BTF: &str = "netif_receive_skb_btf";
     pub const PROG_NET_UID_INGRESS: &str = "net_uid_ingress";
     pub const PROG_NET_UID_EGRESS: &str = "net_uid_egress";
+    /// The task iterator that reports every process's memory counters.
+    pub const PROG_MEM_TASKS: &str = "mem_tasks";
+    /// One-slot per-CPU array the iterator uses to find each CPU's per-CPU offset.
+    pub const MEM_CPU_PROBE: &str = "MEM_CPU_PROBE";
     /// Empty programs on the same hooks, loaded by `bench_net` and `bench_cpu` only
     /// (measurement floor).
     pub const PROG_FLOOR_SCHED: &str = "floor_sched_switch";
@@ -176,8 +180,66 @@ pub struct NetOffsets {
     pub sk_uid: u32,
 }
 
+/// Byte offsets and sizes the memory iterator needs, from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemOffsets {
+    /// `task_struct.pid` and `task_struct.tgid`: only thread-group leaders are reported.
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    /// `task_struct.flags` (PF_KTHREAD: kernel threads are skipped)
+    pub task_flags: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `task_struct.real_cred` and `cred.uid`: the real uid, as /proc's first Uid field.
+    pub task_real_cred: u32,
+    pub cred_uid: u32,
+    /// `mm_struct.rss_stat`: an array of `struct percpu_counter` (Linux 6.2+).
+    pub mm_rss_stat: u32,
+    /// `sizeof(struct percpu_counter)`
+    pub counter_size: u32,
+    /// `percpu_counter.count` (s64) and `percpu_counter.counters` (s32 __percpu *)
+    pub counter_count: u32,
+    pub counter_counters: u32,
+    /// `bpf_array.pptrs`: where a per-CPU array keeps its per-CPU pointers, to learn each
+    /// CPU's per-CPU offset (the kernel exports no other way without kallsyms data symbols).
+    pub array_pptrs: u32,
+    /// Number of possible CPU ids (highest possible CPU + 1); at most [`MEM_MAX_CPUS`].
+    pub nr_cpus: u32,
+}
+
+/// CPUs whose per-CPU parts of the memory counters the iterator adds; a host with more
+/// gets no iterator (and the /proc sampler).
+pub const MEM_MAX_CPUS: u32 = 1024;
+
+/// Indexes into `mm_struct.rss_stat` (enum in include/linux/mm_types_task.h, the same
+/// since Linux 4.5).
+pub const MM_FILEPAGES: usize = 0;
+pub const MM_ANONPAGES: usize = 1;
+pub const MM_SWAPENTS: usize = 2;
+pub const MM_SHMEMPAGES: usize = 3;
+pub const NR_MM_COUNTERS: usize = 4;
+
+/// `MemRecord::uid` of the record the iterator writes last, at the end of a walk: its
+/// `pid` is 0 and `pages[0]` the number of tasks (threads, kernel threads included) the
+/// walk visited, less one (the kernel's `seq_num` of the last one).
+pub const MEM_TRAILER_UID: u32 = u32::MAX;
+
+/// One process's memory counters, as the iterator writes them (a fixed-size record per
+/// thread-group leader with an mm). Each counter is the exact sum of its central count
+/// and every CPU's part, in pages (what /proc/<pid>/status shows on Linux 6.18, before the
+/// clamp at 0 that userspace applies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemRecord {
+    pub pid: u32,
+    pub uid: u32,
+    pub pages: [i64; NR_MM_COUNTERS],
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for super::MemOffsets {}
     // SAFETY: plain #[repr(C)] integers without padding holes that matter to readers.
     unsafe impl aya::Pod for super::Running {}
     unsafe impl aya::Pod for super::TaskOffsets {}

@@ -6,6 +6,7 @@
 #![feature(asm_experimental_arch)]
 
 mod floor;
+mod mem;
 mod net;
 mod sched;
 

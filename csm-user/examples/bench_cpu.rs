@@ -10,13 +10,18 @@
 //!   beside an empty program on the same hook (the floor the stats add to every program):
 //!   "handler − floor" is the handler's own body and compares across machines.
 //! - The daemon at 1 s (memory every 10 s, the defaults) beside 0, 1,000 and 10,000
-//!   sleeping processes: % of one core in user+sys (/proc/<pid>/stat) and in its eBPF
-//!   programs (BPF stats of the programs it pinned), peak RSS (VmHWM, start-up included)
-//!   and steady RSS.
+//!   sleeping processes: % of one core in user+sys (/proc/<pid>/stat; the memory
+//!   iterator runs in the daemon's own read, so it is in here) and in its eBPF programs
+//!   (BPF stats of the programs it pinned), peak RSS (VmHWM, start-up included) and steady
+//!   RSS; once per PSS cadence (`[mem] pss_interval`): 10 s (a full smaps_rollup walk at
+//!   every memory sample, what csm did before the task iterator), 60 s and 1 h (no walk in
+//!   the window: the iterator alone). A window of 60 s holds exactly one 60 s boundary, so
+//!   the default 5 min costs the 1 h figure plus a fifth of the difference to the 60 s one
+//!   (printed as derived).
 //!
 //! Environment: CSM_BENCH_PAIRS (12; 0 skips the storm), CSM_BENCH_STORM_SECS (2), CSM_BENCH_DAEMON_SECS (60),
-//! CSM_BENCH_PROCESSES (`0,1000,10000`), CSM_BENCH_BINARY (the daemon; target/release/csm,
-//! another build to compare).
+//! CSM_BENCH_PROCESSES (`0,1000,10000`), CSM_BENCH_PSS_INTERVALS (`10s,60s,1h`),
+//! CSM_BENCH_BINARY (the daemon; target/release/csm, another build to compare).
 //! Medians and ratios from one run: the machines are shared and noisy.
 
 use std::fs;
@@ -48,8 +53,30 @@ fn main() -> Result<()> {
         storm_with_and_without_daemon(pairs, storm_secs)?;
         handler_cost(pairs.min(7), storm_secs)?;
     }
+    let pss_intervals: Vec<String> = std::env::var("CSM_BENCH_PSS_INTERVALS")
+        .unwrap_or_else(|_| "10s,60s,1h".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     for n in processes {
-        daemon_cost(n, daemon_secs)?;
+        let mut costs = Vec::new();
+        for pss in &pss_intervals {
+            costs.push((pss.as_str(), daemon_cost(n, daemon_secs, pss)?));
+        }
+        let cost = |name: &str| costs.iter().find(|(p, _)| *p == name).map(|(_, c)| *c);
+        if let (Some(minute), Some(hour)) = (cost("60s"), cost("1h")) {
+            // From user+sys: the eBPF part does not depend on the PSS cadence (on a busy
+            // machine it follows the other processes' context switches and packets).
+            let user = hour.0 + (minute.0 - hour.0) / 5.0;
+            println!(
+                "daemon at 1 s with {n} sleeping processes, PSS every 5 min (the default; derived: \
+                 user+sys 1 h + (60 s - 1 h) / 5, eBPF of the 1 h run): {:.3} % of one core = \
+                 {user:.3} % user+sys + {:.3} % eBPF",
+                user + hour.1,
+                hour.1
+            );
+        }
     }
     Ok(())
 }
@@ -105,7 +132,7 @@ fn storm_with_and_without_daemon(pairs: usize, secs: Duration) -> Result<()> {
 const SETTLE: Duration = Duration::from_secs(2);
 
 fn storm_with_daemon(secs: Duration) -> Result<f64> {
-    let daemon = Daemon::start(Duration::from_secs(secs.as_secs() + 30))?;
+    let daemon = Daemon::start(Duration::from_secs(secs.as_secs() + 30), None)?;
     std::thread::sleep(SETTLE);
     let on = storm_round_trips_per_s(secs)?;
     daemon.stop();
@@ -219,10 +246,12 @@ fn handler_cost(rounds: usize, secs: Duration) -> Result<()> {
     Ok(())
 }
 
-fn daemon_cost(sleepers: usize, window: Duration) -> Result<()> {
+/// The daemon's cost beside `sleepers` processes with PSS walked every `pss_interval`: %
+/// of one core in user+sys and in its eBPF programs.
+fn daemon_cost(sleepers: usize, window: Duration, pss_interval: &str) -> Result<(f64, f64)> {
     let children = Sleepers::spawn(sleepers)?;
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enable BPF stats")?;
-    let daemon = Daemon::start(window + Duration::from_secs(30))?;
+    let daemon = Daemon::start(window + Duration::from_secs(30), Some(pss_interval))?;
     // Start-up done, first samples taken; then a whole number of memory intervals.
     std::thread::sleep(Duration::from_secs(5));
     let programs = daemon.program_ids()?;
@@ -248,19 +277,19 @@ fn daemon_cost(sleepers: usize, window: Duration) -> Result<()> {
     let user_pct = (cpu1 - cpu0) as f64 / hz / secs * 100.0;
     let bpf_pct = (bpf1 - bpf0) as f64 / 1e9 / secs * 100.0;
     println!(
-        "daemon at 1 s, memory every 10 s, {sleepers} sleeping processes beside, over {secs:.0} s: \
-         {:.3} % of one core = {user_pct:.3} % user+sys (/proc/<pid>/stat) + {bpf_pct:.3} % in its \
-         eBPF programs (BPF stats, {} programs)",
+        "daemon at 1 s, memory every 10 s, PSS every {pss_interval}, {sleepers} sleeping \
+         processes beside, over {secs:.0} s: {:.3} % of one core = {user_pct:.3} % user+sys \
+         (/proc/<pid>/stat) + {bpf_pct:.3} % in its eBPF programs (BPF stats, {} programs)",
         user_pct + bpf_pct,
         programs.len()
     );
     println!(
-        "daemon memory with {sleepers} sleeping processes: peak RSS {:.1} MiB (VmHWM, start-up \
-         included), steady RSS {:.1} MiB",
+        "daemon memory with {sleepers} sleeping processes, PSS every {pss_interval}: peak RSS \
+         {:.1} MiB (VmHWM, start-up included), steady RSS {:.1} MiB",
         hwm as f64 / 1024.0,
         rss as f64 / 1024.0
     );
-    Ok(())
+    Ok((user_pct, bpf_pct))
 }
 
 /// `csm run --interval 1s` in a data dir of its own, stopped with SIGTERM (a clean stop
@@ -268,23 +297,41 @@ fn daemon_cost(sleepers: usize, window: Duration) -> Result<()> {
 struct Daemon {
     child: Child,
     data: tempfile::TempDir,
+    /// `[mem] pss_interval`, when the benchmark sets it.
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Daemon {
-    fn start(limit: Duration) -> Result<Daemon> {
+    fn start(limit: Duration, pss_interval: Option<&str>) -> Result<Daemon> {
         let binary = std::env::var_os("CSM_BENCH_BINARY").map_or_else(
             || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/csm"),
             PathBuf::from,
         );
         let data = tempfile::tempdir()?;
-        let child = Command::new(&binary)
-            .args(["run", "--interval", "1s", "--data-dir"])
+        let mut command = Command::new(&binary);
+        command.args(["run", "--interval", "1s"]);
+        let config = match pss_interval {
+            Some(pss) => {
+                use std::io::Write;
+                let mut config = tempfile::NamedTempFile::new()?;
+                writeln!(config, "[mem]\npss_interval = \"{pss}\"")?;
+                command.arg("--config").arg(config.path());
+                Some(config)
+            }
+            None => None,
+        };
+        let child = command
+            .arg("--data-dir")
             .arg(data.path())
             .args(["--duration", &format!("{}s", limit.as_secs())])
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("start {}", binary.display()))?;
-        let daemon = Daemon { child, data };
+        let daemon = Daemon {
+            child,
+            data,
+            _config: config,
+        };
         daemon.wait_attached()?;
         Ok(daemon)
     }

@@ -237,6 +237,10 @@ fn try_ebpf(paths: &HostPaths) -> (bool, String) {
             if let Some(reason) = &loaded.fallback_reason {
                 detail.push_str(&format!("; tp_btf unavailable: {reason}"));
             }
+            match &loaded.mem {
+                Ok(_) => detail.push_str("; memory by task iterator"),
+                Err(why) => detail.push_str(&format!("; memory from /proc ({why})")),
+            }
             (true, detail)
         }
         Err(SourceError::Unsupported { why, .. }) => (false, why),

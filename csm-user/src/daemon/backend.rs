@@ -5,6 +5,7 @@ use tracing::warn;
 
 use super::settings::{Backend, Settings};
 use crate::model::{netdev, CpuSample, NetSample};
+use crate::sources::ebpf::mem::MemIter;
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
@@ -18,6 +19,8 @@ pub struct Collectors {
     pub cpu: CpuCollector,
     /// Traffic per interface and uid (eBPF only).
     pub net: Option<NetReader>,
+    /// RSS and swap of every process from the eBPF task iterator (else /proc).
+    pub mem: Option<MemIter>,
     /// Which backend runs and why, for the log and the `events` table.
     pub description: String,
     /// Keeps the eBPF programs attached while collecting.
@@ -91,9 +94,11 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
         description.push_str(&format!("; tp_btf unavailable: {reason}"));
     }
     let net = start_net(&mut loaded, &mut description);
+    let mem = start_mem(&mut loaded, &mut description);
     Ok(Collectors {
         cpu: CpuCollector::ebpf(cpu),
         net,
+        mem,
         description,
         pins: loaded.pins.clone(),
         instance: loaded.instance.clone(),
@@ -104,6 +109,22 @@ fn start_ebpf(settings: &Settings) -> Result<Collectors, SourceError> {
         resume_netdev: None,
         ebpf: Some(loaded),
     })
+}
+
+/// The memory iterator, or why memory comes from /proc status files (in the `backend`
+/// event either way).
+fn start_mem(loaded: &mut Loaded, description: &mut String) -> Option<MemIter> {
+    match std::mem::replace(&mut loaded.mem, Err("taken".into())) {
+        Ok(iter) => {
+            description.push_str("; mem rss/swap by task iterator");
+            Some(iter)
+        }
+        Err(why) => {
+            warn!("memory: no eBPF task iterator ({why}); RSS and swap from /proc");
+            description.push_str(&format!("; mem from /proc (no task iterator: {why})"));
+            None
+        }
+    }
 }
 
 fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader> {
@@ -131,6 +152,7 @@ fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
     Ok(Collectors {
         cpu: CpuCollector::proc(cpu),
         net: None,
+        mem: None,
         description: format!("proc ({why})"),
         ebpf: None,
         pins: None,

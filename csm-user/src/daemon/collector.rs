@@ -305,6 +305,7 @@ mod tests {
             flush_interval: Duration::from_secs(10),
             retain: None,
             mem_interval: Duration::from_secs(3600),
+            pss_interval: Duration::from_secs(3600),
             backend: Backend::Proc,
             duration: None,
             host: "h".into(),

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 /// One process's memory, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessMem {
+    /// The process id, as /proc names it.
+    pub pid: u32,
     pub uid: u32,
     pub rss: u64,
     /// From smaps_rollup; `None` where the kernel has none (before 4.14).
@@ -51,6 +53,7 @@ mod tests {
     #[test]
     fn sums_per_uid_and_pss_needs_every_process() {
         let p = |uid, rss, pss, swap| ProcessMem {
+            pid: 1,
             uid,
             rss,
             pss,

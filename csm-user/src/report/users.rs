@@ -215,6 +215,28 @@ mod tests {
         }
     }
 
+    /// With the eBPF memory iterator PSS is walked every `mem.pss_interval` and null in
+    /// the samples between: its mean and peak are over the samples that have one.
+    #[test]
+    fn pss_mean_and_peak_skip_samples_without_a_walk() {
+        let mut rows = Rows::default();
+        rows.cpu.push(cpu(1, 1, 1000));
+        rows.mem = vec![
+            mem(1, 100, Some(40)),
+            mem(1, 100, None),
+            mem(1, 100, None),
+            mem(1, 100, Some(60)),
+            mem(1, 100, None),
+        ];
+        let report = users(&rows, 1);
+        let user = &report.top[0];
+        assert_eq!(
+            (user.pss_bytes_mean, user.pss_bytes_peak),
+            (Some(50), Some(60))
+        );
+        assert_eq!(user.rss_bytes_mean, Some(100));
+    }
+
     #[test]
     fn cpu_memory_and_bytes_per_user_sorted_by_cpu() {
         // 10 s: uid 1 at 100 % for 10 s, uid 2 at 50 % for 4 s, uid 3 at 10 % once.

@@ -14,6 +14,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use super::backend::Collectors;
 use super::collector::drive;
 use super::{Ctx, KeepAlive};
+use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::procfs::net::ProcNetSampler;
 use crate::sources::procfs::ubc::UbcSampler;
@@ -25,6 +26,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     let Collectors {
         cpu,
         net,
+        mem,
         ebpf,
         resume_cpu,
         resume_net,
@@ -48,7 +50,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
             spawn_local(drive(ctx.clone(), net, settings.interval, resume_netdev))
         }
     });
-    handles.push(spawn_gauges(ctx));
+    handles.push(spawn_gauges(ctx, mem));
     handles.extend(ping::spawn(ctx));
     let mut keep_alive: KeepAlive = Vec::new();
     if let Some(loaded) = ebpf {
@@ -61,7 +63,7 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 /// their own: a memory sample walks every process's `smaps_rollup`, which under load
 /// took seconds with 1,000 processes, and on the collectors' thread it held the 1 s
 /// CPU and traffic samples back by 3-6 s every 10 s (and the ping schedule with them).
-fn spawn_gauges(ctx: &Ctx) -> JoinHandle<()> {
+fn spawn_gauges(ctx: &Ctx, iter: Option<MemIter>) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -77,13 +79,17 @@ fn spawn_gauges(ctx: &Ctx) -> JoinHandle<()> {
             }
         };
         let gauges = tokio::task::LocalSet::new();
-        runtime.block_on(gauges.run_until(drive_gauges(ctx)));
+        runtime.block_on(gauges.run_until(drive_gauges(ctx, iter)));
     })
 }
 
-async fn drive_gauges(ctx: Ctx) {
+async fn drive_gauges(ctx: Ctx, iter: Option<MemIter>) {
     let settings = ctx.settings.clone();
-    let mem = mem::MemCollector::new(ProcMemSampler::new(settings.paths.clone()));
+    let proc = ProcMemSampler::new(settings.paths.clone());
+    let mem = match iter {
+        Some(iter) => mem::MemCollector::with_iterator(proc, iter, settings.pss_interval),
+        None => mem::MemCollector::new(proc),
+    };
     let mem = spawn_local(drive(ctx.clone(), mem, settings.mem_interval, None));
     if let Some(sampler) = UbcSampler::new(settings.paths.clone()) {
         drive(ctx, sampler, settings.mem_interval, None).await;

@@ -19,7 +19,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use csm_common::{NetOffsets, TaskOffsets};
+use csm_common::{MemOffsets, NetOffsets, TaskOffsets, MEM_MAX_CPUS};
 
 /// More than any vmlinux BTF (5.5 MB on 6.18 with every driver built in).
 const MAX_BTF_BYTES: u64 = 64 << 20;
@@ -35,6 +35,7 @@ const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -249,35 +250,70 @@ impl KernelBtf {
             let id = self
                 .typedef_id(&name)
                 .with_context(|| format!("BTF has no typedef {name}"))?;
-            ids.push((tracepoint, id));
+            ids.push((name, id, KIND_TYPEDEF));
         }
         Ok(AttachTargets(ids))
     }
+
+    /// Adds the function `bpf_iter_<target>` (what `Iter::load` attaches to; kernels
+    /// before 5.8 have no iterators).
+    pub fn add_iterator(&self, targets: &mut AttachTargets, target: &str) -> Result<()> {
+        let name = format!("bpf_iter_{target}");
+        let id = (1..self.types.len() as u32)
+            .find(|&id| self.kind(id) == KIND_FUNC && self.type_name(id) == name.as_bytes())
+            .with_context(|| format!("BTF has no function {name} (no task iterator)"))?;
+        targets.0.push((name, id, KIND_FUNC));
+        Ok(())
+    }
+
+    /// Size in bytes of the struct `name`.
+    fn struct_size(&self, name: &str) -> Result<u32> {
+        let id = self.find_struct(name)?;
+        Ok(self.word(self.types[id as usize] as usize + 8))
+    }
+
+    /// The struct an array member's elements are, by name (`None` when the member is
+    /// not an array of structs).
+    fn array_element_struct(&self, root: &str, member: &str) -> Result<Option<&[u8]>> {
+        let parent = self.find_struct(root)?;
+        let (_, type_id) = self
+            .find_member(parent, member, 0)?
+            .ok_or_else(|| anyhow!("BTF: {root} has no member {member}"))?;
+        let array = self.strip_modifiers(type_id)?;
+        if self.kind(array) != KIND_ARRAY {
+            return Ok(None);
+        }
+        // struct btf_array { type, index_type, nelems } follows the 12-byte header.
+        let element = self.strip_modifiers(self.word(self.types[array as usize] as usize + 12))?;
+        Ok((self.kind(element) == KIND_STRUCT).then(|| self.type_name(element)))
+    }
 }
 
-/// Type ids of tp_btf attach points, kept once the kernel's BTF is dropped.
+/// Type ids of the attach points (tp_btf typedefs, iterator functions), kept once the
+/// kernel's BTF is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttachTargets(Vec<(&'static str, u32)>);
+pub struct AttachTargets(Vec<(String, u32, u32)>);
 
 impl AttachTargets {
-    /// An `aya::Btf` for `BtfTracePoint::load`: the typedef `btf_trace_<tracepoint>` at
-    /// its vmlinux id, every other id a nameless `const void` (12 bytes each in the blob
-    /// aya parses, instead of the whole kernel's types).
+    /// An `aya::Btf` for `BtfTracePoint::load` and `Iter::load`: each attach point (the
+    /// typedef `btf_trace_<tracepoint>`, the function `bpf_iter_<target>`) at its vmlinux
+    /// id, every other id a nameless `const void` (12 bytes each in the blob aya parses,
+    /// instead of the whole kernel's types).
     pub fn stand_in(&self) -> Result<aya::Btf> {
         let mut strings = vec![0u8];
         let mut named = Vec::new();
-        for &(tracepoint, id) in &self.0 {
-            named.push((id, strings.len() as u32));
-            strings.extend_from_slice(format!("btf_trace_{tracepoint}").as_bytes());
+        for (name, id, kind) in &self.0 {
+            named.push((*id, strings.len() as u32, *kind));
+            strings.extend_from_slice(name.as_bytes());
             strings.push(0);
         }
-        let last = named.iter().map(|&(id, _)| id).max().unwrap_or(0);
+        let last = named.iter().map(|&(id, _, _)| id).max().unwrap_or(0);
         let mut type_section = Vec::with_capacity(12 * last as usize);
         for id in 1..=last {
             let (name_off, kind) = named
                 .iter()
-                .find(|&&(named_id, _)| named_id == id)
-                .map_or((0, KIND_CONST), |&(_, off)| (off, KIND_TYPEDEF));
+                .find(|&&(named_id, _, _)| named_id == id)
+                .map_or((0, KIND_CONST), |&(_, off, kind)| (off, kind));
             for word in [name_off, kind << 24, 0] {
                 type_section.extend_from_slice(&word.to_le_bytes());
             }
@@ -299,7 +335,7 @@ impl AttachTargets {
         drop(type_section);
         blob.extend_from_slice(&strings);
         aya::Btf::parse(&blob, aya::Endianness::Little)
-            .map_err(|err| anyhow!("the tp_btf stand-in BTF does not parse: {err}"))
+            .map_err(|err| anyhow!("the stand-in BTF of the attach points does not parse: {err}"))
     }
 }
 
@@ -338,6 +374,33 @@ pub fn task_offsets(btf: &KernelBtf) -> Result<TaskOffsets> {
         real_cred: btf.offset_of("task_struct", &["real_cred"])?,
         cred_uid: btf.offset_of("cred", &["uid"])?,
         pid: btf.offset_of("task_struct", &["pid"])?,
+    })
+}
+
+/// Offsets the memory iterator needs; an error where `mm_struct.rss_stat` is not an array
+/// of `percpu_counter` (kernels before 6.2 keep atomics there: the /proc sampler is used).
+pub fn mem_offsets(btf: &KernelBtf, nr_cpus: u32) -> Result<MemOffsets> {
+    ensure!(
+        (1..=MEM_MAX_CPUS).contains(&nr_cpus),
+        "{nr_cpus} possible CPUs: the memory iterator adds at most {MEM_MAX_CPUS}"
+    );
+    match btf.array_element_struct("mm_struct", "rss_stat")? {
+        Some(b"percpu_counter") => {}
+        _ => bail!("mm_struct.rss_stat is not an array of percpu_counter (a kernel before 6.2)"),
+    }
+    Ok(MemOffsets {
+        task_pid: btf.offset_of("task_struct", &["pid"])?,
+        task_tgid: btf.offset_of("task_struct", &["tgid"])?,
+        task_flags: btf.offset_of("task_struct", &["flags"])?,
+        task_mm: btf.offset_of("task_struct", &["mm"])?,
+        task_real_cred: btf.offset_of("task_struct", &["real_cred"])?,
+        cred_uid: btf.offset_of("cred", &["uid"])?,
+        mm_rss_stat: btf.offset_of("mm_struct", &["rss_stat"])?,
+        counter_size: btf.struct_size("percpu_counter")?,
+        counter_count: btf.offset_of("percpu_counter", &["count"])?,
+        counter_counters: btf.offset_of("percpu_counter", &["counters"])?,
+        array_pptrs: btf.offset_of("bpf_array", &["pptrs"])?,
+        nr_cpus,
     })
 }
 

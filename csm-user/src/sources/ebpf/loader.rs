@@ -9,12 +9,13 @@ use anyhow::Context;
 use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::trace_point::TracePointLink;
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use csm_common::{names, NetOffsets, SwitchFormat, TaskOffsets};
+use csm_common::{names, MemOffsets, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
 use super::attach::{self, verifier_summary, NetAttached};
+use super::mem::MemIter;
 use super::pins::{self, PinDir};
 use super::{btf, read_only, EBPF_OBJECT};
 use crate::sources::host::HostPaths;
@@ -61,6 +62,8 @@ pub struct Loaded {
     pub notes: Vec<String>,
     /// Which network programs are attached.
     pub net: NetAttached,
+    /// The memory iterator (RSS and swap of every process), or why there is none.
+    pub mem: Result<MemIter, String>,
 }
 
 enum HeldLink {
@@ -117,6 +120,7 @@ impl Loaded {
             adopted: false,
             instance: None,
             notes: Vec::new(),
+            mem: Err("not loaded".into()),
         }
     }
 }
@@ -134,6 +138,7 @@ impl Loaded {
             adopted: false,
             instance: None,
             notes: Vec::new(),
+            mem: Err("not loaded".into()),
         }
     }
 }
@@ -162,11 +167,23 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
         Ok(kernel) => btf::net_offsets(kernel).map_err(|err| format!("{err:#}")),
         Err(err) => Err(format!("{err:#}")),
     };
-    let attach_targets = kernel_btf.and_then(|kernel| kernel.attach_targets(&TP_BTF_TARGETS));
+    let mem_offsets = match &kernel_btf {
+        Ok(kernel) => possible_cpus().and_then(|cpus| btf::mem_offsets(kernel, cpus)),
+        Err(err) => Err(anyhow::anyhow!("{err:#}")),
+    }
+    .map_err(|err| format!("{err:#}"));
+    let attach_targets = kernel_btf.and_then(|kernel| {
+        let mut targets = kernel.attach_targets(&TP_BTF_TARGETS)?;
+        if let Err(err) = kernel.add_iterator(&mut targets, "task") {
+            debug!("{err:#}");
+        }
+        Ok(targets)
+    });
     let mut ebpf = load_object(
         offsets.unwrap_or_default(),
         format,
         bench_uid_source(net_offsets.clone().unwrap_or_default()),
+        mem_offsets.clone().unwrap_or_default(),
     )?;
     // Only the attach points' typedefs, at their vmlinux ids: what BtfTracePoint::load
     // looks up (see btf.rs).
@@ -204,8 +221,14 @@ pub fn load_and_attach(paths: &HostPaths) -> Result<Loaded, SourceError> {
             .into_iter()
             .map(|(program, link)| HeldLink::Fd(program, link)),
     );
+    let mem = match (mem_offsets, &targets) {
+        (Ok(_), Ok(targets)) => attach_mem_iter(&mut ebpf, targets),
+        (Err(why), _) => Err(format!("no memory offsets: {why}")),
+        (_, Err(why)) => Err(why.clone()),
+    };
     let mut loaded = Loaded::fresh(ebpf, links, sched, fallback_reason);
     loaded.net = net;
+    loaded.mem = mem;
     Ok(loaded)
 }
 
@@ -246,6 +269,7 @@ pub fn load_pinned(paths: &HostPaths, data_dir: &Path) -> Result<Loaded, SourceE
                 dir.write_owner(data_dir);
                 notes.push(format!("adopted pinned state {}", dir.path.display()));
                 loaded.notes = notes;
+                loaded.mem = load_mem_iter_alone(paths);
                 return Ok(loaded);
             }
             Err(err) => {
@@ -373,6 +397,8 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         adopted: true,
         notes: Vec::new(),
         net,
+        // The iterator keeps no state: it is not pinned; see load_mem_iter_alone.
+        mem: Err("eBPF state adopted from pins of a crashed run".into()),
     })
 }
 
@@ -490,6 +516,7 @@ fn load_object(
     offsets: TaskOffsets,
     format: SwitchFormat,
     net: NetOffsets,
+    mem: MemOffsets,
 ) -> Result<Ebpf, SourceError> {
     raise_memlock_limit();
     let mut loader: EbpfLoader<'_> = take_loader();
@@ -500,6 +527,7 @@ fn load_object(
         .override_global("TASK_OFFSETS", &offsets, true)
         .override_global("SWITCH_FORMAT", &format, true)
         .override_global("NET_OFFSETS", &net, true)
+        .override_global("MEM_OFFSETS", &mem, true)
         .load(EBPF_OBJECT)
         .map_err(|err| {
             SourceError::unsupported(WHAT, format!("loading the eBPF object failed: {err}"))
@@ -557,6 +585,63 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
         names::PROG_SCHED_SWITCH_BTF,
         FdLink::from(link),
     ))
+}
+
+/// The memory iterator alone, for a daemon that adopted a crashed run's pinned programs:
+/// it keeps no state, so a fresh load serves (the object's other maps and programs are
+/// created and dropped again).
+fn load_mem_iter_alone(paths: &HostPaths) -> Result<MemIter, String> {
+    let (offsets, btf) = {
+        let kernel = btf::KernelBtf::read(&paths.vmlinux_btf()).map_err(|e| format!("{e:#}"))?;
+        let offsets = possible_cpus()
+            .and_then(|cpus| btf::mem_offsets(&kernel, cpus))
+            .map_err(|e| format!("no memory offsets: {e:#}"))?;
+        let mut targets = kernel.attach_targets(&[]).map_err(|e| format!("{e:#}"))?;
+        kernel
+            .add_iterator(&mut targets, "task")
+            .map_err(|e| format!("{e:#}"))?;
+        (offsets, targets.stand_in().map_err(|e| format!("{e:#}"))?)
+    };
+    let mut ebpf = load_object(
+        TaskOffsets::default(),
+        SwitchFormat::default(),
+        NetOffsets::default(),
+        offsets,
+    )
+    .map_err(|e| format!("{e}"))?;
+    attach_mem_iter(&mut ebpf, &btf)
+}
+
+/// Loads the task iterator that reports every process's memory counters and attaches it
+/// (an iterator's link only makes walks possible: nothing runs until one is read).
+fn attach_mem_iter(ebpf: &mut Ebpf, btf: &Btf) -> Result<MemIter, String> {
+    let name = names::PROG_MEM_TASKS;
+    // The records carry the kernel's pids (the initial namespace's), which name the same
+    // processes as /proc only there.
+    if !in_initial_pid_namespace() {
+        return Err("csm runs in a pid namespace of its own".into());
+    }
+    let program: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|err| format!("{err}"))?;
+    program
+        .load("task", btf)
+        .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
+    let fd = program.fd().map_err(|err| format!("{name}: {err}"))?;
+    MemIter::new(fd).map_err(|err| format!("{err:#}"))
+}
+
+/// `PROC_PID_INIT_INO` (include/linux/proc_ns.h): the initial pid namespace's inode.
+fn in_initial_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|link| link.as_os_str() == "pid:[4026531836]")
+}
+
+/// Number of possible CPU ids, from /sys/devices/system/cpu/possible.
+fn possible_cpus() -> anyhow::Result<u32> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, err)| anyhow::anyhow!("{path}: {err}"))?;
+    Ok(u32::try_from(cpus)?)
 }
 
 fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, String> {

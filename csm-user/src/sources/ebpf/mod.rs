@@ -4,6 +4,7 @@ pub mod attach;
 pub mod btf;
 pub mod cpu;
 pub mod loader;
+pub mod mem;
 pub mod net;
 mod nudge;
 pub mod pins;
