@@ -1,6 +1,8 @@
-//! Buffers each table's rows per hour and rewrites the hour's file atomically at every
+//! Buffers each table's rows per hour and replaces the hour's file atomically at every
 //! flush, so the current hour is always readable and a crash loses at most one flush
-//! interval.
+//! interval. While the hour fills, each flush encodes only its own new rows, as one more
+//! row group of the file kept in memory ([`GrowingFile`]); the hour's last write re-encodes
+//! all its rows into one row group with the strongest compression.
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
@@ -18,6 +20,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::column::ColumnEncoding;
 use crate::layout::{self, MICROS_PER_HOUR};
+use crate::growing::GrowingFile;
 use crate::table::{Row, Table, SCHEMA_VERSION};
 use crate::{atomic, beneath};
 
@@ -70,7 +73,7 @@ pub struct TableWriter<R: Row> {
     /// The data dir: every path below it is opened relative to it, never through a link.
     root: PathBuf,
     dir: PathBuf,
-    /// For the rewrites of an hour that is still filling: cheap to compress.
+    /// For the row groups of an hour that is still filling: cheap to compress.
     props: Arc<WriterProperties>,
     /// For the last write of a finished hour: smallest on disk.
     final_props: Arc<WriterProperties>,
@@ -89,19 +92,71 @@ pub struct TableWriter<R: Row> {
 /// Between the final writes of successive tables (one default flush interval).
 pub(crate) const FINAL_WRITE_STAGGER_US: i64 = 10_000_000;
 
-/// One hour of one table. `rows[..written]` are in `part` on disk (sorted); the rest
-/// came since the last successful write. `compacted`: `part` was last written with the
-/// final (strongest) compression.
+/// One hour of one table. `rows[..written]` are in `part` on disk; the rest came since
+/// the last successful write. `growing` holds `part`'s bytes as they grow: its first
+/// `growing.rows()` rows, in that order, each flush's rows sorted by time as one row group.
+/// `compacted`: `part` was last written with the final (strongest) compression, all rows
+/// sorted in one row group.
 struct HourBuffer<R> {
     rows: Vec<R>,
     written: usize,
     part: PathBuf,
     compacted: bool,
+    growing: Option<GrowingFile>,
 }
 
-impl<R> HourBuffer<R> {
+impl<R: Row> HourBuffer<R> {
+    fn new(part: PathBuf) -> Self {
+        HourBuffer {
+            rows: Vec::new(),
+            written: 0,
+            part,
+            compacted: false,
+            growing: None,
+        }
+    }
+
     fn dirty(&self) -> bool {
         self.written < self.rows.len()
+    }
+
+    /// Starts `part` afresh: none of the rows held are in it or in its bytes.
+    fn restart_in(&mut self, part: PathBuf) {
+        self.written = 0;
+        self.part = part;
+        self.compacted = false;
+        self.growing = None;
+    }
+
+    /// Encodes the rows that came since the last flush as one more row group and replaces
+    /// `part` with the file so far.
+    fn write_growing(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<()> {
+        let growing = match &mut self.growing {
+            Some(growing) => growing,
+            None => self
+                .growing
+                .insert(GrowingFile::new(R::TABLE.schema(), props)?),
+        };
+        let new = &mut self.rows[growing.rows()..];
+        new.sort_by_key(|r| r.ts_us());
+        if let Err(err) = growing.append(new) {
+            // The writer may hold half a row group: start over from the first row next time.
+            self.growing = None;
+            return Err(err);
+        }
+        replace_part(data_dir, &self.part, |file| growing.write_file(file))?;
+        self.written = self.rows.len();
+        Ok(())
+    }
+
+    /// The hour's last write: every row, sorted, in one row group, final compression.
+    fn write_final(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<()> {
+        self.rows.sort_by_key(|r| r.ts_us());
+        write_part(data_dir, &self.part, &self.rows, props)?;
+        self.written = self.rows.len();
+        self.compacted = true;
+        self.growing = None;
+        Ok(())
     }
 }
 
@@ -125,12 +180,10 @@ impl<R: Row> TableWriter<R> {
     pub fn push(&mut self, row: R) {
         let hour = row.hour();
         let dir = &self.dir;
-        let buffer = self.hours.entry(hour).or_insert_with(|| HourBuffer {
-            rows: Vec::new(),
-            written: 0,
-            part: new_part(dir, hour),
-            compacted: false,
-        });
+        let buffer = self
+            .hours
+            .entry(hour)
+            .or_insert_with(|| HourBuffer::new(new_part(dir, hour)));
         buffer.rows.push(row);
         if self.buffered_rows() > self.max_rows {
             self.shed();
@@ -146,6 +199,15 @@ impl<R: Row> TableWriter<R> {
     /// Rows held in memory (written or not).
     pub fn buffered_rows(&self) -> usize {
         self.hours.values().map(|h| h.rows.len()).sum()
+    }
+
+    /// Bytes of the current hours' files held in memory (see [`GrowingFile`]).
+    pub fn buffered_file_bytes(&self) -> usize {
+        self.hours
+            .values()
+            .filter_map(|h| h.growing.as_ref())
+            .map(GrowingFile::bytes)
+            .sum()
     }
 
     /// Rows held that are not on disk yet.
@@ -177,9 +239,7 @@ impl<R: Row> TableWriter<R> {
             if buffer.written > 0 {
                 buffer.rows.drain(..buffer.written);
                 total -= buffer.written;
-                buffer.written = 0;
-                buffer.part = new_part(&dir, hour);
-                buffer.compacted = false;
+                buffer.restart_in(new_part(&dir, hour));
             }
         }
         for buffer in self.hours.values_mut() {
@@ -189,15 +249,18 @@ impl<R: Row> TableWriter<R> {
             buffer.rows.sort_by_key(|r| r.ts_us());
             let n = (total - target).min(buffer.rows.len());
             buffer.rows.drain(..n);
+            // Nothing of this part is on disk (its written rows went above): only the
+            // bytes of rows encoded but not yet written, some of them just dropped.
+            buffer.growing = None;
             total -= n;
             self.dropped += n as u64;
         }
         self.hours.retain(|_, b| !b.rows.is_empty());
     }
 
-    /// Rewrites every hour that got rows since its last write; rewrites an hour that is
-    /// over once more with the final compression, then lets go of it. A failed hour stays
-    /// in memory and is retried next time.
+    /// Writes every hour that got rows since its last write (its new rows as one more row
+    /// group); rewrites an hour that is over once more, whole, with the final compression,
+    /// then lets go of it. A failed hour stays in memory and is retried next time.
     pub fn flush(&mut self, now_us: i64) -> Vec<WriteError> {
         let mut errors = Vec::new();
         let wait = LATE_ROW_GRACE_US + self.final_write_delay_us;
@@ -207,21 +270,16 @@ impl<R: Row> TableWriter<R> {
             if !buffer.dirty() && (!last_write || buffer.compacted) {
                 continue;
             }
-            buffer.rows.sort_by_key(|r| r.ts_us());
-            let props = if last_write {
-                &self.final_props
+            let written = if last_write {
+                buffer.write_final(&self.root, &self.final_props)
             } else {
-                &self.props
+                buffer.write_growing(&self.root, &self.props)
             };
-            match write_part(&self.root, &buffer.part, &buffer.rows, props) {
-                Ok(()) => {
-                    buffer.written = buffer.rows.len();
-                    buffer.compacted = last_write;
-                }
-                Err(source) => errors.push(WriteError {
+            if let Err(source) = written {
+                errors.push(WriteError {
                     path: buffer.part.clone(),
                     source,
-                }),
+                });
             }
         }
         let finished = &mut self.finished;
@@ -245,21 +303,21 @@ fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
 /// - each column's encoding from its [`Kind`](crate::column::Kind) in the table's
 ///   declaration (`tables.rs`);
 /// - zstd level 19 for files written for the last time (a finished hour, a roll-up),
-///   level 6 for the rewrites of the current hour at every flush (see [`flush_properties`]);
-/// - one row group and one data page per column per hourly file, chunk-level statistics,
-///   no page index or offset index (files are hourly already);
+///   level 6 for the row groups of the current hour, one per flush (see [`flush_properties`]);
+/// - one row group (the current hour: one per flush) and one data page per column per row
+///   group, chunk-level statistics, no page index or offset index (files are hourly already);
 /// - no embedded Arrow schema (see [`writer_options`]);
 /// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
     properties(table, host, FINAL_ZSTD_LEVEL)
 }
 
-/// [`writer_properties`] with the cheaper compression of the rewrites of the current hour.
+/// [`writer_properties`] with the cheaper compression of the current hour's row groups.
 pub fn flush_properties(table: Table, host: &str) -> WriterProperties {
     properties(table, host, FLUSH_ZSTD_LEVEL)
 }
 
-/// zstd level of the current hour's file, rewritten whole at every flush.
+/// zstd level of the current hour's row groups, one encoded at every flush.
 const FLUSH_ZSTD_LEVEL: i32 = 6;
 /// zstd level of a file written for the last time (measured in examples/bench_store.rs:
 /// 6% smaller than level 6; levels above 19 gain nothing more here).
@@ -331,21 +389,34 @@ pub(crate) fn write_part<R: Row>(
     rows: &[R],
     props: &Arc<WriterProperties>,
 ) -> io::Result<()> {
+    let batch = R::to_batch(rows).map_err(io::Error::other)?;
+    replace_part(data_dir, part, |file| {
+        let mut writer =
+            ArrowWriter::try_new_with_options(file, batch.schema(), writer_options(props))
+                .map_err(io::Error::other)?;
+        writer.write(&batch).map_err(io::Error::other)?;
+        writer.into_inner().map_err(io::Error::other)?;
+        Ok(())
+    })
+}
+
+/// Replaces `part` whole with what `fill` writes into the new file (see [`write_part`]).
+fn replace_part(
+    data_dir: &Path,
+    part: &Path,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let rel_dir = part
         .parent()
         .and_then(|dir| dir.strip_prefix(data_dir).ok())
         .ok_or_else(|| io::Error::other(format!("{} is not below the data dir", part.display())))?;
     create_dir_all(data_dir)?;
     let dir = beneath::open_dir(data_dir, rel_dir, true)?;
-    let batch = R::to_batch(rows).map_err(io::Error::other)?;
     let name = file_name(part);
     let temp = file_name(&layout::temp_path(part));
-    atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |file| {
-        let mut writer =
-            ArrowWriter::try_new_with_options(file, batch.schema(), writer_options(props))
-                .map_err(io::Error::other)?;
-        writer.write(&batch).map_err(io::Error::other)?;
-        Ok((writer.into_inner().map_err(io::Error::other)?, ()))
+    atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |mut file| {
+        fill(&mut file)?;
+        Ok((file, ()))
     })
 }
 
