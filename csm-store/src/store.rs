@@ -58,6 +58,8 @@ trait AnyTable: Send {
     fn unwritten_rows(&self) -> usize;
     fn take_dropped(&mut self) -> u64;
     fn take_finished(&mut self) -> Vec<i64>;
+    fn bytes_written(&self) -> u64;
+    fn buffered_file_bytes(&self) -> usize;
 }
 
 impl<R: Row> AnyTable for TableWriter<R> {
@@ -83,6 +85,12 @@ impl<R: Row> AnyTable for TableWriter<R> {
     }
     fn take_finished(&mut self) -> Vec<i64> {
         TableWriter::take_finished(self)
+    }
+    fn bytes_written(&self) -> u64 {
+        TableWriter::bytes_written(self)
+    }
+    fn buffered_file_bytes(&self) -> usize {
+        TableWriter::buffered_file_bytes(self)
     }
 }
 
@@ -195,6 +203,20 @@ impl Store {
         self.tables
             .values()
             .map(|e| e.writer.unwritten_rows())
+            .sum()
+    }
+
+    /// Bytes of the tables' files written so far (each replacement of a file counts
+    /// whole; roll-ups not included).
+    pub fn bytes_written(&self) -> u64 {
+        self.tables.values().map(|e| e.writer.bytes_written()).sum()
+    }
+
+    /// Bytes of the current hours' files held in memory, every table.
+    pub fn buffered_file_bytes(&self) -> usize {
+        self.tables
+            .values()
+            .map(|e| e.writer.buffered_file_bytes())
             .sum()
     }
 

@@ -19,8 +19,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::column::ColumnEncoding;
-use crate::layout::{self, MICROS_PER_HOUR};
 use crate::growing::GrowingFile;
+use crate::layout::{self, MICROS_PER_HOUR};
 use crate::table::{Row, Table, SCHEMA_VERSION};
 use crate::{atomic, beneath};
 
@@ -43,6 +43,10 @@ pub struct StoreOptions {
     /// Use a data dir that another user owns or may write to (see
     /// [`check_ownership`](crate::data_dir::check_ownership)).
     pub allow_unsafe_data_dir: bool,
+    /// Re-encode the current hour's file whole at every flush, as csm did before the
+    /// file grew by one row group per flush: only for `bench_store`'s side-by-side.
+    #[doc(hidden)]
+    pub rewrite_whole_hour_at_flush: bool,
 }
 
 impl StoreOptions {
@@ -52,6 +56,7 @@ impl StoreOptions {
             host: host.into(),
             max_rows_per_table: DEFAULT_MAX_ROWS_PER_TABLE,
             allow_unsafe_data_dir: false,
+            rewrite_whole_hour_at_flush: false,
         }
     }
 }
@@ -73,8 +78,11 @@ pub struct TableWriter<R: Row> {
     /// The data dir: every path below it is opened relative to it, never through a link.
     root: PathBuf,
     dir: PathBuf,
-    /// For the row groups of an hour that is still filling: cheap to compress.
+    /// For the row groups of an hour that is still filling: cheap to compress (large
+    /// ones, and the whole-hour rewrites of `rewrite_whole_hour`) ...
     props: Arc<WriterProperties>,
+    /// ... and cheaper still (small ones).
+    small_props: Arc<WriterProperties>,
     /// For the last write of a finished hour: smallest on disk.
     final_props: Arc<WriterProperties>,
     hours: BTreeMap<i64, HourBuffer<R>>,
@@ -87,14 +95,18 @@ pub struct TableWriter<R: Row> {
     /// table, so that the final writes (tens of ms each for a busy table) and roll-ups
     /// fall into different flushes rather than stalling one.
     final_write_delay_us: i64,
+    /// See [`StoreOptions::rewrite_whole_hour_at_flush`].
+    rewrite_whole_hour: bool,
+    /// Bytes of the files written so far (each replacement counts whole).
+    bytes_written: u64,
 }
 
 /// Between the final writes of successive tables (one default flush interval).
 pub(crate) const FINAL_WRITE_STAGGER_US: i64 = 10_000_000;
 
 /// One hour of one table. `rows[..written]` are in `part` on disk; the rest came since
-/// the last successful write. `growing` holds `part`'s bytes as they grow: its first
-/// `growing.rows()` rows, in that order, each flush's rows sorted by time as one row group.
+/// the last successful write (shedding counts on that, so rows before `written` never move).
+/// `growing` holds `part`'s row groups, encoded: the first `growing.rows()` rows.
 /// `compacted`: `part` was last written with the final (strongest) compression, all rows
 /// sorted in one row group.
 struct HourBuffer<R> {
@@ -129,34 +141,33 @@ impl<R: Row> HourBuffer<R> {
     }
 
     /// Encodes the rows that came since the last flush as one more row group and replaces
-    /// `part` with the file so far.
-    fn write_growing(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<()> {
-        let growing = match &mut self.growing {
-            Some(growing) => growing,
-            None => self
-                .growing
-                .insert(GrowingFile::new(R::TABLE.schema(), props)?),
-        };
-        let new = &mut self.rows[growing.rows()..];
-        new.sort_by_key(|r| r.ts_us());
-        if let Err(err) = growing.append(new) {
-            // The writer may hold half a row group: start over from the first row next time.
+    /// `part` with the file so far. Returns the file's size.
+    fn write_growing(
+        &mut self,
+        data_dir: &Path,
+        [small, large]: [&Arc<WriterProperties>; 2],
+    ) -> io::Result<u64> {
+        let growing = self
+            .growing
+            .get_or_insert_with(|| GrowingFile::new(R::TABLE.schema(), small, large));
+        if let Err(err) = growing.append(&mut self.rows, self.written) {
+            // Start over from the first row next time.
             self.growing = None;
             return Err(err);
         }
-        replace_part(data_dir, &self.part, |file| growing.write_file(file))?;
+        let bytes = replace_part(data_dir, &self.part, |file| growing.write_file(file))?;
         self.written = self.rows.len();
-        Ok(())
+        Ok(bytes)
     }
 
-    /// The hour's last write: every row, sorted, in one row group, final compression.
-    fn write_final(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<()> {
+    /// Every row, sorted, in one row group: the hour's last write (with the final
+    /// compression). Returns the file's size.
+    fn write_whole(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<u64> {
         self.rows.sort_by_key(|r| r.ts_us());
-        write_part(data_dir, &self.part, &self.rows, props)?;
+        let bytes = write_part(data_dir, &self.part, &self.rows, props)?;
         self.written = self.rows.len();
-        self.compacted = true;
         self.growing = None;
-        Ok(())
+        Ok(bytes)
     }
 }
 
@@ -166,6 +177,7 @@ impl<R: Row> TableWriter<R> {
             root: opts.data_dir.clone(),
             dir: layout::table_host_dir(&opts.data_dir, R::TABLE, &opts.host),
             props: Arc::new(flush_properties(R::TABLE, &opts.host)),
+            small_props: Arc::new(small_group_properties(R::TABLE, &opts.host)),
             final_props: Arc::new(writer_properties(R::TABLE, &opts.host)),
             hours: BTreeMap::new(),
             max_rows: opts.max_rows_per_table.max(1),
@@ -174,6 +186,8 @@ impl<R: Row> TableWriter<R> {
             final_write_delay_us: Table::ALL.iter().position(|t| *t == R::TABLE).unwrap_or(0)
                 as i64
                 * FINAL_WRITE_STAGGER_US,
+            rewrite_whole_hour: opts.rewrite_whole_hour_at_flush,
+            bytes_written: 0,
         }
     }
 
@@ -208,6 +222,11 @@ impl<R: Row> TableWriter<R> {
             .filter_map(|h| h.growing.as_ref())
             .map(GrowingFile::bytes)
             .sum()
+    }
+
+    /// Bytes of the files this writer wrote (each replacement of a file counts whole).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
     }
 
     /// Rows held that are not on disk yet.
@@ -271,15 +290,21 @@ impl<R: Row> TableWriter<R> {
                 continue;
             }
             let written = if last_write {
-                buffer.write_final(&self.root, &self.final_props)
+                buffer.write_whole(&self.root, &self.final_props)
+            } else if self.rewrite_whole_hour {
+                buffer.write_whole(&self.root, &self.props)
             } else {
-                buffer.write_growing(&self.root, &self.props)
+                buffer.write_growing(&self.root, [&self.small_props, &self.props])
             };
-            if let Err(source) = written {
-                errors.push(WriteError {
+            match written {
+                Ok(bytes) => {
+                    self.bytes_written += bytes;
+                    buffer.compacted = last_write;
+                }
+                Err(source) => errors.push(WriteError {
                     path: buffer.part.clone(),
                     source,
-                });
+                }),
             }
         }
         let finished = &mut self.finished;
@@ -302,28 +327,44 @@ fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
 /// How a table's files are written, from measurements (examples/bench_store.rs):
 /// - each column's encoding from its [`Kind`](crate::column::Kind) in the table's
 ///   declaration (`tables.rs`);
-/// - zstd level 19 for files written for the last time (a finished hour, a roll-up),
-///   level 6 for the row groups of the current hour, one per flush (see [`flush_properties`]);
-/// - one row group (the current hour: one per flush) and one data page per column per row
-///   group, chunk-level statistics, no page index or offset index (files are hourly already);
+/// - zstd level 19 for files written for the last time (a finished hour, a roll-up); the
+///   current hour's row groups: level 6 for the large ones, Snappy for the few last flushes'
+///   (see [`flush_properties`] and [`small_group_properties`]);
+/// - one row group per hourly file (the current hour: a few, see `growing.rs`) and one data
+///   page per column per row group, chunk-level statistics, no page index or offset index
+///   (files are hourly already);
 /// - no embedded Arrow schema (see [`writer_options`]);
 /// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
-    properties(table, host, FINAL_ZSTD_LEVEL)
+    properties(table, host, zstd(FINAL_ZSTD_LEVEL))
 }
 
-/// [`writer_properties`] with the cheaper compression of the current hour's row groups.
+/// [`writer_properties`] with the cheaper compression of the current hour's large row
+/// groups (and of the whole-hour rewrites csm did at every flush before).
 pub fn flush_properties(table: Table, host: &str) -> WriterProperties {
-    properties(table, host, FLUSH_ZSTD_LEVEL)
+    properties(table, host, zstd(FLUSH_ZSTD_LEVEL))
 }
 
-/// zstd level of the current hour's row groups, one encoded at every flush.
+/// [`writer_properties`] with Snappy, for the current hour's small row groups (the last
+/// flushes' rows, see `growing.rs`): parquet creates a zstd compressor and decompressor
+/// for every column chunk, and for a flush's few rows that setup cost more than the
+/// encoding itself (bench_store: 6.4 ms of CPU per flush with zstd 6, 1 as much with
+/// zstd 1, 3.3 ms with Snappy); small groups are a small part of the file's bytes.
+pub fn small_group_properties(table: Table, host: &str) -> WriterProperties {
+    properties(table, host, Compression::SNAPPY)
+}
+
+fn zstd(level: i32) -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level"))
+}
+
+/// zstd level of the current hour's large row groups.
 const FLUSH_ZSTD_LEVEL: i32 = 6;
 /// zstd level of a file written for the last time (measured in examples/bench_store.rs:
 /// 6% smaller than level 6; levels above 19 gain nothing more here).
 const FINAL_ZSTD_LEVEL: i32 = 19;
 
-fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
+fn properties(table: Table, host: &str, compression: Compression) -> WriterProperties {
     let metadata = vec![
         KeyValue::new("csm.schema_version".into(), SCHEMA_VERSION.to_string()),
         KeyValue::new("csm.version".into(), env!("CARGO_PKG_VERSION").to_string()),
@@ -331,9 +372,7 @@ fn properties(table: Table, host: &str, zstd_level: i32) -> WriterProperties {
         KeyValue::new("csm.table".into(), table.name().to_string()),
     ];
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(zstd_level).expect("valid zstd level"),
-        ))
+        .set_compression(compression)
         // One page per column chunk: pages are compressed apart, and nothing here reads
         // a page alone.
         .set_data_page_row_count_limit(usize::MAX)
@@ -382,13 +421,13 @@ pub(crate) fn writer_options(props: &WriterProperties) -> ArrowWriterOptions {
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
 /// `part` lies below `data_dir`; its folders are created (or opened) relative to the data
-/// dir, never through a link.
+/// dir, never through a link. Returns the file's size.
 pub(crate) fn write_part<R: Row>(
     data_dir: &Path,
     part: &Path,
     rows: &[R],
     props: &Arc<WriterProperties>,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let batch = R::to_batch(rows).map_err(io::Error::other)?;
     replace_part(data_dir, part, |file| {
         let mut writer =
@@ -400,12 +439,13 @@ pub(crate) fn write_part<R: Row>(
     })
 }
 
-/// Replaces `part` whole with what `fill` writes into the new file (see [`write_part`]).
+/// Replaces `part` whole with what `fill` writes into the new file (see [`write_part`]);
+/// returns the file's size.
 fn replace_part(
     data_dir: &Path,
     part: &Path,
     fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<u64> {
     let rel_dir = part
         .parent()
         .and_then(|dir| dir.strip_prefix(data_dir).ok())
@@ -416,7 +456,8 @@ fn replace_part(
     let temp = file_name(&layout::temp_path(part));
     atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |mut file| {
         fill(&mut file)?;
-        Ok((file, ()))
+        let bytes = file.metadata()?.len();
+        Ok((file, bytes))
     })
 }
 
