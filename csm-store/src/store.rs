@@ -572,6 +572,55 @@ mod tests {
         assert_eq!(second.num_rows(), 12 - dropped as usize);
     }
 
+    /// A flush that fails after its rows were encoded (and merged with rows on disk, late
+    /// rows among them), then the memory bound: the rows on disk leave memory, the others
+    /// go to a new part, and the two parts hold every row once.
+    #[test]
+    fn a_failed_write_then_the_memory_bound_keep_every_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 30;
+        let mut store = Store::open(opts).unwrap();
+        let ts = |s: i64| 100_000_000 + s * 1_000_000;
+        for s in 0..10 {
+            store.push(cpu_row(ts(s), 1));
+        }
+        assert!(store.flush(ts(10)).is_empty());
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        // A folder where the temporary goes (it is not removed): the next write fails.
+        let blocker = crate::layout::temp_path(&date.join("00.parquet")).join("x");
+        fs::create_dir_all(&blocker).unwrap();
+        for s in 10..20 {
+            // Late rows too, older than every row on disk.
+            store.push(cpu_row(if s % 3 == 0 { ts(s - 50) } else { ts(s) }, 2));
+        }
+        assert_eq!(store.flush(ts(20)).len(), 1, "the write fails");
+        for s in 20..31 {
+            store.push(cpu_row(ts(s), 3));
+        }
+        assert!(store.table::<CpuRow>().buffered_rows() <= 27, "shed");
+        fs::remove_dir_all(blocker.parent().unwrap()).unwrap();
+        assert!(store.flush(ts(31)).is_empty());
+        assert_eq!(store.table_mut::<CpuRow>().take_dropped(), 0);
+        let mut back: Vec<(i64, i64)> = ["00.parquet", "00.1.parquet"]
+            .iter()
+            .flat_map(|name| read_rows::<CpuRow>(&date.join(name)).unwrap())
+            .map(|r| (r.ts_us, r.uid))
+            .collect();
+        back.sort();
+        let mut expected: Vec<(i64, i64)> = (0..10)
+            .map(|s| (ts(s), 1))
+            .chain((10..20).map(|s| (if s % 3 == 0 { ts(s - 50) } else { ts(s) }, 2)))
+            .chain((20..31).map(|s| (ts(s), 3)))
+            .collect();
+        expected.sort();
+        assert_eq!(back, expected);
+        assert_eq!(
+            read_rows::<CpuRow>(&date.join("00.parquet")).unwrap().len(),
+            10
+        );
+    }
+
     #[test]
     fn dropped_rows_become_an_event() {
         let dir = tempfile::tempdir().unwrap();
