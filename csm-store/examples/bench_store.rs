@@ -3,7 +3,7 @@
 //! every 10 s through an hour, and the DuckDB time of per-user daily totals.
 //!
 //! `cargo run --release -p csm-store --example bench_store -- [--days N] [--dir DIR] [--keep]
-//! [--uniform-noise] [--flush growing|whole|both]`
+//! [--uniform-noise] [--flush growing|whole|both]` (`--days 0`: the flush cost alone)
 //!
 //! The flush cost is measured for the store as it is (`growing`: each flush encodes its
 //! new rows as one more row group of the hour's file) and, side by side in the same run
@@ -70,6 +70,9 @@ fn main() {
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
 
     flush_cost(&dir.join("flush-cost"), uniform_noise, &modes);
+    if days == 0 {
+        return;
+    }
 
     let data = dir.join("month");
     let started = Instant::now();

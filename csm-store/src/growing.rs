@@ -82,7 +82,6 @@ impl GrowingFile {
     }
 
     /// Row groups in the file so far.
-    #[cfg(test)]
     pub(crate) fn row_groups(&self) -> usize {
         self.groups.len()
     }

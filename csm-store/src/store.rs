@@ -60,6 +60,7 @@ trait AnyTable: Send {
     fn take_finished(&mut self) -> Vec<i64>;
     fn bytes_written(&self) -> u64;
     fn buffered_file_bytes(&self) -> usize;
+    fn compact_at_next_flush(&mut self);
 }
 
 impl<R: Row> AnyTable for TableWriter<R> {
@@ -91,6 +92,9 @@ impl<R: Row> AnyTable for TableWriter<R> {
     }
     fn buffered_file_bytes(&self) -> usize {
         TableWriter::buffered_file_bytes(self)
+    }
+    fn compact_at_next_flush(&mut self) {
+        TableWriter::compact_at_next_flush(self)
     }
 }
 
@@ -218,6 +222,14 @@ impl Store {
             .values()
             .map(|e| e.writer.buffered_file_bytes())
             .sum()
+    }
+
+    /// Makes the next flush write every current hour's file whole, in one row group: call
+    /// before the last flush of a stop (see [`TableWriter::compact_at_next_flush`]).
+    pub fn compact_at_next_flush(&mut self) {
+        for entry in self.tables.values_mut() {
+            entry.writer.compact_at_next_flush();
+        }
     }
 
     /// Writes what is held, notes rows the memory bound let go (as `events` rows), and
@@ -570,6 +582,36 @@ mod tests {
         // The rest continues in a new part: nothing duplicated.
         let second = read_all(&date.join("00.1.parquet"));
         assert_eq!(second.num_rows(), 12 - dropped as usize);
+    }
+
+    #[test]
+    fn a_compacting_flush_leaves_the_current_hour_in_one_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        let file = dir.path().join("cpu/host=h/date=1970-01-01/00.parquet");
+        let groups = |file: &Path| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap());
+            reader.unwrap().metadata().num_row_groups()
+        };
+        for s in 0..5 {
+            store.push(cpu_row(s * 10_000_000 + 1, 1));
+            store.push(cpu_row(s * 10_000_000 + 2, 2));
+            assert!(store.flush((s + 1) * 10_000_000).is_empty());
+        }
+        assert!(groups(&file) > 1);
+        store.compact_at_next_flush();
+        assert!(store.flush(60_000_000).is_empty());
+        assert_eq!(groups(&file), 1);
+        let rows = read_rows::<CpuRow>(&file).unwrap();
+        assert_eq!(rows.len(), 10);
+        assert!(rows.is_sorted_by_key(|r| r.ts_us));
+        // Only once: later flushes grow the file again (from one row group of all).
+        for s in 7..10 {
+            store.push(cpu_row(s * 10_000_000 + 1, 1));
+            assert!(store.flush((s + 1) * 10_000_000).is_empty());
+        }
+        assert_eq!(groups(&file), 2);
+        assert_eq!(read_rows::<CpuRow>(&file).unwrap().len(), 13);
     }
 
     /// A flush that fails after its rows were encoded (and merged with rows on disk, late

@@ -97,6 +97,8 @@ pub struct TableWriter<R: Row> {
     final_write_delay_us: i64,
     /// See [`StoreOptions::rewrite_whole_hour_at_flush`].
     rewrite_whole_hour: bool,
+    /// The next flush writes every current hour of several row groups whole, in one.
+    compact_next_flush: bool,
     /// Bytes of the files written so far (each replacement counts whole).
     bytes_written: u64,
 }
@@ -187,6 +189,7 @@ impl<R: Row> TableWriter<R> {
                 as i64
                 * FINAL_WRITE_STAGGER_US,
             rewrite_whole_hour: opts.rewrite_whole_hour_at_flush,
+            compact_next_flush: false,
             bytes_written: 0,
         }
     }
@@ -232,6 +235,13 @@ impl<R: Row> TableWriter<R> {
     /// Rows held that are not on disk yet.
     pub fn unwritten_rows(&self) -> usize {
         self.hours.values().map(|h| h.rows.len() - h.written).sum()
+    }
+
+    /// Makes the next flush write each current hour whose file has several row groups
+    /// whole, as one row group (zstd 6): for the last flush before a stop, so that the
+    /// files a stopped daemon leaves look as a whole rewrite left them.
+    pub fn compact_at_next_flush(&mut self) {
+        self.compact_next_flush = true;
     }
 
     /// Unwritten rows let go because of the memory bound since the last call.
@@ -284,14 +294,17 @@ impl<R: Row> TableWriter<R> {
         let mut errors = Vec::new();
         let wait = LATE_ROW_GRACE_US + self.final_write_delay_us;
         let over = |hour: i64| now_us >= (hour + 1) * MICROS_PER_HOUR + wait;
+        let compact = std::mem::take(&mut self.compact_next_flush);
         for (&hour, buffer) in self.hours.iter_mut() {
             let last_write = over(hour);
-            if !buffer.dirty() && (!last_write || buffer.compacted) {
+            let several_groups = buffer.growing.as_ref().is_some_and(|g| g.row_groups() > 1);
+            let compact = compact && (several_groups || buffer.dirty() && buffer.written > 0);
+            if !buffer.dirty() && !compact && (!last_write || buffer.compacted) {
                 continue;
             }
             let written = if last_write {
                 buffer.write_whole(&self.root, &self.final_props)
-            } else if self.rewrite_whole_hour {
+            } else if self.rewrite_whole_hour || compact {
                 buffer.write_whole(&self.root, &self.props)
             } else {
                 buffer.write_growing(&self.root, [&self.small_props, &self.props])
