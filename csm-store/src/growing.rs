@@ -82,6 +82,7 @@ impl GrowingFile {
     }
 
     /// Row groups in the file so far.
+    #[cfg(test)]
     pub(crate) fn row_groups(&self) -> usize {
         self.groups.len()
     }

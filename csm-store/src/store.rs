@@ -602,6 +602,14 @@ mod tests {
         store.compact_at_next_flush();
         assert!(store.flush(60_000_000).is_empty());
         assert_eq!(groups(&file), 1);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap());
+        let codec = reader
+            .unwrap()
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .compression();
+        assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)));
         let rows = read_rows::<CpuRow>(&file).unwrap();
         assert_eq!(rows.len(), 10);
         assert!(rows.is_sorted_by_key(|r| r.ts_us));

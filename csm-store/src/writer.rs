@@ -237,9 +237,10 @@ impl<R: Row> TableWriter<R> {
         self.hours.values().map(|h| h.rows.len() - h.written).sum()
     }
 
-    /// Makes the next flush write each current hour whose file has several row groups
-    /// whole, as one row group (zstd 6): for the last flush before a stop, so that the
-    /// files a stopped daemon leaves look as a whole rewrite left them.
+    /// Makes the next flush write each current hour's file (that the flush writes, or
+    /// that grew by row groups) whole, as one row group at zstd 6: for the last flush
+    /// before a stop, so that the files a stopped daemon leaves are as whole rewrites left
+    /// them.
     pub fn compact_at_next_flush(&mut self) {
         self.compact_next_flush = true;
     }
@@ -297,8 +298,7 @@ impl<R: Row> TableWriter<R> {
         let compact = std::mem::take(&mut self.compact_next_flush);
         for (&hour, buffer) in self.hours.iter_mut() {
             let last_write = over(hour);
-            let several_groups = buffer.growing.as_ref().is_some_and(|g| g.row_groups() > 1);
-            let compact = compact && (several_groups || buffer.dirty() && buffer.written > 0);
+            let compact = compact && (buffer.dirty() || buffer.growing.is_some());
             if !buffer.dirty() && !compact && (!last_write || buffer.compacted) {
                 continue;
             }
