@@ -1,7 +1,7 @@
 //! Buffers each table's rows per hour and replaces the hour's file atomically at every
 //! flush, so the current hour is always readable and a crash loses at most one flush
 //! interval. While the hour fills, each flush encodes only its own new rows, as one more
-//! row group of the file kept in memory ([`GrowingFile`]); the hour's last write re-encodes
+//! row group of the file kept in memory (`growing.rs`); the hour's last write re-encodes
 //! all its rows into one row group with the strongest compression.
 
 use std::collections::BTreeMap;
@@ -218,7 +218,7 @@ impl<R: Row> TableWriter<R> {
         self.hours.values().map(|h| h.rows.len()).sum()
     }
 
-    /// Bytes of the current hours' files held in memory (see [`GrowingFile`]).
+    /// Bytes of the current hours' files held in memory (see `growing.rs`).
     pub fn buffered_file_bytes(&self) -> usize {
         self.hours
             .values()
