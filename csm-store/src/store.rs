@@ -627,6 +627,17 @@ mod tests {
     /// go to a new part, and the two parts hold every row once.
     #[test]
     fn a_failed_write_then_the_memory_bound_keep_every_row_once() {
+        failed_write_then_memory_bound(false);
+    }
+
+    /// The same when the failed write was to write the hour whole (a stop's last flush,
+    /// or a finished hour's final write), late rows among the new ones.
+    #[test]
+    fn a_failed_whole_write_then_the_memory_bound_keep_every_row_once() {
+        failed_write_then_memory_bound(true);
+    }
+
+    fn failed_write_then_memory_bound(whole: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = StoreOptions::new(dir.path(), "h");
         opts.max_rows_per_table = 30;
@@ -643,6 +654,9 @@ mod tests {
         for s in 10..20 {
             // Late rows too, older than every row on disk.
             store.push(cpu_row(if s % 3 == 0 { ts(s - 50) } else { ts(s) }, 2));
+        }
+        if whole {
+            store.compact_at_next_flush();
         }
         assert_eq!(store.flush(ts(20)).len(), 1, "the write fails");
         for s in 20..31 {

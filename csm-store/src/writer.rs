@@ -97,7 +97,7 @@ pub struct TableWriter<R: Row> {
     final_write_delay_us: i64,
     /// See [`StoreOptions::rewrite_whole_hour_at_flush`].
     rewrite_whole_hour: bool,
-    /// The next flush writes every current hour of several row groups whole, in one.
+    /// The next flush writes every current hour it writes, or that has row groups, whole.
     compact_next_flush: bool,
     /// Bytes of the files written so far (each replacement counts whole).
     bytes_written: u64,
@@ -163,10 +163,21 @@ impl<R: Row> HourBuffer<R> {
     }
 
     /// Every row, sorted, in one row group: the hour's last write (with the final
-    /// compression). Returns the file's size.
+    /// compression), or a stop's. Returns the file's size. The rows on disk keep their
+    /// places until the write succeeds (a late row sorted in among them by a write that
+    /// then failed would be shed as written, and a written one kept twice): when the new
+    /// rows do not all come after them, the file is written from a sorted copy.
     fn write_whole(&mut self, data_dir: &Path, props: &Arc<WriterProperties>) -> io::Result<u64> {
-        self.rows.sort_by_key(|r| r.ts_us());
-        let bytes = write_part(data_dir, &self.part, &self.rows, props)?;
+        self.rows[self.written..].sort_by_key(|r| r.ts_us());
+        let bytes = if self.rows.is_sorted_by_key(|r| r.ts_us()) {
+            write_part(data_dir, &self.part, &self.rows, props)?
+        } else {
+            let mut sorted = self.rows.clone();
+            sorted.sort_by_key(|r| r.ts_us());
+            let bytes = write_part(data_dir, &self.part, &sorted, props)?;
+            self.rows = sorted;
+            bytes
+        };
         self.written = self.rows.len();
         self.growing = None;
         Ok(bytes)
