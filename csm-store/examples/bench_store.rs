@@ -3,7 +3,14 @@
 //! every 10 s through an hour, and the DuckDB time of per-user daily totals.
 //!
 //! `cargo run --release -p csm-store --example bench_store -- [--days N] [--dir DIR] [--keep]
-//! [--uniform-noise]`
+//! [--uniform-noise] [--flush growing|whole|both]` (`--days 0`: the flush cost alone)
+//!
+//! The flush cost is measured for the store as it is (`growing`: each flush encodes its
+//! new rows as one more row group of the hour's file) and, side by side in the same run
+//! (`both`, the default: two stores fed the same rows, flushed one after the other in
+//! alternating order), as csm did before (`whole`: the hour's file re-encoded whole at every
+//! flush). RSS figures are the process's: run `--flush growing` or `--flush whole` alone to
+//! get one store's.
 //!
 //! The simulated host (`csm_store::sim`, shared with `csm report`'s benchmark): 20 users, of whom 5 are busy all day and 15 active a tenth of the time
 //! (in 10-minute stretches); 4 interfaces; per-user traffic for 5 users; memory of every
@@ -31,6 +38,7 @@ fn main() {
     let mut dir: Option<PathBuf> = None;
     let mut keep = false;
     let mut uniform_noise = false;
+    let mut modes = vec![FlushMode::Growing, FlushMode::Whole];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,6 +46,19 @@ fn main() {
             "--dir" => dir = args.next().map(PathBuf::from),
             "--keep" => keep = true,
             "--uniform-noise" => uniform_noise = true,
+            "--flush" => {
+                modes = match args.next().as_deref() {
+                    Some("growing") => vec![FlushMode::Growing],
+                    Some("whole") => vec![FlushMode::Whole],
+                    Some("both") => vec![FlushMode::Growing, FlushMode::Whole],
+                    other => {
+                        eprintln!(
+                            "bench_store: --flush takes growing, whole or both, not {other:?}"
+                        );
+                        std::process::exit(2);
+                    }
+                }
+            }
             other => {
                 eprintln!("bench_store: unknown argument {other}");
                 std::process::exit(2);
@@ -48,7 +69,10 @@ fn main() {
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
 
-    flush_cost(&dir.join("flush-cost"), uniform_noise);
+    flush_cost(&dir.join("flush-cost"), uniform_noise, &modes);
+    if days == 0 {
+        return;
+    }
 
     let data = dir.join("month");
     let started = Instant::now();
@@ -78,56 +102,147 @@ fn main() {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum FlushMode {
+    /// Each flush encodes its new rows as one more row group (the store as it is).
+    Growing,
+    /// Each flush re-encodes the hour's file whole (csm before).
+    Whole,
+}
+
+impl FlushMode {
+    fn name(self) -> &'static str {
+        match self {
+            FlushMode::Growing => "growing (new rows only)",
+            FlushMode::Whole => "whole (hour re-encoded)",
+        }
+    }
+}
+
+/// One store fed the simulated host, and what each of its flushes cost.
+struct FlushRun {
+    mode: FlushMode,
+    store: Store,
+    sim: Sim,
+    wall_ms: Vec<f64>,
+    cpu_ms: Vec<f64>,
+    bytes: Vec<u64>,
+}
+
 /// One hour of one host at 1 s, flushed every 10 s as the daemon does: the cost of each
-/// flush as the hour fills.
-fn flush_cost(dir: &Path, uniform_noise: bool) {
-    let mut store = Store::open(StoreOptions::new(dir, "bench")).expect("open store");
-    let mut sim = Sim::new(uniform_noise);
-    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+/// flush as the hour fills, for each mode, side by side.
+fn flush_cost(dir: &Path, uniform_noise: bool, modes: &[FlushMode]) {
+    let mut runs: Vec<FlushRun> = modes
+        .iter()
+        .map(|&mode| {
+            let mut opts = StoreOptions::new(dir.join(format!("{}", mode as u8)), "bench");
+            opts.rewrite_whole_hour_at_flush = mode == FlushMode::Whole;
+            FlushRun {
+                mode,
+                store: Store::open(opts).expect("open store"),
+                sim: Sim::new(uniform_noise),
+                wall_ms: Vec::new(),
+                cpu_ms: Vec::new(),
+                bytes: Vec::new(),
+            }
+        })
+        .collect();
     let mut rss_before_final = 0.0;
+    let mut held_before_final = Vec::new();
     for s in 1..=3600 + 600 {
         let t = DAY_START + s * SEC;
         if s == 3600 + 290 {
             // The finished hour's final (strongest) writes and roll-ups come next: their
             // memory peak is the daemon's hourly one.
+            held_before_final = runs.iter().map(|r| r.store.buffered_file_bytes()).collect();
             rss_before_final = reset_peak_rss_mib();
         }
-        sim.second(&mut store, t);
+        for run in runs.iter_mut() {
+            run.sim.second(&mut run.store, t);
+        }
         if s % 10 == 0 {
-            let (started, cpu0) = (Instant::now(), thread_cpu_ms());
-            let errors = store.flush(t);
-            wall.push(started.elapsed().as_secs_f64() * 1e3);
-            cpu.push(thread_cpu_ms() - cpu0);
-            assert!(errors.is_empty());
+            // Alternate which store flushes first: neither always gets the warm caches.
+            let n = runs.len();
+            for k in 0..n {
+                let run = &mut runs[(k + (s / 10) as usize) % n];
+                let bytes0 = run.store.bytes_written();
+                let (started, cpu0) = (Instant::now(), thread_cpu_ms());
+                let errors = run.store.flush(t);
+                run.wall_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                run.cpu_ms.push(thread_cpu_ms() - cpu0);
+                run.bytes.push(run.store.bytes_written() - bytes0);
+                assert!(errors.is_empty());
+            }
         }
     }
-    let stats = |v: &[f64]| {
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        (mean, v.iter().cloned().fold(0.0, f64::max))
-    };
-    let ((wall_mean, wall_max), (cpu_mean, cpu_max)) = (stats(&wall), stats(&cpu));
     println!(
-        "flush every 10 s over 70 simulated minutes (all tables, roll-ups at the hour's end):\n  \
-         CPU mean {cpu_mean:.2} ms, max {cpu_max:.2} ms => {:.3} % of a core; \
-         wall (with fsync) mean {wall_mean:.2} ms, max {wall_max:.2} ms",
-        cpu_mean / 10_000.0 * 100.0
+        "flush every 10 s over 70 simulated minutes (all tables, roll-ups at the hour's end):"
     );
-    // Flush i ran at second 10 (i + 1): how the cost grows through the hour.
-    let mean_cpu = |seconds: std::ops::Range<usize>| {
-        let v = &cpu[seconds.start / 10..seconds.end / 10];
-        v.iter().sum::<f64>() / v.len() as f64
-    };
+    let cpu_mean = |run: &FlushRun| mean(&run.cpu_ms);
+    for (i, run) in runs.iter().enumerate() {
+        report_flush_run(run, held_before_final.get(i).copied().unwrap_or(0));
+    }
+    if let [growing, whole] = &runs[..] {
+        println!(
+            "  growing / whole, same run: CPU per flush {:.2}x (mean), {:.2}x in the hour's \
+             first 10 minutes, {:.2}x in its last 10 minutes",
+            cpu_mean(growing) / cpu_mean(whole),
+            mean(window(&growing.cpu_ms, 0..600)) / mean(window(&whole.cpu_ms, 0..600)),
+            mean(window(&growing.cpu_ms, 3000..3590)) / mean(window(&whole.cpu_ms, 3000..3590)),
+        );
+    }
     println!(
-        "  CPU per flush through the hour: {:.2} ms in its first 10 minutes, {:.2} ms in its \
-         last 10 minutes",
-        mean_cpu(0..600),
-        mean_cpu(3000..3590)
-    );
-    println!(
-        "  memory: RSS {rss_before_final:.1} MiB before the finished hour's final writes, \
-         peak {:.1} MiB during them",
+        "  memory (this process, every store above): RSS {rss_before_final:.1} MiB before the \
+         finished hour's final writes, peak {:.1} MiB during them",
         status_mib("VmHWM:")
     );
+}
+
+fn report_flush_run(run: &FlushRun, held_bytes: usize) {
+    let (cpu, wall) = (&run.cpu_ms, &run.wall_ms);
+    let bytes: Vec<f64> = run.bytes.iter().map(|&b| b as f64).collect();
+    let (first, last) = (0..600, 3000..3590);
+    println!(
+        "  {}:\n    CPU mean {:.2} ms, max {:.2} ms => {:.3} % of a core; wall (with fsync) \
+         mean {:.2} ms, max {:.2} ms",
+        run.mode.name(),
+        mean(cpu),
+        max(cpu),
+        mean(cpu) / 10_000.0 * 100.0,
+        mean(wall),
+        max(wall)
+    );
+    println!(
+        "    CPU per flush: first 10 minutes mean {:.2} ms, max {:.2} ms; last 10 minutes \
+         mean {:.2} ms, max {:.2} ms; hour's end (final writes, roll-ups) max {:.2} ms",
+        mean(window(cpu, first.clone())),
+        max(window(cpu, first.clone())),
+        mean(window(cpu, last.clone())),
+        max(window(cpu, last.clone())),
+        max(window(cpu, 3600..4200)),
+    );
+    println!(
+        "    bytes written per flush (data files, each replacement whole): first 10 minutes \
+         {:.0} B, last 10 minutes {:.0} B, over the run {:.0} B; files held in memory before \
+         the final writes {:.0} KiB",
+        mean(window(&bytes, first)),
+        mean(window(&bytes, last)),
+        mean(&bytes),
+        held_bytes as f64 / 1024.0
+    );
+}
+
+/// The flushes made in the simulated seconds `seconds` (flush i ran at second 10 (i + 1)).
+fn window<T>(per_flush: &[T], seconds: std::ops::Range<usize>) -> &[T] {
+    &per_flush[seconds.start / 10..(seconds.end / 10).min(per_flush.len())]
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(0.0, f64::max)
 }
 
 /// Resets the process's RSS high-water mark (`/proc/self/clear_refs`) and returns the

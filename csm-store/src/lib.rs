@@ -9,7 +9,8 @@
 //! - [`layout`]: where each row goes; [`atomic`]: replacing a file whole; [`beneath`]: paths
 //!   below the data dir opened from its descriptor, never through a link; [`data_dir`]:
 //!   refusing a data dir others can write, and the lock taken before anything is touched;
-//! - [`writer`]: one table's hourly buffers and files; [`store`]: every table's writer in
+//! - [`writer`]: one table's hourly buffers and files, the current hour's growing by one
+//!   row group per flush (`growing`); [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
 //! - [`reader`]: reading rows back; [`tree`]: which files of a host and range to read;
 //! - [`time`]: durations and times as users write them; [`zone`]: the time zone a reader
@@ -17,8 +18,9 @@
 //!   percentile definition; [`names`]: names other users choose, made safe to show.
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
-//! is rewritten whole into a temporary (a name not ending in `.parquet`), fsynced and
-//! renamed over the old one at each flush. No aya, no tokio: the daemon, `csm-plot` and
+//! is written whole into a temporary (a name not ending in `.parquet`), fsynced and renamed
+//! over the old one at each flush (only the flush's new rows are encoded; the bytes before
+//! them are kept in memory). No aya, no tokio: the daemon, `csm-plot` and
 //! the tests all read and write through this crate.
 
 pub mod atomic;
@@ -26,6 +28,7 @@ pub mod beneath;
 pub mod column;
 pub mod data_dir;
 pub mod events;
+mod growing;
 pub mod layout;
 pub mod names;
 pub mod outages;

@@ -283,7 +283,9 @@ pub(crate) fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Resu
     let path = date_dir.join(format!("{hh}.parquet"));
     // Written once: the final compression.
     let props = Arc::new(writer_properties(R::Minute::TABLE, host));
-    write_part(data_dir, &path, &out, &props).map_err(|source| WriteError { path, source })
+    write_part(data_dir, &path, &out, &props)
+        .map(drop)
+        .map_err(|source| WriteError { path, source })
 }
 
 /// Every readable part of the hour `hh` in `dir` (below `data_dir`), within

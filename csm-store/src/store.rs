@@ -58,6 +58,9 @@ trait AnyTable: Send {
     fn unwritten_rows(&self) -> usize;
     fn take_dropped(&mut self) -> u64;
     fn take_finished(&mut self) -> Vec<i64>;
+    fn bytes_written(&self) -> u64;
+    fn buffered_file_bytes(&self) -> usize;
+    fn compact_at_next_flush(&mut self);
 }
 
 impl<R: Row> AnyTable for TableWriter<R> {
@@ -83,6 +86,15 @@ impl<R: Row> AnyTable for TableWriter<R> {
     }
     fn take_finished(&mut self) -> Vec<i64> {
         TableWriter::take_finished(self)
+    }
+    fn bytes_written(&self) -> u64 {
+        TableWriter::bytes_written(self)
+    }
+    fn buffered_file_bytes(&self) -> usize {
+        TableWriter::buffered_file_bytes(self)
+    }
+    fn compact_at_next_flush(&mut self) {
+        TableWriter::compact_at_next_flush(self)
     }
 }
 
@@ -196,6 +208,28 @@ impl Store {
             .values()
             .map(|e| e.writer.unwritten_rows())
             .sum()
+    }
+
+    /// Bytes of the tables' files written so far (each replacement of a file counts
+    /// whole; roll-ups not included).
+    pub fn bytes_written(&self) -> u64 {
+        self.tables.values().map(|e| e.writer.bytes_written()).sum()
+    }
+
+    /// Bytes of the current hours' files held in memory, every table.
+    pub fn buffered_file_bytes(&self) -> usize {
+        self.tables
+            .values()
+            .map(|e| e.writer.buffered_file_bytes())
+            .sum()
+    }
+
+    /// Makes the next flush write every current hour's file whole, in one row group: call
+    /// before the last flush of a stop (see [`TableWriter::compact_at_next_flush`]).
+    pub fn compact_at_next_flush(&mut self) {
+        for entry in self.tables.values_mut() {
+            entry.writer.compact_at_next_flush();
+        }
     }
 
     /// Writes what is held, notes rows the memory bound let go (as `events` rows), and
@@ -548,6 +582,107 @@ mod tests {
         // The rest continues in a new part: nothing duplicated.
         let second = read_all(&date.join("00.1.parquet"));
         assert_eq!(second.num_rows(), 12 - dropped as usize);
+    }
+
+    #[test]
+    fn a_compacting_flush_leaves_the_current_hour_in_one_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        let file = dir.path().join("cpu/host=h/date=1970-01-01/00.parquet");
+        let groups = |file: &Path| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap());
+            reader.unwrap().metadata().num_row_groups()
+        };
+        for s in 0..5 {
+            store.push(cpu_row(s * 10_000_000 + 1, 1));
+            store.push(cpu_row(s * 10_000_000 + 2, 2));
+            assert!(store.flush((s + 1) * 10_000_000).is_empty());
+        }
+        assert!(groups(&file) > 1);
+        store.compact_at_next_flush();
+        assert!(store.flush(60_000_000).is_empty());
+        assert_eq!(groups(&file), 1);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap());
+        let codec = reader
+            .unwrap()
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .compression();
+        assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)));
+        let rows = read_rows::<CpuRow>(&file).unwrap();
+        assert_eq!(rows.len(), 10);
+        assert!(rows.is_sorted_by_key(|r| r.ts_us));
+        // Only once: later flushes grow the file again (from one row group of all).
+        for s in 7..10 {
+            store.push(cpu_row(s * 10_000_000 + 1, 1));
+            assert!(store.flush((s + 1) * 10_000_000).is_empty());
+        }
+        assert_eq!(groups(&file), 2);
+        assert_eq!(read_rows::<CpuRow>(&file).unwrap().len(), 13);
+    }
+
+    /// A flush that fails after its rows were encoded (and merged with rows on disk, late
+    /// rows among them), then the memory bound: the rows on disk leave memory, the others
+    /// go to a new part, and the two parts hold every row once.
+    #[test]
+    fn a_failed_write_then_the_memory_bound_keep_every_row_once() {
+        failed_write_then_memory_bound(false);
+    }
+
+    /// The same when the failed write was to write the hour whole (a stop's last flush,
+    /// or a finished hour's final write), late rows among the new ones.
+    #[test]
+    fn a_failed_whole_write_then_the_memory_bound_keep_every_row_once() {
+        failed_write_then_memory_bound(true);
+    }
+
+    fn failed_write_then_memory_bound(whole: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = StoreOptions::new(dir.path(), "h");
+        opts.max_rows_per_table = 30;
+        let mut store = Store::open(opts).unwrap();
+        let ts = |s: i64| 100_000_000 + s * 1_000_000;
+        for s in 0..10 {
+            store.push(cpu_row(ts(s), 1));
+        }
+        assert!(store.flush(ts(10)).is_empty());
+        let date = dir.path().join("cpu/host=h/date=1970-01-01");
+        // A folder where the temporary goes (it is not removed): the next write fails.
+        let blocker = crate::layout::temp_path(&date.join("00.parquet")).join("x");
+        fs::create_dir_all(&blocker).unwrap();
+        for s in 10..20 {
+            // Late rows too, older than every row on disk.
+            store.push(cpu_row(if s % 3 == 0 { ts(s - 50) } else { ts(s) }, 2));
+        }
+        if whole {
+            store.compact_at_next_flush();
+        }
+        assert_eq!(store.flush(ts(20)).len(), 1, "the write fails");
+        for s in 20..31 {
+            store.push(cpu_row(ts(s), 3));
+        }
+        assert!(store.table::<CpuRow>().buffered_rows() <= 27, "shed");
+        fs::remove_dir_all(blocker.parent().unwrap()).unwrap();
+        assert!(store.flush(ts(31)).is_empty());
+        assert_eq!(store.table_mut::<CpuRow>().take_dropped(), 0);
+        let mut back: Vec<(i64, i64)> = ["00.parquet", "00.1.parquet"]
+            .iter()
+            .flat_map(|name| read_rows::<CpuRow>(&date.join(name)).unwrap())
+            .map(|r| (r.ts_us, r.uid))
+            .collect();
+        back.sort();
+        let mut expected: Vec<(i64, i64)> = (0..10)
+            .map(|s| (ts(s), 1))
+            .chain((10..20).map(|s| (if s % 3 == 0 { ts(s - 50) } else { ts(s) }, 2)))
+            .chain((20..31).map(|s| (ts(s), 3)))
+            .collect();
+        expected.sort();
+        assert_eq!(back, expected);
+        assert_eq!(
+            read_rows::<CpuRow>(&date.join("00.parquet")).unwrap().len(),
+            10
+        );
     }
 
     #[test]

@@ -144,3 +144,49 @@ fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
     assert!(events.iter().any(|e| matches!(e, Event::Stop(_))));
     assert!(data.pin_dirs().is_empty(), "a clean stop removes the pins");
 }
+
+/// The current hour's file grows by row groups at each flush (its small ones in Snappy); a
+/// clean stop writes it whole once more, so a stopped daemon leaves every file in one zstd
+/// row group, as whole rewrites did.
+#[test]
+fn a_clean_stop_leaves_every_file_in_one_row_group() {
+    csm_tests::require_root();
+    let data = DataDir::new();
+    let daemon = Daemon::builder()
+        .data_dir(&data)
+        .args(["--interval", "500ms", "--flush-interval", "1s"])
+        .start();
+    let mut most = 0;
+    for _ in 0..8 {
+        sleep(Duration::from_millis(700));
+        for path in data.files().parquet {
+            // Being replaced: the next look reads it.
+            most = most.max(row_groups(&path).unwrap_or(0));
+        }
+    }
+    daemon.stop();
+    eprintln!("at most {most} row groups in a file while collecting");
+    let files = data.files().parquet;
+    assert!(!files.is_empty());
+    for path in &files {
+        assert_eq!(row_groups(path).unwrap(), 1, "{}", path.display());
+        let file = std::fs::File::open(path).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        assert!(
+            matches!(
+                group.column(0).compression(),
+                parquet::basic::Compression::ZSTD(_)
+            ),
+            "{}: written whole at the stop",
+            path.display()
+        );
+    }
+    assert!(data.read_every_file().unwrap() > 0);
+}
+
+fn row_groups(path: &std::path::Path) -> Option<usize> {
+    let file = std::fs::File::open(path).ok()?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file).ok()?;
+    Some(parquet::file::reader::FileReader::num_row_groups(&reader))
+}

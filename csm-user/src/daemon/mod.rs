@@ -354,6 +354,8 @@ impl Writer {
         let data_dir = &self.settings.data_dir;
         sink.store
             .event(now_us(), Event::Stop(stop_reason.to_string()));
+        // The current hours' files stay as this flush leaves them: one row group each.
+        sink.store.compact_at_next_flush();
         if !sink.flusher.flush(&mut sink.store, data_dir) {
             // The pins stay: the next start adopts them and the state file still says
             // what was last written, so nothing counted is lost.
