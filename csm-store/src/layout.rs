@@ -63,15 +63,26 @@ pub fn hour_location(table_host_dir: &Path, hour: i64) -> (PathBuf, String) {
 
 /// The first free part name of an hour: `HH.parquet`, then `HH.1.parquet`, `HH.2.parquet`…
 /// A restart inside an hour writes a new part beside the earlier run's file.
+///
+/// Only a name the folder is known not to hold is free: when the folder cannot be looked
+/// at now (an I/O error, a file where the folder should be), an earlier run's
+/// `HH.parquet` may be there, and the part would replace it once the folder is back. The
+/// part is then numbered by the clock's seconds, a number no earlier part of the hour
+/// has taken (parts count up from 1, one per restart).
 pub fn free_part_path(dir: &Path, hh: &str) -> PathBuf {
-    let first = dir.join(format!("{hh}.parquet"));
-    if !first.exists() {
-        return first;
+    let candidates = std::iter::once(dir.join(format!("{hh}.parquet")))
+        .chain((1..).map(|n| dir.join(format!("{hh}.{n}.parquet"))));
+    for path in candidates {
+        match path.symlink_metadata() {
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return path,
+            Err(_) => break,
+        }
     }
-    (1..)
-        .map(|n| dir.join(format!("{hh}.{n}.parquet")))
-        .find(|p| !p.exists())
-        .expect("an unbounded range always yields a free name")
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(u32::MAX as u64, |d| d.as_secs());
+    dir.join(format!("{hh}.{secs}.parquet"))
 }
 
 /// Every visible part of one hour: `HH.parquet`, `HH.1.parquet`, … (in name order).
@@ -180,6 +191,38 @@ mod tests {
         assert_eq!(
             free_part_path(dir.path(), "05"),
             dir.path().join("05.2.parquet")
+        );
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_looked_at_gets_a_part_no_run_has_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the date folder should be: every lookup fails with ENOTDIR.
+        let not_a_dir = dir.path().join("date=2026-11-29");
+        std::fs::write(&not_a_dir, b"x").unwrap();
+        let part = free_part_path(&not_a_dir, "05");
+        let name = part.file_name().unwrap().to_str().unwrap().to_owned();
+        assert_ne!(name, "05.parquet", "would replace an earlier run's file");
+        let number: u64 = name
+            .strip_prefix("05.")
+            .and_then(|rest| rest.strip_suffix(".parquet"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not a numbered part"));
+        assert!(number > 1_700_000_000, "{name}: numbered by the clock");
+        assert_eq!(
+            hour_part_names([std::ffi::OsString::from(&name)], "05"),
+            [std::ffi::OsString::from(&name)],
+            "readers list it as a part of the hour"
+        );
+    }
+
+    #[test]
+    fn a_link_counts_as_a_taken_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("05.parquet")).unwrap();
+        assert_eq!(
+            free_part_path(dir.path(), "05"),
+            dir.path().join("05.1.parquet")
         );
     }
 
