@@ -4,8 +4,11 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::schema::types::SchemaDescriptor;
 
+use crate::column::{read_column, Kind};
 use crate::table::{FromBatch, Row, Table};
 use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
 
@@ -22,34 +25,97 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
 
 /// [`read_rows`] with another bound.
 pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
-    let file = open_regular(path)
-        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
-    read_rows_from(file, path, max_rows)
+    read_rows_from(open_named(path)?, path, max_rows)
 }
 
 /// The rows of an open file (`path` names it in errors), at most `max_rows`: the count
 /// the file's metadata claims is checked before anything is decompressed, and the rows
 /// are read one batch at a time.
 pub fn read_rows_from<R: FromBatch>(file: File, path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
-    let named =
-        |err: &dyn std::fmt::Display| io::Error::other(format!("{}: {err}", path.display()));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| named(&err))?;
+    read_columns_from(file, path, max_rows, None)
+}
+
+/// [`read_rows`] reading only the columns named in `columns` (the row's other fields are
+/// left at their default): each column of a file costs a decompressor of its own, so a
+/// reader of thousands of hour files reads no column it does not use. A wanted column the
+/// file lacks reads as [`read_rows`] reads it (nulls when nullable, else an error).
+pub fn read_columns<R: FromBatch>(path: &Path, columns: &[&str]) -> io::Result<Vec<R>> {
+    read_columns_from(open_named(path)?, path, MAX_ROWS_PER_FILE, Some(columns))
+}
+
+/// The `ts` column of one file, whatever its table (every table has one): enough to
+/// know whether a file holds rows of a range, at the cost of one column.
+pub fn read_times(path: &Path) -> io::Result<Vec<i64>> {
+    let batches = batches(open_named(path)?, path, MAX_ROWS_PER_FILE, Some(&["ts"]))?;
+    let mut times = Vec::new();
+    for batch in batches {
+        let batch = batch.map_err(|err| named(path, &err))?;
+        let read = read_column::<i64>(&batch, "ts", Kind::Time);
+        times.extend(read.map_err(|err| named(path, &err))?);
+    }
+    Ok(times)
+}
+
+fn read_columns_from<R: FromBatch>(
+    file: File,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<Vec<R>> {
+    let mut rows = Vec::new();
+    for batch in batches(file, path, max_rows, columns)? {
+        let batch = batch.map_err(|err| named(path, &err))?;
+        let read = R::from_projected_batch(&batch, columns);
+        rows.extend(read.map_err(|err| named(path, &err))?);
+    }
+    Ok(rows)
+}
+
+/// The batches of a file, only the `columns` named (all when `None`), once the row count
+/// its metadata claims is found to be at most `max_rows`.
+fn batches(
+    file: File,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<ParquetRecordBatchReader> {
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| named(path, &e))?;
     let claimed = builder.metadata().file_metadata().num_rows();
     if claimed > max_rows {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            named(&format!(
-                "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
-            )),
+            named(
+                path,
+                &format!(
+                    "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
+                ),
+            ),
         ));
     }
-    let reader = builder.build().map_err(|err| named(&err))?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|err| named(&err))?;
-        rows.extend(R::from_batch(&batch).map_err(|err| named(&err))?);
+    if let Some(columns) = columns {
+        let mask = projection(builder.parquet_schema(), columns);
+        builder = builder.with_projection(mask);
     }
-    Ok(rows)
+    builder.build().map_err(|err| named(path, &err))
+}
+
+/// The file's top-level columns named in `columns` (a list column with its items).
+fn projection(schema: &SchemaDescriptor, columns: &[&str]) -> ProjectionMask {
+    let roots = schema.root_schema().get_fields().iter().enumerate();
+    let wanted = roots.filter(|(_, field)| columns.contains(&field.name()));
+    ProjectionMask::roots(schema, wanted.map(|(index, _)| index))
+}
+
+/// An error naming the file it is about.
+fn named(path: &Path, err: &dyn std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{}: {err}", path.display()))
+}
+
+/// [`open_regular`], errors naming the file.
+fn open_named(path: &Path) -> io::Result<File> {
+    open_regular(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))
 }
 
 /// Opens a regular file for reading, never through a link and never blocking on a FIFO
