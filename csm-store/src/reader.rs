@@ -4,10 +4,13 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
 use parquet::schema::types::SchemaDescriptor;
 
+use crate::beneath::read_at_most;
 use crate::column::{read_column, Kind};
 use crate::table::{FromBatch, Row, Table};
 use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
@@ -46,7 +49,8 @@ pub fn read_columns<R: FromBatch>(path: &Path, columns: &[&str]) -> io::Result<V
 /// The `ts` column of one file, whatever its table (every table has one): enough to
 /// know whether a file holds rows of a range, at the cost of one column.
 pub fn read_times(path: &Path) -> io::Result<Vec<i64>> {
-    let batches = batches(open_named(path)?, path, MAX_ROWS_PER_FILE, Some(&["ts"]))?;
+    let file = in_memory(open_named(path)?, path)?;
+    let batches = batches(file, path, MAX_ROWS_PER_FILE, Some(&["ts"]))?;
     let mut times = Vec::new();
     for batch in batches {
         let batch = batch.map_err(|err| named(path, &err))?;
@@ -63,7 +67,7 @@ fn read_columns_from<R: FromBatch>(
     columns: Option<&[&str]>,
 ) -> io::Result<Vec<R>> {
     let mut rows = Vec::new();
-    for batch in batches(file, path, max_rows, columns)? {
+    for batch in batches(in_memory(file, path)?, path, max_rows, columns)? {
         let batch = batch.map_err(|err| named(path, &err))?;
         let read = R::from_projected_batch(&batch, columns);
         rows.extend(read.map_err(|err| named(path, &err))?);
@@ -71,16 +75,51 @@ fn read_columns_from<R: FromBatch>(
     Ok(rows)
 }
 
+/// Files up to this size are read whole, in one read, before decoding: the decoder reads
+/// a file from disk with a duplicated descriptor, a seek and a read per column, and
+/// those system calls were a tenth of a month's report (hour files are kilobytes).
+/// Larger files are read by parts, as the decoder asks, never whole.
+const READ_WHOLE_BELOW: u64 = 16 << 20;
+
+/// What the decoder reads: a small file's bytes, or the file itself.
+enum Source {
+    Whole(Bytes),
+    File(File),
+}
+
+/// The bytes of a file smaller than [`READ_WHOLE_BELOW`], else the file.
+fn in_memory(file: File, path: &Path) -> io::Result<Source> {
+    let size = file.metadata().map_err(|err| named(path, &err))?.len();
+    if size >= READ_WHOLE_BELOW {
+        return Ok(Source::File(file));
+    }
+    // Bounded: the file may have grown since it was measured.
+    let bytes = read_at_most(file, READ_WHOLE_BELOW).map_err(|err| named(path, &err))?;
+    Ok(Source::Whole(Bytes::from(bytes)))
+}
+
 /// The batches of a file, only the `columns` named (all when `None`), once the row count
 /// its metadata claims is found to be at most `max_rows`.
 fn batches(
-    file: File,
+    source: Source,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<ParquetRecordBatchReader> {
+    match source {
+        Source::Whole(bytes) => batches_of(bytes, path, max_rows, columns),
+        Source::File(file) => batches_of(file, path, max_rows, columns),
+    }
+}
+
+fn batches_of<T: ChunkReader + 'static>(
+    source: T,
     path: &Path,
     max_rows: i64,
     columns: Option<&[&str]>,
 ) -> io::Result<ParquetRecordBatchReader> {
     let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| named(path, &e))?;
+        ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| named(path, &e))?;
     let claimed = builder.metadata().file_metadata().num_rows();
     if claimed > max_rows {
         return Err(io::Error::new(
