@@ -238,6 +238,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_columns_asked_for_are_read_and_the_others_left_at_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00.parquet");
+        let props = std::sync::Arc::new(crate::writer::writer_properties(Table::Ping, "h"));
+        let ping = crate::PingRow {
+            ts_us: 7,
+            target: "gw".into(),
+            addr: Some("192.0.2.1".into()),
+            sent: 3,
+            received: 2,
+            rtt_min_ms: Some(1.0),
+            rtt_avg_ms: Some(1.5),
+            rtt_max_ms: Some(2.0),
+            rtt_mdev_ms: Some(0.5),
+            rtts_ms: vec![1.0, 2.0],
+            error: None,
+        };
+        crate::writer::write_part(dir.path(), &path, &[ping.clone()], &props).unwrap();
+        let c = crate::PingRow::COLUMN;
+        let read: Vec<crate::PingRow> =
+            read_columns(&path, &[c.ts_us, c.target, c.received, c.rtts_ms]).unwrap();
+        let expected = crate::PingRow {
+            ts_us: 7,
+            target: "gw".into(),
+            received: 2,
+            rtts_ms: vec![1.0, 2.0],
+            ..crate::PingRow::default()
+        };
+        assert_eq!(read, [expected]);
+        assert_eq!(read_times(&path).unwrap(), [7]);
+        assert_eq!(read_rows::<crate::PingRow>(&path).unwrap(), [ping]);
+    }
+
+    #[test]
     fn table_files_skip_links_and_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let date = dir.path().join("net_uid/host=h/date=1970-01-01");
