@@ -284,8 +284,10 @@ impl<T> Read<T> {
 
     /// Files' rows or warnings, in the files' order.
     fn gather(per_file: Vec<Result<Vec<T>, String>>) -> Read<T> {
+        // Sized once: a month is millions of rows, and growing by doubling copies them.
+        let total = per_file.iter().flatten().map(Vec::len).sum();
         let mut read = Read {
-            rows: Vec::new(),
+            rows: Vec::with_capacity(total),
             warnings: Vec::new(),
         };
         for file in per_file {
