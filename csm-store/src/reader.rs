@@ -255,7 +255,7 @@ mod tests {
             rtts_ms: vec![1.0, 2.0],
             error: None,
         };
-        crate::writer::write_part(dir.path(), &path, &[ping.clone()], &props).unwrap();
+        crate::writer::write_part(dir.path(), &path, std::slice::from_ref(&ping), &props).unwrap();
         let c = crate::PingRow::COLUMN;
         let read: Vec<crate::PingRow> =
             read_columns(&path, &[c.ts_us, c.target, c.received, c.rtts_ms]).unwrap();
