@@ -1,6 +1,7 @@
 //! The rows of a report's range, read through csm-store: only the host's files of the
 //! hours overlapping the range (roll-up hours for ranges over 6 h, raw hours where the
-//! roll-up is not written yet), only rows whose `ts` falls in `[from, to)`. Raw rows and
+//! roll-up is not written yet), only rows whose `ts` falls in `[from, to)`, only the tables
+//! and columns the requested sections use, each table's files on every core. Raw rows and
 //! roll-up rows are brought to one shape per table here, so the sections see one kind.
 
 use std::path::{Path, PathBuf};
