@@ -313,6 +313,22 @@ pub fn read_column<V: Value>(
     })
 }
 
+/// [`read_column`] for a batch read with only the columns `wanted` (all when `None`): a
+/// column left out reads as the type's default, one per row, without being looked for.
+pub fn read_wanted_column<V: Value>(
+    batch: &RecordBatch,
+    name: &str,
+    kind: Kind,
+    wanted: Option<&[&str]>,
+) -> Result<Vec<V>, ArrowError> {
+    match wanted {
+        Some(columns) if !columns.contains(&name) => {
+            Ok((0..batch.num_rows()).map(|_| V::default()).collect())
+        }
+        _ => read_column(batch, name, kind),
+    }
+}
+
 /// Significant bits kept of a stored rate or percentage (see [`quantize`]).
 pub const RATE_SIGNIFICANT_BITS: i32 = 10;
 

@@ -47,7 +47,8 @@ pub mod zone;
 pub use column::{quantize, round_rtt};
 pub use events::{Counters, Event, Recovered, Source};
 pub use reader::{
-    read_rows, read_rows_at_most, read_rows_from, read_table, table_files, MAX_ROWS_PER_FILE,
+    read_columns, read_rows, read_rows_at_most, read_rows_from, read_table, read_times,
+    table_files, MAX_ROWS_PER_FILE,
 };
 pub use store::{Store, TableRows};
 pub use table::{FromBatch, Row, Table, SCHEMA_VERSION};

@@ -4,8 +4,14 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
+use parquet::schema::types::SchemaDescriptor;
 
+use crate::beneath::read_at_most;
+use crate::column::{read_column, Kind};
 use crate::table::{FromBatch, Row, Table};
 use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
 
@@ -22,34 +28,133 @@ pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
 
 /// [`read_rows`] with another bound.
 pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
-    let file = open_regular(path)
-        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
-    read_rows_from(file, path, max_rows)
+    read_rows_from(open_named(path)?, path, max_rows)
 }
 
 /// The rows of an open file (`path` names it in errors), at most `max_rows`: the count
 /// the file's metadata claims is checked before anything is decompressed, and the rows
 /// are read one batch at a time.
 pub fn read_rows_from<R: FromBatch>(file: File, path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
-    let named =
-        |err: &dyn std::fmt::Display| io::Error::other(format!("{}: {err}", path.display()));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| named(&err))?;
+    read_columns_from(file, path, max_rows, None)
+}
+
+/// [`read_rows`] reading only the columns named in `columns` (the row's other fields are
+/// left at their default): each column of a file costs a decompressor of its own, so a
+/// reader of thousands of hour files reads no column it does not use. A wanted column the
+/// file lacks reads as [`read_rows`] reads it (nulls when nullable, else an error).
+pub fn read_columns<R: FromBatch>(path: &Path, columns: &[&str]) -> io::Result<Vec<R>> {
+    read_columns_from(open_named(path)?, path, MAX_ROWS_PER_FILE, Some(columns))
+}
+
+/// The `ts` column of one file, whatever its table (every table has one): enough to
+/// know whether a file holds rows of a range, at the cost of one column.
+pub fn read_times(path: &Path) -> io::Result<Vec<i64>> {
+    let file = in_memory(open_named(path)?, path)?;
+    let batches = batches(file, path, MAX_ROWS_PER_FILE, Some(&["ts"]))?;
+    let mut times = Vec::new();
+    for batch in batches {
+        let batch = batch.map_err(|err| named(path, &err))?;
+        let read = read_column::<i64>(&batch, "ts", Kind::Time);
+        times.extend(read.map_err(|err| named(path, &err))?);
+    }
+    Ok(times)
+}
+
+fn read_columns_from<R: FromBatch>(
+    file: File,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<Vec<R>> {
+    let mut rows = Vec::new();
+    for batch in batches(in_memory(file, path)?, path, max_rows, columns)? {
+        let batch = batch.map_err(|err| named(path, &err))?;
+        let read = R::from_projected_batch(&batch, columns);
+        rows.extend(read.map_err(|err| named(path, &err))?);
+    }
+    Ok(rows)
+}
+
+/// Files up to this size are read whole, in one read, before decoding: the decoder reads
+/// a file from disk with a duplicated descriptor, a seek and a read per column, and
+/// those system calls were a tenth of a month's report (hour files are kilobytes).
+/// Larger files are read by parts, as the decoder asks, never whole.
+const READ_WHOLE_BELOW: u64 = 16 << 20;
+
+/// What the decoder reads: a small file's bytes, or the file itself.
+enum Source {
+    Whole(Bytes),
+    File(File),
+}
+
+/// The bytes of a file smaller than [`READ_WHOLE_BELOW`], else the file.
+fn in_memory(file: File, path: &Path) -> io::Result<Source> {
+    let size = file.metadata().map_err(|err| named(path, &err))?.len();
+    if size >= READ_WHOLE_BELOW {
+        return Ok(Source::File(file));
+    }
+    // Bounded: the file may have grown since it was measured.
+    let bytes = read_at_most(file, READ_WHOLE_BELOW).map_err(|err| named(path, &err))?;
+    Ok(Source::Whole(Bytes::from(bytes)))
+}
+
+/// The batches of a file, only the `columns` named (all when `None`), once the row count
+/// its metadata claims is found to be at most `max_rows`.
+fn batches(
+    source: Source,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<ParquetRecordBatchReader> {
+    match source {
+        Source::Whole(bytes) => batches_of(bytes, path, max_rows, columns),
+        Source::File(file) => batches_of(file, path, max_rows, columns),
+    }
+}
+
+fn batches_of<T: ChunkReader + 'static>(
+    source: T,
+    path: &Path,
+    max_rows: i64,
+    columns: Option<&[&str]>,
+) -> io::Result<ParquetRecordBatchReader> {
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| named(path, &e))?;
     let claimed = builder.metadata().file_metadata().num_rows();
     if claimed > max_rows {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            named(&format!(
-                "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
-            )),
+            named(
+                path,
+                &format!(
+                    "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
+                ),
+            ),
         ));
     }
-    let reader = builder.build().map_err(|err| named(&err))?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|err| named(&err))?;
-        rows.extend(R::from_batch(&batch).map_err(|err| named(&err))?);
+    if let Some(columns) = columns {
+        let mask = projection(builder.parquet_schema(), columns);
+        builder = builder.with_projection(mask);
     }
-    Ok(rows)
+    builder.build().map_err(|err| named(path, &err))
+}
+
+/// The file's top-level columns named in `columns` (a list column with its items).
+fn projection(schema: &SchemaDescriptor, columns: &[&str]) -> ProjectionMask {
+    let roots = schema.root_schema().get_fields().iter().enumerate();
+    let wanted = roots.filter(|(_, field)| columns.contains(&field.name()));
+    ProjectionMask::roots(schema, wanted.map(|(index, _)| index))
+}
+
+/// An error naming the file it is about.
+fn named(path: &Path, err: &dyn std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{}: {err}", path.display()))
+}
+
+/// [`open_regular`], errors naming the file.
+fn open_named(path: &Path) -> io::Result<File> {
+    open_regular(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))
 }
 
 /// Opens a regular file for reading, never through a link and never blocking on a FIFO
@@ -130,6 +235,40 @@ mod tests {
             read_rows_at_most::<NetUidRow>(&path, 1001).unwrap(),
             rows(1001)
         );
+    }
+
+    #[test]
+    fn only_the_columns_asked_for_are_read_and_the_others_left_at_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00.parquet");
+        let props = std::sync::Arc::new(crate::writer::writer_properties(Table::Ping, "h"));
+        let ping = crate::PingRow {
+            ts_us: 7,
+            target: "gw".into(),
+            addr: Some("192.0.2.1".into()),
+            sent: 3,
+            received: 2,
+            rtt_min_ms: Some(1.0),
+            rtt_avg_ms: Some(1.5),
+            rtt_max_ms: Some(2.0),
+            rtt_mdev_ms: Some(0.5),
+            rtts_ms: vec![1.0, 2.0],
+            error: None,
+        };
+        crate::writer::write_part(dir.path(), &path, std::slice::from_ref(&ping), &props).unwrap();
+        let c = crate::PingRow::COLUMN;
+        let read: Vec<crate::PingRow> =
+            read_columns(&path, &[c.ts_us, c.target, c.received, c.rtts_ms]).unwrap();
+        let expected = crate::PingRow {
+            ts_us: 7,
+            target: "gw".into(),
+            received: 2,
+            rtts_ms: vec![1.0, 2.0],
+            ..crate::PingRow::default()
+        };
+        assert_eq!(read, [expected]);
+        assert_eq!(read_times(&path).unwrap(), [7]);
+        assert_eq!(read_rows::<crate::PingRow>(&path).unwrap(), [ping]);
     }
 
     #[test]

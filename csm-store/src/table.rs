@@ -130,7 +130,16 @@ pub trait Row: Clone + Send + 'static {
 /// Rows read back from a file. Columns are found by name: columns a reader does not
 /// know are ignored, and a nullable column an older file lacks reads as nulls.
 pub trait FromBatch: Sized {
-    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError>;
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>, ArrowError> {
+        Self::from_projected_batch(batch, None)
+    }
+    /// Rows of a batch read with only the columns `wanted` (all when `None`): the fields
+    /// of the other columns are left at their default, unread, so that a reader can skip
+    /// columns it does not need without a row type of its own.
+    fn from_projected_batch(
+        batch: &RecordBatch,
+        wanted: Option<&[&str]>,
+    ) -> Result<Vec<Self>, ArrowError>;
 }
 
 /// The name of a column: the field's own, or the one given with `as "name"`.
@@ -212,14 +221,16 @@ macro_rules! table {
         }
 
         impl $crate::FromBatch for $row {
-            fn from_batch(
+            fn from_projected_batch(
                 batch: &arrow::record_batch::RecordBatch,
+                wanted: Option<&[&str]>,
             ) -> Result<Vec<Self>, arrow::error::ArrowError> {
                 $(
-                    let mut $field = $crate::column::read_column::<$ty>(
+                    let mut $field = $crate::column::read_wanted_column::<$ty>(
                         batch,
                         $crate::column_name!($field $($name)?),
                         $crate::column::Kind::$kind,
+                        wanted,
                     )?
                     .into_iter();
                 )+

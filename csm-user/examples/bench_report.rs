@@ -4,7 +4,10 @@
 //! each the median of 5 runs of the real binary.
 //!
 //! `cargo xtask bench report`, or `cargo run --release -p csm-user --example bench_report
-//! -- [--days N] [--dir DIR]` with `target/release/csm` built.
+//! -- [--days N] [--dir DIR [--reuse]]` with `target/release/csm` built; `--reuse` keeps the
+//! days an earlier run wrote under DIR instead of writing them again (6 min here).
+//! CSM_BENCH_BINARY: another build of csm, timed interleaved with this one (run for run,
+//! same data), so that the two are compared under the same load.
 //! Target: the month in under 1 s.
 
 use std::path::{Path, PathBuf};
@@ -17,11 +20,13 @@ use csm_store::sim::{write_days, DAY_START, SEC};
 fn main() {
     let mut days = 30;
     let mut dir: Option<PathBuf> = None;
+    let mut reuse = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--days" => days = args.next().and_then(|v| v.parse().ok()).unwrap_or(days),
             "--dir" => dir = args.next().map(PathBuf::from),
+            "--reuse" => reuse = true,
             other => {
                 eprintln!("bench_report: unknown argument {other}");
                 std::process::exit(2);
@@ -32,35 +37,58 @@ fn main() {
     let data = dir
         .unwrap_or_else(|| temp.path().to_path_buf())
         .join("month");
-    let started = Instant::now();
-    write_days(&data, "bench", days, false).expect("write the simulated days");
-    println!(
-        "wrote {days} simulated days (20 users, 4 interfaces, 2 ping targets) in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("machine: {}", csm_store::layout::machine());
+    if reuse && data.is_dir() {
+        println!("reusing the days written under {}", data.display());
+    } else {
+        let started = Instant::now();
+        write_days(&data, "bench", days, false).expect("write the simulated days");
+        println!(
+            "wrote {days} simulated days (20 users, 4 interfaces, 2 ping targets) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let csm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/csm");
+    let mut builds = vec![("", csm)];
+    if let Some(other) = std::env::var_os("CSM_BENCH_BINARY") {
+        builds.push((" [CSM_BENCH_BINARY]", PathBuf::from(other)));
+    }
+    println!("load average before: {}", load_average());
     let end = DAY_START + days * 86_400 * SEC;
     for (what, from) in [
         ("the whole month (roll-ups)", DAY_START),
         ("the last day (roll-ups)", end - 86_400 * SEC),
         ("the last hour (raw rows)", end - 3600 * SEC),
     ] {
-        let mut times: Vec<f64> = (0..5)
-            .map(|_| time_report(&csm, &data, from, end + SEC))
-            .collect();
-        times.sort_by(f64::total_cmp);
-        println!(
-            "csm report over {what}: median {:.3} s (min {:.3}, max {:.3}){}",
-            times[2],
-            times[0],
-            times[4],
-            if from == DAY_START {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); builds.len()];
+        for _ in 0..5 {
+            for (build, (_, binary)) in builds.iter().enumerate() {
+                times[build].push(time_report(binary, &data, from, end + SEC));
+            }
+        }
+        for ((label, _), mut times) in builds.iter().zip(times) {
+            times.sort_by(f64::total_cmp);
+            let target = if from == DAY_START {
                 "  (target < 1 s)"
             } else {
                 ""
-            }
-        );
+            };
+            println!(
+                "csm report over {what}{label}: median {:.3} s (min {:.3}, max {:.3}){target}",
+                times[2], times[0], times[4],
+            );
+        }
     }
+    println!("load average after: {}", load_average());
+}
+
+/// The 1, 5 and 15 minute load averages: how busy the shared machine was.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Wall time of one `csm report --format json` over `[from, to)`, output discarded.

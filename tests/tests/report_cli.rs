@@ -413,3 +413,43 @@ fn planted_fifos_and_links_are_skipped_and_named() {
     let r = json(&out);
     assert_eq!(r["users"]["total"]["cpu_ns"], 180_001_000_000i64);
 }
+
+/// A section asked for alone reads only its own tables and columns: its numbers are the
+/// ones the whole report gives, for short (raw) and long (roll-up) ranges alike, and a
+/// range whose only data lies in tables the section does not read still has data (exit 0),
+/// while one without any says so (exit 1).
+#[test]
+fn each_section_alone_prints_what_the_whole_report_prints() {
+    let data = DataDir::new();
+    write_fixture(&data, true);
+    let ranges = [
+        the_ten_minutes().to_vec(),
+        vec![
+            "--from".into(),
+            rfc3339(T0 - 3600 * S),
+            "--to".into(),
+            rfc3339(T0 + 8 * 3600 * S),
+        ],
+    ];
+    for range in ranges {
+        let mut args: Vec<&str> = range.iter().map(String::as_str).collect();
+        args.extend(["--format", "json", "--by", "hour"]);
+        let whole = json(&report(&data, &args));
+        for section in ["users", "interfaces", "ping", "beancounters", "gaps"] {
+            let alone = json(&report(&data, &[&args[..], &[section]].concat()));
+            assert_eq!(alone[section], whole[section], "{section} over {range:?}");
+            assert_eq!(
+                alone["rollups"], whole["rollups"],
+                "{section} over {range:?}"
+            );
+        }
+    }
+    // Nothing but the daemon's events in the range: no data, whatever the section.
+    let (from, to) = (rfc3339(T0 + 700 * S), rfc3339(T0 + 800 * S));
+    for section in ["gaps", "ping", "users"] {
+        let out = report(&data, &["--from", &from, "--to", &to, section]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{section}: {err}");
+        assert!(err.starts_with("csm report: no data for host h1"), "{err}");
+    }
+}

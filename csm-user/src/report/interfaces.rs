@@ -34,18 +34,20 @@ pub struct Interface {
 /// The section from the range's `net` rows.
 pub fn interfaces(rows: &[NetSpan], by: Option<Period>, zone: &Zone) -> Vec<Interface> {
     let mut lines: BTreeMap<(Option<i64>, String, i64), Interface> = BTreeMap::new();
+    // The interfaces of one interval share its `ts`, and rows come in time order: the
+    // period (a formatted date in a zone) is found once per interval, not once per row.
+    let mut last: Option<(i64, Option<(String, i64)>)> = None;
     for row in rows {
-        let period = by.map(|by| period_of(by, zone, row.ts_us));
-        let key = (
-            row.netns,
-            row.iface.clone(),
-            period.as_ref().map_or(0, |p| p.1),
-        );
+        if last.as_ref().is_none_or(|(ts_us, _)| *ts_us != row.ts_us) {
+            last = Some((row.ts_us, by.map(|by| period_of(by, zone, row.ts_us))));
+        }
+        let period = last.as_ref().and_then(|(_, period)| period.as_ref());
+        let key = (row.netns, row.iface.clone(), period.map_or(0, |p| p.1));
         let line = lines.entry(key).or_insert_with(|| Interface {
             netns: row.netns,
             iface: row.iface.clone(),
-            period: period.as_ref().map(|p| p.0.clone()),
-            period_start: period.as_ref().map(|p| rfc3339(p.1)),
+            period: period.map(|p| p.0.clone()),
+            period_start: period.map(|p| rfc3339(p.1)),
             rx_bytes: 0,
             tx_bytes: 0,
             rx_packets: 0,

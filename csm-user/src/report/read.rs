@@ -1,14 +1,16 @@
 //! The rows of a report's range, read through csm-store: only the host's files of the
 //! hours overlapping the range (roll-up hours for ranges over 6 h, raw hours where the
-//! roll-up is not written yet), only rows whose `ts` falls in `[from, to)`. Raw rows and
+//! roll-up is not written yet), only rows whose `ts` falls in `[from, to)`, only the tables
+//! and columns the requested sections use, each table's files on every core. Raw rows and
 //! roll-up rows are brought to one shape per table here, so the sections see one kind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csm_store::tree::{DataTree, ROLLUP_ABOVE_US};
 use csm_store::{
-    read_rows, CpuMinuteRow, CpuRow, EventRow, FromBatch, MemMinuteRow, MemRow, NetMinuteRow,
-    NetRow, NetUidMinuteRow, NetUidRow, PingRow, UbcRow,
+    read_columns, read_rows, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, MemMinuteRow,
+    MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
 };
 
 use super::{Request, Section};
@@ -75,65 +77,164 @@ pub struct Rows {
     pub ping: Vec<PingRow>,
     pub ubc: Vec<UbcRow>,
     pub events: Vec<EventRow>,
-    /// Some roll-up hour was read.
+    /// Some roll-up hour of `cpu` lies in the range (read or not).
     pub rollups: bool,
+    /// A table no requested section reads holds a row of the range (see [`Rows::is_empty`]).
+    pub unread_data: bool,
 }
 
 /// How far before the range events are read: the stop that opens a gap ending inside
 /// the range is found if it lies within this.
 const EVENTS_BEFORE_US: i64 = 7 * 86_400_000_000;
 
+/// What the requested sections read. A month is thousands of hour files and each column
+/// of each file costs a decompressor, so a section's table is read only when the section
+/// is asked for, and only the columns it uses.
+struct Needs {
+    users: bool,
+    interfaces: bool,
+    ping: bool,
+    beancounters: bool,
+    gaps: bool,
+}
+
+impl Needs {
+    fn of(request: &Request) -> Needs {
+        let wants = |s: Section| request.sections.contains(&s);
+        Needs {
+            users: wants(Section::Users),
+            interfaces: wants(Section::Interfaces),
+            ping: wants(Section::Ping),
+            beancounters: wants(Section::Beancounters),
+            gaps: wants(Section::Gaps),
+        }
+    }
+
+    /// `net` is read for the interfaces, or for the users' time covered by data alone.
+    fn net_columns(&self) -> Option<(&'static [&'static str], &'static [&'static str])> {
+        if self.interfaces {
+            Some((&columns::NET, &columns::NET_MINUTE))
+        } else if self.users {
+            Some((&columns::COVERAGE, &columns::COVERAGE))
+        } else {
+            None
+        }
+    }
+}
+
+/// The columns each section uses, by the tables' own names for them.
+mod columns {
+    use csm_store::{
+        CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidRow, PingRow,
+    };
+
+    const C: csm_store::CpuColumns = CpuRow::COLUMN;
+    const CM: csm_store::CpuMinuteColumns = CpuMinuteRow::COLUMN;
+    const M: csm_store::MemColumns = MemRow::COLUMN;
+    const MM: csm_store::MemMinuteColumns = MemMinuteRow::COLUMN;
+    const N: csm_store::NetColumns = NetRow::COLUMN;
+    const NM: csm_store::NetMinuteColumns = NetMinuteRow::COLUMN;
+    const U: csm_store::NetUidColumns = NetUidRow::COLUMN;
+    const P: csm_store::PingColumns = PingRow::COLUMN;
+
+    pub const CPU: [&str; 6] = [C.ts_us, C.dur_ms, C.uid, C.user, C.cpu_ns, C.cpu_pct];
+    pub const CPU_MINUTE: [&str; 6] = [
+        CM.ts_us,
+        CM.dur_ms,
+        CM.uid,
+        CM.user,
+        CM.cpu_ns,
+        CM.cpu_pct_max,
+    ];
+    pub const MEM: [&str; 5] = [M.ts_us, M.uid, M.user, M.rss_bytes, M.pss_bytes];
+    pub const MEM_MINUTE: [&str; 7] = [
+        MM.ts_us,
+        MM.uid,
+        MM.user,
+        MM.samples,
+        MM.rss_bytes_mean,
+        MM.rss_bytes_max,
+        MM.pss_bytes_mean,
+    ];
+    /// `net_uid` and `net_uid_1m`: every column.
+    pub const NET_UID: [&str; 6] = [U.ts_us, U.dur_ms, U.uid, U.user, U.rx_bytes, U.tx_bytes];
+    pub const NET: [&str; 8] = [
+        N.ts_us,
+        N.dur_ms,
+        N.iface,
+        N.netns,
+        N.rx_bytes,
+        N.tx_bytes,
+        N.rx_packets,
+        N.tx_packets,
+    ];
+    pub const NET_MINUTE: [&str; 10] = [
+        NM.ts_us,
+        NM.dur_ms,
+        NM.iface,
+        NM.netns,
+        NM.rx_bytes,
+        NM.tx_bytes,
+        NM.rx_packets,
+        NM.tx_packets,
+        NM.rx_bytes_per_s_max,
+        NM.tx_bytes_per_s_max,
+    ];
+    /// What the users' time covered by data needs of `net` when interfaces are not asked
+    /// for (raw and roll-up rows alike).
+    pub const COVERAGE: [&str; 2] = [N.ts_us, N.dur_ms];
+    /// Everything the ping section uses: not `addr` nor the per-measurement summaries.
+    pub const PING: [&str; 6] = [P.ts_us, P.target, P.sent, P.received, P.rtts_ms, P.error];
+}
+
 impl Rows {
-    /// Reads the range, each table in a thread of its own (a month is thousands of hour
-    /// files), only the tables the requested sections need; a file that cannot be read is
-    /// passed to `warn` (naming it) and skipped.
+    /// Reads the range: only the tables the requested sections need, only the columns
+    /// they use, each table's files on every core. A file that cannot be read is passed
+    /// to `warn` (naming it) and skipped.
     pub fn read(tree: &DataTree, request: &Request, warn: &mut dyn FnMut(String)) -> Rows {
         let (from, to) = (request.from_us, request.to_us);
         let long = to - from > ROLLUP_ABOVE_US;
-        let wants = |s: Section| request.sections.contains(&s);
-        let users = wants(Section::Users);
-        let mut rows = Rows::default();
-        let mut warnings: Vec<Vec<String>> = Vec::new();
-        std::thread::scope(|scope| {
-            let cpu = scope.spawn(|| read_cpu(tree, from, to, long));
-            let mem = scope.spawn(|| users.then(|| read_mem(tree, from, to, long)));
-            let net_uid = scope.spawn(|| users.then(|| read_net_uid(tree, from, to, long)));
-            let net = scope.spawn(|| read_net(tree, from, to, long));
-            let ping = scope.spawn(|| raw::<PingRow>(tree, from, to));
-            let ubc = scope.spawn(|| raw::<UbcRow>(tree, from, to));
-            let events = scope.spawn(|| raw::<EventRow>(tree, from - EVENTS_BEFORE_US, to));
-            let (read, w, rollups) = join(cpu);
-            (rows.cpu, rows.rollups) = (read, rollups);
-            warnings.push(w);
-            if let Some((read, w, _)) = join(mem) {
-                rows.mem = read;
-                warnings.push(w);
-            }
-            if let Some((read, w, _)) = join(net_uid) {
-                rows.net_uid = read;
-                warnings.push(w);
-            }
-            let (read, w, _) = join(net);
-            rows.net = read;
-            warnings.push(w);
-            let (read, w) = join(ping);
-            rows.ping = read;
-            warnings.push(w);
-            let (read, w) = join(ubc);
-            rows.ubc = read;
-            warnings.push(w);
-            let (read, w) = join(events);
-            rows.events = read;
-            warnings.push(w);
-        });
-        for warning in warnings.into_iter().flatten() {
+        let needs = Needs::of(request);
+        let mut rows = Rows {
+            rollups: long && !tree.hour_files(Table::CpuMinute, from, to).is_empty(),
+            ..Rows::default()
+        };
+        let mut warnings = Vec::new();
+        if needs.users {
+            rows.cpu = read_cpu(tree, from, to, long).keep(&mut warnings);
+            rows.mem = read_mem(tree, from, to, long).keep(&mut warnings);
+            rows.net_uid = read_net_uid(tree, from, to, long).keep(&mut warnings);
+        }
+        if let Some(columns) = needs.net_columns() {
+            rows.net = read_net(tree, from, to, long, columns).keep(&mut warnings);
+        }
+        if needs.ping {
+            rows.ping = raw::<PingRow>(tree, from, to, Some(&columns::PING)).keep(&mut warnings);
+        }
+        if needs.beancounters {
+            rows.ubc = raw::<UbcRow>(tree, from, to, None).keep(&mut warnings);
+        }
+        if needs.gaps {
+            let since = from - EVENTS_BEFORE_US;
+            rows.events = raw::<EventRow>(tree, since, to, None).keep(&mut warnings);
+        }
+        for warning in warnings {
             warn(warning);
+        }
+        if rows.read_nothing() {
+            rows.unread_data = unread_data(tree, &needs, from, to, long);
         }
         rows
     }
 
-    /// No collected row at all (events alone are the daemon's, not data).
+    /// No collected row at all (events alone are the daemon's, not data): neither among
+    /// the rows read nor in the tables of `cpu`, `net`, `ping` and `ubc` that no requested
+    /// section reads, so that `csm report gaps` over a range without data says so too.
     pub fn is_empty(&self) -> bool {
+        self.read_nothing() && !self.unread_data
+    }
+
+    fn read_nothing(&self) -> bool {
         self.cpu.is_empty()
             && self.mem.is_empty()
             && self.net_uid.is_empty()
@@ -143,31 +244,127 @@ impl Rows {
     }
 }
 
-/// The rows of one file, or none (and a warning naming it) when it cannot be read.
-fn typed<R: FromBatch>(path: &Path, warn: &mut dyn FnMut(String)) -> Vec<R> {
-    read_rows::<R>(path).unwrap_or_else(|err| {
-        warn(format!("skipped an unreadable file: {err}"));
-        Vec::new()
+/// Whether `cpu`, `net`, `ping` or `ubc`, where no requested section read them, hold a
+/// row of `[from, to)` (roll-ups in place of raw hours for long ranges, as the sections
+/// read them). Only the `ts` column is read, file after file until a row is found; a file
+/// that cannot be read counts as no rows (it belongs to no section printed).
+fn unread_data(tree: &DataTree, needs: &Needs, from: i64, to: i64, long: bool) -> bool {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let counters = [
+        (Table::Cpu, Table::CpuMinute, needs.users),
+        (Table::Net, Table::NetMinute, needs.net_columns().is_some()),
+    ];
+    for (raw, minute, read) in counters {
+        if !read {
+            let chosen = tree.files_preferring(raw, minute, from, to, long);
+            files.extend(chosen.into_iter().map(|(_, path)| path));
+        }
+    }
+    for (table, read) in [(Table::Ping, needs.ping), (Table::Ubc, needs.beancounters)] {
+        if !read {
+            files.extend(tree.hour_files(table, from, to).into_values().flatten());
+        }
+    }
+    files.iter().any(|path| {
+        read_times(path).is_ok_and(|times| times.iter().any(|ts| (from..to).contains(ts)))
     })
 }
 
-/// A raw table's rows with `ts` in `[from, to)`, in time order, and the warnings.
+/// One table's rows and the warnings of the files that could not be read.
+struct Read<T> {
+    rows: Vec<T>,
+    warnings: Vec<String>,
+}
+
+impl<T> Read<T> {
+    /// The rows, the warnings moved to `warnings`.
+    fn keep(self, warnings: &mut Vec<String>) -> Vec<T> {
+        warnings.extend(self.warnings);
+        self.rows
+    }
+
+    /// Files' rows or warnings, in the files' order.
+    fn gather(per_file: Vec<Result<Vec<T>, String>>) -> Read<T> {
+        // Sized once: a month is millions of rows, and growing by doubling copies them.
+        let total = per_file.iter().flatten().map(Vec::len).sum();
+        let mut read = Read {
+            rows: Vec::with_capacity(total),
+            warnings: Vec::new(),
+        };
+        for file in per_file {
+            match file {
+                Ok(rows) => read.rows.extend(rows),
+                Err(warning) => read.warnings.push(warning),
+            }
+        }
+        read
+    }
+}
+
+/// The rows of one file (only `columns`, all when `None`), or the warning naming it.
+fn typed<R: FromBatch>(path: &Path, columns: Option<&[&str]>) -> Result<Vec<R>, String> {
+    let read = match columns {
+        Some(columns) => read_columns::<R>(path, columns),
+        None => read_rows::<R>(path),
+    };
+    read.map_err(|err| format!("skipped an unreadable file: {err}"))
+}
+
+/// `read` applied to every item on every core (opening an hour file is mostly fixed
+/// cost, and a month has thousands), at most [`MAX_READERS`] threads; the results in the
+/// items' order, so that the rows come out as a reading in order gives them.
+fn in_parallel<I: Sync, T: Send>(items: &[I], read: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(MAX_READERS).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(read).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(index) else {
+                return done;
+            };
+            done.push((index, read(item)));
+        }
+    };
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
+        handles.into_iter().flat_map(join).collect()
+    });
+    done.sort_unstable_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Most threads reading files at once: beyond a few, they only wait for the disk and hold
+/// more rows in memory at once.
+const MAX_READERS: usize = 8;
+
+/// A raw table's rows with `ts` in `[from, to)` (only `columns`, all when `None`), in
+/// time order.
 fn raw<R: FromBatch + csm_store::Row>(
     tree: &DataTree,
     from: i64,
     to: i64,
-) -> (Vec<R>, Vec<String>) {
-    let mut warnings = Vec::new();
-    let mut warn = |w: String| warnings.push(w);
-    let mut rows: Vec<R> = tree
+    columns: Option<&[&str]>,
+) -> Read<R> {
+    let files: Vec<PathBuf> = tree
         .hour_files(R::TABLE, from, to)
         .into_values()
         .flatten()
-        .flat_map(|path| typed::<R>(&path, &mut warn))
-        .filter(|r| (from..to).contains(&r.ts_us()))
         .collect();
-    rows.sort_by_key(|r| r.ts_us());
-    (rows, warnings)
+    let per_file = in_parallel(&files, |path| {
+        let rows = typed::<R>(path, columns)?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| (from..to).contains(&r.ts_us()))
+            .collect())
+    });
+    let mut read = Read::gather(per_file);
+    read.rows.sort_by_key(|r| r.ts_us());
+    read
 }
 
 /// A reading thread's result; a panic in it is passed on.
@@ -177,47 +374,43 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Rows of one table (raw or roll-up, brought to one shape), the warnings, and whether a
-/// roll-up hour was read.
-type Read<T> = (Vec<T>, Vec<String>, bool);
+/// How a counter table is read: the columns of its raw and roll-up files, and how each
+/// kind of row becomes the one shape the sections see.
+struct Pair<'a, R, M, T> {
+    raw_columns: &'a [&'a str],
+    minute_columns: &'a [&'a str],
+    raw: fn(R) -> T,
+    minute: fn(M) -> T,
+}
 
 /// Reads a counter table's files of the range (roll-up hours for long ranges), each kind
-/// of row turned into `T` by `raw` or `minute`, keeping rows with `ts` in `[from, to)`.
-fn read_pair<T, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::Row>(
+/// of row brought to `T`, keeping rows with `ts` in `[from, to)`, in the files' order.
+fn read_pair<T: Send, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::Row>(
     tree: &DataTree,
-    from: i64,
-    to: i64,
-    long: bool,
-    raw: impl Fn(R) -> T,
-    minute: impl Fn(M) -> T,
+    (from, to, long): (i64, i64, bool),
+    pair: Pair<'_, R, M, T>,
 ) -> Read<T> {
-    let mut rows = Vec::new();
-    let mut warnings = Vec::new();
-    let mut rollups = false;
-    let mut warn = |w: String| warnings.push(w);
-    for (table, path) in tree.files_preferring(R::TABLE, M::TABLE, from, to, long) {
-        if table == R::TABLE {
-            let read = typed::<R>(&path, &mut warn).into_iter();
-            rows.extend(read.filter(|r| (from..to).contains(&r.ts_us())).map(&raw));
+    let files = tree.files_preferring(R::TABLE, M::TABLE, from, to, long);
+    let in_range = |ts: i64| (from..to).contains(&ts);
+    let per_file = in_parallel(&files, |(table, path)| {
+        Ok(if *table == R::TABLE {
+            let rows = typed::<R>(path, Some(pair.raw_columns))?.into_iter();
+            rows.filter(|r| in_range(r.ts_us())).map(pair.raw).collect()
         } else {
-            rollups = true;
-            let read = typed::<M>(&path, &mut warn).into_iter();
-            rows.extend(
-                read.filter(|r| (from..to).contains(&r.ts_us()))
-                    .map(&minute),
-            );
-        }
-    }
-    (rows, warnings, rollups)
+            let rows = typed::<M>(path, Some(pair.minute_columns))?.into_iter();
+            rows.filter(|r| in_range(r.ts_us()))
+                .map(pair.minute)
+                .collect()
+        })
+    });
+    Read::gather(per_file)
 }
 
 fn read_cpu(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<CpuSpan> {
-    read_pair(
-        tree,
-        from,
-        to,
-        long,
-        |r: CpuRow| CpuSpan {
+    let pair = Pair {
+        raw_columns: &columns::CPU,
+        minute_columns: &columns::CPU_MINUTE,
+        raw: |r: CpuRow| CpuSpan {
             ts_us: r.ts_us,
             dur_ms: r.dur_ms,
             uid: r.uid,
@@ -225,7 +418,7 @@ fn read_cpu(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<CpuSpan> {
             cpu_ns: r.cpu_ns,
             pct_peak: r.cpu_pct,
         },
-        |r: CpuMinuteRow| CpuSpan {
+        minute: |r: CpuMinuteRow| CpuSpan {
             ts_us: r.ts_us,
             dur_ms: r.dur_ms,
             uid: r.uid,
@@ -233,16 +426,15 @@ fn read_cpu(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<CpuSpan> {
             cpu_ns: r.cpu_ns,
             pct_peak: r.cpu_pct_max,
         },
-    )
+    };
+    read_pair(tree, (from, to, long), pair)
 }
 
 fn read_mem(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<MemSpan> {
-    read_pair(
-        tree,
-        from,
-        to,
-        long,
-        |r: MemRow| MemSpan {
+    let pair = Pair {
+        raw_columns: &columns::MEM,
+        minute_columns: &columns::MEM_MINUTE,
+        raw: |r: MemRow| MemSpan {
             uid: r.uid,
             user: r.user,
             samples: 1,
@@ -251,7 +443,7 @@ fn read_mem(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<MemSpan> {
             pss_mean: r.pss_bytes,
             pss_peak: r.pss_bytes,
         },
-        |r: MemMinuteRow| MemSpan {
+        minute: |r: MemMinuteRow| MemSpan {
             uid: r.uid,
             user: r.user,
             samples: r.samples,
@@ -260,16 +452,15 @@ fn read_mem(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<MemSpan> {
             pss_mean: r.pss_bytes_mean,
             pss_peak: r.pss_bytes_mean,
         },
-    )
+    };
+    read_pair(tree, (from, to, long), pair)
 }
 
 fn read_net_uid(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<UidBytes> {
-    read_pair(
-        tree,
-        from,
-        to,
-        long,
-        |r: NetUidRow| UidBytes {
+    let pair = Pair {
+        raw_columns: &columns::NET_UID,
+        minute_columns: &columns::NET_UID,
+        raw: |r: NetUidRow| UidBytes {
             ts_us: r.ts_us,
             dur_ms: r.dur_ms,
             uid: r.uid,
@@ -277,7 +468,7 @@ fn read_net_uid(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<UidByte
             rx_bytes: r.rx_bytes,
             tx_bytes: r.tx_bytes,
         },
-        |r: NetUidMinuteRow| UidBytes {
+        minute: |r: NetUidMinuteRow| UidBytes {
             ts_us: r.ts_us,
             dur_ms: r.dur_ms,
             uid: r.uid,
@@ -285,16 +476,23 @@ fn read_net_uid(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<UidByte
             rx_bytes: r.rx_bytes,
             tx_bytes: r.tx_bytes,
         },
-    )
+    };
+    read_pair(tree, (from, to, long), pair)
 }
 
-fn read_net(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<NetSpan> {
-    read_pair(
-        tree,
-        from,
-        to,
-        long,
-        |r: NetRow| {
+/// `net`, only the `(raw, roll-up)` columns given: all the interfaces use, or only what
+/// the users' coverage needs.
+fn read_net(
+    tree: &DataTree,
+    from: i64,
+    to: i64,
+    long: bool,
+    (raw_columns, minute_columns): (&[&str], &[&str]),
+) -> Read<NetSpan> {
+    let pair = Pair {
+        raw_columns,
+        minute_columns,
+        raw: |r: NetRow| {
             let per_s = |bytes: i64| bytes as f64 * 1000.0 / r.dur_ms.max(1) as f64;
             NetSpan {
                 rx_peak: per_s(r.rx_bytes),
@@ -309,7 +507,7 @@ fn read_net(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<NetSpan> {
                 tx_packets: r.tx_packets,
             }
         },
-        |r: NetMinuteRow| NetSpan {
+        minute: |r: NetMinuteRow| NetSpan {
             ts_us: r.ts_us,
             dur_ms: r.dur_ms,
             netns: r.netns,
@@ -321,5 +519,6 @@ fn read_net(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<NetSpan> {
             rx_peak: r.rx_bytes_per_s_max,
             tx_peak: r.tx_bytes_per_s_max,
         },
-    )
+    };
+    read_pair(tree, (from, to, long), pair)
 }
