@@ -1,7 +1,7 @@
 //! Reading rows back: one file, or every file of a table under a data dir.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -10,7 +10,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::SchemaDescriptor;
 
-use crate::beneath::read_at_most;
 use crate::column::{read_column, Kind};
 use crate::table::{FromBatch, Row, Table};
 use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
@@ -88,13 +87,21 @@ enum Source {
 }
 
 /// The bytes of a file smaller than [`READ_WHOLE_BELOW`], else the file.
-fn in_memory(file: File, path: &Path) -> io::Result<Source> {
+fn in_memory(mut file: File, path: &Path) -> io::Result<Source> {
     let size = file.metadata().map_err(|err| named(path, &err))?.len();
     if size >= READ_WHOLE_BELOW {
         return Ok(Source::File(file));
     }
-    // Bounded: the file may have grown since it was measured.
-    let bytes = read_at_most(file, READ_WHOLE_BELOW).map_err(|err| named(path, &err))?;
+    // From the start whatever the descriptor's position (the decoder reads by offset),
+    // and bounded: the file may have grown since it was measured, and is then read by
+    // parts after all.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| (&mut file).take(READ_WHOLE_BELOW).read_to_end(&mut bytes))
+        .map_err(|err| named(path, &err))?;
+    if bytes.len() as u64 >= READ_WHOLE_BELOW {
+        return Ok(Source::File(file));
+    }
     Ok(Source::Whole(Bytes::from(bytes)))
 }
 
