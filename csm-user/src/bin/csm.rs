@@ -48,7 +48,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(err) => return fail(2, &err.to_string()),
             };
-            if settings.backend != csm::daemon::settings::Backend::Proc {
+            // Only where the eBPF backend may be tried (see the loader's comment).
+            if settings.backend != csm::daemon::settings::Backend::Proc && settings.paths.is_live()
+            {
                 csm::sources::ebpf::loader::prepare_loader_early();
             }
             match csm::daemon::run(settings) {
