@@ -1,12 +1,38 @@
-//! Reading rows back: one file, or every file of a table under a data dir.
+//! THE reader of csm's Parquet files: every consumer (`csm report`, `csm-plot`, top's
+//! ping history, the daemon's roll-ups, the tests) reads through it, so that every bound
+//! on what a file may make a reader decode is here, once.
+//!
+//! A file is read a batch of [`BATCH_ROWS`] rows at a time and held to [`BOUNDS`]:
+//! - what its footer claims is checked before anything is decompressed: rows in the file
+//!   and in each row group, and each wanted column chunk's uncompressed size;
+//! - what is decoded is counted as it is decoded, whatever the footer claims: rows (never
+//!   more than the row groups claim), bytes per column and per file, and the length of
+//!   every string. Text columns are decoded as dictionaries (never expanded to one string
+//!   per row before they are measured): a dictionary of long strings referenced by a
+//!   million rows is refused when its strings are measured, not after the expansion
+//!   took gigabytes (or aborted the process: an allocation failure is an abort in Rust);
+//! - what a command holds across files is charged to a [`Held`] budget: a reader that
+//!   keeps rows refuses the file that would take it past the budget, naming the file and
+//!   the bound; a reader that aggregates as it goes ([`for_each_batch`], [`for_each_rows`])
+//!   holds one batch.
+//!
+//! Every refusal is an `InvalidData` error (`OutOfMemory` for the command's budget) whose
+//! message is one line: `<file>: <what> ...: not read`.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::SchemaDescriptor;
 
@@ -20,6 +46,86 @@ use crate::writer::DEFAULT_MAX_ROWS_PER_TABLE;
 /// before anything is decompressed.
 pub const MAX_ROWS_PER_FILE: i64 = DEFAULT_MAX_ROWS_PER_TABLE as i64;
 
+/// Rows decoded at a time: what a reader that aggregates as it goes holds.
+pub const BATCH_ROWS: usize = 8192;
+
+const MIB: u64 = 1 << 20;
+
+/// What one file may make a reader decode. Every bound is far above what csm writes (a
+/// million-row `net` part decodes to about 110 MB in all, its longest column to 16 MB;
+/// names are at most a few hundred bytes) and far below what hurts a 256 MB reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Rows the footer may claim, in all and in any row group; rows decoded never exceed
+    /// what the row groups claim.
+    pub rows_per_file: i64,
+    /// Bytes of one column, claimed (each chunk's uncompressed size in the footer) and
+    /// decoded (strings as one copy per row), over the file.
+    pub bytes_per_column: u64,
+    /// Bytes decoded from the file, every column.
+    pub bytes_per_file: u64,
+    /// Bytes of one string value.
+    pub bytes_per_string: usize,
+}
+
+/// The bounds of every read.
+pub const BOUNDS: Bounds = Bounds {
+    rows_per_file: MAX_ROWS_PER_FILE,
+    bytes_per_column: 128 * MIB,
+    bytes_per_file: 512 * MIB,
+    bytes_per_string: 64 << 10,
+};
+
+/// What a command may hold of the rows it read, across every file: the total that a
+/// reader keeping rows (a report) is refused past.
+pub const HELD_PER_COMMAND: u64 = 160 * MIB;
+
+/// A command's budget of held bytes, shared by its reading threads. Rows kept are
+/// charged as their in-memory size (the row struct plus its strings).
+#[derive(Debug)]
+pub struct Held {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Held {
+    pub const fn new(limit: u64) -> Held {
+        Held {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// The command's default budget, [`HELD_PER_COMMAND`].
+    pub const fn per_command() -> Held {
+        Held::new(HELD_PER_COMMAND)
+    }
+
+    /// Bytes charged so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Charges `bytes` read from `path`, or refuses (`OutOfMemory`, naming the file and
+    /// the bound) if they do not fit; a refused charge is not kept.
+    pub fn charge(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) <= self.limit {
+            return Ok(());
+        }
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+        Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "{}: not read: the rows read would hold more than the {} MiB a command \
+                 holds (the reader's bound); read a shorter range",
+                path.display(),
+                self.limit / MIB
+            ),
+        ))
+    }
+}
+
 /// All rows of one Parquet file, at most [`MAX_ROWS_PER_FILE`]. Errors name the file.
 pub fn read_rows<R: FromBatch>(path: &Path) -> io::Result<Vec<R>> {
     read_rows_at_most(path, MAX_ROWS_PER_FILE)
@@ -30,11 +136,13 @@ pub fn read_rows_at_most<R: FromBatch>(path: &Path, max_rows: i64) -> io::Result
     read_rows_from(open_named(path)?, path, max_rows)
 }
 
-/// The rows of an open file (`path` names it in errors), at most `max_rows`: the count
-/// the file's metadata claims is checked before anything is decompressed, and the rows
-/// are read one batch at a time.
+/// The rows of an open file (`path` names it in errors), at most `max_rows`.
 pub fn read_rows_from<R: FromBatch>(file: File, path: &Path, max_rows: i64) -> io::Result<Vec<R>> {
-    read_columns_from(file, path, max_rows, None)
+    let bounds = Bounds {
+        rows_per_file: max_rows,
+        ..BOUNDS
+    };
+    collect(file, path, None, &bounds, None)
 }
 
 /// [`read_rows`] reading only the columns named in `columns` (the row's other fields are
@@ -42,36 +150,134 @@ pub fn read_rows_from<R: FromBatch>(file: File, path: &Path, max_rows: i64) -> i
 /// reader of thousands of hour files reads no column it does not use. A wanted column the
 /// file lacks reads as [`read_rows`] reads it (nulls when nullable, else an error).
 pub fn read_columns<R: FromBatch>(path: &Path, columns: &[&str]) -> io::Result<Vec<R>> {
-    read_columns_from(open_named(path)?, path, MAX_ROWS_PER_FILE, Some(columns))
+    collect(open_named(path)?, path, Some(columns), &BOUNDS, None)
+}
+
+/// The rows of one file (only `columns`, all when `None`), charged to the command's
+/// `held` budget: the reader of a command that keeps rows from many files.
+pub fn read_rows_held<R: FromBatch>(
+    path: &Path,
+    columns: Option<&[&str]>,
+    held: &Held,
+) -> io::Result<Vec<R>> {
+    collect(open_named(path)?, path, columns, &BOUNDS, Some(held))
 }
 
 /// The `ts` column of one file, whatever its table (every table has one): enough to
 /// know whether a file holds rows of a range, at the cost of one column.
 pub fn read_times(path: &Path) -> io::Result<Vec<i64>> {
-    let file = in_memory(open_named(path)?, path)?;
-    let batches = batches(file, path, MAX_ROWS_PER_FILE, Some(&["ts"]))?;
     let mut times = Vec::new();
-    for batch in batches {
-        let batch = batch.map_err(|err| named(path, &err))?;
+    for_each_batch(open_named(path)?, path, Some(&["ts"]), &BOUNDS, |batch| {
         let read = read_column::<i64>(&batch, "ts", Kind::Time);
         times.extend(read.map_err(|err| named(path, &err))?);
-    }
+        Ok(())
+    })?;
     Ok(times)
 }
 
-fn read_columns_from<R: FromBatch>(
+/// Rows of one file a batch at a time, handed to `each` as they are decoded: a reader
+/// that aggregates holds one batch, whatever the file's size.
+pub fn for_each_rows<R: FromBatch>(
     file: File,
     path: &Path,
-    max_rows: i64,
     columns: Option<&[&str]>,
+    mut each: impl FnMut(Vec<R>) -> io::Result<()>,
+) -> io::Result<()> {
+    for_each_batch(file, path, columns, &BOUNDS, |batch| {
+        each(R::from_projected_batch(&batch, columns).map_err(|err| named(path, &err))?)
+    })
+}
+
+/// [`for_each_rows`] of the file at `path`, opened as every data file is (no link, no
+/// FIFO).
+pub fn for_each_rows_at<R: FromBatch>(
+    path: &Path,
+    columns: Option<&[&str]>,
+    each: impl FnMut(Vec<R>) -> io::Result<()>,
+) -> io::Result<()> {
+    for_each_rows(open_named(path)?, path, columns, each)
+}
+
+/// The rows of a file collected, charged to `held` when given.
+fn collect<R: FromBatch>(
+    file: File,
+    path: &Path,
+    columns: Option<&[&str]>,
+    bounds: &Bounds,
+    held: Option<&Held>,
 ) -> io::Result<Vec<R>> {
     let mut rows = Vec::new();
-    for batch in batches(in_memory(file, path)?, path, max_rows, columns)? {
-        let batch = batch.map_err(|err| named(path, &err))?;
+    let mut charged = 0;
+    let result = for_each_batch(file, path, columns, bounds, |batch| {
+        if let Some(held) = held {
+            let bytes = held_bytes::<R>(&batch);
+            held.charge(path, bytes)?;
+            charged += bytes;
+        }
         let read = R::from_projected_batch(&batch, columns);
         rows.extend(read.map_err(|err| named(path, &err))?);
+        Ok(())
+    });
+    if let (Err(_), Some(held)) = (&result, held) {
+        // Nothing of a refused file is kept: give its charges back.
+        held.used.fetch_sub(charged, Ordering::Relaxed);
     }
-    Ok(rows)
+    result.map(|()| rows)
+}
+
+/// What a batch's rows take once read into `R`s: the structs and their strings.
+fn held_bytes<R>(batch: &RecordBatch) -> u64 {
+    let strings: usize = batch
+        .columns()
+        .iter()
+        .filter_map(|column| column.as_string_opt::<i32>())
+        .map(|strings| strings.value_data().len())
+        .sum();
+    (batch.num_rows() * std::mem::size_of::<R>() + strings) as u64
+}
+
+/// The batches of one file (only the `columns` named, all when `None`), each handed to
+/// `each` once it is decoded and found within `bounds` (text columns as plain strings).
+/// Errors name the file; refusals say which bound.
+pub fn for_each_batch(
+    file: File,
+    path: &Path,
+    columns: Option<&[&str]>,
+    bounds: &Bounds,
+    each: impl FnMut(RecordBatch) -> io::Result<()>,
+) -> io::Result<()> {
+    for_each_batch_in(file, path, columns, bounds, None, each).map(drop)
+}
+
+/// [`for_each_batch`] of only the row groups `groups` (all when `None`; what is past the
+/// file's last is not there). Returns how many row groups the file has, so that a reader
+/// can go through a large file a few row groups at a time.
+pub fn for_each_batch_in(
+    file: File,
+    path: &Path,
+    columns: Option<&[&str]>,
+    bounds: &Bounds,
+    groups: Option<std::ops::Range<usize>>,
+    each: impl FnMut(RecordBatch) -> io::Result<()>,
+) -> io::Result<usize> {
+    let read = FileRead {
+        path,
+        columns,
+        bounds,
+        groups,
+    };
+    match in_memory(file, path)? {
+        Source::Whole(bytes) => read.stream(bytes, each),
+        Source::File(file) => read.stream(file, each),
+    }
+}
+
+/// What to read of one file.
+struct FileRead<'a> {
+    path: &'a Path,
+    columns: Option<&'a [&'a str]>,
+    bounds: &'a Bounds,
+    groups: Option<std::ops::Range<usize>>,
 }
 
 /// Files up to this size are read whole, in one read, before decoding: the decoder reads
@@ -105,45 +311,220 @@ fn in_memory(mut file: File, path: &Path) -> io::Result<Source> {
     Ok(Source::Whole(Bytes::from(bytes)))
 }
 
-/// The batches of a file, only the `columns` named (all when `None`), once the row count
-/// its metadata claims is found to be at most `max_rows`.
-fn batches(
-    source: Source,
-    path: &Path,
-    max_rows: i64,
-    columns: Option<&[&str]>,
-) -> io::Result<ParquetRecordBatchReader> {
-    match source {
-        Source::Whole(bytes) => batches_of(bytes, path, max_rows, columns),
-        Source::File(file) => batches_of(file, path, max_rows, columns),
+/// A refusal: the file and what it would take past which bound.
+fn refused(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}: not read", path.display()),
+    )
+}
+
+impl FileRead<'_> {
+    fn stream<T: ChunkReader + 'static>(
+        &self,
+        source: T,
+        mut each: impl FnMut(RecordBatch) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let path = self.path;
+        let plain = ArrowReaderMetadata::load(&source, ArrowReaderOptions::new())
+            .map_err(|err| named(path, &err))?;
+        let mask = match self.columns {
+            Some(columns) => projection(plain.parquet_schema(), columns),
+            None => ProjectionMask::all(),
+        };
+        check_claims(plain.metadata(), &mask, self.bounds).map_err(|w| refused(path, &w))?;
+        let row_groups = plain.metadata().num_row_groups();
+        let groups: Vec<usize> = match &self.groups {
+            Some(range) => (range.start..range.end.min(row_groups)).collect(),
+            None => (0..row_groups).collect(),
+        };
+        let claimed: i64 = groups
+            .iter()
+            .map(|&g| plain.metadata().row_group(g).num_rows().max(0))
+            .sum();
+        if groups.is_empty() {
+            return Ok(row_groups);
+        }
+        // Text columns decoded as dictionaries, measured, then expanded (see the module).
+        let options = ArrowReaderOptions::new().with_schema(dictionary_text(plain.schema()));
+        let hinted = ArrowReaderMetadata::try_new(plain.metadata().clone(), options)
+            .map_err(|err| named(path, &err))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(source, hinted)
+            .with_projection(mask)
+            .with_row_groups(groups)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|err| named(path, &err))?;
+        let mut tally = Tally::default();
+        for batch in reader {
+            let batch = batch.map_err(|err| named(path, &err))?;
+            tally.rows += batch.num_rows() as i64;
+            if tally.rows > claimed {
+                let what = format!("decodes to more than the {claimed} rows its row groups claim");
+                return Err(refused(path, &what));
+            }
+            let batch = tally
+                .measure(batch, self.bounds)
+                .map_err(|what| refused(path, &what))?;
+            each(batch)?;
+        }
+        Ok(row_groups)
     }
 }
 
-fn batches_of<T: ChunkReader + 'static>(
-    source: T,
-    path: &Path,
-    max_rows: i64,
-    columns: Option<&[&str]>,
-) -> io::Result<ParquetRecordBatchReader> {
-    let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| named(path, &e))?;
-    let claimed = builder.metadata().file_metadata().num_rows();
-    if claimed > max_rows {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            named(
-                path,
-                &format!(
-                    "claims {claimed} rows, more than the {max_rows} a csm file holds: not read"
-                ),
-            ),
+/// The rows the row groups claim, once every claim of the footer is within `bounds`
+/// (else what is over which bound).
+fn check_claims(
+    metadata: &ParquetMetaData,
+    mask: &ProjectionMask,
+    bounds: &Bounds,
+) -> Result<i64, String> {
+    let file_rows = metadata.file_metadata().num_rows();
+    if file_rows > bounds.rows_per_file {
+        return Err(format!(
+            "claims {file_rows} rows, more than the {} a csm file holds",
+            bounds.rows_per_file
         ));
     }
-    if let Some(columns) = columns {
-        let mask = projection(builder.parquet_schema(), columns);
-        builder = builder.with_projection(mask);
+    let mut rows: i64 = 0;
+    let mut column_bytes = vec![0u64; metadata.file_metadata().schema_descr().num_columns()];
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        rows = rows.saturating_add(group.num_rows().max(0));
+        if rows > bounds.rows_per_file {
+            return Err(format!(
+                "row groups up to {index} claim {rows} rows, more than the {} a csm file holds",
+                bounds.rows_per_file
+            ));
+        }
+        for (leaf, chunk) in group.columns().iter().enumerate() {
+            if !mask.leaf_included(leaf) {
+                continue;
+            }
+            let total = &mut column_bytes[leaf];
+            *total = total.saturating_add(chunk.uncompressed_size().max(0) as u64);
+            if *total > bounds.bytes_per_column {
+                return Err(format!(
+                    "column {} claims {} bytes uncompressed, more than the {} MiB a column may hold",
+                    chunk.column_path(),
+                    *total,
+                    bounds.bytes_per_column / MIB
+                ));
+            }
+        }
     }
-    builder.build().map_err(|err| named(path, &err))
+    Ok(rows)
+}
+
+/// The schema with every top-level text column read as a dictionary.
+fn dictionary_text(schema: &SchemaRef) -> SchemaRef {
+    let fields = schema.fields().iter().map(|field| match field.data_type() {
+        DataType::Utf8 => Arc::new(field.as_ref().clone().with_data_type(DataType::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(DataType::Utf8),
+        ))),
+        _ => field.clone(),
+    });
+    Arc::new(Schema::new_with_metadata(
+        fields.collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// What a file has decoded so far.
+#[derive(Default)]
+struct Tally {
+    rows: i64,
+    bytes: u64,
+    /// By the batch's column index (every batch of a file has the same columns).
+    column_bytes: Vec<u64>,
+}
+
+impl Tally {
+    /// Counts a batch's bytes (strings as expanded), refusing what is past a bound, and
+    /// returns it with its text columns as plain strings.
+    fn measure(&mut self, batch: RecordBatch, bounds: &Bounds) -> Result<RecordBatch, String> {
+        let schema = batch.schema();
+        self.column_bytes.resize(batch.num_columns(), 0);
+        let mut fields = Vec::with_capacity(batch.num_columns());
+        let mut arrays = Vec::with_capacity(batch.num_columns());
+        for (index, (field, array)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+            let (bytes, plain) = decoded(field.name(), array, bounds)?;
+            let column = &mut self.column_bytes[index];
+            *column = column.saturating_add(bytes);
+            self.bytes = self.bytes.saturating_add(bytes);
+            if *column > bounds.bytes_per_column {
+                return Err(format!(
+                    "column {} decodes to more than the {} MiB a column may hold",
+                    field.name(),
+                    bounds.bytes_per_column / MIB
+                ));
+            }
+            if self.bytes > bounds.bytes_per_file {
+                return Err(format!(
+                    "decodes to more than the {} MiB a file may hold",
+                    bounds.bytes_per_file / MIB
+                ));
+            }
+            let plain_type = plain.data_type().clone();
+            fields.push(Field::new(field.name(), plain_type, field.is_nullable()));
+            arrays.push(plain);
+        }
+        let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        RecordBatch::try_new(schema, arrays).map_err(|err| err.to_string())
+    }
+}
+
+/// A column's decoded bytes (a text column's as one copy of its string per row) and the
+/// column with its text expanded, once no string is longer than the bound.
+fn decoded(name: &str, array: &ArrayRef, bounds: &Bounds) -> Result<(u64, ArrayRef), String> {
+    let too_long = |len: usize| {
+        format!(
+            "column {name} holds a string of {len} bytes, more than the {} KiB a string may hold",
+            bounds.bytes_per_string >> 10
+        )
+    };
+    if let Some(dictionary) = array.as_dictionary_opt::<Int32Type>() {
+        let Some(values) = dictionary.values().as_string_opt::<i32>() else {
+            return Ok((array.get_array_memory_size() as u64, array.clone()));
+        };
+        let lengths: Vec<usize> = values
+            .offsets()
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(0) as usize)
+            .collect();
+        if let Some(&longest) = lengths
+            .iter()
+            .max()
+            .filter(|&&l| l > bounds.bytes_per_string)
+        {
+            return Err(too_long(longest));
+        }
+        let expanded: u64 = dictionary
+            .keys()
+            .iter()
+            .flatten()
+            .map(|key| lengths.get(key.max(0) as usize).copied().unwrap_or(0) as u64)
+            .sum();
+        // Refused before the copy if it alone is past the column's bound.
+        let bytes = expanded + 4 * array.len() as u64;
+        if bytes > bounds.bytes_per_column {
+            return Ok((bytes, array.clone()));
+        }
+        let plain = arrow::compute::cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+        return Ok((bytes, plain));
+    }
+    if let Some(strings) = array.as_string_opt::<i32>() {
+        let offsets = strings.offsets();
+        if let Some(longest) = offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(0) as usize)
+            .max()
+            .filter(|&l| l > bounds.bytes_per_string)
+        {
+            return Err(too_long(longest));
+        }
+    }
+    Ok((array.get_buffer_memory_size() as u64, array.clone()))
 }
 
 /// The file's top-level columns named in `columns` (a list column with its items).
@@ -308,5 +689,141 @@ mod tests {
         let link = dir.path().join("04.parquet");
         std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
         assert!(read_rows::<NetUidRow>(&link).is_err());
+    }
+
+    /// Reads a bomb with `read`, asserting the error is one line naming the file.
+    fn refusal(path: &Path, read: impl Fn(&Path) -> io::Result<usize>) -> String {
+        let err = read(path).expect_err("the bomb was read");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("{}: ", path.display())),
+            "{message}"
+        );
+        assert!(message.ends_with(": not read"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        message
+    }
+
+    fn count_rows<R: FromBatch>(path: &Path) -> io::Result<usize> {
+        read_rows::<R>(path).map(|rows| rows.len())
+    }
+
+    #[test]
+    fn row_groups_claiming_more_rows_than_a_file_holds_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00.parquet");
+        crate::bombs::row_bomb(&path, 0, 1_500_000, 1000, false).unwrap();
+        let message = refusal(&path, count_rows::<crate::NetRow>);
+        assert!(
+            message.contains("claims 1500000 rows, more than the 1000000 a csm file holds"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_row_group_decoding_to_more_rows_than_it_claims_yields_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00.parquet");
+        crate::bombs::row_bomb(&path, 0, 1_500_000, 1000, true).unwrap();
+        // The decoder stops at the row group's claimed rows, or the reader refuses: never
+        // more rows than claimed.
+        match count_rows::<crate::NetRow>(&path) {
+            Ok(rows) => assert!(rows <= 1000, "{rows} rows"),
+            Err(err) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains("decodes to more than the 1000 rows"),
+                    "{message}"
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn a_dictionary_of_long_strings_is_refused_before_it_is_expanded() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 KB strings, 100,000 rows: 410 MB expanded, a few KB on disk.
+        let long = dir.path().join("00.parquet");
+        crate::bombs::dictionary_bomb(&long, 0, 100_000, 4096).unwrap();
+        assert!(fs::metadata(&long).unwrap().len() < 1 << 20);
+        let message = refusal(&long, count_rows::<crate::EventRow>);
+        assert!(
+            message.contains("column detail decodes to more than the 128 MiB a column may hold"),
+            "{message}"
+        );
+        // 100 KB strings: refused at the first batch, whatever the count.
+        let longer = dir.path().join("01.parquet");
+        crate::bombs::dictionary_bomb(&longer, 0, 1000, 100 << 10).unwrap();
+        let message = refusal(&longer, count_rows::<crate::EventRow>);
+        assert!(
+            message.contains(
+                "column detail holds a string of 102400 bytes, more than the 64 KiB a string may hold"
+            ),
+            "{message}"
+        );
+        // The same strings within the bounds read back.
+        let fine = dir.path().join("02.parquet");
+        crate::bombs::dictionary_bomb(&fine, 0, 1000, 4096).unwrap();
+        let rows: Vec<crate::EventRow> = read_rows(&fine).unwrap();
+        assert_eq!(rows.len(), 1000);
+        assert_eq!(rows[1].detail.as_deref().map(str::len), Some(4096));
+        assert!(rows[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .bytes()
+            .all(|b| b == b'b'));
+    }
+
+    #[test]
+    fn what_a_command_holds_is_bounded_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let path = dir.path().join(format!("{i:02}.parquet"));
+                crate::bombs::honest_net(&path, 0, 100_000).unwrap();
+                path
+            })
+            .collect();
+        let one: Vec<crate::NetRow> = read_rows(&files[0]).unwrap();
+        assert_eq!(one.len(), 100_000);
+        // Room for two files' rows, not three.
+        let held = Held::new(held_bytes_of(&one) * 5 / 2);
+        for path in &files[..2] {
+            let rows: Vec<crate::NetRow> = read_rows_held(path, None, &held).unwrap();
+            assert_eq!(rows.len(), 100_000);
+        }
+        let before = held.used();
+        let err = read_rows_held::<crate::NetRow>(&files[2], None, &held).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("{}: not read: ", files[2].display())),
+            "{message}"
+        );
+        assert_eq!(
+            held.used(),
+            before,
+            "a refused file's charges are given back"
+        );
+        // A reader that aggregates as it goes holds a batch at a time, whatever the count.
+        let mut sum = 0i64;
+        for path in &files {
+            for_each_rows_at::<crate::NetRow>(path, Some(&["ts", "rx_bytes"]), |rows| {
+                sum += rows.iter().map(|r| r.rx_bytes).sum::<i64>();
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(sum, 3 * one.iter().map(|r| r.rx_bytes).sum::<i64>());
+    }
+
+    /// What [`Held`] charges for rows read.
+    fn held_bytes_of(rows: &[crate::NetRow]) -> u64 {
+        let strings: usize = rows
+            .iter()
+            .map(|r| r.iface.len() + r.source.as_str().len())
+            .sum();
+        (rows.len() * std::mem::size_of::<crate::NetRow>() + strings) as u64
     }
 }

@@ -19,10 +19,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
 use crate::beneath;
 use crate::layout::{self, hour_of, MICROS_PER_HOUR};
-use crate::reader::{read_rows_from, MAX_ROWS_PER_FILE};
-use crate::table::{FromBatch, Row};
+use crate::reader::{for_each_batch_in, BOUNDS};
+use crate::table::{FromBatch, Row, Table};
 use crate::tables::{
     CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow,
     PingMinuteRow, PingRow,
@@ -44,20 +46,26 @@ fn gauge_minute(ts_us: i64) -> i64 {
     ts_us.div_euclid(MICROS_PER_MINUTE) * MICROS_PER_MINUTE
 }
 
-/// Covered milliseconds per minute: each distinct interval end counted once, at its
-/// longest length.
-fn coverage(intervals: impl Iterator<Item = (i64, i64)>) -> BTreeMap<i64, i64> {
-    let mut per_ts: BTreeMap<i64, i64> = BTreeMap::new();
-    for (ts, dur) in intervals {
-        let d = per_ts.entry(ts).or_default();
+/// Each distinct interval end of an hour at its longest length: what a minute's rows
+/// cover (see [`Intervals::per_minute`]).
+#[derive(Default)]
+pub struct Intervals(BTreeMap<i64, i64>);
+
+impl Intervals {
+    fn add(&mut self, ts: i64, dur: i64) {
+        let d = self.0.entry(ts).or_default();
         *d = (*d).max(dur);
     }
-    let mut per_minute = BTreeMap::new();
-    for (ts, dur) in per_ts {
-        let covered = per_minute.entry(counter_minute(ts, dur)).or_default();
-        *covered = dur.max(0).saturating_add(*covered);
+
+    /// Covered milliseconds per minute: each distinct interval end counted once.
+    fn per_minute(&self) -> BTreeMap<i64, i64> {
+        let mut per_minute = BTreeMap::new();
+        for (&ts, &dur) in &self.0 {
+            let covered = per_minute.entry(counter_minute(ts, dur)).or_default();
+            *covered = dur.max(0).saturating_add(*covered);
+        }
+        per_minute
     }
-    per_minute
 }
 
 fn rate_per_s(value: i64, dur_ms: i64) -> f64 {
@@ -68,99 +76,153 @@ fn rate_per_s(value: i64, dur_ms: i64) -> f64 {
     }
 }
 
-pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
-    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
-    let mut out: BTreeMap<(i64, i64), CpuMinuteRow> = BTreeMap::new();
-    for r in rows {
-        let minute = counter_minute(r.ts_us, r.dur_ms);
-        let acc = out.entry((minute, r.uid)).or_insert_with(|| CpuMinuteRow {
-            ts_us: minute + MICROS_PER_MINUTE,
-            dur_ms: cover.get(&minute).copied().unwrap_or(0),
-            uid: r.uid,
-            source: r.source,
-            ..Default::default()
-        });
-        acc.cpu_ns = acc.cpu_ns.saturating_add(r.cpu_ns);
-        acc.cpu_pct_max = acc.cpu_pct_max.max(r.cpu_pct);
-        if r.user.is_some() {
-            acc.user = r.user.clone();
+/// A counter table's minutes so far: the intervals seen and the minute rows by key, whose
+/// `dur_ms` is filled in at the end (an interval's rows may come in several batches).
+pub struct Counters<K, M> {
+    intervals: Intervals,
+    minutes: BTreeMap<K, M>,
+}
+
+impl<K, M> Default for Counters<K, M> {
+    fn default() -> Self {
+        Counters {
+            intervals: Intervals::default(),
+            minutes: BTreeMap::new(),
         }
     }
-    out.into_values()
-        .map(|mut r| {
-            r.cpu_pct = if r.dur_ms > 0 {
-                r.cpu_ns as f64 * 100.0 / (r.dur_ms as f64 * 1e6)
+}
+
+impl<K: Ord, M> Counters<K, M> {
+    /// The minute rows with each one's covered time set by `cover(row, covered_ms)`.
+    fn finish(self, minute_of: impl Fn(&M) -> i64, cover: impl Fn(&mut M, i64)) -> Vec<M> {
+        let covered = self.intervals.per_minute();
+        self.minutes
+            .into_values()
+            .map(|mut row| {
+                let minute = minute_of(&row) - MICROS_PER_MINUTE;
+                cover(&mut row, covered.get(&minute).copied().unwrap_or(0));
+                row
+            })
+            .collect()
+    }
+}
+
+fn add_cpu(acc: &mut Counters<(i64, i64), CpuMinuteRow>, rows: &[CpuRow]) {
+    for r in rows {
+        acc.intervals.add(r.ts_us, r.dur_ms);
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let row = acc
+            .minutes
+            .entry((minute, r.uid))
+            .or_insert_with(|| CpuMinuteRow {
+                ts_us: minute + MICROS_PER_MINUTE,
+                uid: r.uid,
+                source: r.source,
+                ..Default::default()
+            });
+        row.cpu_ns = row.cpu_ns.saturating_add(r.cpu_ns);
+        row.cpu_pct_max = row.cpu_pct_max.max(r.cpu_pct);
+        if r.user.is_some() {
+            row.user = r.user.clone();
+        }
+    }
+}
+
+fn finish_cpu(acc: Counters<(i64, i64), CpuMinuteRow>) -> Vec<CpuMinuteRow> {
+    acc.finish(
+        |r| r.ts_us,
+        |r, covered| {
+            r.dur_ms = covered;
+            r.cpu_pct = if covered > 0 {
+                r.cpu_ns as f64 * 100.0 / (covered as f64 * 1e6)
             } else {
                 0.0
             };
-            r
-        })
-        .collect()
+        },
+    )
 }
 
-pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
-    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
-    let mut out: BTreeMap<(i64, String, i64, Option<i64>), NetMinuteRow> = BTreeMap::new();
+pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
+    CpuRow::minutes(rows)
+}
+
+type NetKey = (i64, String, i64, Option<i64>);
+
+fn add_net(acc: &mut Counters<NetKey, NetMinuteRow>, rows: &[NetRow]) {
     for r in rows {
+        acc.intervals.add(r.ts_us, r.dur_ms);
         let minute = counter_minute(r.ts_us, r.dur_ms);
         let key = (minute, r.iface.clone(), r.ifindex, r.netns);
-        let acc = out.entry(key).or_insert_with(|| NetMinuteRow {
+        let row = acc.minutes.entry(key).or_insert_with(|| NetMinuteRow {
             ts_us: minute + MICROS_PER_MINUTE,
-            dur_ms: cover.get(&minute).copied().unwrap_or(0),
             iface: r.iface.clone(),
             ifindex: r.ifindex,
             netns: r.netns,
             source: r.source,
             ..Default::default()
         });
-        acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
-        acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);
-        acc.rx_packets = acc.rx_packets.saturating_add(r.rx_packets);
-        acc.tx_packets = acc.tx_packets.saturating_add(r.tx_packets);
-        acc.rx_bytes_per_s_max = acc.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
-        acc.tx_bytes_per_s_max = acc.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
+        row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
+        row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
+        row.rx_packets = row.rx_packets.saturating_add(r.rx_packets);
+        row.tx_packets = row.tx_packets.saturating_add(r.tx_packets);
+        row.rx_bytes_per_s_max = row.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
+        row.tx_bytes_per_s_max = row.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
     }
-    let mut rows: Vec<_> = out.into_values().collect();
+}
+
+fn finish_net(acc: Counters<NetKey, NetMinuteRow>) -> Vec<NetMinuteRow> {
+    let mut rows = acc.finish(|r| r.ts_us, |r, covered| r.dur_ms = covered);
     rows.sort_by_key(|r| r.ts_us);
     rows
 }
 
-pub fn net_uid_minutes(rows: &[NetUidRow]) -> Vec<NetUidMinuteRow> {
-    let cover = coverage(rows.iter().map(|r| (r.ts_us, r.dur_ms)));
-    let mut out: BTreeMap<(i64, i64), NetUidMinuteRow> = BTreeMap::new();
+pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
+    NetRow::minutes(rows)
+}
+
+fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRow]) {
     for r in rows {
+        acc.intervals.add(r.ts_us, r.dur_ms);
         let minute = counter_minute(r.ts_us, r.dur_ms);
-        let acc = out
+        let row = acc
+            .minutes
             .entry((minute, r.uid))
             .or_insert_with(|| NetUidMinuteRow {
                 ts_us: minute + MICROS_PER_MINUTE,
-                dur_ms: cover.get(&minute).copied().unwrap_or(0),
                 uid: r.uid,
                 ..Default::default()
             });
-        acc.rx_bytes = acc.rx_bytes.saturating_add(r.rx_bytes);
-        acc.tx_bytes = acc.tx_bytes.saturating_add(r.tx_bytes);
+        row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
+        row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
         if r.user.is_some() {
-            acc.user = r.user.clone();
+            row.user = r.user.clone();
         }
     }
-    out.into_values().collect()
 }
 
-pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
-    #[derive(Default)]
-    struct Acc {
-        user: Option<String>,
-        n: i64,
-        nproc_max: i64,
-        rss_sum: i128,
-        rss_max: i64,
-        pss: (i128, i64),
-        swap: (i128, i64),
-    }
-    let mut out: BTreeMap<(i64, i64), Acc> = BTreeMap::new();
+fn finish_net_uid(acc: Counters<(i64, i64), NetUidMinuteRow>) -> Vec<NetUidMinuteRow> {
+    acc.finish(|r| r.ts_us, |r, covered| r.dur_ms = covered)
+}
+
+pub fn net_uid_minutes(rows: &[NetUidRow]) -> Vec<NetUidMinuteRow> {
+    NetUidRow::minutes(rows)
+}
+
+/// One uid's memory samples of one minute.
+#[derive(Default)]
+pub struct MemAcc {
+    user: Option<String>,
+    n: i64,
+    nproc_max: i64,
+    rss_sum: i128,
+    rss_max: i64,
+    pss: (i128, i64),
+    swap: (i128, i64),
+}
+
+fn add_mem(acc: &mut BTreeMap<(i64, i64), MemAcc>, rows: &[MemRow]) {
     for r in rows {
-        let acc = out.entry((gauge_minute(r.ts_us), r.uid)).or_default();
+        let acc = acc.entry((gauge_minute(r.ts_us), r.uid)).or_default();
         acc.n += 1;
         acc.nproc_max = acc.nproc_max.max(r.nproc);
         acc.rss_sum += r.rss_bytes as i128;
@@ -177,8 +239,11 @@ pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
             acc.user = r.user.clone();
         }
     }
+}
+
+fn finish_mem(acc: BTreeMap<(i64, i64), MemAcc>) -> Vec<MemMinuteRow> {
     let mean = |(sum, n): (i128, i64)| (n > 0).then(|| (sum / n as i128) as i64);
-    out.into_iter()
+    acc.into_iter()
         .map(|((minute, uid), a)| MemMinuteRow {
             ts_us: minute + MICROS_PER_MINUTE,
             uid,
@@ -193,33 +258,43 @@ pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
         .collect()
 }
 
-/// Per target and minute. `received` counts the replies (the RTTs recorded), as the raw
-/// rows' `received` does. Percentiles are exact nearest ranks over every reply of the
-/// minute (the smallest RTT with at least p % of the replies at or below it): a minute
-/// holds a few hundred replies at most, so sorting them costs nothing.
-pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
-    #[derive(Default)]
-    struct Acc {
-        measurements: i64,
-        sent: i64,
-        rtts: Vec<f64>,
-    }
-    let mut out: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
+pub fn mem_minutes(rows: &[MemRow]) -> Vec<MemMinuteRow> {
+    MemRow::minutes(rows)
+}
+
+/// One target's measurements of one minute.
+#[derive(Default)]
+pub struct PingAcc {
+    measurements: i64,
+    sent: i64,
+    rtts: Vec<f64>,
+}
+
+fn add_ping(acc: &mut BTreeMap<(i64, String), PingAcc>, rows: &[PingRow]) {
     for r in rows {
-        let acc = out.entry((gauge_minute(r.ts_us), &r.target)).or_default();
+        let acc = acc
+            .entry((gauge_minute(r.ts_us), r.target.clone()))
+            .or_default();
         acc.measurements += 1;
         acc.sent = acc.sent.saturating_add(r.sent.max(0));
         acc.rtts
             .extend(r.rtts_ms.iter().copied().filter(|v| v.is_finite()));
     }
-    out.into_iter()
+}
+
+/// Per target and minute. `received` counts the replies (the RTTs recorded), as the raw
+/// rows' `received` does. Percentiles are exact nearest ranks over every reply of the
+/// minute (the smallest RTT with at least p % of the replies at or below it): a minute
+/// holds a few hundred replies at most, so sorting them costs nothing.
+fn finish_ping(acc: BTreeMap<(i64, String), PingAcc>) -> Vec<PingMinuteRow> {
+    acc.into_iter()
         .map(|((minute, target), mut a)| {
             a.rtts.sort_by(f64::total_cmp);
             let received = a.rtts.len() as i64;
             let rank = |p: f64| crate::stats::quantile_sorted(&a.rtts, p);
             PingMinuteRow {
                 ts_us: minute + MICROS_PER_MINUTE,
-                target: target.to_string(),
+                target,
                 measurements: a.measurements,
                 sent: a.sent,
                 received,
@@ -236,93 +311,214 @@ pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
         .collect()
 }
 
-/// A raw table with a 1-minute roll-up: its rows make the roll-up's rows.
+pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
+    PingRow::minutes(rows)
+}
+
+/// A raw table with a 1-minute roll-up: its rows, added batch after batch, make the
+/// roll-up's rows. What is held between batches is one entry per key and minute (and a
+/// minute's RTTs for `ping`), never the raw rows.
 pub trait RollUp: Row + FromBatch {
     type Minute: Row;
-    fn minutes(rows: &[Self]) -> Vec<Self::Minute>;
+    type Acc: Default + Send;
+    fn add(acc: &mut Self::Acc, rows: &[Self]);
+    fn finish(acc: Self::Acc) -> Vec<Self::Minute>;
+    /// The roll-up of rows all at hand.
+    fn minutes(rows: &[Self]) -> Vec<Self::Minute> {
+        let mut acc = Self::Acc::default();
+        Self::add(&mut acc, rows);
+        Self::finish(acc)
+    }
 }
 
 macro_rules! roll_ups {
-    ($($raw:ty => $minute:ty: $minutes:ident,)+) => {$(
+    ($($raw:ty => $minute:ty, $acc:ty: $add:ident, $finish:ident;)+) => {$(
         impl RollUp for $raw {
             type Minute = $minute;
-            fn minutes(rows: &[Self]) -> Vec<$minute> {
-                $minutes(rows)
+            type Acc = $acc;
+            fn add(acc: &mut $acc, rows: &[Self]) {
+                $add(acc, rows)
+            }
+            fn finish(acc: $acc) -> Vec<$minute> {
+                $finish(acc)
             }
         }
     )+};
 }
 
 roll_ups! {
-    CpuRow => CpuMinuteRow: cpu_minutes,
-    MemRow => MemMinuteRow: mem_minutes,
-    NetRow => NetMinuteRow: net_minutes,
-    NetUidRow => NetUidMinuteRow: net_uid_minutes,
-    PingRow => PingMinuteRow: ping_minutes,
+    CpuRow => CpuMinuteRow, Counters<(i64, i64), CpuMinuteRow>: add_cpu, finish_cpu;
+    MemRow => MemMinuteRow, BTreeMap<(i64, i64), MemAcc>: add_mem, finish_mem;
+    NetRow => NetMinuteRow, Counters<NetKey, NetMinuteRow>: add_net, finish_net;
+    NetUidRow => NetUidMinuteRow, Counters<(i64, i64), NetUidMinuteRow>: add_net_uid, finish_net_uid;
+    PingRow => PingMinuteRow, BTreeMap<(i64, String), PingAcc>: add_ping, finish_ping;
 }
 
-/// Most rows one hour's roll-up reads from all its parts together: a few times what one
-/// part holds (a restart or the writer's memory bound starts a new part), so that planted
-/// parts cannot make the catch-up hold more than that in memory.
-pub const MAX_ROWS_PER_HOUR: i64 = 4 * MAX_ROWS_PER_FILE;
-
-/// Reads every part of one finished hour of a raw table from disk and (re)writes the
-/// hour's roll-up file. Idempotent: the roll-up is always computed from all parts.
-/// Folders and files are opened below the data dir, never through a link; parts past
-/// [`MAX_ROWS_PER_HOUR`] are skipped with a warning naming them.
-pub(crate) fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Result<(), WriteError> {
-    let raw = layout::table_host_dir(data_dir, R::TABLE, host);
-    let (raw_dir, hh) = layout::hour_location(&raw, hour);
-    let rows: Vec<R> = read_hour(data_dir, &raw_dir, &hh);
-    let out = R::minutes(&rows);
-    if out.is_empty() {
-        return Ok(());
-    }
-    let dir = layout::table_host_dir(data_dir, R::Minute::TABLE, host);
-    let (date_dir, hh) = layout::hour_location(&dir, hour);
-    let path = date_dir.join(format!("{hh}.parquet"));
-    // Written once: the final compression.
-    let props = Arc::new(writer_properties(R::Minute::TABLE, host));
-    write_part(data_dir, &path, &out, &props)
-        .map(drop)
-        .map_err(|source| WriteError { path, source })
+/// One hour's roll-up in progress: the raw parts of the hour, the next row group to
+/// read, and the minutes so far. It goes through the hour a few row groups per step (so
+/// that a flood of raw rows neither holds them nor stalls a flush) and writes the roll-up
+/// file at the end, from every row of every part: nothing is skipped. A daemon stopped
+/// mid-way finds the hour without a roll-up file at its next start and rolls it up again
+/// from the start.
+pub struct Job<R: RollUp> {
+    hour: i64,
+    /// The hour's part names, listed at the first step.
+    parts: Option<Vec<std::ffi::OsString>>,
+    part: usize,
+    row_group: usize,
+    acc: R::Acc,
 }
 
-/// Every readable part of the hour `hh` in `dir` (below `data_dir`), within
-/// [`MAX_ROWS_PER_HOUR`] rows together.
-fn read_hour<R: FromBatch>(data_dir: &Path, dir: &Path, hh: &str) -> Vec<R> {
-    let Ok(rel) = dir.strip_prefix(data_dir) else {
-        return Vec::new();
-    };
-    let fd = match beneath::open_dir(data_dir, rel, false) {
-        Ok(fd) => fd,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(err) => {
-            tracing::warn!("roll-up skips {}: {err}", dir.display());
-            return Vec::new();
-        }
-    };
-    let mut rows: Vec<R> = Vec::new();
-    let names = match beneath::entries(&fd) {
-        Ok(entries) => layout::hour_part_names(entries.into_iter().map(|(name, _)| name), hh),
-        Err(err) => {
-            tracing::warn!("roll-up skips {}: {err}", dir.display());
-            return Vec::new();
-        }
-    };
-    for name in names {
-        let part = dir.join(&name);
-        let name = name.as_os_str();
-        let room = MAX_ROWS_PER_HOUR - rows.len() as i64;
-        let read = beneath::open_regular_at(&fd, name)
-            .and_then(|file| read_rows_from::<R>(file, &part, room.min(MAX_ROWS_PER_FILE)));
-        match read {
-            Ok(mut more) => rows.append(&mut more),
-            // An unreadable raw part is not ours to fix; roll up the rest.
-            Err(err) => tracing::warn!("roll-up skips {}: {err}", part.display()),
+/// A roll-up job of any table, for the store's queue.
+pub trait Step: Send {
+    /// The raw table and hour rolled up.
+    fn what(&self) -> (Table, i64);
+    /// Reads row groups until about `rows` rows are read or the hour is done; writes the
+    /// roll-up file when done. Returns the rows read and whether it is done. A part that
+    /// cannot be read is not ours to fix: it is warned about, named, and the rest rolled up.
+    fn step(
+        &mut self,
+        data_dir: &Path,
+        host: &str,
+        rows: usize,
+    ) -> Result<(usize, bool), WriteError>;
+}
+
+impl<R: RollUp> Job<R> {
+    pub fn new(hour: i64) -> Job<R> {
+        Job {
+            hour,
+            parts: None,
+            part: 0,
+            row_group: 0,
+            acc: R::Acc::default(),
         }
     }
-    rows
+
+    /// The folder of the hour's raw parts below `data_dir`, opened without following a link.
+    fn open_dir(
+        &self,
+        data_dir: &Path,
+        host: &str,
+    ) -> Option<(std::os::fd::OwnedFd, PathBuf, String)> {
+        let raw = layout::table_host_dir(data_dir, R::TABLE, host);
+        let (dir, hh) = layout::hour_location(&raw, self.hour);
+        let rel = dir.strip_prefix(data_dir).ok()?;
+        match beneath::open_dir(data_dir, rel, false) {
+            Ok(fd) => Some((fd, dir, hh)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                tracing::warn!("roll-up skips {}: {err}", dir.display());
+                None
+            }
+        }
+    }
+
+    fn write(self, data_dir: &Path, host: &str) -> Result<(), WriteError> {
+        let out = R::finish(self.acc);
+        if out.is_empty() {
+            return Ok(());
+        }
+        let dir = layout::table_host_dir(data_dir, R::Minute::TABLE, host);
+        let (date_dir, hh) = layout::hour_location(&dir, self.hour);
+        let path = date_dir.join(format!("{hh}.parquet"));
+        // Written once: the final compression.
+        let props = Arc::new(writer_properties(R::Minute::TABLE, host));
+        write_part(data_dir, &path, &out, &props)
+            .map(drop)
+            .map_err(|source| WriteError { path, source })
+    }
+}
+
+impl<R: RollUp> Step for Job<R>
+where
+    R::Acc: Send,
+{
+    fn what(&self) -> (Table, i64) {
+        (R::TABLE, self.hour)
+    }
+
+    fn step(
+        &mut self,
+        data_dir: &Path,
+        host: &str,
+        rows: usize,
+    ) -> Result<(usize, bool), WriteError> {
+        let Some((fd, dir, hh)) = self.open_dir(data_dir, host) else {
+            return self.done(data_dir, host, 0);
+        };
+        let parts = self
+            .parts
+            .get_or_insert_with(|| match beneath::entries(&fd) {
+                Ok(entries) => {
+                    layout::hour_part_names(entries.into_iter().map(|(name, _)| name), &hh)
+                }
+                Err(err) => {
+                    tracing::warn!("roll-up skips {}: {err}", dir.display());
+                    Vec::new()
+                }
+            })
+            .clone();
+        let mut read = 0;
+        while read < rows {
+            let Some(name) = parts.get(self.part).cloned() else {
+                return self.done(data_dir, host, read);
+            };
+            let path = dir.join(&name);
+            let acc = &mut self.acc;
+            let groups = self.row_group..self.row_group + 1;
+            let result = beneath::open_regular_at(&fd, name.as_os_str()).and_then(|file| {
+                for_each_batch_in(file, &path, None, &BOUNDS, Some(groups), |batch| {
+                    let batch_rows = R::from_batch(&batch).map_err(std::io::Error::other)?;
+                    read += batch_rows.len();
+                    R::add(acc, &batch_rows);
+                    Ok(())
+                })
+            });
+            match result {
+                Ok(row_groups) if self.row_group + 1 < row_groups => self.row_group += 1,
+                Ok(_) => (self.part, self.row_group) = (self.part + 1, 0),
+                Err(err) => {
+                    // Refused or unreadable from its start: what it holds is not csm's.
+                    tracing::warn!("roll-up skips {}: {err}", path.display());
+                    (self.part, self.row_group) = (self.part + 1, 0);
+                }
+            }
+        }
+        Ok((read, false))
+    }
+}
+
+impl<R: RollUp> Job<R> {
+    fn done(
+        &mut self,
+        data_dir: &Path,
+        host: &str,
+        read: usize,
+    ) -> Result<(usize, bool), WriteError> {
+        let hour = self.hour;
+        let job = std::mem::replace(self, Job::new(hour));
+        job.write(data_dir, host).map(|()| (read, true))
+    }
+}
+
+/// A new roll-up job of `R`'s table for `hour`.
+pub(crate) fn job<R: RollUp>(hour: i64) -> Box<dyn Step>
+where
+    R::Acc: Send,
+{
+    Box::new(Job::<R>::new(hour))
+}
+
+/// Rolls up one finished hour of a raw table whole (every part, every row group) and
+/// writes its roll-up file. Idempotent: the roll-up is always computed from all parts.
+pub fn roll_up<R: RollUp>(data_dir: &Path, host: &str, hour: i64) -> Result<(), WriteError>
+where
+    R::Acc: Send,
+{
+    let mut job = Job::<R>::new(hour);
+    while !job.step(data_dir, host, usize::MAX)?.1 {}
+    Ok(())
 }
 
 #[cfg(test)]

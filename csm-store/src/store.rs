@@ -4,13 +4,13 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::beneath;
 use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
-use crate::rollup::{roll_up, RollUp};
+use crate::rollup::{job, RollUp, Step};
 use crate::table::{Row, Table};
 use crate::tables::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
 use crate::writer::{
@@ -98,8 +98,8 @@ impl<R: Row> AnyTable for TableWriter<R> {
     }
 }
 
-/// Writes one finished hour's roll-up from the raw table's files.
-type RollUpFn = fn(&Path, &str, i64) -> Result<(), WriteError>;
+/// A job writing one finished hour's roll-up from the raw table's files.
+type RollUpFn = fn(i64) -> Box<dyn Step>;
 
 /// A registered table: its writer and, for raw tables with a 1-minute roll-up, how to
 /// write it and where it goes.
@@ -119,7 +119,7 @@ impl Entry {
     fn rolled_up<R: RollUp>(opts: &StoreOptions) -> Entry {
         Entry {
             writer: Box::new(TableWriter::<R>::new(opts)),
-            roll_up: Some((R::Minute::TABLE, roll_up::<R>)),
+            roll_up: Some((R::Minute::TABLE, job::<R>)),
         }
     }
 }
@@ -131,11 +131,18 @@ pub struct Store {
     tables: BTreeMap<Table, Entry>,
     /// Finished hours whose roll-ups are still to be written, per source table.
     rollups_due: BTreeMap<Table, Vec<i64>>,
+    /// The roll-up being written, a few row groups per flush.
+    rollup_job: Option<Box<dyn Step>>,
 }
 
 /// How far back the start-up looks for finished hours that lack their roll-ups (the
 /// daemon was down when they ended).
 const ROLLUP_CATCH_UP_HOURS: i64 = 48;
+
+/// Raw rows a flush reads at most for roll-ups (a row group is never split): about a
+/// tenth of a second of one core's work, so that a flood's hour neither stalls a flush
+/// nor is skipped.
+pub const ROLLUP_ROWS_PER_FLUSH: usize = 256 * 1024;
 
 impl Store {
     /// Prepares the data dir: creates it (0750), refuses it if another user could write
@@ -160,6 +167,7 @@ impl Store {
             _lock: lock,
             tables: Table::ALL.into_iter().zip(tables).collect(),
             rollups_due: BTreeMap::new(),
+            rollup_job: None,
             opts,
         })
     }
@@ -292,25 +300,56 @@ impl Store {
         }
     }
 
+    /// Goes on with the roll-ups due, oldest hour of each table first, for at most
+    /// [`ROLLUP_ROWS_PER_FLUSH`] raw rows: a flood's hour is rolled up over several
+    /// flushes, holding its minutes, never its rows. A roll-up that fails to write is due
+    /// again at the next flush.
     fn write_due_rollups(&mut self) -> Vec<WriteError> {
-        let mut errors = Vec::new();
-        let (data_dir, host) = (&self.opts.data_dir, &self.opts.host);
-        for (table, hours) in self.rollups_due.iter_mut() {
-            let Some((_, roll_up)) = self.tables.get(table).and_then(|e| e.roll_up) else {
-                hours.clear();
-                continue;
+        let mut budget = ROLLUP_ROWS_PER_FLUSH;
+        while budget > 0 {
+            if self.rollup_job.is_none() {
+                self.rollup_job = self.next_rollup_job();
+            }
+            let Some(job) = self.rollup_job.as_mut() else {
+                break;
             };
+            match job.step(&self.opts.data_dir, &self.opts.host, budget) {
+                Ok((read, done)) => {
+                    budget = budget.saturating_sub(read.max(1));
+                    if done {
+                        self.rollup_job = None;
+                    }
+                }
+                Err(err) => {
+                    let (table, hour) = job.what();
+                    self.rollups_due.entry(table).or_default().push(hour);
+                    self.rollup_job = None;
+                    return vec![err];
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// A job for the oldest hour due of the first table that has one.
+    fn next_rollup_job(&mut self) -> Option<Box<dyn Step>> {
+        for (table, hours) in self.rollups_due.iter_mut() {
             hours.sort_unstable();
             hours.dedup();
-            hours.retain(|&hour| match roll_up(data_dir, host, hour) {
-                Ok(()) => false,
-                Err(err) => {
-                    errors.push(err);
-                    true
-                }
-            });
+            if hours.is_empty() {
+                continue;
+            }
+            let hour = hours.remove(0);
+            if let Some((_, new_job)) = self.tables.get(table).and_then(|e| e.roll_up) {
+                return Some(new_job(hour));
+            }
         }
-        errors
+        None
+    }
+
+    /// Whether roll-ups are due or under way.
+    pub fn rollups_pending(&self) -> bool {
+        self.rollup_job.is_some() || self.rollups_due.values().any(|h| !h.is_empty())
     }
 
     /// Deletes whole date partitions of this host that ended more than `retain` ago.
@@ -344,6 +383,7 @@ impl Store {
 mod tests {
     use std::fs::{self, File};
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use super::*;
     use crate::events::Source;
