@@ -6,7 +6,9 @@ several hosts' data dirs is one data set.
 """
 
 from .load import (
+    MAX_FILE_BYTES,
     ROLLUPS,
+    SkippedFile,
     TABLES,
     connect,
     load,
@@ -28,6 +30,8 @@ from .questions import (
 __all__ = [
     "TABLES",
     "ROLLUPS",
+    "MAX_FILE_BYTES",
+    "SkippedFile",
     "connect",
     "load",
     "load_duckdb",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import stat
+import warnings
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -107,14 +109,48 @@ def _check_data_dir(data_dir: Union[str, os.PathLike]) -> str:
     return path
 
 
+# Largest data file read: csm's biggest (a million-row hour part) is tens of megabytes;
+# a larger one was not written by csm, and pyarrow would hold it whole.
+MAX_FILE_BYTES = 256 * 2**20
+
+
+class SkippedFile(UserWarning):
+    """A file under the data dir that is not read: not a regular file (a FIFO would
+    block the reader forever, a link may point anywhere) or larger than
+    :data:`MAX_FILE_BYTES`. The message names the file and why."""
+
+
+def _readable(path: str) -> bool:
+    """Whether ``path`` is a regular file (by ``lstat``: a link is not followed) of at
+    most :data:`MAX_FILE_BYTES`; else a :class:`SkippedFile` warning names it."""
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        warnings.warn(f"{path}: not read: {err.strerror}", SkippedFile, stacklevel=3)
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        warnings.warn(f"{path}: not read: {kind}", SkippedFile, stacklevel=3)
+        return False
+    if st.st_size > MAX_FILE_BYTES:
+        warnings.warn(
+            f"{path}: not read: {st.st_size} bytes, more than the {MAX_FILE_BYTES} a csm file holds",
+            SkippedFile,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
 def _parquet_files(root: str) -> list:
-    """Every complete data file under a table: ``*.parquet``, not hidden (temporaries)."""
+    """Every complete data file under a table: ``*.parquet``, not hidden (temporaries),
+    regular files within the size bound only (see :func:`_readable`)."""
     files = []
     for dirpath, _dirs, names in os.walk(root):
         files.extend(
             os.path.join(dirpath, n) for n in names if n.endswith(".parquet") and not n.startswith(".")
         )
-    return sorted(files)
+    return sorted(f for f in files if _readable(f))
 
 
 def unified_schema(files: Sequence[str]) -> Optional[pa.Schema]:
@@ -202,13 +238,13 @@ def connect(data_dir: Union[str, os.PathLike], database: str = ":memory:"):
     con = duckdb.connect(database)
     for table in TABLES + ROLLUPS:
         root = os.path.join(os.fspath(data_dir), table)
-        if not os.path.isdir(root) or not any(
-            n.endswith(".parquet") for _d, _s, names in os.walk(root) for n in names
-        ):
+        files = _parquet_files(root) if os.path.isdir(root) else []
+        if not files:
             continue
-        glob = table_glob(data_dir, table).replace("'", "''")
+        # The files checked one by one, not a glob: DuckDB would open a FIFO and block.
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(
-            f"create or replace view {table} as select * from read_parquet('{glob}', "
+            f"create or replace view {table} as select * from read_parquet([{listed}], "
             "hive_partitioning = true, hive_types = {'host': VARCHAR, 'date': VARCHAR}, union_by_name = true)"
         )
     return con

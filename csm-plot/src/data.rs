@@ -5,13 +5,11 @@ use csm_store::names::safe_text;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use arrow::array::Array;
-
 use super::bins::{gauge_spans, Binned, Grid};
-use super::read::{read_files, user_label, Columns, DataTree, Problems};
+use super::read::{read_typed, user_label, DataTree, Problems};
 use csm_store::{
-    CpuMinuteRow, CpuRow, Event, EventRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidRow,
-    PingRow, Table, UbcRow,
+    CpuMinuteRow, CpuRow, Event, EventRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow,
+    NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
 };
 
 const US_PER_MS: i64 = 1_000;
@@ -167,32 +165,48 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         interfaces: BTreeMap::new(),
     };
     let mut labels = NamespaceLabels::default();
-    let columns = |table: Table| -> &'static [&'static str] {
-        match table {
-            Table::NetMinute => &[
-                NetRow::COLUMN.ts_us,
-                NetRow::COLUMN.dur_ms,
-                NetRow::COLUMN.iface,
-                NetRow::COLUMN.netns,
-                NetRow::COLUMN.rx_bytes,
-                NetRow::COLUMN.tx_bytes,
-                NetMinuteRow::COLUMN.rx_bytes_per_s_max,
-                NetMinuteRow::COLUMN.tx_bytes_per_s_max,
-            ],
-            _ => &[
-                NetRow::COLUMN.ts_us,
-                NetRow::COLUMN.dur_ms,
-                NetRow::COLUMN.iface,
-                NetRow::COLUMN.netns,
-                NetRow::COLUMN.rx_bytes,
-                NetRow::COLUMN.tx_bytes,
-            ],
-        }
-    };
-    read_files(
+    let (n, m) = (NetRow::COLUMN, NetMinuteRow::COLUMN);
+    let raw = [n.ts_us, n.dur_ms, n.iface, n.netns, n.rx_bytes, n.tx_bytes];
+    read_typed(
         &files,
-        columns,
-        |table, cols| add_net_batch(&mut data, &mut labels, table, cols),
+        &raw,
+        |r: NetRow| {
+            let span = NetSpan {
+                end: r.ts_us,
+                dur_ms: r.dur_ms,
+                iface: &r.iface,
+                netns: r.netns,
+                bytes: (r.rx_bytes, r.tx_bytes),
+                maxima: None,
+            };
+            add_net_span(&mut data, &mut labels, span)
+        },
+        problems,
+    );
+    let minute = [
+        m.ts_us,
+        m.dur_ms,
+        m.iface,
+        m.netns,
+        m.rx_bytes,
+        m.tx_bytes,
+        m.rx_bytes_per_s_max,
+        m.tx_bytes_per_s_max,
+    ];
+    read_typed(
+        &files,
+        &minute,
+        |r: NetMinuteRow| {
+            let span = NetSpan {
+                end: r.ts_us,
+                dur_ms: r.dur_ms,
+                iface: &r.iface,
+                netns: r.netns,
+                bytes: (r.rx_bytes, r.tx_bytes),
+                maxima: Some((r.rx_bytes_per_s_max, r.tx_bytes_per_s_max)),
+            };
+            add_net_span(&mut data, &mut labels, span)
+        },
         problems,
     );
     if data.rx.is_empty() {
@@ -223,70 +237,55 @@ impl NamespaceLabels {
     }
 }
 
-fn add_net_batch(
-    data: &mut NetData,
-    labels: &mut NamespaceLabels,
-    table: Table,
-    cols: &Columns,
-) -> Result<(), String> {
-    let (ts, dur, iface, netns) = (
-        cols.ts()?,
-        cols.i64s(NetRow::COLUMN.dur_ms)?,
-        cols.strs(NetRow::COLUMN.iface)?,
-        cols.i64s(NetRow::COLUMN.netns)?,
-    );
-    let (rx, tx) = (
-        cols.i64s(NetRow::COLUMN.rx_bytes)?,
-        cols.i64s(NetRow::COLUMN.tx_bytes)?,
-    );
-    let maxima = match table {
-        Table::NetMinute => Some((
-            cols.f64s(NetMinuteRow::COLUMN.rx_bytes_per_s_max)?,
-            cols.f64s(NetMinuteRow::COLUMN.tx_bytes_per_s_max)?,
-        )),
-        _ => None,
-    };
+/// One `net` or `net_1m` row, as the charts take it.
+struct NetSpan<'a> {
+    end: i64,
+    dur_ms: i64,
+    iface: &'a str,
+    netns: Option<i64>,
+    bytes: (i64, i64),
+    /// A roll-up's highest single-interval rates.
+    maxima: Option<(f64, f64)>,
+}
+
+fn add_net_span(data: &mut NetData, labels: &mut NamespaceLabels, span: NetSpan) {
     let grid = data.rx.grid;
-    for row in 0..cols.batch.num_rows() {
-        let end = ts.value(row);
-        let start = end - dur.value(row).max(1) * US_PER_MS;
-        if end <= grid.from_us || start >= grid.to_us || !charted_interface(iface.value(row)) {
-            continue;
-        }
-        let seconds = (end - start) as f64 / 1e6;
-        let (rx_bytes, tx_bytes) = (rx.value(row) as f64, tx.value(row) as f64);
-        let (rx_rate, tx_rate) = (rx_bytes / seconds, tx_bytes / seconds);
-        let (rx_max, tx_max) = match maxima {
-            Some((rm, tm)) => (rm.value(row).max(rx_rate), tm.value(row).max(tx_rate)),
-            None => (rx_rate, tx_rate),
-        };
-        let inode = netns.is_valid(row).then(|| netns.value(row));
-        let net_key = NetKey {
-            iface: safe_text(iface.value(row)).into_owned(),
-            namespace: labels.get(inode),
-        };
-        let name = &net_key.key();
-        if !data.interfaces.contains_key(name) {
-            data.interfaces.insert(name.clone(), net_key.clone());
-        }
-        // The three tables get keys together, so their slots agree.
-        let slot = data.rx.key_index(name);
-        data.tx.key_index(name);
-        data.diff.key_index(name);
-        data.rx.add_span_at(slot, start, end, rx_rate, rx_max);
-        data.tx.add_span_at(slot, start, end, tx_rate, tx_max);
-        let diff = tx_rate - rx_rate;
-        data.diff.add_span_at(slot, start, end, diff, diff);
-        let totals = match data.totals.get_mut(name) {
-            Some(totals) => totals,
-            None => data.totals.entry(name.to_string()).or_default(),
-        };
-        totals.rx += rx_bytes;
-        totals.tx += tx_bytes;
-        totals.more_out += (tx_bytes - rx_bytes).max(0.0);
-        totals.more_in += (rx_bytes - tx_bytes).max(0.0);
+    let end = span.end;
+    let start = end - span.dur_ms.max(1) * US_PER_MS;
+    if end <= grid.from_us || start >= grid.to_us || !charted_interface(span.iface) {
+        return;
     }
-    Ok(())
+    let seconds = (end - start) as f64 / 1e6;
+    let (rx_bytes, tx_bytes) = (span.bytes.0 as f64, span.bytes.1 as f64);
+    let (rx_rate, tx_rate) = (rx_bytes / seconds, tx_bytes / seconds);
+    let (rx_max, tx_max) = match span.maxima {
+        Some((rm, tm)) => (rm.max(rx_rate), tm.max(tx_rate)),
+        None => (rx_rate, tx_rate),
+    };
+    let net_key = NetKey {
+        iface: safe_text(span.iface).into_owned(),
+        namespace: labels.get(span.netns),
+    };
+    let name = &net_key.key();
+    if !data.interfaces.contains_key(name) {
+        data.interfaces.insert(name.clone(), net_key.clone());
+    }
+    // The three tables get keys together, so their slots agree.
+    let slot = data.rx.key_index(name);
+    data.tx.key_index(name);
+    data.diff.key_index(name);
+    data.rx.add_span_at(slot, start, end, rx_rate, rx_max);
+    data.tx.add_span_at(slot, start, end, tx_rate, tx_max);
+    let diff = tx_rate - rx_rate;
+    data.diff.add_span_at(slot, start, end, diff, diff);
+    let totals = match data.totals.get_mut(name) {
+        Some(totals) => totals,
+        None => data.totals.entry(name.to_string()).or_default(),
+    };
+    totals.rx += rx_bytes;
+    totals.tx += tx_bytes;
+    totals.more_out += (tx_bytes - rx_bytes).max(0.0);
+    totals.more_in += (rx_bytes - tx_bytes).max(0.0);
 }
 
 /// CPU per user in percent of one core.
@@ -294,52 +293,22 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let files = table_files(tree, Table::Cpu, Some(Table::CpuMinute), &grid, problems)?;
     let mut binned = Binned::new(grid);
     let mut slots = UserSlots::default();
-    let columns = |table: Table| -> &'static [&'static str] {
-        match table {
-            Table::CpuMinute => &[
-                CpuRow::COLUMN.ts_us,
-                CpuRow::COLUMN.dur_ms,
-                CpuRow::COLUMN.uid,
-                CpuRow::COLUMN.user,
-                CpuRow::COLUMN.cpu_pct,
-                CpuMinuteRow::COLUMN.cpu_pct_max,
-            ],
-            _ => &[
-                CpuRow::COLUMN.ts_us,
-                CpuRow::COLUMN.dur_ms,
-                CpuRow::COLUMN.uid,
-                CpuRow::COLUMN.user,
-                CpuRow::COLUMN.cpu_pct,
-            ],
-        }
+    let (c, m) = (CpuRow::COLUMN, CpuMinuteRow::COLUMN);
+    let mut add = |end: i64, dur_ms: i64, uid: i64, user: Option<String>, mean: f64, max: f64| {
+        let start = end - dur_ms.max(1) * US_PER_MS;
+        let slot = slots.get(&mut [&mut binned], user.as_deref(), uid);
+        binned.add_span_at(slot, start, end, mean, max.max(mean));
     };
-    read_files(
+    read_typed(
         &files,
-        columns,
-        |table, cols| {
-            let (ts, dur, pct) = (
-                cols.ts()?,
-                cols.i64s(CpuRow::COLUMN.dur_ms)?,
-                cols.f64s(CpuRow::COLUMN.cpu_pct)?,
-            );
-            let (uid, user) = (
-                cols.i64s(CpuRow::COLUMN.uid)?,
-                cols.strs(CpuRow::COLUMN.user)?,
-            );
-            let pct_max = match table {
-                Table::CpuMinute => Some(cols.f64s(CpuMinuteRow::COLUMN.cpu_pct_max)?),
-                _ => None,
-            };
-            for row in 0..cols.batch.num_rows() {
-                let end = ts.value(row);
-                let start = end - dur.value(row).max(1) * US_PER_MS;
-                let mean = pct.value(row);
-                let max = pct_max.map_or(mean, |m| m.value(row).max(mean));
-                let slot = slots.get(&mut [&mut binned], user, uid, row);
-                binned.add_span_at(slot, start, end, mean, max);
-            }
-            Ok(())
-        },
+        &[c.ts_us, c.dur_ms, c.uid, c.user, c.cpu_pct],
+        |r: CpuRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.cpu_pct, r.cpu_pct),
+        problems,
+    );
+    read_typed(
+        &files,
+        &[m.ts_us, m.dur_ms, m.uid, m.user, m.cpu_pct, m.cpu_pct_max],
+        |r: CpuMinuteRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.cpu_pct, r.cpu_pct_max),
         problems,
     );
     Some(binned)
@@ -354,16 +323,9 @@ struct UserSlots {
 impl UserSlots {
     /// The user's slot in every one of `binneds` (they get keys together, so the slots
     /// are the same).
-    fn get(
-        &mut self,
-        binneds: &mut [&mut Binned],
-        names: &arrow::array::StringArray,
-        uids: &arrow::array::Int64Array,
-        row: usize,
-    ) -> usize {
-        let uid = uids.value(row);
+    fn get(&mut self, binneds: &mut [&mut Binned], name: Option<&str>, uid: i64) -> usize {
         *self.slots.entry(uid).or_insert_with(|| {
-            let label = user_label(names, uids, row);
+            let label = user_label(name, uid);
             binneds
                 .iter_mut()
                 .map(|b| b.key_index(&label))
@@ -392,43 +354,25 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
         tx: Binned::new(grid),
     };
     let mut slots = UserSlots::default();
-    read_files(
+    let mut add = |end: i64, dur_ms: i64, uid: i64, user: Option<String>, rx: i64, tx: i64| {
+        let start = end - dur_ms.max(1) * US_PER_MS;
+        let seconds = (end - start) as f64 / 1e6;
+        let slot = slots.get(&mut [&mut data.rx, &mut data.tx], user.as_deref(), uid);
+        let (r, t) = (rx as f64 / seconds, tx as f64 / seconds);
+        data.rx.add_span_at(slot, start, end, r, r);
+        data.tx.add_span_at(slot, start, end, t, t);
+    };
+    let (u, m) = (NetUidRow::COLUMN, NetUidMinuteRow::COLUMN);
+    read_typed(
         &files,
-        |_| {
-            &[
-                NetUidRow::COLUMN.ts_us,
-                NetUidRow::COLUMN.dur_ms,
-                NetUidRow::COLUMN.uid,
-                NetUidRow::COLUMN.user,
-                NetUidRow::COLUMN.rx_bytes,
-                NetUidRow::COLUMN.tx_bytes,
-            ]
-        },
-        |_, cols| {
-            let (ts, dur, uid, user) = (
-                cols.ts()?,
-                cols.i64s(NetUidRow::COLUMN.dur_ms)?,
-                cols.i64s(NetUidRow::COLUMN.uid)?,
-                cols.strs(NetUidRow::COLUMN.user)?,
-            );
-            let (rx, tx) = (
-                cols.i64s(NetUidRow::COLUMN.rx_bytes)?,
-                cols.i64s(NetUidRow::COLUMN.tx_bytes)?,
-            );
-            for row in 0..cols.batch.num_rows() {
-                let end = ts.value(row);
-                let start = end - dur.value(row).max(1) * US_PER_MS;
-                let seconds = (end - start) as f64 / 1e6;
-                let slot = slots.get(&mut [&mut data.rx, &mut data.tx], user, uid, row);
-                let (r, t) = (
-                    rx.value(row) as f64 / seconds,
-                    tx.value(row) as f64 / seconds,
-                );
-                data.rx.add_span_at(slot, start, end, r, r);
-                data.tx.add_span_at(slot, start, end, t, t);
-            }
-            Ok(())
-        },
+        &[u.ts_us, u.dur_ms, u.uid, u.user, u.rx_bytes, u.tx_bytes],
+        |r: NetUidRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.rx_bytes, r.tx_bytes),
+        problems,
+    );
+    read_typed(
+        &files,
+        &[m.ts_us, m.dur_ms, m.uid, m.user, m.rx_bytes, m.tx_bytes],
+        |r: NetUidMinuteRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.rx_bytes, r.tx_bytes),
         problems,
     );
     Some(data)
@@ -441,51 +385,23 @@ pub fn load_mem(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let mut binned = Binned::new(grid);
     let mut slots = UserSlots::default();
     let mut samples: Vec<(i64, usize, f64)> = Vec::new();
-    let columns = |table: Table| -> &'static [&'static str] {
-        match table {
-            Table::MemMinute => &[
-                MemRow::COLUMN.ts_us,
-                MemRow::COLUMN.uid,
-                MemRow::COLUMN.user,
-                MemMinuteRow::COLUMN.rss_bytes_mean,
-                MemMinuteRow::COLUMN.rss_bytes_max,
-            ],
-            _ => &[
-                MemRow::COLUMN.ts_us,
-                MemRow::COLUMN.uid,
-                MemRow::COLUMN.user,
-                MemRow::COLUMN.rss_bytes,
-            ],
-        }
-    };
-    read_files(
+    let (r, m) = (MemRow::COLUMN, MemMinuteRow::COLUMN);
+    read_typed(
         &files,
-        columns,
-        |table, cols| {
-            let (ts, uid, user) = (
-                cols.ts()?,
-                cols.i64s(MemRow::COLUMN.uid)?,
-                cols.strs(MemRow::COLUMN.user)?,
-            );
-            if table == Table::MemMinute {
-                let (mean, max) = (
-                    cols.i64s(MemMinuteRow::COLUMN.rss_bytes_mean)?,
-                    cols.i64s(MemMinuteRow::COLUMN.rss_bytes_max)?,
-                );
-                for row in 0..cols.batch.num_rows() {
-                    let slot = slots.get(&mut [&mut binned], user, uid, row);
-                    let end = ts.value(row);
-                    let (mean, max) = (mean.value(row) as f64, max.value(row) as f64);
-                    binned.add_span_at(slot, end - MINUTE_US, end, mean, max);
-                }
-            } else {
-                let rss = cols.i64s(MemRow::COLUMN.rss_bytes)?;
-                for row in 0..cols.batch.num_rows() {
-                    let slot = slots.get(&mut [&mut binned], user, uid, row);
-                    samples.push((ts.value(row), slot, rss.value(row) as f64));
-                }
-            }
-            Ok(())
+        &[r.ts_us, r.uid, r.user, r.rss_bytes],
+        |r: MemRow| {
+            let slot = slots.get(&mut [&mut binned], r.user.as_deref(), r.uid);
+            samples.push((r.ts_us, slot, r.rss_bytes as f64));
+        },
+        problems,
+    );
+    read_typed(
+        &files,
+        &[m.ts_us, m.uid, m.user, m.rss_bytes_mean, m.rss_bytes_max],
+        |r: MemMinuteRow| {
+            let slot = slots.get(&mut [&mut binned], r.user.as_deref(), r.uid);
+            let (mean, max) = (r.rss_bytes_mean as f64, r.rss_bytes_max as f64);
+            binned.add_span_at(slot, r.ts_us - MINUTE_US, r.ts_us, mean, max);
         },
         problems,
     );
@@ -526,49 +442,24 @@ pub fn load_ping(
     // A measurement is stamped with its start; the one just before the range may still run.
     let files = table_files(tree, Table::Ping, None, &grid, problems)?;
     let mut targets: BTreeMap<String, Vec<PingSample>> = BTreeMap::new();
-    read_files(
+    let p = PingRow::COLUMN;
+    read_typed(
         &files,
-        |_| {
-            &[
-                PingRow::COLUMN.ts_us,
-                PingRow::COLUMN.target,
-                PingRow::COLUMN.sent,
-                PingRow::COLUMN.received,
-                PingRow::COLUMN.rtts_ms,
-                PingRow::COLUMN.error,
-            ]
-        },
-        |_, cols| {
-            let (ts, target) = (cols.ts()?, cols.strs(PingRow::COLUMN.target)?);
-            let (sent, received, rtts) = (
-                cols.i64s(PingRow::COLUMN.sent)?,
-                cols.i64s(PingRow::COLUMN.received)?,
-                cols.f64_lists(PingRow::COLUMN.rtts_ms)?,
-            );
-            let error = cols.strs(PingRow::COLUMN.error)?;
-            for row in 0..cols.batch.num_rows() {
-                let ts_us = ts.value(row);
-                if ts_us < grid.from_us || ts_us >= grid.to_us {
-                    continue;
-                }
-                let list = rtts.value(row);
-                let values = list
-                    .as_any()
-                    .downcast_ref::<arrow::array::Float64Array>()
-                    .map(|a| a.iter().flatten().collect())
-                    .unwrap_or_default();
-                targets
-                    .entry(safe_text(target.value(row)).into_owned())
-                    .or_default()
-                    .push(PingSample {
-                        ts_us,
-                        sent: sent.value(row),
-                        received: received.value(row),
-                        rtts_ms: values,
-                        error: error.is_valid(row).then(|| error.value(row).to_string()),
-                    });
+        &[p.ts_us, p.target, p.sent, p.received, p.rtts_ms, p.error],
+        |r: PingRow| {
+            if r.ts_us < grid.from_us || r.ts_us >= grid.to_us {
+                return;
             }
-            Ok(())
+            targets
+                .entry(safe_text(&r.target).into_owned())
+                .or_default()
+                .push(PingSample {
+                    ts_us: r.ts_us,
+                    sent: r.sent,
+                    received: r.received,
+                    rtts_ms: r.rtts_ms,
+                    error: r.error,
+                });
         },
         problems,
     );
@@ -598,49 +489,33 @@ pub fn load_ubc(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     }
     let files = table_files(tree, Table::Ubc, None, &grid, problems)?;
     let mut data = UbcData::new();
-    read_files(
+    let u = UbcRow::COLUMN;
+    read_typed(
         &files,
-        |_| {
-            &[
-                UbcRow::COLUMN.ts_us,
-                UbcRow::COLUMN.ctid,
-                UbcRow::COLUMN.resource,
-                UbcRow::COLUMN.held,
-                UbcRow::COLUMN.barrier,
-                UbcRow::COLUMN.hard_limit,
-                UbcRow::COLUMN.failcnt,
-            ]
-        },
-        |_, cols| {
-            let (ts, ctid, resource) = (
-                cols.ts()?,
-                cols.i64s(UbcRow::COLUMN.ctid)?,
-                cols.strs(UbcRow::COLUMN.resource)?,
-            );
-            let (held, barrier, limit, failcnt) = (
-                cols.i64s(UbcRow::COLUMN.held)?,
-                cols.i64s(UbcRow::COLUMN.barrier)?,
-                cols.i64s(UbcRow::COLUMN.hard_limit)?,
-                cols.i64s(UbcRow::COLUMN.failcnt)?,
-            );
-            for row in 0..cols.batch.num_rows() {
-                let ts_us = ts.value(row);
-                if ts_us < grid.from_us || ts_us >= grid.to_us {
-                    continue;
-                }
-                data.entry(ctid.value(row))
-                    .or_default()
-                    .entry(resource.value(row).to_string())
-                    .or_default()
-                    .push(UbcSample {
-                        ts_us,
-                        held: held.value(row) as f64,
-                        barrier: barrier.value(row) as f64,
-                        limit: limit.value(row) as f64,
-                        failcnt: failcnt.value(row),
-                    });
+        &[
+            u.ts_us,
+            u.ctid,
+            u.resource,
+            u.held,
+            u.barrier,
+            u.hard_limit,
+            u.failcnt,
+        ],
+        |r: UbcRow| {
+            if r.ts_us < grid.from_us || r.ts_us >= grid.to_us {
+                return;
             }
-            Ok(())
+            data.entry(r.ctid)
+                .or_default()
+                .entry(r.resource)
+                .or_default()
+                .push(UbcSample {
+                    ts_us: r.ts_us,
+                    held: r.held as f64,
+                    barrier: r.barrier as f64,
+                    limit: r.hard_limit as f64,
+                    failcnt: r.failcnt,
+                });
         },
         problems,
     );
@@ -676,34 +551,20 @@ pub fn load_daemon_facts(tree: &DataTree, grid: Grid, problems: &mut Problems) -
         .collect();
     let mut events: Vec<(i64, bool)> = Vec::new();
     let mut cores: Option<(i64, usize)> = None;
-    read_files(
+    let e = EventRow::COLUMN;
+    read_typed(
         &files,
-        |_| {
-            &[
-                EventRow::COLUMN.ts_us,
-                EventRow::COLUMN.event,
-                EventRow::COLUMN.detail,
-            ]
-        },
-        |_, cols| {
-            let (ts, event, detail) = (
-                cols.ts()?,
-                cols.strs(EventRow::COLUMN.event)?,
-                cols.strs(EventRow::COLUMN.detail)?,
-            );
-            for row in 0..cols.batch.num_rows() {
-                let detail = (!detail.is_null(row)).then(|| detail.value(row));
-                let at = ts.value(row);
-                match Event::parse(event.value(row), detail) {
-                    Event::Stop(_) => events.push((at, false)),
-                    Event::Start(_) => events.push((at, true)),
-                    Event::Host { cores: n, .. } if cores.is_none_or(|(seen, _)| at >= seen) => {
-                        cores = Some((at, n as usize));
-                    }
-                    _ => {}
+        &[e.ts_us, e.event, e.detail],
+        |r: EventRow| {
+            let at = r.ts_us;
+            match Event::parse(&r.event, r.detail.as_deref()) {
+                Event::Stop(_) => events.push((at, false)),
+                Event::Start(_) => events.push((at, true)),
+                Event::Host { cores: n, .. } if cores.is_none_or(|(seen, _)| at >= seen) => {
+                    cores = Some((at, n as usize));
                 }
+                _ => {}
             }
-            Ok(())
         },
         problems,
     );

@@ -9,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use csm::sources::ebpf::pins;
 use csm::store::layout::is_temp_file;
 use csm::store::{read_rows, Event, EventRow, FromBatch, Row, Table};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// A data dir, removed on drop with the pinned eBPF state of any csm build that ran on it
 /// (a failed test must not leave programs attached).
@@ -112,20 +111,16 @@ impl DataDir {
         files_under(&self.path)
     }
 
-    /// Reads every `.parquet` file to its end with the Arrow reader, whatever its table:
-    /// the rows read, or an error that names the file.
+    /// Reads every `.parquet` file to its end through the store's reader (and its
+    /// bounds), whatever its table: the rows read, or an error that names the file.
     pub fn read_every_file(&self) -> Result<usize> {
         let mut rows = 0;
         for path in self.files().parquet {
             let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.build())
-                .with_context(|| format!("read footer of {}", path.display()))?;
-            for batch in reader {
-                rows += batch
-                    .with_context(|| format!("read {}", path.display()))?
-                    .num_rows();
-            }
+            csm::store::for_each_batch(file, &path, None, &csm::store::BOUNDS, |batch| {
+                rows += batch.num_rows();
+                Ok(())
+            })?;
         }
         Ok(rows)
     }

@@ -219,7 +219,8 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         data_dir: request.data_dir.clone(),
         host: host.clone(),
     };
-    let rows = read::Rows::read(&tree, request, &mut |warning| eprintln!("csm: {warning}"));
+    let rows = read::Rows::read(&tree, request, &mut |warning| eprintln!("csm: {warning}"))
+        .map_err(fail)?;
     if rows.is_empty() {
         return Err(fail(format!(
             "no data for host {host} from {} to {} in {}",

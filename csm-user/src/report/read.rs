@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csm_store::tree::{DataTree, ROLLUP_ABOVE_US};
 use csm_store::{
-    read_columns, read_rows, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, MemMinuteRow,
+    read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, Held, MemMinuteRow,
     MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
 };
 
@@ -190,33 +190,42 @@ mod columns {
 impl Rows {
     /// Reads the range: only the tables the requested sections need, only the columns
     /// they use, each table's files on every core. A file that cannot be read is passed
-    /// to `warn` (naming it) and skipped.
-    pub fn read(tree: &DataTree, request: &Request, warn: &mut dyn FnMut(String)) -> Rows {
+    /// to `warn` (naming it) and skipped. Every row kept is charged to the command's
+    /// budget ([`Held::per_command`]): a range whose rows would take more is refused with
+    /// the one line naming the file that would have gone past it.
+    pub fn read(
+        tree: &DataTree,
+        request: &Request,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Rows, String> {
         let (from, to) = (request.from_us, request.to_us);
         let long = to - from > ROLLUP_ABOVE_US;
+        let held = &Held::per_command();
         let needs = Needs::of(request);
         let mut rows = Rows {
             rollups: long && !tree.hour_files(Table::CpuMinute, from, to).is_empty(),
             ..Rows::default()
         };
         let mut warnings = Vec::new();
+        let range = (from, to, long, held);
         if needs.users {
-            rows.cpu = read_cpu(tree, from, to, long).keep(&mut warnings);
-            rows.mem = read_mem(tree, from, to, long).keep(&mut warnings);
-            rows.net_uid = read_net_uid(tree, from, to, long).keep(&mut warnings);
+            rows.cpu = read_cpu(tree, range).keep(&mut warnings)?;
+            rows.mem = read_mem(tree, range).keep(&mut warnings)?;
+            rows.net_uid = read_net_uid(tree, range).keep(&mut warnings)?;
         }
         if let Some(columns) = needs.net_columns() {
-            rows.net = read_net(tree, from, to, long, columns).keep(&mut warnings);
+            rows.net = read_net(tree, range, columns).keep(&mut warnings)?;
         }
         if needs.ping {
-            rows.ping = raw::<PingRow>(tree, from, to, Some(&columns::PING)).keep(&mut warnings);
+            let columns = Some(&columns::PING[..]);
+            rows.ping = raw::<PingRow>(tree, range, columns).keep(&mut warnings)?;
         }
         if needs.beancounters {
-            rows.ubc = raw::<UbcRow>(tree, from, to, None).keep(&mut warnings);
+            rows.ubc = raw::<UbcRow>(tree, range, None).keep(&mut warnings)?;
         }
         if needs.gaps {
-            let since = from - EVENTS_BEFORE_US;
-            rows.events = raw::<EventRow>(tree, since, to, None).keep(&mut warnings);
+            let since = (from - EVENTS_BEFORE_US, to, long, held);
+            rows.events = raw::<EventRow>(tree, since, None).keep(&mut warnings)?;
         }
         for warning in warnings {
             warn(warning);
@@ -224,7 +233,7 @@ impl Rows {
         if rows.read_nothing() {
             rows.unread_data = unread_data(tree, &needs, from, to, long);
         }
-        rows
+        Ok(rows)
     }
 
     /// No collected row at all (events alone are the daemon's, not data): neither among
@@ -270,44 +279,58 @@ fn unread_data(tree: &DataTree, needs: &Needs, from: i64, to: i64, long: bool) -
     })
 }
 
-/// One table's rows and the warnings of the files that could not be read.
+/// The range read: `[from, to)`, whether roll-ups are preferred, and the command's budget.
+type Range<'a> = (i64, i64, bool, &'a Held);
+
+/// One table's rows, the warnings of the files that could not be read, and the first
+/// file refused for the command's budget.
 struct Read<T> {
     rows: Vec<T>,
     warnings: Vec<String>,
+    refused: Option<String>,
 }
 
 impl<T> Read<T> {
-    /// The rows, the warnings moved to `warnings`.
-    fn keep(self, warnings: &mut Vec<String>) -> Vec<T> {
+    /// The rows, the warnings moved to `warnings`; the refusal if a file was refused.
+    fn keep(self, warnings: &mut Vec<String>) -> Result<Vec<T>, String> {
         warnings.extend(self.warnings);
-        self.rows
+        match self.refused {
+            Some(refused) => Err(refused),
+            None => Ok(self.rows),
+        }
     }
 
     /// Files' rows or warnings, in the files' order.
-    fn gather(per_file: Vec<Result<Vec<T>, String>>) -> Read<T> {
+    fn gather(per_file: Vec<std::io::Result<Vec<T>>>) -> Read<T> {
         // Sized once: a month is millions of rows, and growing by doubling copies them.
         let total = per_file.iter().flatten().map(Vec::len).sum();
         let mut read = Read {
             rows: Vec::with_capacity(total),
             warnings: Vec::new(),
+            refused: None,
         };
         for file in per_file {
             match file {
                 Ok(rows) => read.rows.extend(rows),
-                Err(warning) => read.warnings.push(warning),
+                Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => {
+                    read.refused.get_or_insert(err.to_string());
+                }
+                Err(err) => read
+                    .warnings
+                    .push(format!("skipped an unreadable file: {err}")),
             }
         }
         read
     }
 }
 
-/// The rows of one file (only `columns`, all when `None`), or the warning naming it.
-fn typed<R: FromBatch>(path: &Path, columns: Option<&[&str]>) -> Result<Vec<R>, String> {
-    let read = match columns {
-        Some(columns) => read_columns::<R>(path, columns),
-        None => read_rows::<R>(path),
-    };
-    read.map_err(|err| format!("skipped an unreadable file: {err}"))
+/// The rows of one file (only `columns`, all when `None`), charged to `held`.
+fn typed<R: FromBatch>(
+    path: &Path,
+    columns: Option<&[&str]>,
+    held: &Held,
+) -> std::io::Result<Vec<R>> {
+    read_rows_held::<R>(path, columns, held)
 }
 
 /// `read` applied to every item on every core (opening an hour file is mostly fixed
@@ -346,8 +369,7 @@ const MAX_READERS: usize = 8;
 /// time order.
 fn raw<R: FromBatch + csm_store::Row>(
     tree: &DataTree,
-    from: i64,
-    to: i64,
+    (from, to, _, held): Range<'_>,
     columns: Option<&[&str]>,
 ) -> Read<R> {
     let files: Vec<PathBuf> = tree
@@ -356,7 +378,7 @@ fn raw<R: FromBatch + csm_store::Row>(
         .flatten()
         .collect();
     let per_file = in_parallel(&files, |path| {
-        let rows = typed::<R>(path, columns)?;
+        let rows = typed::<R>(path, columns, held)?;
         Ok(rows
             .into_iter()
             .filter(|r| (from..to).contains(&r.ts_us()))
@@ -387,17 +409,17 @@ struct Pair<'a, R, M, T> {
 /// of row brought to `T`, keeping rows with `ts` in `[from, to)`, in the files' order.
 fn read_pair<T: Send, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::Row>(
     tree: &DataTree,
-    (from, to, long): (i64, i64, bool),
+    (from, to, long, held): Range<'_>,
     pair: Pair<'_, R, M, T>,
 ) -> Read<T> {
     let files = tree.files_preferring(R::TABLE, M::TABLE, from, to, long);
     let in_range = |ts: i64| (from..to).contains(&ts);
     let per_file = in_parallel(&files, |(table, path)| {
         Ok(if *table == R::TABLE {
-            let rows = typed::<R>(path, Some(pair.raw_columns))?.into_iter();
+            let rows = typed::<R>(path, Some(pair.raw_columns), held)?.into_iter();
             rows.filter(|r| in_range(r.ts_us())).map(pair.raw).collect()
         } else {
-            let rows = typed::<M>(path, Some(pair.minute_columns))?.into_iter();
+            let rows = typed::<M>(path, Some(pair.minute_columns), held)?.into_iter();
             rows.filter(|r| in_range(r.ts_us()))
                 .map(pair.minute)
                 .collect()
@@ -406,7 +428,7 @@ fn read_pair<T: Send, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::R
     Read::gather(per_file)
 }
 
-fn read_cpu(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<CpuSpan> {
+fn read_cpu(tree: &DataTree, range: Range<'_>) -> Read<CpuSpan> {
     let pair = Pair {
         raw_columns: &columns::CPU,
         minute_columns: &columns::CPU_MINUTE,
@@ -427,10 +449,10 @@ fn read_cpu(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<CpuSpan> {
             pct_peak: r.cpu_pct_max,
         },
     };
-    read_pair(tree, (from, to, long), pair)
+    read_pair(tree, range, pair)
 }
 
-fn read_mem(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<MemSpan> {
+fn read_mem(tree: &DataTree, range: Range<'_>) -> Read<MemSpan> {
     let pair = Pair {
         raw_columns: &columns::MEM,
         minute_columns: &columns::MEM_MINUTE,
@@ -453,10 +475,10 @@ fn read_mem(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<MemSpan> {
             pss_peak: r.pss_bytes_mean,
         },
     };
-    read_pair(tree, (from, to, long), pair)
+    read_pair(tree, range, pair)
 }
 
-fn read_net_uid(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<UidBytes> {
+fn read_net_uid(tree: &DataTree, range: Range<'_>) -> Read<UidBytes> {
     let pair = Pair {
         raw_columns: &columns::NET_UID,
         minute_columns: &columns::NET_UID,
@@ -477,16 +499,14 @@ fn read_net_uid(tree: &DataTree, from: i64, to: i64, long: bool) -> Read<UidByte
             tx_bytes: r.tx_bytes,
         },
     };
-    read_pair(tree, (from, to, long), pair)
+    read_pair(tree, range, pair)
 }
 
 /// `net`, only the `(raw, roll-up)` columns given: all the interfaces use, or only what
 /// the users' coverage needs.
 fn read_net(
     tree: &DataTree,
-    from: i64,
-    to: i64,
-    long: bool,
+    range: Range<'_>,
     (raw_columns, minute_columns): (&[&str], &[&str]),
 ) -> Read<NetSpan> {
     let pair = Pair {
@@ -520,5 +540,5 @@ fn read_net(
             tx_peak: r.tx_bytes_per_s_max,
         },
     };
-    read_pair(tree, (from, to, long), pair)
+    read_pair(tree, range, pair)
 }

@@ -1,0 +1,57 @@
+//! Writes the Parquet bombs of `csm_store::bombs` into data dirs, one per bomb, as hour
+//! files of host `test` two hours ago, for measuring readers by hand:
+//! `write_bombs <out>` makes `<out>/rows`, `<out>/dict4k`, `<out>/dict100k`, `<out>/honest`.
+
+use std::path::{Path, PathBuf};
+
+use csm_store::bombs;
+use csm_store::layout::{hour_location, table_host_dir, MICROS_PER_HOUR};
+use csm_store::{CpuRow, Source, Table};
+
+fn part(data: &Path, table: Table, hour: i64, part: usize) -> PathBuf {
+    let (dir, hh) = hour_location(&table_host_dir(data, table, "test"), hour);
+    std::fs::create_dir_all(&dir).unwrap();
+    match part {
+        0 => dir.join(format!("{hh}.parquet")),
+        n => dir.join(format!("{hh}.{n}.parquet")),
+    }
+}
+
+fn main() {
+    let out = PathBuf::from(std::env::args().nth(1).expect("usage: write_bombs <out>"));
+    let hour = chrono::Utc::now().timestamp_micros() / MICROS_PER_HOUR - 2;
+    let at = hour * MICROS_PER_HOUR;
+    let cpu: Vec<CpuRow> = (1..3600)
+        .map(|s| CpuRow {
+            ts_us: at + s * 1_000_000,
+            dur_ms: 1000,
+            uid: 0,
+            user: Some("root".into()),
+            cpu_ns: 1_000_000,
+            cpu_pct: 0.1,
+            source: Source::Proc,
+        })
+        .collect();
+    let rows = out.join("rows");
+    bombs::row_bomb(
+        &part(&rows, Table::Net, hour, 0),
+        at,
+        30_000_000,
+        1000,
+        true,
+    )
+    .unwrap();
+    for (name, rows, len) in [
+        ("dict4k", 1_000_000, 4096),
+        ("dict100k", 100_000, 100 << 10),
+    ] {
+        let dir = out.join(name);
+        bombs::dictionary_bomb(&part(&dir, Table::Events, hour, 0), at, rows, len).unwrap();
+        bombs::honest(&part(&dir, Table::Cpu, hour, 0), &cpu).unwrap();
+    }
+    let honest = out.join("honest");
+    for n in 0..30 {
+        bombs::honest_net(&part(&honest, Table::Net, hour, n), at, 1_000_000).unwrap();
+    }
+    println!("wrote {}", out.display());
+}

@@ -1,0 +1,187 @@
+//! Parquet bombs planted as hour files (issue 21 point 4): a file whose row groups decode
+//! to 30 million rows while its footer claims a thousand, dictionaries of long strings
+//! referenced by every row, and many honest million-row files. `csm report` and
+//! `csm-plot` (the real binaries) stay under 256 MB of peak RSS on each and name the file
+//! they refused. Needs no root: nothing here runs the daemon.
+
+use std::path::{Path, PathBuf};
+
+use csm::store::bombs;
+use csm::store::layout::{hour_location, table_host_dir, MICROS_PER_HOUR};
+use csm::store::Table;
+use csm_tests::{csm_bin, python, DataDir};
+
+/// The bound of the acceptance, in kB.
+const PEAK_KB: u64 = 256 * 1024;
+
+/// An hour two hours ago: finished, in every default range.
+fn hour() -> i64 {
+    chrono::Utc::now().timestamp_micros() / MICROS_PER_HOUR - 2
+}
+
+/// Where the part `part` of `table`'s hour goes (created).
+fn part(data: &Path, table: Table, hour: i64, part: usize) -> PathBuf {
+    let (dir, hh) = hour_location(&table_host_dir(data, table, "test"), hour);
+    std::fs::create_dir_all(&dir).unwrap();
+    match part {
+        0 => dir.join(format!("{hh}.parquet")),
+        n => dir.join(format!("{hh}.{n}.parquet")),
+    }
+}
+
+/// Runs `program args` from a small Python parent: its peak RSS (ru_maxrss of the
+/// child, kB), exit status and stderr. (A child forked from this test would count the
+/// test's own peak: it built the bombs.)
+fn measured(program: &Path, args: &[&str]) -> (u64, i32, String) {
+    let mut argv = vec![program.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let out = python(
+        "import resource, subprocess, sys\n\
+         p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n\
+         print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+         print(p.returncode)\n\
+         sys.stdout.write(p.stderr.decode())",
+        &argv,
+        "",
+    );
+    let mut lines = out.splitn(3, '\n');
+    let peak = lines.next().unwrap().trim().parse().unwrap();
+    let code = lines.next().unwrap().trim().parse().unwrap();
+    (peak, code, lines.next().unwrap_or_default().to_string())
+}
+
+fn report(data: &DataDir, section: &str) -> (u64, i32, String) {
+    let args = [
+        "report",
+        section,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--host",
+        "test",
+        "--from",
+        "-4h",
+    ];
+    measured(&csm_bin("csm"), &args)
+}
+
+fn plot(data: &DataDir, chart: &str) -> (u64, i32, String) {
+    let out = data.beside("charts");
+    let args = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--host",
+        "test",
+        "--from",
+        "-4h",
+        chart,
+    ];
+    measured(&csm_bin("csm-plot"), &args)
+}
+
+/// Asserts a run stayed under the bound and named `file` as not read, on one line.
+fn refused(what: &str, (peak_kb, code, stderr): (u64, i32, String), file: &Path, needle: &str) {
+    eprintln!("{what}: peak {peak_kb} kB, exit {code}: {stderr}");
+    assert!(peak_kb < PEAK_KB, "{what}: peak RSS {peak_kb} kB");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&file.display().to_string()))
+        .unwrap_or_else(|| panic!("{what}: {} not named: {stderr}", file.display()));
+    assert!(line.contains(needle), "{what}: {line}");
+    assert!(line.contains("not read"), "{what}: {line}");
+    assert_ne!(code, 101, "{what}: a panic");
+}
+
+#[test]
+fn row_groups_decoding_to_30_million_rows() {
+    let data = DataDir::new();
+    let hour = hour();
+    // The footer claims 30 million rows (the file's count is the row groups' sum).
+    let file = part(data.path(), Table::Net, hour, 0);
+    bombs::row_bomb(&file, hour * MICROS_PER_HOUR, 30_000_000, 1000, false).unwrap();
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size < 2 << 20, "{size} bytes");
+    let needle = "claims 30000000 rows";
+    refused("report, row bomb", report(&data, "interfaces"), &file, needle);
+    refused("plot, row bomb", plot(&data, "net"), &file, needle);
+
+    // The row group lies too: a thousand rows claimed, 30 million encoded.
+    let lying = part(data.path(), Table::Net, hour, 1);
+    bombs::row_bomb(&lying, hour * MICROS_PER_HOUR, 30_000_000, 1000, true).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    for (what, (peak_kb, code, stderr)) in [
+        ("report, lying row group", report(&data, "interfaces")),
+        ("plot, lying row group", plot(&data, "net")),
+    ] {
+        eprintln!("{what}: peak {peak_kb} kB, exit {code}: {stderr}");
+        assert!(peak_kb < PEAK_KB, "{what}: peak RSS {peak_kb} kB");
+        assert_ne!(code, 101, "{what}: a panic");
+    }
+}
+
+#[test]
+fn dictionaries_of_long_strings() {
+    for (rows, len, needle) in [
+        (1_000_000, 4096, "decodes to more than the 128 MiB a column may hold"),
+        (100_000, 100 << 10, "holds a string of 102400 bytes"),
+    ] {
+        let data = DataDir::new();
+        let hour = hour();
+        let file = part(data.path(), Table::Events, hour, 0);
+        bombs::dictionary_bomb(&file, hour * MICROS_PER_HOUR, rows, len).unwrap();
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(size < 2 << 20, "{size} bytes");
+        refused("report, dictionary", report(&data, "gaps"), &file, needle);
+        // csm-plot reads the events of every chart's range (when the daemon was down).
+        let cpu = part(data.path(), Table::Cpu, hour, 0);
+        write_cpu(&cpu, hour);
+        refused("plot, dictionary", plot(&data, "cpu"), &file, needle);
+    }
+}
+
+#[test]
+fn many_honest_million_row_files() {
+    let data = DataDir::new();
+    let hour = hour();
+    let files: Vec<PathBuf> = (0..12)
+        .map(|n| {
+            let file = part(data.path(), Table::Net, hour, n);
+            bombs::honest_net(&file, hour * MICROS_PER_HOUR, 1_000_000).unwrap();
+            file
+        })
+        .collect();
+    // A report keeps rows: it refuses the file that would take it past its budget.
+    let (peak_kb, code, stderr) = report(&data, "interfaces");
+    eprintln!("report, 12 x 1M rows: peak {peak_kb} kB, exit {code}: {stderr}");
+    assert!(peak_kb < PEAK_KB, "peak RSS {peak_kb} kB");
+    assert_eq!(code, 1, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        files.iter().any(|f| lines[0].contains(&f.display().to_string())),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("more than the 160 MiB a command holds"), "{stderr}");
+    // csm-plot bins as it reads: it charts all 12 million rows.
+    let (peak_kb, code, stderr) = plot(&data, "net");
+    eprintln!("plot, 12 x 1M rows: peak {peak_kb} kB, exit {code}: {stderr}");
+    assert!(peak_kb < PEAK_KB, "peak RSS {peak_kb} kB");
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// An honest `cpu` file of the hour, so that csm-plot has something to chart.
+fn write_cpu(path: &Path, hour: i64) {
+    let rows: Vec<csm::store::CpuRow> = (1..3600)
+        .map(|s| csm::store::CpuRow {
+            ts_us: hour * MICROS_PER_HOUR + s * 1_000_000,
+            dur_ms: 1000,
+            uid: 0,
+            user: Some("root".into()),
+            cpu_ns: 1_000_000,
+            cpu_pct: 0.1,
+            source: csm::store::Source::Proc,
+        })
+        .collect();
+    bombs::honest(path, &rows).unwrap();
+}
