@@ -22,6 +22,7 @@ from .questions import (
     mem_by_user,
     OUTAGE_COLUMNS,
     ping_outages,
+    ping_summary,
     traffic_by_interface,
 )
 
@@ -41,4 +42,5 @@ __all__ = [
     "traffic_by_interface",
     "asymmetry",
     "ping_outages",
+    "ping_summary",
 ]
