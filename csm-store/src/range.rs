@@ -105,7 +105,7 @@ mod tests {
     fn each_command_gets_its_own_defaults_and_help() {
         let given = Cmd::<Given>::try_parse_from(["x"]).unwrap().range;
         assert_eq!(given.source.data_dir, PathBuf::from("/var/lib/csm"));
-        assert_eq!(given.tz.name(), "+02:00");
+        assert_eq!(given.tz.name(), "UTC+02:00");
         assert!(Cmd::<Required>::try_parse_from(["x"]).is_err());
         let required = Cmd::<Required>::try_parse_from(["x", "--data-dir", "/d", "--from", "-1h"])
             .unwrap()
