@@ -154,7 +154,8 @@ fn draw_interfaces(frame: &mut Frame, area: Rect, ifaces: &[IfaceLine], view: &V
     });
     let widths = [
         Constraint::Min(16),
-        Constraint::Length(11),
+        // `inode-<n>` is 16 characters; names and owners are usually shorter.
+        Constraint::Length(16),
         Constraint::Length(13),
         Constraint::Length(13),
         Constraint::Length(9),
@@ -223,12 +224,12 @@ pub fn plain_text(snapshot: &Snapshot) -> String {
     }
     out.push(String::new());
     out.push(format!(
-        "{:<16} {:>11} {:>13} {:>13}",
+        "{:<16} {:>16} {:>13} {:>13}",
         "INTERFACE", "NETNS", "RX", "TX"
     ));
     for i in &snapshot.interfaces {
         out.push(format!(
-            "{:<16} {:>11} {:>13} {:>13}",
+            "{:<16} {:>16} {:>13} {:>13}",
             printable(&i.iface),
             i.netns_label,
             rate(i.rx_bytes_per_s),
@@ -341,7 +342,7 @@ mod tests {
             "1.14 MiB/s",
             "eth0",
             "veth-c1",
-            "4026532301",
+            "inode-4026532301",
             "gateway",
             "0.420 ms",
             "CPU %▼",
@@ -357,7 +358,7 @@ mod tests {
     fn control_characters_in_names_are_replaced() {
         let text = screen(Some(&example()), &VIEW, 90, 22);
         assert!(!text.contains('\x1b'));
-        assert!(text.contains("bob?[2J"));
+        assert!(text.contains("bob\\u{1b}[2J"), "{text}");
         assert!(!plain_text(&example()).contains('\x1b'));
     }
 
