@@ -24,6 +24,7 @@ from .questions import (
     mem_by_user,
     OUTAGE_COLUMNS,
     ping_outages,
+    ping_summary,
     traffic_by_interface,
 )
 
@@ -45,4 +46,5 @@ __all__ = [
     "traffic_by_interface",
     "asymmetry",
     "ping_outages",
+    "ping_summary",
 ]

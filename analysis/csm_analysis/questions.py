@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 
@@ -142,3 +144,63 @@ def _outage(host, target, ts, errors, first, last) -> dict:
         "first_error": None if pd.isna(error) else error,
         "ongoing": ongoing,
     }
+
+
+def ping_summary(ping: pd.DataFrame) -> pd.DataFrame:
+    """Loss and RTT percentiles per host and target, by csm's one definition of each
+    (``queries/ping_summary.sql`` implements the same; a test holds both equal to the Rust
+    definitions that ``csm report``, the roll-ups and the charts use).
+
+    ``loss_pct`` is ``100 * (sent - received) / sent`` (a reply beyond the echoes sent
+    counts for none), None when nothing was sent; ``rtt_p50_ms``, ``rtt_p90_ms`` and
+    ``rtt_p99_ms`` are nearest-rank percentiles over every reply (the ⌈n·q⌉-th smallest of
+    the n RTTs, not pandas' interpolating ``quantile``); ``rtt_max_ms`` the largest.
+    """
+    rows = []
+    for (host, target), group in ping.groupby(["host", "target"], sort=True):
+        sent = int(group["sent"].sum())
+        received = int(group["received"].sum())
+        rtts = sorted(float(r) for replies in group["rtts_ms"] for r in replies)
+        rows.append(
+            {
+                "host": host,
+                "target": target,
+                "sent": sent,
+                "received": received,
+                "loss_pct": loss_pct(sent, received),
+                "rtt_p50_ms": nearest_rank(rtts, 0.5),
+                "rtt_p90_ms": nearest_rank(rtts, 0.9),
+                "rtt_p99_ms": nearest_rank(rtts, 0.99),
+                "rtt_max_ms": rtts[-1] if rtts else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+#: The columns of :func:`ping_summary` and ``queries/ping_summary.sql``.
+SUMMARY_COLUMNS = [
+    "host",
+    "target",
+    "sent",
+    "received",
+    "loss_pct",
+    "rtt_p50_ms",
+    "rtt_p90_ms",
+    "rtt_p99_ms",
+    "rtt_max_ms",
+]
+
+
+def loss_pct(sent: int, received: int):
+    """The share of echoes lost in percent; None when nothing was sent."""
+    if sent <= 0:
+        return None
+    return 100.0 * (sent - min(max(received, 0), sent)) / sent
+
+
+def nearest_rank(sorted_values: list, q: float):
+    """The ⌈n·q⌉-th smallest of n sorted values (at least the first); None when empty."""
+    if not sorted_values:
+        return None
+    rank = math.ceil(len(sorted_values) * min(max(q, 0.0), 1.0))
+    return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]

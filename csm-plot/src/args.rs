@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 
+use csm_store::range::{Defaults, RangeArgs, SourceDefaults};
+
 // The time syntax and the zones are csm's, shared with `csm report`: csm-store has them.
 pub use csm_store::time::{parse_time, parse_time_at};
 pub use csm_store::zone::{parse_zone, Zone};
@@ -54,24 +56,10 @@ impl PlotKind {
                   a negative duration from now (-24h, -90m) or `now`."
 )]
 pub struct PlotArgs {
-    /// The data dir `csm run` writes to.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// Start of the range [default: 24 hours before --to, or the first row when the data
-    /// begin later, down to the minute].
-    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
-    pub from: Option<DateTime<Utc>>,
-    /// End of the range [default: now].
-    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
-    pub to: Option<DateTime<Utc>>,
-    /// Host partition to plot [default: the only host in the data dir, else this host].
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-    /// Time zone of the time axis and the times written on charts: `utc`, `local` (this
-    /// machine's zone), a tz database name such as `Europe/Berlin` (daylight saving time
-    /// followed) or a fixed offset such as `+02:00`.
-    #[arg(long, value_name = "ZONE", default_value = "utc", value_parser = parse_zone, allow_hyphen_values = true)]
-    pub tz: Zone,
+    /// `--data-dir --host --from --to --tz`, shared with `csm report` (defaults:
+    /// [`PlotDefaults`]).
+    #[command(flatten)]
+    pub range: RangeArgs<PlotDefaults>,
     /// Where the SVG files go (created 0750 if missing; charts are written 0640). Refused
     /// if another user owns it or may write in it, since that user could plant links where
     /// the charts go.
@@ -83,6 +71,26 @@ pub struct PlotArgs {
     /// Charts to draw [default: all].
     #[arg(value_enum, value_name = "PLOT")]
     pub plots: Vec<PlotKind>,
+}
+
+/// `csm-plot`'s defaults: the data dir must be named; the last 24 hours; UTC.
+#[derive(Clone, Debug)]
+pub struct PlotDefaults;
+
+impl SourceDefaults for PlotDefaults {
+    const DATA_DIR: Option<&'static str> = None;
+    const HOST_HELP: &'static str =
+        "Host partition to plot [default: the only host in the data dir, else this host]";
+}
+
+impl Defaults for PlotDefaults {
+    const FROM_HELP: &'static str = "Start of the range [default: 24 hours before --to, or the \
+         first row when the data begin later, down to the minute]";
+    const TZ: &'static str = "utc";
+    const TZ_HELP: &'static str = concat!(
+        "Time zone of the time axis and the times written on charts: ",
+        csm_store::zone_syntax!()
+    );
 }
 
 /// The resolved request: a half-open range `[from, to)` in microseconds.
@@ -110,8 +118,14 @@ impl PlotArgs {
 
     /// Applies the defaults against `now` and checks the range is not empty.
     pub fn resolve(self, now: DateTime<Utc>) -> Result<Request, String> {
-        let to = self.to.unwrap_or(now);
-        let from = self.from.unwrap_or(to - chrono::Duration::hours(24));
+        let RangeArgs {
+            source,
+            from: given_from,
+            to,
+            tz,
+        } = self.range;
+        let to = to.unwrap_or(now);
+        let from = given_from.unwrap_or(to - chrono::Duration::hours(24));
         if from >= to {
             return Err(format!(
                 "--from ({}) must be before --to ({})",
@@ -127,15 +141,15 @@ impl PlotArgs {
         plots.sort();
         plots.dedup();
         Ok(Request {
-            data_dir: self.data_dir,
+            data_dir: source.data_dir,
             from_us: from.timestamp_micros(),
             to_us: to.timestamp_micros(),
-            host: self.host,
+            host: source.host,
             out: self.out,
             allow_unsafe_out_dir: self.allow_unsafe_out_dir,
             plots,
-            tz: self.tz,
-            fit_from: self.from.is_none(),
+            tz,
+            fit_from: given_from.is_none(),
         })
     }
 }

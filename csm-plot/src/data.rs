@@ -71,8 +71,8 @@ pub struct NetData {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetKey {
     pub iface: String,
-    /// `None` in the host's own namespace (whose charts keep the plain names); else a
-    /// readable label: the namespace's name under /run/netns, or its inode.
+    /// `None` in the host's own namespace (whose charts keep the plain names); else its
+    /// label (csm-store's `netns`: its /run/netns name, its owner process, `inode-<n>`).
     pub namespace: Option<String>,
 }
 
@@ -85,60 +85,6 @@ impl NetKey {
             Some(ns) => format!("{}@{ns}", self.iface),
         }
     }
-}
-
-/// The host's own network namespace: `init_net` has the fixed inode PROC_NET_INIT_INO
-/// (0xF0000000) on every Linux since 3.8. Rows from /proc carry no namespace: the host's.
-pub const HOST_NETNS_INODE: i64 = 0xF000_0000;
-
-/// Folders where tools name network namespaces (ip netns, Docker).
-pub const NETNS_NAME_DIRS: [&str; 2] = ["/run/netns", "/run/docker/netns"];
-
-/// The readable label of a namespace inode: the name of the file under `dirs` that is that
-/// namespace (a bind mount of it has its inode); else the process that owns it, as
-/// `<comm>-<pid>` of its lowest pid under `proc` (a container's init); else `inode-<n>`.
-/// `None` for the host's. Only the machine that collected the data can name them.
-pub fn namespace_label(
-    inode: Option<i64>,
-    dirs: &[&std::path::Path],
-    proc: &std::path::Path,
-) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = inode.filter(|&n| n != HOST_NETNS_INODE)?;
-    let named = dirs.iter().find_map(|dir| {
-        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
-            let same = std::fs::metadata(entry.path()).ok()?.ino() == inode as u64;
-            same.then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-    });
-    let label = named
-        .or_else(|| owning_process(inode, proc))
-        .unwrap_or_else(|| format!("inode-{inode}"));
-    Some(safe_text(&label).into_owned())
-}
-
-/// `<comm>-<pid>` of the lowest pid whose `ns/net` link reads `net:[<inode>]`.
-fn owning_process(inode: i64, proc: &std::path::Path) -> Option<String> {
-    let wanted = format!("net:[{inode}]");
-    let mut pids: Vec<u32> = std::fs::read_dir(proc)
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    pids.into_iter().find_map(|pid| {
-        let dir = proc.join(pid.to_string());
-        let link = std::fs::read_link(dir.join("ns/net")).ok()?;
-        if link.to_str()? != wanted {
-            return None;
-        }
-        let comm = csm_store::beneath::read_text(&dir.join("comm"), 4096).unwrap_or_default();
-        Some(
-            format!("{}-{pid}", comm.trim())
-                .trim_start_matches('-')
-                .to_string(),
-        )
-    })
 }
 
 /// Bytes over the range, and the asymmetric part each way (summed per row).
@@ -220,20 +166,19 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     Some(data)
 }
 
-/// Namespace labels looked up once per inode (each lookup lists the netns folders).
-#[derive(Default)]
-struct NamespaceLabels(BTreeMap<Option<i64>, Option<String>>);
+/// Namespace labels (csm-store's one label), `None` for the host's: its interfaces keep
+/// their plain names.
+struct NamespaceLabels(csm_store::netns::NetnsLabels);
+
+impl Default for NamespaceLabels {
+    fn default() -> Self {
+        NamespaceLabels(csm_store::netns::NetnsLabels::local())
+    }
+}
 
 impl NamespaceLabels {
     fn get(&mut self, inode: Option<i64>) -> Option<String> {
-        self.0
-            .entry(inode)
-            .or_insert_with(|| {
-                let dirs: Vec<&std::path::Path> =
-                    NETNS_NAME_DIRS.iter().map(std::path::Path::new).collect();
-                namespace_label(inode, &dirs, std::path::Path::new("/proc"))
-            })
-            .clone()
+        self.0.label_unless_host(inode)
     }
 }
 
@@ -598,34 +543,6 @@ fn down_periods(mut events: Vec<(i64, bool)>, end_us: i64) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn namespaces_are_named_by_their_file_else_their_process_else_their_inode() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("blue"), b"").unwrap();
-        let inode = std::fs::metadata(dir.path().join("blue")).unwrap().ino() as i64;
-        let dirs = [dir.path()];
-        // A fake /proc: pids 70 and 42 in another namespace (42 is its init), 1 in the host's.
-        let proc = tempfile::tempdir().unwrap();
-        let other = inode + 1_000_000;
-        for (pid, ns, comm) in [
-            (1, HOST_NETNS_INODE, "init"),
-            (70, other, "sh"),
-            (42, other, "nginx"),
-        ] {
-            let pid_dir = proc.path().join(pid.to_string());
-            std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
-            std::os::unix::fs::symlink(format!("net:[{ns}]"), pid_dir.join("ns/net")).unwrap();
-            std::fs::write(pid_dir.join("comm"), format!("{comm}\n")).unwrap();
-        }
-        let label = |n| namespace_label(n, &dirs, proc.path());
-        assert_eq!(label(Some(inode)), Some("blue".into()));
-        assert_eq!(label(Some(other)), Some("nginx-42".into()));
-        assert_eq!(label(Some(other + 1)), Some(format!("inode-{}", other + 1)));
-        assert_eq!(label(Some(HOST_NETNS_INODE)), None);
-        assert_eq!(label(None), None);
-    }
 
     #[test]
     fn cores_come_from_the_host_event() {

@@ -1,21 +1,11 @@
-//! Numbers as people read them: bytes in binary units (KiB, MiB, GiB), rates in bits/s
-//! with decimal prefixes (kbit/s, Mbit/s), as network people quote them.
+//! Numbers as people read them: bytes in binary units (KiB, MiB, GiB; csm-store's one
+//! definition), rates in bits/s with decimal prefixes (kbit/s, Mbit/s), as network people
+//! quote them.
 
-/// A byte amount with one decimal: `600.0 MiB`.
+/// A byte amount, three significant digits (`600 MiB`, `1.50 GiB`): csm's one byte
+/// formatting, shared with `csm report` and `csm top`.
 pub fn bytes(amount: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = amount.abs();
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let sign = if amount < 0.0 { "-" } else { "" };
-    if unit == 0 {
-        format!("{sign}{value:.0} B")
-    } else {
-        format!("{sign}{value:.1} {}", UNITS[unit])
-    }
+    csm_store::units::bytes_f64(amount)
 }
 
 /// One unit for a whole axis, chosen by its largest value, so tick labels compare.
@@ -107,9 +97,9 @@ mod tests {
     fn bytes_use_binary_units() {
         assert_eq!(bytes(0.0), "0 B");
         assert_eq!(bytes(1023.0), "1023 B");
-        assert_eq!(bytes(600.0 * 1024.0 * 1024.0), "600.0 MiB");
-        assert_eq!(bytes(1.5 * 1024f64.powi(3)), "1.5 GiB");
-        assert_eq!(bytes(-2048.0), "-2.0 KiB");
+        assert_eq!(bytes(600.0 * 1024.0 * 1024.0), "600 MiB");
+        assert_eq!(bytes(1.5 * 1024f64.powi(3)), "1.50 GiB");
+        assert_eq!(bytes(-2048.0), "-2.00 KiB");
     }
 
     #[test]

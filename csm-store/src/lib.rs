@@ -13,9 +13,13 @@
 //!   row group per flush (`growing`); [`store`]: every table's writer in
 //!   one registry, flushes, roll-ups, retention; [`rollup`]: the 1-minute roll-ups;
 //! - [`reader`]: reading rows back; [`tree`]: which files of a host and range to read;
+//! - [`range`]: the flags of every command that reads history (`--data-dir --host --from
+//!   --to --tz`), declared once with per-command defaults;
 //! - [`time`]: durations and times as users write them; [`zone`]: the time zone a reader
 //!   shows times in; [`outages`]: the one definition of a ping outage; [`stats`]: the one
-//!   percentile definition; [`names`]: names other users choose, made safe to show.
+//!   percentile and ping loss definitions; [`names`]: names other users choose, made safe
+//!   to show (text and CSV); [`netns`]: the one label of a network namespace; [`units`]:
+//!   human units (bytes, rates, durations) for every reader's text.
 //!
 //! Every file whose name ends in `.parquet` is complete at every moment: the current hour
 //! is written whole into a temporary (a name not ending in `.parquet`), fsynced and renamed
@@ -33,7 +37,9 @@ pub mod events;
 mod growing;
 pub mod layout;
 pub mod names;
+pub mod netns;
 pub mod outages;
+pub mod range;
 pub mod reader;
 pub mod rollup;
 pub mod sim;
@@ -43,6 +49,7 @@ pub mod table;
 pub mod tables;
 pub mod time;
 pub mod tree;
+pub mod units;
 pub mod writer;
 pub mod zone;
 

@@ -298,8 +298,7 @@ fn finish_ping(acc: BTreeMap<(i64, String), PingAcc>) -> Vec<PingMinuteRow> {
                 measurements: a.measurements,
                 sent: a.sent,
                 received,
-                loss_pct: (a.sent > 0)
-                    .then(|| 100.0 * (1.0 - received.min(a.sent) as f64 / a.sent as f64)),
+                loss_pct: crate::stats::loss_pct(a.sent, received),
                 rtt_min_ms: a.rtts.first().copied(),
                 rtt_avg_ms: (received > 0).then(|| a.rtts.iter().sum::<f64>() / received as f64),
                 rtt_p50_ms: rank(0.5),

@@ -1,6 +1,14 @@
 //! The one percentile definition of csm: nearest rank, the ⌈n·q⌉-th smallest value
 //! (1-based). The roll-ups (`ping_1m`), the charts and the analysis package agree on it,
-//! so a p90 read from a roll-up equals the p90 a chart draws from the same replies.
+//! so a p90 read from a roll-up equals the p90 a chart draws from the same replies. And
+//! the one ping loss definition ([`loss_pct`]).
+
+/// The share of echoes lost, in percent: `100·(sent − received)/sent`, a reply beyond the
+/// echoes sent counting for none; `None` when nothing was sent (an unresolved name is not
+/// 100 % loss). The roll-ups, `csm report`, `csm top` and the charts all use this one.
+pub fn loss_pct(sent: i64, received: i64) -> Option<f64> {
+    (sent > 0).then(|| 100.0 * (sent - received.clamp(0, sent)) as f64 / sent as f64)
+}
 
 /// Index (0-based) of the nearest-rank `q`-quantile among `n` sorted values: ⌈n·q⌉ − 1,
 /// kept within `0..n` (`q` = 0 is the smallest value). `None` when `n` is 0.
@@ -38,6 +46,15 @@ mod tests {
         assert_eq!(quantile(&mut v, 1.0), Some(100.0));
         assert_eq!(quantile(&mut v, 0.0), Some(1.0));
         assert_eq!(quantile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn loss_is_the_share_not_answered_and_nothing_sent_is_no_figure() {
+        assert_eq!(loss_pct(0, 0), None);
+        assert_eq!(loss_pct(4, 3), Some(25.0));
+        assert_eq!(loss_pct(3, 3), Some(0.0));
+        assert_eq!(loss_pct(2, 5), Some(0.0));
+        assert_eq!(loss_pct(18, 10), Some(100.0 * 8.0 / 18.0));
     }
 
     #[test]

@@ -237,5 +237,15 @@ mod tests {
             assert!(report.contains(flag), "{flag} not in csm-report.1");
         }
         assert!(bash.contains("report"), "csm's completion knows `report`");
+        // The range flags are declared once; each page still states its command's defaults.
+        assert!(
+            report.contains("[default: local]") && report.contains("midnight in"),
+            "csm-report.1 states its --tz and --from defaults"
+        );
+        let plot = read("man/csm-plot.1");
+        assert!(
+            plot.contains("[default: utc]") && plot.contains("24 hours before"),
+            "csm-plot.1 states its --tz and --from defaults"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! Rooms, by concern:
 //! - [`sources`]: read the kernel (eBPF maps, /proc, /sys, ICMP) into raw cumulative samples;
 //! - [`model`]: pure functions from two samples and their time stamps to interval values;
-//! - [`store`]: hourly, Hive-partitioned Parquet files that are complete at every moment;
+//! - the store is its own crate, `csm_store` (hourly, Hive-partitioned Parquet files that
+//!   are complete at every moment), reached by that one path everywhere in csm-user;
 //! - [`daemon`]: `csm run`: one driver runs every collector, which turns the model's values
 //!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
@@ -23,5 +24,6 @@ pub mod sources;
 mod test_support;
 pub mod top;
 
-/// The store lives in its own crate (`csm-store`), shared with `csm-plot` and the tests.
+/// The store crate, re-exported for the end-to-end tests (`csm::store::…`); csm-user itself
+/// names it `csm_store::` only.
 pub use csm_store as store;

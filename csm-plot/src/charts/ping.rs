@@ -153,7 +153,7 @@ fn measurement_note(samples: &[PingSample]) -> String {
             "Never answered: none of the {sent} echoes sent in {n} measurements got a reply."
         );
     }
-    let lost_pct = 100.0 * (sent - received) as f64 / sent as f64;
+    let lost_pct = csm_store::stats::loss_pct(sent, received).unwrap_or(0.0);
     format!(
         "{n} measurements, {sent} echoes sent, {lost_pct:.1}% lost; bands: 10–90% and 25–75% of \
          replies per column."
@@ -247,7 +247,8 @@ fn ping_chart(
         chart.draw_series(losses.map(|(c, column)| {
             any_loss = true;
             let x = ctx.x_of_us(ctx.grid.start_us(c));
-            let share = 1.0 - column.received as f64 / column.sent as f64;
+            let share =
+                csm_store::stats::loss_pct(column.sent, column.received).unwrap_or(0.0) / 100.0;
             Rectangle::new(
                 [(x, y0), (x + column_s, y0 + share * (y1 - y0))],
                 LOSS_COLOUR.mix(0.55).filled(),

@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             };
             // Names in it (mounts, interfaces) may hold control characters: shown escaped.
             for line in csm::check::inspect(&paths).render().lines() {
-                println!("{}", csm::store::names::safe_text(line));
+                println!("{}", csm_store::names::safe_text(line));
             }
             ExitCode::SUCCESS
         }
@@ -131,7 +131,7 @@ impl std::io::Write for SafeStderr {
         let mut line = String::with_capacity(buf.len());
         for c in body.chars() {
             let kept = c == '\t' || (self.colour && c == '\x1b');
-            if kept || !csm::store::names::is_unsafe_char(c) {
+            if kept || !csm_store::names::is_unsafe_char(c) {
                 line.push(c);
             } else {
                 let _ = write!(line, "{}", c.escape_unicode());
@@ -208,7 +208,7 @@ fn exit_on_usage_error(err: &clap::Error) -> ! {
     let first = first.strip_prefix("error: ").unwrap_or(first);
     eprintln!(
         "csm: {} (see csm --help)",
-        csm::store::names::safe_text(first)
+        csm_store::names::safe_text(first)
     );
     std::process::exit(2);
 }
@@ -216,7 +216,7 @@ fn exit_on_usage_error(err: &clap::Error) -> ! {
 fn fail(code: u8, message: &str) -> ExitCode {
     // Under systemd the journal files it as an error, not as the stream's default (info).
     let priority = if stderr_is_journal() { "<3>" } else { "" };
-    let message = csm::store::names::safe_text(message);
+    let message = csm_store::names::safe_text(message);
     eprintln!("{priority}csm: {message}");
     ExitCode::from(code)
 }

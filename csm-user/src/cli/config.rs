@@ -13,7 +13,7 @@ use super::RunArgs;
 use crate::daemon::settings::{Backend, Settings};
 use crate::sources::host::HostPaths;
 use crate::sources::ping::PingTarget;
-use crate::store::layout::sanitize_host;
+use csm_store::layout::sanitize_host;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/csm";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);

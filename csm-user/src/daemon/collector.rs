@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::schedule::until_next_boundary;
 use super::{Ctx, Rows};
 use crate::model::Stamp;
-use crate::store::{Counters, Event, Recovered};
+use csm_store::{Counters, Event, Recovered};
 
 /// What a collector's samples are.
 pub enum Kind<S> {
@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use crate::daemon::settings::{Backend, Settings};
     use crate::sources::host::HostPaths;
-    use crate::store::{CpuRow, EventRow, UbcRow};
+    use csm_store::{CpuRow, EventRow, UbcRow};
 
     /// A counter whose readings are scripted: `Err` where a reading fails.
     struct Script {
@@ -232,14 +232,14 @@ mod tests {
     /// Rows as `Cpu` rows whose `cpu_ns` is the delta, checkpoints as `ubc` rows whose
     /// `held` is the reading: what the driver sends is easy to read back.
     fn delta_rows(prev: u64, cur: u64) -> Vec<Rows> {
-        let row = crate::store::CpuRow {
+        let row = csm_store::CpuRow {
             ts_us: 0,
             dur_ms: 0,
             uid: 0,
             user: None,
             cpu_ns: (cur - prev) as i64,
             cpu_pct: 0.0,
-            source: crate::store::Source::Proc,
+            source: csm_store::Source::Proc,
         };
         vec![Rows::from(vec![row])]
     }

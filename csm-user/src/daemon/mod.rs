@@ -26,8 +26,8 @@ use tracing::{error, info, warn};
 
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
-use crate::store::{Event, EventRow, Recovered, Row, Store, StoreOptions, TableRows, WriteError};
 use backend::Collectors;
+use csm_store::{Event, EventRow, Recovered, Row, Store, StoreOptions, TableRows, WriteError};
 use settings::Settings;
 use state::{NetdevState, State};
 
@@ -305,7 +305,7 @@ impl Writer {
     async fn run_until_stop(&mut self, signals: &mut Signals, started: i64) -> &'static str {
         let settings = self.settings.clone();
         let deadline = settings.duration.map(|d| Instant::now() + d);
-        let mut retention_hour = crate::store::layout::hour_of(started);
+        let mut retention_hour = csm_store::layout::hour_of(started);
         // The first flush comes early, so that the start events and a recovered gap are
         // on disk within a second even if this run is killed soon.
         let mut next_flush = Instant::now() + settings.flush_interval.min(Duration::from_secs(1));
@@ -322,7 +322,7 @@ impl Writer {
                 done = wait_flush(&mut flushing), if flushing.is_some() => {
                     flushing = None;
                     self.flushed(done);
-                    let hour = crate::store::layout::hour_of(now_us());
+                    let hour = csm_store::layout::hour_of(now_us());
                     if hour != retention_hour {
                         retention_hour = hour;
                         if let Some(sink) = &mut self.sink {

@@ -7,6 +7,9 @@ use serde::Serialize;
 
 use csm_store::UbcRow;
 
+use super::render::{SectionOutput, TextContext};
+use super::table::{CsvTable, TextTable};
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Growth {
     pub ctid: i64,
@@ -19,6 +22,44 @@ pub struct Growth {
     pub maxheld: i64,
     pub barrier: i64,
     pub hard_limit: i64,
+}
+
+impl SectionOutput for Vec<Growth> {
+    fn text(&self, _: &TextContext, out: &mut String) {
+        out.push_str("\nBeancounters (failcnt grew)\n");
+        if self.is_empty() {
+            out.push_str("  none\n");
+            return;
+        }
+        let mut table = TextTable::new(
+            vec![
+                "ctid",
+                "resource",
+                "failcnt +",
+                "held",
+                "maxheld",
+                "barrier",
+                "limit",
+            ],
+            2,
+        );
+        for g in self {
+            table.push(vec![
+                g.ctid.to_string(),
+                g.resource.clone(),
+                g.failcnt_growth.to_string(),
+                g.held.to_string(),
+                g.maxheld.to_string(),
+                g.barrier.to_string(),
+                g.hard_limit.to_string(),
+            ]);
+        }
+        table.write(out);
+    }
+
+    fn csv(&self) -> Vec<CsvTable> {
+        vec![CsvTable::of("beancounters", self)]
+    }
 }
 
 /// The section from the range's `ubc` rows (in time order): only resources that failed.

@@ -8,7 +8,11 @@ use serde::Serialize;
 
 use csm_store::{Event, EventRow, Recovered};
 
+use csm_store::units::duration;
+
+use super::render::{SectionOutput, TextContext};
 use super::rfc3339;
+use super::table::{CsvTable, TextTable};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Gap {
@@ -24,6 +28,30 @@ pub struct Gap {
     /// `stopped` (a clean stop), `crashed` (no stop written: a crash, a kill, a power
     /// loss) or `not running` (stopped and not started again in the range).
     pub cause: String,
+}
+
+impl SectionOutput for Vec<Gap> {
+    fn text(&self, ctx: &TextContext, out: &mut String) {
+        out.push_str("\nGaps (the daemon not running)\n");
+        if self.is_empty() {
+            out.push_str("  none\n");
+            return;
+        }
+        let mut table = TextTable::new(vec!["from", "to", "duration", "cause"], 2);
+        for g in self {
+            table.push(vec![
+                ctx.time(g.start_us),
+                g.end_us.map_or_else(|| "(still)".into(), |t| ctx.time(t)),
+                duration((g.duration_s * 1e6).round() as i64),
+                g.cause.clone(),
+            ]);
+        }
+        table.write(out);
+    }
+
+    fn csv(&self) -> Vec<CsvTable> {
+        vec![CsvTable::of("gaps", self)]
+    }
 }
 
 /// The section from the events (in time order) of the range and the week before it.

@@ -6,15 +6,23 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use csm_store::netns::NetnsLabels;
+use csm_store::units::{bytes, rate};
 use csm_store::zone::Zone;
 
 use super::read::NetSpan;
+use super::render::{SectionOutput, TextContext};
+use super::table::{CsvTable, TextTable};
 use super::{rfc3339, Period};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Interface {
     /// The network namespace's inode; null from /proc (the host's own).
     pub netns: Option<i64>,
+    /// The namespace as the text shows it (csm-store's one label: `host`, its
+    /// `/run/netns` name, its owner process, `inode-<n>`); JSON and CSV keep the inode.
+    #[serde(skip)]
+    pub netns_label: String,
     pub iface: String,
     /// With `--by`: the period's label in the report's zone (`2026-11-25`, `2026-11`,
     /// `2026-11-25 10:00`) and its start.
@@ -31,8 +39,59 @@ pub struct Interface {
     pub tx_bytes_per_s_peak: f64,
 }
 
-/// The section from the range's `net` rows.
-pub fn interfaces(rows: &[NetSpan], by: Option<Period>, zone: &Zone) -> Vec<Interface> {
+impl SectionOutput for Vec<Interface> {
+    fn text(&self, ctx: &TextContext, out: &mut String) {
+        out.push_str("\nInterfaces\n");
+        let mut header = vec!["netns", "iface"];
+        if let Some(by) = ctx.by {
+            header.push(match by {
+                Period::Hour => "hour",
+                Period::Month => "month",
+                Period::Day => "day",
+            });
+        }
+        let left = header.len();
+        header.extend([
+            "rx",
+            "tx",
+            "total",
+            "rx peak",
+            "tx peak",
+            "rx packets",
+            "tx packets",
+        ]);
+        let mut table = TextTable::new(header, left);
+        for line in self {
+            let mut row = vec![line.netns_label.clone(), line.iface.clone()];
+            if let Some(period) = &line.period {
+                row.push(period.clone());
+            }
+            row.extend([
+                bytes(line.rx_bytes),
+                bytes(line.tx_bytes),
+                bytes(line.rx_bytes + line.tx_bytes),
+                rate(line.rx_bytes_per_s_peak),
+                rate(line.tx_bytes_per_s_peak),
+                line.rx_packets.to_string(),
+                line.tx_packets.to_string(),
+            ]);
+            table.push(row);
+        }
+        table.write(out);
+    }
+
+    fn csv(&self) -> Vec<CsvTable> {
+        vec![CsvTable::of("interfaces", self)]
+    }
+}
+
+/// The section from the range's `net` rows, namespaces named by `labels`.
+pub fn interfaces(
+    rows: &[NetSpan],
+    by: Option<Period>,
+    zone: &Zone,
+    labels: &mut NetnsLabels,
+) -> Vec<Interface> {
     let mut lines: BTreeMap<(Option<i64>, String, i64), Interface> = BTreeMap::new();
     // The interfaces of one interval share its `ts`, and rows come in time order: the
     // period (a formatted date in a zone) is found once per interval, not once per row.
@@ -45,6 +104,7 @@ pub fn interfaces(rows: &[NetSpan], by: Option<Period>, zone: &Zone) -> Vec<Inte
         let key = (row.netns, row.iface.clone(), period.map_or(0, |p| p.1));
         let line = lines.entry(key).or_insert_with(|| Interface {
             netns: row.netns,
+            netns_label: labels.label(row.netns),
             iface: row.iface.clone(),
             period: period.map(|p| p.0.clone()),
             period_start: period.map(|p| rfc3339(p.1)),
@@ -106,6 +166,11 @@ mod tests {
     /// 2026-03-29 00:00 UTC: that night Europe/Berlin moves from +01:00 to +02:00.
     const MAR29: i64 = 1_774_742_400_000_000;
 
+    /// Labels without named namespaces nor processes: `host` or `inode-<n>`.
+    fn no_names() -> NetnsLabels {
+        NetnsLabels::with_roots(Vec::new(), "/nonexistent".into())
+    }
+
     fn span(ts_us: i64, iface: &str, netns: Option<i64>, rx: i64) -> NetSpan {
         NetSpan {
             ts_us,
@@ -128,7 +193,7 @@ mod tests {
             span(H + 1_000_000, "eth0", Some(1), 300),
             span(H, "eth0", Some(2), 5),
         ];
-        let lines = interfaces(&rows, None, &Zone::utc());
+        let lines = interfaces(&rows, None, &Zone::utc(), &mut no_names());
         assert_eq!(lines.len(), 2);
         assert_eq!(
             (lines[0].netns, lines[0].rx_bytes, lines[0].tx_bytes),
@@ -139,6 +204,7 @@ mod tests {
             (2, 300.0)
         );
         assert_eq!((lines[1].netns, lines[1].rx_bytes), (Some(2), 5));
+        assert_eq!(lines[1].netns_label, "inode-2");
     }
 
     #[test]
@@ -151,7 +217,7 @@ mod tests {
             span(MAR29 + 22 * H + H / 2, "lo", None, 2),
             span(MAR29 + 12 * H, "lo", None, 4),
         ];
-        let lines = interfaces(&rows, Some(Period::Day), &berlin);
+        let lines = interfaces(&rows, Some(Period::Day), &berlin, &mut no_names());
         let days: Vec<_> = lines
             .iter()
             .map(|l| {

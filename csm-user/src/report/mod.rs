@@ -3,9 +3,11 @@
 //! beancounters and the gaps in the data.
 //!
 //! Rooms: [`read`] finds and reads the rows of the range (through csm-store; roll-ups for
-//! ranges over 6 h); [`users`], [`interfaces`], [`ping`], [`beancounters`] and [`gaps`]
-//! compute each section's numbers from rows, purely; [`render`] writes them as text
-//! tables, JSON or CSV ([`units`]: human units for the text).
+//! ranges over 6 h); each section is one module ([`users`], [`interfaces`], [`ping`],
+//! [`beancounters`], [`gaps`]) that computes its numbers from rows, purely, and draws its
+//! text and CSV ([`render::SectionOutput`]) through the one table renderer ([`table`]);
+//! [`render`] puts the sections one after the other as text, JSON or CSV. To add a
+//! section, follow `docs/ARCHITECTURE.md`.
 
 pub mod beancounters;
 pub mod gaps;
@@ -13,7 +15,7 @@ pub mod interfaces;
 pub mod ping;
 pub mod read;
 pub mod render;
-pub mod units;
+pub mod table;
 pub mod users;
 
 use std::path::PathBuf;
@@ -23,8 +25,8 @@ use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use serde::Serialize;
 
-use csm_store::time::parse_time;
-use csm_store::zone::{parse_zone, Zone};
+use csm_store::range::{Defaults, RangeArgs, SourceDefaults};
+use csm_store::zone::Zone;
 
 /// The sections, in the order they are printed.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,18 +79,9 @@ pub enum Format {
                         range or unreadable data dir; 2 bad flags."
 )]
 pub struct ReportArgs {
-    /// The data dir `csm run` writes to.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/csm")]
-    pub data_dir: PathBuf,
-    /// Start of the range [default: today's midnight in --tz].
-    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
-    pub from: Option<DateTime<Utc>>,
-    /// End of the range [default: now].
-    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
-    pub to: Option<DateTime<Utc>>,
-    /// Host partition to report on [default: the only host in the data dir, else this host].
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
+    /// `--data-dir --host --from --to --tz`, shared with `csm-plot` (defaults: [`ReportDefaults`]).
+    #[command(flatten)]
+    pub range: RangeArgs<ReportDefaults>,
     /// Interfaces: one row per hour, day or month (in --tz), as `vnstat -d`/`-m`.
     #[arg(long, value_enum, value_name = "PERIOD")]
     pub by: Option<Period>,
@@ -98,14 +91,29 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Time zone of the times shown, of "today" and of --by: `utc`, `local`, a tz
-    /// database name such as `Europe/Berlin` (daylight saving time followed) or a fixed
-    /// offset such as `+02:00`.
-    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone, allow_hyphen_values = true)]
-    pub tz: Zone,
     /// Sections to print [default: all].
     #[arg(value_enum, value_name = "SECTION")]
     pub sections: Vec<Section>,
+}
+
+/// `csm report`'s defaults: the data dir of the package, today (from midnight in --tz),
+/// in this machine's zone.
+#[derive(Clone, Debug)]
+pub struct ReportDefaults;
+
+impl SourceDefaults for ReportDefaults {
+    const DATA_DIR: Option<&'static str> = Some("/var/lib/csm");
+    const HOST_HELP: &'static str =
+        "Host partition to report on [default: the only host in the data dir, else this host]";
+}
+
+impl Defaults for ReportDefaults {
+    const FROM_HELP: &'static str = "Start of the range [default: today's midnight in --tz]";
+    const TZ: &'static str = "local";
+    const TZ_HELP: &'static str = concat!(
+        "Time zone of the times shown, of \"today\" and of --by: ",
+        csm_store::zone_syntax!()
+    );
 }
 
 /// The resolved request: a half-open range `[from_us, to_us)` (rows by their `ts`).
@@ -124,10 +132,16 @@ pub struct Request {
 impl ReportArgs {
     /// Applies the defaults against `now`; the error names the culprit.
     pub fn resolve(self, now: DateTime<Utc>) -> Result<Request, String> {
-        let to = self.to.unwrap_or(now);
-        let from = match self.from {
+        let RangeArgs {
+            source,
+            from,
+            to,
+            tz,
+        } = self.range;
+        let to = to.unwrap_or(now);
+        let from = match from {
             Some(from) => from.timestamp_micros(),
-            None => midnight_before(&self.tz, to.timestamp_micros()),
+            None => midnight_before(&tz, to.timestamp_micros()),
         };
         let to_us = to.timestamp_micros();
         if from >= to_us {
@@ -145,13 +159,13 @@ impl ReportArgs {
         sections.sort();
         sections.dedup();
         Ok(Request {
-            data_dir: self.data_dir,
-            host: self.host,
+            data_dir: source.data_dir,
+            host: source.host,
             from_us: from,
             to_us,
             by: self.by,
             top: self.top,
-            tz: self.tz,
+            tz,
             sections,
         })
     }
@@ -204,6 +218,20 @@ pub struct Report {
     pub gaps: Option<Vec<gaps::Gap>>,
 }
 
+impl Report {
+    /// The sections present, in the order they are printed.
+    pub fn sections(&self) -> Vec<&dyn render::SectionOutput> {
+        let sections: [Option<&dyn render::SectionOutput>; 5] = [
+            self.users.as_ref().map(|s| s as _),
+            self.interfaces.as_ref().map(|s| s as _),
+            self.ping.as_ref().map(|s| s as _),
+            self.beancounters.as_ref().map(|s| s as _),
+            self.gaps.as_ref().map(|s| s as _),
+        ];
+        sections.into_iter().flatten().collect()
+    }
+}
+
 /// Why no report was printed: the message and the exit status.
 pub struct Failure {
     pub message: String,
@@ -239,8 +267,10 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         time_zone: request.tz.name().to_string(),
         rollups: rows.rollups,
         users: wants(Section::Users).then(|| users::users(&rows, request.top)),
-        interfaces: wants(Section::Interfaces)
-            .then(|| interfaces::interfaces(&rows.net, request.by, &request.tz)),
+        interfaces: wants(Section::Interfaces).then(|| {
+            let mut labels = csm_store::netns::NetnsLabels::local();
+            interfaces::interfaces(&rows.net, request.by, &request.tz, &mut labels)
+        }),
         ping: wants(Section::Ping).then(|| ping::targets(&rows.ping)),
         beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&rows.ubc)),
         gaps: wants(Section::Gaps)

@@ -9,7 +9,11 @@ use serde::Serialize;
 use csm_store::stats::quantile_sorted;
 use csm_store::PingRow;
 
+use csm_store::units::{duration, pct, rtt};
+
+use super::render::{SectionOutput, TextContext};
 use super::rfc3339;
+use super::table::{value, CsvTable, TextTable};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Target {
@@ -40,6 +44,91 @@ pub struct Outage {
     pub measurements: usize,
     pub first_error: Option<String>,
     pub ongoing: bool,
+}
+
+impl SectionOutput for Vec<Target> {
+    fn text(&self, ctx: &TextContext, out: &mut String) {
+        out.push_str("\nPing (RTT percentiles over every reply, nearest rank)\n");
+        let mut table = TextTable::new(
+            vec![
+                "target",
+                "measurements",
+                "loss",
+                "median",
+                "p90",
+                "p99",
+                "max",
+                "outages",
+            ],
+            1,
+        );
+        let opt_rtt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), rtt);
+        for t in self {
+            table.push(vec![
+                t.target.clone(),
+                t.measurements.to_string(),
+                t.loss_pct.map_or_else(|| "nothing sent".into(), pct),
+                opt_rtt(t.rtt_p50_ms),
+                opt_rtt(t.rtt_p90_ms),
+                opt_rtt(t.rtt_p99_ms),
+                opt_rtt(t.rtt_max_ms),
+                t.outages.len().to_string(),
+            ]);
+        }
+        table.write(out);
+        let mut outages = TextTable::new(vec!["outage of", "start", "end", "duration", "error"], 3);
+        for t in self {
+            for o in &t.outages {
+                outages.push(vec![
+                    t.target.clone(),
+                    ctx.time(o.start_us),
+                    o.end_us.map_or_else(|| "ongoing".into(), |t| ctx.time(t)),
+                    duration((o.duration_s * 1e6).round() as i64),
+                    o.first_error.clone().unwrap_or_default(),
+                ]);
+            }
+        }
+        if !outages.is_empty() {
+            out.push('\n');
+            outages.write(out);
+        }
+    }
+
+    /// The targets (with their outages counted), then every outage with its target.
+    fn csv(&self) -> Vec<CsvTable> {
+        let targets = self
+            .iter()
+            .map(|t| {
+                let mut row = value(t);
+                row["outages"] = t.outages.len().into();
+                row
+            })
+            .collect();
+        let outages = self
+            .iter()
+            .flat_map(|t| {
+                t.outages.iter().map(|o| {
+                    let mut row = serde_json::json!({ "target": t.target });
+                    if let (Some(row), serde_json::Value::Object(o)) =
+                        (row.as_object_mut(), value(o))
+                    {
+                        row.extend(o);
+                    }
+                    row
+                })
+            })
+            .collect();
+        vec![
+            CsvTable {
+                name: "ping",
+                rows: targets,
+            },
+            CsvTable {
+                name: "outages",
+                rows: outages,
+            },
+        ]
+    }
 }
 
 /// The section from the range's `ping` rows (in time order).
@@ -80,7 +169,7 @@ fn target_line(target: &str, rows: &[&PingRow]) -> Target {
         measurements: rows.len() as i64,
         sent,
         received,
-        loss_pct: (sent > 0).then(|| 100.0 * (sent - received) as f64 / sent as f64),
+        loss_pct: csm_store::stats::loss_pct(sent, received),
         rtt_p50_ms: quantile_sorted(&rtts, 0.5),
         rtt_p90_ms: quantile_sorted(&rtts, 0.9),
         rtt_p99_ms: quantile_sorted(&rtts, 0.99),

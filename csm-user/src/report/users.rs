@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use csm_store::units::{bytes, cpu_time, duration, pct};
+
 use super::read::Rows;
+use super::render::{SectionOutput, TextContext};
+use super::table::{CsvTable, TextTable};
 
 /// One user's line (or the line of the others, or the total).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -40,6 +44,50 @@ pub struct Users {
     pub rest: Option<User>,
     /// Every user, summed: what a query over the same files gives.
     pub total: User,
+}
+
+impl Users {
+    /// The listed users, the others' line and the total, in the order they are printed.
+    fn lines(&self) -> impl Iterator<Item = &User> {
+        self.top.iter().chain(&self.rest).chain([&self.total])
+    }
+}
+
+impl SectionOutput for Users {
+    fn text(&self, _: &TextContext, out: &mut String) {
+        out.push_str(&format!(
+            "\nUsers (CPU: 100 % = one core, mean over the {} with data)\n",
+            duration((self.covered_s * 1e6) as i64)
+        ));
+        let mut table = TextTable::new(
+            vec![
+                "user", "cpu time", "cpu mean", "cpu peak", "rss mean", "rss peak", "pss mean",
+                "pss peak", "in", "out",
+            ],
+            1,
+        );
+        let dash = || "-".to_string();
+        let opt_bytes = |v: Option<i64>| v.map_or_else(dash, bytes);
+        for user in self.lines() {
+            table.push(vec![
+                user.user.clone(),
+                cpu_time(user.cpu_ns),
+                pct(user.cpu_pct_mean),
+                user.cpu_pct_peak.map_or_else(dash, pct),
+                opt_bytes(user.rss_bytes_mean),
+                opt_bytes(user.rss_bytes_peak),
+                opt_bytes(user.pss_bytes_mean),
+                opt_bytes(user.pss_bytes_peak),
+                bytes(user.rx_bytes),
+                bytes(user.tx_bytes),
+            ]);
+        }
+        table.write(out);
+    }
+
+    fn csv(&self) -> Vec<CsvTable> {
+        vec![CsvTable::of("users", self.lines())]
+    }
 }
 
 #[derive(Default)]

@@ -14,10 +14,11 @@ pub mod sample;
 pub mod source;
 pub mod text;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::duration;
+use csm_store::range::{SourceArgs, SourceDefaults};
+
+use csm_store::time::parse_duration;
 
 /// The shortest refresh: below it the view costs more than it shows.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -30,11 +31,11 @@ Reads the running daemon's pinned eBPF maps read only (as root); with --backend 
 daemon runs with the /proc backend, samples /proc itself."
 )]
 pub struct TopArgs {
-    /// Data dir of the daemon to watch.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/csm")]
-    pub data_dir: PathBuf,
+    /// `--data-dir --host`, shared with `csm report` and `csm-plot`.
+    #[command(flatten)]
+    pub source: SourceArgs<TopDefaults>,
     /// Refresh every DUR, e.g. 1s, 500ms.
-    #[arg(long, value_name = "DUR", default_value = "1s", allow_hyphen_values = true, value_parser = duration::parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "1s", allow_hyphen_values = true, value_parser = parse_duration)]
     pub interval: Duration,
     /// Where the figures come from: the running daemon's counters, or /proc sampled here.
     #[arg(long, value_enum, default_value_t = TopBackend::Auto)]
@@ -45,12 +46,18 @@ pub struct TopArgs {
     /// Output of --once.
     #[arg(long, value_enum, default_value_t = Format::Text, requires = "once")]
     pub format: Format,
-    /// Host partition of the ping rows [default: this host's name].
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
     /// Column the tables are sorted by at start.
-    #[arg(long, value_enum, default_value_t = render::SortKey::Cpu)]
-    pub sort: render::SortKey,
+    #[arg(long, value_enum, default_value_t = sample::SortKey::Cpu)]
+    pub sort: sample::SortKey,
+}
+
+/// `csm top`'s defaults: the package's data dir, the ping rows of this host.
+#[derive(Clone, Debug)]
+pub struct TopDefaults;
+
+impl SourceDefaults for TopDefaults {
+    const DATA_DIR: Option<&'static str> = Some("/var/lib/csm");
+    const HOST_HELP: &'static str = "Host partition of the ping rows [default: this host's name]";
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,12 +107,14 @@ pub fn run(args: TopArgs) -> Result<(), TopError> {
             humantime::format_duration(args.interval)
         )));
     }
-    let counters = source::open(&args.data_dir, args.backend)?;
+    let data_dir = &args.source.data_dir;
+    let counters = source::open(data_dir, args.backend)?;
     let host = args
+        .source
         .host
         .clone()
         .unwrap_or_else(csm_store::layout::local_hostname);
-    let mut sampler = sample::Sampler::new(counters, ping::PingReader::new(&args.data_dir, &host));
+    let mut sampler = sample::Sampler::new(counters, ping::PingReader::new(data_dir, &host));
     if args.once {
         return once(&mut sampler, &args);
     }

@@ -32,8 +32,7 @@ impl PingLine {
             addr: row.addr.clone(),
             ts_us: row.ts_us,
             rtt_ms: row.rtt_avg_ms,
-            loss_pct: (row.sent > 0)
-                .then(|| 100.0 * (row.sent - row.received).max(0) as f64 / row.sent as f64),
+            loss_pct: csm_store::stats::loss_pct(row.sent, row.received),
             error: row.error.clone(),
         }
     }

@@ -6,33 +6,9 @@ use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::sample::{IfaceLine, Snapshot, UserLine};
+use super::sample::{IfaceLine, Snapshot, SortKey, UserLine};
 use super::text::{bytes, printable, rate, rtt};
 use crate::top::ping::PingLine;
-
-/// The column the tables are sorted by.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    Cpu,
-    Mem,
-    Rx,
-    Tx,
-    Name,
-}
-
-impl SortKey {
-    /// The key that sorts by this column in the live view.
-    pub fn from_key(c: char) -> Option<SortKey> {
-        Some(match c {
-            'c' => SortKey::Cpu,
-            'm' => SortKey::Mem,
-            'r' => SortKey::Rx,
-            't' => SortKey::Tx,
-            'n' => SortKey::Name,
-            _ => return None,
-        })
-    }
-}
 
 /// What the user chose to see.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -167,13 +143,9 @@ fn draw_interfaces(frame: &mut Frame, area: Rect, ifaces: &[IfaceLine], view: &V
         ("TX pkt/s", None),
     ];
     let rows = ifaces.iter().map(|i| {
-        let netns = match (i.host_netns, i.netns) {
-            (true, _) | (false, None) => "host".to_string(),
-            (false, Some(inode)) => inode.to_string(),
-        };
         Row::new([
             printable(&i.iface),
-            netns,
+            i.netns_label.clone(),
             rate(i.rx_bytes_per_s),
             rate(i.tx_bytes_per_s),
             format!("{:.0}", i.rx_packets_per_s),
@@ -182,7 +154,8 @@ fn draw_interfaces(frame: &mut Frame, area: Rect, ifaces: &[IfaceLine], view: &V
     });
     let widths = [
         Constraint::Min(16),
-        Constraint::Length(11),
+        // `inode-<n>` is 16 characters; names and owners are usually shorter.
+        Constraint::Length(16),
         Constraint::Length(13),
         Constraint::Length(13),
         Constraint::Length(9),
@@ -251,18 +224,14 @@ pub fn plain_text(snapshot: &Snapshot) -> String {
     }
     out.push(String::new());
     out.push(format!(
-        "{:<16} {:>11} {:>13} {:>13}",
+        "{:<16} {:>16} {:>13} {:>13}",
         "INTERFACE", "NETNS", "RX", "TX"
     ));
     for i in &snapshot.interfaces {
-        let netns = match (i.host_netns, i.netns) {
-            (false, Some(inode)) => inode.to_string(),
-            _ => "host".into(),
-        };
         out.push(format!(
-            "{:<16} {:>11} {:>13} {:>13}",
+            "{:<16} {:>16} {:>13} {:>13}",
             printable(&i.iface),
-            netns,
+            i.netns_label,
             rate(i.rx_bytes_per_s),
             rate(i.tx_bytes_per_s)
         ));
@@ -306,6 +275,11 @@ mod tests {
             ifindex: Some(2),
             netns: Some(netns),
             host_netns: host,
+            netns_label: if host {
+                "host".to_string()
+            } else {
+                format!("inode-{netns}")
+            },
             rx_bytes_per_s: rx,
             tx_bytes_per_s: tx,
             rx_packets_per_s: rx / 1000.0,
@@ -368,7 +342,7 @@ mod tests {
             "1.14 MiB/s",
             "eth0",
             "veth-c1",
-            "4026532301",
+            "inode-4026532301",
             "gateway",
             "0.420 ms",
             "CPU %▼",
@@ -384,7 +358,7 @@ mod tests {
     fn control_characters_in_names_are_replaced() {
         let text = screen(Some(&example()), &VIEW, 90, 22);
         assert!(!text.contains('\x1b'));
-        assert!(text.contains("bob?[2J"));
+        assert!(text.contains("bob\\u{1b}[2J"), "{text}");
         assert!(!plain_text(&example()).contains('\x1b'));
     }
 

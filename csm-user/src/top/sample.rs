@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use csm_store::netns::{NetnsLabels, HOST_LABEL};
 use serde::Serialize;
 
 use super::ping::{PingLine, PingReader};
-use super::render::SortKey;
 use super::source::Counters;
 use crate::model::mem::mem_per_uid;
 use crate::model::net::{iface_deltas, uid_deltas, IfaceKey};
@@ -17,6 +17,30 @@ use crate::sources::host::HostPaths;
 use crate::sources::netns::IfaceNames;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::users::UserNames;
+
+/// The column the tables are sorted by.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Cpu,
+    Mem,
+    Rx,
+    Tx,
+    Name,
+}
+
+impl SortKey {
+    /// The key that sorts by this column in the live view.
+    pub fn from_key(c: char) -> Option<SortKey> {
+        Some(match c {
+            'c' => SortKey::Cpu,
+            'm' => SortKey::Mem,
+            'r' => SortKey::Rx,
+            't' => SortKey::Tx,
+            'n' => SortKey::Name,
+            _ => return None,
+        })
+    }
+}
 
 /// What `top` shows at one refresh. Rates are per second over the last interval.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -55,6 +79,10 @@ pub struct IfaceLine {
     pub netns: Option<u32>,
     /// True for `top`'s own network namespace.
     pub host_netns: bool,
+    /// The namespace as the tables show it (csm-store's one label: `host`, its
+    /// `/run/netns` name, its owner process, `inode-<n>`); JSON keeps the inode.
+    #[serde(skip)]
+    pub netns_label: String,
     pub rx_bytes_per_s: f64,
     pub tx_bytes_per_s: f64,
     pub rx_packets_per_s: f64,
@@ -84,6 +112,7 @@ pub struct Sampler {
     iface_names: IfaceNames,
     names: BTreeMap<IfaceKey, String>,
     names_at: Instant,
+    netns_labels: NetnsLabels,
     prev: Option<Reading>,
 }
 
@@ -98,6 +127,7 @@ impl Sampler {
             iface_names: IfaceNames::new(paths),
             names: BTreeMap::new(),
             names_at: Instant::now(),
+            netns_labels: NetnsLabels::local(),
             prev: None,
         }
     }
@@ -213,6 +243,11 @@ impl Sampler {
                     ifindex: Some(ifindex),
                     netns: Some(netns),
                     host_netns: Some(netns) == host,
+                    netns_label: if Some(netns) == host {
+                        HOST_LABEL.to_string()
+                    } else {
+                        self.netns_labels.label(Some(i64::from(netns)))
+                    },
                     rx_bytes_per_s: per_s(d.rx_bytes),
                     tx_bytes_per_s: per_s(d.tx_bytes),
                     rx_packets_per_s: per_s(d.rx_packets),
@@ -226,6 +261,7 @@ impl Sampler {
     fn refresh_names(&mut self, keys: BTreeSet<IfaceKey>) {
         if self.names_at.elapsed() >= NAMES_REFRESH {
             self.names.clear();
+            self.netns_labels.refresh();
             self.names_at = Instant::now();
         }
         let missing: Vec<IfaceKey> = keys
@@ -261,6 +297,7 @@ fn proc_interfaces(
                 ifindex: now.ifindex,
                 netns: None,
                 host_netns: true,
+                netns_label: HOST_LABEL.to_string(),
                 rx_bytes_per_s: rate(|i| i.rx_bytes),
                 tx_bytes_per_s: rate(|i| i.tx_bytes),
                 rx_packets_per_s: rate(|i| i.rx_packets),

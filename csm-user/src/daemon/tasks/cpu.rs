@@ -6,7 +6,7 @@ use crate::model::{cpu_intervals, CpuSample, Stamp};
 use crate::sources::ebpf::CpuReader;
 use crate::sources::procfs::ProcCpuSampler;
 use crate::sources::users::UserNames;
-use crate::store::{Counters, CpuRow, Event, Source};
+use csm_store::{Counters, CpuRow, Event, Source};
 
 pub struct CpuCollector {
     sampler: Box<dyn CpuSampler>,

@@ -19,7 +19,7 @@ use crate::model::mem::{mem_per_uid, ProcessMem};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::users::UserNames;
-use crate::store::MemRow;
+use csm_store::MemRow;
 
 pub struct MemCollector {
     proc: ProcMemSampler,

@@ -18,7 +18,7 @@ use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::procfs::net::ProcNetSampler;
 use crate::sources::procfs::ubc::UbcSampler;
-use crate::store::Event;
+use csm_store::Event;
 
 /// Starts every collector the backend provides.
 pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, KeepAlive) {

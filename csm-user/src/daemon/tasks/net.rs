@@ -13,7 +13,7 @@ use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
-use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
+use csm_store::{Counters, Event, NetRow, NetUidRow, Source};
 
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the

@@ -7,7 +7,7 @@ use crate::daemon::Rows;
 use crate::model::netdev::{net_intervals, NetInterval, NetSample};
 use crate::model::Stamp;
 use crate::sources::procfs::net::ProcNetSampler;
-use crate::store::{Counters, Event, NetRow, Source};
+use csm_store::{Counters, Event, NetRow, Source};
 
 /// Over a longer gap a 32-bit counter could wrap more than once unseen: an interface
 /// whose counters may wrap is recovered only across a gap this short.

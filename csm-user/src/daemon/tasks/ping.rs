@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::daemon::{now_us, Ctx, Rows};
 use crate::model::ping::{rtt_stats, Measurement};
 use crate::sources::ping::{deadline, measure, Icmp, PingTarget, Prober, Resolver};
-use crate::store::{Event, PingRow};
+use csm_store::{Event, PingRow};
 
 /// Starts one task per configured target; they share the ICMP sockets.
 pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {

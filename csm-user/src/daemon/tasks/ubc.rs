@@ -8,7 +8,7 @@ use crate::daemon::collector::{Collector, Kind};
 use crate::daemon::{now_us, Rows};
 use crate::model::ubc::{failcnt_rises, Beancounter};
 use crate::sources::procfs::ubc::UbcSampler;
-use crate::store::{Event, UbcRow};
+use csm_store::{Event, UbcRow};
 
 /// The sampler is the whole collector: a beancounter row is the reading as it is.
 impl Collector for UbcSampler {

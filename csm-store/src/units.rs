@@ -1,5 +1,6 @@
-//! Human units for the text report, as vnStat writes them: binary byte units (KiB, MiB,
-//! GiB), rates per second, durations in the two largest units.
+//! Human units, defined once for `csm report`, `csm top` and the charts' notes, as vnStat
+//! writes them: binary byte units (KiB, MiB, GiB) to three significant digits, rates per
+//! second, CPU time and durations in the two largest units, percentages, RTTs.
 
 /// `512 B`, `1.50 KiB`, `23.4 MiB`, `1.21 GiB`, `3.00 TiB`: three significant digits.
 pub fn bytes(value: i64) -> String {
@@ -14,6 +15,11 @@ pub fn bytes(value: i64) -> String {
         return format!("{value} B");
     }
     format!("{} {}", three_digits(scaled), UNITS[unit])
+}
+
+/// [`bytes`] of an amount measured as a float (rates, means), rounded to the byte.
+pub fn bytes_f64(value: f64) -> String {
+    bytes(value.round() as i64)
 }
 
 /// A rate in bytes per second: `12.3 MiB/s`.
@@ -43,7 +49,7 @@ pub fn cpu_time(ns: i64) -> String {
 }
 
 /// A duration as people say it (`12 s`, `4 min 30 s`): the charts' words.
-pub use csm_store::time::duration_words as duration;
+pub use crate::time::duration_words as duration;
 
 /// `37.5 %`.
 pub fn pct(value: f64) -> String {
@@ -68,6 +74,8 @@ mod tests {
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(50_000_000), "47.7 MiB");
         assert_eq!(bytes(3 << 40), "3.00 TiB");
+        assert_eq!(bytes_f64(1535.6), "1.50 KiB");
+        assert_eq!(bytes(-2048), "-2.00 KiB");
         assert_eq!(rate(1_048_576.0), "1.00 MiB/s");
         assert_eq!(cpu_time(10_020_000_000), "10.0 s");
         assert_eq!(cpu_time(250_000_000), "0.25 s");
