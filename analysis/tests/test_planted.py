@@ -10,7 +10,6 @@ import warnings
 import pytest
 
 import csm_analysis as csm
-import csm_analysis.load as load
 
 
 @pytest.fixture()
@@ -72,9 +71,9 @@ def test_a_file_past_the_size_bound_is_not_read(planted_dir, read):
     big = day / "08.parquet"
     with open(big, "wb") as f:
         # Sparse: the size is what is checked, before anything is read.
-        f.truncate(load.MAX_FILE_BYTES + 1)
+        f.truncate(csm.MAX_FILE_BYTES + 1)
     rows, skipped = rows_and_warnings(data, read)
     assert rows == 14400
     assert skipped == [
-        f"{big}: not read: {load.MAX_FILE_BYTES + 1} bytes, more than the {load.MAX_FILE_BYTES} a csm file holds"
+        f"{big}: not read: {csm.MAX_FILE_BYTES + 1} bytes, more than the {csm.MAX_FILE_BYTES} a csm file holds"
     ]

@@ -110,8 +110,8 @@ fn names_with_escapes_overrides_and_formulas_reach_no_output_raw() {
     // The namespaces are named by csm's one label: `ip netns` names them.
     assert!(text.contains(&user_side.name), "{text}");
 
-    let csv = report("csv");
-    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let csv_text = report("csv");
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let cells: Vec<String> = reader
         .records()
         .flat_map(|r| {
@@ -123,12 +123,12 @@ fn names_with_escapes_overrides_and_formulas_reach_no_output_raw() {
         .collect();
     assert!(
         cells.iter().any(|c| c == "'=1+2*cmd|x"),
-        "the formula is prefixed: {csv}"
+        "the formula is prefixed: {csv_text}"
     );
     for cell in &cells {
         assert!(
             !cell.starts_with(['=', '+', '@', '\t', '\r']),
-            "a cell a spreadsheet would run: {cell:?} in\n{csv}"
+            "a cell a spreadsheet would run: {cell:?} in\n{csv_text}"
         );
         if cell.starts_with('-') {
             assert!(
