@@ -188,6 +188,7 @@ fn cpu_row(ts_us: i64, uid: i64, user: &str) -> CpuRow {
         cpu_ns: 500_000_000,
         cpu_pct: 50.0,
         source: Source::Proc,
+        ..NetRow::default()
     }
 }
 

@@ -24,6 +24,7 @@ fn cpu(ts: i64, uid: i64, user: &str, cpu_ms: i64) -> CpuRow {
         cpu_ns: cpu_ms * 1_000_000,
         cpu_pct: cpu_ms as f64 / 10.0,
         source: Source::Ebpf,
+        ..NetRow::default()
     }
 }
 

@@ -212,8 +212,14 @@ pub fn text(report: &Report, zone: &Zone, by: Option<Period>) -> Result<String, 
             "tx peak",
             "rx packets",
             "tx packets",
+            "rx errs",
+            "tx errs",
+            "rx drop",
+            "tx drop",
         ]);
         let mut table = Table::new(header, left);
+        // `-`: not known (files written before csm collected them).
+        let count = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         for line in interfaces {
             let mut row = vec![
                 line.netns
@@ -231,6 +237,10 @@ pub fn text(report: &Report, zone: &Zone, by: Option<Period>) -> Result<String, 
                 rate(line.tx_bytes_per_s_peak),
                 line.rx_packets.to_string(),
                 line.tx_packets.to_string(),
+                count(line.rx_errors),
+                count(line.tx_errors),
+                count(line.rx_dropped),
+                count(line.tx_dropped),
             ]);
             table.rows.push(row);
         }
