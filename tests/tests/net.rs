@@ -149,8 +149,11 @@ fn udp_from(ns: &Netns, addr: &'static str, count: usize, len: usize) {
 /// datagrams sent while the peer is down are dropped for lack of carrier (the sender's
 /// `tx_dropped`). The server's address has a permanent neighbour entry: a datagram
 /// waiting for ARP would be dropped by the neighbour layer, which no device counts.
-/// Returns the kernel's increase on the client's and the server's end.
-fn make_drops(link: &Link, server_addr: &'static str) -> (LinkErrors, LinkErrors) {
+/// A first exchange lets csm see both ends before the drops: an interface's first
+/// interval has unknown (null) errors and drops, its counters holding everything since
+/// it was created. Returns when the drops began (wall clock, µs) and the kernel's
+/// increase on the client's and the server's end.
+fn make_drops(link: &Link, server_addr: &'static str) -> (i64, LinkErrors, LinkErrors) {
     let (a, b) = (&link.client, &link.server);
     let (va, vb) = (&link.client_if, &link.server_if);
     let mac = "02:00:00:00:0b:02";
@@ -167,9 +170,10 @@ fn make_drops(link: &Link, server_addr: &'static str) -> (LinkErrors, LinkErrors
         "nud",
         "permanent",
     ]);
-    thread::sleep(Duration::from_millis(500));
-    let (va0, vb0) = (a.link_errors(va), b.link_errors(vb));
     udp_from(a, server_addr, 3, 100);
+    thread::sleep(Duration::from_millis(2500));
+    let since_us = now_us();
+    let (va0, vb0) = (a.link_errors(va), b.link_errors(vb));
     b.ip(&["link", "set", vb, "mtu", "1000"]);
     udp_from(a, server_addr, 7, 1400);
     // At least one interval with drops and nothing else.
@@ -189,7 +193,12 @@ fn make_drops(link: &Link, server_addr: &'static str) -> (LinkErrors, LinkErrors
         LinkErrors([0, 0, 7, 0]),
         "the server's end dropped 7"
     );
-    (va1 - va0, vb1 - vb0)
+    (since_us, va1 - va0, vb1 - vb0)
+}
+
+fn now_us() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_micros() as i64
 }
 
 /// `net`'s error and drop columns, summed, equal the kernel's increase exactly, on the
@@ -203,7 +212,7 @@ fn drops_and_errors_match_kernel_counters() {
     let data = DataDir::new();
     let daemon = collect(&data, a);
     let traffic0 = a.traffic(va);
-    let (client, server) = make_drops(&link, "10.232.0.2:9");
+    let (since_us, client, server) = make_drops(&link, "10.232.0.2:9");
     let traffic1 = a.traffic(va);
     daemon.stop();
 
@@ -212,7 +221,7 @@ fn drops_and_errors_match_kernel_counters() {
         let (netns, ifindex) = (ns.inode(), ns.ifindex(iface));
         let rows: Vec<NetRow> = rows
             .iter()
-            .filter(|r| r.netns == Some(netns) && r.ifindex == ifindex)
+            .filter(|r| r.netns == Some(netns) && r.ifindex == ifindex && r.ts_us > since_us)
             .cloned()
             .collect();
         rows
@@ -245,13 +254,13 @@ fn drops_and_errors_match_kernel_counters_with_proc() {
         .args(["--interval", "1s", "--duration", "300s"])
         .start();
     thread::sleep(Duration::from_millis(500));
-    let (client, _) = make_drops(&link, "10.233.0.2:9");
+    let (since_us, client, _) = make_drops(&link, "10.233.0.2:9");
     daemon.stop();
 
     let rows: Vec<NetRow> = data
         .rows::<NetRow>()
         .into_iter()
-        .filter(|r| &r.iface == va)
+        .filter(|r| &r.iface == va && r.ts_us > since_us)
         .collect();
     assert_eq!(link_errors_total(&rows), client);
 }
