@@ -70,10 +70,6 @@ fn main() {
                 cpu_ns: ns,
                 cpu_pct: ns as f64 / 1e7,
                 source: csm_store::Source::Ebpf,
-                rx_errors: Some(0),
-                tx_errors: Some(0),
-                rx_dropped: Some(1),
-                tx_dropped: Some(0),
             });
             if s % 10 == 0 {
                 store.push(MemRow {
@@ -99,6 +95,10 @@ fn main() {
                 rx_packets: 1,
                 tx_packets: 2,
                 source: csm_store::Source::Ebpf,
+                rx_errors: Some(0),
+                tx_errors: Some(0),
+                rx_dropped: Some(1),
+                tx_dropped: Some(0),
             });
         }
         store.push(NetUidRow {
