@@ -20,7 +20,7 @@ const MINUTE_US: i64 = 60_000_000;
 pub use csm_store::tree::ROLLUP_ABOVE_US;
 
 /// Files of a counter table in range, or a note saying why there are none.
-fn table_files(
+pub(crate) fn table_files(
     tree: &DataTree,
     raw: Table,
     rollup: Option<Table>,
@@ -208,10 +208,10 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
 
 /// Namespace labels looked up once per inode (each lookup lists the netns folders).
 #[derive(Default)]
-struct NamespaceLabels(BTreeMap<Option<i64>, Option<String>>);
+pub(crate) struct NamespaceLabels(BTreeMap<Option<i64>, Option<String>>);
 
 impl NamespaceLabels {
-    fn get(&mut self, inode: Option<i64>) -> Option<String> {
+    pub(crate) fn get(&mut self, inode: Option<i64>) -> Option<String> {
         self.0
             .entry(inode)
             .or_insert_with(|| {

@@ -188,7 +188,6 @@ fn cpu_row(ts_us: i64, uid: i64, user: &str) -> CpuRow {
         cpu_ns: 500_000_000,
         cpu_pct: 50.0,
         source: Source::Proc,
-        ..NetRow::default()
     }
 }
 
@@ -204,6 +203,7 @@ fn net_row(ts_us: i64, iface: &str, ifindex: i64) -> NetRow {
         rx_packets: 1,
         tx_packets: 2,
         source: Source::Proc,
+        ..NetRow::default()
     }
 }
 

@@ -24,7 +24,6 @@ fn cpu(ts: i64, uid: i64, user: &str, cpu_ms: i64) -> CpuRow {
         cpu_ns: cpu_ms * 1_000_000,
         cpu_pct: cpu_ms as f64 / 10.0,
         source: Source::Ebpf,
-        ..NetRow::default()
     }
 }
 
@@ -40,6 +39,7 @@ fn net(ts: i64, netns: i64, rx: i64, tx: i64) -> NetRow {
         rx_packets: 1,
         tx_packets: 2,
         source: Source::Ebpf,
+        ..NetRow::default()
     }
 }
 
