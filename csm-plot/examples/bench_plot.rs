@@ -368,6 +368,7 @@ fn push_second(store: &mut Store, ts: i64, names: &[Option<String>], noise: &mut
             rx_packets: rx as i64 / 1200,
             tx_packets: tx as i64 / 1200,
             source: csm_store::Source::Ebpf,
+            ..Default::default()
         });
     }
     if ts % MINUTE == 0 {

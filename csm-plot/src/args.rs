@@ -26,6 +26,9 @@ pub enum PlotKind {
     /// net-log-<iface>.svg: in+out on a log axis with the diff overlaid; and
     /// net-symlog-<iface>.svg: the diff on a signed log axis.
     NetLog,
+    /// net-errors-<iface>.svg: errors and drops per second, the kernel's counters (out
+    /// above the axis, in below); only interfaces that had any.
+    NetErrors,
     /// net-users.svg: traffic per user (net_uid).
     NetUsers,
     /// ping-<target>.svg: RTT spread, loss and outages per target.
@@ -35,12 +38,13 @@ pub enum PlotKind {
 }
 
 impl PlotKind {
-    pub const ALL: [PlotKind; 8] = [
+    pub const ALL: [PlotKind; 9] = [
         PlotKind::Cpu,
         PlotKind::Mem,
         PlotKind::Net,
         PlotKind::NetDiff,
         PlotKind::NetLog,
+        PlotKind::NetErrors,
         PlotKind::NetUsers,
         PlotKind::Ping,
         PlotKind::Ubc,

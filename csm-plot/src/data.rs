@@ -18,7 +18,7 @@ const MINUTE_US: i64 = 60_000_000;
 pub use csm_store::tree::ROLLUP_ABOVE_US;
 
 /// Files of a counter table in range, or a note saying why there are none.
-fn table_files(
+pub(crate) fn table_files(
     tree: &DataTree,
     raw: Table,
     rollup: Option<Table>,
@@ -168,7 +168,7 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
 
 /// Namespace labels (csm-store's one label), `None` for the host's: its interfaces keep
 /// their plain names.
-struct NamespaceLabels(csm_store::netns::NetnsLabels);
+pub(crate) struct NamespaceLabels(csm_store::netns::NetnsLabels);
 
 impl Default for NamespaceLabels {
     fn default() -> Self {
@@ -177,7 +177,7 @@ impl Default for NamespaceLabels {
 }
 
 impl NamespaceLabels {
-    fn get(&mut self, inode: Option<i64>) -> Option<String> {
+    pub(crate) fn get(&mut self, inode: Option<i64>) -> Option<String> {
         self.0.label_unless_host(inode)
     }
 }

@@ -19,6 +19,7 @@ pub mod canvas;
 pub mod charts;
 pub mod data;
 pub mod index;
+pub mod link_errors;
 pub mod read;
 pub mod rtt_histogram;
 pub mod units;
@@ -257,6 +258,17 @@ pub fn draw_all(tree: &DataTree, request: &Request) -> (Vec<ChartFile>, Problems
                 scope.spawn(move || {
                     with_problems(|p| {
                         data::load_net(tree, grid, p).map(|net| net_charts(ctx, &net, &kinds))
+                    })
+                }),
+            ));
+        }
+        if wants(&[PlotKind::NetErrors]) {
+            jobs.push((
+                "net errors",
+                scope.spawn(move || {
+                    with_problems(|p| {
+                        link_errors::load_net_errors(tree, grid, p)
+                            .map(|d| charts::net::errors(ctx, &d))
                     })
                 }),
             ));

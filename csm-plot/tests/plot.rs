@@ -44,6 +44,10 @@ fn net_row(ts_us: i64, iface: &str, rx: i64, tx: i64) -> NetRow {
         rx_packets: rx / 1000,
         tx_packets: tx / 1000,
         source: Source::Proc,
+        rx_errors: Some(0),
+        tx_errors: Some(0),
+        rx_dropped: Some(0),
+        tx_dropped: Some(0),
     }
 }
 
@@ -572,7 +576,12 @@ fn write_every_table(dir: &Path) {
             0
         };
         let rx = 200_000 + (50_000.0 * wave) as i64;
-        store.push(net_row(ts, "eth0", rx, rx + 20_000 + burst));
+        store.push(NetRow {
+            // The burst overflows a queue: drops on the way out.
+            tx_dropped: Some(burst / MIB),
+            rx_dropped: Some(i64::from(s % 300 == 0)),
+            ..net_row(ts, "eth0", rx, rx + 20_000 + burst)
+        });
         store.push(NetUidRow {
             ts_us: ts,
             dur_ms: 1000,
@@ -660,6 +669,7 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
             "index.html",
             "mem.svg",
             "net-diff-eth0.svg",
+            "net-errors-eth0.svg",
             "net-eth0.svg",
             "net-log-eth0.svg",
             "net-symlog-eth0.svg",
@@ -673,7 +683,7 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
     // index.html opens from disk and every chart on it loads.
     let dom = dump_dom(chromium, &out.path().join("index.html"));
     assert!(
-        dom.contains("<title>csm charts: 9 of 9 loaded</title>"),
+        dom.contains("<title>csm charts: 10 of 10 loaded</title>"),
         "index.html did not load every chart: {dom}"
     );
     assert!(dom.contains("<img src=\"cpu.svg\""), "{dom}");
@@ -1271,4 +1281,78 @@ fn berlin_time_is_drawn_right_across_the_spring_change() {
         "{:?}",
         svg.texts()
     );
+}
+
+/// The errors and drops chart: the range's totals of the four counters in the legend,
+/// out above the axis and in below; no chart for an interface without any, nor for
+/// files written before csm collected them (the rows read them as nulls).
+#[test]
+fn errors_and_drops_chart_says_the_totals_and_old_files_have_none() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut store = open_store(data.path());
+    for s in 1..=60 {
+        let ts = T0 + s * SECOND;
+        store.push(NetRow {
+            rx_dropped: Some(2),
+            tx_errors: Some(i64::from(s == 30) * 5),
+            ..net_row(ts, "eth0", 1000, 2000)
+        });
+        store.push(net_row(ts, "eth1", 1000, 2000));
+        store.push(NetRow {
+            rx_errors: None,
+            tx_errors: None,
+            rx_dropped: None,
+            tx_dropped: None,
+            ..net_row(ts, "eth2", 1000, 2000)
+        });
+    }
+    flush(&mut store);
+    let output = csm_plot(
+        data.path(),
+        out.path(),
+        T0,
+        T0 + 2 * MINUTE,
+        &["net-errors"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let svg = Svg::load(&out.path().join("net-errors-eth0.svg"));
+    assert!(
+        svg.has_text("out (sent, above): 5 errors, 0 dropped"),
+        "{:?}",
+        svg.texts()
+    );
+    assert!(
+        svg.has_text("in (received, below): 0 errors, 120 dropped"),
+        "{:?}",
+        svg.texts()
+    );
+    for quiet in ["eth1", "eth2"] {
+        assert!(!out.path().join(format!("net-errors-{quiet}.svg")).exists());
+    }
+
+    // Files written before the columns existed: read, no chart, one note.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../csm-store/tests/fixtures/written-by-main-2026-11-28");
+    let out = tempfile::tempdir().unwrap();
+    let output = run_plot(&[
+        "--data-dir",
+        fixture.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--from",
+        "2026-11-25T10:00:00Z",
+        "--to",
+        "2026-11-25T12:00:00Z",
+        "net-errors",
+        "net",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no errors or drops for host fixture"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(out.path().join("net-eth0.svg").exists());
+    assert!(!out.path().join("net-errors-eth0.svg").exists());
 }

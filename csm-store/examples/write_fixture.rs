@@ -7,7 +7,8 @@
 //!
 //! Every second of the range: uid 1001 (alice) uses 10 % of a core (100 ms), uid 1002
 //! (bob) 50 %; eth0 receives 1000 B and sends 3000 B; lo 500 B each way; per-user
-//! traffic: alice 100 B in / 400 B out. Memory every 10 s: alice 100 MiB, bob 300 MiB.
+//! traffic: alice 100 B in / 400 B out; every interface drops 1 received packet a second,
+//! no errors. Memory every 10 s: alice 100 MiB, bob 300 MiB.
 //! Ping every 60 s to "gw.example" (down from minute 30 to minute 44 of the first hour)
 //! and "192.0.2.7" (always up).
 
@@ -94,6 +95,10 @@ fn main() {
                 rx_packets: 1,
                 tx_packets: 2,
                 source: csm_store::Source::Ebpf,
+                rx_errors: Some(0),
+                tx_errors: Some(0),
+                rx_dropped: Some(1),
+                tx_dropped: Some(0),
             });
         }
         store.push(NetUidRow {

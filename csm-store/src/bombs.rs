@@ -54,6 +54,7 @@ pub fn row_bomb(
         rx_packets: 1,
         tx_packets: 1,
         source: Source::Ebpf,
+        ..Default::default()
     };
     let chunk = NetRow::to_batch(&vec![row; CHUNK]).map_err(io::Error::other)?;
     let props = writer_properties(Table::Net, "bomb")
@@ -133,6 +134,7 @@ pub fn honest_net(path: &Path, hour_us: i64, rows: usize) -> io::Result<()> {
                 rx_packets: 1,
                 tx_packets: 1,
                 source: Source::Ebpf,
+                ..Default::default()
             })
             .collect();
         NetRow::to_batch(&rows).map_err(io::Error::other)

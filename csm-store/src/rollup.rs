@@ -167,6 +167,10 @@ fn add_net(acc: &mut Counters<NetKey, NetMinuteRow>, rows: &[NetRow]) {
         row.tx_packets = row.tx_packets.saturating_add(r.tx_packets);
         row.rx_bytes_per_s_max = row.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
         row.tx_bytes_per_s_max = row.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
+        row.rx_errors = sum_known(row.rx_errors, r.rx_errors);
+        row.tx_errors = sum_known(row.tx_errors, r.tx_errors);
+        row.rx_dropped = sum_known(row.rx_dropped, r.rx_dropped);
+        row.tx_dropped = sum_known(row.tx_dropped, r.tx_dropped);
     }
 }
 
@@ -178,6 +182,15 @@ fn finish_net(acc: Counters<NetKey, NetMinuteRow>) -> Vec<NetMinuteRow> {
 
 pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
     NetRow::minutes(rows)
+}
+
+/// The sum of the values that are known, null only when none is: how counts that may be
+/// unknown (the `net` error and drop columns) add up, in roll-ups and readers alike.
+pub fn sum_known(acc: Option<i64>, value: Option<i64>) -> Option<i64> {
+    match (acc, value) {
+        (Some(a), Some(v)) => Some(a.saturating_add(v)),
+        (a, v) => a.or(v),
+    }
 }
 
 fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRow]) {
@@ -622,13 +635,19 @@ mod tests {
             rx_packets: 1,
             tx_packets: 2,
             source: Source::Ebpf,
+            rx_errors: Some(1),
+            tx_errors: Some(0),
+            rx_dropped: Some(rx % 7),
+            tx_dropped: None,
         };
-        let rows = vec![
+        let mut rows = vec![
             row(1, "eth0", 100, 1000),
             row(2, "eth0", 5000, 10),
             row(2, "lo", 7, 7),
             row(70, "eth0", 1, 1),
         ];
+        // An interval whose drops are unknown (the interface was new) adds nothing.
+        rows[1].rx_dropped = None;
         let out = net_minutes(&rows);
         assert_eq!(out.len(), 3);
         let eth = out
@@ -646,6 +665,11 @@ mod tests {
         assert_eq!(
             eth.dur_ms, 2000,
             "two distinct intervals seen in that minute"
+        );
+        assert_eq!(
+            (eth.rx_errors, eth.tx_errors, eth.rx_dropped, eth.tx_dropped),
+            (Some(2), Some(0), Some(100 % 7), None),
+            "sums of the known values, null when none is known"
         );
     }
 

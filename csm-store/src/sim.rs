@@ -196,6 +196,11 @@ impl Sim {
                 rx_packets,
                 tx_packets,
                 source: crate::Source::Ebpf,
+                // A healthy link: no errors, a received packet dropped now and then.
+                rx_errors: Some(0),
+                tx_errors: Some(0),
+                rx_dropped: Some(i64::from(sec % 97 == 0)),
+                tx_dropped: Some(0),
             });
         }
         if sec % 60 == 0 {

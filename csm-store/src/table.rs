@@ -13,7 +13,7 @@ use crate::layout::hour_of;
 use crate::tables::*;
 
 /// `csm.schema_version` in every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 /// The tables csm writes; the name is the top folder under the data dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -275,13 +275,13 @@ mod tests {
         let contract = "\
 cpu ts:ts[UTC] dur_ms:i64 uid:i64 user:str? cpu_ns:i64 cpu_pct:f64 source:str\n\
 mem ts:ts[UTC] uid:i64 user:str? nproc:i64 rss_bytes:i64 pss_bytes:i64? swap_bytes:i64?\n\
-net ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 source:str\n\
+net ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 source:str rx_errors:i64? tx_errors:i64? rx_dropped:i64? tx_dropped:i64?\n\
 net_uid ts:ts[UTC] dur_ms:i64 uid:i64 user:str? rx_bytes:i64 tx_bytes:i64\n\
 ping ts:ts[UTC] target:str addr:str? sent:i64 received:i64 rtt_min_ms:f64? rtt_avg_ms:f64? rtt_max_ms:f64? rtt_mdev_ms:f64? rtts_ms:list<Float64> error:str?\n\
 ubc ts:ts[UTC] ctid:i64 resource:str held:i64 maxheld:i64 barrier:i64 hard_limit:i64 failcnt:i64\n\
 events ts:ts[UTC] event:str detail:str?\n\
 cpu_1m ts:ts[UTC] dur_ms:i64 uid:i64 user:str? cpu_ns:i64 cpu_pct:f64 cpu_pct_max:f64 source:str\n\
-net_1m ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 rx_bytes_per_s_max:f64 tx_bytes_per_s_max:f64 source:str\n\
+net_1m ts:ts[UTC] dur_ms:i64 iface:str ifindex:i64 netns:i64? rx_bytes:i64 tx_bytes:i64 rx_packets:i64 tx_packets:i64 rx_bytes_per_s_max:f64 tx_bytes_per_s_max:f64 source:str rx_errors:i64? tx_errors:i64? rx_dropped:i64? tx_dropped:i64?\n\
 net_uid_1m ts:ts[UTC] dur_ms:i64 uid:i64 user:str? rx_bytes:i64 tx_bytes:i64\n\
 mem_1m ts:ts[UTC] uid:i64 user:str? samples:i64 nproc_max:i64 rss_bytes_mean:i64 rss_bytes_max:i64 pss_bytes_mean:i64? swap_bytes_mean:i64?\n\
 ping_1m ts:ts[UTC] target:str measurements:i64 sent:i64 received:i64 loss_pct:f64? rtt_min_ms:f64? rtt_avg_ms:f64? rtt_p50_ms:f64? rtt_p90_ms:f64? rtt_p99_ms:f64? rtt_max_ms:f64?";

@@ -57,6 +57,13 @@ table! {
         rx_packets: i64 = Measured,
         tx_packets: i64 = Measured,
         source: Source = Text,
+        /// The kernel's own error and drop counters of the interface (`dev_get_stats`, as
+        /// /proc/net/dev, `ip -s link` and `sar -n EDEV` show them); null in files written
+        /// before they were collected, and where the interface was new in the interval.
+        rx_errors: Option<i64> = Measured,
+        tx_errors: Option<i64> = Measured,
+        rx_dropped: Option<i64> = Measured,
+        tx_dropped: Option<i64> = Measured,
     }
 }
 
@@ -151,6 +158,11 @@ table! {
         rx_bytes_per_s_max: f64 = Rate,
         tx_bytes_per_s_max: f64 = Rate,
         source: Source = Text,
+        /// Sums over the minute's rows that have them; null when none has.
+        rx_errors: Option<i64> = Measured,
+        tx_errors: Option<i64> = Measured,
+        rx_dropped: Option<i64> = Measured,
+        tx_dropped: Option<i64> = Measured,
     }
 }
 

@@ -52,26 +52,65 @@ impl std::ops::Sub for Traffic {
     }
 }
 
-/// Counters of `iface` in the calling thread's namespace (`/proc/thread-self/net/dev`).
-pub fn traffic_here(iface: &str) -> Traffic {
+/// The 16 counters of `iface` in the calling thread's namespace
+/// (`/proc/thread-self/net/dev`).
+fn net_dev_here(iface: &str) -> Vec<i64> {
     let text = std::fs::read_to_string("/proc/thread-self/net/dev").expect("read /proc/net/dev");
     let line = text
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{iface}:")))
         .unwrap_or_else(|| panic!("{iface} not in /proc/net/dev"));
-    let f: Vec<i64> = line
-        .split_once(':')
+    line.split_once(':')
         .unwrap()
         .1
         .split_whitespace()
         .map(|x| x.parse().unwrap())
-        .collect();
+        .collect()
+}
+
+/// Counters of `iface` in the calling thread's namespace (`/proc/thread-self/net/dev`).
+pub fn traffic_here(iface: &str) -> Traffic {
+    let f = net_dev_here(iface);
     Traffic {
         rx_bytes: f[0],
         rx_packets: f[1],
         tx_bytes: f[8],
         tx_packets: f[9],
     }
+}
+
+/// The kernel's error and drop counters of an interface (`errs` and `drop` of
+/// /proc/net/dev, both ways): rx_errors, tx_errors, rx_dropped, tx_dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkErrors(pub [i64; 4]);
+
+impl std::ops::Sub for LinkErrors {
+    type Output = LinkErrors;
+    fn sub(self, o: LinkErrors) -> LinkErrors {
+        LinkErrors(std::array::from_fn(|i| self.0[i] - o.0[i]))
+    }
+}
+
+/// Errors and drops of `iface` in the calling thread's namespace.
+pub fn link_errors_here(iface: &str) -> LinkErrors {
+    let f = net_dev_here(iface);
+    LinkErrors([f[2], f[10], f[3], f[11]])
+}
+
+/// Errors and drops summed over `rows`; panics on a row where they are null (unknown).
+pub fn link_errors_total<'a>(rows: impl IntoIterator<Item = &'a NetRow>) -> LinkErrors {
+    rows.into_iter().fold(LinkErrors::default(), |sum, r| {
+        let known = |v: Option<i64>, what: &str| {
+            v.unwrap_or_else(|| panic!("{what} null in a row of {}: {r:?}", r.iface))
+        };
+        let row = [
+            known(r.rx_errors, "rx_errors"),
+            known(r.tx_errors, "tx_errors"),
+            known(r.rx_dropped, "rx_dropped"),
+            known(r.tx_dropped, "tx_dropped"),
+        ];
+        LinkErrors(std::array::from_fn(|i| sum.0[i] + row[i]))
+    })
 }
 
 /// Sum of the `net` rows of one (netns, ifindex).

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::net::{traffic_here, Traffic};
+use crate::net::{link_errors_here, traffic_here, LinkErrors, Traffic};
 use crate::run;
 
 /// Whether a new namespace has IPv6.
@@ -112,6 +112,12 @@ impl Netns {
     pub fn traffic(&self, iface: &str) -> Traffic {
         let iface = iface.to_string();
         self.within(move || traffic_here(&iface))
+    }
+
+    /// The kernel's error and drop counters of `iface` in this namespace.
+    pub fn link_errors(&self, iface: &str) -> LinkErrors {
+        let iface = iface.to_string();
+        self.within(move || link_errors_here(&iface))
     }
 
     pub fn ifindex(&self, iface: &str) -> i64 {

@@ -203,6 +203,7 @@ fn net_row(ts_us: i64, iface: &str, ifindex: i64) -> NetRow {
         rx_packets: 1,
         tx_packets: 2,
         source: Source::Proc,
+        ..NetRow::default()
     }
 }
 

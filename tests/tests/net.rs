@@ -3,7 +3,7 @@
 //!
 //! Every test traffics only on loopback or inside namespaces it creates.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use csm::store::{Counters, Event, NetRow, NetUidRow, Recovered, Table};
 use csm_tests::net::{
-    assert_close, net_total, net_uid_totals, tcp_exchange, traffic_here, Traffic,
+    assert_close, link_errors_total, net_total, net_uid_totals, tcp_exchange, traffic_here,
+    LinkErrors, Traffic,
 };
 use csm_tests::{
     require_root, run, veth, wait_until, Daemon, DataDir, Ipv6, Link, Netns, TestUser,
@@ -129,6 +130,139 @@ fn veth_and_lo_match_kernel_counters() {
             "the other namespace's lo is named through /run/netns"
         );
     }
+}
+
+/// Sends `count` UDP datagrams of `len` bytes from `ns` to `addr`.
+fn udp_from(ns: &Netns, addr: &'static str, count: usize, len: usize) {
+    ns.within(move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for _ in 0..count {
+            // A datagram the device drops is no error to the sender (or ENOBUFS): the
+            // kernel's counters say what happened to it.
+            let _ = socket.send_to(&vec![0xa5; len], addr);
+        }
+    });
+}
+
+/// Drops the kernel itself counts, made on purpose: datagrams larger than the peer's MTU
+/// are dropped by veth (the sender's `tx_dropped` and the peer's `rx_dropped`), and
+/// datagrams sent while the peer is down are dropped for lack of carrier (the sender's
+/// `tx_dropped`). The server's address has a permanent neighbour entry: a datagram
+/// waiting for ARP would be dropped by the neighbour layer, which no device counts.
+/// A first exchange lets csm see both ends before the drops: an interface's first
+/// interval has unknown (null) errors and drops, its counters holding everything since
+/// it was created. Returns when the drops began (wall clock, µs) and the kernel's
+/// increase on the client's and the server's end.
+fn make_drops(link: &Link, server_addr: &'static str) -> (i64, LinkErrors, LinkErrors) {
+    let (a, b) = (&link.client, &link.server);
+    let (va, vb) = (&link.client_if, &link.server_if);
+    let mac = "02:00:00:00:0b:02";
+    b.ip(&["link", "set", vb, "address", mac]);
+    let ip = server_addr.split(':').next().unwrap();
+    a.ip(&[
+        "neigh",
+        "replace",
+        ip,
+        "lladdr",
+        mac,
+        "dev",
+        va,
+        "nud",
+        "permanent",
+    ]);
+    udp_from(a, server_addr, 3, 100);
+    thread::sleep(Duration::from_millis(2500));
+    let since_us = now_us();
+    let (va0, vb0) = (a.link_errors(va), b.link_errors(vb));
+    b.ip(&["link", "set", vb, "mtu", "1000"]);
+    udp_from(a, server_addr, 7, 1400);
+    // At least one interval with drops and nothing else.
+    thread::sleep(Duration::from_millis(1500));
+    link.set_server_link(false);
+    udp_from(a, server_addr, 5, 100);
+    thread::sleep(Duration::from_millis(1500));
+    let (va1, vb1) = (a.link_errors(va), b.link_errors(vb));
+    // rx_errors, tx_errors, rx_dropped, tx_dropped.
+    assert_eq!(
+        va1 - va0,
+        LinkErrors([0, 0, 0, 12]),
+        "the client's end dropped 7 + 5"
+    );
+    assert_eq!(
+        vb1 - vb0,
+        LinkErrors([0, 0, 7, 0]),
+        "the server's end dropped 7"
+    );
+    (since_us, va1 - va0, vb1 - vb0)
+}
+
+fn now_us() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_micros() as i64
+}
+
+/// `net`'s error and drop columns, summed, equal the kernel's increase exactly, on the
+/// end in csm's own namespace (read from /proc/net/dev) and on the peer in another
+/// namespace (read inside it); traffic still matches on the end that dropped.
+#[test]
+fn drops_and_errors_match_kernel_counters() {
+    require_root();
+    let link = veth_pair("e", "10.232.0");
+    let (a, b, va, vb) = (&link.client, &link.server, &link.client_if, &link.server_if);
+    let data = DataDir::new();
+    let daemon = collect(&data, a);
+    let traffic0 = a.traffic(va);
+    let (since_us, client, server) = make_drops(&link, "10.232.0.2:9");
+    let traffic1 = a.traffic(va);
+    daemon.stop();
+
+    let rows = data.rows::<NetRow>();
+    let of = |ns: &Netns, iface: &str| {
+        let (netns, ifindex) = (ns.inode(), ns.ifindex(iface));
+        let rows: Vec<NetRow> = rows
+            .iter()
+            .filter(|r| r.netns == Some(netns) && r.ifindex == ifindex && r.ts_us > since_us)
+            .cloned()
+            .collect();
+        rows
+    };
+    let (client_rows, server_rows) = (of(a, va), of(b, vb));
+    assert_eq!(link_errors_total(&client_rows), client, "client's end");
+    assert_eq!(link_errors_total(&server_rows), server, "server's end");
+    assert!(
+        server_rows
+            .iter()
+            .all(|r| r.rx_packets == 0 && &r.iface == vb),
+        "the server's end received nothing, and is named: {server_rows:?}"
+    );
+    let (ns_a, index_a) = (a.inode(), a.ifindex(va));
+    assert_matches("veth", net_total(&rows, ns_a, index_a), traffic1 - traffic0);
+}
+
+/// The same with `--backend proc`: the columns come from /proc/net/dev of csm's
+/// namespace (the client's end only).
+#[test]
+fn drops_and_errors_match_kernel_counters_with_proc() {
+    require_root();
+    let link = veth_pair("f", "10.233.0");
+    let (a, va) = (&link.client, &link.client_if);
+    let data = DataDir::new();
+    let daemon = Daemon::builder()
+        .netns(a)
+        .data_dir(&data)
+        .backend("proc")
+        .args(["--interval", "1s", "--duration", "300s"])
+        .start();
+    thread::sleep(Duration::from_millis(500));
+    let (since_us, client, _) = make_drops(&link, "10.233.0.2:9");
+    daemon.stop();
+
+    let rows: Vec<NetRow> = data
+        .rows::<NetRow>()
+        .into_iter()
+        .filter(|r| &r.iface == va && r.ts_us > since_us)
+        .collect();
+    assert_eq!(link_errors_total(&rows), client);
 }
 
 /// Reads until EOF in large chunks: a slow reader shrinks the window and the sender's

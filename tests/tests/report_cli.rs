@@ -39,6 +39,7 @@ fn net(ts: i64, netns: i64, rx: i64, tx: i64) -> NetRow {
         rx_packets: 1,
         tx_packets: 2,
         source: Source::Ebpf,
+        ..NetRow::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Traffic per interface: in and out (Munin style: out above the axis, in below), the
 //! diff out − in with the asymmetric totals, the log-scale sum with the diff overlaid,
-//! the diff on a signed log axis, and traffic per user.
+//! the diff on a signed log axis, errors and drops (the kernel's counters), and traffic
+//! per user.
 //!
 //! Spikes: each side scales to a high percentile of its per-column maxima when a few
 //! columns tower over the rest; those are drawn clipped, marked with a red triangle and
@@ -17,6 +18,7 @@ use crate::canvas::{
     OUT_COLOUR,
 };
 use crate::data::{NetData, NetKey, Totals, UserNetData};
+use crate::link_errors::{LinkTotals, NetErrorData};
 use crate::units::{bytes, rate, AxisUnit};
 
 /// Spikes named in the notes, per side.
@@ -37,21 +39,30 @@ struct Iface {
     totals: Totals,
 }
 
+/// What the titles and the file names call the interface of `key`: `eth0`, or `eth0 in
+/// network namespace blue` and `eth0.netns-blue`.
+fn iface_names(
+    key: &str,
+    interfaces: &std::collections::BTreeMap<String, NetKey>,
+) -> (String, String) {
+    match interfaces.get(key) {
+        Some(NetKey {
+            iface,
+            namespace: Some(ns),
+        }) => (
+            format!("{iface} in network namespace {ns}"),
+            format!("{}.netns-{}", super::file_part(iface), super::file_part(ns)),
+        ),
+        _ => (key.to_string(), super::file_part(key)),
+    }
+}
+
 fn interfaces(data: &NetData) -> Vec<Iface> {
     let coverage = data.rx.coverage();
     data.rx
         .keys()
         .map(|key| {
-            let (name, file) = match data.interfaces.get(key) {
-                Some(NetKey {
-                    iface,
-                    namespace: Some(ns),
-                }) => (
-                    format!("{iface} in network namespace {ns}"),
-                    format!("{}.netns-{}", super::file_part(iface), super::file_part(ns)),
-                ),
-                _ => (key.clone(), super::file_part(key)),
-            };
+            let (name, file) = iface_names(key, &data.interfaces);
             Iface {
                 name,
                 file,
@@ -100,6 +111,75 @@ pub fn log(ctx: &Context, data: &NetData) -> ChartResult {
         files.push((format!("net-symlog-{part}.svg"), symlog_chart(ctx, &iface)?));
     }
     Ok(files)
+}
+
+/// `net-errors-<iface>.svg` for each interface with errors or drops in the range.
+pub fn errors(ctx: &Context, data: &NetErrorData) -> ChartResult {
+    let coverage = data.rx.coverage();
+    let mut files = Vec::new();
+    for key in data.rx.keys() {
+        let totals = data.totals.get(key).copied().unwrap_or_default();
+        if !totals.any() {
+            continue;
+        }
+        let (name, file) = iface_names(key, &data.interfaces);
+        let rx = data.rx.levels(key, &coverage);
+        let tx = data.tx.levels(key, &coverage);
+        let svg = errors_chart(ctx, &name, &rx, &tx, &totals)?;
+        files.push((format!("net-errors-{file}.svg"), svg));
+    }
+    Ok(files)
+}
+
+/// Errors and drops per second, out above the axis and in below, as the traffic chart.
+fn errors_chart(
+    ctx: &Context,
+    name: &str,
+    rx: &[Option<Level>],
+    tx: &[Option<Level>],
+    totals: &LinkTotals,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let top = |levels: &[Option<Level>]| column_max(levels).into_iter().fold(0.0, f64::max);
+    // Some room above the highest column; a side with none still shows its axis.
+    let (out_limit, in_limit) = (top(tx).max(1.0) * 1.1, top(rx).max(1.0) * 1.1);
+    let legend = vec![
+        LegendItem {
+            colour: OUT_COLOUR,
+            label: format!(
+                "out (sent, above): {} errors, {} dropped",
+                totals.tx_errors, totals.tx_dropped
+            ),
+        },
+        LegendItem {
+            colour: IN_COLOUR,
+            label: format!(
+                "in (received, below): {} errors, {} dropped",
+                totals.rx_errors, totals.rx_dropped
+            ),
+        },
+    ];
+    let notes = vec![
+        "Packets per second, errors and drops together, as the kernel counts them          (ip -s link, sar -n EDEV); the legend gives the range's totals."
+            .to_string(),
+    ];
+    let page = Page {
+        title: ctx.title(&format!("Errors and drops of {name}")),
+        legend,
+        notes,
+        y_desc: "in ↓  packets/s  ↑ out".to_string(),
+        y_ticks: None,
+        height: HEIGHT,
+    };
+    let unit = AxisUnit {
+        divisor: 1.0,
+        name: "packets/s",
+    };
+    let y_label = move |v: &f64| unit.number(v.abs());
+    canvas::render(ctx, &page, -in_limit..out_limit, &y_label, |chart| {
+        draw_side(chart, ctx, tx, 1.0, OUT_COLOUR)?;
+        draw_side(chart, ctx, rx, -1.0, IN_COLOUR)?;
+        draw_zero_line(chart, ctx)
+    })
 }
 
 fn column_max(levels: &[Option<Level>]) -> Vec<f64> {

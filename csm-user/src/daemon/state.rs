@@ -2,21 +2,28 @@
 //! after each successful flush, so that the next run (which adopts the pinned counters)
 //! can emit what accrued while the daemon was down instead of losing it.
 //!
-//! Plain text, one fact per line; replaced atomically (temporary, fsync, rename).
+//! Self-describing JSON: a `format` and `version`, then every value by name (see
+//! [`StateFile`] and [`NetdevStateFile`]); replaced atomically (temporary, fsync, rename),
+//! read only as a regular file beneath the data dir, never through a link, at most
+//! [`MAX_STATE_BYTES`]. Files of earlier versions (text, by position) are still read by
+//! [`legacy`].
 
-use std::collections::BTreeMap;
+mod legacy;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::net::{IfaceCounters, UidCounters};
 use crate::model::netdev;
-use crate::model::{CpuSample, NetSample, Stamp};
+use crate::model::{CpuSample, LinkErrors, NetSample, Stamp};
 
 pub const STATE_FILE: &str = ".csm-state";
-const HEADER: &str = "csm-state 2";
-/// Files of the previous version hold CPU only; still read.
-const HEADER_V1: &str = "csm-state 1";
+const FORMAT: &str = "csm-state";
+/// 1 and 2 were text (`legacy`).
+const VERSION: u32 = 3;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
@@ -34,89 +41,17 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 impl State {
     pub fn render(&self) -> String {
-        let mut out = format!("{HEADER}\ninstance {}\n", self.instance);
-        out.push_str(&stamp_lines("", self.cpu.at));
-        for (uid, ns) in &self.cpu.per_uid {
-            out.push_str(&format!("cpu {uid} {ns}\n"));
-        }
-        if let Some(net) = &self.net {
-            out.push_str(&stamp_lines("net_", net.at));
-            for ((netns, ifindex), c) in &net.ifaces {
-                out.push_str(&format!(
-                    "iface {netns} {ifindex} {} {} {} {}\n",
-                    c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets
-                ));
-            }
-            for (uid, c) in &net.uids {
-                out.push_str(&format!("uid_net {uid} {} {}\n", c.rx_bytes, c.tx_bytes));
-            }
-        }
-        out
+        to_json(&StateFile::from(self))
     }
 
     /// `None` for anything that is not a complete state file of a known version.
     pub fn parse(text: &str) -> Option<State> {
-        let mut lines = text.lines();
-        let header = lines.next()?;
-        if header != HEADER && header != HEADER_V1 {
-            return None;
+        if !is_json(text) {
+            return legacy::parse_state(text);
         }
-        let mut state = State::default();
-        let mut per_uid = BTreeMap::new();
-        let (mut mono, mut wall) = (None, None);
-        let (mut net_mono, mut net_wall) = (None, None);
-        let mut net = NetSample::default();
-        for line in lines {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let numbers = || numbers(&words[1..]);
-            match (words.first().copied()?, words.len()) {
-                ("instance", 2) => state.instance = words[1].to_string(),
-                ("mono_ns", 2) => mono = Some(words[1].parse().ok()?),
-                ("wall_us", 2) => wall = Some(words[1].parse().ok()?),
-                ("cpu", 3) => {
-                    let n = numbers()?;
-                    per_uid.insert(u32::try_from(n[0]).ok()?, n[1]);
-                }
-                ("net_mono_ns", 2) => net_mono = Some(words[1].parse().ok()?),
-                ("net_wall_us", 2) => net_wall = Some(words[1].parse().ok()?),
-                ("iface", 7) => {
-                    let n = numbers()?;
-                    let key = (u32::try_from(n[0]).ok()?, u32::try_from(n[1]).ok()?);
-                    let counters = IfaceCounters {
-                        rx_bytes: n[2],
-                        tx_bytes: n[3],
-                        rx_packets: n[4],
-                        tx_packets: n[5],
-                    };
-                    net.ifaces.insert(key, counters);
-                }
-                ("uid_net", 4) => {
-                    let n = numbers()?;
-                    let counters = UidCounters {
-                        rx_bytes: n[1],
-                        tx_bytes: n[2],
-                    };
-                    net.uids.insert(u32::try_from(n[0]).ok()?, counters);
-                }
-                _ => return None,
-            }
-        }
-        state.cpu = CpuSample {
-            at: Stamp {
-                mono_ns: mono?,
-                wall_us: wall?,
-            },
-            per_uid,
-        };
-        state.net = match (net_mono, net_wall) {
-            (Some(mono_ns), Some(wall_us)) => Some(NetSample {
-                at: Stamp { mono_ns, wall_us },
-                ..net
-            }),
-            (None, None) if net.ifaces.is_empty() && net.uids.is_empty() => None,
-            _ => return None,
-        };
-        (!state.instance.is_empty()).then_some(state)
+        let file: StateFile = serde_json::from_str(text).ok()?;
+        (file.format == FORMAT && file.version == VERSION && !file.instance.is_empty())
+            .then(|| file.into())
     }
 
     /// `None` when there is no readable state file (a link, a FIFO or a file larger than
@@ -131,17 +66,223 @@ impl State {
     }
 }
 
-/// When a sample was taken, as both state files write it.
-fn stamp_lines(prefix: &str, at: Stamp) -> String {
-    format!(
-        "{prefix}mono_ns {}\n{prefix}wall_us {}\n",
-        at.mono_ns, at.wall_us
-    )
+/// `.csm-state` as written: [`State`], every value named.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    /// `csm-state`.
+    format: String,
+    version: u32,
+    instance: String,
+    cpu: CpuFile,
+    net: Option<NetFile>,
 }
 
-/// Every word as a number, or `None` if one is not.
-fn numbers(words: &[&str]) -> Option<Vec<u64>> {
-    words.iter().map(|w| w.parse().ok()).collect()
+#[derive(Debug, Serialize, Deserialize)]
+struct StampFile {
+    mono_ns: u64,
+    wall_us: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CpuFile {
+    at: StampFile,
+    uids: Vec<UidCpuFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UidCpuFile {
+    uid: u32,
+    cpu_ns: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NetFile {
+    at: StampFile,
+    ifaces: Vec<IfaceFile>,
+    uids: Vec<UidNetFile>,
+    /// The kernel's error and drop counters (absent before they were collected).
+    #[serde(default)]
+    links: Vec<LinkFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IfaceFile {
+    netns: u32,
+    ifindex: u32,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    tx_packets: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UidNetFile {
+    uid: u32,
+    rx_bytes: u64,
+    tx_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkFile {
+    netns: u32,
+    ifindex: u32,
+    errors: ErrorsFile,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct ErrorsFile {
+    rx_errors: u64,
+    tx_errors: u64,
+    rx_dropped: u64,
+    tx_dropped: u64,
+}
+
+impl From<Stamp> for StampFile {
+    fn from(at: Stamp) -> Self {
+        StampFile {
+            mono_ns: at.mono_ns,
+            wall_us: at.wall_us,
+        }
+    }
+}
+
+impl From<StampFile> for Stamp {
+    fn from(at: StampFile) -> Self {
+        Stamp {
+            mono_ns: at.mono_ns,
+            wall_us: at.wall_us,
+        }
+    }
+}
+
+impl From<LinkErrors> for ErrorsFile {
+    fn from(e: LinkErrors) -> Self {
+        ErrorsFile {
+            rx_errors: e.rx_errors,
+            tx_errors: e.tx_errors,
+            rx_dropped: e.rx_dropped,
+            tx_dropped: e.tx_dropped,
+        }
+    }
+}
+
+impl From<ErrorsFile> for LinkErrors {
+    fn from(e: ErrorsFile) -> Self {
+        LinkErrors {
+            rx_errors: e.rx_errors,
+            tx_errors: e.tx_errors,
+            rx_dropped: e.rx_dropped,
+            tx_dropped: e.tx_dropped,
+        }
+    }
+}
+
+impl From<&State> for StateFile {
+    fn from(state: &State) -> Self {
+        StateFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            instance: state.instance.clone(),
+            cpu: CpuFile {
+                at: state.cpu.at.into(),
+                uids: (state.cpu.per_uid.iter())
+                    .map(|(&uid, &cpu_ns)| UidCpuFile { uid, cpu_ns })
+                    .collect(),
+            },
+            net: state.net.as_ref().map(NetFile::from),
+        }
+    }
+}
+
+impl From<&NetSample> for NetFile {
+    fn from(net: &NetSample) -> Self {
+        NetFile {
+            at: net.at.into(),
+            ifaces: (net.ifaces.iter())
+                .map(|(&(netns, ifindex), c)| IfaceFile {
+                    netns,
+                    ifindex,
+                    rx_bytes: c.rx_bytes,
+                    tx_bytes: c.tx_bytes,
+                    rx_packets: c.rx_packets,
+                    tx_packets: c.tx_packets,
+                })
+                .collect(),
+            uids: (net.uids.iter())
+                .map(|(&uid, c)| UidNetFile {
+                    uid,
+                    rx_bytes: c.rx_bytes,
+                    tx_bytes: c.tx_bytes,
+                })
+                .collect(),
+            links: (net.links.iter())
+                .map(|(&(netns, ifindex), &e)| LinkFile {
+                    netns,
+                    ifindex,
+                    errors: e.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<StateFile> for State {
+    fn from(file: StateFile) -> Self {
+        State {
+            instance: file.instance,
+            cpu: CpuSample {
+                at: file.cpu.at.into(),
+                per_uid: (file.cpu.uids.into_iter())
+                    .map(|u| (u.uid, u.cpu_ns))
+                    .collect(),
+            },
+            net: file.net.map(NetSample::from),
+        }
+    }
+}
+
+impl From<NetFile> for NetSample {
+    fn from(net: NetFile) -> Self {
+        NetSample {
+            at: net.at.into(),
+            ifaces: (net.ifaces.into_iter())
+                .map(|i| {
+                    let counters = IfaceCounters {
+                        rx_bytes: i.rx_bytes,
+                        tx_bytes: i.tx_bytes,
+                        rx_packets: i.rx_packets,
+                        tx_packets: i.tx_packets,
+                    };
+                    ((i.netns, i.ifindex), counters)
+                })
+                .collect(),
+            uids: (net.uids.into_iter())
+                .map(|u| {
+                    let counters = UidCounters {
+                        rx_bytes: u.rx_bytes,
+                        tx_bytes: u.tx_bytes,
+                    };
+                    (u.uid, counters)
+                })
+                .collect(),
+            links: (net.links.into_iter())
+                .map(|l| ((l.netns, l.ifindex), l.errors.into()))
+                .collect(),
+        }
+    }
+}
+
+/// A file of this csm starts with `{`; the text files of earlier versions with their
+/// header line.
+fn is_json(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+/// One line of JSON and a newline.
+fn to_json(value: &impl Serialize) -> String {
+    let mut text = serde_json::to_string(value).expect("plain structs always serialize");
+    text.push('\n');
+    text
 }
 
 /// More than a state file of the most uids and interfaces csm tracks (16,384 uids, as
@@ -161,7 +302,9 @@ fn write_atomically(data_dir: &Path, name: &str, text: &str) -> io::Result<()> {
 }
 
 pub const NETDEV_STATE_FILE: &str = ".csm-netdev-state";
-const NETDEV_HEADER: &str = "csm-netdev-state 1";
+const NETDEV_FORMAT: &str = "csm-netdev-state";
+/// 1 was text (`legacy`).
+const NETDEV_VERSION: u32 = 2;
 
 /// The /proc backend's counterpart: the last `/proc/net/dev` sample whose rows were
 /// written, and the boot it belongs to (the counters count since boot). A clean stop
@@ -173,58 +316,91 @@ pub struct NetdevState {
     pub sample: netdev::NetSample,
 }
 
+/// `.csm-netdev-state` as written: [`NetdevState`], every value named.
+#[derive(Debug, Serialize, Deserialize)]
+struct NetdevStateFile {
+    /// `csm-netdev-state`.
+    format: String,
+    version: u32,
+    boot_id: String,
+    at: StampFile,
+    ifaces: Vec<NetdevIfaceFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NetdevIfaceFile {
+    name: String,
+    /// Null where /sys/class/net does not say.
+    ifindex: Option<u32>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    tx_packets: u64,
+    /// Null where /proc/net/dev has no such columns.
+    #[serde(default)]
+    errors: Option<ErrorsFile>,
+}
+
+impl From<&NetdevState> for NetdevStateFile {
+    fn from(state: &NetdevState) -> Self {
+        NetdevStateFile {
+            format: NETDEV_FORMAT.into(),
+            version: NETDEV_VERSION,
+            boot_id: state.boot_id.clone(),
+            at: state.sample.at.into(),
+            ifaces: (state.sample.ifaces.iter())
+                .map(|(name, i)| NetdevIfaceFile {
+                    name: name.clone(),
+                    ifindex: i.ifindex,
+                    rx_bytes: i.rx_bytes,
+                    tx_bytes: i.tx_bytes,
+                    rx_packets: i.rx_packets,
+                    tx_packets: i.tx_packets,
+                    errors: i.link.map(ErrorsFile::from),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<NetdevStateFile> for NetdevState {
+    fn from(file: NetdevStateFile) -> Self {
+        let ifaces = (file.ifaces.into_iter())
+            .map(|i| {
+                let sample = netdev::IfaceSample {
+                    ifindex: i.ifindex,
+                    rx_bytes: i.rx_bytes,
+                    tx_bytes: i.tx_bytes,
+                    rx_packets: i.rx_packets,
+                    tx_packets: i.tx_packets,
+                    link: i.errors.map(LinkErrors::from),
+                };
+                (i.name, sample)
+            })
+            .collect();
+        NetdevState {
+            boot_id: file.boot_id,
+            sample: netdev::NetSample {
+                at: file.at.into(),
+                ifaces,
+            },
+        }
+    }
+}
+
 impl NetdevState {
     pub fn render(&self) -> String {
-        let mut out = format!("{NETDEV_HEADER}\nboot_id {}\n", self.boot_id);
-        out.push_str(&stamp_lines("", self.sample.at));
-        // Interface names hold no whitespace (the kernel refuses such names).
-        for (name, c) in &self.sample.ifaces {
-            let ifindex = c.ifindex.map_or("-".to_string(), |i| i.to_string());
-            out.push_str(&format!(
-                "iface {name} {ifindex} {} {} {} {}\n",
-                c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets
-            ));
-        }
-        out
+        to_json(&NetdevStateFile::from(self))
     }
 
-    /// `None` for anything that is not a complete file of this version.
+    /// `None` for anything that is not a complete file of a known version.
     pub fn parse(text: &str) -> Option<NetdevState> {
-        let mut lines = text.lines();
-        if lines.next()? != NETDEV_HEADER {
-            return None;
+        if !is_json(text) {
+            return legacy::parse_netdev(text);
         }
-        let mut state = NetdevState::default();
-        let (mut mono, mut wall) = (None, None);
-        for line in lines {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match (words.first().copied()?, words.len()) {
-                ("boot_id", 2) => state.boot_id = words[1].to_string(),
-                ("mono_ns", 2) => mono = Some(words[1].parse().ok()?),
-                ("wall_us", 2) => wall = Some(words[1].parse().ok()?),
-                ("iface", 7) => {
-                    let ifindex = match words[2] {
-                        "-" => None,
-                        n => Some(n.parse().ok()?),
-                    };
-                    let n = numbers(&words[3..])?;
-                    let iface = netdev::IfaceSample {
-                        ifindex,
-                        rx_bytes: n[0],
-                        tx_bytes: n[1],
-                        rx_packets: n[2],
-                        tx_packets: n[3],
-                    };
-                    state.sample.ifaces.insert(words[1].to_string(), iface);
-                }
-                _ => return None,
-            }
-        }
-        state.sample.at = Stamp {
-            mono_ns: mono?,
-            wall_us: wall?,
-        };
-        (!state.boot_id.is_empty()).then_some(state)
+        let file: NetdevStateFile = serde_json::from_str(text).ok()?;
+        let known = file.format == NETDEV_FORMAT && file.version == NETDEV_VERSION;
+        (known && !file.boot_id.is_empty()).then(|| file.into())
     }
 
     /// `Ok(None)` when there is no file (the last run stopped cleanly, or never ran);
@@ -239,7 +415,7 @@ impl NetdevState {
         match NetdevState::parse(&text) {
             Some(state) => Ok(Some(state)),
             None => Err(format!(
-                "{} is not a `{NETDEV_HEADER}` file",
+                "{} is not a `{NETDEV_FORMAT}` file of version {NETDEV_VERSION} or earlier",
                 path.display()
             )),
         }
@@ -262,6 +438,43 @@ impl NetdevState {
 mod tests {
     use super::*;
 
+    fn net_sample() -> NetSample {
+        NetSample {
+            at: Stamp {
+                mono_ns: 7,
+                wall_us: 8,
+            },
+            ifaces: [(
+                (4026531840, 2),
+                IfaceCounters {
+                    rx_bytes: 1,
+                    tx_bytes: 2,
+                    rx_packets: 3,
+                    tx_packets: u64::MAX,
+                },
+            )]
+            .into(),
+            uids: [(
+                1000,
+                UidCounters {
+                    rx_bytes: 5,
+                    tx_bytes: 6,
+                },
+            )]
+            .into(),
+            links: [(
+                (4026531840, 2),
+                LinkErrors {
+                    rx_errors: 1,
+                    tx_errors: 2,
+                    rx_dropped: 3,
+                    tx_dropped: 4,
+                },
+            )]
+            .into(),
+        }
+    }
+
     #[test]
     fn round_trips_and_rejects_garbage() {
         let state = State {
@@ -269,65 +482,46 @@ mod tests {
             cpu: CpuSample {
                 at: Stamp {
                     mono_ns: 5,
-                    wall_us: 6,
+                    wall_us: -6,
                 },
-                per_uid: [(0, 10), (1000, 20)].into_iter().collect(),
+                per_uid: [(0, 10), (1000, 20)].into(),
             },
-            net: Some(NetSample {
-                at: Stamp {
-                    mono_ns: 7,
-                    wall_us: 8,
-                },
-                ifaces: [(
-                    (4026531840, 2),
-                    IfaceCounters {
-                        rx_bytes: 1,
-                        tx_bytes: 2,
-                        rx_packets: 3,
-                        tx_packets: 4,
-                    },
-                )]
-                .into_iter()
-                .collect(),
-                uids: [(
-                    1000,
-                    UidCounters {
-                        rx_bytes: 5,
-                        tx_bytes: 6,
-                    },
-                )]
-                .into_iter()
-                .collect(),
-            }),
+            net: Some(net_sample()),
         };
         let dir = tempfile::tempdir().unwrap();
         state.save(dir.path()).unwrap();
-        assert_eq!(State::load(dir.path()), Some(state));
-        assert_eq!(State::parse("csm-state 1\ninstance x\nmono_ns 1\n"), None);
-        // A file of the previous version (CPU only) still reads.
-        let v1 = State::parse("csm-state 1\ninstance x\nmono_ns 1\nwall_us 2\ncpu 0 3\n").unwrap();
-        assert_eq!((v1.cpu.per_uid[&0], v1.net), (3, None));
-        // Interface lines without the sample's time, or with a missing counter, are not
-        // a state to trust.
-        assert_eq!(
-            State::parse("csm-state 2\ninstance x\nmono_ns 1\nwall_us 2\niface 1 2 3 4 5 6\n"),
-            None
+        assert_eq!(State::load(dir.path()), Some(state.clone()));
+        let text = state.render();
+        assert!(
+            text.starts_with(r#"{"format":"csm-state","version":3,"#),
+            "{text}"
         );
-        assert_eq!(
-            State::parse("csm-state 2\ninstance x\nmono_ns 1\nwall_us 2\nnet_mono_ns 1\nnet_wall_us 2\niface 1 2 3 4 5\n"),
-            None
-        );
+        // Another version, another format, a missing field, an empty instance: no state.
+        for (from, to) in [
+            (r#""version":3"#, r#""version":4"#),
+            (r#""format":"csm-state""#, r#""format":"csm-netdev-state""#),
+            (r#""wall_us":-6"#, r#""wall_usx":-6"#),
+            (r#""instance":"abc-123#42""#, r#""instance":"""#),
+        ] {
+            assert_eq!(State::parse(&text.replace(from, to)), None, "{to}");
+        }
         assert_eq!(State::parse("something else"), None);
-        assert_eq!(
-            State::parse("csm-state 1\ninstance x\nmono_ns 1\nwall_us 2\ncpu a b\n"),
-            None
-        );
+        assert_eq!(State::parse("{"), None);
+        // Written before the error and drop counters were kept: no links.
+        let without = text.replace(r#","links":[{"netns":4026531840,"ifindex":2,"errors":{"rx_errors":1,"tx_errors":2,"rx_dropped":3,"tx_dropped":4}}]"#, "");
+        assert_ne!(without, text);
+        assert!(State::parse(&without)
+            .unwrap()
+            .net
+            .unwrap()
+            .links
+            .is_empty());
     }
 
-    /// State files written by csm before samples carried a `Stamp` read the same, and
-    /// are written byte for byte the same: the format did not change.
+    /// State files written by csm before they were JSON (text read by position) still
+    /// read, to the same values; what is written now is JSON and reads back the same.
     #[test]
-    fn files_of_the_previous_release_read_and_render_identically() {
+    fn files_of_earlier_releases_still_read() {
         let written = "csm-state 2\ninstance csm-3f2a#17\nmono_ns 123456789012\n\
             wall_us 1795000800000000\ncpu 0 42\ncpu 1000 7000000000\n\
             net_mono_ns 123456789013\nnet_wall_us 1795000800000001\n\
@@ -344,7 +538,8 @@ mod tests {
         let net = state.net.as_ref().unwrap();
         assert_eq!(net.at.mono_ns, 123_456_789_013);
         assert_eq!(net.ifaces[&(4026531840, 1)].rx_packets, 2);
-        assert_eq!(state.render(), written);
+        assert_eq!(net.uids[&1000].tx_bytes, 6);
+        assert_eq!(State::parse(&state.render()), Some(state));
 
         let written = "csm-netdev-state 1\nboot_id 0c6e1b1e\nmono_ns 5\nwall_us 6\n\
             iface eth0 2 10000000000 1 2 3\niface venet0 - 0 0 0 0\n";
@@ -357,7 +552,8 @@ mod tests {
             }
         );
         assert_eq!(netdev.sample.ifaces["venet0"].ifindex, None);
-        assert_eq!(netdev.render(), written);
+        assert_eq!(netdev.sample.ifaces["eth0"].rx_bytes, 10_000_000_000);
+        assert_eq!(NetdevState::parse(&netdev.render()), Some(netdev));
     }
 
     #[test]
@@ -377,6 +573,10 @@ mod tests {
                 tx_bytes: 1,
                 rx_packets: 2,
                 tx_packets: 3,
+                link: Some(LinkErrors {
+                    rx_dropped: 9,
+                    ..LinkErrors::default()
+                }),
             },
         );
         sample.ifaces.insert(
@@ -392,26 +592,49 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         state.save(dir.path()).unwrap();
-        assert_eq!(NetdevState::load(dir.path()), Ok(Some(state)));
+        assert_eq!(NetdevState::load(dir.path()), Ok(Some(state.clone())));
         NetdevState::remove(dir.path()).unwrap();
         NetdevState::remove(dir.path()).unwrap();
         assert_eq!(NetdevState::load(dir.path()), Ok(None));
         fs::write(dir.path().join(NETDEV_STATE_FILE), "garbage\n").unwrap();
         let err = NetdevState::load(dir.path()).unwrap_err();
         assert!(err.contains(NETDEV_STATE_FILE), "{err}");
-        let head = "csm-netdev-state 1\nboot_id b\nmono_ns 1\nwall_us 2\n";
-        assert!(NetdevState::parse(head).is_some());
-        assert_eq!(
-            NetdevState::parse(&format!("{head}iface eth0 2 1 2 3\n")),
-            None
+        let text = state.render();
+        assert!(
+            text.starts_with(r#"{"format":"csm-netdev-state","version":2,"#),
+            "{text}"
         );
-        assert_eq!(
-            NetdevState::parse(&format!("{head}iface eth0 x 1 2 3 4\n")),
-            None
+        for (from, to) in [
+            (r#""version":2"#, r#""version":1"#),
+            (
+                r#""boot_id":"0c6e1b1e-2f0a-4c5e-9d1a-6f3b2a1c0d9e""#,
+                r#""boot_id":"""#,
+            ),
+            (r#""ifindex":2"#, r#""ifindex":"x""#),
+        ] {
+            assert_eq!(NetdevState::parse(&text.replace(from, to)), None, "{to}");
+        }
+    }
+
+    /// A link, a FIFO or an oversized file under the state's name is not read.
+    #[test]
+    fn planted_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        let state = State {
+            instance: "x".into(),
+            ..State::default()
+        };
+        fs::write(&target, state.render()).unwrap();
+        std::os::unix::fs::symlink(&target, path(dir.path())).unwrap();
+        assert_eq!(State::load(dir.path()), None, "through a link");
+        fs::remove_file(path(dir.path())).unwrap();
+        let big = format!(
+            "{}{}",
+            state.render().trim_end(),
+            " ".repeat(MAX_STATE_BYTES as usize)
         );
-        assert_eq!(
-            NetdevState::parse("csm-netdev-state 1\nmono_ns 1\nwall_us 2\n"),
-            None
-        );
+        fs::write(path(dir.path()), big).unwrap();
+        assert_eq!(State::load(dir.path()), None, "larger than the bound");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod counter;
 pub mod cpu;
+pub mod link;
 pub mod mem;
 pub mod net;
 pub mod netdev;
@@ -13,5 +14,6 @@ pub mod ubc;
 
 pub use counter::counter_delta;
 pub use cpu::{cpu_intervals, CpuInterval, CpuSample};
+pub use link::LinkErrors;
 pub use net::{IfaceCounters, NetSample, UidCounters};
 pub use stamp::Stamp;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
+use super::link::{delta_64, LinkErrors};
 use super::Stamp;
 
 /// An interface: its ifindex inside the network namespace with this inode.
@@ -32,6 +33,9 @@ pub struct NetSample {
     pub at: Stamp,
     pub ifaces: BTreeMap<IfaceKey, IfaceCounters>,
     pub uids: BTreeMap<u32, UidCounters>,
+    /// The kernel's error and drop counters of every interface of the namespaces read,
+    /// keyed like `ifaces` (not counted by eBPF: read from the kernel at the sample).
+    pub links: BTreeMap<IfaceKey, LinkErrors>,
 }
 
 impl NetSample {
@@ -40,6 +44,7 @@ impl NetSample {
     pub fn forget(&mut self, ifaces: &[IfaceKey], uids: &[u32]) {
         for key in ifaces {
             self.ifaces.remove(key);
+            self.links.remove(key);
         }
         for uid in uids {
             self.uids.remove(uid);
@@ -56,6 +61,17 @@ pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCo
 /// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).
 pub fn uid_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, UidCounters)> {
     deltas(&prev.uids, &cur.uids)
+}
+
+/// Per-interface increase of the kernel's error and drop counters, for every interface
+/// in both samples whose counters did not go backwards (zero increases included: a row
+/// with traffic then says "no drops", not "unknown"). An interface new in `cur` is
+/// unknown: its counters hold everything since it was created.
+pub fn link_deltas(prev: &NetSample, cur: &NetSample) -> BTreeMap<IfaceKey, LinkErrors> {
+    cur.links
+        .iter()
+        .filter_map(|(key, now)| Some((*key, now.since(prev.links.get(key)?, delta_64)?)))
+        .collect()
 }
 
 /// A key's set of cumulative counters.
@@ -201,6 +217,33 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn link_deltas_of_interfaces_in_both_samples() {
+        let errors = |rx_dropped| LinkErrors {
+            rx_dropped,
+            ..LinkErrors::default()
+        };
+        let mut prev = sample(0, &[]);
+        prev.links = [
+            ((1, 1), errors(5)),
+            ((1, 2), errors(9)),
+            ((1, 3), errors(1)),
+        ]
+        .into();
+        let mut cur = sample(1, &[]);
+        cur.links = [
+            ((1, 1), errors(8)),
+            ((1, 2), errors(2)),
+            ((1, 3), errors(1)),
+        ]
+        .into();
+        cur.links.insert((1, 4), errors(7));
+        let d = link_deltas(&prev, &cur);
+        assert_eq!(d, [((1, 1), errors(3)), ((1, 3), errors(0))].into());
+        cur.forget(&[(1, 1)], &[]);
+        assert!(!cur.links.contains_key(&(1, 1)));
     }
 
     #[test]

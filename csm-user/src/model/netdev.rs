@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::link::LinkErrors;
 use super::Stamp;
 
 /// One interface's cumulative counters at one moment.
@@ -14,6 +15,8 @@ pub struct IfaceSample {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    /// `None` where the file has no such columns.
+    pub link: Option<LinkErrors>,
 }
 
 impl IfaceSample {
@@ -44,6 +47,8 @@ pub struct NetInterval {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    /// `None` when unknown (the file lacks the columns, or one went backwards).
+    pub link: Option<LinkErrors>,
 }
 
 /// The increase of a counter that may wrap at 32 bits. A wrap is believed only when
@@ -62,7 +67,7 @@ pub fn counter_delta_32(prev: u64, cur: u64, may_wrap: bool) -> Option<u64> {
     None
 }
 
-/// Interfaces with traffic between `prev` and `cur`, in name order. An interface new in
+/// Interfaces with traffic, errors or drops between `prev` and `cur`, in name order. An interface new in
 /// `cur` has no row (its counters may hold traffic from before `prev`); one whose
 /// ifindex changed or whose counter went backwards is unknown for this interval.
 /// `wraps32` says whether an interface's counters can wrap at 32 bits (the sampler says
@@ -84,13 +89,19 @@ pub fn net_intervals(
             for (i, (p, c)) in before.counters().iter().zip(now.counters()).enumerate() {
                 d[i] = counter_delta_32(*p, c, may_wrap)?;
             }
-            d.iter().any(|&v| v > 0).then(|| NetInterval {
+            let link = match (before.link, now.link) {
+                (Some(p), Some(c)) => c.since(&p, |p, c| counter_delta_32(p, c, may_wrap)),
+                _ => None,
+            };
+            let errors_or_drops = link.is_some_and(|l| !l.is_zero());
+            (d.iter().any(|&v| v > 0) || errors_or_drops).then(|| NetInterval {
                 iface: name.clone(),
                 ifindex: now.ifindex,
                 rx_bytes: d[0],
                 tx_bytes: d[1],
                 rx_packets: d[2],
                 tx_packets: d[3],
+                link,
             })
         })
         .collect()
@@ -113,6 +124,7 @@ mod tests {
                             tx_bytes: c[1],
                             rx_packets: c[2],
                             tx_packets: c[3],
+                            link: None,
                         },
                     )
                 })
@@ -156,8 +168,28 @@ mod tests {
                 rx_bytes: 796,
                 tx_bytes: 200,
                 rx_packets: 2,
-                tx_packets: 1
+                tx_packets: 1,
+                link: None,
             }]
         );
+    }
+
+    #[test]
+    fn errors_and_drops_alone_make_a_row_and_unknown_ones_are_none() {
+        let drops = |rx_dropped| {
+            Some(LinkErrors {
+                rx_dropped,
+                ..LinkErrors::default()
+            })
+        };
+        let mut prev = sample(&[("veth0", 5, [10, 10, 1, 1]), ("veth1", 6, [0, 0, 0, 0])]);
+        let mut cur = sample(&[("veth0", 5, [10, 10, 1, 1]), ("veth1", 6, [7, 0, 1, 0])]);
+        prev.ifaces.get_mut("veth0").unwrap().link = drops(4);
+        cur.ifaces.get_mut("veth0").unwrap().link = drops(9);
+        cur.ifaces.get_mut("veth1").unwrap().link = drops(1);
+        let rows = net_intervals(&prev, &cur, |_| false);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].rx_bytes, rows[0].link), (0, drops(5)));
+        assert_eq!((rows[1].rx_bytes, rows[1].link), (7, None));
     }
 }

@@ -1,5 +1,5 @@
 //! The interfaces section: bytes and packets in and out per interface, each network
-//! namespace apart, with the peak rate; with `--by` one row per hour, day or month of the
+//! namespace apart, with the peak rate and the kernel's error and drop counts; with `--by` one row per hour, day or month of the
 //! report's time zone, as `vnstat -d` / `-m` show them.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use csm_store::netns::NetnsLabels;
+use csm_store::rollup::sum_known;
 use csm_store::units::{bytes, rate};
 use csm_store::zone::Zone;
 
@@ -37,6 +38,12 @@ pub struct Interface {
     /// The highest single interval's rate, bytes per second.
     pub rx_bytes_per_s_peak: f64,
     pub tx_bytes_per_s_peak: f64,
+    /// The kernel's own counts (`sar -n EDEV`); null where no row knew them (files
+    /// written before they were collected).
+    pub rx_errors: Option<i64>,
+    pub tx_errors: Option<i64>,
+    pub rx_dropped: Option<i64>,
+    pub tx_dropped: Option<i64>,
 }
 
 impl SectionOutput for Vec<Interface> {
@@ -59,8 +66,14 @@ impl SectionOutput for Vec<Interface> {
             "tx peak",
             "rx packets",
             "tx packets",
+            "rx errs",
+            "tx errs",
+            "rx drop",
+            "tx drop",
         ]);
         let mut table = TextTable::new(header, left);
+        // `-`: not known (files written before csm collected them).
+        let count = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         for line in self {
             let mut row = vec![line.netns_label.clone(), line.iface.clone()];
             if let Some(period) = &line.period {
@@ -74,6 +87,10 @@ impl SectionOutput for Vec<Interface> {
                 rate(line.tx_bytes_per_s_peak),
                 line.rx_packets.to_string(),
                 line.tx_packets.to_string(),
+                count(line.rx_errors),
+                count(line.tx_errors),
+                count(line.rx_dropped),
+                count(line.tx_dropped),
             ]);
             table.push(row);
         }
@@ -114,6 +131,10 @@ pub fn interfaces(
             tx_packets: 0,
             rx_bytes_per_s_peak: 0.0,
             tx_bytes_per_s_peak: 0.0,
+            rx_errors: None,
+            tx_errors: None,
+            rx_dropped: None,
+            tx_dropped: None,
         });
         line.rx_bytes += row.rx_bytes;
         line.tx_bytes += row.tx_bytes;
@@ -121,6 +142,10 @@ pub fn interfaces(
         line.tx_packets += row.tx_packets;
         line.rx_bytes_per_s_peak = line.rx_bytes_per_s_peak.max(row.rx_peak);
         line.tx_bytes_per_s_peak = line.tx_bytes_per_s_peak.max(row.tx_peak);
+        line.rx_errors = sum_known(line.rx_errors, row.rx_errors);
+        line.tx_errors = sum_known(line.tx_errors, row.tx_errors);
+        line.rx_dropped = sum_known(line.rx_dropped, row.rx_dropped);
+        line.tx_dropped = sum_known(line.tx_dropped, row.tx_dropped);
     }
     lines.into_values().collect()
 }
@@ -183,6 +208,10 @@ mod tests {
             tx_packets: 2,
             rx_peak: rx as f64,
             tx_peak: 2.0 * rx as f64,
+            rx_errors: None,
+            tx_errors: Some(0),
+            rx_dropped: netns.map(|_| rx % 3),
+            tx_dropped: Some(1),
         }
     }
 
@@ -205,6 +234,9 @@ mod tests {
         );
         assert_eq!((lines[1].netns, lines[1].rx_bytes), (Some(2), 5));
         assert_eq!(lines[1].netns_label, "inode-2");
+        let errors = |l: &Interface| (l.rx_errors, l.tx_errors, l.rx_dropped, l.tx_dropped);
+        assert_eq!(errors(&lines[0]), (None, Some(0), Some(1), Some(2)));
+        assert_eq!(errors(&lines[1]), (None, Some(0), Some(2), Some(1)));
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub struct NetSpan {
     /// The highest single interval's rates, bytes per second.
     pub rx_peak: f64,
     pub tx_peak: f64,
+    /// The kernel's error and drop counts; null when unknown.
+    pub rx_errors: Option<i64>,
+    pub tx_errors: Option<i64>,
+    pub rx_dropped: Option<i64>,
+    pub tx_dropped: Option<i64>,
 }
 
 /// Everything a report reads.
@@ -158,7 +163,7 @@ mod columns {
     ];
     /// `net_uid` and `net_uid_1m`: every column.
     pub const NET_UID: [&str; 6] = [U.ts_us, U.dur_ms, U.uid, U.user, U.rx_bytes, U.tx_bytes];
-    pub const NET: [&str; 8] = [
+    pub const NET: [&str; 12] = [
         N.ts_us,
         N.dur_ms,
         N.iface,
@@ -167,8 +172,12 @@ mod columns {
         N.tx_bytes,
         N.rx_packets,
         N.tx_packets,
+        N.rx_errors,
+        N.tx_errors,
+        N.rx_dropped,
+        N.tx_dropped,
     ];
-    pub const NET_MINUTE: [&str; 10] = [
+    pub const NET_MINUTE: [&str; 14] = [
         NM.ts_us,
         NM.dur_ms,
         NM.iface,
@@ -179,6 +188,10 @@ mod columns {
         NM.tx_packets,
         NM.rx_bytes_per_s_max,
         NM.tx_bytes_per_s_max,
+        NM.rx_errors,
+        NM.tx_errors,
+        NM.rx_dropped,
+        NM.tx_dropped,
     ];
     /// What the users' time covered by data needs of `net` when interfaces are not asked
     /// for (raw and roll-up rows alike).
@@ -525,6 +538,10 @@ fn read_net(
                 tx_bytes: r.tx_bytes,
                 rx_packets: r.rx_packets,
                 tx_packets: r.tx_packets,
+                rx_errors: r.rx_errors,
+                tx_errors: r.tx_errors,
+                rx_dropped: r.rx_dropped,
+                tx_dropped: r.tx_dropped,
             }
         },
         minute: |r: NetMinuteRow| NetSpan {
@@ -538,6 +555,10 @@ fn read_net(
             tx_packets: r.tx_packets,
             rx_peak: r.rx_bytes_per_s_max,
             tx_peak: r.tx_bytes_per_s_max,
+            rx_errors: r.rx_errors,
+            tx_errors: r.tx_errors,
+            rx_dropped: r.rx_dropped,
+            tx_dropped: r.tx_dropped,
         },
     };
     read_pair(tree, range, pair)

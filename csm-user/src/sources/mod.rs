@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod ebpf;
 pub mod host;
+pub mod link_errors;
 pub mod mounts;
 pub mod netns;
 pub mod ping;

@@ -113,7 +113,9 @@ impl IfaceNames {
             .collect()
     }
 
-    fn foreign_names(&mut self, netns: u32, ifindexes: &[u32]) -> Vec<IfaceName> {
+    /// A file that refers to namespace `netns` (not the daemon's own), found again by a
+    /// scan when the one known no longer does; `None` when nothing refers to it.
+    pub fn ns_file(&mut self, netns: u32) -> Option<PathBuf> {
         let still_valid = self
             .ns_files
             .get(&netns)
@@ -125,7 +127,11 @@ impl IfaceNames {
             let found = &self.ns_files;
             self.not_found.retain(|inode| !found.contains_key(inode));
         }
-        let Some(path) = self.ns_files.get(&netns).cloned() else {
+        self.ns_files.get(&netns).cloned()
+    }
+
+    fn foreign_names(&mut self, netns: u32, ifindexes: &[u32]) -> Vec<IfaceName> {
+        let Some(path) = self.ns_file(netns) else {
             return vec![IfaceName::Unknown; ifindexes.len()];
         };
         let ifindexes = ifindexes.to_vec();
@@ -146,12 +152,16 @@ impl IfaceNames {
 
 /// Runs on a throw-away thread: enters the namespace and asks for the names there.
 fn names_inside(ns_file: &Path, ifindexes: &[u32]) -> Option<Vec<IfaceName>> {
-    let file = fs::File::open(ns_file).ok()?;
-    // SAFETY: a valid fd; setns only changes this (short-lived) thread's namespace.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return None;
-    }
+    enter(ns_file)?;
     Some(ifindexes.iter().map(|&i| name_of_index(i)).collect())
+}
+
+/// Moves the calling thread (only it: call it on a throw-away thread) into the network
+/// namespace `ns_file` refers to; `None` when it cannot.
+pub fn enter(ns_file: &Path) -> Option<()> {
+    let file = fs::File::open(ns_file).ok()?;
+    // SAFETY: a valid fd; setns only changes this thread's namespace.
+    (unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == 0).then_some(())
 }
 
 fn name_of_index(ifindex: u32) -> IfaceName {

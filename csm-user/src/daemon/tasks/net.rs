@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use csm_common::{MAX_UIDS, OVERFLOW_UID};
 
+use super::mem::clamp;
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
-use crate::model::net::{idle_keys, iface_deltas, uid_deltas, IfaceKey};
-use crate::model::{NetSample, Stamp};
+use crate::model::net::{idle_keys, iface_deltas, link_deltas, uid_deltas, IfaceKey};
+use crate::model::{IfaceCounters, LinkErrors, NetSample, Stamp};
 use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
+use crate::sources::link_errors::LinkErrorsReader;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
 use csm_store::{Counters, Event, NetRow, NetUidRow, Source};
@@ -27,6 +29,7 @@ pub const OVERFLOW_USER: &str = "(overflow)";
 pub struct NetCollector {
     reader: NetReader,
     ifaces: IfaceNames,
+    link_errors: LinkErrorsReader,
     users: UserNames,
     /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
     uid_last_active: BTreeMap<u32, u64>,
@@ -39,7 +42,8 @@ impl NetCollector {
     pub fn new(reader: NetReader, paths: HostPaths) -> Self {
         NetCollector {
             reader,
-            ifaces: IfaceNames::new(paths),
+            ifaces: IfaceNames::new(paths.clone()),
+            link_errors: LinkErrorsReader::new(paths),
             users: UserNames::default(),
             uid_last_active: BTreeMap::new(),
             uid_map_full: false,
@@ -55,8 +59,7 @@ impl Collector for NetCollector {
     /// `net` and `net_uid` rows; then, drained, what is gone is deleted here and in the
     /// kernel.
     fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
-        let keys: Vec<IfaceKey> = cur.ifaces.keys().copied().collect();
-        let names = self.ifaces.resolve(&keys);
+        let names = self.ifaces.resolve(&iface_keys(cur));
         let (net, active) = net_rows(prev, cur, &names);
         let uids = self.uid_rows(prev, cur);
         let overflow_event = self.overflow_event(&uids);
@@ -83,8 +86,13 @@ impl Collector for NetCollector {
         rows
     }
 
+    /// The maps' counters, and the kernel's error and drop counters of the namespaces
+    /// they saw.
     fn sample(&mut self) -> anyhow::Result<NetSample> {
-        self.reader.sample()
+        let mut sample = self.reader.sample()?;
+        let namespaces: BTreeSet<u32> = sample.ifaces.keys().map(|(netns, _)| *netns).collect();
+        sample.links = self.link_errors.read(&mut self.ifaces, namespaces);
+        Ok(sample)
     }
 
     /// The pinned counters kept counting while the daemon was down: that traffic becomes
@@ -94,8 +102,7 @@ impl Collector for NetCollector {
         last_written: &NetSample,
         first: &NetSample,
     ) -> Option<(Vec<Rows>, Event)> {
-        let keys: Vec<IfaceKey> = first.ifaces.keys().copied().collect();
-        let names = self.ifaces.resolve(&keys);
+        let names = self.ifaces.resolve(&iface_keys(first));
         let (net, _) = net_rows(last_written, first, &names);
         let uids = self.uid_rows(last_written, first);
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
@@ -177,22 +184,48 @@ fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
     idle
 }
 
-/// `net` rows, and the interfaces that had traffic.
+/// The interfaces of a sample: those the maps saw, and those whose error and drop
+/// counters were read.
+fn iface_keys(sample: &NetSample) -> Vec<IfaceKey> {
+    let keys: BTreeSet<IfaceKey> = sample
+        .ifaces
+        .keys()
+        .chain(sample.links.keys())
+        .copied()
+        .collect();
+    keys.into_iter().collect()
+}
+
+/// The error and drop columns of a `net` row (the rest default): null when unknown.
+pub(super) fn link_columns(link: Option<LinkErrors>) -> NetRow {
+    NetRow {
+        rx_errors: link.map(|l| clamp(l.rx_errors)),
+        tx_errors: link.map(|l| clamp(l.tx_errors)),
+        rx_dropped: link.map(|l| clamp(l.rx_dropped)),
+        tx_dropped: link.map(|l| clamp(l.tx_dropped)),
+        ..NetRow::default()
+    }
+}
+
+/// `net` rows, and the interfaces that had traffic, errors or drops.
 fn net_rows(
     prev: &NetSample,
     cur: &NetSample,
     names: &BTreeMap<IfaceKey, IfaceName>,
 ) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
     let dur_ms = Stamp::dur_ms(prev.at, cur.at);
-    let deltas = iface_deltas(prev, cur);
-    let active = deltas.iter().map(|(key, _)| *key).collect();
-    let rows = deltas
-        .into_iter()
-        .map(|((netns, ifindex), d)| NetRow {
+    let traffic: BTreeMap<IfaceKey, IfaceCounters> = iface_deltas(prev, cur).into_iter().collect();
+    let links = link_deltas(prev, cur);
+    let with_errors = links.iter().filter(|(_, l)| !l.is_zero()).map(|(k, _)| *k);
+    let active: BTreeSet<IfaceKey> = traffic.keys().copied().chain(with_errors).collect();
+    let row = |key @ (netns, ifindex): IfaceKey| {
+        // An interface with errors or drops and no traffic counted has zero traffic.
+        let d = traffic.get(&key).copied().unwrap_or_default();
+        NetRow {
             ts_us: cur.at.wall_us,
             dur_ms,
             iface: names
-                .get(&(netns, ifindex))
+                .get(&key)
                 .unwrap_or(&IfaceName::Unknown)
                 .label(ifindex),
             ifindex: ifindex as i64,
@@ -202,8 +235,10 @@ fn net_rows(
             rx_packets: d.rx_packets as i64,
             tx_packets: d.tx_packets as i64,
             source: Source::Ebpf,
-        })
-        .collect();
+            ..link_columns(links.get(&key).copied())
+        }
+    };
+    let rows = active.iter().copied().map(row).collect();
     (rows, active)
 }
 

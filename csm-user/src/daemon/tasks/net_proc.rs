@@ -2,6 +2,7 @@
 //! not count them.
 
 use super::mem::clamp;
+use super::net::link_columns;
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::netdev::{net_intervals, NetInterval, NetSample};
@@ -84,6 +85,7 @@ fn rows(prev: &NetSample, cur: &NetSample, intervals: Vec<NetInterval>) -> Vec<N
             rx_packets: clamp(i.rx_packets),
             tx_packets: clamp(i.tx_packets),
             source: Source::Proc,
+            ..link_columns(i.link)
         })
         .collect()
 }

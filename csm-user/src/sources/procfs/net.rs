@@ -56,6 +56,7 @@ impl ProcNetSampler {
                     tx_bytes: counters[1],
                     rx_packets: counters[2],
                     tx_packets: counters[3],
+                    link: iface.link,
                 },
             );
         }

@@ -7,6 +7,7 @@
 //! with fewer or more columns still parse.
 
 use super::{clip, number, LineWarning, Parsed};
+use crate::model::LinkErrors;
 
 /// One interface's cumulative counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct IfaceCounters {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    /// `errs` and `drop` of both directions; `None` when the header has no such columns.
+    pub link: Option<LinkErrors>,
 }
 
 /// Where the counters sit among a data line's numbers.
@@ -26,6 +29,8 @@ struct Layout {
     rx_packets: usize,
     tx_bytes: usize,
     tx_packets: usize,
+    /// `errs` and `drop`, receive then transmit, where the header has them.
+    link: Option<[usize; 4]>,
 }
 
 /// Since Linux 2.2: 8 receive and 8 transmit columns, bytes then packets.
@@ -35,6 +40,7 @@ const MODERN: Layout = Layout {
     rx_packets: 1,
     tx_bytes: 0,
     tx_packets: 1,
+    link: Some([2, 2, 3, 3]),
 };
 
 pub fn parse_net_dev(text: &str) -> Parsed<Vec<IfaceCounters>> {
@@ -75,6 +81,15 @@ fn header_layout(line: &str) -> Result<Option<Layout>, String> {
     let rx: Vec<&str> = parts[1].split_whitespace().collect();
     let tx: Vec<&str> = parts[2].split_whitespace().collect();
     let find = |cols: &[&str], name: &str| cols.iter().position(|c| *c == name);
+    let link = match (
+        find(&rx, "errs"),
+        find(&tx, "errs"),
+        find(&rx, "drop"),
+        find(&tx, "drop"),
+    ) {
+        (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+        _ => None,
+    };
     match (
         find(&rx, "bytes"),
         find(&rx, "packets"),
@@ -87,6 +102,7 @@ fn header_layout(line: &str) -> Result<Option<Layout>, String> {
             rx_packets,
             tx_bytes,
             tx_packets,
+            link,
         })),
         _ => Err("header has no byte counters (Linux 2.0 layout?): traffic not collected".into()),
     }
@@ -103,7 +119,10 @@ fn parse_line(line: &str, layout: &Layout) -> Result<IfaceCounters, String> {
     }
     let values: Vec<&str> = counters.split_whitespace().collect();
     let tx_at = |i: usize| layout.rx_columns + i;
-    let needed = tx_at(layout.tx_bytes.max(layout.tx_packets)) + 1;
+    let link_tx = layout
+        .link
+        .map_or(0, |[_, tx_errs, _, tx_drop]| tx_errs.max(tx_drop));
+    let needed = tx_at(layout.tx_bytes.max(layout.tx_packets).max(link_tx)) + 1;
     if values.len() < needed {
         return Err(format!(
             "{name}: truncated ({} counters, {needed} needed)",
@@ -117,6 +136,15 @@ fn parse_line(line: &str, layout: &Layout) -> Result<IfaceCounters, String> {
         rx_packets: get(layout.rx_packets, "rx packets")?,
         tx_bytes: get(tx_at(layout.tx_bytes), "tx bytes")?,
         tx_packets: get(tx_at(layout.tx_packets), "tx packets")?,
+        link: match layout.link {
+            Some([rx_errs, tx_errs, rx_drop, tx_drop]) => Some(LinkErrors {
+                rx_errors: get(rx_errs, "rx errs")?,
+                tx_errors: get(tx_at(tx_errs), "tx errs")?,
+                rx_dropped: get(rx_drop, "rx drop")?,
+                tx_dropped: get(tx_at(tx_drop), "tx drop")?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -131,7 +159,7 @@ mod tests {
     fn modern_layout() {
         let text = format!(
             "{HEADER}    lo: 1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  \
-             eth0: 12345678901 98765 0 0 0 0 0 0 2222 33 0 0 0 0 0 0\n"
+             eth0: 12345678901 98765 4 5 0 0 0 0 2222 33 6 7 0 0 0 0\n"
         );
         let p = parse_net_dev(&text);
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -143,7 +171,13 @@ mod tests {
                 rx_bytes: 12345678901,
                 rx_packets: 98765,
                 tx_bytes: 2222,
-                tx_packets: 33
+                tx_packets: 33,
+                link: Some(LinkErrors {
+                    rx_errors: 4,
+                    tx_errors: 6,
+                    rx_dropped: 5,
+                    tx_dropped: 7
+                }),
             }
         );
     }
