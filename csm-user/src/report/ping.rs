@@ -62,7 +62,10 @@ fn target_line(target: &str, rows: &[&PingRow]) -> Target {
         .flat_map(|r| r.rtts_ms.iter().copied())
         .collect();
     rtts.sort_unstable_by(f64::total_cmp);
-    let outages = csm_store::outages::outages(rows.iter().map(|r| (r.ts_us, r.received)))
+    let outages = csm_store::outages::outages(rows.iter().map(|r| {
+        let measured = csm_store::outages::measured(r.sent, r.error.as_deref());
+        (r.ts_us, r.received, measured)
+    }))
         .into_iter()
         .map(|o| Outage {
             start_us: o.start_us,
