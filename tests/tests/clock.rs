@@ -64,7 +64,7 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
     }
     let data = DataDir::new();
     let config = data.config("[ping]\ninterval = \"1s\"\ncount = 3\n");
-    let mut daemon = Daemon::builder()
+    let daemon = Daemon::builder()
         .data_dir(&data)
         .args(["--host", "test", "--interval", "1s", "--flush-interval", "1s"])
         .arg("--config")
