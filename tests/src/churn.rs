@@ -1,7 +1,7 @@
 //! The namespace-churn load of issue 21 (point 3), as an unprivileged user does it: many
 //! sleeping processes (a /proc walk has that many entries to read) and a loop that
 //! creates and destroys network namespaces (`unshare -Urn`, no privileges needed), each
-//! with a packet on its own `lo` so that the daemon sees the namespace's traffic.
+//! with a UDP datagram on its own `lo` so that the daemon sees the namespace's traffic.
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -29,8 +29,8 @@ impl Churn {
             .expect("start the sleepers");
         let namespaces = user
             .shell(
-                "while :; do unshare -Urn sh -c \
-                 'ip link set lo up && ping -c 1 -W 1 127.0.0.1' >/dev/null 2>&1; done",
+                "while :; do unshare -Urn bash -c \
+                 'ip link set lo up && echo x > /dev/udp/127.0.0.1/9' >/dev/null 2>&1; done",
             )
             .stdout(Stdio::null())
             .stderr(Stdio::null())

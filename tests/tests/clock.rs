@@ -33,21 +33,29 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// The worst deviation from 1 s among the intervals that start in `[from, to)`: each
-/// distinct `(ts, dur_ms)`, and the spacing of consecutive interval starts.
+/// The worst deviation from 1 s among the intervals that overlap `[from, to)`: each
+/// distinct `(ts, dur_ms)`, and the spacing of consecutive interval starts (with the
+/// window's own ends, so that a collector stalled through the window counts too); and
+/// how many intervals start in the window.
 fn worst_deviation(intervals: &[(i64, i64)], from: i64, to: i64) -> (f64, usize) {
     let chosen: Vec<(i64, i64)> = intervals
         .iter()
         .copied()
-        .filter(|(ts, _)| (from..to).contains(ts))
+        .filter(|&(ts, dur_ms)| ts < to && ts + dur_ms * 1000 > from)
         .collect();
-    let from_lengths = chosen.iter().map(|&(_, dur_ms)| dur_ms * 1000);
-    let from_spacing = chosen.windows(2).map(|w| w[1].0 - w[0].0);
-    let worst = from_lengths
-        .chain(from_spacing)
+    let lengths = chosen.iter().map(|&(_, dur_ms)| dur_ms * 1000);
+    let starts: Vec<i64> = std::iter::once(from)
+        .chain(chosen.iter().map(|&(ts, _)| ts).filter(|ts| (from..to).contains(ts)))
+        .chain(std::iter::once(to))
+        .collect();
+    // The window's ends are not interval starts: a gap to them counts only when longer.
+    let spacing = starts.windows(2).map(|w| (w[1] - w[0]).max(SECOND_US));
+    let worst = lengths
+        .chain(spacing)
         .map(|us| (us - SECOND_US).abs() as f64 / SECOND_US as f64)
         .fold(0.0, f64::max);
-    (worst, chosen.len())
+    let started = starts.len() - 2;
+    (worst, started)
 }
 
 /// The distinct intervals of a table's rows, in time order.
@@ -103,6 +111,14 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         .iter()
         .map(|r| r.ts_us.rem_euclid(SECOND_US) as f64 / 1000.0)
         .fold(0.0, f64::max);
+    let ping_starts: Vec<i64> = std::iter::once(loaded_from)
+        .chain(loaded_ping.iter().map(|r| r.ts_us))
+        .chain(std::iter::once(loaded_to))
+        .collect();
+    let longest_ping_gap_s = ping_starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .fold(0.0, f64::max);
     let not_measured = ping
         .iter()
         .filter(|r| !measured(r.sent, r.error.as_deref()))
@@ -111,14 +127,18 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         ping.iter()
             .map(|r| (r.ts_us, r.received, measured(r.sent, r.error.as_deref()))),
     );
+    // What the definition before "not measured" existed would have called outages.
+    let counting_unmeasured = outages(ping.iter().map(|r| (r.ts_us, r.received, true)));
     println!(
         "under churn for {LOADED:?}: cpu intervals {cpu_n}, worst {:.1} %; net intervals \
          {net_n}, worst {:.1} %; ping {} measurements, latest start {latest_start_ms:.1} ms \
-         into its second, {not_measured} not measured, {} outages; daemon {:.1} % of a core",
+         into its second, longest gap between starts {longest_ping_gap_s:.1} s, \
+         {not_measured} not measured, {} outages ({} counting unmeasured ones); daemon {:.1} % of a core",
         cpu_worst * 100.0,
         net_worst * 100.0,
         loaded_ping.len(),
         found.len(),
+        counting_unmeasured.len(),
         cpu_share * 100.0
     );
 
