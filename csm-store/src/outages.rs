@@ -94,7 +94,7 @@ mod tests {
 
     const S: i64 = 1_000_000;
 
-    fn every_10s(answered: &[bool]) -> Vec<(i64, i64)> {
+    fn every_10s(answered: &[bool]) -> Vec<(i64, i64, bool)> {
         answered
             .iter()
             .enumerate()

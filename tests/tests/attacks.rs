@@ -264,7 +264,14 @@ fn a_data_dir_swapped_for_a_link_mid_run_keeps_every_write_in_the_folder_opened(
     let parent = data.path().parent().unwrap().to_path_buf();
     std::os::unix::fs::chown(&parent, Some(user.uid), Some(user.gid)).unwrap();
     let mut daemon = Daemon::builder()
-        .args(["--host", "test", "--interval", "200ms", "--flush-interval", "1s"])
+        .args([
+            "--host",
+            "test",
+            "--interval",
+            "200ms",
+            "--flush-interval",
+            "1s",
+        ])
         .data_dir(&data)
         .spawn();
     started(&mut daemon);

@@ -96,7 +96,11 @@ fn intervals_csm_cannot_keep_are_refused_naming_the_key() {
         ("--retain", "retain 18446744073709551615s: over 36500d"),
         ("--duration", "duration 18446744073709551615s: over 3650d"),
     ] {
-        assert_clean_failure(&run_csm(["run", flag, "18446744073709551615s"]), 2, &[needle]);
+        assert_clean_failure(
+            &run_csm(["run", flag, "18446744073709551615s"]),
+            2,
+            &[needle],
+        );
     }
     // A negative duration is a bad value of its flag, not an unknown argument.
     assert_clean_failure(

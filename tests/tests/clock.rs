@@ -45,7 +45,12 @@ fn worst_deviation(intervals: &[(i64, i64)], from: i64, to: i64) -> (f64, usize)
         .collect();
     let lengths = chosen.iter().map(|&(_, dur_ms)| dur_ms * 1000);
     let starts: Vec<i64> = std::iter::once(from)
-        .chain(chosen.iter().map(|&(ts, _)| ts).filter(|ts| (from..to).contains(ts)))
+        .chain(
+            chosen
+                .iter()
+                .map(|&(ts, _)| ts)
+                .filter(|ts| (from..to).contains(ts)),
+        )
         .chain(std::iter::once(to))
         .collect();
     // The window's ends are not interval starts: a gap to them counts only when longer.
@@ -74,7 +79,14 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
     let config = data.config("[ping]\ninterval = \"1s\"\ncount = 3\n");
     let daemon = Daemon::builder()
         .data_dir(&data)
-        .args(["--host", "test", "--interval", "1s", "--flush-interval", "1s"])
+        .args([
+            "--host",
+            "test",
+            "--interval",
+            "1s",
+            "--flush-interval",
+            "1s",
+        ])
         .arg("--config")
         .arg(&config)
         .args(["--ping", "127.0.0.1"])
@@ -85,8 +97,8 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let (ticks_before, loaded_from, t0) = (cpu_ticks(daemon.pid()), now_us(), Instant::now());
     sleep(LOADED);
-    let cpu_share = (cpu_ticks(daemon.pid()) - ticks_before) as f64 / clk_tck
-        / t0.elapsed().as_secs_f64();
+    let cpu_share =
+        (cpu_ticks(daemon.pid()) - ticks_before) as f64 / clk_tck / t0.elapsed().as_secs_f64();
     let loaded_to = now_us();
     drop(churn);
     sleep(Duration::from_secs(2));
@@ -149,7 +161,9 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         loaded_ping.len()
     );
     assert!(
-        loaded_ping.iter().all(|r| r.received == r.sent && r.sent == 3),
+        loaded_ping
+            .iter()
+            .all(|r| r.received == r.sent && r.sent == 3),
         "every loopback echo answered: {loaded_ping:?}"
     );
     assert!(cpu_n as u64 >= LOADED.as_secs() - 2, "cpu rows: {cpu_n}");

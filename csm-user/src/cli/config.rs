@@ -566,7 +566,10 @@ mod tests {
         let err = resolve("[mem]\ninterval = \"2h\"\n").unwrap_err();
         assert!(err.starts_with("mem.interval 7200s: over 1h"), "{err}");
         let err = resolve("[mem]\npss_interval = \"2d\"\n").unwrap_err();
-        assert!(err.starts_with("mem.pss_interval 172800s: over 1d"), "{err}");
+        assert!(
+            err.starts_with("mem.pss_interval 172800s: over 1d"),
+            "{err}"
+        );
         let err = resolve("[ping]\ntargets = [\"a\"]\ninterval = \"10ms\"\n").unwrap_err();
         assert!(err.starts_with("ping.interval 10ms: below 100ms"), "{err}");
         let err = resolve("[[ping.target]]\nhost = \"b\"\ninterval = \"3d\"\n").unwrap_err();

@@ -66,18 +66,18 @@ fn target_line(target: &str, rows: &[&PingRow]) -> Target {
         let measured = csm_store::outages::measured(r.sent, r.error.as_deref());
         (r.ts_us, r.received, measured)
     }))
-        .into_iter()
-        .map(|o| Outage {
-            start_us: o.start_us,
-            end_us: o.end_us,
-            start_ts: rfc3339(o.start_us),
-            end_ts: o.end_us.map(rfc3339),
-            duration_s: o.duration_us() as f64 / 1e6,
-            measurements: o.measurements,
-            first_error: rows[o.first].error.clone(),
-            ongoing: o.ongoing(),
-        })
-        .collect();
+    .into_iter()
+    .map(|o| Outage {
+        start_us: o.start_us,
+        end_us: o.end_us,
+        start_ts: rfc3339(o.start_us),
+        end_ts: o.end_us.map(rfc3339),
+        duration_s: o.duration_us() as f64 / 1e6,
+        measurements: o.measurements,
+        first_error: rows[o.first].error.clone(),
+        ongoing: o.ongoing(),
+    })
+    .collect();
     Target {
         target: target.to_string(),
         measurements: rows.len() as i64,
