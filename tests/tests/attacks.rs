@@ -96,8 +96,12 @@ fn as_user(user: &TestUser, script: &str) {
 
 /// `csm run --backend proc` on `data`, 200 ms samples, flushed every second.
 fn proc_daemon(data: &DataDir) -> csm_tests::DaemonBuilder {
+    daemon_200ms(data).backend("proc")
+}
+
+/// `csm run` (its default backend) on `data`, 200 ms samples, flushed every second.
+fn daemon_200ms(data: &DataDir) -> csm_tests::DaemonBuilder {
     Daemon::builder()
-        .backend("proc")
         .args([
             "--host",
             "test",
@@ -263,17 +267,7 @@ fn a_data_dir_swapped_for_a_link_mid_run_keeps_every_write_in_the_folder_opened(
     let data = DataDir::new();
     let parent = data.path().parent().unwrap().to_path_buf();
     std::os::unix::fs::chown(&parent, Some(user.uid), Some(user.gid)).unwrap();
-    let mut daemon = Daemon::builder()
-        .args([
-            "--host",
-            "test",
-            "--interval",
-            "200ms",
-            "--flush-interval",
-            "1s",
-        ])
-        .data_dir(&data)
-        .spawn();
+    let mut daemon = daemon_200ms(&data).spawn();
     started(&mut daemon);
     std::thread::sleep(Duration::from_millis(1500));
     let moved = parent.join("moved");
