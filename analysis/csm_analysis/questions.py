@@ -98,7 +98,12 @@ def ping_outages(ping: pd.DataFrame) -> pd.DataFrame:
     NaT while the outage goes on (``ongoing``); ``duration`` runs to ``end_ts``, or for an
     ongoing outage to its last measurement plus one interval (the step before that
     measurement); ``first_error`` is the first measurement's error (None for plain loss).
+
+    A measurement the daemon could not send on time (``sent = 0`` and an error starting
+    with ``not measured``: the daemon was stalled, not the target) is left out, as if the
+    daemon had not run then.
     """
+    ping = ping[~_not_measured(ping)]
     if ping.empty:
         return pd.DataFrame(columns=OUTAGE_COLUMNS)
     rows = []
@@ -121,6 +126,14 @@ def ping_outages(ping: pd.DataFrame) -> pd.DataFrame:
     out["measurements"] = out["measurements"].astype("int64")
     out["ongoing"] = out["ongoing"].astype(bool)
     return out.sort_values(["host", "target", "start_ts"], ignore_index=True)
+
+
+def _not_measured(ping: pd.DataFrame) -> pd.Series:
+    """Measurements the daemon could not send on time (see ``ping_outages``)."""
+    if "error" not in ping or "sent" not in ping:
+        return pd.Series(False, index=ping.index)
+    late = ping["error"].fillna("").astype(str).str.startswith("not measured")
+    return late & (ping["sent"] == 0)
 
 
 def _outage(host, target, ts, errors, first, last) -> dict:

@@ -19,6 +19,10 @@
 -- A daemon stop inside an outage is not seen: the outage then ends at the first answered
 -- measurement after the restart.
 --
+-- A measurement the daemon could not send on time (sent = 0 and an error starting with
+-- 'not measured': the daemon was stalled, not the target) is left out, as if the daemon
+-- had not run then: it neither starts, extends nor ends an outage.
+--
 -- The same definition in Rust (`csm_store::outages`: `csm report`, the ping chart) and in
 -- Python (`csm_analysis.ping_outages`); the tests hold all three equal.
 --
@@ -30,6 +34,7 @@ WITH ping AS (
            -- the interval between measurements of this target, for ongoing outages
            ts - lag(ts) OVER (PARTITION BY host, target ORDER BY ts) AS step
     FROM read_parquet('<data-dir>/ping/**/*.parquet', hive_partitioning = true)
+    WHERE NOT (sent = 0 AND coalesce(starts_with(error, 'not measured'), false))
 ),
 runs AS (
     SELECT *,

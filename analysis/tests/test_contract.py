@@ -155,6 +155,24 @@ def test_python_and_sql_outages_agree_to_the_microsecond(tmp_path):
     assert nohost["ongoing"] and nohost["duration_s"] == 40.0
 
 
+def test_measurements_not_sent_on_time_are_left_out_by_both(tmp_path):
+    """A stalled daemon (``not measured``) makes no outage; real loss after it does."""
+    t0 = pd.Timestamp("2026-11-25T22:08:00Z")
+    late = "not measured: started after its deadline"
+    rows = [(t0, "lo", 3, 3, None)]
+    rows += [(t0 + pd.Timedelta(seconds=s), "lo", 0, 0, late) for s in (1, 2, 3)]
+    rows += [(t0 + pd.Timedelta(seconds=4), "lo", 3, 3, None)]
+    rows += [(t0 + pd.Timedelta(seconds=5), "lo", 0, 0, late)]
+    rows += [(t0 + pd.Timedelta(seconds=6), "lo", 3, 0, None)]
+    rows += [(t0 + pd.Timedelta(seconds=7), "lo", 3, 3, None)]
+    _write_ping(tmp_path, "h1", rows)
+    python = csm.ping_outages(csm.load(tmp_path, "ping"))
+    sql = _sql_outages(tmp_path)
+    assert list(python["measurements"]) == list(sql["measurements"]) == [1]
+    assert list(python["duration_s"]) == list(sql["duration_s"]) == [1.0]
+    assert python.loc[0, "start_ts"] == t0 + pd.Timedelta(seconds=6)
+
+
 def test_python_and_sql_outages_agree_on_the_store_fixture(fixture_dir):
     python = csm.ping_outages(csm.load(fixture_dir, "ping"))
     sql = _sql_outages(fixture_dir)

@@ -133,7 +133,7 @@ fn target_answers(rows: &[&PingRow]) -> String {
     let received = rows.iter().map(|r| r.received).sum();
     let mut rtts: Vec<f64> = rows.iter().flat_map(|r| r.rtts_ms.clone()).collect();
     rtts.sort_unstable_by(f64::total_cmp);
-    let outages: Vec<String> = csm_store::outages::outages(rows.iter().map(|r| (r.ts_us, r.received)))
+    let outages: Vec<String> = csm_store::outages::of_rows(rows.iter().copied())
         .iter()
         .map(|o| {
             format!(

@@ -6,9 +6,9 @@ use std::fs::{self, File};
 
 use rustix::fs::{Mode, OFlags};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The lock file, in the data dir; holds the pid of the daemon that has it.
 pub const LOCK_FILE: &str = ".csm.lock";
@@ -57,6 +57,47 @@ pub fn check_folder(dir: &Path, allow_unsafe: bool, override_flag: &str) -> io::
         ));
     }
     Ok(())
+}
+
+/// The data dir opened once, at start, and held until stop: every later path into it goes
+/// through [`HeldDir::path`], `/proc/self/fd/<n>`, which the kernel resolves to the folder
+/// this descriptor holds (not to whatever has the data dir's name by then). A user who
+/// owns the data dir's parent may rename the folder and plant a link under its name
+/// mid-run: csm's writes (tables, roll-ups, retention, state files, lock) still land in
+/// the folder it opened, never in the link's target.
+#[derive(Debug)]
+pub struct HeldDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl HeldDir {
+    /// Opens `dir` (links in its path followed: the administrator named it) and checks
+    /// that `/proc/self/fd` leads back to it (it does not where /proc is not mounted).
+    pub fn open(dir: &Path) -> io::Result<HeldDir> {
+        let fd = crate::beneath::open_root(dir)?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let held = rustix::fs::fstat(&fd)?;
+        let via_proc = rustix::fs::stat(&path).map_err(|err| {
+            io::Error::other(format!("{}: {err} (is /proc mounted?)", path.display()))
+        })?;
+        if (via_proc.st_dev, via_proc.st_ino) != (held.st_dev, held.st_ino) {
+            return Err(io::Error::other(format!(
+                "{} does not lead to the folder csm opened (is /proc mounted?)",
+                path.display()
+            )));
+        }
+        Ok(HeldDir { fd, path })
+    }
+
+    /// The path through the held descriptor: `/proc/self/fd/<n>`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
 }
 
 /// The data dir's lock, held for as long as this value lives.
@@ -146,6 +187,21 @@ mod tests {
         );
         assert!(err.to_string().contains("--allow-unsafe-data-dir"), "{err}");
         check_ownership(dir.path(), true).unwrap();
+    }
+
+    #[test]
+    fn the_held_dir_stays_the_folder_opened_when_its_name_is_swapped() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let elsewhere = parent.path().join("elsewhere");
+        fs::create_dir(&dir).unwrap();
+        fs::create_dir(&elsewhere).unwrap();
+        let held = HeldDir::open(&dir).unwrap();
+        fs::rename(&dir, parent.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+        fs::write(held.path().join("rows"), b"1").unwrap();
+        assert_eq!(fs::read(parent.path().join("moved/rows")).unwrap(), b"1");
+        assert!(!elsewhere.join("rows").exists());
     }
 
     /// Needs root (only root can hand a folder to another user), as every csm test does.

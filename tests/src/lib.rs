@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod churn;
 pub mod daemon;
 pub mod data;
 pub mod net;
@@ -33,10 +34,15 @@ pub use workload::{schedstat_ns, wait_cpu_ns, Rng, TestUser};
 
 /// `target/release/<name>` of this workspace (`csm`, `csm-plot`): the tests run the real
 /// binaries, which `cargo xtask test` builds first.
+///
+/// `CSM_TEST_BIN_DIR` names another folder of binaries (another build, to measure a
+/// change side by side with the same test).
 pub fn csm_bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/release")
-        .join(name);
+    let dir = std::env::var_os("CSM_TEST_BIN_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo xtask test`, or `cargo build --release -p \

@@ -96,8 +96,12 @@ fn as_user(user: &TestUser, script: &str) {
 
 /// `csm run --backend proc` on `data`, 200 ms samples, flushed every second.
 fn proc_daemon(data: &DataDir) -> csm_tests::DaemonBuilder {
+    daemon_200ms(data).backend("proc")
+}
+
+/// `csm run` (its default backend) on `data`, 200 ms samples, flushed every second.
+fn daemon_200ms(data: &DataDir) -> csm_tests::DaemonBuilder {
     Daemon::builder()
-        .backend("proc")
         .args([
             "--host",
             "test",
@@ -249,6 +253,56 @@ fn a_link_planted_as_a_table_folder_makes_root_write_nothing_outside() {
     assert!(
         !data.rows::<CpuRow>().is_empty(),
         "the other tables are written"
+    );
+}
+
+/// Issue 21, point 6: a user who owns the data dir's parent renames the data dir while
+/// the daemon runs and plants a link to a folder of root's under its name. Nothing in
+/// the link's target changes, and rows keep landing in the folder the daemon opened (now
+/// under its new name) until the stop.
+#[test]
+fn a_data_dir_swapped_for_a_link_mid_run_keeps_every_write_in_the_folder_opened() {
+    require_root();
+    let user = TestUser::create("swp");
+    let victim = Victim::new();
+    let data = DataDir::new();
+    let parent = data.path().parent().unwrap().to_path_buf();
+    std::os::unix::fs::chown(&parent, Some(user.uid), Some(user.gid)).unwrap();
+    let mut daemon = daemon_200ms(&data).spawn();
+    started(&mut daemon);
+    std::thread::sleep(Duration::from_millis(1500));
+    let moved = parent.join("moved");
+    as_user(
+        &user,
+        &format!(
+            "mv {d} {m} && ln -s {v} {d}",
+            d = data.path().display(),
+            m = moved.display(),
+            v = victim.path().display()
+        ),
+    );
+    let swapped_at = now_us();
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = stopped(daemon).join("\n");
+    victim.assert_untouched();
+
+    // The folder back under its name, for the reader.
+    fs::remove_file(data.path()).unwrap();
+    fs::rename(&moved, data.path()).unwrap();
+    let late_cpu = data
+        .rows::<CpuRow>()
+        .iter()
+        .filter(|r| r.ts_us > swapped_at + 1_000_000)
+        .count();
+    assert!(late_cpu > 0, "no cpu rows after the swap:\n{log}");
+    let events = data.events();
+    assert!(
+        matches!(events.last(), Some((_, csm::store::Event::Stop(_)))),
+        "the stop event lands in the folder opened: {events:?}"
+    );
+    assert!(
+        data.pin_dirs().is_empty(),
+        "the pins are removed at the stop"
     );
 }
 

@@ -84,6 +84,24 @@ fn intervals_csm_cannot_keep_are_refused_naming_the_key() {
         2,
         &["flush_interval", "over 1h"],
     );
+    // Issue 21 point 7: 2^64-1 s overflowed nothing visible and was accepted.
+    let out = run_csm(["run", "--interval", "18446744073709551615s"]);
+    assert_clean_failure(
+        &out,
+        2,
+        &["interval 18446744073709551615s: over 1h, the longest row csm writes"],
+    );
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    for (flag, needle) in [
+        ("--retain", "retain 18446744073709551615s: over 36500d"),
+        ("--duration", "duration 18446744073709551615s: over 3650d"),
+    ] {
+        assert_clean_failure(
+            &run_csm(["run", flag, "18446744073709551615s"]),
+            2,
+            &[needle],
+        );
+    }
     // A negative duration is a bad value of its flag, not an unknown argument.
     assert_clean_failure(
         &run_csm(["run", "--interval", "-3s"]),

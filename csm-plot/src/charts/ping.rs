@@ -88,7 +88,8 @@ fn columns(ctx: &Context, samples: &[PingSample]) -> Vec<Column> {
 /// first measurement without a reply to the next answered one; an ongoing outage runs one
 /// step past its last measurement.
 pub fn outages(samples: &[PingSample]) -> Vec<(i64, i64)> {
-    csm_store::outages::outages(samples.iter().map(|s| (s.ts_us, s.received)))
+    let measured = |s: &PingSample| csm_store::outages::measured(s.sent, s.error.as_deref());
+    csm_store::outages::outages(samples.iter().map(|s| (s.ts_us, s.received, measured(s))))
         .into_iter()
         .map(|o| (o.start_us, o.until_us))
         .collect()

@@ -53,30 +53,106 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// The longest flush interval: what a crash may lose, and how long rows wait in memory.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Refuses intervals csm cannot keep or that would hold data back for too long, naming
-/// the key (the same name as the flag: `interval` is `--interval`).
-fn check_limits(settings: &Settings) -> Result<(), ConfigError> {
-    let too_short = |key: &'static str, value: Duration| {
-        (value < MIN_INTERVAL).then_some(ConfigError::OutOfRange {
-            key,
-            value,
-            message: "below the 10ms csm samples at (use 10ms or more)",
-        })
-    };
-    let checks = [
-        too_short("interval", settings.interval),
-        too_short("mem.interval", settings.mem_interval),
-        too_short("mem.pss_interval", settings.pss_interval),
-        (settings.flush_interval > MAX_FLUSH_INTERVAL).then_some(ConfigError::OutOfRange {
-            key: "flush_interval",
-            value: settings.flush_interval,
-            message: "over 1h, the most rows may wait in memory (and a crash may lose)",
-        }),
-    ];
-    match checks.into_iter().flatten().next() {
-        Some(err) => Err(err),
-        None => Ok(()),
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The range a duration setting must fall in, and what each bound protects.
+struct Limit {
+    /// The key, the same name as the flag (`interval` is `--interval`).
+    key: &'static str,
+    min: Duration,
+    max: Duration,
+    below: &'static str,
+    above: &'static str,
+}
+
+const SAMPLES_AT: &str = "below the 10ms csm samples at (use 10ms or more)";
+const ROW_LENGTH: &str = "over 1h, the longest row csm writes (rows are cut at each hour's file)";
+
+/// Limits of the row intervals (the same for `interval` and `mem.interval`).
+const fn row_interval(key: &'static str) -> Limit {
+    Limit {
+        key,
+        min: MIN_INTERVAL,
+        max: HOUR,
+        below: SAMPLES_AT,
+        above: ROW_LENGTH,
     }
+}
+
+const INTERVAL: Limit = row_interval("interval");
+const MEM_INTERVAL: Limit = row_interval("mem.interval");
+const PSS_INTERVAL: Limit = Limit {
+    key: "mem.pss_interval",
+    min: MIN_INTERVAL,
+    max: DAY,
+    below: SAMPLES_AT,
+    above: "over 1d: PSS would be as good as never measured",
+};
+const FLUSH_INTERVAL: Limit = Limit {
+    key: "flush_interval",
+    min: Duration::from_millis(100),
+    max: MAX_FLUSH_INTERVAL,
+    below: "below 100ms: csm would do little but rewrite files",
+    above: "over 1h, the most rows may wait in memory (and a crash may lose)",
+};
+const PING_INTERVAL: Limit = Limit {
+    key: "ping.interval",
+    min: Duration::from_millis(100),
+    max: DAY,
+    below: "below 100ms: too short for a measurement to wait for its replies",
+    above: "over 1d: an outage could go unseen for days",
+};
+const RETAIN: Limit = Limit {
+    key: "retain",
+    min: HOUR,
+    max: Duration::from_secs(36_500 * 86_400),
+    below: "below 1h: csm would delete the hour it is writing",
+    above: "over 36500d (100 years): leave retain out to keep everything",
+};
+const DURATION: Limit = Limit {
+    key: "duration",
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3650 * 86_400),
+    below: "below 1ms: nothing would be collected",
+    above: "over 3650d (10 years): leave --duration out to run until stopped",
+};
+
+impl Limit {
+    fn check(&self, value: Duration) -> Result<(), ConfigError> {
+        let message = if value < self.min {
+            self.below
+        } else if value > self.max {
+            self.above
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::OutOfRange {
+            key: self.key,
+            value,
+            message,
+        })
+    }
+}
+
+/// Refuses durations csm cannot keep, that would hold data back for too long or that
+/// would overflow the clock arithmetic (`--interval 18446744073709551615s`), naming the
+/// key; the same checks for flags and config keys, as both end here.
+fn check_limits(settings: &Settings) -> Result<(), ConfigError> {
+    INTERVAL.check(settings.interval)?;
+    MEM_INTERVAL.check(settings.mem_interval)?;
+    PSS_INTERVAL.check(settings.pss_interval)?;
+    FLUSH_INTERVAL.check(settings.flush_interval)?;
+    if let Some(retain) = settings.retain {
+        RETAIN.check(retain)?;
+    }
+    if let Some(duration) = settings.duration {
+        DURATION.check(duration)?;
+    }
+    for target in &settings.ping_targets {
+        PING_INTERVAL.check(target.interval)?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -415,6 +491,91 @@ mod tests {
             .collect();
         assert_eq!(hosts, vec![("a", 5), ("c", 5), ("b", 5)]);
         assert_eq!(s.ping_targets[2].interval, Duration::from_secs(10));
+    }
+
+    /// Settings from flags alone, or the error.
+    fn resolve_flags(args: RunArgs) -> Result<Settings, String> {
+        Settings::resolve(&args).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn durations_out_of_their_range_are_refused_naming_the_key() {
+        let huge = Some(Duration::from_secs(u64::MAX));
+        let err = resolve_flags(RunArgs {
+            interval: huge,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "interval 18446744073709551615s: over 1h, the longest row csm writes (rows are cut \
+             at each hour's file)"
+        );
+        for (args, key) in [
+            (
+                RunArgs {
+                    retain: huge,
+                    ..Default::default()
+                },
+                "retain ",
+            ),
+            (
+                RunArgs {
+                    duration: huge,
+                    ..Default::default()
+                },
+                "duration ",
+            ),
+            (
+                RunArgs {
+                    flush_interval: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "flush_interval 0ns: below 100ms",
+            ),
+            (
+                RunArgs {
+                    retain: Some(Duration::from_secs(60)),
+                    ..Default::default()
+                },
+                "retain 60s: below 1h",
+            ),
+        ] {
+            let err = resolve_flags(args).unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+        }
+        let ok = resolve_flags(RunArgs {
+            interval: Some(Duration::from_secs(3600)),
+            retain: Some(Duration::from_secs(90 * 86_400)),
+            ..Default::default()
+        });
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn config_keys_get_the_same_limits_as_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            resolve_flags(RunArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let err = resolve("[mem]\ninterval = \"2h\"\n").unwrap_err();
+        assert!(err.starts_with("mem.interval 7200s: over 1h"), "{err}");
+        let err = resolve("[mem]\npss_interval = \"2d\"\n").unwrap_err();
+        assert!(
+            err.starts_with("mem.pss_interval 172800s: over 1d"),
+            "{err}"
+        );
+        let err = resolve("[ping]\ntargets = [\"a\"]\ninterval = \"10ms\"\n").unwrap_err();
+        assert!(err.starts_with("ping.interval 10ms: below 100ms"), "{err}");
+        let err = resolve("[[ping.target]]\nhost = \"b\"\ninterval = \"3d\"\n").unwrap_err();
+        assert!(err.starts_with("ping.interval 259200s: over 1d"), "{err}");
+        let err = resolve("retain = \"500000y\"\n").unwrap_err();
+        assert!(err.starts_with("retain "), "{err}");
     }
 
     #[test]

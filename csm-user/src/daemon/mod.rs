@@ -13,7 +13,7 @@ pub mod settings;
 pub mod state;
 pub mod tasks;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
+use csm_store::data_dir::HeldDir;
 use backend::Collectors;
 use csm_store::{Event, EventRow, Recovered, Row, Store, StoreOptions, TableRows, WriteError};
 use settings::Settings;
@@ -118,12 +119,21 @@ pub fn run(settings: Settings) -> Result<(), RunError> {
 }
 
 async fn run_local(settings: Settings) -> Result<(), RunError> {
-    let settings = Arc::new(settings);
-    let mut store = open_data_dir(&settings)?;
+    let named = settings.data_dir.clone();
+    let held = hold_data_dir(&settings)?;
+    // From here on every path into the data dir goes through the held descriptor; the
+    // pin folder keeps the name made from the data dir's own path (`csm top` finds it so).
+    let as_named = settings.clone();
+    let settings = Arc::new(Settings {
+        data_dir: held.path().to_path_buf(),
+        ..settings
+    });
+    let mut store = open_data_dir(&settings, &named)?;
     let mut signals = Signals::install()?;
-    let mut collectors = backend::select(&settings)?;
+    let mut collectors = backend::select(&as_named)?;
+    drop(as_named);
     let started = now_us();
-    record_start(&mut store, &settings, &mut collectors, started);
+    record_start(&mut store, &settings, &named, &mut collectors, started);
     let boot_id = settings.paths.boot_id();
     plan_resume(
         &mut store,
@@ -155,7 +165,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         settings,
     };
     let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
-    ready::notify_ready(&writer.settings.data_dir);
+    ready::notify_ready(&named);
     drop(ctx);
 
     let stop_reason = writer.run_until_stop(&mut signals, started).await;
@@ -163,16 +173,26 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let _ = stop_tx.send(true);
     finish_collectors(handles).await;
     drop(keep_alive);
-    writer.finish(stop_reason)
+    let finished = writer.finish(stop_reason);
+    drop(held);
+    finished
+}
+
+/// The data dir, created if missing and opened once: see [`HeldDir`].
+fn hold_data_dir(settings: &Settings) -> Result<HeldDir, RunError> {
+    let dir = &settings.data_dir;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| HeldDir::open(dir))
+        .map_err(|err| RunError::usage(format!("data dir {}: {err}", dir.display())))
 }
 
 /// Opens the store, which refuses a data dir other users could write in and takes the
 /// data dir's lock before it touches anything (held as long as the store lives).
-fn open_data_dir(settings: &Settings) -> Result<Store, RunError> {
+fn open_data_dir(settings: &Settings, named: &Path) -> Result<Store, RunError> {
     let mut options = StoreOptions::new(&settings.data_dir, &settings.host);
     options.allow_unsafe_data_dir = settings.allow_unsafe_data_dir;
     Store::open(options)
-        .map_err(|err| RunError::usage(format!("data dir {}: {err}", settings.data_dir.display())))
+        .map_err(|err| RunError::usage(format!("data dir {}: {err}", named.display())))
 }
 
 /// The stop signals, installed before anything starts so that none is missed.
@@ -200,9 +220,15 @@ impl Signals {
 
 /// The log line and the start events: what runs, with which backend, on what machine,
 /// and what happened to pinned state.
-fn record_start(store: &mut Store, settings: &Settings, collectors: &mut Collectors, at: i64) {
+fn record_start(
+    store: &mut Store,
+    settings: &Settings,
+    named: &Path,
+    collectors: &mut Collectors,
+    at: i64,
+) {
     info!(
-        data_dir = %settings.data_dir.display(),
+        data_dir = %named.display(),
         host = %settings.host,
         interval = ?settings.interval,
         backend = %collectors.description,
@@ -214,7 +240,7 @@ fn record_start(store: &mut Store, settings: &Settings, collectors: &mut Collect
             "csm {} interval={:?} data_dir={}",
             env!("CARGO_PKG_VERSION"),
             settings.interval,
-            settings.data_dir.display()
+            named.display()
         )),
     );
     store.event(at, Event::Backend(collectors.description.clone()));

@@ -151,19 +151,19 @@ fn target_line(target: &str, rows: &[&PingRow]) -> Target {
         .flat_map(|r| r.rtts_ms.iter().copied())
         .collect();
     rtts.sort_unstable_by(f64::total_cmp);
-    let outages = csm_store::outages::outages(rows.iter().map(|r| (r.ts_us, r.received)))
-        .into_iter()
-        .map(|o| Outage {
-            start_us: o.start_us,
-            end_us: o.end_us,
-            start_ts: rfc3339(o.start_us),
-            end_ts: o.end_us.map(rfc3339),
-            duration_s: o.duration_us() as f64 / 1e6,
-            measurements: o.measurements,
-            first_error: rows[o.first].error.clone(),
-            ongoing: o.ongoing(),
-        })
-        .collect();
+    let outages = csm_store::outages::of_rows(rows.iter().copied())
+    .into_iter()
+    .map(|o| Outage {
+        start_us: o.start_us,
+        end_us: o.end_us,
+        start_ts: rfc3339(o.start_us),
+        end_ts: o.end_us.map(rfc3339),
+        duration_s: o.duration_us() as f64 / 1e6,
+        measurements: o.measurements,
+        first_error: rows[o.first].error.clone(),
+        ongoing: o.ongoing(),
+    })
+    .collect();
     Target {
         target: target.to_string(),
         measurements: rows.len() as i64,

@@ -37,7 +37,8 @@ impl CpuCollector {
 }
 
 /// Something that gives cumulative CPU ns per uid.
-trait CpuSampler {
+/// `Send`: the CPU collector runs on a thread of its own.
+trait CpuSampler: Send {
     fn sample(&mut self) -> anyhow::Result<CpuSample>;
 }
 

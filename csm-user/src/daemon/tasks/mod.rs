@@ -1,6 +1,6 @@
-//! The collectors, one task each: CPU, traffic (eBPF or /proc/net/dev), memory and
-//! beancounters through the common [driver](super::collector::drive), ping on its own
-//! per-target schedule.
+//! The collectors, each on a thread of its own: CPU, traffic (eBPF or /proc/net/dev),
+//! memory and beancounters through the common [driver](super::collector::drive), ping on
+//! its own per-target schedule.
 
 pub mod cpu;
 pub mod mem;
@@ -8,6 +8,8 @@ pub mod net;
 pub mod net_proc;
 pub mod ping;
 pub mod ubc;
+
+use std::future::Future;
 
 use tokio::task::{spawn_local, JoinHandle};
 
@@ -20,9 +22,13 @@ use crate::sources::procfs::net::ProcNetSampler;
 use crate::sources::procfs::ubc::UbcSampler;
 use csm_store::Event;
 
-/// Starts every collector the backend provides.
+/// Starts every collector the backend provides, each on a thread of its own with its own
+/// timers: a slow source (a memory walk, naming namespaces under churn, a flush on the
+/// writer's thread) then holds back its own table only, never another table's ticks nor
+/// a ping measurement. Under namespace churn, with all of them on one thread, ping
+/// measurements started 22 s late and CPU intervals stretched to 7.9 s.
 pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, KeepAlive) {
-    let settings = &ctx.settings;
+    let settings = ctx.settings.clone();
     let Collectors {
         cpu,
         net,
@@ -33,25 +39,25 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         resume_netdev,
         ..
     } = collectors;
-    let mut handles = vec![spawn_local(drive(
-        ctx.clone(),
-        cpu,
-        settings.interval,
-        resume_cpu,
-    ))];
+    let interval = settings.interval;
+    let mut handles = vec![on_own_thread(ctx, "cpu", move |ctx| {
+        drive(ctx, cpu, interval, resume_cpu)
+    })];
     // /proc/net/dev only when no eBPF network collector runs.
+    let paths = settings.paths.clone();
     handles.push(match net {
-        Some(reader) => {
-            let net = net::NetCollector::new(reader, settings.paths.clone());
-            spawn_local(drive(ctx.clone(), net, settings.interval, resume_net))
-        }
-        None => {
-            let net = ProcNetSampler::new(settings.paths.clone());
-            spawn_local(drive(ctx.clone(), net, settings.interval, resume_netdev))
-        }
+        Some(reader) => on_own_thread(ctx, "net", move |ctx| {
+            let net = net::NetCollector::new(reader, paths);
+            drive(ctx, net, interval, resume_net)
+        }),
+        None => on_own_thread(ctx, "net", move |ctx| {
+            drive(ctx, ProcNetSampler::new(paths), interval, resume_netdev)
+        }),
     });
-    handles.push(spawn_gauges(ctx, mem));
-    handles.extend(ping::spawn(ctx));
+    handles.push(on_own_thread(ctx, "mem", move |ctx| drive_gauges(ctx, mem)));
+    if !settings.ping_targets.is_empty() {
+        handles.push(on_own_thread(ctx, "ping", ping::run_all));
+    }
     let mut keep_alive: KeepAlive = Vec::new();
     if let Some(loaded) = ebpf {
         keep_alive.push(std::rc::Rc::new(loaded));
@@ -59,30 +65,36 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     (handles, keep_alive)
 }
 
-/// Memory for every backend, and beancounters where the host has them, on a thread of
-/// their own: a memory sample walks every process's `smaps_rollup`, which under load
-/// took seconds with 1,000 processes, and on the collectors' thread it held the 1 s
-/// CPU and traffic samples back by 3-6 s every 10 s (and the ping schedule with them).
-fn spawn_gauges(ctx: &Ctx, iter: Option<MemIter>) -> JoinHandle<()> {
+/// Runs the future `start` makes on a thread of its own (from the blocking pool, held for
+/// the whole run), with a single-threaded runtime of its own: its timers fire on time
+/// whatever the other threads are doing. An error starting it is one `collector_error`.
+fn on_own_thread<F, Fut>(ctx: &Ctx, what: &'static str, start: F) -> JoinHandle<()>
+where
+    F: FnOnce(Ctx) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
         {
             Ok(runtime) => runtime,
             Err(err) => {
-                let why = format!("mem: cannot start its thread: {err}");
+                let why = format!("{what}: cannot start its thread: {err}");
                 tracing::warn!("{why}");
                 ctx.event(Event::CollectorError(why));
                 return;
             }
         };
-        let gauges = tokio::task::LocalSet::new();
-        runtime.block_on(gauges.run_until(drive_gauges(ctx, iter)));
+        let local = tokio::task::LocalSet::new();
+        runtime.block_on(local.run_until(start(ctx)));
     })
 }
 
+/// Memory for every backend, and beancounters where the host has them, on one thread: a
+/// memory sample walks every process's `smaps_rollup`, which under load took seconds
+/// with 1,000 processes.
 async fn drive_gauges(ctx: Ctx, iter: Option<MemIter>) {
     let settings = ctx.settings.clone();
     let proc = ProcMemSampler::new(settings.paths.clone());

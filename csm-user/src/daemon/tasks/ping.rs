@@ -16,15 +16,21 @@ use crate::model::ping::{rtt_stats, Measurement};
 use crate::sources::ping::{deadline, measure, Icmp, PingTarget, Prober, Resolver};
 use csm_store::{Event, PingRow};
 
-/// Starts one task per configured target; they share the ICMP sockets.
-pub fn spawn(ctx: &Ctx) -> Vec<JoinHandle<()>> {
+/// One task per configured target, on the caller's (ping's own) thread; they share the
+/// ICMP sockets. Returns when every target has written its last measurement.
+pub async fn run_all(ctx: Ctx) {
     let icmp = Rc::new(Icmp::default());
-    ctx.settings
+    let targets: Vec<JoinHandle<()>> = ctx
+        .settings
         .ping_targets
         .iter()
         .enumerate()
         .map(|(index, target)| spawn_local(run(ctx.clone(), target.clone(), index, icmp.clone())))
-        .collect()
+        .collect();
+    drop(ctx);
+    for target in targets {
+        let _ = target.await;
+    }
 }
 
 /// Measures `target` at every multiple of its interval until the daemon stops; a

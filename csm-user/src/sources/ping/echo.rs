@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 
@@ -21,15 +22,32 @@ pub struct Echo {
 impl Echo {
     /// Sends at `send_at`, waits until `deadline`, and records into `into`. The echo is
     /// counted as sent before it goes out, so one aborted while waiting (stop) still counts.
+    /// One that woke too late to have a fair wait for its reply is not sent at all: the
+    /// daemon was late, not the target, and that is not loss.
     pub async fn run(self, into: Rc<RefCell<Measurement>>) {
         sleep_until(self.send_at).await;
         into.borrow_mut().sent += 1;
-        let outcome = self
-            .socket
-            .echo(self.addr, self.ident, self.seq, self.deadline)
-            .await;
+        let outcome = match too_late(self.send_at, self.deadline, Instant::now()) {
+            Some(late_by) => Outcome::NotSent(super::not_measured(&format!(
+                "echo woke {} ms after it was due",
+                late_by.as_millis()
+            ))),
+            None => {
+                self.socket
+                    .echo(self.addr, self.ident, self.seq, self.deadline)
+                    .await
+            }
+        };
         record(&mut into.borrow_mut(), outcome);
     }
+}
+
+/// How late an echo due at `send_at` is at `now`, when it is so late that less than half
+/// the wait it was planned to have for its reply is left (`None` while on time).
+fn too_late(send_at: Instant, deadline: Instant, now: Instant) -> Option<Duration> {
+    let planned_wait = deadline.saturating_duration_since(send_at);
+    let late_by = now.saturating_duration_since(send_at);
+    (late_by > planned_wait / 2).then_some(late_by)
 }
 
 fn record(m: &mut Measurement, outcome: Outcome) {
@@ -48,9 +66,21 @@ fn record(m: &mut Measurement, outcome: Outcome) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn an_echo_is_sent_late_only_while_half_its_wait_is_left() {
+        let due = Instant::now();
+        let deadline = due + Duration::from_millis(800);
+        let at = |ms| due + Duration::from_millis(ms);
+        assert_eq!(too_late(due, deadline, at(0)), None);
+        assert_eq!(too_late(due, deadline, at(400)), None);
+        assert_eq!(
+            too_late(due, deadline, at(401)),
+            Some(Duration::from_millis(401))
+        );
+        assert!(too_late(due, deadline, at(5000)).is_some());
+    }
 
     #[test]
     fn a_refused_echo_is_not_counted_as_sent() {
