@@ -5,16 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use csm_store::bombs;
-use csm_store::layout::{hour_location, table_host_dir, MICROS_PER_HOUR};
+use csm_store::layout::MICROS_PER_HOUR;
 use csm_store::{CpuRow, Source, Table};
 
 fn part(data: &Path, table: Table, hour: i64, part: usize) -> PathBuf {
-    let (dir, hh) = hour_location(&table_host_dir(data, table, "test"), hour);
-    std::fs::create_dir_all(&dir).unwrap();
-    match part {
-        0 => dir.join(format!("{hh}.parquet")),
-        n => dir.join(format!("{hh}.{n}.parquet")),
-    }
+    bombs::hour_part(data, table, "test", hour, part)
 }
 
 fn main() {
@@ -51,7 +46,7 @@ fn main() {
     }
     let honest = out.join("honest");
     for n in 0..30 {
-        bombs::honest_net(&part(&honest, Table::Net, hour, n), at, 1_000_000).unwrap();
+        bombs::honest_net(&part(&honest, Table::Net, hour, n), at, 1_000_000, 4096).unwrap();
     }
     println!("wrote {}", out.display());
 }

@@ -6,8 +6,8 @@
 //!   its footer claims a thousand;
 //! - [`dictionary_bomb`]: an `events` file whose `detail` column is a dictionary of a few
 //!   long strings referenced by every row (each row expands to the whole string);
-//! - [`honest_net`]: a file of a million distinct `net` rows, as a flood makes the daemon
-//!   write: many of them together bound what a command may hold.
+//! - [`honest_net`]: a file of distinct `net` rows, as a flood makes the daemon write:
+//!   many of them together bound what a command may hold.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -28,6 +28,18 @@ use crate::events::Source;
 use crate::table::{Row, Table};
 use crate::tables::NetRow;
 use crate::writer::writer_properties;
+
+/// Where part `part` of `table`'s hour `hour` of host `host` goes under `data_dir`
+/// (`HH.parquet`, then `HH.1.parquet`…), its folder created: where a planted file hurts.
+pub fn hour_part(data_dir: &Path, table: Table, host: &str, hour: i64, part: usize) -> std::path::PathBuf {
+    let dir = crate::layout::table_host_dir(data_dir, table, host);
+    let (dir, hh) = crate::layout::hour_location(&dir, hour);
+    let _ = std::fs::create_dir_all(&dir);
+    match part {
+        0 => dir.join(format!("{hh}.parquet")),
+        n => dir.join(format!("{hh}.{n}.parquet")),
+    }
+}
 
 /// Rows encoded at a time while writing a bomb.
 const CHUNK: usize = 1 << 16;
@@ -117,17 +129,17 @@ pub fn dictionary_bomb(path: &Path, hour_us: i64, rows: usize, len: usize) -> io
     File::create(path)?.write_all(&bytes)
 }
 
-/// `rows` distinct `net` rows of the hour starting at `hour_us` (interface `f<i % 4096>`),
-/// written as csm writes a part.
-pub fn honest_net(path: &Path, hour_us: i64, rows: usize) -> io::Result<()> {
+/// `rows` distinct `net` rows of the hour starting at `hour_us` over `interfaces`
+/// interfaces (`f<i % interfaces>`), written as csm writes a part.
+pub fn honest_net(path: &Path, hour_us: i64, rows: usize, interfaces: usize) -> io::Result<()> {
     let props = writer_properties(Table::Net, "bomb");
     let bytes = write_batches(Table::Net.schema(), props, false, rows, |n| {
         let rows: Vec<NetRow> = (0..n)
             .map(|i| NetRow {
                 ts_us: hour_us + 1_000_000 + (i as i64 % 3_590) * 1_000_000,
                 dur_ms: 1000,
-                iface: format!("f{}", i % 4096),
-                ifindex: (i % 4096) as i64 + 10,
+                iface: format!("f{}", i % interfaces),
+                ifindex: (i % interfaces) as i64 + 10,
                 netns: Some(4_026_532_000),
                 rx_bytes: i as i64,
                 tx_bytes: 2 * i as i64,

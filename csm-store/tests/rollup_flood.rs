@@ -56,7 +56,7 @@ fn a_flood_hour_is_rolled_up_whole_over_several_flushes_and_a_restart() {
     let hour_us = HOUR * MICROS_PER_HOUR;
     let raw_parts = parts(&data);
     for path in &raw_parts {
-        csm_store::bombs::honest_net(path, hour_us, ROWS_PER_PART).unwrap();
+        csm_store::bombs::honest_net(path, hour_us, ROWS_PER_PART, 4096).unwrap();
     }
 
     let opts = StoreOptions::new(&data, "h");
