@@ -83,7 +83,7 @@ impl NetnsLabels {
     /// The label of the namespace `inode`, safe to show (see [`safe_text`]).
     pub fn label(&mut self, inode: Option<i64>) -> String {
         match inode {
-            Some(inode) if !self.is_host(Some(inode)) => self.other(inode).to_string(),
+            Some(inode) if !self.is_host(Some(inode)) => self.other(inode),
             _ => HOST_LABEL.to_string(),
         }
     }
@@ -94,12 +94,13 @@ impl NetnsLabels {
         (!self.is_host(inode)).then(|| self.label(inode))
     }
 
-    fn other(&mut self, inode: i64) -> &str {
-        if !self.cache.contains_key(&inode) {
-            let label = self.lookup(inode);
-            self.cache.insert(inode, safe_text(&label).into_owned());
+    fn other(&mut self, inode: i64) -> String {
+        if let Some(label) = self.cache.get(&inode) {
+            return label.clone();
         }
-        &self.cache[&inode]
+        let label = safe_text(&self.lookup(inode)).into_owned();
+        self.cache.insert(inode, label.clone());
+        label
     }
 
     fn lookup(&mut self, inode: i64) -> String {
