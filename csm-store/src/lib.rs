@@ -45,7 +45,7 @@ pub mod writer;
 pub mod zone;
 
 pub use column::{quantize, round_rtt};
-pub use events::{Counters, Event, Recovered, Source};
+pub use events::{AlertEvent, Counters, Event, Recovered, Source};
 pub use reader::{
     read_columns, read_rows, read_rows_at_most, read_rows_from, read_table, read_times,
     table_files, MAX_ROWS_PER_FILE,

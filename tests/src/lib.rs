@@ -22,6 +22,7 @@ pub mod data;
 pub mod net;
 pub mod netns;
 pub mod ping;
+pub mod prometheus;
 pub mod run_time;
 pub mod workload;
 

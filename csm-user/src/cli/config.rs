@@ -39,6 +39,8 @@ pub enum ConfigError {
     PingTarget { host: String, message: String },
     #[error("{0}")]
     TooManyPings(String),
+    #[error("{0}")]
+    Alert(String),
     #[error("{key} {value:?}: {message}")]
     OutOfRange {
         key: &'static str,
@@ -93,6 +95,44 @@ pub struct ConfigFile {
     pub mem: MemSection,
     #[serde(default)]
     pub ping: PingSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// `[[alert]]` rules.
+    #[serde(default)]
+    pub alert: Vec<crate::alerts::AlertSection>,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<Spanned<String>>,
+    /// A unix socket's mode, octal ("0660").
+    pub mode: Option<Spanned<String>>,
+}
+
+impl MetricsSection {
+    /// Where the endpoint listens, if it is on; an error names the line and the key.
+    pub fn listen(&self, text: &str) -> Result<Option<crate::metrics::Listen>, String> {
+        let Some(listen) = &self.listen else {
+            return match &self.mode {
+                Some(mode) => Err(format!(
+                    "line {}: key metrics.mode: only with metrics.listen",
+                    line_of(text, mode.span().start)
+                )),
+                None => Ok(None),
+            };
+        };
+        let mode = self.mode.as_ref().map(|m| m.get_ref().as_str());
+        crate::metrics::Listen::parse(listen.get_ref(), mode)
+            .map(Some)
+            .map_err(|err| {
+                format!(
+                    "line {}: key metrics.listen: {err}",
+                    line_of(text, listen.span().start)
+                )
+            })
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -168,6 +208,8 @@ impl ConfigFile {
         for target in &self.ping.target {
             spanned_duration(text, "ping.target.interval", &target.interval)?;
         }
+        self.metrics.listen(text)?;
+        crate::alerts::rules::rules(&self.alert, text)?;
         Ok(())
     }
 }
@@ -286,7 +328,12 @@ impl Settings {
                 sys_root: args.roots.sys_root.clone().unwrap_or(defaults.sys_root),
             },
             ping_targets,
+            // Checked with its line when the file was parsed.
+            metrics: file.metrics.listen("").ok().flatten(),
+            alerts: crate::alerts::rules::rules(&file.alert, "").unwrap_or_default(),
         };
+        crate::alerts::rules::check_targets(&settings.alerts, &settings.ping_targets)
+            .map_err(ConfigError::Alert)?;
         check_limits(&settings)?;
         Ok(settings)
     }

@@ -7,6 +7,7 @@
 //! compute each section's numbers from rows, purely; [`render`] writes them as text
 //! tables, JSON or CSV ([`units`]: human units for the text).
 
+pub mod alerts;
 pub mod beancounters;
 pub mod gaps;
 pub mod interfaces;
@@ -39,15 +40,18 @@ pub enum Section {
     Beancounters,
     /// Periods without data (the daemon was down).
     Gaps,
+    /// `[[alert]]` rules that fired: start, end and duration.
+    Alerts,
 }
 
 impl Section {
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Users,
         Section::Interfaces,
         Section::Ping,
         Section::Beancounters,
         Section::Gaps,
+        Section::Alerts,
     ];
 }
 
@@ -202,6 +206,8 @@ pub struct Report {
     pub beancounters: Option<Vec<beancounters::Growth>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gaps: Option<Vec<gaps::Gap>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<alerts::Alert>>,
 }
 
 /// Why no report was printed: the message and the exit status.
@@ -244,6 +250,8 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&rows.ubc)),
         gaps: wants(Section::Gaps)
             .then(|| gaps::gaps(&rows.events, request.from_us, request.to_us)),
+        alerts: wants(Section::Alerts)
+            .then(|| alerts::alerts(&rows.events, request.from_us, request.to_us)),
     })
 }
 

@@ -92,6 +92,9 @@ pub fn csv(report: &Report) -> Result<String, String> {
     if let Some(gaps) = &report.gaps {
         section("gaps", gaps.iter().map(value).collect())?;
     }
+    if let Some(alerts) = &report.alerts {
+        section("alerts", alerts.iter().map(value).collect())?;
+    }
     String::from_utf8(out).map_err(|err| format!("cannot write CSV: {err}"))
 }
 
@@ -326,6 +329,28 @@ pub fn text(report: &Report, zone: &Zone, by: Option<Period>) -> Result<String, 
                     g.end_us.map_or_else(|| "(still)".into(), time),
                     duration((g.duration_s * 1e6).round() as i64),
                     g.cause.clone(),
+                ]);
+            }
+            table.write(&mut out);
+        }
+    }
+    if let Some(alerts) = &report.alerts {
+        out.push_str("\nAlerts ([[alert]] rules that fired)\n");
+        if alerts.is_empty() {
+            out.push_str("  none\n");
+        } else {
+            let mut table = Table::new(
+                vec!["alert", "subject", "from", "to", "duration", "value"],
+                2,
+            );
+            for a in alerts {
+                table.rows.push(vec![
+                    a.name.clone(),
+                    a.subject.clone(),
+                    time(a.start_us),
+                    a.end_us.map_or_else(|| "(still)".into(), time),
+                    duration((a.duration_s * 1e6).round() as i64),
+                    format!("{}", a.value),
                 ]);
             }
             table.write(&mut out);
