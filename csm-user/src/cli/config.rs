@@ -431,6 +431,36 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_alert_errors_name_line_and_key() {
+        let err = ConfigFile::parse("[metrics]\nlisten = \"localhost:9847\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: key metrics.listen: "), "{err}");
+        let err = ConfigFile::parse("[metrics]\nmode = \"0600\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: key metrics.mode: "), "{err}");
+        let err =
+            ConfigFile::parse("[[alert]]\nname = \"x\"\nkind = \"cpu\"\nabove = -1\n").unwrap_err();
+        assert!(err.starts_with("line 4: key alert.above: "), "{err}");
+        let file = ConfigFile::parse("[metrics]\nlisten = \":9847\"\n").unwrap();
+        assert!(file.metrics.listen("").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_outage_alert_must_name_a_ping_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[ping]\ntargets = [\"a\"]\n[[alert]]\nname = \"down\"\nkind = \"outage\"\ntarget = \"b\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("alert.target \"b\""), "{err}");
+    }
+
+    #[test]
     fn wrong_type_names_line() {
         let err = ConfigFile::parse("[ping]\ncount = \"three\"\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");

@@ -329,22 +329,23 @@ impl Metrics {
     /// uses no memory, rather than the last value forever).
     fn mem(&self, budgets: &mut Budgets, rows: &[MemRow]) {
         let f = &self.families;
-        let mut sums: BTreeMap<UserLabels, [i64; 4]> = BTreeMap::new();
+        let mut sums: BTreeMap<UserLabels, MemSum> = BTreeMap::new();
         for row in rows {
             let labels = budgets
                 .users
                 .admit(user_labels(row.uid, row.user.as_deref()));
-            let sum = sums.entry(labels).or_default();
-            sum[0] += row.rss_bytes;
-            sum[1] += row.pss_bytes.unwrap_or(0);
-            sum[2] += row.swap_bytes.unwrap_or(0);
-            sum[3] += row.nproc;
+            sums.entry(labels).or_default().add(row);
         }
-        for (labels, [rss, pss, swap, nproc]) in &sums {
-            f.user_rss.get_or_create(labels).set(*rss);
-            f.user_pss.get_or_create(labels).set(*pss);
-            f.user_swap.get_or_create(labels).set(*swap);
-            f.user_processes.get_or_create(labels).set(*nproc);
+        for (labels, sum) in &sums {
+            f.user_rss.get_or_create(labels).set(sum.rss);
+            f.user_processes.get_or_create(labels).set(sum.nproc);
+            // PSS and swap only where they were read (PSS is read every pss_interval
+            // with the eBPF backend): no series rather than a false 0.
+            for (family, value) in [(&f.user_pss, sum.pss), (&f.user_swap, sum.swap)] {
+                if let Some(value) = value {
+                    family.get_or_create(labels).set(value);
+                }
+            }
         }
         let now: BTreeSet<UserLabels> = sums.into_keys().collect();
         for gone in budgets.mem_users.difference(&now) {
@@ -432,6 +433,28 @@ impl Format {
     }
 }
 
+/// A user's memory in one sample (several rows when uids fold into `(other)`).
+#[derive(Default)]
+struct MemSum {
+    rss: i64,
+    nproc: i64,
+    pss: Option<i64>,
+    swap: Option<i64>,
+}
+
+impl MemSum {
+    fn add(&mut self, row: &MemRow) {
+        self.rss += row.rss_bytes;
+        self.nproc += row.nproc;
+        if let Some(pss) = row.pss_bytes {
+            *self.pss.get_or_insert(0) += pss;
+        }
+        if let Some(swap) = row.swap_bytes {
+            *self.swap.get_or_insert(0) += swap;
+        }
+    }
+}
+
 fn user_labels(uid: i64, user: Option<&str>) -> UserLabels {
     UserLabels {
         user: user.unwrap_or_default().to_string(),
@@ -474,7 +497,7 @@ fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i6
     );
     registry.register_with_unit(
         "user_memory_pss",
-        "Proportional set size of a user's processes (0 where it cannot be read)",
+        "Proportional set size of a user's processes, at the last sample that read it (no series where it cannot be read)",
         Unit::Bytes,
         f.user_pss.clone(),
     );
@@ -661,10 +684,10 @@ mod tests {
             "csm_ping_sent_total{target=\"10.0.0.1\"} 3",
             "csm_ping_lost_total{target=\"10.0.0.1\"} 1",
             "csm_target_up{target=\"10.0.0.1\"} 1",
-            "csm_ping_rtt_seconds_bucket{le=\"0.001\",target=\"10.0.0.1\"} 1",
+            "csm_ping_rtt_seconds_bucket{target=\"10.0.0.1\",le=\"0.001\"} 1",
             "csm_beancounter_failcnt_total{ctid=\"101\",resource=\"numproc\"} 7",
             "csm_events_total{event=\"net_uid_overflow\"} 1",
-            "csm_last_flush_timestamp_seconds 1700000001",
+            "csm_last_flush_timestamp_seconds 1700000001.0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
