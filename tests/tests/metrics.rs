@@ -78,6 +78,25 @@ fn rows_between<R>(
         .sum::<i64>() as f64
 }
 
+/// The eBPF daemon in `ns`, every second, its endpoint on the namespace's loopback.
+fn with_endpoint(ns: &Netns, data: &DataDir) -> Daemon {
+    let config = data.config(&metrics_config());
+    Daemon::builder()
+        .netns(ns)
+        .data_dir(data)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--interval",
+            "1s",
+            "--backend",
+            "ebpf",
+            "--duration",
+            "300s",
+        ])
+        .start()
+}
+
 fn assert_within_pct(what: &str, got: f64, want: f64, pct: f64) {
     let off = (got - want).abs() / want.abs().max(1e-9) * 100.0;
     println!("{what}: {got:.4} vs {want:.4} ({off:.3} % off)");
@@ -100,32 +119,18 @@ fn prometheus_increase_matches_rows_and_the_kernel() {
     let (a, b, va) = (&link.client, &link.server, &link.client_if);
     let user = TestUser::create("pm");
     let data = DataDir::new();
-    let config = data.config(&metrics_config());
-    let daemon = Daemon::builder()
-        .netns(a)
-        .data_dir(&data)
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--interval",
-            "1s",
-            "--backend",
-            "ebpf",
-            "--duration",
-            "300s",
-        ])
-        .start();
+    let daemon = with_endpoint(a, &data);
     let prometheus = Prometheus::start(a);
     // A little CPU and traffic first, so that both series exist (with small values)
     // before the workload: the workload then lies wholly between their first and last
     // samples.
     let _ = user.shell("true").status();
-    a.exec(&["ping", "-c", "1", "-W", "1", "10.232.0.2"]);
+    tcp_in(b, a, "10.232.0.2:5000", 1000, 1000);
     thread::sleep(Duration::from_secs(4));
 
     let veth_before = a.traffic(va);
     let burn = user.shell("while :; do :; done").spawn().expect("burn");
-    tcp_in(b, a, "10.232.0.1:5001", UP, DOWN);
+    tcp_in(b, a, "10.232.0.2:5001", UP, DOWN);
     thread::sleep(Duration::from_secs(4));
     // SAFETY: our own child.
     unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
@@ -233,21 +238,7 @@ fn a_hostile_client_changes_neither_intervals_nor_rows() {
     let ns = Netns::new("ph", Ipv6::Off);
     let user = TestUser::create("ph");
     let data = DataDir::new();
-    let config = data.config(&metrics_config());
-    let daemon = Daemon::builder()
-        .netns(&ns)
-        .data_dir(&data)
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--interval",
-            "1s",
-            "--backend",
-            "ebpf",
-            "--duration",
-            "300s",
-        ])
-        .start();
+    let daemon = with_endpoint(&ns, &data);
     let burn = user.shell("while :; do :; done").spawn().expect("burn");
     thread::sleep(Duration::from_secs(2));
     let attack_started = csm_tests::now_us();

@@ -325,6 +325,48 @@ mod tests {
         );
     }
 
+    fn get(path: &Path, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+        let _ = stream.write_all(request);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn a_unix_socket_serves_with_its_mode_and_refuses_to_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.sock");
+        let listen = Listen::Unix {
+            path: path.clone(),
+            mode: 0o600,
+        };
+        let metrics = Arc::new(Metrics::new("proc", 0));
+        let endpoint = start(&listen, metrics.clone()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let ok = get(&path, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("csm_build_info{version="), "{ok}");
+        let missing = get(&path, b"GET /other HTTP/1.1\r\n\r\n");
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        let mut big = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 2 * MAX_HEAD_BYTES));
+        let refused = get(&path, &big);
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+            "{refused}"
+        );
+        drop(endpoint);
+        assert!(!path.exists(), "the socket is removed at stop");
+
+        std::fs::write(&path, "not a socket").unwrap();
+        let err = start(&listen, metrics).err().unwrap();
+        assert!(err.contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+    }
+
     #[test]
     fn anything_else_is_refused() {
         assert_eq!(parse_request(b"GET / HTTP/1.1"), Request::NotFound);
