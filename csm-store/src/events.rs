@@ -137,6 +137,65 @@ impl Recovered {
     }
 }
 
+/// An `[[alert]]` rule changed state (`alert` event): what fired or resolved, about
+/// what, the value that decided it and since when the condition held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertEvent {
+    /// The rule's `name`.
+    pub name: String,
+    /// True when it fired, false when it resolved.
+    pub firing: bool,
+    /// The target, user or interface it is about (empty for the daemon's own trouble).
+    pub subject: String,
+    /// The value that decided it: seconds down, loss %, CPU % of a core, bytes/s, 1.
+    pub value: f64,
+    /// When the condition started (for a resolution too: the start of what ended).
+    pub since_us: i64,
+}
+
+impl AlertEvent {
+    pub fn state(&self) -> &'static str {
+        if self.firing {
+            "firing"
+        } else {
+            "resolved"
+        }
+    }
+
+    /// `<state> since=<us> value=<v> subject=<s> name=<the rest>`: the name goes last
+    /// since it may hold spaces; a subject's whitespace is written as `_`.
+    fn detail(&self) -> String {
+        let subject: String = self
+            .subject
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        format!(
+            "{} since={} value={} subject={subject} name={}",
+            self.state(),
+            self.since_us,
+            self.value,
+            self.name
+        )
+    }
+
+    fn parse(detail: &str) -> Option<AlertEvent> {
+        let (head, name) = detail.split_once(" name=")?;
+        let firing = match head.split_whitespace().next()? {
+            "firing" => true,
+            "resolved" => false,
+            _ => return None,
+        };
+        Some(AlertEvent {
+            name: name.to_string(),
+            firing,
+            subject: word_value(head, "subject").unwrap_or_default().to_string(),
+            value: word_value(head, "value")?.parse().ok()?,
+            since_us: word_value(head, "since")?.parse().ok()?,
+        })
+    }
+}
+
 /// A row of the `events` table, typed. Variants carrying a `String` hold free text meant
 /// for people (a reason, a description); the others have fields a program reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +230,8 @@ pub enum Event {
     UbcFailcnt(String),
     /// The daemon stopped (SIGTERM, SIGINT, duration reached).
     Stop(String),
+    /// An `[[alert]]` rule fired or resolved.
+    Alert(AlertEvent),
     /// An event this version does not know, kept as written.
     Other {
         name: String,
@@ -196,6 +257,7 @@ impl Event {
             Event::NetUidOverflow { .. } => "net_uid_overflow",
             Event::UbcFailcnt(_) => "ubc_failcnt",
             Event::Stop(_) => "stop",
+            Event::Alert(_) => "alert",
             Event::Other { name, .. } => name,
         }
     }
@@ -219,6 +281,7 @@ impl Event {
                 "uids={uids} the per-uid traffic map is full: new uids are charged to uid -1 (overflow)"
             )),
             Event::Recovered(recovered) => Some(recovered.detail()),
+            Event::Alert(alert) => Some(alert.detail()),
             Event::Other { detail, .. } => detail.clone(),
         }
     }
@@ -244,6 +307,7 @@ impl Event {
                 .map(|uids| Event::NetUidOverflow { uids }),
             "ubc_failcnt" => Some(Event::UbcFailcnt(text())),
             "stop" => Some(Event::Stop(text())),
+            "alert" => detail.and_then(AlertEvent::parse).map(Event::Alert),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Other {
@@ -323,6 +387,20 @@ mod tests {
             Event::NetUidOverflow { uids: 16_384 },
             Event::UbcFailcnt("numproc +1".into()),
             Event::Stop("SIGTERM".into()),
+            Event::Alert(AlertEvent {
+                name: "gateway down".into(),
+                firing: true,
+                subject: "10.0.0.1".into(),
+                value: 12.5,
+                since_us: 1_700_000_000_000_000,
+            }),
+            Event::Alert(AlertEvent {
+                name: "x".into(),
+                firing: false,
+                subject: String::new(),
+                value: 0.0,
+                since_us: 3,
+            }),
             Event::Other {
                 name: "future_thing".into(),
                 detail: None,

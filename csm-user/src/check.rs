@@ -70,6 +70,23 @@ impl Report {
     }
 }
 
+/// What the `[metrics]` endpoint of `config` exposes, and where (one line); an
+/// unreadable or invalid config is the error.
+pub fn metrics_exposure(config: Option<&std::path::Path>) -> Result<String, String> {
+    let Some(path) = config else {
+        return Ok(
+            "metrics: not checked (give --config to see what its [metrics] endpoint exposes)"
+                .into(),
+        );
+    };
+    let file = crate::cli::config::ConfigFile::load(path).map_err(|err| err.to_string())?;
+    let listen = file.metrics.listen("").unwrap_or_default();
+    Ok(match listen {
+        None => format!("metrics: off ({} sets no [metrics] listen)", path.display()),
+        Some(listen) => format!("metrics: exposes {}", listen.describe()),
+    })
+}
+
 fn kernel_release(paths: &HostPaths) -> Finding {
     let path = paths.proc("sys/kernel/osrelease");
     match crate::sources::procfs::read_text(&path) {

@@ -9,14 +9,18 @@
 //!   into store rows; the store loop writes them;
 //! - [`cli`]: flags, the TOML config, durations;
 //! - [`check`]: `csm check`, what this host supports;
+//! - [`metrics`]: the Prometheus endpoint (`[metrics]`), fed from the collectors' rows;
 //! - [`top`]: `csm top`, the live view of the running daemon's counters;
 //! - [`report`]: `csm report`, what happened in a time range, from the Parquet tree;
+//! - [`alerts`]: `[[alert]]` rules, evaluated on the collectors' rows;
 //! - [`assets`]: man pages and completions for the package, the version string.
 
+pub mod alerts;
 pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod daemon;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod sources;

@@ -23,6 +23,7 @@ pub mod data;
 pub mod net;
 pub mod netns;
 pub mod ping;
+pub mod prometheus;
 pub mod run_time;
 pub mod workload;
 

@@ -276,6 +276,11 @@ pub const TEST_TOOLS: &[Tool] = &[
         package: "man-db",
         why: "reading the installed man pages",
     },
+    Tool {
+        command: "prometheus",
+        package: "prometheus",
+        why: "scraping the metrics endpoint in the metrics tests (promtool checks the exposition)",
+    },
 ];
 
 /// What `cargo xtask deb` runs besides cargo.

@@ -58,7 +58,12 @@ fn main() -> ExitCode {
                 Err(err) => fail(err.exit_code, &err.message),
             }
         }
-        Command::Check(roots) => {
+        Command::Check(args) => {
+            let exposure = match csm::check::metrics_exposure(args.config.as_deref()) {
+                Ok(line) => line,
+                Err(err) => return fail(2, &err),
+            };
+            let roots = args.roots;
             let defaults = HostPaths::default();
             let paths = HostPaths {
                 proc_root: roots.proc_root.unwrap_or(defaults.proc_root),
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             for line in csm::check::inspect(&paths).render().lines() {
                 println!("{}", csm_store::names::safe_text(line));
             }
+            println!("{}", csm::store::names::safe_text(&exposure));
             ExitCode::SUCCESS
         }
         Command::Top(args) => match csm::top::run(args) {

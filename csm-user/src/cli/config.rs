@@ -39,6 +39,8 @@ pub enum ConfigError {
     PingTarget { host: String, message: String },
     #[error("{0}")]
     TooManyPings(String),
+    #[error("{0}")]
+    Alert(String),
     #[error("{key} {value:?}: {message}")]
     OutOfRange {
         key: &'static str,
@@ -169,6 +171,44 @@ pub struct ConfigFile {
     pub mem: MemSection,
     #[serde(default)]
     pub ping: PingSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// `[[alert]]` rules.
+    #[serde(default)]
+    pub alert: Vec<crate::alerts::AlertSection>,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<Spanned<String>>,
+    /// A unix socket's mode, octal ("0660").
+    pub mode: Option<Spanned<String>>,
+}
+
+impl MetricsSection {
+    /// Where the endpoint listens, if it is on; an error names the line and the key.
+    pub fn listen(&self, text: &str) -> Result<Option<crate::metrics::Listen>, String> {
+        let Some(listen) = &self.listen else {
+            return match &self.mode {
+                Some(mode) => Err(format!(
+                    "line {}: key metrics.mode: only with metrics.listen",
+                    line_of(text, mode.span().start)
+                )),
+                None => Ok(None),
+            };
+        };
+        let mode = self.mode.as_ref().map(|m| m.get_ref().as_str());
+        crate::metrics::Listen::parse(listen.get_ref(), mode)
+            .map(Some)
+            .map_err(|err| {
+                format!(
+                    "line {}: key metrics.listen: {err}",
+                    line_of(text, listen.span().start)
+                )
+            })
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -244,6 +284,8 @@ impl ConfigFile {
         for target in &self.ping.target {
             spanned_duration(text, "ping.target.interval", &target.interval)?;
         }
+        self.metrics.listen(text)?;
+        crate::alerts::rules::rules(&self.alert, text)?;
         Ok(())
     }
 }
@@ -362,7 +404,12 @@ impl Settings {
                 sys_root: args.roots.sys_root.clone().unwrap_or(defaults.sys_root),
             },
             ping_targets,
+            // Checked with its line when the file was parsed.
+            metrics: file.metrics.listen("").ok().flatten(),
+            alerts: crate::alerts::rules::rules(&file.alert, "").unwrap_or_default(),
         };
+        crate::alerts::rules::check_targets(&settings.alerts, &settings.ping_targets)
+            .map_err(ConfigError::Alert)?;
         check_limits(&settings)?;
         Ok(settings)
     }
@@ -457,6 +504,36 @@ mod tests {
         let err = ConfigFile::parse(&line).unwrap_err();
         assert!(err.len() < 400, "{} bytes: {err}", err.len());
         assert!(err.starts_with("line 1: "), "{err}");
+    }
+
+    #[test]
+    fn metrics_and_alert_errors_name_line_and_key() {
+        let err = ConfigFile::parse("[metrics]\nlisten = \"localhost:9847\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: key metrics.listen: "), "{err}");
+        let err = ConfigFile::parse("[metrics]\nmode = \"0600\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: key metrics.mode: "), "{err}");
+        let err =
+            ConfigFile::parse("[[alert]]\nname = \"x\"\nkind = \"cpu\"\nabove = -1\n").unwrap_err();
+        assert!(err.starts_with("line 4: key alert.above: "), "{err}");
+        let file = ConfigFile::parse("[metrics]\nlisten = \":9847\"\n").unwrap();
+        assert!(file.metrics.listen("").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_outage_alert_must_name_a_ping_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[ping]\ntargets = [\"a\"]\n[[alert]]\nname = \"down\"\nkind = \"outage\"\ntarget = \"b\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("alert.target \"b\""), "{err}");
     }
 
     #[test]

@@ -28,11 +28,20 @@ pub enum Command {
     /// Collect until stopped (SIGINT/SIGTERM) or for --duration.
     Run(RunArgs),
     /// Say what this host supports, which backend `run` would use, and why.
-    Check(RootArgs),
+    Check(CheckArgs),
     /// Live view: per-user CPU, memory and traffic, interfaces, ping (`q` quits).
     Top(crate::top::TopArgs),
     /// What happened in a time range: users, interfaces, ping, beancounters, gaps.
     Report(crate::report::ReportArgs),
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct CheckArgs {
+    /// The config `csm run` uses: what its `[metrics]` endpoint exposes, and where.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub roots: RootArgs,
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]

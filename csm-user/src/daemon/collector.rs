@@ -311,6 +311,8 @@ mod tests {
             host: "h".into(),
             paths: HostPaths::default(),
             ping_targets: Vec::new(),
+            metrics: None,
+            alerts: Vec::new(),
         };
         let (rows_tx, mut rows_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);

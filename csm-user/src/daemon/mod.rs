@@ -24,6 +24,7 @@ use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
+use crate::metrics::Metrics;
 use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use csm_store::data_dir::HeldDir;
@@ -134,6 +135,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     drop(as_named);
     let started = now_us();
     record_start(&mut store, &settings, &named, &mut collectors, started);
+    let (metrics, _endpoint) = start_metrics(&settings, &collectors, started)?;
     let boot_id = settings.paths.boot_id();
     plan_resume(
         &mut store,
@@ -155,6 +157,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let flusher = Flusher {
         instance: collectors.instance.clone(),
         boot_id,
+        metrics: metrics.clone(),
         ..Flusher::default()
     };
     let mut writer = Writer {
@@ -162,8 +165,13 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         pending: Vec::new(),
         pins: collectors.pins.clone(),
         rows: rows_rx,
+        alerts: crate::alerts::AlertEngine::new(settings.alerts.clone()),
         settings,
+        metrics,
     };
+    if fell_back(&writer.settings, &collectors.description) {
+        writer.alert_rows(|alerts| alerts.fell_back(started));
+    }
     let (handles, keep_alive) = tasks::spawn_all(collectors, &ctx);
     ready::notify_ready(&named);
     drop(ctx);
@@ -308,10 +316,35 @@ struct Writer {
     settings: Arc<Settings>,
     /// Where the eBPF state is pinned (removed after a clean stop).
     pins: Option<PinDir>,
+    /// The Prometheus endpoint's counters, fed the rows as they come.
+    metrics: Option<Arc<Metrics>>,
+    /// `[[alert]]` rules, evaluated on the rows as they come.
+    alerts: Option<crate::alerts::AlertEngine>,
 }
 
 impl Writer {
     fn accept(&mut self, rows: Rows) {
+        self.alert_rows(|alerts| alerts.observe(&rows, now_us()));
+        self.keep(rows);
+    }
+
+    /// The `alert` events rows of what `evaluate` found changed, to the store.
+    fn alert_rows(
+        &mut self,
+        evaluate: impl FnOnce(&mut crate::alerts::AlertEngine) -> Vec<EventRow>,
+    ) {
+        if let Some(alerts) = &mut self.alerts {
+            let rows = evaluate(alerts);
+            if !rows.is_empty() {
+                self.keep(rows.into());
+            }
+        }
+    }
+
+    fn keep(&mut self, rows: Rows) {
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(&rows);
+        }
         match &mut self.sink {
             Some(sink) => sink.push(rows),
             None => self.pending.push(rows),
@@ -324,7 +357,11 @@ impl Writer {
         for rows in self.pending.drain(..) {
             sink.push(rows);
         }
+        let reported = std::mem::take(&mut sink.flusher.reported);
         self.sink = Some(sink);
+        for (name, at) in reported {
+            self.alert_rows(|alerts| alerts.event(name, at));
+        }
     }
 
     /// Until a signal or `--duration`; returns why it stopped.
@@ -404,6 +441,30 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The Prometheus endpoint when `[metrics] listen` is set: its counters, and the server
+/// (bound now, so a taken port stops the start; it stops when dropped).
+fn start_metrics(
+    settings: &Settings,
+    collectors: &Collectors,
+    started: i64,
+) -> Result<(Option<Arc<Metrics>>, Option<crate::metrics::Endpoint>), RunError> {
+    let Some(listen) = &settings.metrics else {
+        return Ok((None, None));
+    };
+    let backend = collectors.description.split(' ').next().unwrap_or_default();
+    let metrics = Arc::new(Metrics::new(backend, started));
+    let endpoint = crate::metrics::start(listen, metrics.clone()).map_err(RunError::runtime)?;
+    if listen.is_remote() {
+        warn!("metrics endpoint: {}", listen.describe());
+    }
+    Ok((Some(metrics), Some(endpoint)))
+}
+
+/// `backend = "auto"` ended on /proc: eBPF could not run (the `fallback` alert).
+fn fell_back(settings: &Settings, description: &str) -> bool {
+    settings.backend == settings::Backend::Auto && description.starts_with("proc")
 }
 
 /// The `/proc/net/dev` sample a crashed run last wrote, when it is from this boot (the
@@ -512,6 +573,10 @@ struct Flusher {
     /// This boot, and the `/proc/net/dev` sample the rows pushed so far end at.
     boot_id: Option<String>,
     last_netdev: Option<netdev::NetSample>,
+    /// The Prometheus endpoint's counters: flushes and the events written here.
+    metrics: Option<Arc<Metrics>>,
+    /// The events written here since the writer last looked, for the alert rules.
+    reported: Vec<(&'static str, i64)>,
 }
 
 impl Flusher {
@@ -528,10 +593,14 @@ impl Flusher {
     fn flush(&mut self, store: &mut Store, data_dir: &std::path::Path) -> bool {
         let now = now_us();
         let errors = store.flush(now);
+        if let Some(metrics) = &self.metrics {
+            metrics.flushed(errors.is_empty(), now);
+        }
         let Some(first) = errors.first() else {
             if let Some(condition) = self.failing.take() {
                 let down_ms = (now - self.failing_since_us) / 1000;
                 info!("writing works again after {down_ms} ms ({condition})");
+                self.count_event("write_ok");
                 store.event(
                     now,
                     Event::WriteOk(format!(
@@ -550,6 +619,7 @@ impl Flusher {
                 "{first} ({condition}; {} rows kept in memory, retrying at every flush)",
                 store.unwritten_rows()
             );
+            self.count_event("write_error");
             store.event(now, Event::WriteError(format!("{condition}: {first}")));
             if self.failing.is_none() {
                 self.failing_since_us = now;
@@ -557,6 +627,13 @@ impl Flusher {
             self.failing = Some(condition);
         }
         false
+    }
+
+    fn count_event(&mut self, name: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.event(name);
+        }
+        self.reported.push((name, now_us()));
     }
 
     fn save_state(&self, data_dir: &std::path::Path) {

@@ -38,4 +38,8 @@ pub struct Settings {
     pub host: String,
     pub paths: HostPaths,
     pub ping_targets: Vec<PingTarget>,
+    /// Where the Prometheus endpoint listens (`[metrics] listen`); off when `None`.
+    pub metrics: Option<crate::metrics::Listen>,
+    /// `[[alert]]` rules.
+    pub alerts: Vec<crate::alerts::Rule>,
 }

@@ -9,6 +9,7 @@
 //! [`render`] puts the sections one after the other as text, JSON or CSV. To add a
 //! section, follow `docs/ARCHITECTURE.md`.
 
+pub mod alerts;
 pub mod beancounters;
 pub mod gaps;
 pub mod interfaces;
@@ -41,15 +42,18 @@ pub enum Section {
     Beancounters,
     /// Periods without data (the daemon was down).
     Gaps,
+    /// `[[alert]]` rules that fired: start, end and duration.
+    Alerts,
 }
 
 impl Section {
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Users,
         Section::Interfaces,
         Section::Ping,
         Section::Beancounters,
         Section::Gaps,
+        Section::Alerts,
     ];
 }
 
@@ -216,17 +220,20 @@ pub struct Report {
     pub beancounters: Option<Vec<beancounters::Growth>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gaps: Option<Vec<gaps::Gap>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<alerts::Alert>>,
 }
 
 impl Report {
     /// The sections present, in the order they are printed.
     pub fn sections(&self) -> Vec<&dyn render::SectionOutput> {
-        let sections: [Option<&dyn render::SectionOutput>; 5] = [
+        let sections: [Option<&dyn render::SectionOutput>; 6] = [
             self.users.as_ref().map(|s| s as _),
             self.interfaces.as_ref().map(|s| s as _),
             self.ping.as_ref().map(|s| s as _),
             self.beancounters.as_ref().map(|s| s as _),
             self.gaps.as_ref().map(|s| s as _),
+            self.alerts.as_ref().map(|s| s as _),
         ];
         sections.into_iter().flatten().collect()
     }
@@ -275,6 +282,8 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&rows.ubc)),
         gaps: wants(Section::Gaps)
             .then(|| gaps::gaps(&rows.events, request.from_us, request.to_us)),
+        alerts: wants(Section::Alerts)
+            .then(|| alerts::alerts(&rows.events, request.from_us, request.to_us)),
     })
 }
 

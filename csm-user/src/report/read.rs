@@ -111,7 +111,8 @@ impl Needs {
             interfaces: wants(Section::Interfaces),
             ping: wants(Section::Ping),
             beancounters: wants(Section::Beancounters),
-            gaps: wants(Section::Gaps),
+            // The alerts are `alert` rows of the same events table.
+            gaps: wants(Section::Gaps) || wants(Section::Alerts),
         }
     }
 

@@ -1,0 +1,797 @@
+//! The metric families, fed from the rows the collectors send to the store (so that
+//! Prometheus's `increase()` over a range equals the sum of the Parquet rows of that
+//! range), encoded on demand in the Prometheus text format or OpenMetrics.
+//!
+//! Counters are cumulative since this daemon process started (`csm_start_time_seconds`
+//! says when): they start at 0 at every start, which Prometheus's `rate()`/`increase()`
+//! treat as a counter reset. Traffic and CPU that pinned eBPF maps counted while the
+//! daemon was down arrive as the `recovered` rows of the first interval, so they are in
+//! the new process's counters and `increase()` over the restart misses none of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::daemon::Rows;
+use crate::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
+
+/// The most series of one family; what is past it is summed into one series whose
+/// labels say `(other)`, as the tables fold what is past their budgets.
+pub const MAX_SERIES_PER_FAMILY: usize = 1000;
+/// The label value of the series that carries what is past [`MAX_SERIES_PER_FAMILY`].
+pub const OTHER: &str = "(other)";
+
+/// Upper bounds of the RTT histogram's buckets, in seconds: 100 µs to 10 s, about three
+/// per decade (loopback and a LAN at the bottom, a satellite link and a struggling
+/// target at the top).
+const RTT_BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+type FloatCounter = Counter<f64, AtomicU64>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct UserLabels {
+    pub user: String,
+    pub uid: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct InterfaceLabels {
+    pub interface: String,
+    /// The namespace's inode; empty from /proc (which sees one namespace).
+    pub netns: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct BeancounterLabels {
+    pub ctid: String,
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+}
+
+/// Labels that can stand for "everything past the budget".
+trait Fold: Clone + Ord {
+    fn other() -> Self;
+}
+
+impl Fold for UserLabels {
+    fn other() -> Self {
+        UserLabels {
+            user: OTHER.into(),
+            uid: OTHER.into(),
+        }
+    }
+}
+
+impl Fold for InterfaceLabels {
+    fn other() -> Self {
+        InterfaceLabels {
+            interface: OTHER.into(),
+            netns: OTHER.into(),
+        }
+    }
+}
+
+impl Fold for TargetLabels {
+    fn other() -> Self {
+        TargetLabels {
+            target: OTHER.into(),
+        }
+    }
+}
+
+impl Fold for BeancounterLabels {
+    fn other() -> Self {
+        BeancounterLabels {
+            ctid: OTHER.into(),
+            resource: OTHER.into(),
+        }
+    }
+}
+
+impl Fold for EventLabels {
+    fn other() -> Self {
+        EventLabels {
+            event: OTHER.into(),
+        }
+    }
+}
+
+/// The label sets a family has handed out, to keep it within [`MAX_SERIES_PER_FAMILY`].
+struct Budget<L> {
+    seen: BTreeSet<L>,
+}
+
+impl<L: Fold> Budget<L> {
+    fn new() -> Self {
+        Budget {
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// `labels` if it has a series or there is room for one; else the `(other)` labels.
+    fn admit(&mut self, labels: L) -> L {
+        if self.seen.contains(&labels) {
+            return labels;
+        }
+        if self.seen.len() + 1 >= MAX_SERIES_PER_FAMILY {
+            return L::other();
+        }
+        self.seen.insert(labels.clone());
+        labels
+    }
+}
+
+/// Every family csm exposes, and what keeps them bounded.
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    /// Apart from [`Families`]: a histogram family has no `Default`.
+    ping_rtt: Family<TargetLabels, Histogram, fn() -> Histogram>,
+    /// Budgets per label kind; behind a lock because rows come from the collectors'
+    /// threads and the flush thread while a scrape encodes.
+    budgets: Mutex<Budgets>,
+}
+
+struct Budgets {
+    users: Budget<UserLabels>,
+    interfaces: Budget<InterfaceLabels>,
+    targets: Budget<TargetLabels>,
+    beancounters: Budget<BeancounterLabels>,
+    events: Budget<EventLabels>,
+    /// The uids of the last memory sample (their gauges are removed when they go).
+    mem_users: BTreeSet<UserLabels>,
+}
+
+#[derive(Default)]
+struct Families {
+    user_cpu: Family<UserLabels, FloatCounter>,
+    user_rss: Family<UserLabels, Gauge>,
+    user_pss: Family<UserLabels, Gauge>,
+    user_swap: Family<UserLabels, Gauge>,
+    user_processes: Family<UserLabels, Gauge>,
+    user_rx: Family<UserLabels, Counter>,
+    user_tx: Family<UserLabels, Counter>,
+    iface_rx_bytes: Family<InterfaceLabels, Counter>,
+    iface_tx_bytes: Family<InterfaceLabels, Counter>,
+    iface_rx_packets: Family<InterfaceLabels, Counter>,
+    iface_tx_packets: Family<InterfaceLabels, Counter>,
+    ping_sent: Family<TargetLabels, Counter>,
+    ping_lost: Family<TargetLabels, Counter>,
+    target_up: Family<TargetLabels, Gauge>,
+    beancounter_failcnt: Family<BeancounterLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    flushes_failed: Counter,
+    last_flush: FloatGauge,
+}
+
+fn rtt_histogram() -> Histogram {
+    Histogram::new(RTT_BUCKETS_S)
+}
+
+impl Metrics {
+    /// The families, with `csm_build_info` saying the version and the backend, and the
+    /// start time (when every counter was last 0).
+    pub fn new(backend: &str, started_us: i64) -> Metrics {
+        let families = Families::default();
+        let ping_rtt: Family<TargetLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(rtt_histogram);
+        let mut registry = Registry::with_prefix("csm");
+        register(&mut registry, &families, backend, started_us);
+        registry.register_with_unit(
+            "ping_rtt",
+            "Round-trip time of every reply",
+            Unit::Seconds,
+            ping_rtt.clone(),
+        );
+        Metrics {
+            registry,
+            families,
+            ping_rtt,
+            budgets: Mutex::new(Budgets {
+                users: Budget::new(),
+                interfaces: Budget::new(),
+                targets: Budget::new(),
+                beancounters: Budget::new(),
+                events: Budget::new(),
+                mem_users: BTreeSet::new(),
+            }),
+        }
+    }
+
+    /// Rows on their way to the store: counted here as they will be written.
+    pub fn observe(&self, rows: &Rows) {
+        let Rows::Table(rows) = rows else { return };
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rows) = rows.get::<CpuRow>() {
+            self.cpu(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<NetRow>() {
+            self.net(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<NetUidRow>() {
+            self.net_uid(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<MemRow>() {
+            self.mem(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<PingRow>() {
+            self.ping(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<UbcRow>() {
+            self.ubc(&mut budgets, rows);
+        } else if let Some(rows) = rows.get::<EventRow>() {
+            self.events(&mut budgets, rows.iter().map(|r| r.event.as_str()));
+        }
+    }
+
+    /// An event the store wrote itself (not through the collectors' channel).
+    pub fn event(&self, name: &str) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        self.events(&mut budgets, std::iter::once(name));
+    }
+
+    /// A flush ended: when (if it wrote everything) or one more failure.
+    pub fn flushed(&self, ok: bool, at_us: i64) {
+        if ok {
+            self.families.last_flush.set(at_us as f64 / 1e6);
+        } else {
+            self.families.flushes_failed.inc();
+        }
+    }
+
+    /// The Prometheus text format (0.0.4), or OpenMetrics 1.0 (ending in `# EOF`).
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let written = match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+        };
+        // Writing into a String cannot fail; an encoder error would be a bug in a
+        // label value, and a partial exposition is worse than none.
+        if written.is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn cpu(&self, budgets: &mut Budgets, rows: &[CpuRow]) {
+        for row in rows {
+            let labels = budgets
+                .users
+                .admit(user_labels(row.uid, row.user.as_deref()));
+            let seconds = row.cpu_ns.max(0) as f64 / 1e9;
+            self.families
+                .user_cpu
+                .get_or_create(&labels)
+                .inc_by(seconds);
+        }
+    }
+
+    fn net(&self, budgets: &mut Budgets, rows: &[NetRow]) {
+        let f = &self.families;
+        for row in rows {
+            let labels = budgets.interfaces.admit(InterfaceLabels {
+                interface: row.iface.clone(),
+                netns: row.netns.map(|n| n.to_string()).unwrap_or_default(),
+            });
+            f.iface_rx_bytes
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.rx_bytes));
+            f.iface_tx_bytes
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.tx_bytes));
+            f.iface_rx_packets
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.rx_packets));
+            f.iface_tx_packets
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.tx_packets));
+        }
+    }
+
+    fn net_uid(&self, budgets: &mut Budgets, rows: &[NetUidRow]) {
+        let f = &self.families;
+        for row in rows {
+            let labels = budgets
+                .users
+                .admit(user_labels(row.uid, row.user.as_deref()));
+            f.user_rx
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.rx_bytes));
+            f.user_tx
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.tx_bytes));
+        }
+    }
+
+    /// One memory sample: every uid that has processes now; the gauges of uids that
+    /// had some at the last sample and have none now are removed (a user who logged out
+    /// uses no memory, rather than the last value forever).
+    fn mem(&self, budgets: &mut Budgets, rows: &[MemRow]) {
+        let f = &self.families;
+        let mut sums: BTreeMap<UserLabels, MemSum> = BTreeMap::new();
+        for row in rows {
+            let labels = budgets
+                .users
+                .admit(user_labels(row.uid, row.user.as_deref()));
+            sums.entry(labels).or_default().add(row);
+        }
+        for (labels, sum) in &sums {
+            f.user_rss.get_or_create(labels).set(sum.rss);
+            f.user_processes.get_or_create(labels).set(sum.nproc);
+            // PSS and swap only where they were read (PSS is read every pss_interval
+            // with the eBPF backend): no series rather than a false 0.
+            for (family, value) in [(&f.user_pss, sum.pss), (&f.user_swap, sum.swap)] {
+                if let Some(value) = value {
+                    family.get_or_create(labels).set(value);
+                }
+            }
+        }
+        let now: BTreeSet<UserLabels> = sums.into_keys().collect();
+        for gone in budgets.mem_users.difference(&now) {
+            for family in [&f.user_rss, &f.user_pss, &f.user_swap, &f.user_processes] {
+                family.remove(gone);
+            }
+        }
+        budgets.mem_users = now;
+    }
+
+    fn ping(&self, budgets: &mut Budgets, rows: &[PingRow]) {
+        let f = &self.families;
+        for row in rows {
+            let labels = budgets.targets.admit(TargetLabels {
+                target: row.target.clone(),
+            });
+            let received = row.received.clamp(0, row.sent.max(0));
+            f.ping_sent
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.sent));
+            f.ping_lost
+                .get_or_create(&labels)
+                .inc_by(non_negative(row.sent - received));
+            let rtt = self.ping_rtt.get_or_create(&labels);
+            for ms in &row.rtts_ms {
+                rtt.observe(ms / 1000.0);
+            }
+            // Up when the last measurement got a reply: the outage definition of
+            // `csm report` (a run of measurements without one).
+            f.target_up
+                .get_or_create(&labels)
+                .set(i64::from(received > 0));
+        }
+    }
+
+    /// The kernel's failcnt is cumulative already: the counter follows it (from its value
+    /// at this daemon's start), and never goes back.
+    fn ubc(&self, budgets: &mut Budgets, rows: &[UbcRow]) {
+        for row in rows {
+            let labels = budgets.beancounters.admit(BeancounterLabels {
+                ctid: row.ctid.to_string(),
+                resource: row.resource.clone(),
+            });
+            let counter = self.families.beancounter_failcnt.get_or_create(&labels);
+            let now = non_negative(row.failcnt);
+            let before = counter.get();
+            if now > before {
+                counter.inc_by(now - before);
+            }
+        }
+    }
+
+    fn events<'a>(&self, budgets: &mut Budgets, names: impl Iterator<Item = &'a str>) {
+        for name in names {
+            let labels = budgets.events.admit(EventLabels {
+                event: name.to_string(),
+            });
+            self.families.events.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// What the scraper asked for (`Accept`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header names it (Prometheus asks for it first),
+    /// else the Prometheus text format every scraper reads.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// A user's memory in one sample (several rows when uids fold into `(other)`).
+#[derive(Default)]
+struct MemSum {
+    rss: i64,
+    nproc: i64,
+    pss: Option<i64>,
+    swap: Option<i64>,
+}
+
+impl MemSum {
+    fn add(&mut self, row: &MemRow) {
+        self.rss += row.rss_bytes;
+        self.nproc += row.nproc;
+        if let Some(pss) = row.pss_bytes {
+            *self.pss.get_or_insert(0) += pss;
+        }
+        if let Some(swap) = row.swap_bytes {
+            *self.swap.get_or_insert(0) += swap;
+        }
+    }
+}
+
+fn user_labels(uid: i64, user: Option<&str>) -> UserLabels {
+    UserLabels {
+        user: user.unwrap_or_default().to_string(),
+        uid: uid.to_string(),
+    }
+}
+
+fn non_negative(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i64) {
+    registry.register(
+        "build",
+        "csm's version and the backend it collects with (eBPF, or the /proc fallback)",
+        Info::new(vec![
+            ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            ("backend".to_string(), backend.to_string()),
+        ]),
+    );
+    let start: FloatGauge = Gauge::default();
+    start.set(started_us as f64 / 1e6);
+    registry.register_with_unit(
+        "start_time",
+        "When this daemon process started: every counter was 0 then",
+        Unit::Seconds,
+        start,
+    );
+    registry.register_with_unit(
+        "user_cpu",
+        "CPU time of a user's processes",
+        Unit::Seconds,
+        f.user_cpu.clone(),
+    );
+    registry.register_with_unit(
+        "user_memory_rss",
+        "Resident memory of a user's processes",
+        Unit::Bytes,
+        f.user_rss.clone(),
+    );
+    registry.register_with_unit(
+        "user_memory_pss",
+        "Proportional set size of a user's processes, at the last sample that read it (no series where it cannot be read)",
+        Unit::Bytes,
+        f.user_pss.clone(),
+    );
+    registry.register_with_unit(
+        "user_memory_swap",
+        "Swapped-out memory of a user's processes",
+        Unit::Bytes,
+        f.user_swap.clone(),
+    );
+    registry.register(
+        "user_processes",
+        "Processes a user has",
+        f.user_processes.clone(),
+    );
+    registry.register_with_unit(
+        "user_network_receive",
+        "IP-layer bytes a user's sockets received",
+        Unit::Bytes,
+        f.user_rx.clone(),
+    );
+    registry.register_with_unit(
+        "user_network_transmit",
+        "IP-layer bytes a user's sockets sent",
+        Unit::Bytes,
+        f.user_tx.clone(),
+    );
+    registry.register_with_unit(
+        "interface_receive",
+        "Bytes an interface received",
+        Unit::Bytes,
+        f.iface_rx_bytes.clone(),
+    );
+    registry.register_with_unit(
+        "interface_transmit",
+        "Bytes an interface sent",
+        Unit::Bytes,
+        f.iface_tx_bytes.clone(),
+    );
+    registry.register(
+        "interface_receive_packets",
+        "Packets an interface received",
+        f.iface_rx_packets.clone(),
+    );
+    registry.register(
+        "interface_transmit_packets",
+        "Packets an interface sent",
+        f.iface_tx_packets.clone(),
+    );
+    registry.register(
+        "ping_sent",
+        "Echo requests sent to a target",
+        f.ping_sent.clone(),
+    );
+    registry.register(
+        "ping_lost",
+        "Echo requests to a target that got no reply in time",
+        f.ping_lost.clone(),
+    );
+    registry.register(
+        "target_up",
+        "1 when the target's last measurement got a reply, 0 when it got none",
+        f.target_up.clone(),
+    );
+    registry.register(
+        "beancounter_failcnt",
+        "Allocations an OpenVZ beancounter refused (the kernel's failcnt)",
+        f.beancounter_failcnt.clone(),
+    );
+    registry.register(
+        "events",
+        "Rows of the events table, by event (write_error, net_uid_overflow, collector_error, ...)",
+        f.events.clone(),
+    );
+    registry.register(
+        "flush_failures",
+        "Flushes that could not write everything (the rows stay in memory and are retried)",
+        f.flushes_failed.clone(),
+    );
+    registry.register_with_unit(
+        "last_flush_timestamp",
+        "When the last flush wrote everything it held",
+        Unit::Seconds,
+        f.last_flush.clone(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Source;
+
+    fn cpu(uid: i64, user: &str, cpu_ns: i64) -> CpuRow {
+        CpuRow {
+            ts_us: 1,
+            dur_ms: 1000,
+            uid,
+            user: Some(user.into()),
+            cpu_ns,
+            cpu_pct: 0.0,
+            source: Source::Ebpf,
+        }
+    }
+
+    fn net(iface: &str, rx: i64) -> NetRow {
+        NetRow {
+            ts_us: 1,
+            dur_ms: 1000,
+            iface: iface.into(),
+            ifindex: 2,
+            netns: Some(4026531840),
+            rx_bytes: rx,
+            tx_bytes: 2 * rx,
+            rx_packets: 1,
+            tx_packets: 1,
+            source: Source::Ebpf,
+            ..Default::default()
+        }
+    }
+
+    /// One row of every table, so that every family has a series.
+    fn populated() -> Metrics {
+        let metrics = Metrics::new("ebpf", 1_700_000_000_000_000);
+        metrics.observe(&Rows::from(vec![cpu(1000, "alice", 1_500_000_000)]));
+        metrics.observe(&Rows::from(vec![net("eth0", 100)]));
+        metrics.observe(&Rows::from(vec![NetUidRow {
+            ts_us: 1,
+            dur_ms: 1000,
+            uid: 1000,
+            user: Some("alice".into()),
+            rx_bytes: 5,
+            tx_bytes: 6,
+        }]));
+        metrics.observe(&Rows::from(vec![MemRow {
+            ts_us: 1,
+            uid: 1000,
+            user: Some("alice".into()),
+            nproc: 3,
+            rss_bytes: 4096,
+            pss_bytes: Some(2048),
+            swap_bytes: None,
+        }]));
+        metrics.observe(&Rows::from(vec![PingRow {
+            ts_us: 1,
+            target: "10.0.0.1".into(),
+            sent: 3,
+            received: 2,
+            rtts_ms: vec![0.5, 12.0],
+            ..PingRow::default()
+        }]));
+        metrics.observe(&Rows::from(vec![UbcRow {
+            ts_us: 1,
+            ctid: 101,
+            resource: "numproc".into(),
+            held: 1,
+            maxheld: 1,
+            barrier: 1,
+            hard_limit: 1,
+            failcnt: 7,
+        }]));
+        metrics.observe(&Rows::event(crate::store::Event::NetUidOverflow {
+            uids: 1,
+        }));
+        metrics.flushed(true, 1_700_000_001_000_000);
+        metrics
+    }
+
+    /// The sample names of an exposition (`name{labels} value` or `name value`).
+    fn sample_names(exposition: &str) -> BTreeSet<String> {
+        exposition
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn rows_become_counters_with_base_units() {
+        let text = populated().encode(Format::Text);
+        for line in [
+            "csm_user_cpu_seconds_total{user=\"alice\",uid=\"1000\"} 1.5",
+            "csm_interface_receive_bytes_total{interface=\"eth0\",netns=\"4026531840\"} 100",
+            "csm_interface_transmit_bytes_total{interface=\"eth0\",netns=\"4026531840\"} 200",
+            "csm_user_network_transmit_bytes_total{user=\"alice\",uid=\"1000\"} 6",
+            "csm_user_memory_rss_bytes{user=\"alice\",uid=\"1000\"} 4096",
+            "csm_ping_sent_total{target=\"10.0.0.1\"} 3",
+            "csm_ping_lost_total{target=\"10.0.0.1\"} 1",
+            "csm_target_up{target=\"10.0.0.1\"} 1",
+            "csm_ping_rtt_seconds_bucket{target=\"10.0.0.1\",le=\"0.001\"} 1",
+            "csm_beancounter_failcnt_total{ctid=\"101\",resource=\"numproc\"} 7",
+            "csm_events_total{event=\"net_uid_overflow\"} 1",
+            "csm_last_flush_timestamp_seconds 1700000001.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        let open = populated().encode(Format::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(
+            open.contains("# TYPE csm_user_cpu_seconds counter"),
+            "{open}"
+        );
+    }
+
+    #[test]
+    fn counters_never_go_back_and_failcnt_follows_the_kernel() {
+        let metrics = populated();
+        metrics.observe(&Rows::from(vec![cpu(1000, "alice", -5)]));
+        metrics.observe(&Rows::from(vec![UbcRow {
+            ts_us: 2,
+            ctid: 101,
+            resource: "numproc".into(),
+            held: 1,
+            maxheld: 1,
+            barrier: 1,
+            hard_limit: 1,
+            failcnt: 3,
+        }]));
+        let text = metrics.encode(Format::Text);
+        assert!(text.contains("csm_user_cpu_seconds_total{user=\"alice\",uid=\"1000\"} 1.5\n"));
+        assert!(
+            text.contains("csm_beancounter_failcnt_total{ctid=\"101\",resource=\"numproc\"} 7\n")
+        );
+    }
+
+    #[test]
+    fn a_user_without_processes_loses_the_memory_gauges() {
+        let metrics = populated();
+        metrics.observe(&Rows::from(Vec::<MemRow>::new()));
+        let text = metrics.encode(Format::Text);
+        assert!(!text.contains("csm_user_memory_rss_bytes{"), "{text}");
+    }
+
+    #[test]
+    fn series_past_the_budget_fold_into_other() {
+        let metrics = Metrics::new("ebpf", 0);
+        let rows: Vec<NetRow> = (0..MAX_SERIES_PER_FAMILY + 50)
+            .map(|i| net(&format!("veth{i}"), 1))
+            .collect();
+        metrics.observe(&Rows::from(rows));
+        let text = metrics.encode(Format::Text);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("csm_interface_receive_bytes_total{"))
+            .count();
+        assert_eq!(series, MAX_SERIES_PER_FAMILY);
+        let other = "csm_interface_receive_bytes_total{interface=\"(other)\",netns=\"(other)\"} 51";
+        assert!(text.lines().any(|l| l == other), "{text}");
+    }
+
+    /// The Grafana dashboard in `packaging/` parses, and every metric its queries name
+    /// is one csm exposes.
+    #[test]
+    fn the_dashboard_queries_only_metrics_that_exist() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../packaging/grafana/csm-dashboard.json"
+        ))
+        .expect("the dashboard is JSON");
+        let exposed = sample_names(&populated().encode(Format::Text));
+        let mut queries = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                queries.push(target["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().unwrap() {
+            if variable["type"] == "query" {
+                queries.push(variable["query"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(queries.len() >= 10, "{queries:?}");
+        let mut named = 0;
+        for query in &queries {
+            for name in metric_names(query) {
+                named += 1;
+                assert!(
+                    exposed.contains(&name),
+                    "{name} (in {query}) is not exposed: {exposed:?}"
+                );
+            }
+        }
+        assert!(named >= queries.len());
+    }
+
+    /// The `csm_…` identifiers of a PromQL expression.
+    fn metric_names(query: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = query;
+        while let Some(at) = rest.find("csm_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.push(name);
+        }
+        names
+    }
+}

@@ -1,0 +1,485 @@
+//! The Prometheus endpoint end to end, as root: the real `csm` binary in a test
+//! namespace, a real Prometheus (Debian's) scraping it every second, known CPU and
+//! traffic, and Prometheus's `increase()`/`rate()` held against the Parquet rows and
+//! the kernel's own counters.
+
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use csm::store::{AlertEvent, CpuRow, Event, NetRow, PingRow};
+use csm_tests::net::tcp_exchange;
+use csm_tests::prometheus::{
+    http_get, metrics_config, promtool_check, samples_of, scalar_of, Prometheus, CSM_PORT,
+};
+use csm_tests::{require_root, wait_cpu_ns, Daemon, DataDir, Ipv6, Link, Netns, TestUser};
+
+/// Bytes each way through the veth: large beside anything else on it (a few ARP
+/// packets), small enough for a quick test.
+const UP: usize = 24 << 20;
+const DOWN: usize = 8 << 20;
+
+fn tcp_in(server_ns: &Netns, client_ns: &Netns, addr: &'static str, up: usize, down: usize) {
+    let listener = server_ns.within(move || TcpListener::bind(addr).expect("bind"));
+    let client = client_ns.within(move || TcpStream::connect(addr).expect("connect"));
+    tcp_exchange(listener, client, up, down);
+}
+
+/// What Prometheus says of one counter series over all its samples.
+struct Seen {
+    /// Time (Unix seconds) and value of its first and last samples.
+    first: (f64, f64),
+    last: (f64, f64),
+    /// `increase()` and `rate()` × range over exactly the span of its samples.
+    increase: f64,
+    rate_times_range: f64,
+}
+
+/// `increase(series[range])` and `rate()` evaluated at the series' last sample over a
+/// range that starts exactly at its first (Prometheus 2 takes both ends in): no
+/// extrapolation at either end, so they are the counter's growth between the two
+/// samples as Prometheus computes it.
+fn seen(prometheus: &Prometheus, series: &str) -> Seen {
+    let samples = samples_of(&prometheus.query(&format!("{series}[10m]"), None));
+    assert!(samples.len() >= 5, "{series}: few samples: {samples:?}");
+    let (first, last) = (samples[0], samples[samples.len() - 1]);
+    let range_ms = ((last.0 - first.0) * 1000.0).round() as i64;
+    let at = Some(last.0);
+    let query = |function: &str| {
+        scalar_of(&prometheus.query(&format!("{function}({series}[{range_ms}ms])"), at))
+            .unwrap_or_else(|| panic!("no {function}() of {series}"))
+    };
+    let seen = Seen {
+        first,
+        last,
+        increase: query("increase"),
+        rate_times_range: query("rate") * range_ms as f64 / 1000.0,
+    };
+    println!(
+        "{series}: {} samples, first {first:?}, last {last:?}, increase {:.4}, rate x range {:.4}",
+        samples.len(),
+        seen.increase,
+        seen.rate_times_range
+    );
+    seen
+}
+
+/// Sum of `value` over the rows whose interval ended between two samples.
+fn rows_between<R>(
+    rows: &[R],
+    seen: &Seen,
+    ts_us: impl Fn(&R) -> i64,
+    value: impl Fn(&R) -> i64,
+) -> f64 {
+    let (from, to) = ((seen.first.0 * 1e6) as i64, (seen.last.0 * 1e6) as i64);
+    rows.iter()
+        .filter(|r| ts_us(r) > from && ts_us(r) <= to)
+        .map(value)
+        .sum::<i64>() as f64
+}
+
+/// The eBPF daemon in `ns`, every second, its endpoint on the namespace's loopback.
+fn with_endpoint(ns: &Netns, data: &DataDir) -> Daemon {
+    let config = data.config(&metrics_config());
+    Daemon::builder()
+        .netns(ns)
+        .data_dir(data)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--interval",
+            "1s",
+            "--backend",
+            "ebpf",
+            "--duration",
+            "300s",
+        ])
+        .start()
+}
+
+fn assert_within_pct(what: &str, got: f64, want: f64, pct: f64) {
+    let off = (got - want).abs() / want.abs().max(1e-9) * 100.0;
+    println!("{what}: {got:.4} vs {want:.4} ({off:.3} % off)");
+    assert!(
+        off <= pct,
+        "{what}: {got:.4} vs {want:.4} ({off:.2} % off, limit {pct} %)"
+    );
+}
+
+/// A user's burn and a known number of bytes through a veth, scraped by Prometheus every
+/// second: `increase()` and `rate()` of the CPU and interface counters match the Parquet
+/// rows of the same span and the kernel (wait4's CPU time, /proc/net/dev) within 2 %;
+/// the exposition passes `promtool check metrics` with no warning, and OpenMetrics ends
+/// in `# EOF`.
+#[test]
+fn prometheus_increase_matches_rows_and_the_kernel() {
+    require_root();
+    let link = Link::new("pm", Ipv6::Off);
+    link.address("10.232.0.1/24", "10.232.0.2/24");
+    let (a, b, va) = (&link.client, &link.server, &link.client_if);
+    let user = TestUser::create("pm");
+    let data = DataDir::new();
+    let daemon = with_endpoint(a, &data);
+    let prometheus = Prometheus::start(a);
+    // A little CPU and traffic first, so that both series exist (with small values)
+    // before the workload: the workload then lies wholly between their first and last
+    // samples.
+    let _ = user.shell("true").status();
+    tcp_in(b, a, "10.232.0.2:5000", 1000, 1000);
+    thread::sleep(Duration::from_secs(4));
+
+    let veth_before = a.traffic(va);
+    let burn = user.shell("while :; do :; done").spawn().expect("burn");
+    tcp_in(b, a, "10.232.0.2:5001", UP, DOWN);
+    thread::sleep(Duration::from_secs(4));
+    // SAFETY: our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let (_, burn_ns) = wait_cpu_ns(burn);
+    let veth_after = a.traffic(va);
+    // The intervals holding the end of the work close, and Prometheus scrapes them.
+    thread::sleep(Duration::from_secs(4));
+
+    let exposition = a.within(|| http_get(CSM_PORT, "/metrics", None).expect("GET /metrics"));
+    assert_eq!(exposition.0, 200);
+    let (ok, says) = promtool_check(&exposition.1);
+    assert!(ok && says.is_empty(), "promtool check metrics: {says}");
+    let openmetrics = a.within(|| {
+        http_get(
+            CSM_PORT,
+            "/metrics",
+            Some("application/openmetrics-text; version=1.0.0"),
+        )
+        .expect("GET /metrics (OpenMetrics)")
+    });
+    assert!(openmetrics.1.ends_with("# EOF\n"), "{}", openmetrics.1);
+
+    let netns = a.inode();
+    let ifindex = a.ifindex(va);
+    let iface = format!("interface=\"{va}\",netns=\"{netns}\"");
+    let uid = format!("uid=\"{}\"", user.uid);
+    let rx = seen(
+        &prometheus,
+        &format!("csm_interface_receive_bytes_total{{{iface}}}"),
+    );
+    let tx = seen(
+        &prometheus,
+        &format!("csm_interface_transmit_bytes_total{{{iface}}}"),
+    );
+    let cpu = seen(&prometheus, &format!("csm_user_cpu_seconds_total{{{uid}}}"));
+    drop(prometheus);
+    daemon.stop();
+
+    let net: Vec<NetRow> = data
+        .rows::<NetRow>()
+        .into_iter()
+        .filter(|r| r.netns == Some(netns) && r.ifindex == ifindex)
+        .collect();
+    let cpu_rows: Vec<CpuRow> = data
+        .rows::<CpuRow>()
+        .into_iter()
+        .filter(|r| r.uid == user.uid as i64)
+        .collect();
+    let kernel_rx = (veth_after.rx_bytes - veth_before.rx_bytes) as f64;
+    let kernel_tx = (veth_after.tx_bytes - veth_before.tx_bytes) as f64;
+    let rows_rx = rows_between(&net, &rx, |r| r.ts_us, |r| r.rx_bytes);
+    let rows_tx = rows_between(&net, &tx, |r| r.ts_us, |r| r.tx_bytes);
+    let rows_cpu_s = rows_between(&cpu_rows, &cpu, |r| r.ts_us, |r| r.cpu_ns) / 1e9;
+    println!(
+        "kernel rx {kernel_rx} tx {kernel_tx}; burn (wait4) {} s",
+        burn_ns as f64 / 1e9
+    );
+    // The last sample is every row written: nothing after the work.
+    let all_rx: i64 = net.iter().map(|r| r.rx_bytes).sum();
+    let all_cpu: i64 = cpu_rows.iter().map(|r| r.cpu_ns).sum();
+    assert_within_pct(
+        "last rx sample vs every row",
+        rx.last.1,
+        all_rx as f64,
+        0.01,
+    );
+    assert_within_pct(
+        "last cpu sample vs every row",
+        cpu.last.1,
+        all_cpu as f64 / 1e9,
+        0.01,
+    );
+    for (what, seen, rows, kernel) in [
+        ("rx bytes", &rx, rows_rx, kernel_rx),
+        ("tx bytes", &tx, rows_tx, kernel_tx),
+        ("cpu seconds", &cpu, rows_cpu_s, burn_ns as f64 / 1e9),
+    ] {
+        assert_within_pct(
+            &format!("increase() of {what} vs rows"),
+            seen.increase,
+            rows,
+            2.0,
+        );
+        assert_within_pct(
+            &format!("rate() of {what} vs rows"),
+            seen.rate_times_range,
+            rows,
+            2.0,
+        );
+        assert_within_pct(
+            &format!("increase() of {what} vs the kernel"),
+            seen.increase,
+            kernel,
+            2.0,
+        );
+    }
+}
+
+/// Slowloris, 10,000 connections at once and a 1 MB header against the endpoint while
+/// csm collects: the endpoint still answers afterwards, and the collection is untouched
+/// (every interval's `cpu` row is there, 1 s apart).
+#[test]
+fn a_hostile_client_changes_neither_intervals_nor_rows() {
+    require_root();
+    let ns = Netns::new("ph", Ipv6::Off);
+    let user = TestUser::create("ph");
+    let data = DataDir::new();
+    let daemon = with_endpoint(&ns, &data);
+    let burn = user.shell("while :; do :; done").spawn().expect("burn");
+    thread::sleep(Duration::from_secs(2));
+    let attack_started = csm_tests::now_us();
+    let attack = Instant::now();
+    ns.within(hostile_clients);
+    let attack_secs = attack.elapsed().as_secs_f64();
+    let attack_ended = csm_tests::now_us();
+    let (status, body) =
+        ns.within(|| http_get(CSM_PORT, "/metrics", None).expect("GET after the attack"));
+    assert_eq!(status, 200);
+    assert!(body.contains("csm_user_cpu_seconds_total"), "{body}");
+    thread::sleep(Duration::from_secs(2));
+    // SAFETY: our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let _ = wait_cpu_ns(burn);
+    thread::sleep(Duration::from_millis(1500));
+    daemon.stop();
+
+    // The burn's rows: one per interval, every interval during the attack present and
+    // about one second long (the collectors were never held up).
+    let mut rows: Vec<CpuRow> = data
+        .rows::<CpuRow>()
+        .into_iter()
+        .filter(|r| r.uid == user.uid as i64)
+        .collect();
+    rows.sort_by_key(|r| r.ts_us);
+    let during: Vec<&CpuRow> = rows
+        .iter()
+        .filter(|r| r.ts_us > attack_started && r.ts_us <= attack_ended + 1_000_000)
+        .collect();
+    println!(
+        "attack took {attack_secs:.1} s; burn rows during it: {:?}",
+        during
+            .iter()
+            .map(|r| (r.ts_us, r.dur_ms, r.cpu_pct))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        during.len() as f64 >= attack_secs.floor(),
+        "rows missing during the attack"
+    );
+    // Ticks are aligned to the wall clock; on a machine busy with other work a sample
+    // may be late by a few hundred ms, never by a whole interval.
+    for pair in rows.windows(2) {
+        let gap_ms = (pair[1].ts_us - pair[0].ts_us) / 1000;
+        assert!(
+            (700..=1300).contains(&gap_ms),
+            "rows {gap_ms} ms apart: {pair:?}"
+        );
+    }
+    for row in &during {
+        assert!(
+            (700..=1300).contains(&row.dur_ms),
+            "an interval of {} ms",
+            row.dur_ms
+        );
+    }
+}
+
+/// In the namespace: 200 slowloris connections that send a byte a second, 10,000
+/// connections opened at once and held, and one 1 MB header.
+fn hostile_clients() {
+    raise_fd_limit(12_000);
+    let addr = ("127.0.0.1", CSM_PORT);
+    let slow: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let mut flood = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        match TcpStream::connect(addr) {
+            Ok(stream) => flood.push(stream),
+            Err(_) => break,
+        }
+    }
+    println!("{} slow and {} flood connections", slow.len(), flood.len());
+    assert!(
+        flood.len() >= 9_000,
+        "only {} connections opened",
+        flood.len()
+    );
+    let header = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    if let Ok(mut big) = TcpStream::connect(addr) {
+        use std::io::{Read, Write};
+        let _ = big.write_all(header.as_bytes());
+        let mut answer = Vec::new();
+        let _ = big.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = big.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "a 1 MB header got: {}",
+            &answer[..answer.len().min(200)]
+        );
+    }
+    for second in 0..6 {
+        use std::io::Write;
+        for mut stream in &slow {
+            let _ = stream.write_all(&[b"GET /metrics HTTP/1.1\r\n"[second % 23]]);
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
+    drop(flood);
+    drop(slow);
+}
+
+fn raise_fd_limit(want: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: want,
+    };
+    // SAFETY: a plain struct; as root the hard limit may be raised.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "raise the descriptor limit to {want}");
+}
+
+/// A real outage: the ping target on the far side of a veth is cut off for 8 s. The
+/// `outage` rule fires once and resolves once, its command runs twice with the alert in
+/// its environment, and the `alert` events and `csm report alerts` give the outage the
+/// start and end the ping rows give it.
+#[test]
+fn an_outage_fires_and_resolves_once_with_its_command() {
+    require_root();
+    let link = Link::new("pa", Ipv6::Off);
+    link.address("10.233.0.1/24", "10.233.0.2/24");
+    let data = DataDir::new();
+    let out = tempfile::tempdir().expect("temp dir for the command's output");
+    let script = out.path().join("page.sh");
+    std::fs::write(&script, "#!/bin/sh\nenv | sort > \"$1/$CSM_STATE.$$\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = data.config(&format!(
+        "[ping]\ninterval = \"1s\"\ncount = 1\ntargets = [\"10.233.0.2\"]\n\n\
+         [[alert]]\nname = \"far side down\"\nkind = \"outage\"\ntarget = \"10.233.0.2\"\n\
+         for = \"3s\"\nrun = [\"{}\", \"{}\"]\ntimeout = \"5s\"\n",
+        script.display(),
+        out.path().display()
+    ));
+    let daemon = Daemon::builder()
+        .netns(&link.client)
+        .data_dir(&data)
+        .arg("--config")
+        .arg(&config)
+        .args(["--interval", "1s", "--duration", "300s"])
+        .start();
+    thread::sleep(Duration::from_secs(4));
+    link.set_server_link(false);
+    thread::sleep(Duration::from_secs(8));
+    link.set_server_link(true);
+    thread::sleep(Duration::from_secs(5));
+    let log = daemon.stop();
+    let log = log.join("\n");
+
+    // The ping rows' outage, by the one definition.
+    let mut pings: Vec<PingRow> = data.rows::<PingRow>();
+    pings.sort_by_key(|r| r.ts_us);
+    let found = csm::store::outages::of_rows(pings.iter());
+    assert_eq!(found.len(), 1, "outages in the ping rows: {found:?}");
+    let outage = found[0];
+    let end_us = outage.end_us.expect("the outage ended");
+
+    // Exactly one firing and one resolution, with the outage's start and end.
+    let alerts: Vec<(i64, AlertEvent)> = data
+        .events()
+        .into_iter()
+        .filter_map(|(ts, e)| match e {
+            Event::Alert(a) => Some((ts, a)),
+            _ => None,
+        })
+        .collect();
+    println!("outage {outage:?}\nalert events {alerts:?}");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let (fired, resolved) = (&alerts[0], &alerts[1]);
+    assert!(fired.1.firing && !resolved.1.firing);
+    assert_eq!(fired.1.subject, "10.233.0.2");
+    assert_eq!(fired.1.since_us, outage.start_us);
+    assert_eq!(resolved.1.since_us, outage.start_us);
+    assert_eq!(resolved.0, end_us);
+    assert!(fired.1.value >= 3.0, "fired at {} s down", fired.1.value);
+    assert!(
+        log.contains("alert far side down (10.233.0.2) firing"),
+        "{log}"
+    );
+    assert!(
+        log.contains("alert far side down (10.233.0.2) resolved"),
+        "{log}"
+    );
+
+    // The command ran twice, once per transition, with the alert's fields.
+    let mut runs: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "page.sh")
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "command runs: {runs:?}");
+    assert!(
+        runs[0].starts_with("firing.") && runs[1].starts_with("resolved."),
+        "{runs:?}"
+    );
+    for (run, state) in runs.iter().zip(["firing", "resolved"]) {
+        let env = std::fs::read_to_string(out.path().join(run)).unwrap();
+        for want in [
+            "CSM_ALERT=far side down".to_string(),
+            format!("CSM_STATE={state}"),
+            "CSM_TARGET=10.233.0.2".to_string(),
+            format!("CSM_SINCE_US={}", outage.start_us),
+        ] {
+            assert!(env.lines().any(|l| l == want), "{run} lacks {want}:\n{env}");
+        }
+        assert!(env.lines().any(|l| l.starts_with("CSM_VALUE=")), "{env}");
+        assert!(env.lines().any(|l| l.starts_with("CSM_SINCE=")), "{env}");
+    }
+
+    // `csm report alerts` says the same.
+    let from = csm::report::rfc3339(outage.start_us - 60_000_000);
+    let report = csm_tests::run_csm([
+        "report".as_ref(),
+        "--data-dir".as_ref(),
+        data.path().as_os_str(),
+        "--from".as_ref(),
+        from.as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "alerts".as_ref(),
+    ] as [&std::ffi::OsStr; 8]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let listed = json["alerts"].as_array().expect("alerts section");
+    assert_eq!(listed.len(), 1, "{json}");
+    assert_eq!(listed[0]["start_ts"], csm::report::rfc3339(outage.start_us));
+    assert_eq!(listed[0]["end_ts"], csm::report::rfc3339(end_us));
+    let duration_s = (end_us - outage.start_us) as f64 / 1e6;
+    assert_eq!(listed[0]["duration_s"].as_f64(), Some(duration_s));
+    assert!(
+        (7.0..=11.0).contains(&duration_s),
+        "an outage of {duration_s} s"
+    );
+}
