@@ -32,8 +32,12 @@ pub use run_time::{RunTime, RunTimeFollower};
 pub use workload::{schedstat_ns, wait_cpu_ns, Rng, TestUser};
 
 /// `target/release/<name>` of this workspace (`csm`, `csm-plot`): the tests run the real
-/// binaries, which `cargo xtask test` builds first.
+/// binaries, which `cargo xtask test` builds first (`$CSM_BIN_DIR/<name>` when set).
 pub fn csm_bin(name: &str) -> PathBuf {
+    // Inside the kernel matrix's VMs (csm-vm-agent) the binaries are in /bin.
+    if let Some(dir) = std::env::var_os("CSM_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/release")
         .join(name);
