@@ -81,8 +81,10 @@ pub const VM_TOOLS: &[Tool] = &[
     },
 ];
 
-/// Boot, run and power-off bound of one VM (emulated: about a minute of checks).
-const VM_TIMEOUT: Duration = Duration::from_secs(420);
+/// Boot, run and power-off bound of one VM: about 2 minutes emulated on 2 idle cores;
+/// on a loaded host (load average 18 on 2 cores) the 2,000 short processes alone took
+/// over 6 minutes.
+const VM_TIMEOUT: Duration = Duration::from_secs(900);
 /// Memory of a VM: the bench's 10,000 sleeping processes fit.
 const VM_MEMORY_MIB: u32 = 3072;
 
@@ -96,22 +98,30 @@ pub fn kernel(name: &str) -> Result<&'static Kernel> {
     KERNELS.iter().find(|k| k.name == name).with_context(|| {
         format!(
             "no kernel {name:?} in the matrix; known: {}",
-            KERNELS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            KERNELS
+                .iter()
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }
 
-/// Builds what goes into the VMs: the release binaries and the test helpers.
+/// Builds what goes into the VMs: the release binaries and the test helpers (csm-vm-agent,
+/// csm-mem-hold).
 pub fn build_guest_binaries() -> Result<()> {
+    // One build with the package binaries: built apart, cargo's feature unification
+    // differs and csm-user is compiled twice.
     run_cmd(crate::cargo().args([
         "build",
         "--release",
+        "--bins",
+        "-p",
+        "csm-user",
+        "-p",
+        "csm-plot",
         "-p",
         "csm-tests",
-        "--bin",
-        "csm-vm-agent",
-        "--bin",
-        "csm-mem-hold",
     ]))
 }
 
@@ -132,15 +142,19 @@ pub fn fetch(kernel: &Kernel) -> Result<KernelFiles> {
     let marker = dir.join("package");
     let package = match fs::read_to_string(&marker) {
         Ok(p) if dir.join("root/boot").is_dir() => p.trim().to_string(),
-        _ => download(kernel, &dir)
-            .with_context(|| format!("cannot fetch the {} kernel ({})", kernel.name, kernel.suite))?,
+        _ => download(kernel, &dir).with_context(|| {
+            format!("cannot fetch the {} kernel ({})", kernel.name, kernel.suite)
+        })?,
     };
     let root = dir.join("root");
     let boot = fs::read_dir(root.join("boot")).context("read the kernel's /boot")?;
     let vmlinuz = boot
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .with_context(|| format!("{package} has no vmlinuz"))?;
     let release = vmlinuz.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_string();
     Ok(KernelFiles {
@@ -231,7 +245,12 @@ fn download(kernel: &Kernel, dir: &Path) -> Result<String> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
-        .with_context(|| format!("linux-image-amd64 of {} names no kernel: {text}", kernel.suite))?
+        .with_context(|| {
+            format!(
+                "linux-image-amd64 of {} names no kernel: {text}",
+                kernel.suite
+            )
+        })?
         .to_string();
     let debs = dir.join("debs");
     let _ = fs::remove_dir_all(&debs);
@@ -316,9 +335,14 @@ fn install(root: &Path, src: &Path, dest: &str, strip: bool) -> Result<()> {
 
 fn run_quiet(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().with_context(|| format!("cannot start {shown}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !out.status.success() {
-        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -327,8 +351,8 @@ fn run_quiet(cmd: &mut Command) -> Result<()> {
 /// the modules dir.
 fn module_files(modules: &Path) -> Result<Vec<String>> {
     let dep_path = modules.join("modules.dep");
-    let deps = fs::read_to_string(&dep_path)
-        .with_context(|| format!("read {}", dep_path.display()))?;
+    let deps =
+        fs::read_to_string(&dep_path).with_context(|| format!("read {}", dep_path.display()))?;
     let mut wanted = Vec::new();
     for name in MODULES {
         let line = deps
@@ -357,7 +381,16 @@ fn initramfs(kernel: &Kernel, files: &KernelFiles, agent_args: &[String]) -> Res
     let dir = kernel_dir(kernel);
     let root = dir.join("initramfs");
     let _ = fs::remove_dir_all(&root);
-    for sub in ["bin", "proc", "sys", "dev", "tmp", "run", "etc", "lib/csm-modules"] {
+    for sub in [
+        "bin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "etc",
+        "lib/csm-modules",
+    ] {
         fs::create_dir_all(root.join(sub))?;
     }
     let release = workspace_root().join("target/release");
@@ -384,7 +417,10 @@ fn initramfs(kernel: &Kernel, files: &KernelFiles, agent_args: &[String]) -> Res
     for module in module_files(&files.modules)? {
         let src = files.modules.join(&module);
         let base = module.rsplit('/').next().unwrap().to_string();
-        let plain = base.trim_end_matches(".xz").trim_end_matches(".zst").to_string();
+        let plain = base
+            .trim_end_matches(".xz")
+            .trim_end_matches(".zst")
+            .to_string();
         let dest = root.join("lib/csm-modules").join(&plain);
         if base.ends_with(".xz") {
             decompress("xz", &src, &dest)?;
@@ -507,7 +543,12 @@ impl Outcome {
 /// How qemu runs guests here: KVM where a probe boot shows it works, TCG otherwise
 /// (remembered per host kernel in target/kernels/accel).
 fn accelerator(kernel: &Kernel, files: &KernelFiles) -> Result<Vec<String>> {
-    let tcg = vec!["-accel".into(), "tcg,thread=multi".into(), "-cpu".into(), "max".into()];
+    let tcg = vec![
+        "-accel".into(),
+        "tcg,thread=multi".into(),
+        "-cpu".into(),
+        "max".into(),
+    ];
     let kvm = vec!["-enable-kvm".into(), "-cpu".into(), "host".into()];
     let cache = workspace_root().join("target/kernels/accel");
     let host = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -527,7 +568,15 @@ fn accelerator(kernel: &Kernel, files: &KernelFiles) -> Result<Vec<String>> {
     let works = usable && {
         say("probing KVM: a short boot under -enable-kvm (20 s at most)");
         let initrd = initramfs(kernel, files, &["run".into(), "/bin/true".into()])?;
-        let outcome = boot(kernel, files, &initrd, &kvm, "", Duration::from_secs(20), false)?;
+        let outcome = boot(
+            kernel,
+            files,
+            &initrd,
+            &kvm,
+            "",
+            Duration::from_secs(20),
+            false,
+        )?;
         outcome.ended.is_some()
     };
     let accel = if works { "kvm" } else { "tcg" };
@@ -566,7 +615,13 @@ fn boot(
         .arg(initrd)
         .arg("-append")
         .arg(format!("console=ttyS0 panic=-1 quiet {cmdline}").trim())
-        .args(["-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio"])
+        .args([
+            "-nographic",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -754,7 +809,10 @@ mod tests {
         }
         assert_eq!(o.ended, Some(false));
         assert_eq!(o.results.len(), 2);
-        assert_eq!(o.results[0], ("cpu-burn".into(), true, "+0.030 % of 9.9 s".into()));
+        assert_eq!(
+            o.results[0],
+            ("cpu-burn".into(), true, "+0.030 % of 9.9 s".into())
+        );
         assert!(!o.results[1].1);
         assert_eq!(o.metric("load_time_ms"), "812");
         assert_eq!(o.metric("backend_event"), "ebpf: all");
@@ -780,7 +838,56 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             files,
-            ["kernel/net/y.ko", "kernel/net/x.ko", "kernel/drivers/net/veth.ko"]
+            [
+                "kernel/net/y.ko",
+                "kernel/net/x.ko",
+                "kernel/drivers/net/veth.ko"
+            ]
         );
     }
+}
+
+/// `cargo xtask bench`'s last part: the daemon's share of a core beside 1,000 and 10,000
+/// sleeping processes (defaults, 60 s) inside the 6.1 VM and on this host, side by side
+/// (emulation slows everything: the ratio is what compares).
+pub fn bench_in_vm() -> Result<()> {
+    setup::debian_packages(VM_TOOLS)?;
+    build_guest_binaries()?;
+    let agent = workspace_root().join("target/release/csm-vm-agent");
+    let kernel = kernel("6.1")?;
+    let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut rows = Vec::new();
+    for n in ["1000", "10000"] {
+        let vm = run_vm(kernel, &["bench".into(), n.into()], "")?;
+        let mut host = Outcome::default();
+        say(&format!("running csm-vm-agent bench {n} on this host"));
+        let out = Command::new(&agent)
+            .args(["bench", n])
+            .output()
+            .context("run csm-vm-agent bench on the host")?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            host.add_line(line);
+        }
+        if !vm.passed() || !host.passed() {
+            bail!("the bench beside {n} processes failed (VM: {vm:?}; host: {host:?})");
+        }
+        rows.push((
+            n,
+            vm.metric("bench_core_pct"),
+            host.metric("bench_core_pct"),
+        ));
+    }
+    println!(
+        "\n| processes | 6.1 VM (TCG) | host {} | ratio |",
+        host_kernel.trim()
+    );
+    println!("|---|---|---|---|");
+    for (n, vm, host) in rows {
+        let ratio = match (vm.parse::<f64>(), host.parse::<f64>()) {
+            (Ok(v), Ok(h)) if h > 0.0 => format!("{:.2}", v / h),
+            _ => "-".into(),
+        };
+        println!("| {n} | {vm} % | {host} % | {ratio} |");
+    }
+    Ok(())
 }

@@ -432,12 +432,10 @@ pub fn mem_offsets(btf: &KernelBtf, nr_cpus: u32) -> Result<MemOffsets> {
             ..common
         });
     }
-    let atomic_size = btf
-        .array_element_size("mm_rss_stat", "count")?
-        .context(
-            "mm_struct.rss_stat is neither an array of percpu_counter (6.2+) nor a \
+    let atomic_size = btf.array_element_size("mm_rss_stat", "count")?.context(
+        "mm_struct.rss_stat is neither an array of percpu_counter (6.2+) nor a \
              struct mm_rss_stat with an array count (before 6.2)",
-        )?;
+    )?;
     ensure!(
         atomic_size == 8,
         "mm_rss_stat.count holds {atomic_size}-byte elements, not atomic_long_t"
