@@ -789,6 +789,51 @@ fn summarize(outcomes: &[(String, &Outcome)]) {
     }
 }
 
+/// `cargo xtask bench`'s last part: the daemon's share of a core beside 1,000 and 10,000
+/// sleeping processes (defaults, 60 s) inside the 6.1 VM and on this host, side by side
+/// (emulation slows everything: the ratio is what compares).
+pub fn bench_in_vm() -> Result<()> {
+    setup::debian_packages(VM_TOOLS)?;
+    build_guest_binaries()?;
+    let agent = workspace_root().join("target/release/csm-vm-agent");
+    let kernel = kernel("6.1")?;
+    let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut rows = Vec::new();
+    for n in ["1000", "10000"] {
+        let vm = run_vm(kernel, &["bench".into(), n.into()], "")?;
+        let mut host = Outcome::default();
+        say(&format!("running csm-vm-agent bench {n} on this host"));
+        let out = Command::new(&agent)
+            .args(["bench", n])
+            .output()
+            .context("run csm-vm-agent bench on the host")?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            host.add_line(line);
+        }
+        if !vm.passed() || !host.passed() {
+            bail!("the bench beside {n} processes failed (VM: {vm:?}; host: {host:?})");
+        }
+        rows.push((
+            n,
+            vm.metric("bench_core_pct"),
+            host.metric("bench_core_pct"),
+        ));
+    }
+    println!(
+        "\n| processes | 6.1 VM (TCG) | host {} | ratio |",
+        host_kernel.trim()
+    );
+    println!("|---|---|---|---|");
+    for (n, vm, host) in rows {
+        let ratio = match (vm.parse::<f64>(), host.parse::<f64>()) {
+            (Ok(v), Ok(h)) if h > 0.0 => format!("{:.2}", v / h),
+            _ => "-".into(),
+        };
+        println!("| {n} | {vm} % | {host} % | {ratio} |");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -845,49 +890,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// `cargo xtask bench`'s last part: the daemon's share of a core beside 1,000 and 10,000
-/// sleeping processes (defaults, 60 s) inside the 6.1 VM and on this host, side by side
-/// (emulation slows everything: the ratio is what compares).
-pub fn bench_in_vm() -> Result<()> {
-    setup::debian_packages(VM_TOOLS)?;
-    build_guest_binaries()?;
-    let agent = workspace_root().join("target/release/csm-vm-agent");
-    let kernel = kernel("6.1")?;
-    let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut rows = Vec::new();
-    for n in ["1000", "10000"] {
-        let vm = run_vm(kernel, &["bench".into(), n.into()], "")?;
-        let mut host = Outcome::default();
-        say(&format!("running csm-vm-agent bench {n} on this host"));
-        let out = Command::new(&agent)
-            .args(["bench", n])
-            .output()
-            .context("run csm-vm-agent bench on the host")?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            host.add_line(line);
-        }
-        if !vm.passed() || !host.passed() {
-            bail!("the bench beside {n} processes failed (VM: {vm:?}; host: {host:?})");
-        }
-        rows.push((
-            n,
-            vm.metric("bench_core_pct"),
-            host.metric("bench_core_pct"),
-        ));
-    }
-    println!(
-        "\n| processes | 6.1 VM (TCG) | host {} | ratio |",
-        host_kernel.trim()
-    );
-    println!("|---|---|---|---|");
-    for (n, vm, host) in rows {
-        let ratio = match (vm.parse::<f64>(), host.parse::<f64>()) {
-            (Ok(v), Ok(h)) if h > 0.0 => format!("{:.2}", v / h),
-            _ => "-".into(),
-        };
-        println!("| {n} | {vm} % | {host} % | {ratio} |");
-    }
-    Ok(())
 }
