@@ -21,7 +21,7 @@
 //! `csm`. Test users are plain uids (the initramfs's
 //! /etc/passwd names them); no useradd in the VM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use csm::store::{CpuRow, Event, MemRow, NetRow, NetUidRow, PingRow, Source};
-use csm_tests::net::{net_total, net_uid_totals, Traffic};
+use csm_tests::net::{net_total, net_uid_totals, tcp_exchange_with, Traffic};
 use csm_tests::{wait_cpu_ns, Daemon, DataDir, Ipv6, Link, Netns, OnDrop};
 
 /// Test users (in the initramfs's /etc/passwd as csmvm<uid>).
@@ -242,34 +242,31 @@ fn checks() -> bool {
     drop(holders);
 
     let cpu = data.rows::<CpuRow>();
+    let mut cpu_check = |name: &str, what: &str, uid: u32, truth_ns: u64, key: &str| {
+        check(name, &mut ok, || {
+            let err = assert_within_pct(what, cpu_of(&cpu, uid), truth_ns as i64, 2.0);
+            metric(key, format!("{err:+.3}"));
+            format!("{err:+.3} % of {:.3} s", truth_ns as f64 / 1e9)
+        });
+    };
     if let Some((burn_ns, forks_ns)) = cpu_truth {
-        check("cpu-burn", &mut ok, || {
-            let err = assert_within_pct("burn", cpu_of(&cpu, BURN_UID), burn_ns as i64, 2.0);
-            metric("cpu_burn_err_pct", format!("{err:+.3}"));
-            format!("{err:+.3} % of {:.3} s", burn_ns as f64 / 1e9)
-        });
-        check("cpu-short-processes", &mut ok, || {
-            let err = assert_within_pct(
-                "2,000 short processes",
-                cpu_of(&cpu, FORK_UID),
-                forks_ns as i64,
-                2.0,
-            );
-            metric("cpu_forks_err_pct", format!("{err:+.3}"));
-            format!("{err:+.3} % of {:.3} s", forks_ns as f64 / 1e9)
-        });
+        cpu_check("cpu-burn", "burn", BURN_UID, burn_ns, "cpu_burn_err_pct");
+        cpu_check(
+            "cpu-short-processes",
+            "2,000 short processes",
+            FORK_UID,
+            forks_ns,
+            "cpu_forks_err_pct",
+        );
     }
     if let Some(truth) = restart_truth {
-        check("cpu-across-kill9", &mut ok, || {
-            let err = assert_within_pct(
-                "burn across kill -9",
-                cpu_of(&cpu, RESTART_UID),
-                truth as i64,
-                2.0,
-            );
-            metric("cpu_restart_err_pct", format!("{err:+.3}"));
-            format!("{err:+.3} % of {:.3} s", truth as f64 / 1e9)
-        });
+        cpu_check(
+            "cpu-across-kill9",
+            "burn across kill -9",
+            RESTART_UID,
+            truth,
+            "cpu_restart_err_pct",
+        );
     }
     let sources: std::collections::BTreeSet<String> =
         cpu.iter().map(|r| format!("{:?}", r.source)).collect();
@@ -436,34 +433,14 @@ fn as_fsuid<T>(uid: u32, f: impl FnOnce() -> T) -> T {
 
 /// `TRANSFER_BYTES` up and a quarter of that down over one connection; the accepted
 /// socket is the user's too (a socket takes the fsuid of the thread that accepts it).
-fn exchange(listener: TcpListener, mut client: TcpStream, uid: u32) {
-    let down = TRANSFER_BYTES / 4;
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = as_fsuid(uid, || listener.accept().expect("accept"));
-        let mut got = 0usize;
-        let mut buf = vec![0u8; 64 * 1024];
-        while got < TRANSFER_BYTES {
-            let n = conn.read(&mut buf).expect("server read");
-            assert!(n > 0, "client closed early");
-            got += n;
-        }
-        write_n(&mut conn, down);
-    });
-    write_n(&mut client, TRANSFER_BYTES);
-    client.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut sink = Vec::new();
-    client.read_to_end(&mut sink).expect("client read");
-    assert_eq!(sink.len(), down);
-    server.join().expect("server thread");
-}
-
-fn write_n(stream: &mut TcpStream, mut n: usize) {
-    let chunk = vec![0xa5u8; 64 * 1024];
-    while n > 0 {
-        let k = n.min(chunk.len());
-        stream.write_all(&chunk[..k]).expect("write");
-        n -= k;
-    }
+fn exchange(listener: TcpListener, client: TcpStream, uid: u32) {
+    tcp_exchange_with(
+        listener,
+        client,
+        TRANSFER_BYTES,
+        TRANSFER_BYTES / 4,
+        move |l| as_fsuid(uid, || l.accept().expect("accept").0),
+    );
 }
 
 /// Both ends of a transfer over a fresh namespace's `lo` belong to one user: every byte

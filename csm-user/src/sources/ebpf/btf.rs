@@ -272,9 +272,9 @@ impl KernelBtf {
         Ok(self.word(self.types[id as usize] as usize + 8))
     }
 
-    /// Size in bytes of the elements of the array member `member` of struct `root`
-    /// (`None` when the member is not an array).
-    fn array_element_size(&self, root: &str, member: &str) -> Result<Option<u32>> {
+    /// The type id of the elements (modifiers stripped) of the array member `member` of
+    /// struct `root` (`None` when the member is not an array).
+    fn array_element(&self, root: &str, member: &str) -> Result<Option<u32>> {
         let parent = self.find_struct(root)?;
         let (_, type_id) = self
             .find_member(parent, member, 0)?
@@ -283,7 +283,17 @@ impl KernelBtf {
         if self.kind(array) != KIND_ARRAY {
             return Ok(None);
         }
+        // struct btf_array { type, index_type, nelems } follows the 12-byte header.
         let element = self.strip_modifiers(self.word(self.types[array as usize] as usize + 12))?;
+        Ok(Some(element))
+    }
+
+    /// Size in bytes of the elements of the array member `member` of struct `root`
+    /// (`None` when the member is not an array).
+    fn array_element_size(&self, root: &str, member: &str) -> Result<Option<u32>> {
+        let Some(element) = self.array_element(root, member)? else {
+            return Ok(None);
+        };
         // INT, STRUCT and UNION records keep their size where a reference keeps its type.
         ensure!(
             matches!(self.kind(element), KIND_STRUCT | KIND_UNION | KIND_INT),
@@ -295,17 +305,10 @@ impl KernelBtf {
     /// The struct an array member's elements are, by name (`None` when the member is
     /// not an array of structs).
     fn array_element_struct(&self, root: &str, member: &str) -> Result<Option<&[u8]>> {
-        let parent = self.find_struct(root)?;
-        let (_, type_id) = self
-            .find_member(parent, member, 0)?
-            .ok_or_else(|| anyhow!("BTF: {root} has no member {member}"))?;
-        let array = self.strip_modifiers(type_id)?;
-        if self.kind(array) != KIND_ARRAY {
-            return Ok(None);
-        }
-        // struct btf_array { type, index_type, nelems } follows the 12-byte header.
-        let element = self.strip_modifiers(self.word(self.types[array as usize] as usize + 12))?;
-        Ok((self.kind(element) == KIND_STRUCT).then(|| self.type_name(element)))
+        Ok(self
+            .array_element(root, member)?
+            .filter(|&element| self.kind(element) == KIND_STRUCT)
+            .map(|element| self.type_name(element)))
     }
 }
 
