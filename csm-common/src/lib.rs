@@ -194,7 +194,8 @@ pub struct MemOffsets {
     /// `task_struct.real_cred` and `cred.uid`: the real uid, as /proc's first Uid field.
     pub task_real_cred: u32,
     pub cred_uid: u32,
-    /// `mm_struct.rss_stat`: an array of `struct percpu_counter` (Linux 6.2+).
+    /// `mm_struct.rss_stat`: an array of `struct percpu_counter` (Linux 6.2+), or the
+    /// `count` array of atomics in it (before 6.2, `atomic_counters`).
     pub mm_rss_stat: u32,
     /// `sizeof(struct percpu_counter)`
     pub counter_size: u32,
@@ -205,7 +206,13 @@ pub struct MemOffsets {
     /// CPU's per-CPU offset (the kernel exports no other way without kallsyms data symbols).
     pub array_pptrs: u32,
     /// Number of possible CPU ids (highest possible CPU + 1); at most [`MEM_MAX_CPUS`].
+    /// 0 with `atomic_counters`: there are no per-CPU parts.
     pub nr_cpus: u32,
+    /// 1 where `mm_struct.rss_stat` is `struct mm_rss_stat { atomic_long_t count[]; }`
+    /// (before Linux 6.2): `mm_rss_stat` is then the offset of `count`, `counter_size` 8,
+    /// and each counter is read with `bpf_probe_read_kernel` (the verifiers of 5.10 and
+    /// 6.1 refuse a direct load into an array of typedef'd structs).
+    pub atomic_counters: u32,
 }
 
 /// CPUs whose per-CPU parts of the memory counters the iterator adds; a host with more

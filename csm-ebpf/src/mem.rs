@@ -2,7 +2,11 @@
 //! writes one [`MemRecord`] per process, so a memory sample costs one `read` of the
 //! iterator instead of two /proc files per process.
 //!
-//! The counters are `mm_struct.rss_stat[]`, `struct percpu_counter` since Linux 6.2: a
+//! Before Linux 6.2 the counters are `mm_struct.rss_stat.count[]`, atomics, which
+//! /proc/<pid>/status shows as they are (`get_mm_counter`, clamped at 0): the iterator
+//! reads them the same way (`read_atomic_counters`).
+//!
+//! Since 6.2 they are `mm_struct.rss_stat[]`, `struct percpu_counter`: a
 //! central `count` plus a per-CPU part not yet folded into it (less than the counter's batch,
 //! 32 pages on small machines, per CPU).
 //! /proc/<pid>/status on Linux 6.18 adds the per-CPU parts (`get_mm_counter_sum`; checked
@@ -37,6 +41,7 @@ static MEM_OFFSETS: MemOffsets = MemOffsets {
     counter_counters: 0,
     array_pptrs: 0,
     nr_cpus: 0,
+    atomic_counters: 0,
 };
 
 /// Only its addresses matter (see the module comment); its value is scratch space.
@@ -108,6 +113,11 @@ unsafe fn report_task(ctx: *const IterTask) {
         uid: field(cred, off.cred_uid),
         pages: [0; NR_MM_COUNTERS],
     };
+    if off.atomic_counters != 0 {
+        read_atomic_counters(&off, mm, &mut record.pages);
+        write(ctx, &record);
+        return;
+    }
     let mut per_cpu = [0u64; NR_MM_COUNTERS];
     for (i, slot) in per_cpu.iter_mut().enumerate() {
         let counter = mm.add((off.mm_rss_stat + i as u32 * off.counter_size) as usize);
@@ -116,6 +126,16 @@ unsafe fn report_task(ctx: *const IterTask) {
     }
     add_per_cpu_parts(&off, &per_cpu, &mut record.pages);
     write(ctx, &record);
+}
+
+/// Before Linux 6.2: `mm->rss_stat.count[]`, atomics, read as /proc's `get_mm_counter`
+/// reads them (no per-thread caches; userspace clamps at 0 as it does).
+#[inline(always)]
+unsafe fn read_atomic_counters(off: &MemOffsets, mm: *const u8, pages: &mut [i64; NR_MM_COUNTERS]) {
+    let mut counts = [0i64; NR_MM_COUNTERS];
+    if read_kernel(&mut counts, (mm as u64).wrapping_add(off.mm_rss_stat as u64)) {
+        *pages = counts;
+    }
 }
 
 #[inline(always)]

@@ -254,6 +254,16 @@ fn try_ebpf(paths: &HostPaths) -> (bool, String) {
             if let Some(reason) = &loaded.fallback_reason {
                 detail.push_str(&format!("; tp_btf unavailable: {reason}"));
             }
+            // Each feature with its source, or why it falls back: as the `backend` event.
+            if loaded.net.ifaces {
+                detail.push_str("; net per interface by tp_btf netdev");
+            }
+            if loaded.net.uids {
+                detail.push_str("; net per uid by cgroup_skb");
+            }
+            for problem in &loaded.net.problems {
+                detail.push_str(&format!("; {problem}"));
+            }
             match &loaded.mem {
                 Ok(_) => detail.push_str("; memory by task iterator"),
                 Err(why) => detail.push_str(&format!("; memory from /proc ({why})")),

@@ -37,7 +37,7 @@ pub use workload::{schedstat_ns, wait_cpu_ns, Rng, TestUser};
 /// binaries, which `cargo xtask test` builds first.
 ///
 /// `CSM_TEST_BIN_DIR` names another folder of binaries (another build, to measure a
-/// change side by side with the same test).
+/// change side by side with the same test; `/bin` inside the kernel matrix's VMs).
 pub fn csm_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("CSM_TEST_BIN_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),

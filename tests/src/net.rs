@@ -133,8 +133,22 @@ pub fn net_uid_totals(rows: &[NetUidRow]) -> BTreeMap<i64, (i64, i64)> {
 
 /// A TCP exchange: the client sends `up` bytes, the server answers `down` bytes.
 pub fn tcp_exchange(listener: TcpListener, client: TcpStream, up: usize, down: usize) {
+    tcp_exchange_with(listener, client, up, down, |l| {
+        l.accept().expect("accept").0
+    });
+}
+
+/// [`tcp_exchange`] with the server's connection from `accept` (the kernel matrix's
+/// agent accepts under a test user's fsuid, so that the socket is that user's).
+pub fn tcp_exchange_with(
+    listener: TcpListener,
+    client: TcpStream,
+    up: usize,
+    down: usize,
+    accept: impl FnOnce(TcpListener) -> TcpStream + Send + 'static,
+) {
     let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accept");
+        let mut conn = accept(listener);
         let mut got = 0usize;
         let mut buf = vec![0u8; 64 * 1024];
         while got < up {

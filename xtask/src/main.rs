@@ -5,6 +5,7 @@
 //! `test` also the Debian packages and Python readers its tests use, `deb` cargo-deb.
 
 mod setup;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -33,9 +34,21 @@ enum Task {
         args: Vec<String>,
     },
     /// Install the Debian packages the tests drive, build, make the Debian package, then
-    /// run every test (unit, root end-to-end, package, Python readers) and clippy.
+    /// run every test (unit, root end-to-end, package, Python readers), clippy and the
+    /// kernel matrix (5.10, 6.1, 6.12 in VMs).
     Test {
+        /// Only the kernel matrix: csm's end-to-end checks in a VM per kernel.
+        #[arg(long)]
+        kernels: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Boot one kernel of the matrix (5.10, 6.1, 6.12) under qemu with csm and run the
+    /// end-to-end checks in it; arguments after `--` go to csm-vm-agent (`checks`,
+    /// `fallback`, `bench N`, `run CMD...`).
+    Vm {
+        kernel: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -55,11 +68,28 @@ fn main() -> ExitCode {
             .and_then(|_| build())
             .and_then(|_| deb().map(drop)),
         Task::Run { args } => setup::all().and_then(|_| build()).and_then(|_| run(&args)),
-        Task::Test { args } => setup::debian_packages(setup::TEST_TOOLS)
+        Task::Test {
+            kernels: true,
+            args,
+        } => {
+            if args.is_empty() {
+                setup::all().and_then(|_| vm::matrix())
+            } else {
+                Err(anyhow::anyhow!(
+                    "--kernels takes no test arguments: {}",
+                    args.join(" ")
+                ))
+            }
+        }
+        Task::Test {
+            kernels: false,
+            args,
+        } => setup::debian_packages(setup::TEST_TOOLS)
             .and_then(|_| setup::all())
             .and_then(|_| build())
             .and_then(|_| deb().map(drop))
             .and_then(|_| test(&args)),
+        Task::Vm { kernel, args } => setup::all().and_then(|_| vm::vm(&kernel, &args)),
         Task::Bench { filter } => setup::all()
             .and_then(|_| build())
             .and_then(|_| bench(filter.as_deref())),
@@ -257,9 +287,19 @@ fn test(args: &[String]) -> Result<()> {
         "warnings",
     ]));
     let clippy_ebpf = run_cmd(&mut ebpf_clippy());
+    // The whole suite also runs the kernel matrix; a filtered run (ARGS) does not.
+    let kernels = if args.is_empty() {
+        vm::matrix()
+    } else {
+        Ok(())
+    };
     // One closing line over every runner, so the whole suite reads at a glance.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
-    cargo_tests.and(python_tests).and(clippy).and(clippy_ebpf)
+    cargo_tests
+        .and(python_tests)
+        .and(clippy)
+        .and(clippy_ebpf)
+        .and(kernels)
 }
 
 /// Clippy over the eBPF crate, which is outside the workspace (nightly, bpfel target).
@@ -375,7 +415,9 @@ fn bench(filter: Option<&str>) -> Result<()> {
     }
     benches.retain(|(name, _)| filter.is_none_or(|f| name.contains(f)));
     benches.sort();
-    if benches.is_empty() {
+    // The daemon's cost inside the 6.1 VM beside the host's (`cargo xtask bench vm`).
+    let in_vm = filter.is_none_or(|f| "vm".contains(f));
+    if benches.is_empty() && !in_vm {
         bail!("no benchmark matches {filter:?}");
     }
     for (name, package) in benches {
@@ -392,6 +434,10 @@ fn bench(filter: Option<&str>) -> Result<()> {
                 .args(features)
                 .args(["--example", &name]),
         )?;
+    }
+    if in_vm {
+        say("benchmark vm: the daemon beside sleeping processes, in the 6.1 VM and here");
+        vm::bench_in_vm()?;
     }
     Ok(())
 }

@@ -272,9 +272,9 @@ impl KernelBtf {
         Ok(self.word(self.types[id as usize] as usize + 8))
     }
 
-    /// The struct an array member's elements are, by name (`None` when the member is
-    /// not an array of structs).
-    fn array_element_struct(&self, root: &str, member: &str) -> Result<Option<&[u8]>> {
+    /// The type id of the elements (modifiers stripped) of the array member `member` of
+    /// struct `root` (`None` when the member is not an array).
+    fn array_element(&self, root: &str, member: &str) -> Result<Option<u32>> {
         let parent = self.find_struct(root)?;
         let (_, type_id) = self
             .find_member(parent, member, 0)?
@@ -285,7 +285,30 @@ impl KernelBtf {
         }
         // struct btf_array { type, index_type, nelems } follows the 12-byte header.
         let element = self.strip_modifiers(self.word(self.types[array as usize] as usize + 12))?;
-        Ok((self.kind(element) == KIND_STRUCT).then(|| self.type_name(element)))
+        Ok(Some(element))
+    }
+
+    /// Size in bytes of the elements of the array member `member` of struct `root`
+    /// (`None` when the member is not an array).
+    fn array_element_size(&self, root: &str, member: &str) -> Result<Option<u32>> {
+        let Some(element) = self.array_element(root, member)? else {
+            return Ok(None);
+        };
+        // INT, STRUCT and UNION records keep their size where a reference keeps its type.
+        ensure!(
+            matches!(self.kind(element), KIND_STRUCT | KIND_UNION | KIND_INT),
+            "BTF: the elements of {root}.{member} have no size of their own"
+        );
+        Ok(Some(self.referred(element)))
+    }
+
+    /// The struct an array member's elements are, by name (`None` when the member is
+    /// not an array of structs).
+    fn array_element_struct(&self, root: &str, member: &str) -> Result<Option<&[u8]>> {
+        Ok(self
+            .array_element(root, member)?
+            .filter(|&element| self.kind(element) == KIND_STRUCT)
+            .map(|element| self.type_name(element)))
     }
 }
 
@@ -377,30 +400,55 @@ pub fn task_offsets(btf: &KernelBtf) -> Result<TaskOffsets> {
     })
 }
 
-/// Offsets the memory iterator needs; an error where `mm_struct.rss_stat` is not an array
-/// of `percpu_counter` (kernels before 6.2 keep atomics there: the /proc sampler is used).
+/// Offsets the memory iterator needs, for either layout of `mm_struct.rss_stat`:
+///
+/// - Linux 6.2 and later: an array of `struct percpu_counter`, whose per-CPU parts the
+///   iterator adds as /proc does (`get_mm_counter_sum`);
+/// - before 6.2: `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; }`. There
+///   /proc/<pid>/status shows `get_mm_counter`: the atomic alone, clamped at 0; the
+///   per-thread caches (`task_struct.rss_stat`, folded in every 64 faults and at exit under
+///   SPLIT_RSS_COUNTING) are not in it, so the iterator reads the atomics alone too
+///   (`atomic_counters`: no per-CPU parts, so the program never reaches
+///   `bpf_map_lookup_percpu_elem`, a 5.19 helper) and the figures equal /proc's.
 pub fn mem_offsets(btf: &KernelBtf, nr_cpus: u32) -> Result<MemOffsets> {
     ensure!(
         (1..=MEM_MAX_CPUS).contains(&nr_cpus),
         "{nr_cpus} possible CPUs: the memory iterator adds at most {MEM_MAX_CPUS}"
     );
-    match btf.array_element_struct("mm_struct", "rss_stat")? {
-        Some(b"percpu_counter") => {}
-        _ => bail!("mm_struct.rss_stat is not an array of percpu_counter (a kernel before 6.2)"),
-    }
-    Ok(MemOffsets {
+    let common = MemOffsets {
         task_pid: btf.offset_of("task_struct", &["pid"])?,
         task_tgid: btf.offset_of("task_struct", &["tgid"])?,
         task_flags: btf.offset_of("task_struct", &["flags"])?,
         task_mm: btf.offset_of("task_struct", &["mm"])?,
         task_real_cred: btf.offset_of("task_struct", &["real_cred"])?,
         cred_uid: btf.offset_of("cred", &["uid"])?,
-        mm_rss_stat: btf.offset_of("mm_struct", &["rss_stat"])?,
-        counter_size: btf.struct_size("percpu_counter")?,
-        counter_count: btf.offset_of("percpu_counter", &["count"])?,
-        counter_counters: btf.offset_of("percpu_counter", &["counters"])?,
         array_pptrs: btf.offset_of("bpf_array", &["pptrs"])?,
-        nr_cpus,
+        ..MemOffsets::default()
+    };
+    if btf.array_element_struct("mm_struct", "rss_stat")? == Some(b"percpu_counter") {
+        return Ok(MemOffsets {
+            mm_rss_stat: btf.offset_of("mm_struct", &["rss_stat"])?,
+            counter_size: btf.struct_size("percpu_counter")?,
+            counter_count: btf.offset_of("percpu_counter", &["count"])?,
+            counter_counters: btf.offset_of("percpu_counter", &["counters"])?,
+            nr_cpus,
+            ..common
+        });
+    }
+    let atomic_size = btf.array_element_size("mm_rss_stat", "count")?.context(
+        "mm_struct.rss_stat is neither an array of percpu_counter (6.2+) nor a \
+             struct mm_rss_stat with an array count (before 6.2)",
+    )?;
+    ensure!(
+        atomic_size == 8,
+        "mm_rss_stat.count holds {atomic_size}-byte elements, not atomic_long_t"
+    );
+    Ok(MemOffsets {
+        mm_rss_stat: btf.offset_of("mm_struct", &["rss_stat", "count"])?,
+        counter_size: atomic_size,
+        nr_cpus: 0,
+        atomic_counters: 1,
+        ..common
     })
 }
 
