@@ -31,7 +31,13 @@ use crate::writer::writer_properties;
 
 /// Where part `part` of `table`'s hour `hour` of host `host` goes under `data_dir`
 /// (`HH.parquet`, then `HH.1.parquet`…), its folder created: where a planted file hurts.
-pub fn hour_part(data_dir: &Path, table: Table, host: &str, hour: i64, part: usize) -> std::path::PathBuf {
+pub fn hour_part(
+    data_dir: &Path,
+    table: Table,
+    host: &str,
+    hour: i64,
+    part: usize,
+) -> std::path::PathBuf {
     let dir = crate::layout::table_host_dir(data_dir, table, host);
     let (dir, hh) = crate::layout::hour_location(&dir, hour);
     let _ = std::fs::create_dir_all(&dir);

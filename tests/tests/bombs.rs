@@ -98,7 +98,12 @@ fn row_groups_decoding_to_30_million_rows() {
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(size < 2 << 20, "{size} bytes");
     let needle = "claims 30000000 rows";
-    refused("report, row bomb", report(&data, "interfaces"), &file, needle);
+    refused(
+        "report, row bomb",
+        report(&data, "interfaces"),
+        &file,
+        needle,
+    );
     refused("plot, row bomb", plot(&data, "net"), &file, needle);
 
     // The row group lies too: a thousand rows claimed, 30 million encoded.
@@ -118,7 +123,11 @@ fn row_groups_decoding_to_30_million_rows() {
 #[test]
 fn dictionaries_of_long_strings() {
     for (rows, len, needle) in [
-        (1_000_000, 4096, "decodes to more than the 128 MiB a column may hold"),
+        (
+            1_000_000,
+            4096,
+            "decodes to more than the 128 MiB a column may hold",
+        ),
         (100_000, 100 << 10, "holds a string of 102400 bytes"),
     ] {
         let data = DataDir::new();
@@ -157,7 +166,9 @@ fn many_honest_million_row_files() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        files.iter().any(|f| lines[0].contains(&f.display().to_string())),
+        files
+            .iter()
+            .any(|f| lines[0].contains(&f.display().to_string())),
         "{stderr}"
     );
     assert!(
