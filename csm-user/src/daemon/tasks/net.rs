@@ -1,13 +1,20 @@
 //! Traffic per interface and per uid: a sample every interval, the model's deltas into
 //! `net` and `net_uid` rows, and the maps kept bounded by deleting what is gone.
+//!
+//! Budgets (docs/security.md, issue 21): interfaces of root's namespaces each get their
+//! row; those of namespaces a user owns get up to [`ROWS_PER_OWNER`] rows per owner
+//! uid and interval (the busiest), the rest summed into one `(other uid=N)` row, and
+//! what the eBPF maps had no room for is the `(overflow uid=N)` row: a user's objects
+//! cost that user's detail, never root's rows, and every byte stays in the totals.
+//! Each fold and overflow is an `events` row every interval while it lasts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use csm_common::{MAX_UIDS, OVERFLOW_UID};
 
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
-use crate::model::net::{idle_keys, iface_deltas, uid_deltas, IfaceKey};
+use crate::model::net::{idle_keys, iface_deltas, iface_overflow_deltas, uid_deltas, IfaceKey};
 use crate::model::{NetSample, Stamp};
 use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
@@ -20,6 +27,15 @@ use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
 /// last read and the delete very unlikely.
 const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
 
+/// An interface of another namespace than the daemon's has its map entry deleted after
+/// this long without traffic: users can create namespaces by the thousand and keep
+/// them, and an idle entry must not hold room another interface needs.
+const IFACE_IDLE_NS: u64 = 10 * 1_000_000_000;
+
+/// `net` rows per interval for the interfaces of namespaces one user owns; beyond, one
+/// `(other uid=N)` row carries the rest.
+pub const ROWS_PER_OWNER: usize = 32;
+
 /// The `net_uid` row of the traffic the uid map had no room for.
 pub const OVERFLOW_ROW_UID: i64 = -1;
 pub const OVERFLOW_USER: &str = "(overflow)";
@@ -30,6 +46,8 @@ pub struct NetCollector {
     users: UserNames,
     /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
     uid_last_active: BTreeMap<u32, u64>,
+    /// The same for interfaces.
+    iface_last_active: BTreeMap<IfaceKey, u64>,
     /// The uid map is full (traffic went to the overflow slot) and no entry has been
     /// deleted since: the `net_uid_overflow` event was written for this episode.
     uid_map_full: bool,
@@ -42,6 +60,7 @@ impl NetCollector {
             ifaces: IfaceNames::new(paths),
             users: UserNames::default(),
             uid_last_active: BTreeMap::new(),
+            iface_last_active: BTreeMap::new(),
             uid_map_full: false,
         }
     }
@@ -55,23 +74,24 @@ impl Collector for NetCollector {
     /// `net` and `net_uid` rows; then, drained, what is gone is deleted here and in the
     /// kernel.
     fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
-        let keys: Vec<IfaceKey> = cur.ifaces.keys().copied().collect();
-        let names = self.ifaces.resolve(&keys);
+        let names = self.names(cur);
         let (net, active) = net_rows(prev, cur, &names);
+        let (mut net, folded) = fold_rows_per_owner(net, &cur.ns_owners);
+        let overflow = overflow_rows(prev, cur);
+        let overflow_events: Vec<Rows> = overflow.iter().map(overflow_event_of).collect();
+        net.extend(overflow.into_iter().map(|(_, row)| row));
         let uids = self.uid_rows(prev, cur);
         let overflow_event = self.overflow_event(&uids);
-        let gone_ifaces: Vec<IfaceKey> = names
-            .iter()
-            .filter(|(key, name)| match name {
-                IfaceName::Gone => true,
-                IfaceName::Unknown => !active.contains(key),
-                IfaceName::Named(_) => false,
-            })
-            .map(|(key, _)| *key)
-            .collect();
+        let gone_ifaces = self.gone_ifaces(cur, &names, &active);
         let idle_uids = self.idle_uids(cur.at.mono_ns);
-        self.reader.forget(&gone_ifaces, &idle_uids);
+        self.reader
+            .forget(&gone_ifaces, &idle_uids, &gone_namespaces(cur, &gone_ifaces));
         cur.forget(&gone_ifaces, &idle_uids);
+        let live: HashSet<u32> = cur.ifaces.keys().map(|(netns, _)| *netns).collect();
+        self.ifaces.forget(&gone_ifaces, &live);
+        for key in &gone_ifaces {
+            self.iface_last_active.remove(key);
+        }
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
@@ -80,6 +100,8 @@ impl Collector for NetCollector {
         }
         let mut rows = vec![Rows::from(net), Rows::from(uids)];
         rows.extend(overflow_event);
+        rows.extend(folded.into_iter().map(Rows::event));
+        rows.extend(overflow_events);
         rows
     }
 
@@ -94,9 +116,11 @@ impl Collector for NetCollector {
         last_written: &NetSample,
         first: &NetSample,
     ) -> Option<(Vec<Rows>, Event)> {
-        let keys: Vec<IfaceKey> = first.ifaces.keys().copied().collect();
-        let names = self.ifaces.resolve(&keys);
+        let names = self.names(first);
+        // The overflow counters are not in the state file: a recovery leaves them out
+        // (they are counted again from the first interval on).
         let (net, _) = net_rows(last_written, first, &names);
+        let (net, _) = fold_rows_per_owner(net, &first.ns_owners);
         let uids = self.uid_rows(last_written, first);
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
         let event = collector::recovered(
@@ -119,6 +143,49 @@ impl Collector for NetCollector {
 }
 
 impl NetCollector {
+    /// Names of the interfaces of `sample`, within the naming budget.
+    fn names(&mut self, sample: &NetSample) -> BTreeMap<IfaceKey, IfaceName> {
+        let keys: Vec<IfaceKey> = sample.ifaces.keys().copied().collect();
+        let reader = &self.reader;
+        self.ifaces.resolve_with(
+            &keys,
+            &|netns| sample.ns_owners.contains_key(&netns),
+            &|netns| reader.ns_pid(netns),
+        )
+    }
+
+    /// Interfaces whose map entries are deleted now: gone from their namespace, found
+    /// nowhere and idle (the daemon's own namespace), or idle for [`IFACE_IDLE_NS`] in
+    /// another namespace.
+    fn gone_ifaces(
+        &mut self,
+        cur: &NetSample,
+        names: &BTreeMap<IfaceKey, IfaceName>,
+        active: &BTreeSet<IfaceKey>,
+    ) -> Vec<IfaceKey> {
+        let now = cur.at.mono_ns;
+        for key in cur.ifaces.keys() {
+            self.iface_last_active.entry(*key).or_insert(now);
+        }
+        for key in active {
+            self.iface_last_active.insert(*key, now);
+        }
+        let idle: HashSet<IfaceKey> = idle_keys(&self.iface_last_active, now, IFACE_IDLE_NS)
+            .into_iter()
+            .collect();
+        let host = self.ifaces.host_netns();
+        names
+            .iter()
+            .filter(|(key, name)| match name {
+                IfaceName::Gone => true,
+                _ if Some(key.0) != host => idle.contains(key),
+                IfaceName::Unknown => !active.contains(key),
+                IfaceName::Named(_) => false,
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// Uids whose map entries are deleted now: idle for [`UID_IDLE_NS`]. Never the
     /// overflow slot: its counters are cumulative like the others, and forgetting them
     /// would count its whole total again as new.
@@ -166,54 +233,124 @@ impl NetCollector {
     }
 
     fn map_sizes(&self, when: &str) -> String {
-        let (ifaces, uids) = self.reader.map_sizes();
-        format!("{when}: ifaces={ifaces} uids={uids}")
+        let (ifaces, user_ifaces, uids) = self.reader.map_sizes();
+        format!("{when}: ifaces={ifaces} uids={uids} user_ifaces={user_ifaces}")
     }
 }
 
-fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
-    let mut idle = idle_keys(last_active, now_ns, UID_IDLE_NS);
-    idle.retain(|uid| *uid != OVERFLOW_UID);
-    idle
+/// Namespaces of `gone` none of whose interfaces is left in `cur`.
+fn gone_namespaces(cur: &NetSample, gone: &[IfaceKey]) -> Vec<u32> {
+    let gone_keys: HashSet<IfaceKey> = gone.iter().copied().collect();
+    let left: HashSet<u32> = cur
+        .ifaces
+        .keys()
+        .filter(|key| !gone_keys.contains(key))
+        .map(|(netns, _)| *netns)
+        .collect();
+    let namespaces: BTreeSet<u32> = gone.iter().map(|(netns, _)| *netns).collect();
+    namespaces
+        .into_iter()
+        .filter(|netns| !left.contains(netns))
+        .collect()
 }
 
-/// `net` rows, and the interfaces that had traffic.
-fn net_rows(
-    prev: &NetSample,
-    cur: &NetSample,
-    names: &BTreeMap<IfaceKey, IfaceName>,
-) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
+fn row_bytes(row: &NetRow) -> i64 {
+    row.rx_bytes + row.tx_bytes
+}
+
+/// Keeps every row of root's namespaces and up to [`ROWS_PER_OWNER`] rows (the busiest)
+/// per uid owning other namespaces; the rest of each owner's rows become one
+/// `(other uid=N)` row with their sums, and a `net_folded` event.
+fn fold_rows_per_owner(rows: Vec<NetRow>, owners: &BTreeMap<u32, u32>) -> (Vec<NetRow>, Vec<Event>) {
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut by_owner: BTreeMap<u32, Vec<NetRow>> = BTreeMap::new();
+    for row in rows {
+        let owner = row
+            .netns
+            .and_then(|netns| owners.get(&(netns as u32)).copied());
+        match owner {
+            Some(owner) => by_owner.entry(owner).or_default().push(row),
+            None => kept.push(row),
+        }
+    }
+    let mut events = Vec::new();
+    for (owner, mut rows) in by_owner {
+        if rows.len() > ROWS_PER_OWNER {
+            rows.sort_by_key(|row| std::cmp::Reverse(row_bytes(row)));
+            let rest = rows.split_off(ROWS_PER_OWNER);
+            let other = summed_row(&rest, format!("(other uid={owner})"));
+            events.push(Event::NetFolded {
+                uid: owner as i64,
+                ifaces: rest.len() as i64,
+                bytes: row_bytes(&other),
+            });
+            rows.push(other);
+        }
+        kept.extend(rows);
+    }
+    (kept, events)
+}
+
+/// One row holding the sums of `rows` (all of one interval), under `iface`.
+fn summed_row(rows: &[NetRow], iface: String) -> NetRow {
+    let first = &rows[0];
+    let mut sum = NetRow {
+        ts_us: first.ts_us,
+        dur_ms: first.dur_ms,
+        iface,
+        ifindex: 0,
+        netns: None,
+        rx_bytes: 0,
+        tx_bytes: 0,
+        rx_packets: 0,
+        tx_packets: 0,
+        source: Source::Ebpf,
+    };
+    for row in rows {
+        sum.rx_bytes += row.rx_bytes;
+        sum.tx_bytes += row.tx_bytes;
+        sum.rx_packets += row.rx_packets;
+        sum.tx_packets += row.tx_packets;
+    }
+    sum
+}
+
+/// `(overflow uid=N)` rows: traffic of interfaces the maps had no entry for, per owner.
+fn overflow_rows(prev: &NetSample, cur: &NetSample) -> Vec<(u32, NetRow)> {
     let dur_ms = Stamp::dur_ms(prev.at, cur.at);
-    let deltas = iface_deltas(prev, cur);
-    let active = deltas.iter().map(|(key, _)| *key).collect();
-    let rows = deltas
+    iface_overflow_deltas(prev, cur)
         .into_iter()
-        .map(|((netns, ifindex), d)| NetRow {
+        .map(|(owner, d)| (owner, NetRow {
             ts_us: cur.at.wall_us,
             dur_ms,
-            iface: names
-                .get(&(netns, ifindex))
-                .unwrap_or(&IfaceName::Unknown)
-                .label(ifindex),
-            ifindex: ifindex as i64,
-            netns: Some(netns as i64),
+            iface: overflow_label(owner),
+            ifindex: 0,
+            netns: None,
             rx_bytes: d.rx_bytes as i64,
             tx_bytes: d.tx_bytes as i64,
             rx_packets: d.rx_packets as i64,
             tx_packets: d.tx_packets as i64,
             source: Source::Ebpf,
-        })
-        .collect();
-    (rows, active)
+        }))
+        .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_overflow_slot_is_never_deleted_as_idle() {
-        let last_active = BTreeMap::from([(1000, 0), (OVERFLOW_UID, 0), (1001, UID_IDLE_NS)]);
-        assert_eq!(idle_uids(&last_active, UID_IDLE_NS), vec![1000]);
+fn overflow_label(owner: u32) -> String {
+    if owner == OVERFLOW_UID {
+        "(overflow)".to_string()
+    } else {
+        format!("(overflow uid={owner})")
     }
+}
+
+fn overflow_event_of((owner, row): &(u32, NetRow)) -> Rows {
+    let uid = if *owner == OVERFLOW_UID {
+        OVERFLOW_ROW_UID
+    } else {
+        *owner as i64
+    };
+    Rows::event(Event::NetDevOverflow {
+        uid,
+        bytes: row_bytes(row),
+    })
 }
