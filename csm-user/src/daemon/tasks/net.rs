@@ -354,3 +354,108 @@ fn overflow_event_of((owner, row): &(u32, NetRow)) -> Rows {
         bytes: row_bytes(row),
     })
 }
+
+fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
+    let mut idle = idle_keys(last_active, now_ns, UID_IDLE_NS);
+    idle.retain(|uid| *uid != OVERFLOW_UID);
+    idle
+}
+
+/// `net` rows, and the interfaces that had traffic.
+fn net_rows(
+    prev: &NetSample,
+    cur: &NetSample,
+    names: &BTreeMap<IfaceKey, IfaceName>,
+) -> (Vec<NetRow>, BTreeSet<IfaceKey>) {
+    let dur_ms = Stamp::dur_ms(prev.at, cur.at);
+    let deltas = iface_deltas(prev, cur);
+    let active = deltas.iter().map(|(key, _)| *key).collect();
+    let rows = deltas
+        .into_iter()
+        .map(|((netns, ifindex), d)| NetRow {
+            ts_us: cur.at.wall_us,
+            dur_ms,
+            iface: names
+                .get(&(netns, ifindex))
+                .unwrap_or(&IfaceName::Unknown)
+                .label(ifindex),
+            ifindex: ifindex as i64,
+            netns: Some(netns as i64),
+            rx_bytes: d.rx_bytes as i64,
+            tx_bytes: d.tx_bytes as i64,
+            rx_packets: d.rx_packets as i64,
+            tx_packets: d.tx_packets as i64,
+            source: Source::Ebpf,
+        })
+        .collect();
+    (rows, active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(netns: i64, ifindex: i64, bytes: i64) -> NetRow {
+        NetRow {
+            ts_us: 7,
+            dur_ms: 1000,
+            iface: format!("if{ifindex}"),
+            ifindex,
+            netns: Some(netns),
+            rx_bytes: bytes,
+            tx_bytes: 1,
+            rx_packets: 1,
+            tx_packets: 1,
+            source: Source::Ebpf,
+        }
+    }
+
+    #[test]
+    fn a_users_rows_beyond_the_budget_are_summed_and_roots_are_all_kept() {
+        let owners = BTreeMap::from([(20, 1000), (21, 1000), (30, 1001)]);
+        let mut rows: Vec<NetRow> = (0..40).map(|i| row(20 + i % 2, i, 100 + i)).collect();
+        rows.extend((0..50).map(|i| row(10, i, 1)));
+        rows.push(row(30, 1, 5));
+        let total: i64 = rows.iter().map(row_bytes).sum();
+        let (kept, events) = fold_rows_per_owner(rows, &owners);
+        assert_eq!(kept.iter().map(row_bytes).sum::<i64>(), total, "no byte lost");
+        assert_eq!(kept.iter().filter(|r| r.netns == Some(10)).count(), 50);
+        let users: Vec<&NetRow> = kept
+            .iter()
+            .filter(|r| matches!(r.netns, Some(20) | Some(21)))
+            .collect();
+        assert_eq!(users.len(), ROWS_PER_OWNER);
+        // The busiest are kept: the folded ones are the 8 smallest.
+        assert!(users.iter().all(|r| r.rx_bytes >= 108));
+        let other: Vec<&NetRow> = kept
+            .iter()
+            .filter(|r| r.iface == "(other uid=1000)")
+            .collect();
+        assert_eq!(other.len(), 1);
+        assert_eq!((other[0].rx_packets, other[0].netns), (8, None));
+        assert_eq!(kept.iter().filter(|r| r.netns == Some(30)).count(), 1);
+        assert_eq!(
+            events,
+            vec![Event::NetFolded {
+                uid: 1000,
+                ifaces: 8,
+                bytes: (100..108).sum::<i64>() + 8,
+            }]
+        );
+    }
+
+    #[test]
+    fn gone_namespaces_are_those_with_no_interface_left() {
+        let mut cur = NetSample::default();
+        for key in [(1, 1), (1, 2), (2, 1)] {
+            cur.ifaces.insert(key, Default::default());
+        }
+        assert_eq!(gone_namespaces(&cur, &[(1, 1), (2, 1)]), vec![2]);
+    }
+
+    #[test]
+    fn the_overflow_slot_is_never_deleted_as_idle() {
+        let last_active = BTreeMap::from([(1000, 0), (OVERFLOW_UID, 0), (1001, UID_IDLE_NS)]);
+        assert_eq!(idle_uids(&last_active, UID_IDLE_NS), vec![1000]);
+    }
+}
