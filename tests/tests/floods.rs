@@ -23,7 +23,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use csm::store::{CpuRow, Event, NetRow};
-use csm_tests::net::{net_total, Traffic};
+use std::net::{TcpListener, TcpStream};
+
+use csm_tests::net::{net_total, tcp_exchange, Traffic};
 use csm_tests::{require_root, Daemon, DataDir, Ipv6, Link, TestUser};
 
 /// The acceptance bounds of issue 21.
@@ -281,24 +283,21 @@ fn collect(data: &DataDir) -> Daemon {
 }
 
 /// Root's veth pair, made during the attack, carries known traffic; its kernel
-/// counters before and after.
+/// counters before it (read them after: the connection's last packets come later).
 fn roots_veth_during_attack(tag: &str, net: &str) -> (Link, Traffic) {
     let link = Link::new(tag, Ipv6::Off);
     link.address(&format!("{net}.1/24"), &format!("{net}.2/24"));
     let before = link.client.traffic(&link.client_if);
-    link.client.exec(&[
-        "ping",
-        "-q",
-        "-c",
-        "20",
-        "-i",
-        "0.1",
-        "-s",
-        "1000",
-        &format!("{net}.2"),
-    ]);
-    let after = link.client.traffic(&link.client_if);
-    (link, after - before)
+    let addr = format!("{net}.2:5301");
+    let server_addr = addr.clone();
+    let listener = link
+        .server
+        .within(move || TcpListener::bind(server_addr).expect("bind"));
+    let client = link
+        .client
+        .within(move || TcpStream::connect(addr).expect("connect"));
+    tcp_exchange(listener, client, 300_000, 100_000);
+    (link, before)
 }
 
 /// Every acceptance check of one attack, all measured and printed before any fails (the
@@ -388,20 +387,6 @@ fn attackers_rows(rows: &[NetRow], report: &Report, uid: u32) -> Traffic {
         .fold(Traffic::default(), |sum, r| sum + Traffic::of(r))
 }
 
-fn events_for(data: &DataDir, uid: u32) -> (usize, usize) {
-    let events = data.events();
-    let folded = events
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::NetFolded { uid: u, .. } if *u == uid as i64))
-        .count();
-    let overflow = events
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::NetDevOverflow { uid: u, .. } if *u == uid as i64))
-        .count();
-    eprintln!("events for uid {uid}: net_folded {folded}, net_dev_overflow {overflow}");
-    (folded, overflow)
-}
-
 /// The budget's events naming `uid`: (`net_folded`, `net_dev_overflow`).
 fn events_for(data: &DataDir, uid: u32) -> (usize, usize) {
     let events = data.events();
@@ -450,11 +435,12 @@ fn run_attack(
     let attack = Attack::start(&user, mode, count);
     let meter = CpuMeter::start(pid);
     thread::sleep(Duration::from_secs(3));
-    let (link, kernel) = roots_veth_during_attack(tag, net);
+    let (link, before) = roots_veth_during_attack(tag, net);
     thread::sleep(settle);
     check_cost(&mut checks, mode, pid, &meter);
     let report = attack.finish();
     thread::sleep(Duration::from_millis(2500));
+    let kernel = link.client.traffic(&link.client_if) - before;
     checks.check(daemon.alive(), || "the daemon died".into());
     daemon.stop();
     let rows = data.rows::<NetRow>();
