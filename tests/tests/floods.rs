@@ -39,9 +39,10 @@ fn full() -> bool {
 }
 
 /// Sets up, in the attacker's own `unshare -Urn`, the namespaces or interfaces of one
-/// attack, prints `ready`, keeps them busy until its stdin closes, then prints the
-/// kernel's own counters summed over every interface it made (`total rx_bytes
-/// rx_packets tx_bytes tx_packets`) and the inodes of its namespaces (`ns <inode>…`).
+/// attack, rests 2 s, prints `ready` with the kernel's counters summed over every
+/// interface it made (`rx_bytes rx_packets tx_bytes tx_packets`), keeps them busy until
+/// its stdin closes, then prints the same sums (`total …`) and the inodes of its
+/// namespaces (`ns <inode>…`).
 const ATTACKER: &str = r#"
 import ctypes, fcntl, os, select, socket, struct, subprocess, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -75,16 +76,22 @@ def counters_here(names):
                 total[i] += v
     return total
 
-def report(ns_fds, names):
+def totals(ns_fds, names):
     total = [0, 0, 0, 0]
-    inodes = []
     for fd in ns_fds:
         check(libc.setns(fd, CLONE_NEWNET), 'setns')
-        inodes.append(os.fstat(fd).st_ino)
         for i, v in enumerate(counters_here(names)):
             total[i] += v
-    print('total', *total, flush=True)
-    print('ns', *inodes, flush=True)
+    return total
+
+def ready(ns_fds, names):
+    # Quiet for 2 s first: rows that end after this moment hold only what follows.
+    time.sleep(2)
+    print('ready', *totals(ns_fds, names), flush=True)
+
+def report(ns_fds, names):
+    print('total', *totals(ns_fds, names), flush=True)
+    print('ns', *[os.fstat(fd).st_ino for fd in ns_fds], flush=True)
 
 if mode == 'namespaces':
     # Attack 1: `count` namespaces kept alive, each lo carrying a packet every round.
@@ -93,7 +100,7 @@ if mode == 'namespaces':
         check(libc.unshare(CLONE_NEWNET), 'unshare')
         s = lo_up(); poke(s); socks.append(s)
         fds.append(os.open('/proc/thread-self/ns/net', os.O_RDONLY))
-    print('ready', flush=True)
+    ready(fds, {'lo'})
     while not stdin_closed(0.3):
         for s in socks:
             poke(s)
@@ -114,7 +121,9 @@ elif mode == 'veths':
         s.bind(('fv%da' % i, 0))
         socks.append(s)
     frame = b'\xff' * 6 + b'\x02' + b'\x00' * 5 + b'\x88\xb5' + b'\x00' * 46
-    print('ready', flush=True)
+    names = {'fv%d%s' % (i, e) for i in range(count) for e in 'ab'} | {'lo'}
+    fds = [os.open('/proc/thread-self/ns/net', os.O_RDONLY)]
+    ready(fds, names)
     while not stdin_closed(0):
         for s in socks:
             try:
@@ -122,13 +131,12 @@ elif mode == 'veths':
             except OSError:
                 pass
     time.sleep(0.3)
-    names = {'fv%d%s' % (i, e) for i in range(count) for e in 'ab'} | {'lo'}
-    report([os.open('/proc/thread-self/ns/net', os.O_RDONLY)], names)
+    report(fds, names)
 elif mode == 'churn':
     # Attack 3: `count` sleeping processes, and namespaces created and destroyed in a
     # loop, each with one packet on its lo.
     sleepers = [subprocess.Popen(['sleep', '600']) for _ in range(count)]
-    print('ready', flush=True)
+    print('ready 0 0 0 0', flush=True)
     made = 0
     while not stdin_closed(0):
         check(libc.unshare(CLONE_NEWNET), 'unshare')
@@ -145,12 +153,33 @@ elif mode == 'churn':
 struct Attack {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The kernel's counters at `ready`, and when the test read that line.
+    baseline: Traffic,
+    ready_us: i64,
 }
 
 /// What the attacker reported at its end.
 struct Report {
+    /// Its traffic from `ready` on, as the kernel counts it.
     kernel: Traffic,
     namespaces: BTreeSet<i64>,
+    ready_us: i64,
+}
+
+/// `rx_bytes rx_packets tx_bytes tx_packets` after `prefix`.
+fn traffic_after(line: &str, prefix: &str) -> Traffic {
+    let f: Vec<i64> = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("not {prefix}…: {line}"))
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    Traffic {
+        rx_bytes: f[0],
+        rx_packets: f[1],
+        tx_bytes: f[2],
+        tx_packets: f[3],
+    }
 }
 
 impl Attack {
@@ -164,12 +193,18 @@ impl Attack {
             .spawn()
             .expect("start the attacker");
         let lines = read_lines(child.stdout.take().expect("piped stdout"));
-        let mut attack = Attack { child, lines };
         let started = Instant::now();
-        let ready = attack.line(Duration::from_secs(240));
-        assert_eq!(ready, "ready", "the attacker did not start");
+        let ready = lines
+            .recv_timeout(Duration::from_secs(240))
+            .expect("the attacker did not start");
+        let baseline = traffic_after(&ready, "ready ");
         eprintln!("{mode} {count}: ready in {:?}", started.elapsed());
-        attack
+        Attack {
+            child,
+            lines,
+            baseline,
+            ready_us: csm_tests::now_us(),
+        }
     }
 
     fn line(&mut self, timeout: Duration) -> String {
@@ -181,13 +216,7 @@ impl Attack {
     /// Stops the traffic and reads the kernel's counters of everything it made.
     fn finish(mut self) -> Report {
         drop(self.child.stdin.take());
-        let total = self.line(Duration::from_secs(120));
-        let f: Vec<i64> = total
-            .strip_prefix("total ")
-            .unwrap_or_else(|| panic!("not a total: {total}"))
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
+        let total = traffic_after(&self.line(Duration::from_secs(120)), "total ");
         let ns = self.line(Duration::from_secs(60));
         let namespaces = ns
             .strip_prefix("ns")
@@ -196,13 +225,9 @@ impl Attack {
             .map(|x| x.parse().unwrap())
             .collect();
         Report {
-            kernel: Traffic {
-                rx_bytes: f[0],
-                rx_packets: f[1],
-                tx_bytes: f[2],
-                tx_packets: f[3],
-            },
+            kernel: total - self.baseline,
             namespaces,
+            ready_us: self.ready_us,
         }
     }
 }
@@ -331,24 +356,26 @@ fn check_roots_veth(checks: &mut Checks, rows: &[NetRow], link: &Link, kernel: T
 /// Every interval's `ts` step and `dur_ms` within 10 % of 1 s (but the first, which
 /// starts at the daemon's first sample, and the last, cut by the stop).
 fn check_intervals(checks: &mut Checks, data: &DataDir, net: &[NetRow]) {
-    let cpu = data.rows::<CpuRow>();
-    let rows: Vec<(i64, i64)> = cpu
+    let cpu: Vec<(i64, i64)> = data
+        .rows::<CpuRow>()
         .iter()
         .map(|r| (r.ts_us, r.dur_ms))
-        .chain(net.iter().map(|r| (r.ts_us, r.dur_ms)))
         .collect();
-    let stamps: Vec<i64> = rows
-        .iter()
-        .map(|(ts, _)| *ts)
-        .collect::<BTreeSet<i64>>()
-        .into_iter()
-        .collect();
-    let (first, last) = (stamps.first().copied(), stamps.last().copied());
-    let durs: Vec<i64> = rows
-        .iter()
-        .filter(|(ts, _)| Some(*ts) != first && Some(*ts) != last)
-        .map(|(_, dur)| *dur)
-        .collect();
+    let net: Vec<(i64, i64)> = net.iter().map(|r| (r.ts_us, r.dur_ms)).collect();
+    let mut stamps = BTreeSet::new();
+    let mut durs = Vec::new();
+    for table in [&cpu, &net] {
+        let own: BTreeSet<i64> = table.iter().map(|(ts, _)| *ts).collect();
+        let (first, last) = (own.first().copied(), own.last().copied());
+        durs.extend(
+            table
+                .iter()
+                .filter(|(ts, _)| Some(*ts) != first && Some(*ts) != last)
+                .map(|(_, dur)| *dur),
+        );
+        stamps.extend(own);
+    }
+    let stamps: Vec<i64> = stamps.into_iter().collect();
     let worst_step = stamps
         .windows(2)
         .map(|w| (w[1] - w[0]) / 1000)
@@ -384,17 +411,24 @@ fn check_cost(checks: &mut Checks, what: &str, pid: u32, meter: &CpuMeter) {
     });
 }
 
-/// Sum of the rows of the attacker: its namespaces' interfaces and its folded and
-/// overflow rows.
+/// Sum of the rows of the attacker that end after it said `ready` (the inode of a
+/// namespace is reused once it is gone: before the attacker made them, others may have
+/// had them): its namespaces' interfaces and its folded and overflow rows.
 fn attackers_rows(rows: &[NetRow], report: &Report, uid: u32) -> Traffic {
     let mine = |r: &&NetRow| {
-        r.netns.is_some_and(|ns| report.namespaces.contains(&ns))
-            || r.iface == format!("(other uid={uid})")
-            || r.iface == format!("(overflow uid={uid})")
+        r.ts_us > report.ready_us
+            && (r.netns.is_some_and(|ns| report.namespaces.contains(&ns))
+                || r.iface == format!("(other uid={uid})")
+                || r.iface == format!("(overflow uid={uid})"))
     };
-    rows.iter()
-        .filter(mine)
-        .fold(Traffic::default(), |sum, r| sum + Traffic::of(r))
+    let sum = |rows: &mut dyn Iterator<Item = &NetRow>| {
+        rows.fold(Traffic::default(), |sum, r| sum + Traffic::of(r))
+    };
+    for label in ["(other uid=", "(overflow uid="] {
+        let part = sum(&mut rows.iter().filter(|r| r.iface.starts_with(label)));
+        eprintln!("attacker's rows {label}…): {part:?}");
+    }
+    sum(&mut rows.iter().filter(mine))
 }
 
 /// The budget's events naming `uid`: (`net_folded`, `net_dev_overflow`).

@@ -27,9 +27,9 @@ use crate::store::{Counters, Event, NetRow, NetUidRow, Source};
 /// last read and the delete very unlikely.
 const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
 
-/// An interface of another namespace than the daemon's has its map entry deleted after
-/// this long without traffic: users can create namespaces by the thousand and keep
-/// them, and an idle entry must not hold room another interface needs.
+/// An interface of a namespace a user owns has its map entry deleted after this long
+/// without traffic: users can create namespaces by the thousand and keep them, and an
+/// idle entry must not hold room another interface needs.
 const IFACE_IDLE_NS: u64 = 10 * 1_000_000_000;
 
 /// `net` rows per interval for the interfaces of namespaces one user owns; beyond, one
@@ -154,9 +154,10 @@ impl NetCollector {
         )
     }
 
-    /// Interfaces whose map entries are deleted now: gone from their namespace, found
-    /// nowhere and idle (the daemon's own namespace), or idle for [`IFACE_IDLE_NS`] in
-    /// another namespace.
+    /// Interfaces whose map entries are deleted now: gone from their namespace, idle
+    /// for [`IFACE_IDLE_NS`] in a namespace a user owns, or (root's) found nowhere and
+    /// idle. Root's are not deleted for idleness: a packet landing between the read and
+    /// the delete would be lost, and root's entries are bounded by what root creates.
     fn gone_ifaces(
         &mut self,
         cur: &NetSample,
@@ -173,12 +174,11 @@ impl NetCollector {
         let idle: HashSet<IfaceKey> = idle_keys(&self.iface_last_active, now, IFACE_IDLE_NS)
             .into_iter()
             .collect();
-        let host = self.ifaces.host_netns();
         names
             .iter()
             .filter(|(key, name)| match name {
                 IfaceName::Gone => true,
-                _ if Some(key.0) != host => idle.contains(key),
+                _ if cur.ns_owners.contains_key(&key.0) => idle.contains(key),
                 IfaceName::Unknown => !active.contains(key),
                 IfaceName::Named(_) => false,
             })
