@@ -33,15 +33,15 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
+    helpers::bpf_get_current_pid_tgid,
     helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, cgroup_skb, map},
-    helpers::bpf_get_current_pid_tgid,
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, SkBuffContext},
 };
 use csm_common::{
-    NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_NET_OWNERS, MAX_NS_PIDS,
-    MAX_UIDS, OVERFLOW_UID,
+    NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_NET_OWNERS, MAX_NS_PIDS, MAX_UIDS,
+    OVERFLOW_UID,
 };
 
 /// Set by userspace from the running kernel's BTF before load.

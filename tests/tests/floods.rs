@@ -343,7 +343,11 @@ impl Checks {
 }
 
 fn check_roots_veth(checks: &mut Checks, rows: &[NetRow], link: &Link, kernel: Traffic) {
-    let csm = net_total(rows, link.client.inode(), link.client.ifindex(&link.client_if));
+    let csm = net_total(
+        rows,
+        link.client.inode(),
+        link.client.ifindex(&link.client_if),
+    );
     eprintln!("root's veth: csm {csm:?}\nroot's veth: kernel {kernel:?}");
     checks.check(kernel.tx_packets >= 20, || {
         format!("the ping did not go through: {kernel:?}")
@@ -394,9 +398,10 @@ fn check_intervals(checks: &mut Checks, data: &DataDir, net: &[NetRow]) {
     checks.check(worst_step <= *bounds.end(), || {
         format!("an interval stretched to {worst_step} ms")
     });
-    checks.check(bounds.contains(&min_dur) && bounds.contains(&max_dur), || {
-        format!("dur_ms {min_dur}..={max_dur}")
-    });
+    checks.check(
+        bounds.contains(&min_dur) && bounds.contains(&max_dur),
+        || format!("dur_ms {min_dur}..={max_dur}"),
+    );
 }
 
 /// The daemon's share of a core over the attack and its peak RSS so far.
@@ -507,14 +512,22 @@ fn a_users_namespaces_cannot_exhaust_roots_interface_map() {
     let (user, data, report, rows, mut checks) =
         run_attack("fm", "10.241.0", "namespaces", namespaces, settle());
     let (_, overflow) = events_for(&data, user.uid);
-    checks.check(overflow > 0, || "no net_dev_overflow event for the user".into());
+    checks.check(overflow > 0, || {
+        "no net_dev_overflow event for the user".into()
+    });
     checks.check(report.namespaces.len() == namespaces, || {
         format!("{} namespaces reported", report.namespaces.len())
     });
     let csm = attackers_rows(&rows, &report, user.uid);
-    eprintln!("attacker: csm {csm:?}\nattacker: kernel {:?}", report.kernel);
+    eprintln!(
+        "attacker: csm {csm:?}\nattacker: kernel {:?}",
+        report.kernel
+    );
     checks.check(csm == report.kernel, || {
-        format!("the attacker's traffic: csm {csm:?}, kernel {:?}", report.kernel)
+        format!(
+            "the attacker's traffic: csm {csm:?}, kernel {:?}",
+            report.kernel
+        )
     });
     let most = rows_per_interval(&rows);
     checks.check(most <= 128, || format!("{most} net rows in one interval"));
@@ -533,9 +546,15 @@ fn a_users_veth_flood_costs_that_user_rows_not_root() {
     let (folded, _) = events_for(&data, user.uid);
     checks.check(folded > 0, || "no net_folded event for the user".into());
     let csm = attackers_rows(&rows, &report, user.uid);
-    eprintln!("attacker: csm {csm:?}\nattacker: kernel {:?}", report.kernel);
+    eprintln!(
+        "attacker: csm {csm:?}\nattacker: kernel {:?}",
+        report.kernel
+    );
     checks.check(csm == report.kernel, || {
-        format!("the attacker's traffic: csm {csm:?}, kernel {:?}", report.kernel)
+        format!(
+            "the attacker's traffic: csm {csm:?}, kernel {:?}",
+            report.kernel
+        )
     });
     let most = rows_per_interval(&rows);
     checks.check(most <= 128, || format!("{most} net rows in one interval"));
@@ -552,7 +571,9 @@ fn namespace_churn_beside_many_processes_does_not_stall_the_daemon() {
     let (user, data, _, rows, mut checks) =
         run_attack("fc", "10.243.0", "churn", sleepers, settle());
     let (folded, _) = events_for(&data, user.uid);
-    checks.check(folded > 0, || "the churn's namespaces were not folded".into());
+    checks.check(folded > 0, || {
+        "the churn's namespaces were not folded".into()
+    });
     rows_per_interval(&rows);
     checks.assert_all();
 }

@@ -84,8 +84,12 @@ impl Collector for NetCollector {
         let overflow_event = self.overflow_event(&uids);
         let gone_ifaces = self.gone_ifaces(cur, &names, &active);
         let idle_uids = self.idle_uids(cur.at.mono_ns);
-        self.reader
-            .forget(&gone_ifaces, &idle_uids, &gone_namespaces(cur, &gone_ifaces));
+        self.reader.forget(
+            &gone_ifaces,
+            |netns| cur.ns_owners.contains_key(&netns),
+            &idle_uids,
+            &gone_namespaces(cur, &gone_ifaces),
+        );
         cur.forget(&gone_ifaces, &idle_uids);
         let live: HashSet<u32> = cur.ifaces.keys().map(|(netns, _)| *netns).collect();
         self.ifaces.forget(&gone_ifaces, &live);
@@ -261,7 +265,10 @@ fn row_bytes(row: &NetRow) -> i64 {
 /// Keeps every row of root's namespaces and up to [`ROWS_PER_OWNER`] rows (the busiest)
 /// per uid owning other namespaces; the rest of each owner's rows become one
 /// `(other uid=N)` row with their sums, and a `net_folded` event.
-fn fold_rows_per_owner(rows: Vec<NetRow>, owners: &BTreeMap<u32, u32>) -> (Vec<NetRow>, Vec<Event>) {
+fn fold_rows_per_owner(
+    rows: Vec<NetRow>,
+    owners: &BTreeMap<u32, u32>,
+) -> (Vec<NetRow>, Vec<Event>) {
     let mut kept = Vec::with_capacity(rows.len());
     let mut by_owner: BTreeMap<u32, Vec<NetRow>> = BTreeMap::new();
     for row in rows {
@@ -320,18 +327,23 @@ fn overflow_rows(prev: &NetSample, cur: &NetSample) -> Vec<(u32, NetRow)> {
     let dur_ms = Stamp::dur_ms(prev.at, cur.at);
     iface_overflow_deltas(prev, cur)
         .into_iter()
-        .map(|(owner, d)| (owner, NetRow {
-            ts_us: cur.at.wall_us,
-            dur_ms,
-            iface: overflow_label(owner),
-            ifindex: 0,
-            netns: None,
-            rx_bytes: d.rx_bytes as i64,
-            tx_bytes: d.tx_bytes as i64,
-            rx_packets: d.rx_packets as i64,
-            tx_packets: d.tx_packets as i64,
-            source: Source::Ebpf,
-        }))
+        .map(|(owner, d)| {
+            (
+                owner,
+                NetRow {
+                    ts_us: cur.at.wall_us,
+                    dur_ms,
+                    iface: overflow_label(owner),
+                    ifindex: 0,
+                    netns: None,
+                    rx_bytes: d.rx_bytes as i64,
+                    tx_bytes: d.tx_bytes as i64,
+                    rx_packets: d.rx_packets as i64,
+                    tx_packets: d.tx_packets as i64,
+                    source: Source::Ebpf,
+                },
+            )
+        })
         .collect()
 }
 
@@ -418,7 +430,11 @@ mod tests {
         rows.push(row(30, 1, 5));
         let total: i64 = rows.iter().map(row_bytes).sum();
         let (kept, events) = fold_rows_per_owner(rows, &owners);
-        assert_eq!(kept.iter().map(row_bytes).sum::<i64>(), total, "no byte lost");
+        assert_eq!(
+            kept.iter().map(row_bytes).sum::<i64>(),
+            total,
+            "no byte lost"
+        );
         assert_eq!(kept.iter().filter(|r| r.netns == Some(10)).count(), 50);
         let users: Vec<&NetRow> = kept
             .iter()

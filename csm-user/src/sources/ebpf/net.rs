@@ -152,12 +152,23 @@ impl NetReader {
     /// were read (increments landing between that read and the delete are lost, which
     /// is why only gone or long-idle entries are deleted), and the remembered process of
     /// namespaces none of whose interfaces is left.
-    pub fn forget(&mut self, ifaces: &[(u32, u32)], uids: &[u32], namespaces: &[u32]) {
+    /// `user_owned` says which map a namespace's interfaces are in (a namespace's inode
+    /// is reused once it is gone, so the same key may be in both).
+    pub fn forget(
+        &mut self,
+        ifaces: &[(u32, u32)],
+        user_owned: impl Fn(u32) -> bool,
+        uids: &[u32],
+        namespaces: &[u32],
+    ) {
         for &(netns, ifindex) in ifaces {
             let key = NetKey { netns, ifindex };
-            if self.ifaces.remove(&key).is_err() {
-                let _ = self.user_ifaces.remove(&key);
-            }
+            let map = if user_owned(netns) {
+                &mut self.user_ifaces
+            } else {
+                &mut self.ifaces
+            };
+            let _ = map.remove(&key);
         }
         for netns in namespaces {
             let _ = self.ns_pids.remove(netns);
