@@ -15,7 +15,7 @@ use csm_common::{MAX_UIDS, OVERFLOW_UID};
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
 use crate::model::net::{idle_keys, iface_deltas, iface_overflow_deltas, uid_deltas, IfaceKey};
-use crate::model::{NetSample, Stamp};
+use crate::model::{IfaceCounters, NetSample, Stamp};
 use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
 use crate::sources::netns::{IfaceName, IfaceNames};
@@ -82,13 +82,19 @@ impl Collector for NetCollector {
         net.extend(overflow.into_iter().map(|(_, row)| row));
         let uids = self.uid_rows(prev, cur);
         let overflow_event = self.overflow_event(&uids);
-        let gone_ifaces = self.gone_ifaces(cur, &names, &active);
+        let gone_ifaces: Vec<(IfaceKey, IfaceCounters)> = self
+            .gone_ifaces(cur, &names, &active)
+            .into_iter()
+            .map(|key| (key, cur.ifaces[&key]))
+            .collect();
         let idle_uids = self.idle_uids(cur.at.mono_ns);
-        self.reader.forget(
+        let candidates: Vec<IfaceKey> = gone_ifaces.iter().map(|(key, _)| *key).collect();
+        let gone_ns = gone_namespaces(cur, &candidates);
+        let gone_ifaces = self.reader.forget(
             &gone_ifaces,
             |netns| cur.ns_owners.contains_key(&netns),
             &idle_uids,
-            &gone_namespaces(cur, &gone_ifaces),
+            &gone_ns,
         );
         cur.forget(&gone_ifaces, &idle_uids);
         let live: HashSet<u32> = cur.ifaces.keys().map(|(netns, _)| *netns).collect();

@@ -148,27 +148,37 @@ impl NetReader {
         self.ns_pids.get(&netns, 0).ok()
     }
 
-    /// Deletes map entries of interfaces and uids that are gone, after their last counts
-    /// were read (increments landing between that read and the delete are lost, which
-    /// is why only gone or long-idle entries are deleted), and the remembered process of
-    /// namespaces none of whose interfaces is left.
+    /// Deletes map entries of interfaces and uids that are gone or idle, after their
+    /// last counts were read, and the remembered process of `namespaces`. An interface's
+    /// entry is read again just before its delete and kept if it moved since the sample
+    /// (`ifaces` holds the sampled counters): a packet is lost only if it lands in the
+    /// microseconds between that read and the delete, not in the whole interval's work.
     /// `user_owned` says which map a namespace's interfaces are in (a namespace's inode
-    /// is reused once it is gone, so the same key may be in both).
+    /// is reused once it is gone, so the same key may be in both). The interfaces whose
+    /// entries are gone now.
     pub fn forget(
         &mut self,
-        ifaces: &[(u32, u32)],
+        ifaces: &[((u32, u32), IfaceCounters)],
         user_owned: impl Fn(u32) -> bool,
         uids: &[u32],
         namespaces: &[u32],
-    ) {
-        for &(netns, ifindex) in ifaces {
+    ) -> Vec<(u32, u32)> {
+        let mut deleted = Vec::with_capacity(ifaces.len());
+        for &((netns, ifindex), sampled) in ifaces {
             let key = NetKey { netns, ifindex };
             let map = if user_owned(netns) {
                 &mut self.user_ifaces
             } else {
                 &mut self.ifaces
             };
-            let _ = map.remove(&key);
+            let unchanged = match map.get(&key, 0) {
+                Ok(per_cpu) => corrected(&sum_counters(&per_cpu)) == sampled,
+                Err(_) => true, // already gone
+            };
+            if unchanged {
+                let _ = map.remove(&key);
+                deleted.push((netns, ifindex));
+            }
         }
         for netns in namespaces {
             let _ = self.ns_pids.remove(netns);
@@ -177,6 +187,7 @@ impl NetReader {
         for uid in uids.iter().filter(|uid| **uid != OVERFLOW_UID) {
             let _ = self.uids.remove(uid);
         }
+        deleted
     }
 
     /// Entries in the root and user interface maps and the uid map, to watch their
