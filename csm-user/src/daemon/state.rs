@@ -298,6 +298,7 @@ mod tests {
                 )]
                 .into_iter()
                 .collect(),
+                ..NetSample::default()
             }),
         };
         let dir = tempfile::tempdir().unwrap();

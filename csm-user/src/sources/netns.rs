@@ -238,7 +238,7 @@ impl IfaceNames {
         let candidates = [
             self.ns_files.get(&netns).cloned(),
             run_netns.get(&netns).cloned(),
-            pid.map(|pid| self.paths.proc(&format!("{pid}/ns/net"))),
+            pid.map(|pid| self.paths.proc(format!("{pid}/ns/net"))),
         ];
         let found = candidates
             .into_iter()
