@@ -468,6 +468,24 @@ fn rows_per_interval(rows: &[NetRow]) -> usize {
     most
 }
 
+/// The attacker's own rows add up to its kernel counters, and one interval's rows stay
+/// few.
+fn check_attackers_rows(checks: &mut Checks, rows: &[NetRow], report: &Report, uid: u32) {
+    let csm = attackers_rows(rows, report, uid);
+    eprintln!(
+        "attacker: csm {csm:?}\nattacker: kernel {:?}",
+        report.kernel
+    );
+    checks.check(csm == report.kernel, || {
+        format!(
+            "the attacker's traffic: csm {csm:?}, kernel {:?}",
+            report.kernel
+        )
+    });
+    let most = rows_per_interval(rows);
+    checks.check(most <= 128, || format!("{most} net rows in one interval"));
+}
+
 /// One attack from start to the daemon's stop, and the checks every attack shares.
 fn run_attack(
     tag: &str,
@@ -518,19 +536,7 @@ fn a_users_namespaces_cannot_exhaust_roots_interface_map() {
     checks.check(report.namespaces.len() == namespaces, || {
         format!("{} namespaces reported", report.namespaces.len())
     });
-    let csm = attackers_rows(&rows, &report, user.uid);
-    eprintln!(
-        "attacker: csm {csm:?}\nattacker: kernel {:?}",
-        report.kernel
-    );
-    checks.check(csm == report.kernel, || {
-        format!(
-            "the attacker's traffic: csm {csm:?}, kernel {:?}",
-            report.kernel
-        )
-    });
-    let most = rows_per_interval(&rows);
-    checks.check(most <= 128, || format!("{most} net rows in one interval"));
+    check_attackers_rows(&mut checks, &rows, &report, user.uid);
     checks.assert_all();
 }
 
@@ -545,19 +551,7 @@ fn a_users_veth_flood_costs_that_user_rows_not_root() {
         run_attack("fv", "10.242.0", "veths", pairs, settle());
     let (folded, _) = events_for(&data, user.uid);
     checks.check(folded > 0, || "no net_folded event for the user".into());
-    let csm = attackers_rows(&rows, &report, user.uid);
-    eprintln!(
-        "attacker: csm {csm:?}\nattacker: kernel {:?}",
-        report.kernel
-    );
-    checks.check(csm == report.kernel, || {
-        format!(
-            "the attacker's traffic: csm {csm:?}, kernel {:?}",
-            report.kernel
-        )
-    });
-    let most = rows_per_interval(&rows);
-    checks.check(most <= 128, || format!("{most} net rows in one interval"));
+    check_attackers_rows(&mut checks, &rows, &report, user.uid);
     checks.assert_all();
 }
 
