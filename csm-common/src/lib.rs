@@ -14,6 +14,16 @@ pub mod names {
     pub const NET_DEV: &str = "NET_DEV";
     pub const NET_UID: &str = "NET_UID";
     pub const NET_UID_OVERFLOW: &str = "NET_UID_OVERFLOW";
+    /// Interfaces of network namespaces a user (not root) owns: kept apart from
+    /// `NET_DEV` so that a user's objects never take root's entries.
+    pub const NET_DEV_USER: &str = "NET_DEV_USER";
+    /// Traffic of interfaces the two interface maps had no room for, per owner uid.
+    pub const NET_DEV_OVERFLOW: &str = "NET_DEV_OVERFLOW";
+    /// Traffic neither an interface map nor `NET_DEV_OVERFLOW` had room for.
+    pub const NET_DEV_OVERFLOW_ANY: &str = "NET_DEV_OVERFLOW_ANY";
+    /// A process seen sending or receiving in a namespace, per namespace inode: how
+    /// userspace names its interfaces without walking /proc.
+    pub const NET_NS_PID: &str = "NET_NS_PID";
     pub const PROG_NET_XMIT_BTF: &str = "net_dev_xmit_btf";
     pub const PROG_NET_RECV_BTF: &str = "netif_receive_skb_btf";
     pub const PROG_NET_UID_INGRESS: &str = "net_uid_ingress";
@@ -120,9 +130,17 @@ pub struct TaskOffsets {
     pub pid: u32,
 }
 
-/// Upper bound of (network namespace, interface) pairs the netdev map holds. Userspace
-/// deletes the entries of interfaces that are gone.
+/// Upper bound of (network namespace, interface) pairs each netdev map holds (`NET_DEV`
+/// for namespaces root owns, `NET_DEV_USER` for the others). Userspace deletes the
+/// entries of interfaces that are gone, and those of users' namespaces once idle.
 pub const MAX_IFACES: u32 = 8_192;
+
+/// Upper bound of owner uids `NET_DEV_OVERFLOW` holds (owners are real local users:
+/// a user cannot make a namespace owned by another uid).
+pub const MAX_NET_OWNERS: u32 = 1_024;
+
+/// Upper bound of namespaces `NET_NS_PID` remembers a process of.
+pub const MAX_NS_PIDS: u32 = 16_384;
 
 /// Key of the netdev map: an interface is its ifindex inside its network namespace
 /// (ifindex alone mixes a container's `lo` into the host's).
@@ -144,9 +162,12 @@ pub struct NetCounters {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
-    /// `net_device.type` (ARPHRD_*), for the header correction.
+    /// `net_device.type` (ARPHRD_*), for the header correction. 0 in the overflow
+    /// maps, whose counts the eBPF side has already corrected.
     pub dev_type: u32,
-    pub _pad: u32,
+    /// Uid owning the namespace's user namespace (`net->user_ns->owner`, a kernel
+    /// uid): 0 for root's namespaces.
+    pub owner: u32,
 }
 
 /// Cumulative IP-layer bytes of one uid's sockets on one CPU (cgroup_skb).
@@ -178,6 +199,10 @@ pub struct NetOffsets {
     /// `sock.sk_uid`: the socket owner as a kernel uid (the initial user namespace's
     /// number, whatever namespace the socket lives in)
     pub sk_uid: u32,
+    /// `net.user_ns` (0: unknown, every namespace then counts as root's)
+    pub net_user_ns: u32,
+    /// `user_namespace.owner`: the kernel uid that created the user namespace
+    pub userns_owner: u32,
 }
 
 /// Byte offsets and sizes the memory iterator needs, from the running kernel's BTF.

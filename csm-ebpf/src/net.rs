@@ -14,6 +14,14 @@
 //! `unshare -Urn` every user's traffic read as root's. A uid the map has no room for is
 //! charged to `NET_UID_OVERFLOW`, never dropped.
 //!
+//! Interfaces are kept in two maps by who owns their namespace (`net->user_ns->owner`):
+//! `NET_DEV` for root's (the host namespace and any root made), `NET_DEV_USER` for the
+//! namespaces users make with `unshare -Urn`, so that a user's thousands of namespaces
+//! can never take the entries root's interfaces need. An interface neither map has room
+//! for is charged to its owner in `NET_DEV_OVERFLOW` (then to `NET_DEV_OVERFLOW_ANY`),
+//! corrected here to the kernel's interface counters since those entries mix device
+//! types: a full map loses no byte.
+//!
 //! Per-uid bytes stay with cgroup_skb, although a loopback packet then runs four programs
 //! (measured by `bench_net`: the BPF-stats figure of each includes about 30 ns that the
 //! stats themselves add). Counting egress at `net_dev_xmit` from `skb->sk` instead was
@@ -25,12 +33,16 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
+    helpers::bpf_get_current_pid_tgid,
     helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, cgroup_skb, map},
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, SkBuffContext},
 };
-use csm_common::{NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_UIDS, OVERFLOW_UID};
+use csm_common::{
+    NetCounters, NetKey, NetOffsets, UidTraffic, MAX_IFACES, MAX_NET_OWNERS, MAX_NS_PIDS, MAX_UIDS,
+    OVERFLOW_UID,
+};
 
 /// Set by userspace from the running kernel's BTF before load.
 #[no_mangle]
@@ -43,11 +55,32 @@ static NET_OFFSETS: NetOffsets = NetOffsets {
     net_inum: 0,
     skb_sk: 0,
     sk_uid: 0,
+    net_user_ns: 0,
+    userns_owner: 0,
 };
 
-/// Cumulative counters per interface (per CPU; userspace sums the CPUs).
+/// Cumulative counters per interface of root's namespaces (per CPU; userspace sums the
+/// CPUs).
 #[map(name = "NET_DEV")]
 static NET_DEV: PerCpuHashMap<NetKey, NetCounters> = PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+
+/// The same for namespaces users own.
+#[map(name = "NET_DEV_USER")]
+static NET_DEV_USER: PerCpuHashMap<NetKey, NetCounters> =
+    PerCpuHashMap::with_max_entries(MAX_IFACES, 0);
+
+/// Corrected counts of interfaces the map of their owner had no room for, per owner uid.
+#[map(name = "NET_DEV_OVERFLOW")]
+static NET_DEV_OVERFLOW: PerCpuHashMap<u32, NetCounters> =
+    PerCpuHashMap::with_max_entries(MAX_NET_OWNERS, 0);
+
+/// What `NET_DEV_OVERFLOW` had no room for either.
+#[map(name = "NET_DEV_OVERFLOW_ANY")]
+static NET_DEV_OVERFLOW_ANY: PerCpuArray<NetCounters> = PerCpuArray::with_max_entries(1, 0);
+
+/// A process (tgid) current when a namespace's first interface entry was made.
+#[map(name = "NET_NS_PID")]
+static NET_NS_PID: HashMap<u32, u32> = HashMap::with_max_entries(MAX_NS_PIDS, 0);
 
 /// Cumulative IP-layer bytes per socket uid (per CPU).
 #[map(name = "NET_UID")]
@@ -59,6 +92,11 @@ static NET_UID_OVERFLOW: PerCpuArray<UidTraffic> = PerCpuArray::with_max_entries
 
 /// `net_device.type` of loopback devices (include/uapi/linux/if_arp.h).
 const ARPHRD_LOOPBACK: u16 = 772;
+/// `net_device.type` of Ethernet-like devices.
+const ARPHRD_ETHER: u16 = 1;
+/// Link-layer header the kernel counts on received Ethernet frames and
+/// `netif_receive_skb` does not see (userspace adds it for the main maps).
+const ETH_HLEN: u64 = 14;
 
 /// Loads a field at a constant byte offset from a BTF pointer (the verifier rejects
 /// variable offsets, hence `.rodata` constants rather than a map).
@@ -109,42 +147,104 @@ unsafe fn count(dev: *const u8, len: u32, rx: bool) {
     }
     let off = core::ptr::read_volatile(&NET_OFFSETS);
     let net: *const u8 = field(dev, off.dev_net);
+    let (netns, owner) = if net.is_null() {
+        (0, 0)
+    } else {
+        (field(net, off.net_inum), owner_of(net, &off))
+    };
     let key = NetKey {
-        netns: if net.is_null() {
-            0
-        } else {
-            field(net, off.net_inum)
-        },
+        netns,
         ifindex: field::<i32>(dev, off.dev_ifindex) as u32,
     };
     let bytes = len as u64;
-    match NET_DEV.get_ptr_mut(key) {
+    let map = if owner == 0 { &NET_DEV } else { &NET_DEV_USER };
+    if let Some(c) = map.get_ptr_mut(key) {
         // Per-CPU value: no other CPU writes it, plain adds are safe.
-        Some(c) => {
-            let c = &mut *c;
-            if rx {
-                c.rx_bytes += bytes;
-                c.rx_packets += 1;
-            } else {
-                c.tx_bytes += bytes;
-                c.tx_packets += 1;
-            }
-        }
+        add_one(&mut *c, bytes, rx);
+        return;
+    }
+    let dev_type: u16 = field(dev, off.dev_type);
+    let mut c = NetCounters {
+        dev_type: dev_type as u32,
+        owner,
+        ..NetCounters::default()
+    };
+    add_one(&mut c, bytes, rx);
+    if map.insert(key, c, 0).is_ok() {
+        remember_pid(netns);
+        return;
+    }
+    count_overflow(owner, &corrected(&c));
+}
+
+/// Uid owning the user namespace of `net` (0 when the offsets are not known).
+#[inline(always)]
+unsafe fn owner_of(net: *const u8, off: &NetOffsets) -> u32 {
+    if off.net_user_ns == 0 {
+        return 0;
+    }
+    let user_ns: *const u8 = field(net, off.net_user_ns);
+    if user_ns.is_null() {
+        return 0;
+    }
+    field(user_ns, off.userns_owner)
+}
+
+#[inline(always)]
+fn add_one(c: &mut NetCounters, bytes: u64, rx: bool) {
+    if rx {
+        c.rx_bytes += bytes;
+        c.rx_packets += 1;
+    } else {
+        c.tx_bytes += bytes;
+        c.tx_packets += 1;
+    }
+}
+
+/// The kernel's own interface counts of one packet (what userspace does for the main
+/// maps, whose entries keep their device type).
+#[inline(always)]
+fn corrected(c: &NetCounters) -> NetCounters {
+    let mut out = NetCounters { dev_type: 0, ..*c };
+    if c.dev_type as u16 == ARPHRD_ETHER {
+        out.rx_bytes += ETH_HLEN * c.rx_packets;
+    } else if c.dev_type as u16 == ARPHRD_LOOPBACK {
+        out.tx_bytes = c.rx_bytes;
+        out.tx_packets = c.rx_packets;
+    }
+    out
+}
+
+/// Charges a packet no interface map had room for to its owner's overflow entry.
+#[inline(always)]
+unsafe fn count_overflow(owner: u32, one: &NetCounters) {
+    let slot = match NET_DEV_OVERFLOW.get_ptr_mut(owner) {
+        Some(slot) => Some(slot),
         None => {
-            let dev_type: u16 = field(dev, off.dev_type);
-            let mut c = NetCounters {
-                dev_type: dev_type as u32,
-                ..NetCounters::default()
-            };
-            if rx {
-                c.rx_bytes = bytes;
-                c.rx_packets = 1;
-            } else {
-                c.tx_bytes = bytes;
-                c.tx_packets = 1;
-            }
-            let _ = NET_DEV.insert(key, c, 0);
+            // NOEXIST: a count another program on this CPU made since must stay.
+            let _ = NET_DEV_OVERFLOW.insert(owner, NetCounters::default(), BPF_NOEXIST as u64);
+            NET_DEV_OVERFLOW
+                .get_ptr_mut(owner)
+                .or_else(|| NET_DEV_OVERFLOW_ANY.get_ptr_mut(0))
         }
+    };
+    if let Some(slot) = slot {
+        let slot = &mut *slot;
+        slot.owner = owner;
+        slot.rx_bytes += one.rx_bytes;
+        slot.rx_packets += one.rx_packets;
+        slot.tx_bytes += one.tx_bytes;
+        slot.tx_packets += one.tx_packets;
+    }
+}
+
+/// Notes the current process as one living in namespace `netns` (userspace checks it:
+/// at receive the current task may be one the softirq interrupted).
+#[inline(always)]
+fn remember_pid(netns: u32) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid != 0 {
+        let _ = NET_NS_PID.insert(netns, tgid, BPF_NOEXIST as u64);
     }
 }
 

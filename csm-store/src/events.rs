@@ -226,6 +226,14 @@ pub enum Event {
     /// no entry for is in the `net_uid` row of uid -1, user `(overflow)` (`uids` is how
     /// many it held).
     NetUidOverflow { uids: i64 },
+    /// Written every interval while it lasts: interfaces of namespaces owned by `uid`
+    /// beyond the per-owner row budget were summed into one `net` row named
+    /// `(other uid=<uid>)` (`ifaces` of them, `bytes` received and sent).
+    NetFolded { uid: i64, ifaces: i64, bytes: i64 },
+    /// Written every interval while it lasts: the interface maps had no entry for some of
+    /// `uid`'s interfaces; their `bytes` are in the `net` row `(overflow uid=<uid>)`
+    /// (uid -1: not even the per-owner overflow map had room).
+    NetDevOverflow { uid: i64, bytes: i64 },
     /// An OpenVZ beancounter's failcnt grew.
     UbcFailcnt(String),
     /// The daemon stopped (SIGTERM, SIGINT, duration reached).
@@ -255,6 +263,8 @@ impl Event {
             Event::CollectorError(_) => "collector_error",
             Event::NetMaps(_) => "net_maps",
             Event::NetUidOverflow { .. } => "net_uid_overflow",
+            Event::NetFolded { .. } => "net_folded",
+            Event::NetDevOverflow { .. } => "net_dev_overflow",
             Event::UbcFailcnt(_) => "ubc_failcnt",
             Event::Stop(_) => "stop",
             Event::Alert(_) => "alert",
@@ -279,6 +289,12 @@ impl Event {
             Event::Host { cores, kernel } => Some(format!("cores={cores} kernel={kernel}")),
             Event::NetUidOverflow { uids } => Some(format!(
                 "uids={uids} the per-uid traffic map is full: new uids are charged to uid -1 (overflow)"
+            )),
+            Event::NetFolded { uid, ifaces, bytes } => Some(format!(
+                "uid={uid} ifaces={ifaces} bytes={bytes} interfaces beyond the per-owner row budget are summed in net row (other uid={uid})"
+            )),
+            Event::NetDevOverflow { uid, bytes } => Some(format!(
+                "uid={uid} bytes={bytes} the interface maps are full: traffic of interfaces without an entry is in net row (overflow uid={uid})"
             )),
             Event::Recovered(recovered) => Some(recovered.detail()),
             Event::Alert(alert) => Some(alert.detail()),
@@ -305,6 +321,19 @@ impl Event {
             "net_uid_overflow" => detail
                 .and_then(|d| word_value(d, "uids")?.parse().ok())
                 .map(|uids| Event::NetUidOverflow { uids }),
+            "net_folded" => detail.and_then(|d| {
+                Some(Event::NetFolded {
+                    uid: word_value(d, "uid")?.parse().ok()?,
+                    ifaces: word_value(d, "ifaces")?.parse().ok()?,
+                    bytes: word_value(d, "bytes")?.parse().ok()?,
+                })
+            }),
+            "net_dev_overflow" => detail.and_then(|d| {
+                Some(Event::NetDevOverflow {
+                    uid: word_value(d, "uid")?.parse().ok()?,
+                    bytes: word_value(d, "bytes")?.parse().ok()?,
+                })
+            }),
             "ubc_failcnt" => Some(Event::UbcFailcnt(text())),
             "stop" => Some(Event::Stop(text())),
             "alert" => detail.and_then(AlertEvent::parse).map(Event::Alert),
@@ -385,6 +414,12 @@ mod tests {
             Event::CollectorError("cpu: x".into()),
             Event::NetMaps("start ifaces=1".into()),
             Event::NetUidOverflow { uids: 16_384 },
+            Event::NetFolded {
+                uid: 1000,
+                ifaces: 4_064,
+                bytes: 123_456,
+            },
+            Event::NetDevOverflow { uid: -1, bytes: 7 },
             Event::UbcFailcnt("numproc +1".into()),
             Event::Stop("SIGTERM".into()),
             Event::Alert(AlertEvent {

@@ -52,7 +52,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then run the benchmarks and print their figures.
+    /// Build, then run the benchmarks and print their figures (`security`: the issue 21
+    /// attacks of tests/tests/floods.rs at their full counts).
     Bench {
         /// Only the benchmarks whose name contains this.
         filter: Option<String>,
@@ -400,6 +401,9 @@ fn run_python_tests(totals: &mut TestTotals) -> Result<()> {
 
 fn bench(filter: Option<&str>) -> Result<()> {
     setup::require_root("the benchmarks load eBPF programs")?;
+    if filter == Some("security") {
+        return bench_security();
+    }
     let mut benches: Vec<(String, &str)> = Vec::new();
     for package in BENCH_CRATES {
         let examples = setup::workspace_root().join(package).join("examples");
@@ -440,6 +444,19 @@ fn bench(filter: Option<&str>) -> Result<()> {
         vm::bench_in_vm()?;
     }
     Ok(())
+}
+
+/// The floods of issue 21 at the issue's full counts (8,300 namespaces, 4,096 veth
+/// pairs, 5,000 processes beside a namespace churn): the root tests of
+/// `tests/tests/floods.rs`, which print the daemon's measured peaks.
+fn bench_security() -> Result<()> {
+    say("benchmark security (tests/tests/floods.rs at full counts)");
+    run_cmd(
+        cargo()
+            .args(["test", "--release", "-p", "csm-tests", "--test", "floods"])
+            .args(["--", "--test-threads=1", "--nocapture"])
+            .env("CSM_FLOODS_FULL", "1"),
+    )
 }
 
 #[cfg(test)]

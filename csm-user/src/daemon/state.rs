@@ -268,6 +268,7 @@ impl From<NetFile> for NetSample {
             links: (net.links.into_iter())
                 .map(|l| ((l.netns, l.ifindex), l.errors.into()))
                 .collect(),
+            ..NetSample::default()
         }
     }
 }
@@ -472,6 +473,7 @@ mod tests {
                 },
             )]
             .into(),
+            ..NetSample::default()
         }
     }
 

@@ -36,6 +36,10 @@ pub struct NetSample {
     /// The kernel's error and drop counters of every interface of the namespaces read,
     /// keyed like `ifaces` (not counted by eBPF: read from the kernel at the sample).
     pub links: BTreeMap<IfaceKey, LinkErrors>,
+    /// Owner uid of each namespace a user (not root) owns, by namespace inode.
+    pub ns_owners: BTreeMap<u32, u32>,
+    /// Traffic of interfaces the maps had no room for, per owner uid.
+    pub iface_overflow: BTreeMap<u32, IfaceCounters>,
 }
 
 impl NetSample {
@@ -56,6 +60,11 @@ impl NetSample {
 /// any counter going backwards is unknown for the interval: no row.
 pub fn iface_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(IfaceKey, IfaceCounters)> {
     deltas(&prev.ifaces, &cur.ifaces)
+}
+
+/// Per-owner deltas of the traffic the interface maps had no room for.
+pub fn iface_overflow_deltas(prev: &NetSample, cur: &NetSample) -> Vec<(u32, IfaceCounters)> {
+    deltas(&prev.iface_overflow, &cur.iface_overflow)
 }
 
 /// Per-uid deltas, for uids with traffic in the interval (same rules as interfaces).

@@ -9,7 +9,7 @@
 //! - the daemon's own namespace: `<proc-root>/net/dev`, each ifindex from
 //!   `<sys-root>/class/net/<iface>/ifindex` (so `--proc-root`/`--sys-root` fixtures work);
 //! - another namespace: a throw-away thread enters it through the file
-//!   [`IfaceNames::ns_file`] found (as for its names), reads `/proc/thread-self/net/dev`
+//!   [`IfaceNames::known_ns_file`] found when it named them, reads `/proc/thread-self/net/dev`
 //!   (the namespace of the reading thread) and asks `if_nametoindex` for each name. The
 //!   open namespace file pins the namespace: what is read is that namespace's, even if
 //!   the process the file belongs to exits meanwhile.
@@ -59,10 +59,10 @@ impl LinkErrorsReader {
         foreign.sort_unstable();
         foreign.dedup();
         for netns in foreign {
-            let Some(ns_file) = names.ns_file(netns) else {
+            let Some(ns_file) = names.known_ns_file(netns) else {
                 continue;
             };
-            for (ifindex, errors) in read_inside(ns_file).unwrap_or_default() {
+            for (ifindex, errors) in read_inside(ns_file, netns).unwrap_or_default() {
                 out.insert((netns, ifindex), errors);
             }
         }
@@ -103,9 +103,9 @@ fn by_ifindex(
 }
 
 /// Runs a throw-away thread inside the namespace `ns_file` refers to.
-fn read_inside(ns_file: PathBuf) -> Option<Vec<(u32, LinkErrors)>> {
+fn read_inside(ns_file: PathBuf, netns: u32) -> Option<Vec<(u32, LinkErrors)>> {
     std::thread::spawn(move || {
-        netns::enter(&ns_file)?;
+        netns::enter(&ns_file, netns)?;
         let text = read_text(Path::new("/proc/thread-self/net/dev")).ok()?;
         Some(by_ifindex(parse_net_dev(&text).value, index_of_name))
     })

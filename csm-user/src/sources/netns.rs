@@ -3,10 +3,13 @@
 //! The daemon's own namespace is read from `<sys-root>/class/net` (so `--sys-root`
 //! fixtures work). Another namespace has no /sys of ours: a short-lived thread enters it
 //! (`setns`, which only moves that thread) through a file that refers to it — a
-//! `/run/netns/<name>` bind mount (`ip netns`) or `/proc/<pid>/ns/net` of a process
-//! inside it — and asks the kernel for the names by ifindex (`if_indextoname`). When no
-//! such file exists (the namespace is gone, or only a socket keeps it alive) the name is
-//! unknown and rows say `ifindex-<N>`.
+//! `/run/netns/<name>` bind mount (`ip netns`) or `/proc/<pid>/ns/net` of the process
+//! the eBPF side saw in it (`NET_NS_PID`), checked to still be that namespace — and asks
+//! the kernel for the names by ifindex (`if_indextoname`). /proc is never walked: users
+//! can create namespaces by the thousand, and one walk per namespace stalled the daemon
+//! (issue 21). An interface is named once; at most [`NAMESPACES_PER_RESOLVE`]
+//! namespaces are looked for per interval. When no file is found (the namespace is gone,
+//! only a socket keeps it alive, or its turn has not come) rows say `ifindex-<N>`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
@@ -42,16 +45,23 @@ impl IfaceName {
 pub struct IfaceNames {
     paths: HostPaths,
     host_netns: Option<u32>,
-    /// Namespace inode → a file that refers to it, found by the last scan.
+    /// Names found in other namespaces: an interface is named once, not every interval
+    /// (a namespace the daemon enters costs a thread and a `setns`).
+    known: HashMap<IfaceKey, IfaceName>,
+    /// Namespace inode → a file that refers to it.
     ns_files: HashMap<u32, PathBuf>,
-    /// Namespaces the last scan did not find, and when it ran: a namespace nothing
-    /// refers to must not cost a walk of /proc every interval.
-    not_found: HashSet<u32>,
-    last_scan: Option<Instant>,
+    /// Namespaces no file was found for, and when they were looked for.
+    not_found: HashMap<u32, Instant>,
 }
 
 /// How often a namespace that could not be found is looked for again.
 const RESCAN: Duration = Duration::from_secs(30);
+
+/// Namespaces looked for and entered per call of [`IfaceNames::resolve_with`] (once per
+/// interval): however many namespaces users create, naming costs at most this many
+/// look-ups an interval; the others are named in later intervals and meanwhile labelled
+/// `ifindex-<N>`.
+pub const NAMESPACES_PER_RESOLVE: usize = 8;
 
 impl IfaceNames {
     pub fn new(paths: HostPaths) -> Self {
@@ -59,9 +69,9 @@ impl IfaceNames {
         IfaceNames {
             paths,
             host_netns,
+            known: HashMap::new(),
             ns_files: HashMap::new(),
-            not_found: HashSet::new(),
-            last_scan: None,
+            not_found: HashMap::new(),
         }
     }
 
@@ -70,24 +80,55 @@ impl IfaceNames {
         self.host_netns
     }
 
-    /// Names of `keys` now.
+    /// Names of `keys` now, every namespace taken as root's.
     pub fn resolve(&mut self, keys: &[IfaceKey]) -> BTreeMap<IfaceKey, IfaceName> {
+        self.resolve_with(keys, &|_| false, &|_| None)
+    }
+
+    /// Names of `keys` now. A namespace is found through an `ip netns` file or through
+    /// `/proc/<pid>/ns/net` of the process `pid_of` names for it (the eBPF side notes
+    /// one). Root's namespaces (bounded by what root creates) are asked every call, as
+    /// their interfaces may be renamed, and looked for in /proc when nothing else
+    /// refers to them; namespaces users own (`user_owned`) are never looked for in /proc,
+    /// their interfaces are named once, and at most [`NAMESPACES_PER_RESOLVE`] of them
+    /// are looked for per call.
+    pub fn resolve_with(
+        &mut self,
+        keys: &[IfaceKey],
+        user_owned: &dyn Fn(u32) -> bool,
+        pid_of: &dyn Fn(u32) -> Option<u32>,
+    ) -> BTreeMap<IfaceKey, IfaceName> {
         let mut by_ns: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for &(netns, ifindex) in keys {
             by_ns.entry(netns).or_default().push(ifindex);
         }
+        let mut budget = NAMESPACES_PER_RESOLVE;
+        let mut run_netns = None;
         let mut out = BTreeMap::new();
         for (netns, ifindexes) in by_ns {
             let names = if Some(netns) == self.host_netns {
                 self.host_names(&ifindexes)
+            } else if user_owned(netns) {
+                let run_netns = run_netns.get_or_insert_with(run_netns_files);
+                self.user_names(netns, &ifindexes, &mut budget, run_netns, pid_of(netns))
             } else {
-                self.foreign_names(netns, &ifindexes)
+                let run_netns = run_netns.get_or_insert_with(run_netns_files);
+                self.root_names(netns, &ifindexes, run_netns, pid_of(netns))
             };
-            for (ifindex, name) in ifindexes.into_iter().zip(names) {
-                out.insert((netns, ifindex), name);
-            }
+            out.extend(ifindexes.into_iter().map(|i| (netns, i)).zip(names));
         }
         out
+    }
+
+    /// Drops what is known of interfaces whose map entries were deleted, and of
+    /// namespaces other than `live` (those some entry still has): the memory kept is
+    /// bounded by the maps.
+    pub fn forget(&mut self, keys: &[IfaceKey], live: &HashSet<u32>) {
+        for key in keys {
+            self.known.remove(key);
+        }
+        self.ns_files.retain(|netns, _| live.contains(netns));
+        self.not_found.retain(|netns, _| live.contains(netns));
     }
 
     fn host_names(&self, ifindexes: &[u32]) -> Vec<IfaceName> {
@@ -113,53 +154,129 @@ impl IfaceNames {
             .collect()
     }
 
-    /// A file that refers to namespace `netns` (not the daemon's own), found again by a
-    /// scan when the one known no longer does; `None` when nothing refers to it.
-    pub fn ns_file(&mut self, netns: u32) -> Option<PathBuf> {
-        let still_valid = self
-            .ns_files
-            .get(&netns)
-            .is_some_and(|path| ns_inode_of_file(path) == Some(netns));
-        if !still_valid && self.worth_scanning(netns) {
-            self.ns_files = scan_ns_files(&self.paths);
-            self.last_scan = Some(Instant::now());
-            self.not_found.insert(netns);
-            let found = &self.ns_files;
-            self.not_found.retain(|inode| !found.contains_key(inode));
+    /// Names in a namespace a user owns: asked once per interface, within `budget`.
+    fn user_names(
+        &mut self,
+        netns: u32,
+        ifindexes: &[u32],
+        budget: &mut usize,
+        run_netns: &HashMap<u32, PathBuf>,
+        pid: Option<u32>,
+    ) -> Vec<IfaceName> {
+        let missing: Vec<u32> = ifindexes
+            .iter()
+            .copied()
+            .filter(|i| !self.known.contains_key(&(netns, *i)))
+            .collect();
+        if !missing.is_empty() && *budget > 0 && self.worth_looking(netns) {
+            *budget -= 1;
+            let found = self.ns_file(netns, run_netns, pid);
+            if let Some(names) = self.ask_inside(netns, found, &missing) {
+                for (ifindex, name) in missing.into_iter().zip(names) {
+                    if name != IfaceName::Unknown {
+                        self.known.insert((netns, ifindex), name);
+                    }
+                }
+            }
         }
-        self.ns_files.get(&netns).cloned()
+        ifindexes
+            .iter()
+            .map(|i| {
+                let name = self.known.get(&(netns, *i)).cloned();
+                name.unwrap_or(IfaceName::Unknown)
+            })
+            .collect()
     }
 
-    fn foreign_names(&mut self, netns: u32, ifindexes: &[u32]) -> Vec<IfaceName> {
-        let Some(path) = self.ns_file(netns) else {
-            return vec![IfaceName::Unknown; ifindexes.len()];
+    /// Names in another namespace of root's, asked now (root's namespaces are few).
+    fn root_names(
+        &mut self,
+        netns: u32,
+        ifindexes: &[u32],
+        run_netns: &HashMap<u32, PathBuf>,
+        pid: Option<u32>,
+    ) -> Vec<IfaceName> {
+        let mut found = self.ns_file(netns, run_netns, pid);
+        if found.is_none() && self.worth_looking(netns) {
+            found = proc_ns_files(&self.paths).remove(&netns);
+        }
+        if let Some(path) = &found {
+            self.ns_files.insert(netns, path.clone());
+        }
+        self.ask_inside(netns, found, ifindexes)
+            .unwrap_or_else(|| vec![IfaceName::Unknown; ifindexes.len()])
+    }
+
+    /// Enters the namespace through `found` on a throw-away thread and asks for the
+    /// names of `ifindexes`; `None` when it could not be found or entered.
+    fn ask_inside(
+        &mut self,
+        netns: u32,
+        found: Option<PathBuf>,
+        ifindexes: &[u32],
+    ) -> Option<Vec<IfaceName>> {
+        let Some(path) = found else {
+            self.not_found.insert(netns, Instant::now());
+            return None;
         };
-        let ifindexes = ifindexes.to_vec();
-        let count = ifindexes.len();
-        std::thread::spawn(move || names_inside(&path, &ifindexes))
+        self.not_found.remove(&netns);
+        let wanted = ifindexes.to_vec();
+        std::thread::spawn(move || names_inside(&path, netns, &wanted))
             .join()
             .ok()
             .flatten()
-            .unwrap_or_else(|| vec![IfaceName::Unknown; count])
     }
 
-    /// A namespace not seen before is looked for at once; one already missed by the last
-    /// scan only when that scan is old.
-    fn worth_scanning(&self, netns: u32) -> bool {
-        !self.not_found.contains(&netns) || self.last_scan.is_none_or(|at| at.elapsed() >= RESCAN)
+    /// The file found to refer to `netns` when its interfaces were last named (no lookup
+    /// here: naming is where the cost of finding namespaces is bounded).
+    pub fn known_ns_file(&self, netns: u32) -> Option<PathBuf> {
+        self.ns_files.get(&netns).cloned()
+    }
+
+    /// A file referring to `netns` now: the one found before if it still does, an
+    /// `ip netns` file, or the namespace file of `pid`.
+    fn ns_file(
+        &mut self,
+        netns: u32,
+        run_netns: &HashMap<u32, PathBuf>,
+        pid: Option<u32>,
+    ) -> Option<PathBuf> {
+        let candidates = [
+            self.ns_files.get(&netns).cloned(),
+            run_netns.get(&netns).cloned(),
+            pid.map(|pid| self.paths.proc(format!("{pid}/ns/net"))),
+        ];
+        let found = candidates
+            .into_iter()
+            .flatten()
+            .find(|path| ns_inode_of_file(path) == Some(netns))?;
+        self.ns_files.insert(netns, found.clone());
+        Some(found)
+    }
+
+    /// A namespace not seen before is looked for at once; one missed before only after
+    /// [`RESCAN`].
+    fn worth_looking(&self, netns: u32) -> bool {
+        self.not_found
+            .get(&netns)
+            .is_none_or(|at| at.elapsed() >= RESCAN)
     }
 }
 
 /// Runs on a throw-away thread: enters the namespace and asks for the names there.
-fn names_inside(ns_file: &Path, ifindexes: &[u32]) -> Option<Vec<IfaceName>> {
-    enter(ns_file)?;
+fn names_inside(ns_file: &Path, netns: u32, ifindexes: &[u32]) -> Option<Vec<IfaceName>> {
+    enter(ns_file, netns)?;
     Some(ifindexes.iter().map(|&i| name_of_index(i)).collect())
 }
 
 /// Moves the calling thread (only it: call it on a throw-away thread) into the network
-/// namespace `ns_file` refers to; `None` when it cannot.
-pub fn enter(ns_file: &Path) -> Option<()> {
+/// namespace `ns_file` refers to, which must still be namespace `netns` (a process's pid
+/// may have been reused); `None` when it cannot.
+pub fn enter(ns_file: &Path, netns: u32) -> Option<()> {
     let file = fs::File::open(ns_file).ok()?;
+    if file.metadata().ok()?.ino() as u32 != netns {
+        return None;
+    }
     // SAFETY: a valid fd; setns only changes this thread's namespace.
     (unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == 0).then_some(())
 }
@@ -179,16 +296,10 @@ fn name_of_index(ifindex: u32) -> IfaceName {
     IfaceName::Named(name.to_string_lossy().into_owned())
 }
 
-/// Files referring to network namespaces: `ip netns` bind mounts first, then processes.
-fn scan_ns_files(paths: &HostPaths) -> HashMap<u32, PathBuf> {
+/// Network namespaces of processes, by inode: a walk of /proc, for root's namespaces
+/// only (at most once per [`RESCAN`] for one that is not found).
+fn proc_ns_files(paths: &HostPaths) -> HashMap<u32, PathBuf> {
     let mut found = HashMap::new();
-    for dir in ["/run/netns", "/var/run/netns"] {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if let Some(inode) = ns_inode_of_file(&entry.path()) {
-                found.entry(inode).or_insert(entry.path());
-            }
-        }
-    }
     for entry in fs::read_dir(&paths.proc_root)
         .into_iter()
         .flatten()
@@ -201,6 +312,19 @@ fn scan_ns_files(paths: &HostPaths) -> HashMap<u32, PathBuf> {
         let link = entry.path().join("ns/net");
         if let Some(inode) = ns_inode_of_link(&link) {
             found.entry(inode).or_insert(link);
+        }
+    }
+    found
+}
+
+/// `ip netns` bind mounts by namespace inode (only root can make them: a bounded read).
+fn run_netns_files() -> HashMap<u32, PathBuf> {
+    let mut found = HashMap::new();
+    for dir in ["/run/netns", "/var/run/netns"] {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Some(inode) = ns_inode_of_file(&entry.path()) {
+                found.entry(inode).or_insert(entry.path());
+            }
         }
     }
     found

@@ -1,26 +1,45 @@
 //! Traffic per interface and per uid: a sample every interval, the model's deltas into
 //! `net` and `net_uid` rows, and the maps kept bounded by deleting what is gone.
+//!
+//! Budgets (docs/security.md, issue 21): interfaces of root's namespaces each get their
+//! row; those of namespaces a user owns get up to [`ROWS_PER_OWNER`] rows per owner
+//! uid and interval (the busiest), the rest summed into one `(other uid=N)` row, and
+//! what the eBPF maps had no room for is the `(overflow uid=N)` row: a user's objects
+//! cost that user's detail, never root's rows, and every byte stays in the totals.
+//! Each fold and overflow is an `events` row every interval while it lasts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use csm_common::{MAX_UIDS, OVERFLOW_UID};
 
 use super::mem::clamp;
 use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::Rows;
-use crate::model::net::{idle_keys, iface_deltas, link_deltas, uid_deltas, IfaceKey};
+use crate::model::net::{
+    idle_keys, iface_deltas, iface_overflow_deltas, link_deltas, uid_deltas, IfaceKey,
+};
 use crate::model::{IfaceCounters, LinkErrors, NetSample, Stamp};
 use crate::sources::ebpf::NetReader;
 use crate::sources::host::HostPaths;
 use crate::sources::link_errors::LinkErrorsReader;
 use crate::sources::netns::{IfaceName, IfaceNames};
 use crate::sources::users::UserNames;
+use csm_store::rollup::sum_known;
 use csm_store::{Counters, Event, NetRow, NetUidRow, Source};
 
 /// A uid's map entry is deleted after this long without traffic. A uid has no "gone"
 /// event; deleting only long-idle entries makes losing a packet that lands between the
 /// last read and the delete very unlikely.
 const UID_IDLE_NS: u64 = 600 * 1_000_000_000;
+
+/// An interface of a namespace a user owns has its map entry deleted after this long
+/// without traffic: users can create namespaces by the thousand and keep them, and an
+/// idle entry must not hold room another interface needs.
+const IFACE_IDLE_NS: u64 = 10 * 1_000_000_000;
+
+/// `net` rows per interval for the interfaces of namespaces one user owns; beyond, one
+/// `(other uid=N)` row carries the rest.
+pub const ROWS_PER_OWNER: usize = 32;
 
 /// The `net_uid` row of the traffic the uid map had no room for.
 pub const OVERFLOW_ROW_UID: i64 = -1;
@@ -33,6 +52,8 @@ pub struct NetCollector {
     users: UserNames,
     /// CLOCK_MONOTONIC ns of each uid's last traffic (or first sight).
     uid_last_active: BTreeMap<u32, u64>,
+    /// The same for interfaces.
+    iface_last_active: BTreeMap<IfaceKey, u64>,
     /// The uid map is full (traffic went to the overflow slot) and no entry has been
     /// deleted since: the `net_uid_overflow` event was written for this episode.
     uid_map_full: bool,
@@ -46,6 +67,7 @@ impl NetCollector {
             link_errors: LinkErrorsReader::new(paths),
             users: UserNames::default(),
             uid_last_active: BTreeMap::new(),
+            iface_last_active: BTreeMap::new(),
             uid_map_full: false,
         }
     }
@@ -59,22 +81,34 @@ impl Collector for NetCollector {
     /// `net` and `net_uid` rows; then, drained, what is gone is deleted here and in the
     /// kernel.
     fn rows(&mut self, prev: &NetSample, cur: &mut NetSample) -> Vec<Rows> {
-        let names = self.ifaces.resolve(&iface_keys(cur));
+        let names = self.names(cur);
         let (net, active) = net_rows(prev, cur, &names);
+        let (mut net, folded) = fold_rows_per_owner(net, &cur.ns_owners);
+        let overflow = overflow_rows(prev, cur);
+        let overflow_events: Vec<Rows> = overflow.iter().map(overflow_event_of).collect();
+        net.extend(overflow.into_iter().map(|(_, row)| row));
         let uids = self.uid_rows(prev, cur);
         let overflow_event = self.overflow_event(&uids);
-        let gone_ifaces: Vec<IfaceKey> = names
-            .iter()
-            .filter(|(key, name)| match name {
-                IfaceName::Gone => true,
-                IfaceName::Unknown => !active.contains(key),
-                IfaceName::Named(_) => false,
-            })
-            .map(|(key, _)| *key)
+        let gone_ifaces: Vec<(IfaceKey, IfaceCounters)> = self
+            .gone_ifaces(cur, &names, &active)
+            .into_iter()
+            .map(|key| (key, cur.ifaces[&key]))
             .collect();
         let idle_uids = self.idle_uids(cur.at.mono_ns);
-        self.reader.forget(&gone_ifaces, &idle_uids);
+        let candidates: Vec<IfaceKey> = gone_ifaces.iter().map(|(key, _)| *key).collect();
+        let gone_ns = gone_namespaces(cur, &candidates);
+        let gone_ifaces = self.reader.forget(
+            &gone_ifaces,
+            |netns| cur.ns_owners.contains_key(&netns),
+            &idle_uids,
+            &gone_ns,
+        );
         cur.forget(&gone_ifaces, &idle_uids);
+        let live: HashSet<u32> = cur.ifaces.keys().map(|(netns, _)| *netns).collect();
+        self.ifaces.forget(&gone_ifaces, &live);
+        for key in &gone_ifaces {
+            self.iface_last_active.remove(key);
+        }
         for uid in &idle_uids {
             self.uid_last_active.remove(uid);
         }
@@ -83,6 +117,8 @@ impl Collector for NetCollector {
         }
         let mut rows = vec![Rows::from(net), Rows::from(uids)];
         rows.extend(overflow_event);
+        rows.extend(folded.into_iter().map(Rows::event));
+        rows.extend(overflow_events);
         rows
     }
 
@@ -90,7 +126,14 @@ impl Collector for NetCollector {
     /// they saw.
     fn sample(&mut self) -> anyhow::Result<NetSample> {
         let mut sample = self.reader.sample()?;
-        let namespaces: BTreeSet<u32> = sample.ifaces.keys().map(|(netns, _)| *netns).collect();
+        // Only root's namespaces: reading another namespace's counters means entering it
+        // on a thread of its own, and a user can make thousands (docs/security.md).
+        let namespaces: BTreeSet<u32> = sample
+            .ifaces
+            .keys()
+            .map(|(netns, _)| *netns)
+            .filter(|netns| !sample.ns_owners.contains_key(netns))
+            .collect();
         sample.links = self.link_errors.read(&mut self.ifaces, namespaces);
         Ok(sample)
     }
@@ -102,8 +145,11 @@ impl Collector for NetCollector {
         last_written: &NetSample,
         first: &NetSample,
     ) -> Option<(Vec<Rows>, Event)> {
-        let names = self.ifaces.resolve(&iface_keys(first));
+        let names = self.names(first);
+        // The overflow counters are not in the state file: a recovery leaves them out
+        // (they are counted again from the first interval on).
         let (net, _) = net_rows(last_written, first, &names);
+        let (net, _) = fold_rows_per_owner(net, &first.ns_owners);
         let uids = self.uid_rows(last_written, first);
         let bytes: i64 = net.iter().map(|r| r.rx_bytes + r.tx_bytes).sum();
         let event = collector::recovered(
@@ -126,6 +172,49 @@ impl Collector for NetCollector {
 }
 
 impl NetCollector {
+    /// Names of the interfaces of `sample`, within the naming budget.
+    fn names(&mut self, sample: &NetSample) -> BTreeMap<IfaceKey, IfaceName> {
+        let keys = iface_keys(sample);
+        let reader = &self.reader;
+        self.ifaces.resolve_with(
+            &keys,
+            &|netns| sample.ns_owners.contains_key(&netns),
+            &|netns| reader.ns_pid(netns),
+        )
+    }
+
+    /// Interfaces whose map entries are deleted now: gone from their namespace, idle
+    /// for [`IFACE_IDLE_NS`] in a namespace a user owns, or (root's) found nowhere and
+    /// idle. Root's are not deleted for idleness: a packet landing between the read and
+    /// the delete would be lost, and root's entries are bounded by what root creates.
+    fn gone_ifaces(
+        &mut self,
+        cur: &NetSample,
+        names: &BTreeMap<IfaceKey, IfaceName>,
+        active: &BTreeSet<IfaceKey>,
+    ) -> Vec<IfaceKey> {
+        let now = cur.at.mono_ns;
+        for key in cur.ifaces.keys() {
+            self.iface_last_active.entry(*key).or_insert(now);
+        }
+        for key in active {
+            self.iface_last_active.insert(*key, now);
+        }
+        let idle: HashSet<IfaceKey> = idle_keys(&self.iface_last_active, now, IFACE_IDLE_NS)
+            .into_iter()
+            .collect();
+        names
+            .iter()
+            .filter(|(key, name)| match name {
+                IfaceName::Gone => true,
+                _ if cur.ns_owners.contains_key(&key.0) => idle.contains(key),
+                IfaceName::Unknown => !active.contains(key),
+                IfaceName::Named(_) => false,
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// Uids whose map entries are deleted now: idle for [`UID_IDLE_NS`]. Never the
     /// overflow slot: its counters are cumulative like the others, and forgetting them
     /// would count its whole total again as new.
@@ -173,9 +262,140 @@ impl NetCollector {
     }
 
     fn map_sizes(&self, when: &str) -> String {
-        let (ifaces, uids) = self.reader.map_sizes();
-        format!("{when}: ifaces={ifaces} uids={uids}")
+        let (ifaces, user_ifaces, uids) = self.reader.map_sizes();
+        format!("{when}: ifaces={ifaces} uids={uids} user_ifaces={user_ifaces}")
     }
+}
+
+/// Namespaces of `gone` none of whose interfaces is left in `cur`.
+fn gone_namespaces(cur: &NetSample, gone: &[IfaceKey]) -> Vec<u32> {
+    let gone_keys: HashSet<IfaceKey> = gone.iter().copied().collect();
+    let left: HashSet<u32> = cur
+        .ifaces
+        .keys()
+        .filter(|key| !gone_keys.contains(key))
+        .map(|(netns, _)| *netns)
+        .collect();
+    let namespaces: BTreeSet<u32> = gone.iter().map(|(netns, _)| *netns).collect();
+    namespaces
+        .into_iter()
+        .filter(|netns| !left.contains(netns))
+        .collect()
+}
+
+fn row_bytes(row: &NetRow) -> i64 {
+    row.rx_bytes + row.tx_bytes
+}
+
+/// Keeps every row of root's namespaces and up to [`ROWS_PER_OWNER`] rows (the busiest)
+/// per uid owning other namespaces; the rest of each owner's rows become one
+/// `(other uid=N)` row with their sums, and a `net_folded` event.
+fn fold_rows_per_owner(
+    rows: Vec<NetRow>,
+    owners: &BTreeMap<u32, u32>,
+) -> (Vec<NetRow>, Vec<Event>) {
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut by_owner: BTreeMap<u32, Vec<NetRow>> = BTreeMap::new();
+    for row in rows {
+        let owner = row
+            .netns
+            .and_then(|netns| owners.get(&(netns as u32)).copied());
+        match owner {
+            Some(owner) => by_owner.entry(owner).or_default().push(row),
+            None => kept.push(row),
+        }
+    }
+    let mut events = Vec::new();
+    for (owner, mut rows) in by_owner {
+        if rows.len() > ROWS_PER_OWNER {
+            rows.sort_by_key(|row| std::cmp::Reverse(row_bytes(row)));
+            let rest = rows.split_off(ROWS_PER_OWNER);
+            let other = summed_row(&rest, format!("(other uid={owner})"));
+            events.push(Event::NetFolded {
+                uid: owner as i64,
+                ifaces: rest.len() as i64,
+                bytes: row_bytes(&other),
+            });
+            rows.push(other);
+        }
+        kept.extend(rows);
+    }
+    (kept, events)
+}
+
+/// One row holding the sums of `rows` (all of one interval), under `iface`.
+fn summed_row(rows: &[NetRow], iface: String) -> NetRow {
+    let first = &rows[0];
+    let mut sum = NetRow {
+        ts_us: first.ts_us,
+        dur_ms: first.dur_ms,
+        iface,
+        ifindex: 0,
+        netns: None,
+        rx_bytes: 0,
+        tx_bytes: 0,
+        rx_packets: 0,
+        tx_packets: 0,
+        source: Source::Ebpf,
+        ..Default::default()
+    };
+    for row in rows {
+        sum.rx_bytes += row.rx_bytes;
+        sum.tx_bytes += row.tx_bytes;
+        sum.rx_packets += row.rx_packets;
+        sum.tx_packets += row.tx_packets;
+        sum.rx_errors = sum_known(sum.rx_errors, row.rx_errors);
+        sum.tx_errors = sum_known(sum.tx_errors, row.tx_errors);
+        sum.rx_dropped = sum_known(sum.rx_dropped, row.rx_dropped);
+        sum.tx_dropped = sum_known(sum.tx_dropped, row.tx_dropped);
+    }
+    sum
+}
+
+/// `(overflow uid=N)` rows: traffic of interfaces the maps had no entry for, per owner.
+fn overflow_rows(prev: &NetSample, cur: &NetSample) -> Vec<(u32, NetRow)> {
+    let dur_ms = Stamp::dur_ms(prev.at, cur.at);
+    iface_overflow_deltas(prev, cur)
+        .into_iter()
+        .map(|(owner, d)| {
+            (
+                owner,
+                NetRow {
+                    ts_us: cur.at.wall_us,
+                    dur_ms,
+                    iface: overflow_label(owner),
+                    ifindex: 0,
+                    netns: None,
+                    rx_bytes: d.rx_bytes as i64,
+                    tx_bytes: d.tx_bytes as i64,
+                    rx_packets: d.rx_packets as i64,
+                    tx_packets: d.tx_packets as i64,
+                    source: Source::Ebpf,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect()
+}
+
+fn overflow_label(owner: u32) -> String {
+    if owner == OVERFLOW_UID {
+        "(overflow)".to_string()
+    } else {
+        format!("(overflow uid={owner})")
+    }
+}
+
+fn overflow_event_of((owner, row): &(u32, NetRow)) -> Rows {
+    let uid = if *owner == OVERFLOW_UID {
+        OVERFLOW_ROW_UID
+    } else {
+        *owner as i64
+    };
+    Rows::event(Event::NetDevOverflow {
+        uid,
+        bytes: row_bytes(row),
+    })
 }
 
 fn idle_uids(last_active: &BTreeMap<u32, u64>, now_ns: u64) -> Vec<u32> {
@@ -245,6 +465,69 @@ fn net_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(netns: i64, ifindex: i64, bytes: i64) -> NetRow {
+        NetRow {
+            ts_us: 7,
+            dur_ms: 1000,
+            iface: format!("if{ifindex}"),
+            ifindex,
+            netns: Some(netns),
+            rx_bytes: bytes,
+            tx_bytes: 1,
+            rx_packets: 1,
+            tx_packets: 1,
+            source: Source::Ebpf,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_users_rows_beyond_the_budget_are_summed_and_roots_are_all_kept() {
+        let owners = BTreeMap::from([(20, 1000), (21, 1000), (30, 1001)]);
+        let mut rows: Vec<NetRow> = (0..40).map(|i| row(20 + i % 2, i, 100 + i)).collect();
+        rows.extend((0..50).map(|i| row(10, i, 1)));
+        rows.push(row(30, 1, 5));
+        let total: i64 = rows.iter().map(row_bytes).sum();
+        let (kept, events) = fold_rows_per_owner(rows, &owners);
+        assert_eq!(
+            kept.iter().map(row_bytes).sum::<i64>(),
+            total,
+            "no byte lost"
+        );
+        assert_eq!(kept.iter().filter(|r| r.netns == Some(10)).count(), 50);
+        let users: Vec<&NetRow> = kept
+            .iter()
+            .filter(|r| matches!(r.netns, Some(20) | Some(21)))
+            .collect();
+        assert_eq!(users.len(), ROWS_PER_OWNER);
+        // The busiest are kept: the folded ones are the 8 smallest.
+        assert!(users.iter().all(|r| r.rx_bytes >= 108));
+        let other: Vec<&NetRow> = kept
+            .iter()
+            .filter(|r| r.iface == "(other uid=1000)")
+            .collect();
+        assert_eq!(other.len(), 1);
+        assert_eq!((other[0].rx_packets, other[0].netns), (8, None));
+        assert_eq!(kept.iter().filter(|r| r.netns == Some(30)).count(), 1);
+        assert_eq!(
+            events,
+            vec![Event::NetFolded {
+                uid: 1000,
+                ifaces: 8,
+                bytes: (100..108).sum::<i64>() + 8,
+            }]
+        );
+    }
+
+    #[test]
+    fn gone_namespaces_are_those_with_no_interface_left() {
+        let mut cur = NetSample::default();
+        for key in [(1, 1), (1, 2), (2, 1)] {
+            cur.ifaces.insert(key, Default::default());
+        }
+        assert_eq!(gone_namespaces(&cur, &[(1, 1), (2, 1)]), vec![2]);
+    }
 
     #[test]
     fn the_overflow_slot_is_never_deleted_as_idle() {

@@ -463,6 +463,9 @@ pub fn net_offsets(btf: &KernelBtf) -> Result<NetOffsets> {
         net_inum: btf.offset_of("net", &["ns", "inum"])?,
         skb_sk: btf.offset_of("sk_buff", &["sk"])?,
         sk_uid: btf.offset_of("sock", &["sk_uid"])?,
+        net_user_ns: btf.offset_of("net", &["user_ns"])?,
+        // kuid_t is a one-member struct: its value is at the member's own offset.
+        userns_owner: btf.offset_of("user_namespace", &["owner"])?,
     })
 }
 
@@ -484,6 +487,8 @@ mod tests {
         assert_eq!(net.skb_len % 4, 0);
         assert_eq!(net.dev_net % 8, 0);
         assert_ne!(net.dev_ifindex, net.dev_type);
+        assert!(net.net_user_ns > 0 && net.net_user_ns.is_multiple_of(8));
+        assert!(net.userns_owner > 0 && net.userns_owner.is_multiple_of(4));
         assert!(
             net.skb_sk > 0 && net.skb_sk.is_multiple_of(8),
             "sk_buff.sk {}",

@@ -372,7 +372,15 @@ fn adopt(dir: &PinDir) -> anyhow::Result<Loaded> {
         ifaces: [names::PROG_NET_XMIT_BTF, names::PROG_NET_RECV_BTF]
             .iter()
             .all(|p| link_names.contains(*p))
-            && adopted_maps.contains_key(names::NET_DEV),
+            && [
+                names::NET_DEV,
+                names::NET_DEV_USER,
+                names::NET_DEV_OVERFLOW,
+                names::NET_DEV_OVERFLOW_ANY,
+                names::NET_NS_PID,
+            ]
+            .iter()
+            .all(|map| adopted_maps.contains_key(*map)),
         uids: [names::PROG_NET_UID_INGRESS, names::PROG_NET_UID_EGRESS]
             .iter()
             .all(|p| link_names.contains(*p))

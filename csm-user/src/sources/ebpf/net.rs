@@ -13,7 +13,7 @@
 //!   tracepoints carry neither the namespace nor the ifindex.
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use csm_common::{names, NetCounters, NetKey, UidTraffic, OVERFLOW_UID};
 
 use super::loader::Loaded;
@@ -58,13 +58,22 @@ fn sum_counters(per_cpu: &[NetCounters]) -> NetCounters {
             tx_bytes: acc.tx_bytes + c.tx_bytes,
             tx_packets: acc.tx_packets + c.tx_packets,
             dev_type: acc.dev_type.max(c.dev_type),
-            _pad: 0,
+            owner: acc.owner.max(c.owner),
         })
 }
 
 /// Reads the network maps into cumulative samples.
 pub struct NetReader {
+    /// Interfaces of root's namespaces.
     ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
+    /// Interfaces of namespaces users own.
+    user_ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
+    /// What the interface maps had no room for, per owner uid (already corrected).
+    iface_overflow: PerCpuHashMap<MapData, u32, NetCounters>,
+    /// What `iface_overflow` had no room for either, reported as [`OVERFLOW_UID`].
+    iface_overflow_any: PerCpuArray<MapData, NetCounters>,
+    /// A process seen in each namespace: where its interfaces' names are asked for.
+    ns_pids: HashMap<MapData, u32, u32>,
     uids: PerCpuHashMap<MapData, u32, UidTraffic>,
     /// What the uid map had no room for, reported as [`OVERFLOW_UID`].
     overflow: PerCpuArray<MapData, UidTraffic>,
@@ -75,6 +84,10 @@ impl NetReader {
     pub fn new(loaded: &mut Loaded) -> Result<Self> {
         Ok(NetReader {
             ifaces: take_per_cpu_hash(loaded, names::NET_DEV)?,
+            user_ifaces: take_per_cpu_hash(loaded, names::NET_DEV_USER)?,
+            iface_overflow: take_per_cpu_hash(loaded, names::NET_DEV_OVERFLOW)?,
+            iface_overflow_any: take_per_cpu_array(loaded, names::NET_DEV_OVERFLOW_ANY)?,
+            ns_pids: take_hash(loaded, names::NET_NS_PID)?,
             uids: take_per_cpu_hash(loaded, names::NET_UID)?,
             overflow: take_per_cpu_array(loaded, names::NET_UID_OVERFLOW)?,
         })
@@ -87,10 +100,35 @@ impl NetReader {
             at: clock::now(),
             ..NetSample::default()
         };
-        for entry in self.ifaces.iter() {
-            let (key, per_cpu) = entry.with_context(|| format!("read map {}", names::NET_DEV))?;
-            let total = corrected(&sum_counters(&per_cpu));
-            sample.ifaces.insert((key.netns, key.ifindex), total);
+        for (map, name) in [
+            (&self.ifaces, names::NET_DEV),
+            (&self.user_ifaces, names::NET_DEV_USER),
+        ] {
+            for entry in map.iter() {
+                let (key, per_cpu) = entry.with_context(|| format!("read map {name}"))?;
+                let sum = sum_counters(&per_cpu);
+                if sum.owner != 0 {
+                    sample.ns_owners.insert(key.netns, sum.owner);
+                }
+                sample
+                    .ifaces
+                    .insert((key.netns, key.ifindex), corrected(&sum));
+            }
+        }
+        for entry in self.iface_overflow.iter() {
+            let (owner, per_cpu) =
+                entry.with_context(|| format!("read map {}", names::NET_DEV_OVERFLOW))?;
+            sample
+                .iface_overflow
+                .insert(owner, corrected(&sum_counters(&per_cpu)));
+        }
+        let any = self
+            .iface_overflow_any
+            .get(&0, 0)
+            .with_context(|| format!("read map {}", names::NET_DEV_OVERFLOW_ANY))?;
+        let any = corrected(&sum_counters(&any));
+        if any != IfaceCounters::default() {
+            sample.iface_overflow.insert(OVERFLOW_UID, any);
         }
         for entry in self.uids.iter() {
             let (uid, per_cpu) = entry.with_context(|| format!("read map {}", names::NET_UID))?;
@@ -104,22 +142,62 @@ impl NetReader {
         Ok(sample)
     }
 
-    /// Deletes map entries of interfaces and uids that are gone, after their last counts
-    /// were read (increments landing between that read and the delete are lost, which
-    /// is why only gone or long-idle entries are deleted).
-    pub fn forget(&mut self, ifaces: &[(u32, u32)], uids: &[u32]) {
-        for &(netns, ifindex) in ifaces {
-            let _ = self.ifaces.remove(&NetKey { netns, ifindex });
+    /// A process the eBPF side saw in namespace `netns` (not checked: it may have been
+    /// interrupted by a packet of another namespace, or be gone).
+    pub fn ns_pid(&self, netns: u32) -> Option<u32> {
+        self.ns_pids.get(&netns, 0).ok()
+    }
+
+    /// Deletes map entries of interfaces and uids that are gone or idle, after their
+    /// last counts were read, and the remembered process of `namespaces`. An interface's
+    /// entry is read again just before its delete and kept if it moved since the sample
+    /// (`ifaces` holds the sampled counters): a packet is lost only if it lands in the
+    /// microseconds between that read and the delete, not in the whole interval's work.
+    /// `user_owned` says which map a namespace's interfaces are in (a namespace's inode
+    /// is reused once it is gone, so the same key may be in both). The interfaces whose
+    /// entries are gone now.
+    pub fn forget(
+        &mut self,
+        ifaces: &[((u32, u32), IfaceCounters)],
+        user_owned: impl Fn(u32) -> bool,
+        uids: &[u32],
+        namespaces: &[u32],
+    ) -> Vec<(u32, u32)> {
+        let mut deleted = Vec::with_capacity(ifaces.len());
+        for &((netns, ifindex), sampled) in ifaces {
+            let key = NetKey { netns, ifindex };
+            let map = if user_owned(netns) {
+                &mut self.user_ifaces
+            } else {
+                &mut self.ifaces
+            };
+            let unchanged = match map.get(&key, 0) {
+                Ok(per_cpu) => corrected(&sum_counters(&per_cpu)) == sampled,
+                Err(_) => true, // already gone
+            };
+            if unchanged {
+                let _ = map.remove(&key);
+                deleted.push((netns, ifindex));
+            }
+        }
+        for netns in namespaces {
+            let _ = self.ns_pids.remove(netns);
         }
         // The overflow slot is not an entry: its counters stay cumulative.
         for uid in uids.iter().filter(|uid| **uid != OVERFLOW_UID) {
             let _ = self.uids.remove(uid);
         }
+        deleted
     }
 
-    /// Entries in the two maps, to watch their bounds.
-    pub fn map_sizes(&self) -> (usize, usize) {
-        (self.ifaces.keys().count(), self.uids.keys().count())
+    /// Entries in the root and user interface maps and the uid map, to watch their
+    /// bounds.
+    pub fn map_sizes(&self) -> (usize, usize, usize) {
+        (
+            self.ifaces.keys().count(),
+            self.user_ifaces.keys().count(),
+            self.uids.keys().count(),
+        )
     }
 }
 
@@ -140,6 +218,16 @@ fn take_per_cpu_array<V: aya::Pod>(
         .take_map(name)
         .with_context(|| format!("map {name} missing from the eBPF object"))?;
     PerCpuArray::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+fn take_hash<K: aya::Pod, V: aya::Pod>(
+    loaded: &mut Loaded,
+    name: &str,
+) -> Result<HashMap<MapData, K, V>> {
+    let map = loaded
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    HashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
 fn take_per_cpu_hash<K: aya::Pod, V: aya::Pod>(
@@ -164,7 +252,7 @@ mod tests {
             tx_bytes: 1000,
             tx_packets: 10,
             dev_type,
-            _pad: 0,
+            owner: 0,
         };
         let eth = corrected(&raw(1));
         assert_eq!((eth.rx_bytes, eth.tx_bytes), (1140, 1000));
