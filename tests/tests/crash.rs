@@ -25,6 +25,20 @@ const SLACK_US: i64 = 500_000;
 
 struct Burn(std::process::Child);
 
+impl Burn {
+    /// A busy loop as `user`.
+    fn start(user: &TestUser) -> Burn {
+        Burn(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .uid(user.uid)
+                .gid(user.gid)
+                .spawn()
+                .expect("start the burn"),
+        )
+    }
+}
+
 impl Drop for Burn {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -47,14 +61,7 @@ fn kill_9_loses_at_most_one_flush_and_no_cpu_time() {
 
     let mut daemon = csm();
     sleep(Duration::from_secs(2));
-    let burn = Burn(
-        Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .uid(user.uid)
-            .gid(user.gid)
-            .spawn()
-            .expect("start the burn"),
-    );
+    let burn = Burn::start(&user);
     let burn_pid = burn.0.id();
 
     let mut rng = Rng::seeded();
@@ -160,15 +167,14 @@ fn a_crash_between_the_state_and_the_rows_charges_nothing_twice() {
     crashing.wait_for_log("csm collecting", Duration::from_secs(30));
     // After the first sample: what runs before it is not counted, by design.
     sleep(Duration::from_millis(1500));
-    let burn = Burn(
-        Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .uid(user.uid)
-            .gid(user.gid)
-            .spawn()
-            .expect("start the burn"),
-    );
+    let burn = Burn::start(&user);
     let burn_pid = burn.0.id();
+    // The cut-short flush must hold some of the burn, or nothing could be charged twice.
+    sleep(Duration::from_millis(1500));
+    assert!(
+        crashing.alive(),
+        "the hook fired before the burn had run a flush interval"
+    );
     let (status, log) = crashing.wait_status();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
