@@ -46,7 +46,7 @@ enum Task {
     },
     /// Boot one kernel of the matrix (5.10, 6.1, 6.12) under qemu with csm and run the
     /// end-to-end checks in it; arguments after `--` go to csm-vm-agent (`checks`,
-    /// `fallback`, `bench N`, `run CMD...`).
+    /// `fallback`, which boots with `lockdown=confidentiality`, `bench N`, `run CMD...`).
     Vm {
         kernel: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -590,8 +590,15 @@ impl Flusher {
     }
 
     /// True when everything held is on disk.
+    ///
+    /// The state file goes first, with the totals the rows being written end at: a crash
+    /// between the two writes then loses at most these rows (the restart resumes after
+    /// them). The other order left rows on disk newer than the state, and the restart
+    /// charged their span a second time (+11.3 % of a burn across a kill -9 on 6.12).
     fn flush(&mut self, store: &mut Store, data_dir: &std::path::Path) -> bool {
         let now = now_us();
+        self.save_state(data_dir);
+        crash_between_state_and_rows();
         let errors = store.flush(now);
         if let Some(metrics) = &self.metrics {
             metrics.flushed(errors.is_empty(), now);
@@ -609,7 +616,6 @@ impl Flusher {
                 );
                 // The event itself goes out at the next flush.
             }
-            self.save_state(data_dir);
             return true;
         };
         let condition = write_condition(first);
@@ -644,7 +650,7 @@ impl Flusher {
                 net: self.last_net.clone(),
             };
             if let Err(err) = state.save(data_dir) {
-                warn!("cannot save {}: {err}", state::path(data_dir).display());
+                self.state_not_saved(&state::path(data_dir).display().to_string(), &err);
             }
         }
         if let (Some(boot_id), Some(sample)) = (&self.boot_id, &self.last_netdev) {
@@ -653,8 +659,44 @@ impl Flusher {
                 sample: sample.clone(),
             };
             if let Err(err) = state.save(data_dir) {
-                warn!("cannot save {}: {err}", state::NETDEV_STATE_FILE);
+                self.state_not_saved(state::NETDEV_STATE_FILE, &err);
             }
+        }
+    }
+
+    /// While writes fail the state usually cannot be written either (the same file
+    /// system), and the failure is already reported once: not again at every flush. The
+    /// state then stays where it was, so a restart still charges the rows held in memory
+    /// (but those of the first failed flush). Where the state can be written and the rows
+    /// cannot, a crash loses the held rows: never charges them twice.
+    fn state_not_saved(&self, file: &str, err: &std::io::Error) {
+        if self.failing.is_some() {
+            tracing::debug!("cannot save {file}: {err}");
+        } else {
+            warn!("cannot save {file}: {err}");
+        }
+    }
+}
+
+/// Test hook of the root test `a_crash_between_the_state_and_the_rows_charges_nothing_twice`
+/// (tests/tests/crash.rs): with
+/// `CSM_TEST_CRASH_AT_FLUSH=N` in its environment the daemon SIGKILLs itself at its Nth
+/// flush, after the state file and before the rows, the moment a kill -9 once caught
+/// the other order in. Read once; unset, it costs one atomic load per flush.
+fn crash_between_state_and_rows() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static FLUSHES: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("CSM_TEST_CRASH_AT_FLUSH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    if let Some(at) = *at {
+        if FLUSHES.fetch_add(1, Ordering::Relaxed) + 1 == at {
+            // SAFETY: raise has no preconditions; SIGKILL ends the process here.
+            unsafe { libc::raise(libc::SIGKILL) };
         }
     }
 }
