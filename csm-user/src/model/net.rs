@@ -40,6 +40,11 @@ pub struct NetSample {
     pub ns_owners: BTreeMap<u32, u32>,
     /// Traffic of interfaces the maps had no room for, per owner uid.
     pub iface_overflow: BTreeMap<u32, IfaceCounters>,
+    /// Entries of the users' map whose namespace inode root's map also has: a user's
+    /// namespace died and root's new one got its inode (the kernel reuses them at once).
+    /// They are left out of `ifaces` and `ns_owners`, which would make root's namespace
+    /// the user's (its rows folded with the user's, the same key in both maps).
+    pub shadowed: BTreeMap<IfaceKey, IfaceCounters>,
 }
 
 impl NetSample {

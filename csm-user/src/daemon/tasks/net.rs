@@ -104,6 +104,7 @@ impl Collector for NetCollector {
             &gone_ns,
         );
         cur.forget(&gone_ifaces, &idle_uids);
+        self.forget_dead_shadowed(prev, cur);
         let live: HashSet<u32> = cur.ifaces.keys().map(|(netns, _)| *netns).collect();
         self.ifaces.forget(&gone_ifaces, &live);
         for key in &gone_ifaces {
@@ -213,6 +214,27 @@ impl NetCollector {
             })
             .map(|(key, _)| *key)
             .collect()
+    }
+
+    /// Deletes the users' entries shadowed by root's namespace (see
+    /// [`NetSample::shadowed`]) that did not move over the interval: their namespace is
+    /// dead (a live namespace holds its inode, and it is root's). One that moved is a
+    /// user's live namespace beside an entry of root's dead one (deleted once found
+    /// gone): it is kept, and counted again when no longer shadowed.
+    fn forget_dead_shadowed(&mut self, prev: &NetSample, cur: &mut NetSample) {
+        let dead: Vec<(IfaceKey, IfaceCounters)> = cur
+            .shadowed
+            .iter()
+            .filter(|(key, counters)| prev.shadowed.get(key) == Some(counters))
+            .map(|(key, counters)| (*key, *counters))
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        let deleted = self.reader.forget(&dead, |_| true, &[], &[]);
+        for key in &deleted {
+            cur.shadowed.remove(key);
+        }
     }
 
     /// Uids whose map entries are deleted now: idle for [`UID_IDLE_NS`]. Never the

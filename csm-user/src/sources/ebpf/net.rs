@@ -100,6 +100,8 @@ impl NetReader {
             at: clock::now(),
             ..NetSample::default()
         };
+        // Root's map is read first: its namespaces are known before the users' entries.
+        let mut roots_netns = std::collections::HashSet::new();
         for (map, name) in [
             (&self.ifaces, names::NET_DEV),
             (&self.user_ifaces, names::NET_DEV_USER),
@@ -107,12 +109,16 @@ impl NetReader {
             for entry in map.iter() {
                 let (key, per_cpu) = entry.with_context(|| format!("read map {name}"))?;
                 let sum = sum_counters(&per_cpu);
-                if sum.owner != 0 {
+                let iface = (key.netns, key.ifindex);
+                if sum.owner == 0 {
+                    roots_netns.insert(key.netns);
+                } else if roots_netns.contains(&key.netns) {
+                    sample.shadowed.insert(iface, corrected(&sum));
+                    continue;
+                } else {
                     sample.ns_owners.insert(key.netns, sum.owner);
                 }
-                sample
-                    .ifaces
-                    .insert((key.netns, key.ifindex), corrected(&sum));
+                sample.ifaces.insert(iface, corrected(&sum));
             }
         }
         for entry in self.iface_overflow.iter() {
