@@ -800,6 +800,11 @@ fn write_net_rollup_hour(
         Arc::new(Float64Array::from(vec![tx_per_minute as f64 / 60.0; n])),
         Arc::new(Float64Array::from(tx_max)),
         Arc::new(StringArray::from(vec!["ebpf"; n])),
+        // rx_errors, tx_errors, rx_dropped, tx_dropped: not known here.
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
+        Arc::new(Int64Array::from(vec![None::<i64>; n])),
     ];
     let batch =
         arrow::record_batch::RecordBatch::try_new(Table::NetMinute.schema(), columns).unwrap();
