@@ -218,20 +218,26 @@ fn write_user_rollups(data_dir: &Path, hour: i64, noise: &mut Noise) {
     let names: Vec<String> = rows.iter().map(|r| user_name(r.1)).collect();
     let pct: Vec<f64> = rows.iter().map(|r| cpu_pct(r.1, r.0, noise)).collect();
     let pct_max: Vec<f64> = pct.iter().map(|p| p * (1.2 + noise.next())).collect();
-    write_hour(
-        data_dir,
-        Table::CpuMinute,
-        hour,
-        vec![
+    // The columns cpu_1m and net_uid_1m begin with: ts, dur_ms, uid, user.
+    let minute_of_user = |more: Vec<ArrayRef>| -> Vec<ArrayRef> {
+        let key = [
             ts_array(ts.clone()),
             ints(vec![60_000; n]),
             ints(uids.clone()),
             strings(names.clone()),
+        ];
+        key.into_iter().chain(more).collect()
+    };
+    write_hour(
+        data_dir,
+        Table::CpuMinute,
+        hour,
+        minute_of_user(vec![
             ints(pct.iter().map(|p| (p * 6e8) as i64).collect()),
             floats(pct.clone()),
             floats(pct_max),
             strings(vec!["ebpf".into(); n]),
-        ],
+        ]),
     );
     let rx: Vec<i64> = rows
         .iter()
@@ -242,14 +248,7 @@ fn write_user_rollups(data_dir: &Path, hour: i64, noise: &mut Noise) {
         data_dir,
         Table::NetUidMinute,
         hour,
-        vec![
-            ts_array(ts.clone()),
-            ints(vec![60_000; n]),
-            ints(uids.clone()),
-            strings(names.clone()),
-            ints(rx),
-            ints(tx),
-        ],
+        minute_of_user(vec![ints(rx), ints(tx)]),
     );
     let rss: Vec<i64> = rows
         .iter()

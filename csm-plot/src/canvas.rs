@@ -132,6 +132,18 @@ pub struct Page {
 pub const HEIGHT: u32 = 460;
 
 impl Page {
+    /// A one-plot page of the default height whose y ticks plotters chooses.
+    pub fn new(title: String, legend: Vec<LegendItem>, notes: Vec<String>, y_desc: String) -> Page {
+        Page {
+            title,
+            legend,
+            notes,
+            y_desc,
+            y_ticks: None,
+            height: HEIGHT,
+        }
+    }
+
     /// Pixels above the plot, which grow with the legend and the notes.
     fn header_height(&self) -> u32 {
         let legend_rows = legend_rows(&self.legend).len() as i32;

@@ -94,6 +94,22 @@ fn csm_plot(data: &Path, out: &Path, from_us: i64, to_us: i64, plots: &[&str]) -
     output
 }
 
+/// `csm_plot` that must exit 0 (the failure shows its stderr).
+#[track_caller]
+fn plot_ok(data: &Path, out: &Path, from_us: i64, to_us: i64, plots: &[&str]) -> Output {
+    let output = csm_plot(data, out, from_us, to_us, plots);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    output
+}
+
+/// A data dir with a store open on it, and an output dir for the charts.
+fn dirs_and_store() -> (tempfile::TempDir, tempfile::TempDir, Store) {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let store = open_store(data.path());
+    (data, out, store)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -127,6 +143,12 @@ impl Svg {
 
     fn has_text(&self, needle: &str) -> bool {
         self.texts().iter().any(|t| t.contains(needle))
+    }
+
+    /// Fails, naming every text of the chart, unless one of them contains `needle`.
+    #[track_caller]
+    fn assert_text(&self, needle: &str) {
+        assert!(self.has_text(needle), "no {needle:?} in {:?}", self.texts());
     }
 
     /// The plot area: the one rectangle filled with the plot background colour.
@@ -223,9 +245,7 @@ fn plot_rects(svg: &Svg, fill: &str) -> Vec<Rect> {
 
 #[test]
 fn a_huge_spike_is_marked_and_the_normal_level_stays_tall() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // Two hours: 1 Mbit/s out, 0.5 Mbit/s in, and one second at 1 Gbit/s out at 00:40:00.
     let spike_at = T0 + 40 * MINUTE + 30 * SECOND;
     for s in 1..=7200 {
@@ -234,8 +254,7 @@ fn a_huge_spike_is_marked_and_the_normal_level_stays_tall() {
         store.push(net_row(ts, "eth0", 62_500, tx));
     }
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &["net"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 2 * HOUR, &["net"]);
 
     let svg = Svg::load(&out.path().join("net-eth0.svg"));
     let area = svg.plot_area();
@@ -259,26 +278,16 @@ fn a_huge_spike_is_marked_and_the_normal_level_stays_tall() {
         (marker_x - expected_x).abs() < 2.0,
         "marker at {marker_x}, spike at {expected_x}"
     );
-    assert!(
-        svg.has_text("true peak: 1.0 Gbit/s at 00:40"),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text("true peak: 1.0 Gbit/s at 00:40");
     // Legend totals: 7199 s at 125 000 B/s + one at 125 000 000 B.
     let tx_total = (7199.0 * 125_000.0 + 125_000_000.0) / MIB as f64;
-    assert!(
-        svg.has_text(&format!("total {tx_total:.0} MiB")),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(svg.has_text("peak 1.0 Gbit/s"));
+    svg.assert_text(&format!("total {tx_total:.0} MiB"));
+    svg.assert_text("peak 1.0 Gbit/s");
 }
 
 #[test]
 fn asymmetric_totals_are_written_on_the_diff_chart() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // One hour of 2 MiB/s each way; 600 s with 1 MiB/s more out, 300 s with 1 MiB/s more in.
     for s in 1..=3600 {
         let (rx, tx) = match s {
@@ -289,21 +298,16 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
         store.push(net_row(T0 + s * SECOND, "eth0", rx, tx));
     }
     flush(&mut store);
-    let output = csm_plot(
+    plot_ok(
         data.path(),
         out.path(),
         T0,
         T0 + HOUR,
         &["net-diff", "net-log"],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
     let svg = Svg::load(&out.path().join("net-diff-eth0.svg"));
-    assert!(
-        svg.has_text("Total asymmetric bytes: out > in 600 MiB, in > out 300 MiB"),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text("Total asymmetric bytes: out > in 600 MiB, in > out 300 MiB");
     let area = svg.plot_area();
     let zero = zero_line_y(&svg, area);
     // More out: vermillion above the axis from 00:10 to 00:20; more in: sky blue below.
@@ -348,9 +352,7 @@ fn asymmetric_totals_are_written_on_the_diff_chart() {
 
 #[test]
 fn a_ping_outage_is_shaded_at_its_time_and_listed() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // Every minute for two hours; no reply from 00:30 to 00:45 (15 measurements).
     for m in 0..120 {
         let rtts: &[f64] = if (30..45).contains(&m) {
@@ -361,8 +363,7 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
         store.push(ping_row(T0 + m * MINUTE, "example.org", rtts));
     }
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &["ping"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 2 * HOUR, &["ping"]);
 
     let svg = Svg::load(&out.path().join("ping-example.org.svg"));
     let area = svg.plot_area();
@@ -380,18 +381,10 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
         "outage ends wrong"
     );
     assert!(outages[0].h > area.h - 2.0, "outage spans the plot height");
-    assert!(
-        svg.has_text("Outages (no reply), UTC: 11-20 00:30–00:45 (15 min)"),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(svg.has_text("12.5% lost"), "{:?}", svg.texts());
+    svg.assert_text("Outages (no reply), UTC: 11-20 00:30–00:45 (15 min)");
+    svg.assert_text("12.5% lost");
     // 105 answered measurements of 20, 21 and 23 ms.
-    assert!(
-        svg.has_text("All 315 replies: median 21.00 ms, p90 23.00 ms, p99 23.00 ms, max 23.00 ms."),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text("All 315 replies: median 21.00 ms, p90 23.00 ms, p99 23.00 ms, max 23.00 ms.");
     // The median line sits at 21 ms.
     let median_ys: Vec<f64> = svg
         .shapes("polyline", "stroke", "#003C64")
@@ -404,9 +397,7 @@ fn a_ping_outage_is_shaded_at_its_time_and_listed() {
 
 #[test]
 fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // alice at 50%, bob at 150% for an hour, with the daemon stopped 00:20–00:40.
     for s in 1..=3600 {
         if (20 * 60..40 * 60).contains(&s) {
@@ -427,15 +418,14 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
         },
     );
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &["cpu"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + HOUR, &["cpu"]);
 
     let svg = Svg::load(&out.path().join("cpu.svg"));
     // bob (biggest, first colour) and alice: two polygons each, split at the gap.
     assert_eq!(svg.shapes("polygon", "fill", "#0072B2").len(), 2);
     assert_eq!(svg.shapes("polygon", "fill", "#E69F00").len(), 2);
-    assert!(svg.has_text("bob (avg 150.0%)"), "{:?}", svg.texts());
-    assert!(svg.has_text("alice (avg 50.0%)"));
+    svg.assert_text("bob (avg 150.0%)");
+    svg.assert_text("alice (avg 50.0%)");
     let texts = svg.texts().join(" ");
     assert!(texts.contains("the host's 16"), "{texts}");
     assert!(svg.has_text("1500"), "the axis reaches 16 cores: {texts}");
@@ -448,9 +438,7 @@ fn cpu_gaps_stay_gaps_and_the_axis_counts_cores() {
 
 #[test]
 fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for s in 1..=600 {
         store.push(cpu_row(T0 + s * SECOND, 1000, "alice", 25.0));
         store.push(net_row(T0 + s * SECOND, "eth0", 1000, 2000));
@@ -458,8 +446,7 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
     flush(&mut store);
 
     // Missing tables: noted, not failures; the cpu and net charts are still written.
-    let output = csm_plot(data.path(), out.path(), T0, T0 + HOUR, &[]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = plot_ok(data.path(), out.path(), T0, T0 + HOUR, &[]);
     let err = stderr(&output);
     assert_eq!(
         err.matches("no mem table for host testhost").count(),
@@ -521,12 +508,6 @@ fn missing_tables_an_empty_range_and_a_corrupt_file_each_get_one_message() {
 #[test]
 fn usage_errors_exit_2_with_one_line() {
     let data = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_csm-plot"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let dir = data.path().to_str().unwrap();
     for (args, culprit) in [
         (vec!["--data-dir", dir, "--bogus"], "--bogus"),
@@ -549,9 +530,7 @@ fn usage_errors_exit_2_with_one_line() {
             "--from",
         ),
     ] {
-        let output = run(&args);
-        let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        let err = stderr_of_exit(&args, 2);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(culprit), "{args:?}: {err}");
     }
@@ -655,8 +634,7 @@ fn every_chart_is_well_formed_and_renders_in_chromium() {
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     write_every_table(data.path());
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * HOUR, &[]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 2 * HOUR, &[]);
     let mut names: Vec<String> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -848,66 +826,41 @@ fn a_long_range_reads_the_rollups_and_raw_rows_where_none_exist() {
         let peak = (hour == 5).then_some((spike_minute_end, 125_000_000.0));
         write_net_rollup_hour(data.path(), start, 60_000_000, peak);
     }
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 24 * HOUR, &["net"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 24 * HOUR, &["net"]);
 
     let svg = Svg::load(&out.path().join("net-eth0.svg"));
     let total = (23.0 * 60.0 * 60_000_000.0 + 3600.0 * 2_000_000.0) / 1024f64.powi(3);
-    assert!(
-        svg.has_text(&format!("out (sent, above): total {total:.1} GiB")),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(svg.has_text("peak 1.0 Gbit/s"), "{:?}", svg.texts());
-    assert!(
-        svg.has_text("true peak: 1.0 Gbit/s at 05:30"),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text(&format!("out (sent, above): total {total:.1} GiB"));
+    svg.assert_text("peak 1.0 Gbit/s");
+    svg.assert_text("true peak: 1.0 Gbit/s at 05:30");
 }
 
 #[test]
 fn tz_moves_the_time_axis_and_the_times_written() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for m in 0..60 {
         let rtts: &[f64] = if m == 20 { &[] } else { &[20.0, 21.0, 22.0] };
         store.push(ping_row(T0 + m * MINUTE, "example.org", rtts));
     }
     flush(&mut store);
-    let output = csm_plot(
+    plot_ok(
         data.path(),
         out.path(),
         T0,
         T0 + HOUR,
         &["ping", "--tz", "+02:00"],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let svg = Svg::load(&out.path().join("ping-example.org.svg"));
-    assert!(
-        svg.has_text("2026-11-20 02:00 to 2026-11-20 03:00 UTC+02:00"),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(svg.has_text("time (UTC+02:00)"));
-    assert!(
-        svg.has_text("Outages (no reply), UTC+02:00: 11-20 02:20–02:21 (1 min)"),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(
-        svg.has_text("02:10"),
-        "ticks in the chosen zone: {:?}",
-        svg.texts()
-    );
+    svg.assert_text("2026-11-20 02:00 to 2026-11-20 03:00 UTC+02:00");
+    svg.assert_text("time (UTC+02:00)");
+    svg.assert_text("Outages (no reply), UTC+02:00: 11-20 02:20–02:21 (1 min)");
+    // Ticks in the chosen zone.
+    svg.assert_text("02:10");
 }
 
 #[test]
 fn loopback_alone_says_why_there_is_no_interface_chart() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for s in 1..=600 {
         store.push(net_row(T0 + s * SECOND, "lo", 5_000, 5_000));
     }
@@ -939,6 +892,15 @@ fn y_labels(svg: &Svg) -> Vec<String> {
         .collect()
 }
 
+/// `run_plot` that must exit with `code`: its stderr.
+#[track_caller]
+fn stderr_of_exit(args: &[&str], code: i32) -> String {
+    let output = run_plot(args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {err}");
+    err
+}
+
 fn run_plot(args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_csm-plot"))
         .args(args)
@@ -950,9 +912,7 @@ fn run_plot(args: &[&str]) -> Output {
 
 #[test]
 fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // Every 2 s for 2 min, replies of 0.11–0.14 ms; no reply from 00:00:40 to 00:00:52.
     for i in 0..60 {
         let rtts: &[f64] = if (20..26).contains(&i) {
@@ -974,15 +934,10 @@ fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
         });
     }
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["ping"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["ping"]);
 
     let svg = Svg::load(&out.path().join("ping-lan.example.svg"));
-    assert!(
-        svg.has_text("Outages (no reply), UTC: 11-20 00:00:40–00:00:52 (12 s)"),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text("Outages (no reply), UTC: 11-20 00:00:40–00:00:52 (12 s)");
     let labels = y_labels(&svg);
     assert!(labels.len() >= 4, "{labels:?}");
     assert!(labels.contains(&"0.10".to_string()), "{labels:?}");
@@ -990,8 +945,8 @@ fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), labels.len(), "repeated labels: {labels:?}");
-    assert!(svg.has_text("round-trip time (ms)"));
-    assert!(svg.has_text("echoes lost (bar height: share, scale at the right)"));
+    svg.assert_text("round-trip time (ms)");
+    svg.assert_text("echoes lost (bar height: share, scale at the right)");
     // The partial loss: bars two thirds of the plot high, on a labelled loss scale.
     let area = svg.plot_area();
     let bars = plot_rects(&svg, "#E69F00");
@@ -1015,22 +970,16 @@ fn ping_chart_says_sub_ms_rtts_short_outages_and_silent_targets_right() {
     );
 
     let silent = Svg::load(&out.path().join("ping-nohost.invalid.svg"));
-    assert!(
-        silent.has_text(
-            "No echo could be sent in 4 measurements: the target never resolved to an \
-             address (last error: nohost.invalid: Name or service not known)."
-        ),
-        "{:?}",
-        silent.texts()
+    silent.assert_text(
+        "No echo could be sent in 4 measurements: the target never resolved to an \
+             address (last error: nohost.invalid: Name or service not known).",
     );
     assert!(!silent.has_text("0.0% lost"));
 }
 
 #[test]
 fn the_same_interface_in_two_namespaces_gets_two_charts_with_their_own_totals() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     const OTHER_NS: i64 = 4_026_532_999;
     for s in 1..=60 {
         store.push(NetRow {
@@ -1044,8 +993,7 @@ fn the_same_interface_in_two_namespaces_gets_two_charts_with_their_own_totals() 
         });
     }
     flush(&mut store);
-    let output = csm_plot(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["net"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    plot_ok(data.path(), out.path(), T0, T0 + 2 * MINUTE, &["net"]);
 
     let host = Svg::load(&out.path().join("net-veth0.svg"));
     let other = Svg::load(
@@ -1053,26 +1001,14 @@ fn the_same_interface_in_two_namespaces_gets_two_charts_with_their_own_totals() 
             .join(format!("net-veth0.netns-inode-{OTHER_NS}.svg")),
     );
     let total = |bytes: f64| format!("total {}", csm_plot::units::bytes(bytes));
-    assert!(host.has_text(&total(60.0 * 2000.0)), "{:?}", host.texts());
-    assert!(host.has_text(&total(60.0 * 1000.0)), "{:?}", host.texts());
-    assert!(
-        other.has_text(&total(60.0 * 70_000.0)),
-        "{:?}",
-        other.texts()
-    );
-    assert!(
-        other.has_text(&total(60.0 * 50_000.0)),
-        "{:?}",
-        other.texts()
-    );
-    assert!(
-        other.has_text(&format!(
-            "Traffic of veth0 in network namespace inode-{OTHER_NS} on"
-        )),
-        "{:?}",
-        other.texts()
-    );
-    assert!(host.has_text("Traffic of veth0 on"), "{:?}", host.texts());
+    host.assert_text(&total(60.0 * 2000.0));
+    host.assert_text(&total(60.0 * 1000.0));
+    other.assert_text(&total(60.0 * 70_000.0));
+    other.assert_text(&total(60.0 * 50_000.0));
+    other.assert_text(&format!(
+        "Traffic of veth0 in network namespace inode-{OTHER_NS} on"
+    ));
+    host.assert_text("Traffic of veth0 on");
 }
 
 /// Fill colour of each user's area in a chart, from the tooltips: `(user, fill)`.
@@ -1094,9 +1030,7 @@ fn user_fills(svg: &Svg) -> Vec<(String, String)> {
 
 #[test]
 fn a_user_keeps_one_colour_in_the_cpu_mem_and_traffic_charts() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for s in 1..=600 {
         let ts = T0 + s * SECOND;
         // CPU ranks bob first; memory and traffic would rank alice first.
@@ -1131,14 +1065,13 @@ fn a_user_keeps_one_colour_in_the_cpu_mem_and_traffic_charts() {
         }
     }
     flush(&mut store);
-    let output = csm_plot(
+    plot_ok(
         data.path(),
         out.path(),
         T0,
         T0 + 10 * MINUTE,
         &["cpu", "mem", "net-users"],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let (blue, orange, green) = ("#0072B2", "#E69F00", "#009E73");
     let fills = |name: &str| user_fills(&Svg::load(&out.path().join(name)));
     let two = vec![
@@ -1159,10 +1092,10 @@ fn a_user_keeps_one_colour_in_the_cpu_mem_and_traffic_charts() {
         "{:?}",
         mem.texts()
     );
-    assert!(mem.has_text("resident memory (GiB)"));
+    mem.assert_text("resident memory (GiB)");
     let cpu = Svg::load(&out.path().join("cpu.svg"));
-    assert!(cpu.has_text("bob (avg 90.0%)"), "{:?}", cpu.texts());
-    assert!(cpu.has_text("Averages in the legend are over the 10 min with data."));
+    cpu.assert_text("bob (avg 90.0%)");
+    cpu.assert_text("Averages in the legend are over the 10 min with data.");
 }
 
 #[test]
@@ -1176,27 +1109,20 @@ fn the_average_is_over_the_time_with_data_whatever_the_range() {
     flush(&mut store);
     for hours in [1, 24] {
         let out = tempfile::tempdir().unwrap();
-        let output = csm_plot(data.path(), out.path(), T0, T0 + hours * HOUR, &["cpu"]);
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        plot_ok(data.path(), out.path(), T0, T0 + hours * HOUR, &["cpu"]);
         let cpu = Svg::load(&out.path().join("cpu.svg"));
         assert!(
             cpu.has_text("alice (avg 45.0%)"),
             "{hours} h: {:?}",
             cpu.texts()
         );
-        assert!(
-            cpu.has_text("over the 2 min with data"),
-            "{:?}",
-            cpu.texts()
-        );
+        cpu.assert_text("over the 2 min with data");
     }
 }
 
 #[test]
 fn without_from_the_range_starts_at_the_data_and_nothing_drawn_exits_1() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for s in 1..=60 {
         store.push(cpu_row(T0 + 30 * SECOND + s * SECOND, 1000, "alice", 40.0));
     }
@@ -1207,11 +1133,7 @@ fn without_from_the_range_starts_at_the_data_and_nothing_drawn_exits_1() {
     let output = run_plot(&["--data-dir", dir, "--out", out_dir, "--to", &to, "cpu"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let cpu = Svg::load(&out.path().join("cpu.svg"));
-    assert!(
-        cpu.has_text("on testhost, 2026-11-20 00:00 to 2026-11-20 00:02 UTC"),
-        "{:?}",
-        cpu.texts()
-    );
+    cpu.assert_text("on testhost, 2026-11-20 00:00 to 2026-11-20 00:02 UTC");
 
     for args in [
         vec!["--data-dir", dir, "--out", out_dir, "--host", "nohost"],
@@ -1226,9 +1148,7 @@ fn without_from_the_range_starts_at_the_data_and_nothing_drawn_exits_1() {
             "2026-11-22",
         ],
     ] {
-        let output = run_plot(&args);
-        let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        let err = stderr_of_exit(&args, 1);
         assert_eq!(err.matches("no chart drawn").count(), 1, "{err}");
         assert_eq!(
             err.lines()
@@ -1243,9 +1163,7 @@ fn without_from_the_range_starts_at_the_data_and_nothing_drawn_exits_1() {
 
 #[test]
 fn berlin_time_is_drawn_right_across_the_spring_change() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     // 2026-03-29 00:00–04:00 UTC: Berlin's clocks go from 02:00 CET to 03:00 CEST at 01:00 UTC.
     let from = 1_774_742_400_000_000;
     for m in 0..240 {
@@ -1263,12 +1181,8 @@ fn berlin_time_is_drawn_right_across_the_spring_change() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let svg = Svg::load(&out.path().join("ping-example.org.svg"));
-    assert!(
-        svg.has_text("2026-03-29 01:00 to 2026-03-29 06:00 Europe/Berlin"),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(svg.has_text("time (Europe/Berlin)"));
+    svg.assert_text("2026-03-29 01:00 to 2026-03-29 06:00 Europe/Berlin");
+    svg.assert_text("time (Europe/Berlin)");
     // Half-hour ticks on Berlin's clock: 01:30, then 03:00 an hour of UTC later; no 02:xx.
     let area = svg.plot_area();
     let tick_x = |label: &str| {
@@ -1293,9 +1207,7 @@ fn berlin_time_is_drawn_right_across_the_spring_change() {
 /// files written before csm collected them (the rows read them as nulls).
 #[test]
 fn errors_and_drops_chart_says_the_totals_and_old_files_have_none() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut store = open_store(data.path());
+    let (data, out, mut store) = dirs_and_store();
     for s in 1..=60 {
         let ts = T0 + s * SECOND;
         store.push(NetRow {
@@ -1313,25 +1225,16 @@ fn errors_and_drops_chart_says_the_totals_and_old_files_have_none() {
         });
     }
     flush(&mut store);
-    let output = csm_plot(
+    plot_ok(
         data.path(),
         out.path(),
         T0,
         T0 + 2 * MINUTE,
         &["net-errors"],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let svg = Svg::load(&out.path().join("net-errors-eth0.svg"));
-    assert!(
-        svg.has_text("out (sent, above): 5 errors, 0 dropped"),
-        "{:?}",
-        svg.texts()
-    );
-    assert!(
-        svg.has_text("in (received, below): 0 errors, 120 dropped"),
-        "{:?}",
-        svg.texts()
-    );
+    svg.assert_text("out (sent, above): 5 errors, 0 dropped");
+    svg.assert_text("in (received, below): 0 errors, 120 dropped");
     for quiet in ["eth1", "eth2"] {
         assert!(!out.path().join(format!("net-errors-{quiet}.svg")).exists());
     }

@@ -13,7 +13,7 @@
 //! and "192.0.2.7" (always up).
 
 use chrono::DateTime;
-use csm_store::{CpuRow, MemRow, NetRow, NetUidRow, PingRow, Store, StoreOptions};
+use csm_store::{CpuRow, MemRow, NetRow, NetUidRow, Store, StoreOptions};
 
 const SEC: i64 = 1_000_000;
 
@@ -114,19 +114,9 @@ fn main() {
             for target in ["gw.example", "192.0.2.7"] {
                 let down = target == "gw.example" && (30..45).contains(&minute);
                 let rtts = if down { vec![] } else { vec![10.0, 12.0, 14.0] };
-                store.push(PingRow {
-                    ts_us: ts - 60 * SEC,
-                    target: target.into(),
-                    addr: Some("192.0.2.1".into()),
-                    sent: 3,
-                    received: rtts.len() as i64,
-                    rtt_min_ms: (!down).then_some(10.0),
-                    rtt_avg_ms: (!down).then_some(12.0),
-                    rtt_max_ms: (!down).then_some(14.0),
-                    rtt_mdev_ms: (!down).then_some(1.633),
-                    rtts_ms: rtts,
-                    error: down.then(|| "timeout".into()),
-                });
+                let row =
+                    csm_store::sim::ping_minute(ts - 60 * SEC, target, "192.0.2.1", rtts, 1.633);
+                store.push(row);
             }
         }
         if s % 600 == 0 {

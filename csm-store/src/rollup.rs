@@ -68,6 +68,13 @@ impl Intervals {
     }
 }
 
+/// A minute row's user name: the last one its rows knew (a row may come without one).
+fn keep_known_name(name: &mut Option<String>, seen: &Option<String>) {
+    if seen.is_some() {
+        name.clone_from(seen);
+    }
+}
+
 fn rate_per_s(value: i64, dur_ms: i64) -> f64 {
     if dur_ms <= 0 {
         0.0
@@ -93,6 +100,22 @@ impl<K, M> Default for Counters<K, M> {
 }
 
 impl<K: Ord, M> Counters<K, M> {
+    /// Counts a raw row's interval and returns the minute row its counters add to: the one
+    /// under `key(minute start)`, made by `new(minute end)` the first time.
+    fn minute_row(
+        &mut self,
+        ts_us: i64,
+        dur_ms: i64,
+        key: impl FnOnce(i64) -> K,
+        new: impl FnOnce(i64) -> M,
+    ) -> &mut M {
+        self.intervals.add(ts_us, dur_ms);
+        let minute = counter_minute(ts_us, dur_ms);
+        self.minutes
+            .entry(key(minute))
+            .or_insert_with(|| new(minute + MICROS_PER_MINUTE))
+    }
+
     /// The minute rows with each one's covered time set by `cover(row, covered_ms)`.
     fn finish(self, minute_of: impl Fn(&M) -> i64, cover: impl Fn(&mut M, i64)) -> Vec<M> {
         let covered = self.intervals.per_minute();
@@ -109,22 +132,20 @@ impl<K: Ord, M> Counters<K, M> {
 
 fn add_cpu(acc: &mut Counters<(i64, i64), CpuMinuteRow>, rows: &[CpuRow]) {
     for r in rows {
-        acc.intervals.add(r.ts_us, r.dur_ms);
-        let minute = counter_minute(r.ts_us, r.dur_ms);
-        let row = acc
-            .minutes
-            .entry((minute, r.uid))
-            .or_insert_with(|| CpuMinuteRow {
-                ts_us: minute + MICROS_PER_MINUTE,
+        let row = acc.minute_row(
+            r.ts_us,
+            r.dur_ms,
+            |minute| (minute, r.uid),
+            |ts_us| CpuMinuteRow {
+                ts_us,
                 uid: r.uid,
                 source: r.source,
                 ..Default::default()
-            });
+            },
+        );
         row.cpu_ns = row.cpu_ns.saturating_add(r.cpu_ns);
         row.cpu_pct_max = row.cpu_pct_max.max(r.cpu_pct);
-        if r.user.is_some() {
-            row.user = r.user.clone();
-        }
+        keep_known_name(&mut row.user, &r.user);
     }
 }
 
@@ -150,17 +171,19 @@ type NetKey = (i64, String, i64, Option<i64>);
 
 fn add_net(acc: &mut Counters<NetKey, NetMinuteRow>, rows: &[NetRow]) {
     for r in rows {
-        acc.intervals.add(r.ts_us, r.dur_ms);
-        let minute = counter_minute(r.ts_us, r.dur_ms);
-        let key = (minute, r.iface.clone(), r.ifindex, r.netns);
-        let row = acc.minutes.entry(key).or_insert_with(|| NetMinuteRow {
-            ts_us: minute + MICROS_PER_MINUTE,
-            iface: r.iface.clone(),
-            ifindex: r.ifindex,
-            netns: r.netns,
-            source: r.source,
-            ..Default::default()
-        });
+        let row = acc.minute_row(
+            r.ts_us,
+            r.dur_ms,
+            |minute| (minute, r.iface.clone(), r.ifindex, r.netns),
+            |ts_us| NetMinuteRow {
+                ts_us,
+                iface: r.iface.clone(),
+                ifindex: r.ifindex,
+                netns: r.netns,
+                source: r.source,
+                ..Default::default()
+            },
+        );
         row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
         row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
         row.rx_packets = row.rx_packets.saturating_add(r.rx_packets);
@@ -195,21 +218,19 @@ pub fn sum_known(acc: Option<i64>, value: Option<i64>) -> Option<i64> {
 
 fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRow]) {
     for r in rows {
-        acc.intervals.add(r.ts_us, r.dur_ms);
-        let minute = counter_minute(r.ts_us, r.dur_ms);
-        let row = acc
-            .minutes
-            .entry((minute, r.uid))
-            .or_insert_with(|| NetUidMinuteRow {
-                ts_us: minute + MICROS_PER_MINUTE,
+        let row = acc.minute_row(
+            r.ts_us,
+            r.dur_ms,
+            |minute| (minute, r.uid),
+            |ts_us| NetUidMinuteRow {
+                ts_us,
                 uid: r.uid,
                 ..Default::default()
-            });
+            },
+        );
         row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
         row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
-        if r.user.is_some() {
-            row.user = r.user.clone();
-        }
+        keep_known_name(&mut row.user, &r.user);
     }
 }
 
@@ -248,9 +269,7 @@ fn add_mem(acc: &mut BTreeMap<(i64, i64), MemAcc>, rows: &[MemRow]) {
             acc.swap.0 += s as i128;
             acc.swap.1 += 1;
         }
-        if r.user.is_some() {
-            acc.user = r.user.clone();
-        }
+        keep_known_name(&mut acc.user, &r.user);
     }
 }
 

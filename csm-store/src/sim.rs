@@ -44,6 +44,26 @@ pub fn write_days(
 }
 
 struct Rng(u64);
+/// A ping measurement of 3 probes started at `ts_us` that got the replies `rtts` (none: a
+/// timeout), its min/avg/max taken from them and its mean deviation `mdev_ms`.
+pub fn ping_minute(ts_us: i64, target: &str, addr: &str, rtts: Vec<f64>, mdev_ms: f64) -> PingRow {
+    let answered = !rtts.is_empty();
+    let avg = answered.then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
+    PingRow {
+        ts_us,
+        target: target.to_string(),
+        addr: Some(addr.to_string()),
+        sent: 3,
+        received: rtts.len() as i64,
+        rtt_min_ms: rtts.iter().cloned().reduce(f64::min),
+        rtt_avg_ms: avg,
+        rtt_max_ms: rtts.iter().cloned().reduce(f64::max),
+        rtt_mdev_ms: answered.then_some(mdev_ms),
+        rtts_ms: rtts,
+        error: (!answered).then(|| "timeout".to_string()),
+    }
+}
+
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -211,20 +231,7 @@ impl Sim {
                 } else {
                     (0..3).map(|_| 20.0 + 5.0 * self.rng.unit()).collect()
                 };
-                let avg = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
-                store.push(PingRow {
-                    ts_us: t - 60 * SEC,
-                    target: target.to_string(),
-                    addr: Some("192.0.2.7".into()),
-                    sent: 3,
-                    received: rtts.len() as i64,
-                    rtt_min_ms: rtts.iter().cloned().reduce(f64::min),
-                    rtt_avg_ms: avg,
-                    rtt_max_ms: rtts.iter().cloned().reduce(f64::max),
-                    rtt_mdev_ms: avg.map(|_| 1.0),
-                    rtts_ms: rtts,
-                    error: down.then(|| "timeout".to_string()),
-                });
+                store.push(ping_minute(t - 60 * SEC, target, "192.0.2.7", rtts, 1.0));
             }
         }
     }

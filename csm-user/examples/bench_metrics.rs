@@ -16,7 +16,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,14 +33,10 @@ const DAEMON_PORT: u16 = 19849;
 /// The uids of the side-by-side run's sleepers (no user needs to exist).
 const FIRST_UID: u32 = 62001;
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let seconds = common::seconds_arg(300);
     in_process();
     side_by_side(seconds);
 }
@@ -180,11 +176,7 @@ fn server_thread_ns() -> u64 {
 }
 
 fn side_by_side(seconds: u64) {
-    let csm = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/csm");
-    assert!(
-        csm.exists(),
-        "build it first: cargo build --release -p csm-user --bins"
-    );
+    let csm = common::built_csm();
     let load = Load::start();
     let with = tempfile::tempdir().expect("temp dir");
     let without = tempfile::tempdir().expect("temp dir");

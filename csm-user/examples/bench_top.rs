@@ -14,19 +14,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let csm = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/csm");
-    assert!(
-        csm.exists(),
-        "build it first: cargo build --release -p csm-user --bins"
-    );
+    let seconds = common::seconds_arg(30);
+    let csm = common::built_csm();
     let data = tempfile::tempdir().expect("temp dir");
     let mut daemon = Command::new(&csm)
         .args(["run", "--backend", "ebpf", "--interval", "1s", "--data-dir"])

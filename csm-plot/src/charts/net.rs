@@ -78,26 +78,20 @@ fn interfaces(data: &NetData) -> Vec<Iface> {
 }
 
 pub fn traffic(ctx: &Context, data: &NetData) -> ChartResult {
-    interfaces(data)
-        .iter()
-        .map(|iface| {
-            Ok((
-                format!("net-{}.svg", iface.file),
-                traffic_chart(ctx, iface)?,
-            ))
-        })
-        .collect()
+    per_iface(ctx, data, "net", traffic_chart)
 }
 
 pub fn diff(ctx: &Context, data: &NetData) -> ChartResult {
+    per_iface(ctx, data, "net-diff", diff_chart)
+}
+
+type IfaceChart = fn(&Context, &Iface) -> Result<String, Box<dyn std::error::Error>>;
+
+/// `<prefix>-<iface>.svg` for each interface, drawn by `chart`.
+fn per_iface(ctx: &Context, data: &NetData, prefix: &str, chart: IfaceChart) -> ChartResult {
     interfaces(data)
         .iter()
-        .map(|iface| {
-            Ok((
-                format!("net-diff-{}.svg", iface.file),
-                diff_chart(ctx, iface)?,
-            ))
-        })
+        .map(|iface| Ok((format!("{prefix}-{}.svg", iface.file), chart(ctx, iface)?)))
         .collect()
 }
 
@@ -162,14 +156,12 @@ fn errors_chart(
         "Packets per second, errors and drops together, as the kernel counts them          (ip -s link, sar -n EDEV); the legend gives the range's totals."
             .to_string(),
     ];
-    let page = Page {
-        title: ctx.title(&format!("Errors and drops of {name}")),
+    let page = Page::new(
+        ctx.title(&format!("Errors and drops of {name}")),
         legend,
         notes,
-        y_desc: "in ↓  packets/s  ↑ out".to_string(),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        "in ↓  packets/s  ↑ out".to_string(),
+    );
     let unit = AxisUnit {
         divisor: 1.0,
         name: "packets/s",
@@ -197,39 +189,44 @@ fn traffic_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::er
     let in_spikes = clipped_spikes(&maxima(&iface.rx), in_scale.limit, NAMED_SPIKES);
     let peak =
         |levels: &[Option<Level>]| levels.iter().flatten().map(|l| l.max).fold(0.0, f64::max);
+    let side = |colour: RGBColor, words: &str, total: f64, avg: f64, levels: &[Option<Level>]| {
+        LegendItem {
+            colour,
+            label: format!(
+                "{words}: total {}, avg {}, peak {}",
+                bytes(total),
+                rate(avg),
+                rate(peak(levels))
+            ),
+        }
+    };
     let legend = vec![
-        LegendItem {
-            colour: OUT_COLOUR,
-            label: format!(
-                "out (sent, above): total {}, avg {}, peak {}",
-                bytes(iface.totals.tx),
-                rate(iface.avg_tx),
-                rate(peak(&iface.tx))
-            ),
-        },
-        LegendItem {
-            colour: IN_COLOUR,
-            label: format!(
-                "in (received, below): total {}, avg {}, peak {}",
-                bytes(iface.totals.rx),
-                rate(iface.avg_rx),
-                rate(peak(&iface.rx))
-            ),
-        },
+        side(
+            OUT_COLOUR,
+            "out (sent, above)",
+            iface.totals.tx,
+            iface.avg_tx,
+            &iface.tx,
+        ),
+        side(
+            IN_COLOUR,
+            "in (received, below)",
+            iface.totals.rx,
+            iface.avg_rx,
+            &iface.rx,
+        ),
     ];
     let mut notes = vec![
         "Line: mean per pixel column; light band: lowest to highest row in the column.".to_string(),
     ];
     notes.extend(spike_note(ctx, "out", &out_spikes, &|v| rate(v)));
     notes.extend(spike_note(ctx, "in", &in_spikes, &|v| rate(v)));
-    let page = Page {
-        title: ctx.title(&format!("Traffic of {}", iface.name)),
+    let page = Page::new(
+        ctx.title(&format!("Traffic of {}", iface.name)),
         legend,
         notes,
-        y_desc: format!("in ↓  {}  ↑ out", unit.name),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        format!("in ↓  {}  ↑ out", unit.name),
+    );
     let y_label = move |v: &f64| unit.number(v.abs());
     canvas::render(
         ctx,
@@ -317,14 +314,12 @@ fn diff_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::error
         &[up_spikes.clone(), down_spikes.clone()].concat(),
         &|v| rate(v),
     ));
-    let page = Page {
-        title: ctx.title(&format!("Asymmetric traffic (out − in) of {}", iface.name)),
+    let page = Page::new(
+        ctx.title(&format!("Asymmetric traffic (out − in) of {}", iface.name)),
         legend,
         notes,
-        y_desc: format!("out − in ({})", unit.name),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        format!("out − in ({})", unit.name),
+    );
     let y_label = move |v: &f64| unit.number(*v);
     canvas::render(ctx, &page, -scale.limit..scale.limit, &y_label, |chart| {
         draw_diff_areas(chart, ctx, &iface.diff)?;
@@ -345,15 +340,15 @@ pub fn asymmetry_note(totals: &Totals) -> String {
     )
 }
 
+/// The diff's band of row extremes (lowest to highest row per column), light grey.
+fn draw_row_extremes(chart: &mut Chart, ctx: &Context, band: &[Option<(f64, f64)>]) -> DrawResult {
+    canvas::draw_band(chart, ctx, band, RGBColor(160, 160, 160).mix(0.25).filled())
+}
+
 /// Positive means in one colour, negative in the other; the band of row extremes behind.
 fn draw_diff_areas(chart: &mut Chart, ctx: &Context, diff: &[Option<Level>]) -> DrawResult {
     let band: Vec<Option<(f64, f64)>> = diff.iter().map(|l| l.map(|l| (l.min, l.max))).collect();
-    canvas::draw_band(
-        chart,
-        ctx,
-        &band,
-        RGBColor(160, 160, 160).mix(0.25).filled(),
-    )?;
+    draw_row_extremes(chart, ctx, &band)?;
     let positive: Vec<Option<(f64, f64)>> = diff
         .iter()
         .map(|l| l.map(|l| (0.0, l.mean.max(0.0))))
@@ -525,12 +520,7 @@ fn symlog_chart(ctx: &Context, iface: &Iface) -> Result<String, Box<dyn std::err
             .iter()
             .map(|l| l.map(|l| (to_axis(l.min), to_axis(l.max))))
             .collect();
-        canvas::draw_band(
-            chart,
-            ctx,
-            &band,
-            RGBColor(160, 160, 160).mix(0.25).filled(),
-        )?;
+        draw_row_extremes(chart, ctx, &band)?;
         canvas::draw_band(chart, ctx, &part(1.0), MAGENTA.mix(0.8).filled())?;
         canvas::draw_band(chart, ctx, &part(-1.0), CYAN.mix(0.8).filled())?;
         draw_zero_line(chart, ctx)
@@ -570,14 +560,12 @@ pub fn users(ctx: &Context, data: &UserNetData, users: &[String]) -> ChartResult
     ];
     notes.extend(scale_note(&out_scale, &out_top, "out"));
     notes.extend(scale_note(&in_scale, &in_top, "in"));
-    let page = Page {
-        title: ctx.title("Traffic per user"),
+    let page = Page::new(
+        ctx.title("Traffic per user"),
         legend,
         notes,
-        y_desc: format!("in ↓  {}  ↑ out", unit.name),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        format!("in ↓  {}  ↑ out", unit.name),
+    );
     let y_label = move |v: &f64| unit.number(v.abs());
     let svg = canvas::render(
         ctx,

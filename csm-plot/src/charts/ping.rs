@@ -10,8 +10,7 @@ use plotters::prelude::*;
 use super::ChartResult;
 use crate::bins::{gauge_spans, quantile};
 use crate::canvas::{
-    self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, HEIGHT,
-    PALETTE,
+    self, clipped_spikes, mark_spikes, spike_scale, spike_words, Context, LegendItem, Page, PALETTE,
 };
 use crate::data::PingSample;
 use crate::rtt_histogram::RttHistogram;
@@ -206,35 +205,34 @@ fn ping_chart(
         ));
     }
     let (axis_name, y_label) = rtt_axis(scale.limit);
-    let page = Page {
-        title: ctx.title(&format!("Ping {target}")),
-        legend: vec![
-            LegendItem {
-                colour: MEDIAN,
-                label: "median RTT".into(),
-            },
-            LegendItem {
-                colour: INNER_BAND,
-                label: "25–75%".into(),
-            },
-            LegendItem {
-                colour: OUTER_BAND,
-                label: "10–90%".into(),
-            },
-            LegendItem {
-                colour: LOSS_COLOUR,
-                label: "echoes lost (bar height: share, scale at the right)".into(),
-            },
-            LegendItem {
-                colour: OUTAGE_COLOUR,
-                label: "outage: no reply".into(),
-            },
-        ],
+    let legend = vec![
+        LegendItem {
+            colour: MEDIAN,
+            label: "median RTT".into(),
+        },
+        LegendItem {
+            colour: INNER_BAND,
+            label: "25–75%".into(),
+        },
+        LegendItem {
+            colour: OUTER_BAND,
+            label: "10–90%".into(),
+        },
+        LegendItem {
+            colour: LOSS_COLOUR,
+            label: "echoes lost (bar height: share, scale at the right)".into(),
+        },
+        LegendItem {
+            colour: OUTAGE_COLOUR,
+            label: "outage: no reply".into(),
+        },
+    ];
+    let page = Page::new(
+        ctx.title(&format!("Ping {target}")),
+        legend,
         notes,
-        y_desc: axis_name,
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        axis_name,
+    );
     canvas::render(ctx, &page, 0.0..scale.limit, &y_label, |chart| {
         let (y0, y1) = canvas::y_bounds(chart);
         let column_s = ctx.grid.column_us() / 1e6;

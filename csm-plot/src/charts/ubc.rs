@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::ChartResult;
 use crate::bins::{gauge_spans, Binned};
-use crate::canvas::{self, Context, LegendItem, Page, HEIGHT, PALETTE, SPIKE_MARK};
+use crate::canvas::{self, Context, LegendItem, Page, PALETTE, SPIKE_MARK};
 use crate::data::UbcSample;
 
 /// A barrier at or above this is "unlimited" (LONG_MAX in the file).
@@ -100,14 +100,12 @@ fn ubc_chart(
             ctx.zone_name()
         ));
     }
-    let page = Page {
-        title: ctx.title(&format!("Beancounters of container {ctid}")),
+    let page = Page::new(
+        ctx.title(&format!("Beancounters of container {ctid}")),
         legend,
         notes,
-        y_desc: "held (% of barrier)".into(),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+        "held (% of barrier)".into(),
+    );
     canvas::render(ctx, &page, 0.0..top, &|v| format!("{v:.0}"), |chart| {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 100.0), (ctx.span_s(), 100.0)],

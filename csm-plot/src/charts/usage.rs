@@ -28,14 +28,12 @@ pub fn cpu(ctx: &Context, binned: &Binned, cores: Cores, users: &[String]) -> Ch
     let highest = highest_top(&stack_tops(&layers));
     // The axis reaches all cores busy, or higher if the data says the machine has more.
     let limit = (cores.count() as f64 * 100.0).max(highest * 1.05);
-    let page = Page {
-        title: ctx.title("CPU per user"),
-        legend: legend_for(&layers, |l| format!("{} (avg {:.1}%)", l.label, l.average)),
-        notes: vec![cores_note(cores, limit), averages_note(&coverage)],
-        y_desc: "CPU (%, 100 = one core)".into(),
-        y_ticks: None,
-        height: HEIGHT,
-    };
+    let page = Page::new(
+        ctx.title("CPU per user"),
+        legend_for(&layers, |l| format!("{} (avg {:.1}%)", l.label, l.average)),
+        vec![cores_note(cores, limit), averages_note(&coverage)],
+        "CPU (%, 100 = one core)".into(),
+    );
     let svg = canvas::render(ctx, &page, 0.0..limit, &|v| format!("{v:.0}"), |chart| {
         draw_stack(chart, ctx, &layers, 1.0)
     })?;

@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::daemon::Rows;
 use crate::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
@@ -40,82 +40,39 @@ const RTT_BUCKETS_S: [f64; 16] = [
 type FloatCounter = Counter<f64, AtomicU64>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct UserLabels {
-    pub user: String,
-    pub uid: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct InterfaceLabels {
-    pub interface: String,
-    /// The namespace's inode; empty from /proc (which sees one namespace).
-    pub netns: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct TargetLabels {
-    pub target: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct BeancounterLabels {
-    pub ctid: String,
-    pub resource: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct EventLabels {
-    pub event: String,
-}
-
 /// Labels that can stand for "everything past the budget".
 trait Fold: Clone + Ord {
     fn other() -> Self;
 }
 
-impl Fold for UserLabels {
-    fn other() -> Self {
-        UserLabels {
-            user: OTHER.into(),
-            uid: OTHER.into(),
+/// A label set of string labels, whose stand-in for "everything past the budget" has
+/// every label [`OTHER`].
+macro_rules! label_set {
+    ($name:ident { $($(#[$doc:meta])* $field:ident),* $(,)? }) => {
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+        pub struct $name {
+            $($(#[$doc])* pub $field: String,)*
         }
-    }
+
+        impl Fold for $name {
+            fn other() -> Self {
+                $name {
+                    $($field: OTHER.into(),)*
+                }
+            }
+        }
+    };
 }
 
-impl Fold for InterfaceLabels {
-    fn other() -> Self {
-        InterfaceLabels {
-            interface: OTHER.into(),
-            netns: OTHER.into(),
-        }
-    }
-}
-
-impl Fold for TargetLabels {
-    fn other() -> Self {
-        TargetLabels {
-            target: OTHER.into(),
-        }
-    }
-}
-
-impl Fold for BeancounterLabels {
-    fn other() -> Self {
-        BeancounterLabels {
-            ctid: OTHER.into(),
-            resource: OTHER.into(),
-        }
-    }
-}
-
-impl Fold for EventLabels {
-    fn other() -> Self {
-        EventLabels {
-            event: OTHER.into(),
-        }
-    }
-}
+label_set!(UserLabels { user, uid });
+label_set!(InterfaceLabels {
+    interface,
+    /// The namespace's inode; empty from /proc (which sees one namespace).
+    netns,
+});
+label_set!(TargetLabels { target });
+label_set!(BeancounterLabels { ctid, resource });
+label_set!(EventLabels { event });
 
 /// The label sets a family has handed out, to keep it within [`MAX_SERIES_PER_FAMILY`].
 struct Budget<L> {
@@ -294,18 +251,10 @@ impl Metrics {
                 interface: row.iface.clone(),
                 netns: row.netns.map(|n| n.to_string()).unwrap_or_default(),
             });
-            f.iface_rx_bytes
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.rx_bytes));
-            f.iface_tx_bytes
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.tx_bytes));
-            f.iface_rx_packets
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.rx_packets));
-            f.iface_tx_packets
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.tx_packets));
+            add(&f.iface_rx_bytes, &labels, row.rx_bytes);
+            add(&f.iface_tx_bytes, &labels, row.tx_bytes);
+            add(&f.iface_rx_packets, &labels, row.rx_packets);
+            add(&f.iface_tx_packets, &labels, row.tx_packets);
         }
     }
 
@@ -315,12 +264,8 @@ impl Metrics {
             let labels = budgets
                 .users
                 .admit(user_labels(row.uid, row.user.as_deref()));
-            f.user_rx
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.rx_bytes));
-            f.user_tx
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.tx_bytes));
+            add(&f.user_rx, &labels, row.rx_bytes);
+            add(&f.user_tx, &labels, row.tx_bytes);
         }
     }
 
@@ -363,12 +308,8 @@ impl Metrics {
                 target: row.target.clone(),
             });
             let received = row.received.clamp(0, row.sent.max(0));
-            f.ping_sent
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.sent));
-            f.ping_lost
-                .get_or_create(&labels)
-                .inc_by(non_negative(row.sent - received));
+            add(&f.ping_sent, &labels, row.sent);
+            add(&f.ping_lost, &labels, row.sent - received);
             let rtt = self.ping_rtt.get_or_create(&labels);
             for ms in &row.rtts_ms {
                 rtt.observe(ms / 1000.0);
@@ -462,8 +403,34 @@ fn user_labels(uid: i64, user: Option<&str>) -> UserLabels {
     }
 }
 
+/// Adds a row's count (negative: a corrupt row, counted as 0) to the family's series.
+fn add<L: Clone + std::hash::Hash + Eq>(family: &Family<L, Counter>, labels: &L, value: i64) {
+    family.get_or_create(labels).inc_by(non_negative(value));
+}
+
 fn non_negative(value: i64) -> u64 {
     value.max(0) as u64
+}
+
+/// Registers each listed field of a [`Families`] (a clone: the registry and the
+/// [`Metrics`] share the series) under its name, unit and help text.
+macro_rules! register_families {
+    ($registry:expr, $families:expr; $($field:ident: $name:literal, $unit:expr, $help:literal;)*) => {
+        $(register_one($registry, $name, $help, $unit, $families.$field.clone());)*
+    };
+}
+
+fn register_one(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    metric: impl Metric,
+) {
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric),
+        None => registry.register(name, help, metric),
+    }
 }
 
 fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i64) {
@@ -483,104 +450,26 @@ fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i6
         Unit::Seconds,
         start,
     );
-    registry.register_with_unit(
-        "user_cpu",
-        "CPU time of a user's processes",
-        Unit::Seconds,
-        f.user_cpu.clone(),
-    );
-    registry.register_with_unit(
-        "user_memory_rss",
-        "Resident memory of a user's processes",
-        Unit::Bytes,
-        f.user_rss.clone(),
-    );
-    registry.register_with_unit(
-        "user_memory_pss",
-        "Proportional set size of a user's processes, at the last sample that read it (no series where it cannot be read)",
-        Unit::Bytes,
-        f.user_pss.clone(),
-    );
-    registry.register_with_unit(
-        "user_memory_swap",
-        "Swapped-out memory of a user's processes",
-        Unit::Bytes,
-        f.user_swap.clone(),
-    );
-    registry.register(
-        "user_processes",
-        "Processes a user has",
-        f.user_processes.clone(),
-    );
-    registry.register_with_unit(
-        "user_network_receive",
-        "IP-layer bytes a user's sockets received",
-        Unit::Bytes,
-        f.user_rx.clone(),
-    );
-    registry.register_with_unit(
-        "user_network_transmit",
-        "IP-layer bytes a user's sockets sent",
-        Unit::Bytes,
-        f.user_tx.clone(),
-    );
-    registry.register_with_unit(
-        "interface_receive",
-        "Bytes an interface received",
-        Unit::Bytes,
-        f.iface_rx_bytes.clone(),
-    );
-    registry.register_with_unit(
-        "interface_transmit",
-        "Bytes an interface sent",
-        Unit::Bytes,
-        f.iface_tx_bytes.clone(),
-    );
-    registry.register(
-        "interface_receive_packets",
-        "Packets an interface received",
-        f.iface_rx_packets.clone(),
-    );
-    registry.register(
-        "interface_transmit_packets",
-        "Packets an interface sent",
-        f.iface_tx_packets.clone(),
-    );
-    registry.register(
-        "ping_sent",
-        "Echo requests sent to a target",
-        f.ping_sent.clone(),
-    );
-    registry.register(
-        "ping_lost",
-        "Echo requests to a target that got no reply in time",
-        f.ping_lost.clone(),
-    );
-    registry.register(
-        "target_up",
-        "1 when the target's last measurement got a reply, 0 when it got none",
-        f.target_up.clone(),
-    );
-    registry.register(
-        "beancounter_failcnt",
-        "Allocations an OpenVZ beancounter refused (the kernel's failcnt)",
-        f.beancounter_failcnt.clone(),
-    );
-    registry.register(
-        "events",
-        "Rows of the events table, by event (write_error, net_uid_overflow, collector_error, ...)",
-        f.events.clone(),
-    );
-    registry.register(
-        "flush_failures",
-        "Flushes that could not write everything (the rows stay in memory and are retried)",
-        f.flushes_failed.clone(),
-    );
-    registry.register_with_unit(
-        "last_flush_timestamp",
-        "When the last flush wrote everything it held",
-        Unit::Seconds,
-        f.last_flush.clone(),
+    // Each family once: (field of `f`, name, unit, help).
+    register_families!(registry, f;
+        user_cpu: "user_cpu", Some(Unit::Seconds), "CPU time of a user's processes";
+        user_rss: "user_memory_rss", Some(Unit::Bytes), "Resident memory of a user's processes";
+        user_pss: "user_memory_pss", Some(Unit::Bytes), "Proportional set size of a user's processes, at the last sample that read it (no series where it cannot be read)";
+        user_swap: "user_memory_swap", Some(Unit::Bytes), "Swapped-out memory of a user's processes";
+        user_processes: "user_processes", None, "Processes a user has";
+        user_rx: "user_network_receive", Some(Unit::Bytes), "IP-layer bytes a user's sockets received";
+        user_tx: "user_network_transmit", Some(Unit::Bytes), "IP-layer bytes a user's sockets sent";
+        iface_rx_bytes: "interface_receive", Some(Unit::Bytes), "Bytes an interface received";
+        iface_tx_bytes: "interface_transmit", Some(Unit::Bytes), "Bytes an interface sent";
+        iface_rx_packets: "interface_receive_packets", None, "Packets an interface received";
+        iface_tx_packets: "interface_transmit_packets", None, "Packets an interface sent";
+        ping_sent: "ping_sent", None, "Echo requests sent to a target";
+        ping_lost: "ping_lost", None, "Echo requests to a target that got no reply in time";
+        target_up: "target_up", None, "1 when the target's last measurement got a reply, 0 when it got none";
+        beancounter_failcnt: "beancounter_failcnt", None, "Allocations an OpenVZ beancounter refused (the kernel's failcnt)";
+        events: "events", None, "Rows of the events table, by event (write_error, net_uid_overflow, collector_error, ...)";
+        flushes_failed: "flush_failures", None, "Flushes that could not write everything (the rows stay in memory and are retried)";
+        last_flush: "last_flush_timestamp", Some(Unit::Seconds), "When the last flush wrote everything it held";
     );
 }
 

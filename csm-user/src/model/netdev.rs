@@ -42,13 +42,10 @@ pub struct NetSample {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetInterval {
     pub iface: String,
-    pub ifindex: Option<u32>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    /// `None` when unknown (the file lacks the columns, or one went backwards).
-    pub link: Option<LinkErrors>,
+    /// The increases of the counters over the interval and the interface's current
+    /// ifindex; `link` is `None` when unknown (the file lacks the columns, or one went
+    /// backwards).
+    pub delta: IfaceSample,
 }
 
 /// The increase of a counter that may wrap at 32 bits. A wrap is believed only when
@@ -96,12 +93,14 @@ pub fn net_intervals(
             let errors_or_drops = link.is_some_and(|l| !l.is_zero());
             (d.iter().any(|&v| v > 0) || errors_or_drops).then(|| NetInterval {
                 iface: name.clone(),
-                ifindex: now.ifindex,
-                rx_bytes: d[0],
-                tx_bytes: d[1],
-                rx_packets: d[2],
-                tx_packets: d[3],
-                link,
+                delta: IfaceSample {
+                    ifindex: now.ifindex,
+                    rx_bytes: d[0],
+                    tx_bytes: d[1],
+                    rx_packets: d[2],
+                    tx_packets: d[3],
+                    link,
+                },
             })
         })
         .collect()
@@ -164,12 +163,14 @@ mod tests {
             rows,
             vec![NetInterval {
                 iface: "eth0".into(),
-                ifindex: Some(2),
-                rx_bytes: 796,
-                tx_bytes: 200,
-                rx_packets: 2,
-                tx_packets: 1,
-                link: None,
+                delta: IfaceSample {
+                    ifindex: Some(2),
+                    rx_bytes: 796,
+                    tx_bytes: 200,
+                    rx_packets: 2,
+                    tx_packets: 1,
+                    link: None,
+                },
             }]
         );
     }
@@ -189,7 +190,7 @@ mod tests {
         cur.ifaces.get_mut("veth1").unwrap().link = drops(1);
         let rows = net_intervals(&prev, &cur, |_| false);
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].rx_bytes, rows[0].link), (0, drops(5)));
-        assert_eq!((rows[1].rx_bytes, rows[1].link), (7, None));
+        assert_eq!((rows[0].delta.rx_bytes, rows[0].delta.link), (0, drops(5)));
+        assert_eq!((rows[1].delta.rx_bytes, rows[1].delta.link), (7, None));
     }
 }

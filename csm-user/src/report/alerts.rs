@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use csm_store::units::duration;
 use csm_store::{Event, EventRow};
 
 use super::render::{SectionOutput, TextContext};
-use super::rfc3339;
+use super::span::Span;
 use super::table::{CsvTable, TextTable};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -20,15 +19,9 @@ pub struct Alert {
     pub name: String,
     /// The target, user or interface (empty for the daemon's own trouble).
     pub subject: String,
-    #[serde(skip)]
-    pub start_us: i64,
-    #[serde(skip)]
-    pub end_us: Option<i64>,
-    pub start_ts: String,
-    /// Null while it still fires at the end of the range.
-    pub end_ts: Option<String>,
-    /// Up to the end of the range while it still fires.
-    pub duration_s: f64,
+    /// Open (no end) while it still fires at the end of the range.
+    #[serde(flatten)]
+    pub span: Span,
     /// The value it fired with (seconds down, loss %, CPU %, bytes/s, 1).
     pub value: f64,
 }
@@ -45,12 +38,13 @@ impl SectionOutput for Vec<Alert> {
             2,
         );
         for a in self {
+            let [from, to, lasted] = a.span.cells(ctx, "(still)");
             table.push(vec![
                 a.name.clone(),
                 a.subject.clone(),
-                ctx.time(a.start_us),
-                a.end_us.map_or_else(|| "(still)".into(), |t| ctx.time(t)),
-                duration((a.duration_s * 1e6).round() as i64),
+                from,
+                to,
+                lasted,
                 format!("{}", a.value),
             ]);
         }
@@ -77,26 +71,24 @@ pub fn alerts(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Alert> {
                 Alert {
                     name: event.name,
                     subject: event.subject,
-                    start_us: event.since_us,
-                    end_us: None,
-                    start_ts: rfc3339(event.since_us),
-                    end_ts: None,
-                    duration_s: 0.0,
+                    span: Span::new(event.since_us, None, event.since_us),
                     value: event.value,
                 },
             );
         } else if let Some(mut alert) = open.remove(&key) {
-            alert.end_us = Some(row.ts_us);
-            alert.end_ts = Some(rfc3339(row.ts_us));
+            alert.span = Span::new(alert.span.start_us, Some(row.ts_us), row.ts_us);
             found.push(alert);
         }
     }
     found.extend(open.into_values());
     for alert in &mut found {
-        alert.duration_s = (alert.end_us.unwrap_or(to_us) - alert.start_us) as f64 / 1e6;
+        let Span {
+            start_us, end_us, ..
+        } = alert.span;
+        alert.span = Span::new(start_us, end_us, end_us.unwrap_or(to_us));
     }
-    found.retain(|a| a.end_us.unwrap_or(to_us) > from_us && a.start_us < to_us);
-    found.sort_by_key(|a| a.start_us);
+    found.retain(|a| a.span.end_us.unwrap_or(to_us) > from_us && a.span.start_us < to_us);
+    found.sort_by_key(|a| a.span.start_us);
     found
 }
 
@@ -130,12 +122,12 @@ mod tests {
         let found = alerts(&events, 0, 300 * S);
         assert_eq!(found.len(), 2);
         assert_eq!(
-            (found[0].start_us, found[0].end_us),
+            (found[0].span.start_us, found[0].span.end_us),
             (102 * S, Some(110 * S))
         );
-        assert_eq!(found[0].duration_s, 8.0);
-        assert_eq!(found[1].end_us, None);
-        assert_eq!(found[1].duration_s, 105.0);
+        assert_eq!(found[0].span.duration_s, 8.0);
+        assert_eq!(found[1].span.end_us, None);
+        assert_eq!(found[1].span.duration_s, 105.0);
         assert!(alerts(&events, 120 * S, 150 * S).is_empty());
     }
 }

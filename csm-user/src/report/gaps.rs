@@ -8,23 +8,15 @@ use serde::Serialize;
 
 use csm_store::{Event, EventRow, Recovered};
 
-use csm_store::units::duration;
-
 use super::render::{SectionOutput, TextContext};
-use super::rfc3339;
+use super::span::Span;
 use super::table::{CsvTable, TextTable};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Gap {
-    #[serde(skip)]
-    pub start_us: i64,
-    #[serde(skip)]
-    pub end_us: Option<i64>,
-    pub start_ts: String,
-    /// Null while the daemon is still not running at the end of the range.
-    pub end_ts: Option<String>,
-    /// Up to the end of the range for an ongoing gap.
-    pub duration_s: f64,
+    /// Open (no end) while the daemon is still not running at the end of the range.
+    #[serde(flatten)]
+    pub span: Span,
     /// `stopped` (a clean stop), `crashed` (no stop written: a crash, a kill, a power
     /// loss) or `not running` (stopped and not started again in the range).
     pub cause: String,
@@ -39,12 +31,8 @@ impl SectionOutput for Vec<Gap> {
         }
         let mut table = TextTable::new(vec!["from", "to", "duration", "cause"], 2);
         for g in self {
-            table.push(vec![
-                ctx.time(g.start_us),
-                g.end_us.map_or_else(|| "(still)".into(), |t| ctx.time(t)),
-                duration((g.duration_s * 1e6).round() as i64),
-                g.cause.clone(),
-            ]);
+            let [from, to, lasted] = g.span.cells(ctx, "(still)");
+            table.push(vec![from, to, lasted, g.cause.clone()]);
         }
         table.write(out);
     }
@@ -83,7 +71,7 @@ pub fn gaps(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Gap> {
     if let Some(stop) = stopped_at.filter(|&s| s < to_us) {
         found.push(gap(stop, None, to_us, "not running"));
     }
-    found.retain(|g| g.end_us.unwrap_or(to_us) > from_us && g.start_us < to_us);
+    found.retain(|g| g.span.end_us.unwrap_or(to_us) > from_us && g.span.start_us < to_us);
     found
 }
 
@@ -102,11 +90,7 @@ fn recovered_from(after_start: &[EventRow]) -> Option<i64> {
 
 fn gap(start_us: i64, end_us: Option<i64>, to_us: i64, cause: &str) -> Gap {
     Gap {
-        start_us,
-        end_us,
-        start_ts: rfc3339(start_us),
-        end_ts: end_us.map(rfc3339),
-        duration_s: (end_us.unwrap_or(to_us) - start_us) as f64 / 1e6,
+        span: Span::new(start_us, end_us, end_us.unwrap_or(to_us)),
         cause: cause.to_string(),
     }
 }
@@ -146,9 +130,9 @@ mod tests {
             .into_iter()
             .map(|g| {
                 (
-                    g.start_us / S,
-                    g.end_us.map(|e| e / S),
-                    g.duration_s,
+                    g.span.start_us / S,
+                    g.span.end_us.map(|e| e / S),
+                    g.span.duration_s,
                     g.cause,
                 )
             })
@@ -173,7 +157,10 @@ mod tests {
             at(90, Event::Start("csm".into())),
         ];
         let found = gaps(&events, 0, 100 * S);
-        assert_eq!((found[0].start_us, found[0].end_us), (50 * S, Some(90 * S)));
+        assert_eq!(
+            (found[0].span.start_us, found[0].span.end_us),
+            (50 * S, Some(90 * S))
+        );
         assert_eq!(found[0].cause, "crashed");
     }
 }

@@ -16,6 +16,7 @@ pub mod interfaces;
 pub mod ping;
 pub mod read;
 pub mod render;
+pub mod span;
 pub mod table;
 pub mod users;
 

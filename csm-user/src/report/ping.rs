@@ -9,10 +9,10 @@ use serde::Serialize;
 use csm_store::stats::quantile_sorted;
 use csm_store::PingRow;
 
-use csm_store::units::{duration, pct, rtt};
+use csm_store::units::{pct, rtt};
 
 use super::render::{SectionOutput, TextContext};
-use super::rfc3339;
+use super::span::Span;
 use super::table::{value, CsvTable, TextTable};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -33,14 +33,9 @@ pub struct Target {
 /// Columns as `analysis/queries/ping_outages.sql` names them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outage {
-    #[serde(skip)]
-    pub start_us: i64,
-    #[serde(skip)]
-    pub end_us: Option<i64>,
-    pub start_ts: String,
-    /// Null while the outage goes on.
-    pub end_ts: Option<String>,
-    pub duration_s: f64,
+    /// Open (no end) while the outage goes on; its duration up to its last measurement.
+    #[serde(flatten)]
+    pub span: Span,
     pub measurements: usize,
     pub first_error: Option<String>,
     pub ongoing: bool,
@@ -79,11 +74,12 @@ impl SectionOutput for Vec<Target> {
         let mut outages = TextTable::new(vec!["outage of", "start", "end", "duration", "error"], 3);
         for t in self {
             for o in &t.outages {
+                let [start, end, lasted] = o.span.cells(ctx, "ongoing");
                 outages.push(vec![
                     t.target.clone(),
-                    ctx.time(o.start_us),
-                    o.end_us.map_or_else(|| "ongoing".into(), |t| ctx.time(t)),
-                    duration((o.duration_s * 1e6).round() as i64),
+                    start,
+                    end,
+                    lasted,
                     o.first_error.clone().unwrap_or_default(),
                 ]);
             }
@@ -152,18 +148,14 @@ fn target_line(target: &str, rows: &[&PingRow]) -> Target {
         .collect();
     rtts.sort_unstable_by(f64::total_cmp);
     let outages = csm_store::outages::of_rows(rows.iter().copied())
-    .into_iter()
-    .map(|o| Outage {
-        start_us: o.start_us,
-        end_us: o.end_us,
-        start_ts: rfc3339(o.start_us),
-        end_ts: o.end_us.map(rfc3339),
-        duration_s: o.duration_us() as f64 / 1e6,
-        measurements: o.measurements,
-        first_error: rows[o.first].error.clone(),
-        ongoing: o.ongoing(),
-    })
-    .collect();
+        .into_iter()
+        .map(|o| Outage {
+            span: Span::new(o.start_us, o.end_us, o.until_us),
+            measurements: o.measurements,
+            first_error: rows[o.first].error.clone(),
+            ongoing: o.ongoing(),
+        })
+        .collect();
     Target {
         target: target.to_string(),
         measurements: rows.len() as i64,
@@ -224,8 +216,11 @@ mod tests {
         let [outage] = &gw.outages[..] else {
             panic!("{:?}", gw.outages)
         };
-        assert_eq!(outage.start_ts, "1970-01-01T00:00:40.000000Z");
-        assert_eq!((outage.end_ts.clone(), outage.duration_s), (None, 20.0));
+        assert_eq!(outage.span.start_ts, "1970-01-01T00:00:40.000000Z");
+        assert_eq!(
+            (outage.span.end_ts.clone(), outage.span.duration_s),
+            (None, 20.0)
+        );
         assert!(outage.ongoing);
         let nohost = &lines[1];
         assert_eq!((nohost.loss_pct, nohost.rtt_p50_ms), (None, None));

@@ -442,26 +442,30 @@ fn read_pair<T: Send, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::R
     Read::gather(per_file)
 }
 
+/// A closure from one kind of row to a span: the fields listed before `;` copied from the
+/// row's columns of the same name, the rest given. Raw rows and their roll-ups share most
+/// column names, so each projection lists only what differs.
+macro_rules! project {
+    (|$r:ident: $row:ty| $span:ident { $($same:ident),* ; $($field:ident: $value:expr),* $(,)? }) => {
+        |$r: $row| $span {
+            $($field: $value,)*
+            $($same: $r.$same,)*
+        }
+    };
+}
+
 fn read_cpu(tree: &DataTree, range: Range<'_>) -> Read<CpuSpan> {
     let pair = Pair {
         raw_columns: &columns::CPU,
         minute_columns: &columns::CPU_MINUTE,
-        raw: |r: CpuRow| CpuSpan {
-            ts_us: r.ts_us,
-            dur_ms: r.dur_ms,
-            uid: r.uid,
-            user: r.user,
-            cpu_ns: r.cpu_ns,
+        raw: project!(|r: CpuRow| CpuSpan {
+            ts_us, dur_ms, uid, user, cpu_ns;
             pct_peak: r.cpu_pct,
-        },
-        minute: |r: CpuMinuteRow| CpuSpan {
-            ts_us: r.ts_us,
-            dur_ms: r.dur_ms,
-            uid: r.uid,
-            user: r.user,
-            cpu_ns: r.cpu_ns,
+        }),
+        minute: project!(|r: CpuMinuteRow| CpuSpan {
+            ts_us, dur_ms, uid, user, cpu_ns;
             pct_peak: r.cpu_pct_max,
-        },
+        }),
     };
     read_pair(tree, range, pair)
 }
@@ -470,24 +474,21 @@ fn read_mem(tree: &DataTree, range: Range<'_>) -> Read<MemSpan> {
     let pair = Pair {
         raw_columns: &columns::MEM,
         minute_columns: &columns::MEM_MINUTE,
-        raw: |r: MemRow| MemSpan {
-            uid: r.uid,
-            user: r.user,
+        raw: project!(|r: MemRow| MemSpan {
+            uid, user;
             samples: 1,
             rss_mean: r.rss_bytes,
             rss_peak: r.rss_bytes,
             pss_mean: r.pss_bytes,
             pss_peak: r.pss_bytes,
-        },
-        minute: |r: MemMinuteRow| MemSpan {
-            uid: r.uid,
-            user: r.user,
-            samples: r.samples,
+        }),
+        minute: project!(|r: MemMinuteRow| MemSpan {
+            uid, user, samples;
             rss_mean: r.rss_bytes_mean,
             rss_peak: r.rss_bytes_max,
             pss_mean: r.pss_bytes_mean,
             pss_peak: r.pss_bytes_mean,
-        },
+        }),
     };
     read_pair(tree, range, pair)
 }
@@ -496,22 +497,10 @@ fn read_net_uid(tree: &DataTree, range: Range<'_>) -> Read<UidBytes> {
     let pair = Pair {
         raw_columns: &columns::NET_UID,
         minute_columns: &columns::NET_UID,
-        raw: |r: NetUidRow| UidBytes {
-            ts_us: r.ts_us,
-            dur_ms: r.dur_ms,
-            uid: r.uid,
-            user: r.user,
-            rx_bytes: r.rx_bytes,
-            tx_bytes: r.tx_bytes,
-        },
-        minute: |r: NetUidMinuteRow| UidBytes {
-            ts_us: r.ts_us,
-            dur_ms: r.dur_ms,
-            uid: r.uid,
-            user: r.user,
-            rx_bytes: r.rx_bytes,
-            tx_bytes: r.tx_bytes,
-        },
+        raw: project!(|r: NetUidRow| UidBytes { ts_us, dur_ms, uid, user, rx_bytes, tx_bytes; }),
+        minute: project!(|r: NetUidMinuteRow| UidBytes {
+            ts_us, dur_ms, uid, user, rx_bytes, tx_bytes;
+        }),
     };
     read_pair(tree, range, pair)
 }
@@ -523,44 +512,24 @@ fn read_net(
     range: Range<'_>,
     (raw_columns, minute_columns): (&[&str], &[&str]),
 ) -> Read<NetSpan> {
+    fn per_s(bytes: i64, dur_ms: i64) -> f64 {
+        bytes as f64 * 1000.0 / dur_ms.max(1) as f64
+    }
     let pair = Pair {
         raw_columns,
         minute_columns,
-        raw: |r: NetRow| {
-            let per_s = |bytes: i64| bytes as f64 * 1000.0 / r.dur_ms.max(1) as f64;
-            NetSpan {
-                rx_peak: per_s(r.rx_bytes),
-                tx_peak: per_s(r.tx_bytes),
-                ts_us: r.ts_us,
-                dur_ms: r.dur_ms,
-                netns: r.netns,
-                iface: r.iface,
-                rx_bytes: r.rx_bytes,
-                tx_bytes: r.tx_bytes,
-                rx_packets: r.rx_packets,
-                tx_packets: r.tx_packets,
-                rx_errors: r.rx_errors,
-                tx_errors: r.tx_errors,
-                rx_dropped: r.rx_dropped,
-                tx_dropped: r.tx_dropped,
-            }
-        },
-        minute: |r: NetMinuteRow| NetSpan {
-            ts_us: r.ts_us,
-            dur_ms: r.dur_ms,
-            netns: r.netns,
-            iface: r.iface,
-            rx_bytes: r.rx_bytes,
-            tx_bytes: r.tx_bytes,
-            rx_packets: r.rx_packets,
-            tx_packets: r.tx_packets,
+        raw: project!(|r: NetRow| NetSpan {
+            ts_us, dur_ms, netns, iface, rx_bytes, tx_bytes, rx_packets, tx_packets,
+            rx_errors, tx_errors, rx_dropped, tx_dropped;
+            rx_peak: per_s(r.rx_bytes, r.dur_ms),
+            tx_peak: per_s(r.tx_bytes, r.dur_ms),
+        }),
+        minute: project!(|r: NetMinuteRow| NetSpan {
+            ts_us, dur_ms, netns, iface, rx_bytes, tx_bytes, rx_packets, tx_packets,
+            rx_errors, tx_errors, rx_dropped, tx_dropped;
             rx_peak: r.rx_bytes_per_s_max,
             tx_peak: r.tx_bytes_per_s_max,
-            rx_errors: r.rx_errors,
-            tx_errors: r.tx_errors,
-            rx_dropped: r.rx_dropped,
-            tx_dropped: r.tx_dropped,
-        },
+        }),
     };
     read_pair(tree, range, pair)
 }

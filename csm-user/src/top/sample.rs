@@ -298,10 +298,10 @@ fn proc_interfaces(
                 netns: None,
                 host_netns: true,
                 netns_label: HOST_LABEL.to_string(),
-                rx_bytes_per_s: rate(|i| i.rx_bytes),
-                tx_bytes_per_s: rate(|i| i.tx_bytes),
-                rx_packets_per_s: rate(|i| i.rx_packets),
-                tx_packets_per_s: rate(|i| i.tx_packets),
+                rx_bytes_per_s: rate(|i| i.delta.rx_bytes),
+                tx_bytes_per_s: rate(|i| i.delta.tx_bytes),
+                rx_packets_per_s: rate(|i| i.delta.rx_packets),
+                tx_packets_per_s: rate(|i| i.delta.tx_packets),
             }
         })
         .collect()

@@ -73,19 +73,19 @@ fn rows(prev: &NetSample, cur: &NetSample, intervals: Vec<NetInterval>) -> Vec<N
     let dur_ms = Stamp::dur_ms(prev.at, cur.at);
     intervals
         .into_iter()
-        .map(|i| NetRow {
+        .map(|NetInterval { iface, delta: d }| NetRow {
             ts_us: cur.at.wall_us,
             dur_ms,
-            iface: i.iface,
+            iface,
             // 0 (no interface has it) where /sys/class/net does not say.
-            ifindex: i.ifindex.map_or(0, i64::from),
+            ifindex: d.ifindex.map_or(0, i64::from),
             netns: None,
-            rx_bytes: clamp(i.rx_bytes),
-            tx_bytes: clamp(i.tx_bytes),
-            rx_packets: clamp(i.rx_packets),
-            tx_packets: clamp(i.tx_packets),
+            rx_bytes: clamp(d.rx_bytes),
+            tx_bytes: clamp(d.tx_bytes),
+            rx_packets: clamp(d.rx_packets),
+            tx_packets: clamp(d.tx_packets),
             source: Source::Proc,
-            ..link_columns(i.link)
+            ..link_columns(d.link)
         })
         .collect()
 }
