@@ -193,9 +193,13 @@ impl Alerts {
             history.remove(1);
         }
         history.push_back((row.ts_us, row.sent, row.received));
-        let outage = outages(history.iter().map(|&(ts, _, received)| (ts, received, true)))
-            .into_iter()
-            .last();
+        let outage = outages(
+            history
+                .iter()
+                .map(|&(ts, _, received)| (ts, received, true)),
+        )
+        .into_iter()
+        .last();
         for index in 0..self.rules.len() {
             match &self.rules[index].kind {
                 Kind::Outage { target, for_ } if *target == row.target => {
