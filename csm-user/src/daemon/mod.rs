@@ -188,8 +188,14 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
 
 /// The data dir, created if missing and opened once: see [`HeldDir`].
 fn hold_data_dir(settings: &Settings) -> Result<HeldDir, RunError> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir)
+    // 0750 as documented, whatever the umask lets through (umask 000 would make it 0777,
+    // which the store then rightly refuses as writable by others).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
         .and_then(|()| HeldDir::open(dir))
         .map_err(|err| RunError::usage(format!("data dir {}: {err}", dir.display())))
 }
@@ -199,8 +205,13 @@ fn hold_data_dir(settings: &Settings) -> Result<HeldDir, RunError> {
 fn open_data_dir(settings: &Settings, named: &Path) -> Result<Store, RunError> {
     let mut options = StoreOptions::new(&settings.data_dir, &settings.host);
     options.allow_unsafe_data_dir = settings.allow_unsafe_data_dir;
-    Store::open(options)
-        .map_err(|err| RunError::usage(format!("data dir {}: {err}", named.display())))
+    // The store sees the held descriptor's path (/proc/self/fd/N): its messages name the
+    // data dir as the user gave it.
+    let held = settings.data_dir.display().to_string();
+    Store::open(options).map_err(|err| {
+        let message = err.to_string().replace(&held, &named.display().to_string());
+        RunError::usage(format!("data dir {}: {message}", named.display()))
+    })
 }
 
 /// The stop signals, installed before anything starts so that none is missed.
