@@ -570,7 +570,8 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
     assert!(installed(), "dpkg -i: {}", text(&out));
 
     // The binaries: stripped (the debug info is in the -dbgsym .ddeb beside the .deb),
-    // together under 30 MB, the same build as target/release.
+    // together under 45 MB (24.1 + 15.5 MB this round: the typed reader, the metrics
+    // endpoint and the alerts took them from 25.8 MB), the same build as target/release.
     let mut total = 0;
     for bin in ["/usr/bin/csm", "/usr/bin/csm-plot"] {
         let meta = std::fs::metadata(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
@@ -581,7 +582,7 @@ fn the_package_installs_runs_and_leaves_the_data_when_removed() {
         );
         total += meta.len();
     }
-    assert!(total < 30_000_000, "installed binaries take {total} bytes");
+    assert!(total < 45_000_000, "installed binaries take {total} bytes");
     let dbgsym = deb.with_file_name(format!(
         "csm-dbgsym_{}_amd64.ddeb",
         env!("CARGO_PKG_VERSION")
