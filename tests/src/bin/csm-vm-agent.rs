@@ -327,14 +327,7 @@ fn checks() -> bool {
         format!("{replied} of {} measurements replied", rows.len())
     });
     check("backend-event", &mut ok, || {
-        let events: Vec<String> = data
-            .events()
-            .into_iter()
-            .filter_map(|(_, e)| match e {
-                Event::Backend(text) => Some(text),
-                _ => None,
-            })
-            .collect();
+        let events = backend_events(&data);
         assert!(!events.is_empty(), "no backend event");
         for e in &events {
             metric("backend_event", e);
@@ -348,14 +341,7 @@ fn checks() -> bool {
     });
     // Every kernel of the matrix can run every program: a fallback here is a regression.
     check("every-feature-on-ebpf", &mut ok, || {
-        let events: Vec<String> = data
-            .events()
-            .into_iter()
-            .filter_map(|(_, e)| match e {
-                Event::Backend(text) => Some(text),
-                _ => None,
-            })
-            .collect();
+        let events = backend_events(&data);
         for event in &events {
             for feature in [
                 "ebpf (tp_btf sched_switch)",
@@ -758,4 +744,15 @@ fn run_command(cmd: &[String]) -> bool {
             false
         }
     }
+}
+
+/// The details of the daemon's `backend` events: which source each feature uses, and why.
+fn backend_events(data: &DataDir) -> Vec<String> {
+    data.events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Backend(text) => Some(text),
+            _ => None,
+        })
+        .collect()
 }
