@@ -71,7 +71,7 @@ impl MemIter {
             _ => None,
         };
         Ok(Walk {
-            processes: records
+            processes: one_per_process(records)
                 .iter()
                 .map(|r| process_mem(r, self.page_size))
                 .collect(),
@@ -99,6 +99,16 @@ pub struct Walk {
     pub processes: Vec<ProcessMem>,
     /// Tasks (threads and kernel threads) the walk visited, from its trailer record.
     pub tasks_visited: Option<u64>,
+}
+
+/// The records of a walk with each pid once. The kernel's task iterator may show a
+/// process twice in one walk when the walk spans several `read`s (seen on Linux 6.12 in
+/// the kernel matrix: one user's 3 stopped processes came out as 4, the parent twice);
+/// counting it twice would add its whole RSS to its user. The first record is kept.
+fn one_per_process(mut records: Vec<MemRecord>) -> Vec<MemRecord> {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    records.retain(|r| seen.insert(r.pid));
+    records
 }
 
 /// What /proc/<pid>/status shows (VmRSS = anon + file + shmem, VmSwap), each counter
@@ -213,5 +223,22 @@ mod tests {
         );
         let err = parse_records(&bytes[1..]).unwrap_err();
         assert!(err.to_string().contains("whole number"), "{err}");
+    }
+
+    #[test]
+    fn a_process_shown_twice_counts_once() {
+        let record = |pid, uid| MemRecord {
+            pid,
+            uid,
+            pages: [1, 2, 0, 0],
+        };
+        let walk = vec![
+            record(1, 0),
+            record(7, 1000),
+            record(8, 1000),
+            record(7, 1000),
+        ];
+        let pids: Vec<u32> = one_per_process(walk).iter().map(|r| r.pid).collect();
+        assert_eq!(pids, vec![1, 7, 8]);
     }
 }
