@@ -27,8 +27,7 @@ impl Problems {
 /// Unreadable files are skipped here: drawing names them.
 pub fn first_row_us(tree: &DataTree, from_us: i64, to_us: i64) -> Option<i64> {
     // Every collected table but the daemon's own events: the data a chart draws.
-    Table::ALL
-        .into_iter()
+    Table::written()
         .filter(|&table| table != Table::Events)
         .filter_map(|table| {
             let hours = tree.hour_files(table, from_us, to_us);

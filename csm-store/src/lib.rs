@@ -61,6 +61,6 @@ pub use reader::{
     MAX_ROWS_PER_FILE,
 };
 pub use store::{Store, TableRows};
-pub use table::{FromBatch, Row, Table, SCHEMA_VERSION};
+pub use table::{FromBatch, Row, Writing, SCHEMA_VERSION};
 pub use tables::*;
 pub use writer::{StoreOptions, TableWriter, WriteError};

@@ -346,6 +346,13 @@ pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
     PingRow::minutes(rows)
 }
 
+/// What [`Table::visit_written`](crate::Table::visit_written) hands each table's row
+/// type to, by how the daemon writes it.
+pub trait WrittenTables {
+    fn rolled_up<R: RollUp>(&mut self);
+    fn plain<R: Row>(&mut self);
+}
+
 /// A raw table with a 1-minute roll-up: its rows, added batch after batch, make the
 /// roll-up's rows. What is held between batches is one entry per key and minute (and a
 /// minute's RTTs for `ping`), never the raw rows.

@@ -10,9 +10,9 @@ use crate::beneath;
 use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
-use crate::rollup::{job, RollUp, Step};
-use crate::table::{Row, Table};
-use crate::tables::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
+use crate::rollup::{job, RollUp, Step, WrittenTables};
+use crate::table::Row;
+use crate::tables::{EventRow, Table};
 use crate::writer::{
     check_writable, create_dir_all, remove_stray_temporaries, StoreOptions, TableWriter, WriteError,
 };
@@ -124,6 +124,23 @@ impl Entry {
     }
 }
 
+/// Makes the writer of every table the daemon writes, from the catalog.
+struct Entries<'a> {
+    opts: &'a StoreOptions,
+    tables: BTreeMap<Table, Entry>,
+}
+
+impl WrittenTables for Entries<'_> {
+    fn rolled_up<R: RollUp>(&mut self) {
+        self.tables
+            .insert(R::TABLE, Entry::rolled_up::<R>(self.opts));
+    }
+
+    fn plain<R: Row>(&mut self) {
+        self.tables.insert(R::TABLE, Entry::plain::<R>(self.opts));
+    }
+}
+
 /// Every table's writer, and the data dir's lock.
 pub struct Store {
     pub opts: StoreOptions,
@@ -154,18 +171,14 @@ impl Store {
         let lock = DataDirLock::acquire(&opts.data_dir)?;
         check_writable(&opts.data_dir)?;
         remove_stray_temporaries(&opts.data_dir)?;
-        let tables = [
-            Entry::rolled_up::<CpuRow>(&opts),
-            Entry::rolled_up::<MemRow>(&opts),
-            Entry::rolled_up::<NetRow>(&opts),
-            Entry::rolled_up::<NetUidRow>(&opts),
-            Entry::rolled_up::<PingRow>(&opts),
-            Entry::plain::<UbcRow>(&opts),
-            Entry::plain::<EventRow>(&opts),
-        ];
+        let mut entries = Entries {
+            opts: &opts,
+            tables: BTreeMap::new(),
+        };
+        Table::visit_written(&mut entries);
         Ok(Store {
             _lock: lock,
-            tables: Table::ALL.into_iter().zip(tables).collect(),
+            tables: entries.tables,
             rollups_due: BTreeMap::new(),
             rollup_job: None,
             opts,
@@ -358,8 +371,8 @@ impl Store {
     pub fn apply_retention(&self, now_us: i64, retain: std::time::Duration) -> Vec<PathBuf> {
         let cutoff_us = now_us - retain.as_micros().min(i64::MAX as u128) as i64;
         let mut removed = Vec::new();
-        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
-            let dir = layout::table_host_dir(&self.opts.data_dir, *table, &self.opts.host);
+        for &table in Table::EVERY {
+            let dir = layout::table_host_dir(&self.opts.data_dir, table, &self.opts.host);
             let Ok(rel) = dir.strip_prefix(&self.opts.data_dir) else {
                 continue;
             };
@@ -381,6 +394,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::tables::{CpuRow, MemRow, PingRow};
     use std::fs::{self, File};
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
@@ -462,10 +476,10 @@ mod tests {
 
     #[test]
     fn every_table_reads_back_with_its_own_schema_without_the_arrow_metadata() {
-        for table in Table::ALL.iter().chain(Table::ROLLUPS.iter()) {
+        for &table in Table::EVERY {
             let schema = table.schema();
             let batch = arrow::record_batch::RecordBatch::new_empty(schema.clone());
-            let props = writer_properties(*table, "h");
+            let props = writer_properties(table, "h");
             let file = tempfile::tempfile().unwrap();
             let mut writer = ArrowWriter::try_new_with_options(
                 file.try_clone().unwrap(),
@@ -865,7 +879,10 @@ mod tests {
     fn every_collected_table_has_a_writer_and_rows_find_theirs() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
-        assert_eq!(store.tables.keys().copied().collect::<Vec<_>>(), Table::ALL);
+        assert_eq!(
+            store.tables.keys().copied().collect::<Vec<_>>(),
+            Table::written().collect::<Vec<_>>()
+        );
         store.extend_rows(vec![cpu_row(1_000_000, 7)].into());
         store.extend_rows(vec![EventRow::new(1_000_000, &Event::Stop("x".into()))].into());
         assert_eq!(store.unwritten_rows(), 2);

@@ -10,95 +10,99 @@ use arrow::record_batch::RecordBatch;
 
 use crate::column::Column;
 use crate::layout::hour_of;
-use crate::tables::*;
+pub use crate::tables::Table;
 
 /// `csm.schema_version` in every file's key-value metadata.
 pub const SCHEMA_VERSION: &str = "3";
 
-/// The tables csm writes; the name is the top folder under the data dir.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
-    Cpu,
-    Mem,
-    Net,
-    NetUid,
-    Ping,
-    Ubc,
-    Events,
-    /// 1-minute roll-ups of finished hours, so that months read fast.
-    CpuMinute,
-    NetMinute,
-    NetUidMinute,
-    MemMinute,
-    PingMinute,
+/// Declares the list of tables, once (the invocation is at the end of `tables.rs`,
+/// under the row declarations): the [`Table`] enum, its folder names, the written and
+/// roll-up lists, the columns of each, and [`Table::visit_written`], which hands every
+/// written table's row type to the store so that `Store::open` needs no list of its own.
+///
+/// Each line: variant, folder name, row type, and how the daemon writes it:
+/// `rolled_up` (raw rows, rolled up into a minute table), `plain` (raw rows, no
+/// roll-up) or `rollup` (a minute table, written from another's rows).
+#[macro_export]
+macro_rules! catalog {
+    ($( $variant:ident = $name:literal => $row:ident, $how:ident; )+) => {
+        /// The tables csm writes; the name is the top folder under the data dir.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Table {
+            $( $variant, )+
+        }
+
+        impl Table {
+            /// Every table, in declaration order.
+            pub const EVERY: &'static [Table] = &[$( Table::$variant ),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Table::$variant => $name, )+
+                }
+            }
+
+            /// The columns, as the table's row declaration gives them.
+            pub fn columns(self) -> Vec<$crate::column::Column> {
+                match self {
+                    $( Table::$variant => <$row as $crate::Row>::columns(), )+
+                }
+            }
+
+            /// How the daemon writes the table.
+            pub fn writing(self) -> $crate::table::Writing {
+                match self {
+                    $( Table::$variant => $crate::catalog!(@writing $how), )+
+                }
+            }
+
+            /// Hands the row type of every table the daemon writes as it collects to
+            /// `visitor`, in declaration order.
+            pub fn visit_written(visitor: &mut impl $crate::rollup::WrittenTables) {
+                $( $crate::catalog!(@visit visitor $row $how); )+
+            }
+        }
+    };
+    (@writing rolled_up) => { $crate::table::Writing::RolledUp };
+    (@writing plain) => { $crate::table::Writing::Plain };
+    (@writing rollup) => { $crate::table::Writing::Rollup };
+    (@visit $visitor:ident $row:ident rolled_up) => { $visitor.rolled_up::<$row>() };
+    (@visit $visitor:ident $row:ident plain) => { $visitor.plain::<$row>() };
+    (@visit $visitor:ident $row:ident rollup) => {};
+}
+
+/// How the daemon writes a table (see [`catalog!`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writing {
+    /// Raw rows as it collects, rolled up into a minute table when an hour ends.
+    RolledUp,
+    /// Raw rows as it collects, no roll-up.
+    Plain,
+    /// A 1-minute roll-up of another table's finished hours.
+    Rollup,
 }
 
 impl Table {
     /// The tables the daemon writes as it collects.
-    pub const ALL: [Table; 7] = [
-        Table::Cpu,
-        Table::Mem,
-        Table::Net,
-        Table::NetUid,
-        Table::Ping,
-        Table::Ubc,
-        Table::Events,
-    ];
+    pub fn written() -> impl Iterator<Item = Table> {
+        Table::EVERY
+            .iter()
+            .copied()
+            .filter(|t| t.writing() != Writing::Rollup)
+    }
 
     /// Roll-up tables: one row per key per minute, `ts` = the end of the minute.
-    pub const ROLLUPS: [Table; 5] = [
-        Table::CpuMinute,
-        Table::NetMinute,
-        Table::NetUidMinute,
-        Table::MemMinute,
-        Table::PingMinute,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Cpu => "cpu",
-            Table::Mem => "mem",
-            Table::Net => "net",
-            Table::NetUid => "net_uid",
-            Table::Ping => "ping",
-            Table::Ubc => "ubc",
-            Table::Events => "events",
-            Table::CpuMinute => "cpu_1m",
-            Table::NetMinute => "net_1m",
-            Table::NetUidMinute => "net_uid_1m",
-            Table::MemMinute => "mem_1m",
-            Table::PingMinute => "ping_1m",
-        }
+    pub fn rollups() -> impl Iterator<Item = Table> {
+        Table::EVERY.iter().copied().filter(|t| t.is_rollup())
     }
 
     /// The table whose folder is `name`.
     pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL
-            .into_iter()
-            .chain(Table::ROLLUPS)
-            .find(|t| t.name() == name)
+        Table::EVERY.iter().copied().find(|t| t.name() == name)
     }
 
     pub fn is_rollup(self) -> bool {
-        Table::ROLLUPS.contains(&self)
-    }
-
-    /// The columns, as the table's row declaration gives them.
-    pub fn columns(self) -> Vec<Column> {
-        match self {
-            Table::Cpu => CpuRow::columns(),
-            Table::Mem => MemRow::columns(),
-            Table::Net => NetRow::columns(),
-            Table::NetUid => NetUidRow::columns(),
-            Table::Ping => PingRow::columns(),
-            Table::Ubc => UbcRow::columns(),
-            Table::Events => EventRow::columns(),
-            Table::CpuMinute => CpuMinuteRow::columns(),
-            Table::NetMinute => NetMinuteRow::columns(),
-            Table::NetUidMinute => NetUidMinuteRow::columns(),
-            Table::MemMinute => MemMinuteRow::columns(),
-            Table::PingMinute => PingMinuteRow::columns(),
-        }
+        self.writing() == Writing::Rollup
     }
 
     pub fn schema(self) -> SchemaRef {
@@ -286,7 +290,7 @@ net_uid_1m ts:ts[UTC] dur_ms:i64 uid:i64 user:str? rx_bytes:i64 tx_bytes:i64\n\
 mem_1m ts:ts[UTC] uid:i64 user:str? samples:i64 nproc_max:i64 rss_bytes_mean:i64 rss_bytes_max:i64 pss_bytes_mean:i64? swap_bytes_mean:i64?\n\
 ping_1m ts:ts[UTC] target:str measurements:i64 sent:i64 received:i64 loss_pct:f64? rtt_min_ms:f64? rtt_avg_ms:f64? rtt_p50_ms:f64? rtt_p90_ms:f64? rtt_p99_ms:f64? rtt_max_ms:f64?";
         let lines: Vec<&str> = contract.lines().collect();
-        assert_eq!(lines.len(), Table::ALL.len() + Table::ROLLUPS.len());
+        assert_eq!(lines.len(), Table::EVERY.len());
         for line in lines {
             let (name, columns) = line.split_once(' ').unwrap();
             let table = Table::from_name(name).unwrap();
@@ -296,7 +300,7 @@ ping_1m ts:ts[UTC] target:str measurements:i64 sent:i64 received:i64 loss_pct:f6
 
     #[test]
     fn table_names_read_back() {
-        for table in Table::ALL.into_iter().chain(Table::ROLLUPS) {
+        for &table in Table::EVERY {
             assert_eq!(Table::from_name(table.name()), Some(table));
         }
         assert_eq!(Table::from_name("nope"), None);

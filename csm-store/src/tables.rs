@@ -230,3 +230,21 @@ impl EventRow {
         crate::Event::parse(&self.event, self.detail.as_deref())
     }
 }
+
+// Every table, once: the `Table` enum, the folder names and the lists the store, the
+// readers and the tests walk all come from these lines (see `catalog!` in `table.rs`).
+// A new table is a `table!` declaration above and a line here.
+crate::catalog! {
+    Cpu = "cpu" => CpuRow, rolled_up;
+    Mem = "mem" => MemRow, rolled_up;
+    Net = "net" => NetRow, rolled_up;
+    NetUid = "net_uid" => NetUidRow, rolled_up;
+    Ping = "ping" => PingRow, rolled_up;
+    Ubc = "ubc" => UbcRow, plain;
+    Events = "events" => EventRow, plain;
+    CpuMinute = "cpu_1m" => CpuMinuteRow, rollup;
+    NetMinute = "net_1m" => NetMinuteRow, rollup;
+    NetUidMinute = "net_uid_1m" => NetUidMinuteRow, rollup;
+    MemMinute = "mem_1m" => MemMinuteRow, rollup;
+    PingMinute = "ping_1m" => PingMinuteRow, rollup;
+}

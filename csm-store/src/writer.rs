@@ -196,8 +196,7 @@ impl<R: Row> TableWriter<R> {
             max_rows: opts.max_rows_per_table.max(1),
             dropped: 0,
             finished: Vec::new(),
-            final_write_delay_us: Table::ALL.iter().position(|t| *t == R::TABLE).unwrap_or(0)
-                as i64
+            final_write_delay_us: Table::written().position(|t| t == R::TABLE).unwrap_or(0) as i64
                 * FINAL_WRITE_STAGGER_US,
             rewrite_whole_hour: opts.rewrite_whole_hour_at_flush,
             compact_next_flush: false,
