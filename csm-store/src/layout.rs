@@ -6,16 +6,11 @@ use chrono::{DateTime, Utc};
 
 use crate::table::Table;
 
-pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+pub use crate::time::{hour_of, MICROS_PER_HOUR};
 
 /// Suffix of a temporary being written; it must not end in `.parquet`, or readers
 /// globbing `**/*.parquet` (which matches hidden files too) would open it half-written.
 pub const TEMP_SUFFIX: &str = ".parquet.tmp";
-
-/// The hour (hours since the epoch) a timestamp falls into.
-pub fn hour_of(ts_us: i64) -> i64 {
-    ts_us.div_euclid(MICROS_PER_HOUR)
-}
 
 /// Host names become a partition value: keep them to characters every engine and file
 /// system takes as they are.

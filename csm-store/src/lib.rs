@@ -33,6 +33,7 @@ pub mod beneath;
 pub mod bombs;
 pub mod column;
 pub mod data_dir;
+mod declare;
 pub mod events;
 mod growing;
 pub mod layout;

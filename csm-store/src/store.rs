@@ -401,12 +401,12 @@ mod tests {
 
     use super::*;
     use crate::events::Source;
+    use crate::growing::writer_options;
     use crate::layout::MICROS_PER_HOUR;
     use crate::reader::read_rows;
     use crate::table::SCHEMA_VERSION;
     use crate::writer::{
-        writer_options, writer_properties, DIR_MODE, FILE_MODE, FINAL_WRITE_STAGGER_US,
-        LATE_ROW_GRACE_US,
+        writer_properties, DIR_MODE, FILE_MODE, FINAL_WRITE_STAGGER_US, LATE_ROW_GRACE_US,
     };
     use arrow::array::{Array, Int64Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

@@ -12,9 +12,8 @@
 //! time the measurement started; for roll-ups the end of the minute.
 
 use crate::events::Source;
-use crate::table;
 
-table! {
+crate::table! {
     /// CPU time of one uid in one interval (only uids that ran).
     pub struct CpuRow in Cpu, names CpuColumns {
         ts_us as "ts": i64 = Time,
@@ -29,7 +28,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// Memory of one uid's processes at one sample.
     pub struct MemRow in Mem, names MemColumns {
         ts_us as "ts": i64 = Time,
@@ -43,7 +42,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// Traffic of one interface (of one network namespace) in one interval.
     pub struct NetRow in Net, names NetColumns {
         ts_us as "ts": i64 = Time,
@@ -67,7 +66,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// IP-layer bytes of one uid's sockets in one interval.
     pub struct NetUidRow in NetUid, names NetUidColumns {
         ts_us as "ts": i64 = Time,
@@ -79,7 +78,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// One scheduled measurement of a ping target (`ts`: when it started).
     pub struct PingRow in Ping, names PingColumns {
         ts_us as "ts": i64 = Time,
@@ -97,7 +96,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// One OpenVZ beancounter resource at one sample.
     pub struct UbcRow in Ubc, names UbcColumns {
         ts_us as "ts": i64 = Time,
@@ -112,7 +111,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// Something the daemon itself did; see [`Event`](crate::Event) for the typed view.
     pub struct EventRow in Events, names EventColumns {
         ts_us as "ts": i64 = Time,
@@ -124,7 +123,7 @@ table! {
 // Roll-ups: one row per key and minute of a finished hour (`rollup.rs` computes them).
 // `ts` is the end of the minute; keys and names are the raw rows'.
 
-table! {
+crate::table! {
     pub struct CpuMinuteRow in CpuMinute, names CpuMinuteColumns {
         ts_us as "ts": i64 = Time,
         /// The time the minute's rows cover (more than 60 000 across a recovered gap).
@@ -141,7 +140,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     pub struct NetMinuteRow in NetMinute, names NetMinuteColumns {
         ts_us as "ts": i64 = Time,
         /// The time the minute's rows cover.
@@ -166,7 +165,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     pub struct NetUidMinuteRow in NetUidMinute, names NetUidMinuteColumns {
         ts_us as "ts": i64 = Time,
         /// The time the minute's rows cover.
@@ -179,7 +178,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     pub struct MemMinuteRow in MemMinute, names MemMinuteColumns {
         ts_us as "ts": i64 = Time,
         uid: i64 = Id,
@@ -194,7 +193,7 @@ table! {
     }
 }
 
-table! {
+crate::table! {
     /// Per target, the measurements that started in the minute.
     pub struct PingMinuteRow in PingMinute, names PingMinuteColumns {
         ts_us as "ts": i64 = Time,

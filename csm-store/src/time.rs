@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The hour (hours since the epoch) a timestamp falls into.
+pub fn hour_of(ts_us: i64) -> i64 {
+    ts_us.div_euclid(MICROS_PER_HOUR)
+}
+
 /// Parses a positive duration; the error says what is accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let shown = quote(text);

@@ -11,7 +11,6 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -19,7 +18,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::column::ColumnEncoding;
-use crate::growing::GrowingFile;
+use crate::growing::{writer_options, GrowingFile};
 use crate::layout::{self, MICROS_PER_HOUR};
 use crate::table::{Row, Table, SCHEMA_VERSION};
 use crate::{atomic, beneath};
@@ -356,7 +355,7 @@ fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
 /// - one row group per hourly file (the current hour: a few, see `growing.rs`) and one data
 ///   page per column per row group, chunk-level statistics, no page index or offset index
 ///   (files are hourly already);
-/// - no embedded Arrow schema (see [`writer_options`]);
+/// - no embedded Arrow schema (see [`writer_options`](crate::growing::writer_options));
 /// - rows sorted by time, and the files say so.
 pub fn writer_properties(table: Table, host: &str) -> WriterProperties {
     properties(table, host, zstd(FINAL_ZSTD_LEVEL))
@@ -431,16 +430,6 @@ fn properties(table: Table, host: &str, compression: Compression) -> WriterPrope
         };
     }
     builder.build()
-}
-
-/// The embedded Arrow schema (`ARROW:schema`, 0.6–1 KB a file, a tenth of a small
-/// hourly file) is left out: every column type of these tables maps back from its
-/// Parquet type unchanged (`timestamp(isAdjustedToUTC)` reads as `Timestamp(µs, "UTC")`;
-/// tested below).
-pub(crate) fn writer_options(props: &WriterProperties) -> ArrowWriterOptions {
-    ArrowWriterOptions::new()
-        .with_properties(props.clone())
-        .with_skip_arrow_metadata(true)
 }
 
 /// Writes rows to a hidden temporary, fsyncs it, renames it over `part`, fsyncs the folder.
