@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 pub use crate::daemon::settings::{Backend, Settings};
-pub use config::ConfigError;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
-use super::Stamp;
+use super::stamp::Stamp;
 
 /// Cumulative CPU nanoseconds per uid at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::counter::counter_delta;
 use super::link::{delta_64, LinkErrors};
-use super::Stamp;
+use super::stamp::Stamp;
 
 /// An interface: its ifindex inside the network namespace with this inode.
 pub type IfaceKey = (u32, u32);

@@ -14,9 +14,9 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 
+use super::error::TopError;
 use super::render::{self, View};
 use super::sample::{Sampler, Snapshot, SortKey};
-use super::TopError;
 
 /// Set by the signal handler; the loop looks at it at least every [`WAKE_AT_LEAST`].
 static STOP: AtomicBool = AtomicBool::new(false);

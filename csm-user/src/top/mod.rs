@@ -7,12 +7,16 @@
 //! [`ping`] reads the newest ping rows through the store; [`render`] draws a snapshot
 //! (pure, tested on ratatui's `TestBackend`); [`live`] owns the terminal and the loop.
 
+mod error;
 pub mod live;
 pub mod ping;
 pub mod render;
 pub mod sample;
 pub mod source;
 pub mod text;
+
+pub use error::TopError;
+pub use source::TopBackend;
 
 use std::time::Duration;
 
@@ -61,42 +65,9 @@ impl SourceDefaults for TopDefaults {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TopBackend {
-    /// The daemon's eBPF counters when it runs with them, else /proc sampled here.
-    Auto,
-    /// Only the daemon's pinned eBPF maps.
-    Ebpf,
-    /// Sample /proc here (no daemon needed; no per-user traffic).
-    Proc,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Text,
     Json,
-}
-
-/// Why `csm top` stopped without showing anything: one line, and the exit status.
-#[derive(Debug)]
-pub struct TopError {
-    pub message: String,
-    pub exit_code: u8,
-}
-
-impl TopError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        TopError {
-            message: message.into(),
-            exit_code: 2,
-        }
-    }
-
-    pub fn runtime(message: impl Into<String>) -> Self {
-        TopError {
-            message: message.into(),
-            exit_code: 1,
-        }
-    }
 }
 
 /// `csm top`.

@@ -9,12 +9,23 @@ use std::path::Path;
 use anyhow::Context;
 use csm_store::data_dir::LOCK_FILE;
 
-use super::{TopBackend, TopError};
+use super::error::TopError;
 use crate::sources::ebpf::pins::{self, PinDir};
 use crate::sources::ebpf::{self, CpuReader, NetReader};
 use crate::sources::host::HostPaths;
 use crate::sources::procfs::net::ProcNetSampler;
 use crate::sources::procfs::{ChildTimes, ProcCpuSampler};
+
+/// `csm top --backend`: where the figures come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopBackend {
+    /// The daemon's eBPF counters when it runs with them, else /proc sampled here.
+    Auto,
+    /// Only the daemon's pinned eBPF maps.
+    Ebpf,
+    /// Sample /proc here (no daemon needed; no per-user traffic).
+    Proc,
+}
 
 /// The counters `top` reads.
 pub enum Counters {

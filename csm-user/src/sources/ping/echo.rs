@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 use super::socket::{IcmpSocket, Outcome};
-use super::Measurement;
+use crate::model::ping::Measurement;
 
 pub struct Echo {
     pub socket: Rc<IcmpSocket>,
@@ -28,7 +28,7 @@ impl Echo {
         sleep_until(self.send_at).await;
         into.borrow_mut().sent += 1;
         let outcome = match too_late(self.send_at, self.deadline, Instant::now()) {
-            Some(late_by) => Outcome::NotSent(super::not_measured(&format!(
+            Some(late_by) => Outcome::NotSent(not_measured(&format!(
                 "echo woke {} ms after it was due",
                 late_by.as_millis()
             ))),
@@ -62,6 +62,13 @@ fn record(m: &mut Measurement, outcome: Outcome) {
             m.error.get_or_insert(error);
         }
     }
+}
+
+/// The error of an echo or measurement the daemon could not send on time: left out of
+/// loss and outages (`csm_store::outages::measured`), as the daemon was late, not the
+/// target.
+pub(super) fn not_measured(why: &str) -> String {
+    format!("{}: {why}", csm_store::outages::NOT_MEASURED)
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ pub async fn measure(
     if echoes.is_empty() {
         // Woke too late to send anything (a suspended host, a stalled process): say so,
         // rather than leave a row that looks like plain loss.
-        return failed(Some(addr), not_measured("started after its deadline"));
+        return failed(Some(addr), echo::not_measured("started after its deadline"));
     }
     wait_all(&mut echoes, shutdown).await;
     // Dropping the set aborts echoes still waiting (stop): they count as sent, unanswered.
@@ -180,13 +180,6 @@ async fn wait_all(echoes: &mut JoinSet<()>, shutdown: &mut watch::Receiver<bool>
             _ = shutdown.changed() => return,
         }
     }
-}
-
-/// The error of an echo or measurement the daemon could not send on time: left out of
-/// loss and outages (`csm_store::outages::measured`), as the daemon was late, not the
-/// target.
-pub fn not_measured(why: &str) -> String {
-    format!("{}: {why}", csm_store::outages::NOT_MEASURED)
 }
 
 fn failed(addr: Option<IpAddr>, error: String) -> Measurement {
