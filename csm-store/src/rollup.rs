@@ -115,7 +115,22 @@ impl<K: Ord, M> Counters<K, M> {
             .entry(key(minute))
             .or_insert_with(|| new(minute + MICROS_PER_MINUTE))
     }
+}
 
+impl<M> Counters<(i64, i64), M> {
+    /// [`Counters::minute_row`] for tables keyed by uid.
+    fn uid_minute_row(
+        &mut self,
+        ts_us: i64,
+        dur_ms: i64,
+        uid: i64,
+        new: impl FnOnce(i64) -> M,
+    ) -> &mut M {
+        self.minute_row(ts_us, dur_ms, |minute| (minute, uid), new)
+    }
+}
+
+impl<K: Ord, M> Counters<K, M> {
     /// The minute rows with each one's covered time set by `cover(row, covered_ms)`.
     fn finish(self, minute_of: impl Fn(&M) -> i64, cover: impl Fn(&mut M, i64)) -> Vec<M> {
         let covered = self.intervals.per_minute();
@@ -132,17 +147,12 @@ impl<K: Ord, M> Counters<K, M> {
 
 fn add_cpu(acc: &mut Counters<(i64, i64), CpuMinuteRow>, rows: &[CpuRow]) {
     for r in rows {
-        let row = acc.minute_row(
-            r.ts_us,
-            r.dur_ms,
-            |minute| (minute, r.uid),
-            |ts_us| CpuMinuteRow {
-                ts_us,
-                uid: r.uid,
-                source: r.source,
-                ..Default::default()
-            },
-        );
+        let row = acc.uid_minute_row(r.ts_us, r.dur_ms, r.uid, |ts_us| CpuMinuteRow {
+            ts_us,
+            uid: r.uid,
+            source: r.source,
+            ..Default::default()
+        });
         row.cpu_ns = row.cpu_ns.saturating_add(r.cpu_ns);
         row.cpu_pct_max = row.cpu_pct_max.max(r.cpu_pct);
         keep_known_name(&mut row.user, &r.user);
@@ -218,16 +228,11 @@ pub fn sum_known(acc: Option<i64>, value: Option<i64>) -> Option<i64> {
 
 fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRow]) {
     for r in rows {
-        let row = acc.minute_row(
-            r.ts_us,
-            r.dur_ms,
-            |minute| (minute, r.uid),
-            |ts_us| NetUidMinuteRow {
-                ts_us,
-                uid: r.uid,
-                ..Default::default()
-            },
-        );
+        let row = acc.uid_minute_row(r.ts_us, r.dur_ms, r.uid, |ts_us| NetUidMinuteRow {
+            ts_us,
+            uid: r.uid,
+            ..Default::default()
+        });
         row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
         row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
         keep_known_name(&mut row.user, &r.user);
