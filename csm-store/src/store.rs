@@ -4,14 +4,16 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use crate::beneath;
 use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
 use crate::rollup::{job, RollUp, Step};
-use crate::table::{Row, Table};
+use crate::spill;
+use crate::table::{FromBatch, Row, Table};
 use crate::tables::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
 use crate::writer::{
     check_writable, create_dir_all, remove_stray_temporaries, StoreOptions, TableWriter, WriteError,
@@ -20,12 +22,22 @@ use crate::writer::{
 /// Rows of any one table, so that one channel can carry every table's rows to the store.
 pub struct TableRows {
     table: Table,
+    len: usize,
     rows: Box<dyn Any + Send>,
 }
 
 impl TableRows {
     pub fn table(&self) -> Table {
         self.table
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The rows, if they are `R`'s.
@@ -38,6 +50,7 @@ impl<R: Row> From<Vec<R>> for TableRows {
     fn from(rows: Vec<R>) -> TableRows {
         TableRows {
             table: R::TABLE,
+            len: rows.len(),
             rows: Box::new(rows),
         }
     }
@@ -61,9 +74,18 @@ trait AnyTable: Send {
     fn bytes_written(&self) -> u64;
     fn buffered_file_bytes(&self) -> usize;
     fn compact_at_next_flush(&mut self);
+    /// Writes the unwritten rows as the table's spill file in `dir`; how many.
+    fn spill(&self, dir: &OwnedFd, host: &str) -> io::Result<usize>;
+    /// The rows of the table's spill file in `dir`, if any.
+    fn read_spilled(
+        &self,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        max_rows: i64,
+    ) -> io::Result<Option<TableRows>>;
 }
 
-impl<R: Row> AnyTable for TableWriter<R> {
+impl<R: Row + FromBatch> AnyTable for TableWriter<R> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -96,6 +118,21 @@ impl<R: Row> AnyTable for TableWriter<R> {
     fn compact_at_next_flush(&mut self) {
         TableWriter::compact_at_next_flush(self)
     }
+    fn spill(&self, dir: &OwnedFd, host: &str) -> io::Result<usize> {
+        let rows = self.unwritten();
+        if !rows.is_empty() {
+            spill::write(dir, &rows, host)?;
+        }
+        Ok(rows.len())
+    }
+    fn read_spilled(
+        &self,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        max_rows: i64,
+    ) -> io::Result<Option<TableRows>> {
+        Ok(spill::read::<R>(dir, dir_path, max_rows)?.map(TableRows::from))
+    }
 }
 
 /// A job writing one finished hour's roll-up from the raw table's files.
@@ -109,14 +146,14 @@ struct Entry {
 }
 
 impl Entry {
-    fn plain<R: Row>(opts: &StoreOptions) -> Entry {
+    fn plain<R: Row + FromBatch>(opts: &StoreOptions) -> Entry {
         Entry {
             writer: Box::new(TableWriter::<R>::new(opts)),
             roll_up: None,
         }
     }
 
-    fn rolled_up<R: RollUp>(opts: &StoreOptions) -> Entry {
+    fn rolled_up<R: RollUp + FromBatch>(opts: &StoreOptions) -> Entry {
         Entry {
             writer: Box::new(TableWriter::<R>::new(opts)),
             roll_up: Some((R::Minute::TABLE, job::<R>)),
@@ -216,6 +253,34 @@ impl Store {
             .values()
             .map(|e| e.writer.unwritten_rows())
             .sum()
+    }
+
+    /// Writes every table's unwritten rows to its spill file in `dir` (see [`spill`]),
+    /// for the next start to take in: after a stop's last flush failed. Returns how many
+    /// rows; the rows stay held.
+    pub fn spill_unwritten(&self, dir: &OwnedFd) -> io::Result<usize> {
+        let mut rows = 0;
+        for entry in self.tables.values() {
+            rows += entry.writer.spill(dir, &self.opts.host)?;
+        }
+        Ok(rows)
+    }
+
+    /// Takes in the rows of every spill file in `dir` (`dir_path` names it in errors),
+    /// to be written by the next flush; how many. All or nothing: one file refused (a
+    /// link, a FIFO, oversized, not Parquet) and no row is taken in.
+    pub fn merge_spilled(&mut self, dir: &OwnedFd, dir_path: &Path) -> io::Result<usize> {
+        let max_rows = self.opts.max_rows_per_table as i64;
+        let mut spilled = Vec::new();
+        for entry in self.tables.values() {
+            spilled.extend(entry.writer.read_spilled(dir, dir_path, max_rows)?);
+        }
+        let mut rows = 0;
+        for table_rows in spilled {
+            rows += table_rows.len();
+            self.extend_rows(table_rows);
+        }
+        Ok(rows)
     }
 
     /// Bytes of the tables' files written so far (each replacement of a file counts
