@@ -74,7 +74,8 @@ pub fn per_cpu_entries<K: Pod, V: Pod>(
         for i in 0..got {
             // SAFETY: the kernel filled `got` keys and their values; Pod types have no
             // invalid bit patterns, and read_unaligned needs no alignment.
-            let key = unsafe { (keys.as_ptr().add(i * size_of::<K>()) as *const K).read_unaligned() };
+            let key =
+                unsafe { (keys.as_ptr().add(i * size_of::<K>()) as *const K).read_unaligned() };
             let per_cpu = (0..cpus)
                 .map(|cpu| {
                     let at = (i * cpus + cpu) * stride;

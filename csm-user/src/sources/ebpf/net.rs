@@ -279,8 +279,8 @@ fn take_per_cpu_hash_with_fd<K: aya::Pod, V: aya::Pod>(
     };
     let fd = (data.fd().as_fd().try_clone_to_owned())
         .with_context(|| format!("duplicate the descriptor of map {name}"))?;
-    let map =
-        PerCpuHashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type"))?;
+    let map = PerCpuHashMap::try_from(map)
+        .with_context(|| format!("map {name} has an unexpected type"))?;
     Ok((map, fd))
 }
 
