@@ -485,6 +485,52 @@ mod tests {
         arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
+    /// The unwritten rows (only those) spill and are taken in by another store, whose
+    /// flush writes them; a FIFO under a spill name refuses the whole spill.
+    #[test]
+    fn unwritten_rows_spill_and_are_taken_in_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill_dir = tempfile::tempdir().unwrap();
+        let hour = 1_795_647_600_000_000;
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        store.push(cpu_row(hour + 1_000_000, 7));
+        assert!(store.flush(hour + 1_000_000).is_empty());
+        store.push(cpu_row(hour + 2_000_000, 8));
+        store.event(hour + 2_000_000, Event::Stop("SIGTERM".into()));
+        let spill = beneath::open_root(spill_dir.path()).unwrap();
+        assert_eq!(store.spill_unwritten(&spill).unwrap(), 2);
+        drop(store);
+
+        let mut next = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        assert_eq!(next.merge_spilled(&spill, spill_dir.path()).unwrap(), 2);
+        assert!(next.flush(hour + 3_000_000).is_empty());
+        let mut uids: Vec<i64> = crate::reader::read_table::<CpuRow>(dir.path())
+            .unwrap()
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        uids.sort();
+        assert_eq!(uids, [7, 8], "the written row once, the spilled one once");
+        let events = crate::reader::read_table::<EventRow>(dir.path()).unwrap();
+        assert_eq!(events.len(), 1);
+
+        fs::remove_file(spill_dir.path().join("events.parquet")).unwrap();
+        let fifo = std::ffi::CString::new(
+            spill_dir
+                .path()
+                .join("events.parquet")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let before = next.unwritten_rows();
+        let err = next.merge_spilled(&spill, spill_dir.path()).unwrap_err();
+        assert!(err.to_string().contains("events.parquet"), "{err}");
+        assert_eq!(next.unwritten_rows(), before, "no row of a refused spill");
+    }
+
     #[test]
     fn rows_land_in_their_hour_and_read_back_sorted() {
         let dir = tempfile::tempdir().unwrap();
