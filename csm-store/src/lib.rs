@@ -44,6 +44,7 @@ pub mod range;
 pub mod reader;
 pub mod rollup;
 pub mod sim;
+pub mod spill;
 pub mod stats;
 pub mod store;
 pub mod table;

@@ -355,7 +355,7 @@ pub fn ping_minutes(rows: &[PingRow]) -> Vec<PingMinuteRow> {
 /// type to, by how the daemon writes it.
 pub trait WrittenTables {
     fn rolled_up<R: RollUp>(&mut self);
-    fn plain<R: Row>(&mut self);
+    fn plain<R: Row + FromBatch>(&mut self);
 }
 
 /// A raw table with a 1-minute roll-up: its rows, added batch after batch, make the

@@ -4,14 +4,16 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use crate::beneath;
 use crate::data_dir::{check_ownership, DataDirLock};
 use crate::events::Event;
 use crate::layout;
 use crate::rollup::{job, RollUp, Step, WrittenTables};
-use crate::table::Row;
+use crate::spill;
+use crate::table::{FromBatch, Row};
 use crate::tables::{EventRow, Table};
 use crate::writer::{
     check_writable, create_dir_all, remove_stray_temporaries, StoreOptions, TableWriter, WriteError,
@@ -20,12 +22,22 @@ use crate::writer::{
 /// Rows of any one table, so that one channel can carry every table's rows to the store.
 pub struct TableRows {
     table: Table,
+    len: usize,
     rows: Box<dyn Any + Send>,
 }
 
 impl TableRows {
     pub fn table(&self) -> Table {
         self.table
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The rows, if they are `R`'s.
@@ -38,6 +50,7 @@ impl<R: Row> From<Vec<R>> for TableRows {
     fn from(rows: Vec<R>) -> TableRows {
         TableRows {
             table: R::TABLE,
+            len: rows.len(),
             rows: Box::new(rows),
         }
     }
@@ -61,9 +74,18 @@ trait AnyTable: Send {
     fn bytes_written(&self) -> u64;
     fn buffered_file_bytes(&self) -> usize;
     fn compact_at_next_flush(&mut self);
+    /// Writes the unwritten rows as the table's spill file in `dir`; how many.
+    fn spill(&self, dir: &OwnedFd, host: &str) -> io::Result<usize>;
+    /// The rows of the table's spill file in `dir`, if any.
+    fn read_spilled(
+        &self,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        max_rows: i64,
+    ) -> io::Result<Option<TableRows>>;
 }
 
-impl<R: Row> AnyTable for TableWriter<R> {
+impl<R: Row + FromBatch> AnyTable for TableWriter<R> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -96,6 +118,21 @@ impl<R: Row> AnyTable for TableWriter<R> {
     fn compact_at_next_flush(&mut self) {
         TableWriter::compact_at_next_flush(self)
     }
+    fn spill(&self, dir: &OwnedFd, host: &str) -> io::Result<usize> {
+        let rows = self.unwritten();
+        if !rows.is_empty() {
+            spill::write(dir, &rows, host)?;
+        }
+        Ok(rows.len())
+    }
+    fn read_spilled(
+        &self,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        max_rows: i64,
+    ) -> io::Result<Option<TableRows>> {
+        Ok(spill::read::<R>(dir, dir_path, max_rows)?.map(TableRows::from))
+    }
 }
 
 /// A job writing one finished hour's roll-up from the raw table's files.
@@ -109,14 +146,14 @@ struct Entry {
 }
 
 impl Entry {
-    fn plain<R: Row>(opts: &StoreOptions) -> Entry {
+    fn plain<R: Row + FromBatch>(opts: &StoreOptions) -> Entry {
         Entry {
             writer: Box::new(TableWriter::<R>::new(opts)),
             roll_up: None,
         }
     }
 
-    fn rolled_up<R: RollUp>(opts: &StoreOptions) -> Entry {
+    fn rolled_up<R: RollUp + FromBatch>(opts: &StoreOptions) -> Entry {
         Entry {
             writer: Box::new(TableWriter::<R>::new(opts)),
             roll_up: Some((R::Minute::TABLE, job::<R>)),
@@ -136,7 +173,7 @@ impl WrittenTables for Entries<'_> {
             .insert(R::TABLE, Entry::rolled_up::<R>(self.opts));
     }
 
-    fn plain<R: Row>(&mut self) {
+    fn plain<R: Row + FromBatch>(&mut self) {
         self.tables.insert(R::TABLE, Entry::plain::<R>(self.opts));
     }
 }
@@ -229,6 +266,34 @@ impl Store {
             .values()
             .map(|e| e.writer.unwritten_rows())
             .sum()
+    }
+
+    /// Writes every table's unwritten rows to its spill file in `dir` (see [`spill`]),
+    /// for the next start to take in: after a stop's last flush failed. Returns how many
+    /// rows; the rows stay held.
+    pub fn spill_unwritten(&self, dir: &OwnedFd) -> io::Result<usize> {
+        let mut rows = 0;
+        for entry in self.tables.values() {
+            rows += entry.writer.spill(dir, &self.opts.host)?;
+        }
+        Ok(rows)
+    }
+
+    /// Takes in the rows of every spill file in `dir` (`dir_path` names it in errors),
+    /// to be written by the next flush; how many. All or nothing: one file refused (a
+    /// link, a FIFO, oversized, not Parquet) and no row is taken in.
+    pub fn merge_spilled(&mut self, dir: &OwnedFd, dir_path: &Path) -> io::Result<usize> {
+        let max_rows = self.opts.max_rows_per_table as i64;
+        let mut spilled = Vec::new();
+        for entry in self.tables.values() {
+            spilled.extend(entry.writer.read_spilled(dir, dir_path, max_rows)?);
+        }
+        let mut rows = 0;
+        for table_rows in spilled {
+            rows += table_rows.len();
+            self.extend_rows(table_rows);
+        }
+        Ok(rows)
     }
 
     /// Bytes of the tables' files written so far (each replacement of a file counts
@@ -432,6 +497,52 @@ mod tests {
             .unwrap();
         let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
         arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+
+    /// The unwritten rows (only those) spill and are taken in by another store, whose
+    /// flush writes them; a FIFO under a spill name refuses the whole spill.
+    #[test]
+    fn unwritten_rows_spill_and_are_taken_in_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill_dir = tempfile::tempdir().unwrap();
+        let hour = 1_795_647_600_000_000;
+        let mut store = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        store.push(cpu_row(hour + 1_000_000, 7));
+        assert!(store.flush(hour + 1_000_000).is_empty());
+        store.push(cpu_row(hour + 2_000_000, 8));
+        store.event(hour + 2_000_000, Event::Stop("SIGTERM".into()));
+        let spill = beneath::open_root(spill_dir.path()).unwrap();
+        assert_eq!(store.spill_unwritten(&spill).unwrap(), 2);
+        drop(store);
+
+        let mut next = Store::open(StoreOptions::new(dir.path(), "h")).unwrap();
+        assert_eq!(next.merge_spilled(&spill, spill_dir.path()).unwrap(), 2);
+        assert!(next.flush(hour + 3_000_000).is_empty());
+        let mut uids: Vec<i64> = crate::reader::read_table::<CpuRow>(dir.path())
+            .unwrap()
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        uids.sort();
+        assert_eq!(uids, [7, 8], "the written row once, the spilled one once");
+        let events = crate::reader::read_table::<EventRow>(dir.path()).unwrap();
+        assert_eq!(events.len(), 1);
+
+        fs::remove_file(spill_dir.path().join("events.parquet")).unwrap();
+        let fifo = std::ffi::CString::new(
+            spill_dir
+                .path()
+                .join("events.parquet")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let before = next.unwritten_rows();
+        let err = next.merge_spilled(&spill, spill_dir.path()).unwrap_err();
+        assert!(err.to_string().contains("events.parquet"), "{err}");
+        assert_eq!(next.unwritten_rows(), before, "no row of a refused spill");
     }
 
     #[test]

@@ -246,6 +246,14 @@ impl<R: Row> TableWriter<R> {
         self.hours.values().map(|h| h.rows.len() - h.written).sum()
     }
 
+    /// The rows held that are not on disk yet, every hour (for a spill when a stop's last
+    /// flush fails).
+    pub fn unwritten(&self) -> Vec<R> {
+        (self.hours.values())
+            .flat_map(|h| h.rows[h.written..].iter().cloned())
+            .collect()
+    }
+
     /// Makes the next flush write each current hour's file (that the flush writes, or
     /// that grew by row groups) whole, as one row group at zstd 6: for the last flush
     /// before a stop, so that the files a stopped daemon leaves are as whole rewrites left

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod collector;
+pub mod pending;
 mod ready;
 pub mod schedule;
 pub mod settings;
@@ -135,6 +136,8 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     drop(as_named);
     let started = now_us();
     record_start(&mut store, &settings, &named, &mut collectors, started);
+    let places = pending::Places::new(held.path(), &named);
+    let merged = pending::merge(&mut store, &places, started);
     let (metrics, _endpoint) = start_metrics(&settings, &collectors, started)?;
     let boot_id = settings.paths.boot_id();
     plan_resume(
@@ -142,6 +145,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         &settings,
         &mut collectors,
         boot_id.as_deref(),
+        !merged.is_empty(),
         started,
     );
     apply_retention(&mut store, &settings);
@@ -158,12 +162,14 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         instance: collectors.instance.clone(),
         boot_id,
         metrics: metrics.clone(),
+        merged,
         ..Flusher::default()
     };
     let mut writer = Writer {
         sink: Some(Sink { store, flusher }),
         pending: Vec::new(),
         pins: collectors.pins.clone(),
+        places,
         rows: rows_rx,
         alerts: crate::alerts::AlertEngine::new(settings.alerts.clone()),
         settings,
@@ -273,14 +279,26 @@ fn record_start(
 /// Where the collectors resume after a crash: the last samples the previous run wrote,
 /// when the counters they came from still count (adopted pins of the same instance, or
 /// `/proc/net/dev` of the same boot). Adopted pins without a matching state file are a
-/// gap that cannot be attributed, and say so.
+/// gap that cannot be attributed, and say so. After rows a failed stop spilled were taken
+/// in (`spilled`), the state files are older than those rows: resuming from them would
+/// charge the rows' span twice, so the collectors start afresh.
 fn plan_resume(
     store: &mut Store,
     settings: &Settings,
     collectors: &mut Collectors,
     boot_id: Option<&str>,
+    spilled: bool,
     at: i64,
 ) {
+    if spilled {
+        if collectors.adopted {
+            store.event(at, Event::Recovered(Recovered::Unattributed));
+        }
+        if let Err(err) = NetdevState::remove(&settings.data_dir) {
+            warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
+        }
+        return;
+    }
     if collectors.adopted {
         match (State::load(&settings.data_dir), &collectors.instance) {
             (Some(state), Some(instance)) if &state.instance == instance => {
@@ -325,8 +343,11 @@ struct Writer {
     pending: Vec<Rows>,
     rows: mpsc::UnboundedReceiver<Rows>,
     settings: Arc<Settings>,
-    /// Where the eBPF state is pinned (removed after a clean stop).
+    /// Where the eBPF state is pinned (removed after a clean stop, or once the rows a
+    /// failed last flush left are spilled).
     pins: Option<PinDir>,
+    /// Where such rows may be spilled.
+    places: pending::Places,
     /// The Prometheus endpoint's counters, fed the rows as they come.
     metrics: Option<Arc<Metrics>>,
     /// `[[alert]]` rules, evaluated on the rows as they come.
@@ -417,7 +438,8 @@ impl Writer {
 
     /// After the collectors' last samples: writes what they sent and the `stop` event,
     /// then removes the crash-recovery state (the pins and the netdev state file), which
-    /// is only safe once everything is on disk.
+    /// is only safe once everything is on disk, or spilled for the next start (see
+    /// [`pending`]).
     fn finish(mut self, stop_reason: &str) -> Result<(), RunError> {
         let Some(mut sink) = self.sink.take() else {
             return Err(RunError::runtime("the store was lost in a flush"));
@@ -431,14 +453,35 @@ impl Writer {
         // The current hours' files stay as this flush leaves them: one row group each.
         sink.store.compact_at_next_flush();
         if !sink.flusher.flush(&mut sink.store, data_dir) {
-            // The pins stay: the next start adopts them and the state file still says
-            // what was last written, so nothing counted is lost.
-            let first = sink.flusher.last_error.unwrap_or_default();
-            return Err(RunError::runtime(format!(
-                "final flush failed ({} rows not written): {first}",
-                sink.store.unwritten_rows()
-            )));
+            let first = sink.flusher.last_error.take().unwrap_or_default();
+            return Err(self.spill_or_keep_pins(&sink.store, &first));
         }
+        self.remove_recovery_state();
+        Ok(())
+    }
+
+    /// After a failed final flush: the rows go to a spill and the pins go; if no place
+    /// takes the rows, the pins stay (the next start adopts them and the state file says
+    /// what was last written, so nothing counted is lost).
+    fn spill_or_keep_pins(self, store: &Store, first: &str) -> RunError {
+        let unwritten = store.unwritten_rows();
+        match pending::spill(store, &self.places) {
+            Ok((place, rows)) => {
+                self.remove_recovery_state();
+                RunError::runtime(format!(
+                    "final flush failed ({first}): its {rows} rows are kept in {} for the next                      start, which writes them; eBPF pins removed",
+                    place.display()
+                ))
+            }
+            Err(why) => RunError::runtime(format!(
+                "final flush failed ({unwritten} rows not written): {first}; no place could                  keep them ({why}): the eBPF pins stay so that the next start recovers the                  counters"
+            )),
+        }
+    }
+
+    /// The pins and the netdev state file: what a crash would recover from.
+    fn remove_recovery_state(self) {
+        let data_dir = &self.settings.data_dir;
         if let Err(err) = NetdevState::remove(data_dir) {
             warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
         }
@@ -450,7 +493,6 @@ impl Writer {
                 );
             }
         }
-        Ok(())
     }
 }
 
@@ -588,6 +630,8 @@ struct Flusher {
     metrics: Option<Arc<Metrics>>,
     /// The events written here since the writer last looked, for the alert rules.
     reported: Vec<(&'static str, i64)>,
+    /// Spills taken in at start, removed once a flush has written their rows.
+    merged: Vec<pending::Merged>,
 }
 
 impl Flusher {
@@ -615,6 +659,7 @@ impl Flusher {
             metrics.flushed(errors.is_empty(), now);
         }
         let Some(first) = errors.first() else {
+            pending::remove_merged(&mut self.merged);
             if let Some(condition) = self.failing.take() {
                 let down_ms = (now - self.failing_since_us) / 1000;
                 info!("writing works again after {down_ms} ms ({condition})");

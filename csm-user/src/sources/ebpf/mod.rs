@@ -1,6 +1,7 @@
 //! The eBPF backend: loads csm-ebpf's programs into the kernel and reads their maps.
 
 pub mod attach;
+pub mod batch;
 pub mod btf;
 pub mod cpu;
 pub mod loader;

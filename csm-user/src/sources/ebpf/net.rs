@@ -12,6 +12,8 @@
 //! - without BTF (no tp_btf) there is no per-interface accounting: the classic
 //!   tracepoints carry neither the namespace nor the ifindex.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use csm_common::{names, NetCounters, NetKey, UidTraffic, OVERFLOW_UID};
@@ -68,6 +70,10 @@ pub struct NetReader {
     ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
     /// Interfaces of namespaces users own.
     user_ifaces: PerCpuHashMap<MapData, NetKey, NetCounters>,
+    /// The two interface maps' descriptors (root's, users'), for the batch reads.
+    iface_fds: [OwnedFd; 2],
+    /// Possible CPUs: the values per entry of a per-CPU map.
+    cpus: usize,
     /// What the interface maps had no room for, per owner uid (already corrected).
     iface_overflow: PerCpuHashMap<MapData, u32, NetCounters>,
     /// What `iface_overflow` had no room for either, reported as [`OVERFLOW_UID`].
@@ -82,9 +88,13 @@ pub struct NetReader {
 impl NetReader {
     /// Takes the network maps out of `loaded`.
     pub fn new(loaded: &mut Loaded) -> Result<Self> {
+        let (ifaces, root_fd) = take_per_cpu_hash_with_fd(loaded, names::NET_DEV)?;
+        let (user_ifaces, user_fd) = take_per_cpu_hash_with_fd(loaded, names::NET_DEV_USER)?;
         Ok(NetReader {
-            ifaces: take_per_cpu_hash(loaded, names::NET_DEV)?,
-            user_ifaces: take_per_cpu_hash(loaded, names::NET_DEV_USER)?,
+            ifaces,
+            user_ifaces,
+            iface_fds: [root_fd, user_fd],
+            cpus: aya::util::nr_cpus().map_err(|(what, err)| anyhow::anyhow!("{what}: {err}"))?,
             iface_overflow: take_per_cpu_hash(loaded, names::NET_DEV_OVERFLOW)?,
             iface_overflow_any: take_per_cpu_array(loaded, names::NET_DEV_OVERFLOW_ANY)?,
             ns_pids: take_hash(loaded, names::NET_NS_PID)?,
@@ -102,12 +112,13 @@ impl NetReader {
         };
         // Root's map is read first: its namespaces are known before the users' entries.
         let mut roots_netns = std::collections::HashSet::new();
-        for (map, name) in [
-            (&self.ifaces, names::NET_DEV),
-            (&self.user_ifaces, names::NET_DEV_USER),
+        for (map, fd, name) in [
+            (&self.ifaces, &self.iface_fds[0], names::NET_DEV),
+            (&self.user_ifaces, &self.iface_fds[1], names::NET_DEV_USER),
         ] {
-            for entry in map.iter() {
-                let (key, per_cpu) = entry.with_context(|| format!("read map {name}"))?;
+            let entries = read_whole(map, fd.as_fd(), self.cpus)
+                .with_context(|| format!("read map {name}"))?;
+            for (key, per_cpu) in entries {
                 let sum = sum_counters(&per_cpu);
                 let iface = (key.netns, key.ifindex);
                 if sum.owner == 0 {
@@ -234,6 +245,43 @@ fn take_hash<K: aya::Pod, V: aya::Pod>(
         .take_map(name)
         .with_context(|| format!("map {name} missing from the eBPF object"))?;
     HashMap::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+/// Every entry of a per-CPU hash map: with batch lookups (a few system calls), or where
+/// the kernel has none (before 5.6), with aya's iterator (two per entry).
+fn read_whole<K: aya::Pod, V: aya::Pod>(
+    map: &PerCpuHashMap<MapData, K, V>,
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+) -> Result<Vec<(K, Vec<V>)>> {
+    match super::batch::per_cpu_entries::<K, V>(fd, cpus) {
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {}
+        read => return Ok(read?),
+    }
+    let mut entries = Vec::new();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry?;
+        entries.push((key, per_cpu.to_vec()));
+    }
+    Ok(entries)
+}
+
+/// [`take_per_cpu_hash`], and a descriptor of the map of its own.
+fn take_per_cpu_hash_with_fd<K: aya::Pod, V: aya::Pod>(
+    loaded: &mut Loaded,
+    name: &str,
+) -> Result<(PerCpuHashMap<MapData, K, V>, OwnedFd)> {
+    let map = loaded
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    let aya::maps::Map::PerCpuHashMap(data) = &map else {
+        anyhow::bail!("map {name} is not a per-CPU hash map");
+    };
+    let fd = (data.fd().as_fd().try_clone_to_owned())
+        .with_context(|| format!("duplicate the descriptor of map {name}"))?;
+    let map = PerCpuHashMap::try_from(map)
+        .with_context(|| format!("map {name} has an unexpected type"))?;
+    Ok((map, fd))
 }
 
 fn take_per_cpu_hash<K: aya::Pod, V: aya::Pod>(

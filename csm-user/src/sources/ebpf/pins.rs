@@ -27,6 +27,8 @@ const PIN_FOLDER_MODE: u32 = 0o700;
 /// `/run/csm`, holding the owner notes `csm check` reads (they name a data dir and a pid).
 const OWNERS_MODE: u32 = 0o755;
 const OWNER_FILE_MODE: u32 = 0o644;
+/// `/run/csm/pending`: rows of other users' traffic and CPU, for root only.
+const PENDING_MODE: u32 = 0o700;
 /// An owner note is two short lines; anything longer is not csm's.
 const OWNER_FILE_MAX: u64 = 4096;
 
@@ -284,6 +286,15 @@ fn open_owners(create: Create) -> io::Result<OwnedFd> {
     let run = Path::new(OWNERS).parent().unwrap_or(Path::new("/"));
     let parent = rfs::open(run, FOLDER, Mode::empty()).map_err(|err| io_error(err, "open", run))?;
     open_root_folder(&parent, run, "csm", OWNERS_MODE, create)
+}
+
+/// `/run/csm/pending`, where a stop whose last flush failed keeps the rows its data dir
+/// could not take (see `daemon/pending.rs`): opened and checked like `/run/csm` itself
+/// (root's, writable by no one else, never through a link), created 0700 when asked.
+pub fn open_pending_root(create: bool) -> io::Result<OwnedFd> {
+    let create = if create { Create::Yes } else { Create::No };
+    let owners = open_owners(create)?;
+    open_root_folder(&owners, Path::new(OWNERS), "pending", PENDING_MODE, create)
 }
 
 /// Replaces an owner note: a fresh file (never one planted in its place), 0644 whatever
