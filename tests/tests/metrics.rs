@@ -167,14 +167,15 @@ fn prometheus_increase_matches_rows_and_the_kernel() {
     );
     let cpu = seen(&prometheus, &format!("csm_user_cpu_seconds_total{{{uid}}}"));
     drop(prometheus);
-    // Every event counted as it went to the store: after a flush, the last exposition
-    // before the stop has the events rows but the `stop` itself.
+    // Every event counted as it went to the store: the exposition has the events rows
+    // written before it was taken (the collectors' stop events come after).
     thread::sleep(Duration::from_millis(1500));
+    let taken_us = csm_tests::now_us();
     let counted = a
         .within(|| http_get(CSM_PORT, "/metrics", None).expect("GET /metrics"))
         .1;
     daemon.stop();
-    check_events_total(&counted, &data);
+    check_events_total(&counted, &data, taken_us);
 
     let net: Vec<NetRow> = data
         .rows::<NetRow>()
@@ -555,8 +556,8 @@ fn counters_continue_over_surviving_pins_and_reset_without_them() {
 }
 
 /// Sums `csm_events_total{event=…}` of an exposition by event, and checks them against
-/// the events rows (less the `stop`, written after the exposition was taken).
-fn check_events_total(exposition: &str, data: &DataDir) {
+/// the events rows of before `taken_us`, when it was taken.
+fn check_events_total(exposition: &str, data: &DataDir, taken_us: i64) {
     let mut counted = std::collections::BTreeMap::<String, f64>::new();
     for line in exposition.lines() {
         if let Some(rest) = line.strip_prefix("csm_events_total{event=\"") {
@@ -565,8 +566,8 @@ fn check_events_total(exposition: &str, data: &DataDir) {
         }
     }
     let mut rows = std::collections::BTreeMap::<String, f64>::new();
-    for (_, event) in data.events() {
-        if event.name() != "stop" {
+    for (ts, event) in data.events() {
+        if ts < taken_us {
             *rows.entry(event.name().to_string()).or_default() += 1.0;
         }
     }
@@ -726,8 +727,9 @@ fn with_rules(ns: &Netns, data: &DataDir, toml: &str) -> Daemon {
         .start()
 }
 
-/// A user's burn of 5 s against `cpu` above 50 % for 2 s: one firing (its value the
-/// `cpu` row's share of the interval it fired at) and one resolution after the burn.
+/// A user's burn of 5 s against `cpu` above 5 % of a core for 2 s (low: on a machine
+/// busy with builds a burn may get a third of a core): one firing (its value the `cpu`
+/// row's share of the interval it fired at) and one resolution after the burn.
 #[test]
 fn a_users_cpu_fires_and_resolves_once() {
     require_root();
@@ -739,7 +741,7 @@ fn a_users_cpu_fires_and_resolves_once() {
         &ns,
         &data,
         &format!(
-            "[[alert]]\nname = \"busy\"\nkind = \"cpu\"\nuser = \"{}\"\nabove = 50\nfor = \"2s\"\n{}",
+            "[[alert]]\nname = \"busy\"\nkind = \"cpu\"\nuser = \"{}\"\nabove = 5\nfor = \"2s\"\n{}",
             user.name,
             pager.run_toml()
         ),
@@ -768,13 +770,13 @@ fn a_users_cpu_fires_and_resolves_once() {
         (at_firing.cpu_pct - fired.1.value).abs() < 1e-6,
         "{at_firing:?}"
     );
-    assert!(fired.1.value > 50.0);
+    assert!(fired.1.value > 5.0);
     let held_s = (fired.0 - fired.1.since_us) as f64 / 1e6;
     assert!((2.0..4.0).contains(&held_s), "fired after {held_s} s above");
     // Resolved at the first interval below the share.
     let first_below = rows
         .iter()
-        .filter(|r| r.ts_us > fired.0 && r.cpu_pct <= 50.0)
+        .filter(|r| r.ts_us > fired.0 && r.cpu_pct <= 5.0)
         .map(|r| r.ts_us)
         .min();
     assert!(first_below.is_none_or(|ts| ts >= resolved.0), "{rows:?}");
