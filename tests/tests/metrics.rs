@@ -80,20 +80,24 @@ fn rows_between<R>(
 
 /// The eBPF daemon in `ns`, every second, its endpoint on the namespace's loopback.
 fn with_endpoint(ns: &Netns, data: &DataDir) -> Daemon {
-    let config = data.config(&metrics_config());
+    daemon_with(
+        ns,
+        data,
+        &metrics_config(),
+        &["--backend", "ebpf", "--duration", "300s"],
+    )
+}
+
+/// The daemon in `ns` with the config `toml`, every second, and `args`.
+fn daemon_with(ns: &Netns, data: &DataDir, toml: &str, args: &[&str]) -> Daemon {
+    let config = data.config(toml);
     Daemon::builder()
         .netns(ns)
         .data_dir(data)
         .arg("--config")
         .arg(&config)
-        .args([
-            "--interval",
-            "1s",
-            "--backend",
-            "ebpf",
-            "--duration",
-            "300s",
-        ])
+        .args(["--interval", "1s"])
+        .args(args)
         .start()
 }
 
@@ -710,21 +714,12 @@ fn fired_and_resolved_once(
 
 /// The daemon with `[[alert]]` rules (and whatever else `toml` says), every second.
 fn with_rules(ns: &Netns, data: &DataDir, toml: &str) -> Daemon {
-    let config = data.config(toml);
-    Daemon::builder()
-        .netns(ns)
-        .data_dir(data)
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--interval",
-            "1s",
-            "--flush-interval",
-            "1s",
-            "--duration",
-            "120s",
-        ])
-        .start()
+    daemon_with(
+        ns,
+        data,
+        toml,
+        &["--flush-interval", "1s", "--duration", "120s"],
+    )
 }
 
 /// A user's burn of 5 s against `cpu` above 5 % of a core for 2 s (low: on a machine

@@ -224,13 +224,11 @@ impl Metrics {
             Family::new_with_constructor(rtt_histogram);
         let mut registry = Registry::with_prefix("csm");
         register(&mut registry, &families, backend, started_us);
-        let counters_reset: FloatGauge = Gauge::default();
-        counters_reset.set(started_us as f64 / 1e6);
-        registry.register_with_unit(
+        let counters_reset = timestamp_gauge(
+            &mut registry,
             "counters_reset_timestamp",
             "When the CPU and traffic counters were last 0: this start, or that of an earlier run whose pinned eBPF maps this one took over",
-            Unit::Seconds,
-            counters_reset.clone(),
+            started_us,
         );
         registry.register_with_unit(
             "ping_rtt",
@@ -629,6 +627,14 @@ fn register_one(
     }
 }
 
+/// A gauge of Unix seconds, registered with its unit and set to `at_us`.
+fn timestamp_gauge(registry: &mut Registry, name: &str, help: &str, at_us: i64) -> FloatGauge {
+    let gauge: FloatGauge = Gauge::default();
+    gauge.set(at_us as f64 / 1e6);
+    registry.register_with_unit(name, help, Unit::Seconds, gauge.clone());
+    gauge
+}
+
 fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i64) {
     registry.register(
         "build",
@@ -638,13 +644,11 @@ fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i6
             ("backend".to_string(), backend.to_string()),
         ]),
     );
-    let start: FloatGauge = Gauge::default();
-    start.set(started_us as f64 / 1e6);
-    registry.register_with_unit(
+    timestamp_gauge(
+        registry,
         "start_time",
-        "When this daemon process started: every counter was 0 then",
-        Unit::Seconds,
-        start,
+        "When this daemon process started: the ping, event and flush counters were 0 then",
+        started_us,
     );
     // Each family once: (field of `f`, name, unit, help).
     register_families!(registry, f;
