@@ -187,6 +187,8 @@ pub struct Store {
     rollups_due: BTreeMap<Table, Vec<i64>>,
     /// The roll-up being written, a few row groups per flush.
     rollup_job: Option<Box<dyn Step>>,
+    /// Events the store wrote of its own accord since [`Store::take_own_events`].
+    own_events: u64,
 }
 
 /// How far back the start-up looks for finished hours that lack their roll-ups (the
@@ -218,6 +220,7 @@ impl Store {
             tables: entries.tables,
             rollups_due: BTreeMap::new(),
             rollup_job: None,
+            own_events: 0,
             opts,
         })
     }
@@ -344,6 +347,7 @@ impl Store {
             .filter(|&(_, n)| n > 0)
             .collect();
         for (table, n) in dropped {
+            self.own_events += 1;
             self.event(
                 now_us,
                 Event::RowsDropped(format!(
@@ -353,6 +357,12 @@ impl Store {
                 )),
             );
         }
+    }
+
+    /// How many `rows_dropped` events the store wrote of its own accord since the last
+    /// call (the daemon counts every event it writes; these it does not see otherwise).
+    pub fn take_own_events(&mut self) -> u64 {
+        std::mem::take(&mut self.own_events)
     }
 
     /// Queues the roll-ups of recent finished hours that have raw files but no roll-up

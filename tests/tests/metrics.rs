@@ -80,20 +80,24 @@ fn rows_between<R>(
 
 /// The eBPF daemon in `ns`, every second, its endpoint on the namespace's loopback.
 fn with_endpoint(ns: &Netns, data: &DataDir) -> Daemon {
-    let config = data.config(&metrics_config());
+    daemon_with(
+        ns,
+        data,
+        &metrics_config(),
+        &["--backend", "ebpf", "--duration", "300s"],
+    )
+}
+
+/// The daemon in `ns` with the config `toml`, every second, and `args`.
+fn daemon_with(ns: &Netns, data: &DataDir, toml: &str, args: &[&str]) -> Daemon {
+    let config = data.config(toml);
     Daemon::builder()
         .netns(ns)
         .data_dir(data)
         .arg("--config")
         .arg(&config)
-        .args([
-            "--interval",
-            "1s",
-            "--backend",
-            "ebpf",
-            "--duration",
-            "300s",
-        ])
+        .args(["--interval", "1s"])
+        .args(args)
         .start()
 }
 
@@ -167,7 +171,15 @@ fn prometheus_increase_matches_rows_and_the_kernel() {
     );
     let cpu = seen(&prometheus, &format!("csm_user_cpu_seconds_total{{{uid}}}"));
     drop(prometheus);
+    // Every event counted as it went to the store: the exposition has the events rows
+    // written before it was taken (the collectors' stop events come after).
+    thread::sleep(Duration::from_millis(1500));
+    let taken_us = csm_tests::now_us();
+    let counted = a
+        .within(|| http_get(CSM_PORT, "/metrics", None).expect("GET /metrics"))
+        .1;
     daemon.stop();
+    check_events_total(&counted, &data, taken_us);
 
     let net: Vec<NetRow> = data
         .rows::<NetRow>()
@@ -367,16 +379,12 @@ fn an_outage_fires_and_resolves_once_with_its_command() {
     let link = Link::new("pa", Ipv6::Off);
     link.address("10.233.0.1/24", "10.233.0.2/24");
     let data = DataDir::new();
-    let out = tempfile::tempdir().expect("temp dir for the command's output");
-    let script = out.path().join("page.sh");
-    std::fs::write(&script, "#!/bin/sh\nenv | sort > \"$1/$CSM_STATE.$$\"\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pager = Pager::new();
     let config = data.config(&format!(
         "[ping]\ninterval = \"1s\"\ncount = 1\ntargets = [\"10.233.0.2\"]\n\n\
          [[alert]]\nname = \"far side down\"\nkind = \"outage\"\ntarget = \"10.233.0.2\"\n\
-         for = \"3s\"\nrun = [\"{}\", \"{}\"]\ntimeout = \"5s\"\n",
-        script.display(),
-        out.path().display()
+         for = \"3s\"\n{}",
+        pager.run_toml()
     ));
     let daemon = Daemon::builder()
         .netns(&link.client)
@@ -401,20 +409,11 @@ fn an_outage_fires_and_resolves_once_with_its_command() {
     let outage = found[0];
     let end_us = outage.end_us.expect("the outage ended");
 
-    // Exactly one firing and one resolution, with the outage's start and end.
-    let alerts: Vec<(i64, AlertEvent)> = data
-        .events()
-        .into_iter()
-        .filter_map(|(ts, e)| match e {
-            Event::Alert(a) => Some((ts, a)),
-            _ => None,
-        })
-        .collect();
-    println!("outage {outage:?}\nalert events {alerts:?}");
-    assert_eq!(alerts.len(), 2, "{alerts:?}");
-    let (fired, resolved) = (&alerts[0], &alerts[1]);
-    assert!(fired.1.firing && !resolved.1.firing);
-    assert_eq!(fired.1.subject, "10.233.0.2");
+    // Exactly one firing and one resolution, with the outage's start and end; the
+    // command ran twice, `csm report alerts` lists it.
+    println!("outage {outage:?}");
+    let (fired, resolved) =
+        fired_and_resolved_once(&data, &pager, "far side down", ("CSM_TARGET", "10.233.0.2"));
     assert_eq!(fired.1.since_us, outage.start_us);
     assert_eq!(resolved.1.since_us, outage.start_us);
     assert_eq!(resolved.0, end_us);
@@ -428,34 +427,263 @@ fn an_outage_fires_and_resolves_once_with_its_command() {
         "{log}"
     );
 
-    // The command ran twice, once per transition, with the alert's fields.
-    let mut runs: Vec<String> = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "page.sh")
-        .collect();
-    runs.sort();
-    assert_eq!(runs.len(), 2, "command runs: {runs:?}");
+    let duration_s = (end_us - outage.start_us) as f64 / 1e6;
     assert!(
-        runs[0].starts_with("firing.") && runs[1].starts_with("resolved."),
-        "{runs:?}"
+        (7.0..=11.0).contains(&duration_s),
+        "an outage of {duration_s} s"
     );
-    for (run, state) in runs.iter().zip(["firing", "resolved"]) {
-        let env = std::fs::read_to_string(out.path().join(run)).unwrap();
-        for want in [
-            "CSM_ALERT=far side down".to_string(),
+}
+
+/// The eBPF daemon of the restart test in `ns`: killable (SIGKILL on drop), every
+/// second, flushing every second, its endpoint on the namespace's loopback. Entered
+/// with `nsenter --net` rather than `ip netns exec`, which mounts a sysfs of its own
+/// (without /sys/fs/bpf, so the pins would die with the process).
+fn killable_with_endpoint(ns: &Netns, data: &DataDir, config: &std::path::Path) -> Daemon {
+    let net = format!("--net={}", ns.path().display());
+    Daemon::killable(data)
+        .wrapper(["nsenter", net.as_str()])
+        .arg("--config")
+        .arg(config)
+        .args(["--interval", "1s", "--flush-interval", "1s"])
+        .start()
+}
+
+/// A PromQL instant query's single value (at `time`, or now).
+fn value_of(prometheus: &Prometheus, promql: &str, time: Option<f64>) -> f64 {
+    scalar_of(&prometheus.query(promql, time)).unwrap_or_else(|| panic!("no value of {promql}"))
+}
+
+/// Counters across restarts, against a real Prometheus. A user burns CPU while csm is
+/// killed (-9) and started again over its pins: Prometheus sees no reset (`resets()` of
+/// every CPU and traffic series is 0) and `increase()` over the whole span equals the
+/// burn's CPU time (wait4) within 2 %, the part burnt while csm was down included. Then
+/// csm is killed again and its pins removed: the restart is a clean reset (from 0, at
+/// the new start), as Prometheus expects where the pins cannot survive.
+#[test]
+fn counters_continue_over_surviving_pins_and_reset_without_them() {
+    require_root();
+    let ns = Netns::new("pr", Ipv6::Off);
+    let user = TestUser::create("pr");
+    let data = DataDir::new();
+    let config = data.config(&metrics_config());
+    let daemon = killable_with_endpoint(&ns, &data, &config);
+    let prometheus = Prometheus::start(&ns);
+    // The user's series exists (small) before the burn.
+    let _ = user.shell("true").status();
+    thread::sleep(Duration::from_secs(3));
+
+    let burn = user.shell("while :; do :; done").spawn().expect("burn");
+    thread::sleep(Duration::from_secs(3));
+    daemon.kill();
+    assert!(!data.pin_dirs().is_empty(), "kill -9 leaves the pins");
+    // Burnt while csm is down: the pins count it, the restart recovers it.
+    thread::sleep(Duration::from_secs(2));
+    let daemon = killable_with_endpoint(&ns, &data, &config);
+    thread::sleep(Duration::from_secs(3));
+    // SAFETY: our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let (_, burn_ns) = wait_cpu_ns(burn);
+    thread::sleep(Duration::from_secs(4));
+
+    let uid = format!("uid=\"{}\"", user.uid);
+    let cpu = seen(&prometheus, &format!("csm_user_cpu_seconds_total{{{uid}}}"));
+    // Every series of every family the pins back (resets() drops the name, so one
+    // family at a time).
+    let (mut series, mut resets) = (0.0, 0.0);
+    for family in [
+        "csm_user_cpu_seconds_total",
+        "csm_user_network_receive_bytes_total",
+        "csm_user_network_transmit_bytes_total",
+        "csm_interface_receive_bytes_total",
+        "csm_interface_transmit_bytes_total",
+        "csm_interface_receive_packets_total",
+        "csm_interface_transmit_packets_total",
+    ] {
+        let count = format!("count(last_over_time({family}[10m]))");
+        series += scalar_of(&prometheus.query(&count, None)).unwrap_or(0.0);
+        let sum = format!("sum(resets({family}[10m]))");
+        resets += scalar_of(&prometheus.query(&sum, None)).unwrap_or(0.0);
+    }
+    println!("{series} CPU and traffic series, {resets} resets; burn {burn_ns} ns");
+    assert!(series >= 3.0, "{series} series");
+    assert_eq!(resets, 0.0, "a counter went backwards over the restart");
+    assert_within_pct(
+        "increase() over the restart vs the burn (wait4)",
+        cpu.increase,
+        burn_ns as f64 / 1e9,
+        2.0,
+    );
+    let recovered = data
+        .events()
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::Recovered(_)))
+        .count();
+    assert!(
+        recovered >= 1,
+        "the restart recovered what the pins counted"
+    );
+
+    // Pins gone: a clean reset at the new start.
+    let before = cpu.last.1;
+    daemon.kill();
+    for dir in data.pin_dirs() {
+        std::fs::remove_dir_all(&dir).expect("remove the pins");
+    }
+    let restarted_s = csm_tests::now_us() as f64 / 1e6;
+    let daemon = killable_with_endpoint(&ns, &data, &config);
+    let burn = user.shell("while :; do :; done").spawn().expect("burn");
+    thread::sleep(Duration::from_secs(1));
+    // SAFETY: our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let _ = wait_cpu_ns(burn);
+    thread::sleep(Duration::from_secs(4));
+    let now_cpu = value_of(
+        &prometheus,
+        &format!("csm_user_cpu_seconds_total{{{uid}}}"),
+        None,
+    );
+    let cpu_resets = value_of(
+        &prometheus,
+        &format!("resets(csm_user_cpu_seconds_total{{{uid}}}[10m])"),
+        None,
+    );
+    let reset_at = value_of(&prometheus, "csm_counters_reset_timestamp_seconds", None);
+    println!("without pins: {now_cpu} s (was {before} s), {cpu_resets} resets, reset at {reset_at} (restart {restarted_s})");
+    assert!(
+        now_cpu < before,
+        "counted from 0 again: {now_cpu} vs {before}"
+    );
+    assert_eq!(cpu_resets, 1.0);
+    assert!(reset_at >= restarted_s, "the reset time is the new start");
+    drop(prometheus);
+    drop(daemon);
+}
+
+/// Sums `csm_events_total{event=…}` of an exposition by event, and checks them against
+/// the events rows of before `taken_us`, when it was taken.
+fn check_events_total(exposition: &str, data: &DataDir, taken_us: i64) {
+    let mut counted = std::collections::BTreeMap::<String, f64>::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("csm_events_total{event=\"") {
+            let (event, value) = rest.split_once("\"} ").expect("an events sample");
+            counted.insert(event.to_string(), value.parse().expect("a number"));
+        }
+    }
+    let mut rows = std::collections::BTreeMap::<String, f64>::new();
+    for (ts, event) in data.events() {
+        if ts < taken_us {
+            *rows.entry(event.name().to_string()).or_default() += 1.0;
+        }
+    }
+    println!("csm_events_total {counted:?}\nevents rows {rows:?}");
+    for kind in ["start", "backend", "host"] {
+        assert!(rows.contains_key(kind), "no {kind} row: {rows:?}");
+    }
+    assert_eq!(counted, rows, "csm_events_total against the events rows");
+}
+
+/// A `run` command for alert rules that writes its environment to
+/// `<dir>/<CSM_STATE>.<pid>`, and what it wrote.
+struct Pager {
+    dir: tempfile::TempDir,
+}
+
+impl Pager {
+    fn new() -> Pager {
+        let dir = tempfile::tempdir().expect("temp dir for the command's output");
+        let script = dir.path().join("page.sh");
+        std::fs::write(&script, "#!/bin/sh\nenv | sort > \"$1/$CSM_STATE.$$\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Pager { dir }
+    }
+
+    /// The `run` and `timeout` lines of a rule.
+    fn run_toml(&self) -> String {
+        let dir = self.dir.path();
+        format!(
+            "run = [\"{}\", \"{}\"]\ntimeout = \"5s\"\n",
+            dir.join("page.sh").display(),
+            dir.display()
+        )
+    }
+
+    /// Each run's file name and environment, by name (`firing.*` before `resolved.*`).
+    fn runs(&self) -> Vec<(String, String)> {
+        let mut runs: Vec<(String, String)> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|path| !path.ends_with("page.sh"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+        runs.sort();
+        runs
+    }
+}
+
+/// The `alert` events rows of a data dir, in time order.
+fn alert_events(data: &DataDir) -> Vec<(i64, AlertEvent)> {
+    let mut alerts: Vec<(i64, AlertEvent)> = data
+        .events()
+        .into_iter()
+        .filter_map(|(ts, e)| match e {
+            Event::Alert(a) => Some((ts, a)),
+            _ => None,
+        })
+        .collect();
+    alerts.sort_by_key(|(ts, _)| *ts);
+    alerts
+}
+
+/// Exactly one firing and one resolution of the rule `name` about `subject` (an
+/// environment key and value; an empty value: the daemon's own trouble, which has
+/// none); the command ran twice with them in its environment; `csm report alerts` lists
+/// the one alert from the firing's start to the resolution. The two events.
+fn fired_and_resolved_once(
+    data: &DataDir,
+    pager: &Pager,
+    name: &str,
+    (key, subject): (&str, &str),
+) -> ((i64, AlertEvent), (i64, AlertEvent)) {
+    let alerts = alert_events(data);
+    println!("alert events {alerts:?}");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let (fired, resolved) = (alerts[0].clone(), alerts[1].clone());
+    assert!(fired.1.firing && !resolved.1.firing, "{alerts:?}");
+    for (_, event) in [&fired, &resolved] {
+        assert_eq!(
+            (event.name.as_str(), event.subject.as_str()),
+            (name, subject)
+        );
+    }
+    assert_eq!(resolved.1.since_us, fired.1.since_us);
+
+    let runs = pager.runs();
+    assert_eq!(runs.len(), 2, "command runs: {runs:?}");
+    for ((run, env), (state, event)) in runs
+        .iter()
+        .zip([("firing", &fired), ("resolved", &resolved)])
+    {
+        assert!(run.starts_with(&format!("{state}.")), "{runs:?}");
+        let mut want = vec![
+            format!("CSM_ALERT={name}"),
             format!("CSM_STATE={state}"),
-            "CSM_TARGET=10.233.0.2".to_string(),
-            format!("CSM_SINCE_US={}", outage.start_us),
-        ] {
+            format!("CSM_SINCE_US={}", event.1.since_us),
+            format!("CSM_VALUE={}", event.1.value),
+        ];
+        if !subject.is_empty() {
+            want.push(format!("{key}={subject}"));
+        }
+        for want in want {
             assert!(env.lines().any(|l| l == want), "{run} lacks {want}:\n{env}");
         }
-        assert!(env.lines().any(|l| l.starts_with("CSM_VALUE=")), "{env}");
         assert!(env.lines().any(|l| l.starts_with("CSM_SINCE=")), "{env}");
     }
 
-    // `csm report alerts` says the same.
-    let from = csm::report::rfc3339(outage.start_us - 60_000_000);
+    let from = csm::report::rfc3339(fired.1.since_us - 60_000_000);
     let report = csm_tests::run_csm([
         "report".as_ref(),
         "--data-dir".as_ref(),
@@ -474,12 +702,270 @@ fn an_outage_fires_and_resolves_once_with_its_command() {
     let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
     let listed = json["alerts"].as_array().expect("alerts section");
     assert_eq!(listed.len(), 1, "{json}");
-    assert_eq!(listed[0]["start_ts"], csm::report::rfc3339(outage.start_us));
-    assert_eq!(listed[0]["end_ts"], csm::report::rfc3339(end_us));
-    let duration_s = (end_us - outage.start_us) as f64 / 1e6;
-    assert_eq!(listed[0]["duration_s"].as_f64(), Some(duration_s));
-    assert!(
-        (7.0..=11.0).contains(&duration_s),
-        "an outage of {duration_s} s"
+    assert_eq!(
+        listed[0]["start_ts"],
+        csm::report::rfc3339(fired.1.since_us)
     );
+    assert_eq!(listed[0]["end_ts"], csm::report::rfc3339(resolved.0));
+    let duration_s = (resolved.0 - fired.1.since_us) as f64 / 1e6;
+    assert_eq!(listed[0]["duration_s"].as_f64(), Some(duration_s));
+    (fired, resolved)
+}
+
+/// The daemon with `[[alert]]` rules (and whatever else `toml` says), every second.
+fn with_rules(ns: &Netns, data: &DataDir, toml: &str) -> Daemon {
+    daemon_with(
+        ns,
+        data,
+        toml,
+        &["--flush-interval", "1s", "--duration", "120s"],
+    )
+}
+
+/// A user's burn of 5 s against `cpu` above 5 % of a core for 2 s (low: on a machine
+/// busy with builds a burn may get a third of a core): one firing (its value the `cpu`
+/// row's share of the interval it fired at) and one resolution after the burn.
+#[test]
+fn a_users_cpu_fires_and_resolves_once() {
+    require_root();
+    let ns = Netns::new("pc", Ipv6::Off);
+    let user = TestUser::create("pc");
+    let data = DataDir::new();
+    let pager = Pager::new();
+    let daemon = with_rules(
+        &ns,
+        &data,
+        &format!(
+            "[[alert]]\nname = \"busy\"\nkind = \"cpu\"\nuser = \"{}\"\nabove = 5\nfor = \"2s\"\n{}",
+            user.name,
+            pager.run_toml()
+        ),
+    );
+    thread::sleep(Duration::from_secs(2));
+    let burn = user.shell("while :; do :; done").spawn().expect("burn");
+    thread::sleep(Duration::from_secs(5));
+    // SAFETY: our own child.
+    unsafe { libc::kill(burn.id() as i32, libc::SIGKILL) };
+    let _ = wait_cpu_ns(burn);
+    thread::sleep(Duration::from_secs(3));
+    daemon.stop();
+
+    let (fired, resolved) =
+        fired_and_resolved_once(&data, &pager, "busy", ("CSM_USER", &user.name));
+    let rows: Vec<CpuRow> = data
+        .rows::<CpuRow>()
+        .into_iter()
+        .filter(|r| r.uid == user.uid as i64)
+        .collect();
+    let at_firing = rows
+        .iter()
+        .find(|r| r.ts_us == fired.0)
+        .expect("the row it fired at");
+    // The row keeps the share as an f32.
+    assert!(
+        (at_firing.cpu_pct - fired.1.value).abs() < 0.01,
+        "{at_firing:?}"
+    );
+    assert!(fired.1.value > 5.0);
+    let held_s = (fired.0 - fired.1.since_us) as f64 / 1e6;
+    assert!((2.0..4.0).contains(&held_s), "fired after {held_s} s above");
+    // Resolved at the first interval below the share.
+    let first_below = rows
+        .iter()
+        .filter(|r| r.ts_us > fired.0 && r.cpu_pct <= 5.0)
+        .map(|r| r.ts_us)
+        .min();
+    assert!(first_below.is_none_or(|ts| ts >= resolved.0), "{rows:?}");
+}
+
+/// 10 MiB/s sent through a veth for 4 s against `rate` tx above 2 MB/s for 2 s: one
+/// firing, whose value is the `net` row's rate of that interval, and one resolution; the
+/// rows hold the bytes the kernel counted.
+#[test]
+fn an_interfaces_rate_fires_and_resolves_once() {
+    require_root();
+    let link = Link::new("pt", Ipv6::Off);
+    link.address("10.234.0.1/24", "10.234.0.2/24");
+    let (a, b, va) = (&link.client, &link.server, link.client_if.clone());
+    let data = DataDir::new();
+    let pager = Pager::new();
+    let daemon = with_rules(
+        a,
+        &data,
+        &format!(
+            "[[alert]]\nname = \"fast\"\nkind = \"rate\"\ninterface = \"{va}\"\ndirection = \"tx\"\nabove = 2000000\nfor = \"2s\"\n{}",
+            pager.run_toml()
+        ),
+    );
+    thread::sleep(Duration::from_secs(2));
+    let before = a.traffic(&va);
+    let sent = paced_send(
+        b,
+        a,
+        "10.234.0.2:5002",
+        40,
+        1 << 20,
+        Duration::from_millis(100),
+    );
+    let after = a.traffic(&va);
+    thread::sleep(Duration::from_secs(3));
+    daemon.stop();
+
+    let (fired, _) = fired_and_resolved_once(&data, &pager, "fast", ("CSM_INTERFACE", &va));
+    let netns = a.inode();
+    let rows: Vec<NetRow> = data
+        .rows::<NetRow>()
+        .into_iter()
+        .filter(|r| r.netns == Some(netns) && r.iface == va)
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r.ts_us == fired.0)
+        .expect("the row it fired at");
+    let rate = row.tx_bytes as f64 * 1000.0 / row.dur_ms as f64;
+    assert_within_pct("fired value vs the row's rate", fired.1.value, rate, 0.001);
+    assert!(fired.1.value > 2e6);
+    let kernel_tx = (after.tx_bytes - before.tx_bytes) as f64;
+    let rows_tx: i64 = rows.iter().map(|r| r.tx_bytes).sum();
+    println!("sent {sent} bytes; kernel tx {kernel_tx}; rows tx {rows_tx}");
+    assert!(kernel_tx >= sent as f64);
+    assert!(rows_tx as f64 >= kernel_tx);
+    assert_within_pct("rows tx vs the kernel", rows_tx as f64, kernel_tx, 2.0);
+}
+
+/// Sends `chunks` of `chunk` bytes from `client_ns` to a reader in `server_ns`, one
+/// every `every`: a known, steady rate. The bytes sent.
+fn paced_send(
+    server_ns: &Netns,
+    client_ns: &Netns,
+    addr: &'static str,
+    chunks: usize,
+    chunk: usize,
+    every: Duration,
+) -> usize {
+    use std::io::{Read, Write};
+    let listener = server_ns.within(move || TcpListener::bind(addr).expect("bind"));
+    let reader = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut sink = Vec::new();
+        stream.read_to_end(&mut sink).expect("read");
+        sink.len()
+    });
+    let mut client = client_ns.within(move || TcpStream::connect(addr).expect("connect"));
+    let data = vec![7u8; chunk];
+    let start = Instant::now();
+    for i in 0..chunks {
+        client.write_all(&data).expect("send");
+        let next = start + every * (i as u32 + 1);
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    drop(client);
+    let received = reader.join().expect("reader");
+    assert_eq!(received, chunks * chunk);
+    received
+}
+
+/// The ping target unreachable for 3 s (its side of the veth down) against `loss` above
+/// 30 % over 5 s: one firing and one resolution, each with the loss the ping rows of
+/// the window before it give.
+#[test]
+fn loss_over_a_window_fires_and_resolves_once() {
+    require_root();
+    let link = Link::new("pl", Ipv6::Off);
+    link.address("10.235.0.1/24", "10.235.0.2/24");
+    let data = DataDir::new();
+    let pager = Pager::new();
+    let daemon = with_rules(
+        &link.client,
+        &data,
+        &format!(
+            "[ping]\ninterval = \"1s\"\ncount = 1\ntargets = [\"10.235.0.2\"]\n\n\
+             [[alert]]\nname = \"lossy\"\nkind = \"loss\"\ntarget = \"10.235.0.2\"\n\
+             window = \"5s\"\nabove = 30\n{}",
+            pager.run_toml()
+        ),
+    );
+    thread::sleep(Duration::from_secs(4));
+    link.set_server_link(false);
+    thread::sleep(Duration::from_secs(3));
+    link.set_server_link(true);
+    thread::sleep(Duration::from_secs(8));
+    daemon.stop();
+
+    let (fired, resolved) =
+        fired_and_resolved_once(&data, &pager, "lossy", ("CSM_TARGET", "10.235.0.2"));
+    let pings: Vec<PingRow> = data.rows::<PingRow>();
+    let loss_at = |ts: i64| {
+        let (sent, received) = pings
+            .iter()
+            .filter(|r| r.ts_us > ts - 5_000_000 && r.ts_us <= ts)
+            .fold((0, 0), |(s, r), p| (s + p.sent, r + p.received.min(p.sent)));
+        (sent - received) as f64 * 100.0 / sent as f64
+    };
+    println!(
+        "loss at firing {} at resolution {}",
+        loss_at(fired.0),
+        loss_at(resolved.0)
+    );
+    assert_within_pct(
+        "loss at firing vs the ping rows",
+        fired.1.value,
+        loss_at(fired.0),
+        0.001,
+    );
+    assert!(fired.1.value > 30.0);
+    assert!(loss_at(resolved.0) <= 30.0);
+    assert!(pings.iter().any(|p| p.received == 0), "no ping was lost");
+}
+
+/// The data dir's file system full for 4 s against `daemon` `write_error`: one firing
+/// at the `write_error` event and one resolution at the `write_ok` after it.
+#[test]
+fn a_write_error_fires_and_resolves_once() {
+    require_root();
+    let ns = Netns::new("pw", Ipv6::Off);
+    let fs = csm_tests::Tmpfs::mount("4m").expect("mount a tmpfs");
+    let data = DataDir::create_in(fs.path());
+    let pager = Pager::new();
+    let daemon = with_rules(
+        &ns,
+        &data,
+        &format!(
+            "[[alert]]\nname = \"cannot write\"\nkind = \"daemon\"\ntrouble = \"write_error\"\n{}",
+            pager.run_toml()
+        ),
+    );
+    thread::sleep(Duration::from_secs(2));
+    let filler = fs.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+    }
+    thread::sleep(Duration::from_secs(4));
+    std::fs::remove_file(&filler).unwrap();
+    thread::sleep(Duration::from_secs(3));
+    daemon.stop();
+
+    let (fired, resolved) = fired_and_resolved_once(&data, &pager, "cannot write", ("", ""));
+    let events = data.events();
+    let at = |name: &str| {
+        events
+            .iter()
+            .filter(|(_, e)| e.name() == name)
+            .map(|(ts, _)| *ts)
+            .collect::<Vec<_>>()
+    };
+    println!(
+        "write_error at {:?}, write_ok at {:?}",
+        at("write_error"),
+        at("write_ok")
+    );
+    // One episode: the rule's times are the events' (taken a few µs apart).
+    let (errors, oks) = (at("write_error"), at("write_ok"));
+    assert_eq!((errors.len(), oks.len()), (1, 1));
+    assert!((fired.1.since_us - errors[0]).abs() < 1_000_000);
+    assert!((resolved.0 - oks[0]).abs() < 1_000_000);
 }

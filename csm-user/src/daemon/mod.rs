@@ -135,10 +135,20 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let mut collectors = backend::select(&as_named)?;
     drop(as_named);
     let started = now_us();
-    record_start(&mut store, &settings, &named, &mut collectors, started);
-    let places = pending::Places::new(held.path(), &named);
-    let merged = pending::merge(&mut store, &places, started);
     let (metrics, _endpoint) = start_metrics(&settings, &collectors, started)?;
+    record_start(
+        &mut store,
+        &settings,
+        &named,
+        &mut collectors,
+        metrics.as_deref(),
+        started,
+    );
+    let places = pending::Places::new(held.path(), &named);
+    let (merged, spill_events) = pending::merge(&mut store, &places);
+    for event in spill_events {
+        write_event(&mut store, metrics.as_deref(), started, event);
+    }
     let boot_id = settings.paths.boot_id();
     plan_resume(
         &mut store,
@@ -146,9 +156,10 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         &mut collectors,
         boot_id.as_deref(),
         !merged.is_empty(),
+        metrics.as_deref(),
         started,
     );
-    apply_retention(&mut store, &settings);
+    apply_retention(&mut store, &settings, metrics.as_deref());
     store.catch_up_rollups(started);
 
     let (rows_tx, rows_rx) = mpsc::unbounded_channel();
@@ -161,7 +172,7 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
     let flusher = Flusher {
         instance: collectors.instance.clone(),
         boot_id,
-        metrics: metrics.clone(),
+        metrics,
         merged,
         ..Flusher::default()
     };
@@ -173,7 +184,6 @@ async fn run_local(settings: Settings) -> Result<(), RunError> {
         rows: rows_rx,
         alerts: crate::alerts::AlertEngine::new(settings.alerts.clone()),
         settings,
-        metrics,
     };
     if fell_back(&writer.settings, &collectors.description) {
         writer.alert_rows(|alerts| alerts.fell_back(started));
@@ -250,6 +260,7 @@ fn record_start(
     settings: &Settings,
     named: &Path,
     collectors: &mut Collectors,
+    metrics: Option<&Metrics>,
     at: i64,
 ) {
     info!(
@@ -259,40 +270,56 @@ fn record_start(
         backend = %collectors.description,
         "csm collecting"
     );
-    store.event(
-        at,
-        Event::Start(format!(
-            "csm {} interval={:?} data_dir={}",
-            env!("CARGO_PKG_VERSION"),
-            settings.interval,
-            named.display()
-        )),
-    );
-    store.event(at, Event::Backend(collectors.description.clone()));
+    let start = Event::Start(format!(
+        "csm {} interval={:?} data_dir={}",
+        env!("CARGO_PKG_VERSION"),
+        settings.interval,
+        named.display()
+    ));
+    write_event(store, metrics, at, start);
+    let backend = Event::Backend(collectors.description.clone());
+    write_event(store, metrics, at, backend);
     // What the machine is, so charts drawn elsewhere scale to it (100 % = one core).
-    store.event(at, host_facts(&settings.paths));
+    write_event(store, metrics, at, host_facts(&settings.paths));
     for note in std::mem::take(&mut collectors.notes) {
-        store.event(at, Event::Pins(note));
+        write_event(store, metrics, at, Event::Pins(note));
     }
+}
+
+/// An event the daemon writes straight to the store (not through the collectors'
+/// channel), counted in `csm_events_total` as well.
+fn write_event(store: &mut Store, metrics: Option<&Metrics>, at: i64, event: Event) {
+    if let Some(metrics) = metrics {
+        metrics.event(event.name());
+    }
+    store.event(at, event);
 }
 
 /// Where the collectors resume after a crash: the last samples the previous run wrote,
 /// when the counters they came from still count (adopted pins of the same instance, or
-/// `/proc/net/dev` of the same boot). Adopted pins without a matching state file are a
-/// gap that cannot be attributed, and say so. After rows a failed stop spilled were taken
-/// in (`spilled`), the state files are older than those rows: resuming from them would
-/// charge the rows' span twice, so the collectors start afresh.
+/// `/proc/net/dev` of the same boot), and the endpoint's CPU and traffic counters as
+/// of those samples. Adopted pins without a matching state file are a gap that cannot
+/// be attributed, and say so. After rows a failed stop spilled were taken in
+/// (`spilled`), the state files are older than those rows: resuming from them would
+/// charge the rows' span twice, so the collectors (and the endpoint's counters) start
+/// afresh.
 fn plan_resume(
     store: &mut Store,
     settings: &Settings,
     collectors: &mut Collectors,
     boot_id: Option<&str>,
     spilled: bool,
+    metrics: Option<&Metrics>,
     at: i64,
 ) {
     if spilled {
         if collectors.adopted {
-            store.event(at, Event::Recovered(Recovered::Unattributed));
+            write_event(
+                store,
+                metrics,
+                at,
+                Event::Recovered(Recovered::Unattributed),
+            );
         }
         if let Err(err) = NetdevState::remove(&settings.data_dir) {
             warn!("cannot remove {}: {err}", state::NETDEV_STATE_FILE);
@@ -302,10 +329,18 @@ fn plan_resume(
     if collectors.adopted {
         match (State::load(&settings.data_dir), &collectors.instance) {
             (Some(state), Some(instance)) if &state.instance == instance => {
+                if let (Some(metrics), Some(counters)) = (metrics, state.metrics) {
+                    metrics.restore(counters, state.net.is_some());
+                }
                 collectors.resume_cpu = Some(state.cpu);
                 collectors.resume_net = state.net;
             }
-            _ => store.event(at, Event::Recovered(Recovered::Unattributed)),
+            _ => write_event(
+                store,
+                metrics,
+                at,
+                Event::Recovered(Recovered::Unattributed),
+            ),
         }
     }
     if collectors.net.is_none() {
@@ -348,8 +383,6 @@ struct Writer {
     pins: Option<PinDir>,
     /// Where such rows may be spilled.
     places: pending::Places,
-    /// The Prometheus endpoint's counters, fed the rows as they come.
-    metrics: Option<Arc<Metrics>>,
     /// `[[alert]]` rules, evaluated on the rows as they come.
     alerts: Option<crate::alerts::AlertEngine>,
 }
@@ -374,9 +407,6 @@ impl Writer {
     }
 
     fn keep(&mut self, rows: Rows) {
-        if let Some(metrics) = &self.metrics {
-            metrics.observe(&rows);
-        }
         match &mut self.sink {
             Some(sink) => sink.push(rows),
             None => self.pending.push(rows),
@@ -421,7 +451,8 @@ impl Writer {
                     if hour != retention_hour {
                         retention_hour = hour;
                         if let Some(sink) = &mut self.sink {
-                            apply_retention(&mut sink.store, &settings);
+                            let metrics = sink.flusher.metrics.clone();
+                            apply_retention(&mut sink.store, &settings, metrics.as_deref());
                         }
                     }
                 }
@@ -448,8 +479,13 @@ impl Writer {
             sink.push(rows);
         }
         let data_dir = &self.settings.data_dir;
-        sink.store
-            .event(now_us(), Event::Stop(stop_reason.to_string()));
+        let stop = Event::Stop(stop_reason.to_string());
+        write_event(
+            &mut sink.store,
+            sink.flusher.metrics.as_deref(),
+            now_us(),
+            stop,
+        );
         // The current hours' files stay as this flush leaves them: one row group each.
         sink.store.compact_at_next_flush();
         if !sink.flusher.flush(&mut sink.store, data_dir) {
@@ -549,7 +585,7 @@ fn host_facts(paths: &crate::sources::host::HostPaths) -> Event {
 }
 
 /// Deletes whole date partitions older than `retain` (at start and every hour).
-fn apply_retention(store: &mut Store, settings: &Settings) {
+fn apply_retention(store: &mut Store, settings: &Settings, metrics: Option<&Metrics>) {
     let Some(retain) = settings.retain else {
         return;
     };
@@ -560,13 +596,11 @@ fn apply_retention(store: &mut Store, settings: &Settings) {
             "retention ({retain:?}) removed {} date partitions",
             removed.len()
         );
-        store.event(
-            now,
-            Event::Retention(format!(
-                "removed {} date partitions older than {retain:?}",
-                removed.len()
-            )),
-        );
+        let event = Event::Retention(format!(
+            "removed {} date partitions older than {retain:?}",
+            removed.len()
+        ));
+        write_event(store, metrics, now, event);
     }
 }
 
@@ -636,6 +670,11 @@ struct Flusher {
 
 impl Flusher {
     fn push(&mut self, store: &mut Store, rows: Rows) {
+        // Counted as they go into the store, not before: the counters the state file
+        // saves are then those of the rows the same flush writes.
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(&rows);
+        }
         match rows {
             Rows::CpuTotals(sample) => self.last_cpu = Some(sample),
             Rows::NetTotals(sample) => self.last_net = Some(sample),
@@ -657,6 +696,9 @@ impl Flusher {
         let errors = store.flush(now);
         if let Some(metrics) = &self.metrics {
             metrics.flushed(errors.is_empty(), now);
+            for _ in 0..store.take_own_events() {
+                metrics.event("rows_dropped");
+            }
         }
         let Some(first) = errors.first() else {
             pending::remove_merged(&mut self.merged);
@@ -704,6 +746,7 @@ impl Flusher {
                 instance: instance.clone(),
                 cpu: cpu.clone(),
                 net: self.last_net.clone(),
+                metrics: self.metrics.as_ref().map(|m| m.pinned_counters()),
             };
             if let Err(err) = state.save(data_dir) {
                 self.state_not_saved(&state::path(data_dir).display().to_string(), &err);

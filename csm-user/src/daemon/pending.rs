@@ -157,17 +157,19 @@ fn remove_if_present(parent: &OwnedFd, name: &str) -> io::Result<()> {
     }
 }
 
-/// Takes in the rows every place holds (the events say what was taken or refused);
-/// the spills taken in, to remove once a flush wrote them.
-pub fn merge(store: &mut Store, places: &Places, at: i64) -> Vec<Merged> {
+/// Takes in the rows every place holds. Returns the spills taken in, to remove once a
+/// flush wrote them, and the `pins` events that say what was taken or refused (the
+/// caller writes them, so that the endpoint counts them as every other event).
+pub fn merge(store: &mut Store, places: &Places) -> (Vec<Merged>, Vec<Event>) {
     let mut merged = Vec::new();
+    let mut events = Vec::new();
     for place in places.list(false) {
         let path = place.path();
         let parent = match place.parent {
             Ok(parent) => parent,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => {
-                refuse(store, &path, &err.to_string(), at);
+                events.push(refuse(&path, &err.to_string()));
                 continue;
             }
         };
@@ -181,23 +183,20 @@ pub fn merge(store: &mut Store, places: &Places, at: i64) -> Vec<Merged> {
                     "{rows} rows a stop could not write taken in from {}",
                     path.display()
                 );
-                store.event(
-                    at,
-                    Event::Pins(format!(
-                        "{rows} rows the last stop could not write taken in from {}",
-                        path.display()
-                    )),
-                );
+                events.push(Event::Pins(format!(
+                    "{rows} rows the last stop could not write taken in from {}",
+                    path.display()
+                )));
                 merged.push(Merged {
                     parent,
                     name: place.name,
                     path,
                 });
             }
-            Err(err) => refuse(store, &path, &err, at),
+            Err(err) => events.push(refuse(&path, &err)),
         }
     }
-    merged
+    (merged, events)
 }
 
 /// `None` when there is no spill there.
@@ -230,13 +229,13 @@ fn merge_from(
         .map_err(|err| err.to_string())
 }
 
-fn refuse(store: &mut Store, path: &Path, why: &str, at: i64) {
+fn refuse(path: &Path, why: &str) -> Event {
     let line = format!(
         "{}: {why}; rows kept there are not taken in (remove it once checked)",
         path.display()
     );
     warn!("{line}");
-    store.event(at, Event::Pins(line));
+    Event::Pins(line)
 }
 
 /// After the first flush that wrote the rows taken in: their spills go.

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::registry::PinnedCounters;
 use crate::model::net::{IfaceCounters, UidCounters};
 use crate::model::netdev;
 use crate::model::{CpuSample, LinkErrors, NetSample, Stamp};
@@ -33,6 +34,9 @@ pub struct State {
     pub cpu: CpuSample,
     /// The last traffic sample whose rows were written (when traffic is counted by eBPF).
     pub net: Option<NetSample>,
+    /// The Prometheus endpoint's CPU and traffic counters as of the same rows (when
+    /// the endpoint is on), for the next run to continue them.
+    pub metrics: Option<PinnedCounters>,
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {
@@ -75,6 +79,9 @@ struct StateFile {
     instance: String,
     cpu: CpuFile,
     net: Option<NetFile>,
+    /// Absent when the endpoint is off (and in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<PinnedCounters>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -190,6 +197,7 @@ impl From<&State> for StateFile {
                     .collect(),
             },
             net: state.net.as_ref().map(NetFile::from),
+            metrics: state.metrics.clone(),
         }
     }
 }
@@ -237,6 +245,7 @@ impl From<StateFile> for State {
                     .collect(),
             },
             net: file.net.map(NetSample::from),
+            metrics: file.metrics,
         }
     }
 }
@@ -489,6 +498,7 @@ mod tests {
                 per_uid: [(0, 10), (1000, 20)].into(),
             },
             net: Some(net_sample()),
+            metrics: Some(pinned_counters()),
         };
         let dir = tempfile::tempdir().unwrap();
         state.save(dir.path()).unwrap();
@@ -518,6 +528,39 @@ mod tests {
             .unwrap()
             .links
             .is_empty());
+        // Written with the endpoint off (or before it existed): no counters to continue.
+        let off = State {
+            metrics: None,
+            ..state.clone()
+        };
+        assert!(!off.render().contains("\"metrics\""));
+        assert_eq!(State::parse(&off.render()), Some(off));
+    }
+
+    fn pinned_counters() -> PinnedCounters {
+        use crate::metrics::registry::{InterfaceLabels, InterfaceSeries, UserLabels, UserSeries};
+        PinnedCounters {
+            since_us: 1_700_000_000_123_456,
+            users: vec![UserSeries {
+                labels: UserLabels {
+                    user: "alice".into(),
+                    uid: "1000".into(),
+                },
+                cpu_seconds: 1.25,
+                receive_bytes: 7,
+                transmit_bytes: 8,
+            }],
+            interfaces: vec![InterfaceSeries {
+                labels: InterfaceLabels {
+                    interface: "(other)".into(),
+                    netns: "(other)".into(),
+                },
+                receive_bytes: 1,
+                transmit_bytes: 2,
+                receive_packets: 3,
+                transmit_packets: 4,
+            }],
+        }
     }
 
     /// State files written by csm before they were JSON (text read by position) still

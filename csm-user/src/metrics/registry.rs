@@ -2,15 +2,22 @@
 //! Prometheus's `increase()` over a range equals the sum of the Parquet rows of that
 //! range), encoded on demand in the Prometheus text format or OpenMetrics.
 //!
-//! Counters are cumulative since this daemon process started (`csm_start_time_seconds`
-//! says when): they start at 0 at every start, which Prometheus's `rate()`/`increase()`
-//! treat as a counter reset. Traffic and CPU that pinned eBPF maps counted while the
-//! daemon was down arrive as the `recovered` rows of the first interval, so they are in
-//! the new process's counters and `increase()` over the restart misses none of it.
+//! Counters never go backwards while the pinned eBPF maps survive: the CPU and traffic
+//! counters ([`PinnedCounters`]) are saved with the state file at each flush, as of the
+//! rows that flush writes, and a start that adopts the pins and that state file takes
+//! them back; what the pins counted while the daemon was down then arrives as the
+//! `recovered` rows of the first interval. Until those rows are in, a scrape gets 503
+//! (a lower value would read as a reset). Where the pins or the state are gone (a
+//! reboot, a clean stop, a corrupt state file) every counter starts again at 0, which
+//! Prometheus's `rate()`/`increase()` treat as a reset; `csm_counters_reset_timestamp_seconds`
+//! says when that was (prometheus-client writes no OpenMetrics `_created`). Ping,
+//! event and flush counters are not backed by pins (what they counted since the last
+//! flush dies with the process): they start at 0 at every start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry, Unit};
+use serde::{Deserialize, Serialize};
 
 use crate::daemon::Rows;
 use crate::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
@@ -49,7 +57,9 @@ trait Fold: Clone + Ord {
 /// every label [`OTHER`].
 macro_rules! label_set {
     ($name:ident { $($(#[$doc:meta])* $field:ident),* $(,)? }) => {
-        #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+        #[derive(
+            Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet, Serialize, Deserialize,
+        )]
         pub struct $name {
             $($(#[$doc])* pub $field: String,)*
         }
@@ -97,7 +107,63 @@ impl<L: Fold> Budget<L> {
         self.seen.insert(labels.clone());
         labels
     }
+
+    /// Every label set a series may have: those admitted, and `(other)`.
+    fn series(&self) -> impl Iterator<Item = L> + '_ {
+        self.seen.iter().cloned().chain(std::iter::once(L::other()))
+    }
+
+    /// A persisted series' labels: `(other)` stays `(other)` without taking a slot.
+    fn readmit(&mut self, labels: L) -> L {
+        if labels == L::other() {
+            labels
+        } else {
+            self.admit(labels)
+        }
+    }
 }
+
+/// The counters that continue across a restart over surviving pins (see the module
+/// documentation): per user CPU and traffic, per interface traffic, as persisted with
+/// the state file. Bounded by the families' budgets (what is past them is `(other)`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PinnedCounters {
+    /// When these counters were last 0 (Unix µs).
+    pub since_us: i64,
+    pub users: Vec<UserSeries>,
+    pub interfaces: Vec<InterfaceSeries>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserSeries {
+    #[serde(flatten)]
+    pub labels: UserLabels,
+    pub cpu_seconds: f64,
+    pub receive_bytes: u64,
+    pub transmit_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceSeries {
+    #[serde(flatten)]
+    pub labels: InterfaceLabels,
+    pub receive_bytes: u64,
+    pub transmit_bytes: u64,
+    pub receive_packets: u64,
+    pub transmit_packets: u64,
+}
+
+/// After restoring [`PinnedCounters`]: the collectors whose `recovered` rows (sent just
+/// before their first checkpoint) are not in yet, and how long to wait for them at most
+/// (a collector whose first sample fails sends none).
+struct CatchUp {
+    cpu: bool,
+    net: bool,
+    until: Instant,
+}
+
+/// The longest a restored endpoint answers 503 waiting for the recovered rows.
+const CATCH_UP_AT_MOST: Duration = Duration::from_secs(10);
 
 /// Every family csm exposes, and what keeps them bounded.
 pub struct Metrics {
@@ -108,6 +174,9 @@ pub struct Metrics {
     /// Budgets per label kind; behind a lock because rows come from the collectors'
     /// threads and the flush thread while a scrape encodes.
     budgets: Mutex<Budgets>,
+    /// When the pinned counters were last 0 (`csm_counters_reset_timestamp_seconds`).
+    counters_reset: FloatGauge,
+    catch_up: Mutex<Option<CatchUp>>,
 }
 
 struct Budgets {
@@ -155,6 +224,12 @@ impl Metrics {
             Family::new_with_constructor(rtt_histogram);
         let mut registry = Registry::with_prefix("csm");
         register(&mut registry, &families, backend, started_us);
+        let counters_reset = timestamp_gauge(
+            &mut registry,
+            "counters_reset_timestamp",
+            "When the CPU and traffic counters were last 0: this start, or that of an earlier run whose pinned eBPF maps this one took over",
+            started_us,
+        );
         registry.register_with_unit(
             "ping_rtt",
             "Round-trip time of every reply",
@@ -173,12 +248,131 @@ impl Metrics {
                 events: Budget::new(),
                 mem_users: BTreeSet::new(),
             }),
+            counters_reset,
+            catch_up: Mutex::new(None),
+        }
+    }
+
+    /// The CPU and traffic counters as of the rows observed so far, for the state file.
+    pub fn pinned_counters(&self) -> PinnedCounters {
+        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let f = &self.families;
+        let users = budgets
+            .users
+            .series()
+            .filter_map(|labels| {
+                let cpu = f.user_cpu.get(&labels).map(|c| c.get());
+                let rx = f.user_rx.get(&labels).map(|c| c.get());
+                let tx = f.user_tx.get(&labels).map(|c| c.get());
+                (cpu.is_some() || rx.is_some() || tx.is_some()).then(|| UserSeries {
+                    labels,
+                    cpu_seconds: cpu.unwrap_or_default(),
+                    receive_bytes: rx.unwrap_or_default(),
+                    transmit_bytes: tx.unwrap_or_default(),
+                })
+            })
+            .collect();
+        let interfaces = budgets
+            .interfaces
+            .series()
+            .filter(|labels| f.iface_rx_bytes.get(labels).is_some())
+            .map(|labels| {
+                let value = |family: &Family<InterfaceLabels, Counter>| {
+                    family.get(&labels).map(|c| c.get()).unwrap_or_default()
+                };
+                InterfaceSeries {
+                    receive_bytes: value(&f.iface_rx_bytes),
+                    transmit_bytes: value(&f.iface_tx_bytes),
+                    receive_packets: value(&f.iface_rx_packets),
+                    transmit_packets: value(&f.iface_tx_packets),
+                    labels,
+                }
+            })
+            .collect();
+        PinnedCounters {
+            since_us: (self.counters_reset.get() * 1e6).round() as i64,
+            users,
+            interfaces,
+        }
+    }
+
+    /// Continues the counters a crashed run persisted (called at start, before any row,
+    /// when this run adopted its pins and its state file). Until the CPU (and, with
+    /// `net`, the traffic) collector's first checkpoint is observed, [`Metrics::ready`]
+    /// is false.
+    pub fn restore(&self, counters: PinnedCounters, net: bool) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let f = &self.families;
+        for series in counters.users {
+            let labels = budgets.users.readmit(series.labels);
+            if series.cpu_seconds.is_finite() && series.cpu_seconds > 0.0 {
+                f.user_cpu.get_or_create(&labels).inc_by(series.cpu_seconds);
+            }
+            f.user_rx
+                .get_or_create(&labels)
+                .inc_by(series.receive_bytes);
+            f.user_tx
+                .get_or_create(&labels)
+                .inc_by(series.transmit_bytes);
+        }
+        for series in counters.interfaces {
+            let labels = budgets.interfaces.readmit(series.labels);
+            f.iface_rx_bytes
+                .get_or_create(&labels)
+                .inc_by(series.receive_bytes);
+            f.iface_tx_bytes
+                .get_or_create(&labels)
+                .inc_by(series.transmit_bytes);
+            f.iface_rx_packets
+                .get_or_create(&labels)
+                .inc_by(series.receive_packets);
+            f.iface_tx_packets
+                .get_or_create(&labels)
+                .inc_by(series.transmit_packets);
+        }
+        self.counters_reset.set(counters.since_us as f64 / 1e6);
+        *self.catch_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(CatchUp {
+            cpu: true,
+            net,
+            until: Instant::now() + CATCH_UP_AT_MOST,
+        });
+    }
+
+    /// False while restored counters wait for the rows of what the pins counted while
+    /// the daemon was down: a scrape then would see them lower than before the crash.
+    pub fn ready(&self) -> bool {
+        let mut catch_up = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        match &*catch_up {
+            Some(waiting) if (waiting.cpu || waiting.net) && Instant::now() < waiting.until => {
+                false
+            }
+            Some(_) => {
+                *catch_up = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// A collector's checkpoint: its rows up to its first sample (the recovered ones
+    /// included) are in.
+    fn checkpoint(&self, rows: &Rows) {
+        let mut catch_up = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waiting) = catch_up.as_mut() {
+            match rows {
+                Rows::CpuTotals(_) => waiting.cpu = false,
+                Rows::NetTotals(_) => waiting.net = false,
+                _ => {}
+            }
         }
     }
 
     /// Rows on their way to the store: counted here as they will be written.
     pub fn observe(&self, rows: &Rows) {
-        let Rows::Table(rows) = rows else { return };
+        let Rows::Table(rows) = rows else {
+            self.checkpoint(rows);
+            return;
+        };
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rows) = rows.get::<CpuRow>() {
             self.cpu(&mut budgets, rows);
@@ -433,6 +627,14 @@ fn register_one(
     }
 }
 
+/// A gauge of Unix seconds, registered with its unit and set to `at_us`.
+fn timestamp_gauge(registry: &mut Registry, name: &str, help: &str, at_us: i64) -> FloatGauge {
+    let gauge: FloatGauge = Gauge::default();
+    gauge.set(at_us as f64 / 1e6);
+    registry.register_with_unit(name, help, Unit::Seconds, gauge.clone());
+    gauge
+}
+
 fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i64) {
     registry.register(
         "build",
@@ -442,13 +644,11 @@ fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i6
             ("backend".to_string(), backend.to_string()),
         ]),
     );
-    let start: FloatGauge = Gauge::default();
-    start.set(started_us as f64 / 1e6);
-    registry.register_with_unit(
+    timestamp_gauge(
+        registry,
         "start_time",
-        "When this daemon process started: every counter was 0 then",
-        Unit::Seconds,
-        start,
+        "When this daemon process started: the ping, event and flush counters were 0 then",
+        started_us,
     );
     // Each family once: (field of `f`, name, unit, help).
     register_families!(registry, f;
@@ -608,6 +808,55 @@ mod tests {
         assert!(
             text.contains("csm_beancounter_failcnt_total{ctid=\"101\",resource=\"numproc\"} 7\n")
         );
+    }
+
+    /// What a crashed run saved continues in the next (CPU and traffic, not ping), which
+    /// answers no scrape until both collectors' first checkpoints (after their
+    /// recovered rows) are in.
+    #[test]
+    fn pinned_counters_continue_after_the_recovered_rows() {
+        let saved = populated().pinned_counters();
+        assert_eq!(saved.since_us, 1_700_000_000_000_000);
+        assert_eq!((saved.users.len(), saved.interfaces.len()), (1, 1));
+        let after = Metrics::new("ebpf", 1_800_000_000_000_000);
+        after.restore(saved.clone(), true);
+        assert!(!after.ready());
+        after.observe(&Rows::from(vec![cpu(1000, "alice", 500_000_000)]));
+        after.observe(&Rows::CpuTotals(crate::model::CpuSample::default()));
+        assert!(
+            !after.ready(),
+            "the traffic collector's recovered rows are not in"
+        );
+        after.observe(&Rows::NetTotals(crate::model::NetSample::default()));
+        assert!(after.ready());
+        let text = after.encode(Format::Text);
+        for line in [
+            "csm_user_cpu_seconds_total{user=\"alice\",uid=\"1000\"} 2.0",
+            "csm_interface_receive_bytes_total{interface=\"eth0\",netns=\"4026531840\"} 100",
+            "csm_user_network_transmit_bytes_total{user=\"alice\",uid=\"1000\"} 6",
+            "csm_counters_reset_timestamp_seconds 1700000000.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("csm_ping_sent_total{"), "{text}");
+        let again = after.pinned_counters();
+        assert_eq!(again.interfaces, saved.interfaces);
+        assert_eq!(again.users[0].cpu_seconds, 2.0);
+    }
+
+    /// A restored run whose collector never sends its checkpoint (its first sample
+    /// failed) answers scrapes again after [`CATCH_UP_AT_MOST`], and a run that
+    /// restored nothing answers at once.
+    #[test]
+    fn a_restore_holds_scrapes_for_a_bounded_time() {
+        let metrics = Metrics::new("ebpf", 0);
+        assert!(metrics.ready());
+        metrics.restore(PinnedCounters::default(), false);
+        assert!(!metrics.ready());
+        if let Some(waiting) = metrics.catch_up.lock().unwrap().as_mut() {
+            waiting.until = Instant::now();
+        }
+        assert!(metrics.ready());
     }
 
     #[test]

@@ -209,6 +209,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, metrics: &Metr
         Ok(Err(HeadError::Closed)) => return,
         Ok(Err(HeadError::TooLarge)) => simple(431, "Request Header Fields Too Large"),
         Ok(Ok(head)) => match parse_request(&head) {
+            Request::Metrics(_) if !metrics.ready() => simple(503, "Service Unavailable"),
             Request::Metrics(format) => {
                 let body = metrics.encode(format);
                 response(200, "OK", format.content_type(), body.as_bytes())
