@@ -8,7 +8,7 @@ use std::time::Duration;
 use csm_store::outages::outages;
 
 use super::rules::{Direction, Kind, Rule, Trouble};
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::store::{AlertEvent, CpuRow, EventRow, NetRow, PingRow};
 
 /// The most subjects (users) one rule follows at once; more are not evaluated (a rule

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 pub use eval::{Alerts, Transition};
 pub use rules::{AlertSection, Kind, Rule};
 
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::store::{AlertEvent, Event, EventRow};
 
 /// The rules, their state and the command runner.

@@ -11,8 +11,8 @@ use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
 use crate::sources::SourceError;
 
+use super::error::RunError;
 use super::tasks::cpu::CpuCollector;
-use super::RunError;
 
 /// The running collectors; dropping them detaches the eBPF programs.
 pub struct Collectors {

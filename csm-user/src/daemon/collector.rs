@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::time::sleep;
 use tracing::{info, warn};
 
+use super::ctx::{Ctx, Rows};
 use super::schedule::until_next_boundary;
-use super::{Ctx, Rows};
 use crate::model::Stamp;
 use csm_store::{Counters, Event, Recovered};
 

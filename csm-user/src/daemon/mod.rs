@@ -7,6 +7,8 @@
 
 pub mod backend;
 pub mod collector;
+pub mod ctx;
+mod error;
 pub mod pending;
 mod ready;
 pub mod schedule;
@@ -15,7 +17,6 @@ pub mod state;
 pub mod tasks;
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,86 +31,12 @@ use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::pins::PinDir;
 use backend::Collectors;
 use csm_store::data_dir::HeldDir;
-use csm_store::{Event, EventRow, Recovered, Row, Store, StoreOptions, TableRows, WriteError};
+use csm_store::{Event, EventRow, Recovered, Store, StoreOptions, WriteError};
 use settings::Settings;
+
+pub use ctx::{now_us, Ctx, KeepAlive, RowSender, Rows};
+pub use error::RunError;
 use state::{NetdevState, State};
-
-/// What a collector hands to the store loop: rows of any table, or the cumulative
-/// sample the rows sent so far end at.
-#[derive(Debug)]
-pub enum Rows {
-    Table(TableRows),
-    /// The cumulative CPU sample the `cpu` rows just sent end at (persisted with each
-    /// flush, for recovery after a crash).
-    CpuTotals(CpuSample),
-    /// The cumulative traffic sample the `net`/`net_uid` rows just sent end at (same use).
-    NetTotals(NetSample),
-    /// The `/proc/net/dev` sample the /proc backend's `Net` rows just sent end at.
-    NetdevTotals(netdev::NetSample),
-}
-
-impl Rows {
-    /// An event that happens now.
-    pub fn event(event: Event) -> Rows {
-        vec![EventRow::new(now_us(), &event)].into()
-    }
-}
-
-impl<R: Row> From<Vec<R>> for Rows {
-    fn from(rows: Vec<R>) -> Rows {
-        Rows::Table(rows.into())
-    }
-}
-
-pub type RowSender = mpsc::UnboundedSender<Rows>;
-
-/// What every collector task gets: the settings, where rows go, and the stop signal.
-#[derive(Clone)]
-pub struct Ctx {
-    pub settings: Arc<Settings>,
-    pub rows: RowSender,
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl Ctx {
-    pub fn send(&self, rows: Rows) {
-        // The receiver lives until every collector has finished: a send cannot fail
-        // before then.
-        let _ = self.rows.send(rows);
-    }
-
-    pub fn event(&self, event: Event) {
-        self.send(Rows::event(event));
-    }
-}
-
-/// A failure of `csm run`, with the exit status it maps to.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct RunError {
-    /// 1: runtime failure; 2: usage or config error.
-    pub exit_code: u8,
-    pub message: String,
-}
-
-impl RunError {
-    pub fn usage(message: impl Into<String>) -> Self {
-        RunError {
-            exit_code: 2,
-            message: message.into(),
-        }
-    }
-    pub fn runtime(message: impl Into<String>) -> Self {
-        RunError {
-            exit_code: 1,
-            message: message.into(),
-        }
-    }
-}
-
-pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 /// Runs until SIGINT/SIGTERM or `--duration`, then writes the last interval and flushes.
 pub fn run(settings: Settings) -> Result<(), RunError> {
@@ -821,6 +748,3 @@ fn write_condition(err: &WriteError) -> &'static str {
         _ => "write failed",
     }
 }
-
-/// Things that must outlive the collectors (attached eBPF programs).
-pub type KeepAlive = Vec<Rc<dyn std::any::Any>>;

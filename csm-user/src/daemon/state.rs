@@ -9,6 +9,9 @@
 //! [`legacy`].
 
 mod legacy;
+mod values;
+
+pub use values::{NetdevState, State};
 
 use std::fs;
 use std::io;
@@ -25,19 +28,6 @@ pub const STATE_FILE: &str = ".csm-state";
 const FORMAT: &str = "csm-state";
 /// 1 and 2 were text (`legacy`).
 const VERSION: u32 = 3;
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct State {
-    /// Identity of the counters the values come from (see `Loaded::instance`).
-    pub instance: String,
-    /// The last CPU sample whose rows were written.
-    pub cpu: CpuSample,
-    /// The last traffic sample whose rows were written (when traffic is counted by eBPF).
-    pub net: Option<NetSample>,
-    /// The Prometheus endpoint's CPU and traffic counters as of the same rows (when
-    /// the endpoint is on), for the next run to continue them.
-    pub metrics: Option<PinnedCounters>,
-}
 
 pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(STATE_FILE)
@@ -315,16 +305,6 @@ pub const NETDEV_STATE_FILE: &str = ".csm-netdev-state";
 const NETDEV_FORMAT: &str = "csm-netdev-state";
 /// 1 was text (`legacy`).
 const NETDEV_VERSION: u32 = 2;
-
-/// The /proc backend's counterpart: the last `/proc/net/dev` sample whose rows were
-/// written, and the boot it belongs to (the counters count since boot). A clean stop
-/// removes the file, as it removes the eBPF pins; a run that finds it after a crash in
-/// the same boot writes the gap's traffic.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct NetdevState {
-    pub boot_id: String,
-    pub sample: netdev::NetSample,
-}
 
 /// `.csm-netdev-state` as written: [`NetdevState`], every value named.
 #[derive(Debug, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry, Unit};
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
 
 /// The most series of one family; what is past it is summed into one series whose

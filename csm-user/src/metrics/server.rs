@@ -18,8 +18,8 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::time::timeout;
 use tracing::{info, warn};
 
+use super::listen::Listen;
 use super::registry::{Format, Metrics};
-use super::Listen;
 
 /// The most bytes of a request head (request line and headers); a longer one is refused
 /// with 431 and the connection closed.

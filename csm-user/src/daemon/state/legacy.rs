@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{NetdevState, State};
+use super::values::{NetdevState, State};
 use crate::model::net::{IfaceCounters, UidCounters};
 use crate::model::netdev;
 use crate::model::{CpuSample, NetSample, Stamp};

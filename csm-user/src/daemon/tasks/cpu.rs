@@ -1,7 +1,7 @@
 //! CPU per uid: a sample every interval, the model's deltas into `cpu` rows.
 
 use crate::daemon::collector::{self, Collector, Kind};
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::model::{cpu_intervals, CpuSample, Stamp};
 use crate::sources::ebpf::CpuReader;
 use crate::sources::procfs::ProcCpuSampler;

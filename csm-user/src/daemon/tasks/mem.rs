@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::daemon::collector::{Collector, Kind};
-use crate::daemon::{now_us, Rows};
+use crate::daemon::ctx::{now_us, Rows};
 use crate::model::mem::{mem_per_uid, ProcessMem};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;

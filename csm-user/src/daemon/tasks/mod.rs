@@ -15,7 +15,7 @@ use tokio::task::{spawn_local, JoinHandle};
 
 use super::backend::Collectors;
 use super::collector::drive;
-use super::{Ctx, KeepAlive};
+use super::ctx::{Ctx, KeepAlive};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::procfs::net::ProcNetSampler;

@@ -14,7 +14,7 @@ use csm_common::{MAX_UIDS, OVERFLOW_UID};
 
 use super::mem::clamp;
 use crate::daemon::collector::{self, Collector, Kind};
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::model::net::{
     idle_keys, iface_deltas, iface_overflow_deltas, link_deltas, uid_deltas, IfaceKey,
 };

@@ -4,7 +4,7 @@
 use super::mem::clamp;
 use super::net::link_columns;
 use crate::daemon::collector::{self, Collector, Kind};
-use crate::daemon::Rows;
+use crate::daemon::ctx::Rows;
 use crate::model::netdev::{net_intervals, NetInterval, NetSample};
 use crate::model::Stamp;
 use crate::sources::procfs::net::ProcNetSampler;

@@ -11,7 +11,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use crate::daemon::{now_us, Ctx, Rows};
+use crate::daemon::ctx::{now_us, Ctx, Rows};
 use crate::model::ping::{rtt_stats, Measurement};
 use crate::sources::ping::{deadline, measure, Icmp, PingTarget, Prober, Resolver};
 use csm_store::{Event, PingRow};

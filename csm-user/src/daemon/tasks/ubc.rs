@@ -5,7 +5,7 @@ use tracing::warn;
 
 use super::mem::clamp;
 use crate::daemon::collector::{Collector, Kind};
-use crate::daemon::{now_us, Rows};
+use crate::daemon::ctx::{now_us, Rows};
 use crate::model::ubc::{failcnt_rises, Beancounter};
 use crate::sources::procfs::ubc::UbcSampler;
 use csm_store::{Event, UbcRow};
