@@ -194,12 +194,15 @@ fn is_verdict(line: &str) -> bool {
     let numbered = line
         .split_once(':')
         .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    let register = line.starts_with('R') && line[1..].starts_with(|c: char| c.is_ascii_digit());
-    !line.is_empty()
-        && !line.starts_with(';')
-        && !numbered
-        && !(register && line.contains('='))
-        && !BOOKKEEPING.iter().any(|p| line.starts_with(p))
+    let register_state = line.starts_with('R')
+        && line[1..].starts_with(|c: char| c.is_ascii_digit())
+        && line.contains('=');
+    let noise = line.is_empty()
+        || line.starts_with(';')
+        || numbered
+        || register_state
+        || BOOKKEEPING.iter().any(|p| line.starts_with(p));
+    !noise
 }
 
 #[cfg(test)]
