@@ -21,7 +21,9 @@
 //!
 //! Environment: CSM_BENCH_PAIRS (12; 0 skips the storm), CSM_BENCH_STORM_SECS (2), CSM_BENCH_DAEMON_SECS (60),
 //! CSM_BENCH_PROCESSES (`0,1000,10000`), CSM_BENCH_PSS_INTERVALS (`10s,60s,1h`),
-//! CSM_BENCH_BINARY (the daemon; target/release/csm, another build to compare).
+//! CSM_BENCH_BINARY (the daemon; target/release/csm, another build to compare),
+//! CSM_BENCH_BACKEND (`--backend` of the daemon runs; `proc` measures the /proc samplers:
+//! no programs, so 0 % in eBPF).
 //! Medians and ratios from one run: the machines are shared and noisy.
 
 use std::fs;
@@ -292,6 +294,11 @@ fn daemon_cost(sleepers: usize, window: Duration, pss_interval: &str) -> Result<
     Ok((user_pct, bpf_pct))
 }
 
+/// CSM_BENCH_BACKEND=proc: the daemon runs on /proc alone.
+fn proc_backend() -> Option<&'static str> {
+    (std::env::var("CSM_BENCH_BACKEND").as_deref() == Ok("proc")).then_some("proc")
+}
+
 /// `csm run --interval 1s` in a data dir of its own, stopped with SIGTERM (a clean stop
 /// removes its pinned eBPF state).
 struct Daemon {
@@ -310,6 +317,9 @@ impl Daemon {
         let data = tempfile::tempdir()?;
         let mut command = Command::new(&binary);
         command.args(["run", "--interval", "1s"]);
+        if let Some(backend) = proc_backend() {
+            command.args(["--backend", backend]);
+        }
         let config = match pss_interval {
             Some(pss) => {
                 use std::io::Write;
@@ -351,8 +361,12 @@ impl Daemon {
             .map(|e| e.path())
     }
 
-    /// Until the scheduler program's link is pinned (programs loaded and attached).
+    /// Until the scheduler program's link is pinned (programs loaded and attached); the
+    /// /proc backend pins nothing: its first samples are taken within the 5 s that follow.
     fn wait_attached(&self) -> Result<()> {
+        if proc_backend().is_some() {
+            return Ok(());
+        }
         let link = format!("link_{}", names::PROG_SCHED_SWITCH_BTF);
         let start = Instant::now();
         while !self.pin_dir().is_some_and(|dir| dir.join(&link).exists()) {
@@ -366,6 +380,9 @@ impl Daemon {
 
     /// Ids of the programs behind the daemon's pinned links.
     fn program_ids(&self) -> Result<Vec<u32>> {
+        if proc_backend().is_some() {
+            return Ok(Vec::new());
+        }
         let mut ids = Vec::new();
         let dir = self.pin_dir().context("the daemon's pin folder is gone")?;
         for entry in fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))? {

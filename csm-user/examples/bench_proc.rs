@@ -1,5 +1,6 @@
 //! Cost of one /proc sample (CPU sampler: stat of every process, status when new; memory
-//! sampler: status + smaps_rollup of every process) at 100, 1,000 and 10,000 processes.
+//! sampler: status + smaps_rollup of every process, and status alone: the samples between
+//! two PSS walks of `mem.pss_interval`) at 100, 1,000 and 10,000 processes.
 //!
 //! Fake trees are generated in a temp dir (file reads without the kernel's text
 //! formatting, so a lower bound for the parsing side); the live /proc is measured as it is
@@ -29,8 +30,8 @@ fn main() {
     let spawn = flag("--spawn", 0);
     println!("median of {runs} samples (after one warm-up sample)");
     println!(
-        "{:<28} {:>8} {:>12} {:>14} {:>12}",
-        "tree", "procs", "cpu/sample", "cpu/process", "mem/sample"
+        "{:<28} {:>8} {:>12} {:>14} {:>12} {:>14}",
+        "tree", "procs", "cpu/sample", "cpu/process", "mem/sample", "mem w/o PSS"
     );
     for n in [100, 1_000, 10_000] {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -61,11 +62,16 @@ fn report(label: &str, paths: &HostPaths, runs: usize) {
     let mem_t = median(runs, || {
         mem.sample().expect("mem sample");
     });
+    let skip_none = std::collections::HashSet::new();
+    let status_t = median(runs, || {
+        mem.status_except(&skip_none).expect("mem sample");
+    });
     println!(
-        "{label:<28} {n:>8} {:>12} {:>14} {:>12}",
+        "{label:<28} {n:>8} {:>12} {:>14} {:>12} {:>14}",
         fmt(cpu_t),
         fmt(cpu_t / n.max(1) as u32),
-        fmt(mem_t)
+        fmt(mem_t),
+        fmt(status_t)
     );
 }
 

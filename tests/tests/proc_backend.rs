@@ -39,7 +39,9 @@ impl Run {
         let src = fixtures().join(name);
         copy_tree(&src.join("proc"), &root.join("proc"));
         copy_tree(&src.join("sys"), &root.join("sys"));
-        let config = data.config("[mem]\ninterval = \"500ms\"\n");
+        // PSS at every other sample (the 1 s slots of the clock): the cadence, with each
+        // step's state lasting two samples, so that every state has one with PSS.
+        let config = data.config("[mem]\ninterval = \"500ms\"\npss_interval = \"1s\"\n");
         let mut run = Run {
             root,
             src,
@@ -262,7 +264,28 @@ fn modern_host() {
     let mut s2 = s1.clone();
     s2[1] = (1000, 1, kb(4000), Some(kb(1500)), Some(kb(100)));
     s2[2] = (1001, 2, kb(51000), Some(kb(45800)), Some(kb(2048)));
-    assert_eq!(mem_states(&run.data.rows()), vec![s0, s1, s2]);
+    // PSS is walked at the samples of each new 1 s slot only (the cadence of
+    // `mem.pss_interval`): those rows carry the smaps_rollup figures, the others null.
+    let mem: Vec<MemRow> = run.data.rows();
+    let (walked, between): (Vec<MemRow>, Vec<MemRow>) =
+        mem.into_iter().partition(|r| r.pss_bytes.is_some());
+    assert_eq!(
+        mem_states(&walked),
+        vec![s0.clone(), s1.clone(), s2.clone()]
+    );
+    let without_pss = |state: Vec<Mem>| -> Vec<Mem> {
+        state
+            .into_iter()
+            .map(|(u, n, r, _, s)| (u, n, r, None, s))
+            .collect()
+    };
+    assert!(!between.is_empty(), "every sample walked PSS");
+    assert!(
+        mem_states(&between).into_iter().all(|state| [&s0, &s1, &s2]
+            .into_iter()
+            .any(|s| without_pss(s.clone()) == state)),
+        "{between:#?}"
+    );
 
     // The broken process is named, with its line, and skipped; the rest survived.
     assert!(stderr.contains("999/stat:1: truncated"), "{stderr}");

@@ -9,6 +9,7 @@ use crate::sources::ebpf::mem::MemIter;
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
 use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
+use crate::sources::taskstats::ExitListener;
 use crate::sources::SourceError;
 
 use super::error::RunError;
@@ -147,8 +148,29 @@ fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader>
         .ok()
 }
 
+/// The kernel's exit records (taskstats), which give the /proc sampler the time of a
+/// process between its last sample and its exit; on this machine's kernel only (a
+/// `--proc-root` tree's pids are not the kernel's).
+fn exit_listener(settings: &Settings) -> Option<ExitListener> {
+    if !settings.paths.is_live() {
+        return None;
+    }
+    let possible = settings.paths.sys("devices/system/cpu/possible");
+    let cpus = crate::sources::procfs::read_text(&possible)
+        .map_err(|err| warn!("cpu: no exit records: read {}: {err}", possible.display()))
+        .ok()?;
+    ExitListener::open(cpus.trim())
+        .map_err(|err| {
+            warn!("cpu: no exit records (a process's time after its last sample goes to its parent's uid): {err}")
+        })
+        .ok()
+}
+
 fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
-    let cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
+    let mut cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
+    if let Some(listener) = exit_listener(settings) {
+        cpu = cpu.with_exit_records(listener);
+    }
     Ok(Collectors {
         cpu: CpuCollector::proc(cpu),
         net: None,

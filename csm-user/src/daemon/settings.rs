@@ -30,8 +30,8 @@ pub struct Settings {
     pub flush_interval: Duration,
     pub retain: Option<Duration>,
     pub mem_interval: Duration,
-    /// How often a memory sample also walks `smaps_rollup` for PSS when the eBPF memory
-    /// iterator supplies RSS and swap (the /proc sampler walks it at every sample).
+    /// How often a memory sample also walks `smaps_rollup` for PSS (the other samples
+    /// read RSS and swap from the eBPF memory iterator or from `status`).
     pub pss_interval: Duration,
     pub backend: Backend,
     pub duration: Option<Duration>,

@@ -3,8 +3,10 @@
 //! µs. Unlike /proc it sees processes that live and die between two samples, with their
 //! own uid. Needs root (CAP_NET_ADMIN) and CONFIG_TASKSTATS; absent on many old kernels.
 //!
-//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs; not yet used by the daemon
-//! (attributing a thread's exit to a live or a dead process needs `ac_tgid`, version 12+).
+//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs. The /proc CPU sampler takes
+//! from it the tails of the single-threaded processes it tracked (their time between
+//! their last sample and their exit); attributing any other exit (a thread's, or a process
+//! never seen) to a live or a dead process needs `ac_tgid`, version 12+.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -15,13 +17,20 @@ use super::SourceError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskExit {
     pub pid: u32,
+    /// The parent (its tgid) when the task exited.
+    pub ppid: u32,
     pub uid: u32,
     pub utime_us: u64,
     pub stime_us: u64,
-    /// The scheduler's own run time (`sum_exec_runtime`) in ns; 0 unless delay
-    /// accounting is on (`kernel.task_delayacct`, off by default since 5.14). utime and
-    /// stime are tick-sampled for a task that short-lived, this is exact.
+    /// `cpu_run_real_total`: utime + stime in ns, as the ticks sampled them; 0 unless
+    /// delay accounting is on (`kernel.task_delayacct`, off by default since 5.14).
     pub run_real_ns: u64,
+    /// `cpu_run_virtual_total`: the scheduler's `sum_exec_runtime` in ns, exact (what
+    /// /proc's utime + stime are scaled to and wait4 reports), where `cpu_run_real_total`
+    /// is utime + stime as the ticks sampled them (kernel/delayacct.c). 0 when delay
+    /// accounting is off for the task: on by default up to 5.13, off since 5.14
+    /// (`kernel.task_delayacct`).
+    pub sum_exec_ns: u64,
 }
 
 const GENL_ID_CTRL: u16 = 0x10;
@@ -39,8 +48,10 @@ const NLMSG_ERROR: u16 = 2;
 
 // Offsets in `struct taskstats` (linux/taskstats.h), stable since version 1/2.
 const TS_CPU_RUN_REAL_TOTAL: usize = 64;
+const TS_CPU_RUN_VIRTUAL_TOTAL: usize = 72;
 const TS_AC_UID: usize = 120;
 const TS_AC_PID: usize = 128;
+const TS_AC_PPID: usize = 132;
 const TS_AC_UTIME: usize = 152;
 const TS_AC_STIME: usize = 160;
 
@@ -231,10 +242,12 @@ pub fn parse_exits(mut buf: &[u8], family: u16) -> Vec<TaskExit> {
 fn task_exit(stats: &[u8]) -> Option<TaskExit> {
     Some(TaskExit {
         pid: u32_at(stats, TS_AC_PID)?,
+        ppid: u32_at(stats, TS_AC_PPID)?,
         uid: u32_at(stats, TS_AC_UID)?,
         utime_us: u64_at(stats, TS_AC_UTIME)?,
         stime_us: u64_at(stats, TS_AC_STIME)?,
         run_real_ns: u64_at(stats, TS_CPU_RUN_REAL_TOTAL)?,
+        sum_exec_ns: u64_at(stats, TS_CPU_RUN_VIRTUAL_TOTAL)?,
     })
 }
 
@@ -255,8 +268,11 @@ mod tests {
         let mut stats = vec![0u8; 200];
         stats[TS_AC_UID..TS_AC_UID + 4].copy_from_slice(&1000u32.to_ne_bytes());
         stats[TS_AC_PID..TS_AC_PID + 4].copy_from_slice(&4242u32.to_ne_bytes());
+        stats[TS_AC_PPID..TS_AC_PPID + 4].copy_from_slice(&4200u32.to_ne_bytes());
         stats[TS_AC_UTIME..TS_AC_UTIME + 8].copy_from_slice(&7000u64.to_ne_bytes());
         stats[TS_AC_STIME..TS_AC_STIME + 8].copy_from_slice(&300u64.to_ne_bytes());
+        stats[TS_CPU_RUN_VIRTUAL_TOTAL..TS_CPU_RUN_VIRTUAL_TOTAL + 8]
+            .copy_from_slice(&7_412_345u64.to_ne_bytes());
         let mut inner = attr(1, &4242u32.to_ne_bytes());
         inner.extend(attr(TASKSTATS_TYPE_STATS, &stats));
         let body = attr(TASKSTATS_TYPE_AGGR_PID | 0x8000, &inner);
@@ -270,10 +286,12 @@ mod tests {
             exits,
             vec![TaskExit {
                 pid: 4242,
+                ppid: 4200,
                 uid: 1000,
                 utime_us: 7000,
                 stime_us: 300,
-                run_real_ns: 0
+                run_real_ns: 0,
+                sum_exec_ns: 7_412_345,
             }]
         );
         assert!(parse_exits(&msg, 31).is_empty());

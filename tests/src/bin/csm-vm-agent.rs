@@ -15,7 +15,8 @@
 //!
 //! Modes: `checks` (everything, every feature from the source `auto` picks), `fallback`
 //! (a kernel booted with `lockdown=confidentiality`: `auto` falls back per feature and
-//! says why),
+//! says why), `proc` (the CPU workload under `--backend proc`: the fallback's own
+//! accuracy on this kernel; also runs on the host),
 //! `bench N` (the daemon's cost beside N sleeping processes), `run CMD...` (one command,
 //! its output between the markers). /init sets `CSM_TEST_BIN_DIR=/bin`, where the harness finds
 //! `csm`. Test users are plain uids (the initramfs's
@@ -50,10 +51,11 @@ fn main() {
     let ok = match args.first().map(String::as_str) {
         Some("checks") => checks(),
         Some("fallback") => fallback(),
+        Some("proc") => proc_accuracy(),
         Some("bench") => bench(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000)),
         Some("run") => run_command(&args[1..]),
         _ => {
-            println!("CSMVM info usage: csm-vm-agent checks|fallback|bench N|run CMD...");
+            println!("CSMVM info usage: csm-vm-agent checks|fallback|proc|bench N|run CMD...");
             false
         }
     };
@@ -669,6 +671,50 @@ fn fallback() -> bool {
         );
         format!("{err:+.3} %")
     });
+    ok
+}
+
+/// The /proc fallback's CPU accuracy (`--backend proc`): the burn and the 2,000 short
+/// processes of `checks`, against wait4. Both workloads are reaped by this root process,
+/// so the time between a process's last sample and its exit (up to an interval) is
+/// charged to its own uid only through the kernel's exit records (taskstats).
+fn proc_accuracy() -> bool {
+    let mut ok = true;
+    let data = DataDir::new();
+    let daemon = start_daemon(&data, "proc");
+    // What runs before the first CPU sample is no interval's (see `fallback`).
+    csm_tests::wait_until(
+        "the daemon's first CPU rows",
+        Duration::from_secs(60),
+        || data.has(Table::Cpu),
+    );
+    info(&daemon.log_text());
+    let mut truth = None;
+    check("cpu-workload", &mut ok, || {
+        truth = Some(cpu_workload());
+        "burn and short processes ran".into()
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    info(&daemon.stop().join("\n"));
+    let cpu = data.rows::<CpuRow>();
+    let Some((burn_ns, forks_ns)) = truth else {
+        return false;
+    };
+    for (name, uid, want, key) in [
+        ("proc-cpu-burn", BURN_UID, burn_ns, "proc_burn_err_pct"),
+        (
+            "proc-cpu-short-processes",
+            FORK_UID,
+            forks_ns,
+            "proc_forks_err_pct",
+        ),
+    ] {
+        check(name, &mut ok, || {
+            let err = assert_within_pct(name, cpu_of(&cpu, uid), want as i64, 2.0);
+            metric(key, format!("{err:+.3}"));
+            format!("{err:+.3} % of {:.3} s", want as f64 / 1e9)
+        });
+    }
     ok
 }
 

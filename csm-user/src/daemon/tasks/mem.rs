@@ -1,12 +1,13 @@
 //! Memory per uid (`mem` table), for every backend: a gauge sampled at start, every
 //! `mem.interval`, and at stop.
 //!
-//! With the eBPF memory iterator, RSS, swap and nproc come from the kernel's per-mm
-//! counters at every sample (one `read` for all processes), and PSS, the page-table walk
-//! of every process's `smaps_rollup`, only at the first sample and at each
-//! `mem.pss_interval` boundary of the clock: those samples are whole /proc samples
-//! (status and smaps_rollup), the others have `pss_bytes` null. Without the iterator,
-//! every sample is a /proc sample with PSS, as before.
+//! PSS, the page-table walk of every process's `smaps_rollup`, is read only at the first
+//! sample and at each `mem.pss_interval` boundary of the clock, whatever the backend:
+//! those samples are whole /proc samples (status and smaps_rollup), the others have
+//! `pss_bytes` null. Between them RSS, swap and nproc come from the eBPF memory iterator
+//! (the kernel's per-mm counters, one `read` for all processes) or, without it, from each
+//! process's `status` alone: the walk cost 0.57 % of a core at 1,000 processes and 4.5 %
+//! at 10,000 when the /proc sampler did it at every sample.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,17 +24,16 @@ use csm_store::MemRow;
 
 pub struct MemCollector {
     proc: ProcMemSampler,
-    iter: Option<PssCadence>,
+    pss: PssCadence,
+    iter: Option<(MemIter, Unseen)>,
     names: UserNames,
 }
 
-/// The iterator and when PSS was last walked.
+/// When PSS was last walked.
 struct PssCadence {
-    iter: MemIter,
     every: Duration,
     /// The `every`-long slot of the clock of the last PSS walk.
     last_slot: Option<u64>,
-    unseen: Unseen,
 }
 
 /// True when a sample at `now` should walk smaps_rollup: the first one, and the first in
@@ -50,10 +50,14 @@ fn pss_due(last_slot: &mut Option<u64>, every: Duration, now: SystemTime) -> boo
 }
 
 impl MemCollector {
-    /// Every sample from /proc (status and smaps_rollup).
-    pub fn new(sampler: ProcMemSampler) -> Self {
+    /// Every sample from /proc: `status`, and `smaps_rollup` every `pss_every`.
+    pub fn new(sampler: ProcMemSampler, pss_every: Duration) -> Self {
         MemCollector {
             proc: sampler,
+            pss: PssCadence {
+                every: pss_every,
+                last_slot: None,
+            },
             iter: None,
             names: UserNames::default(),
         }
@@ -62,13 +66,8 @@ impl MemCollector {
     /// RSS and swap from the eBPF iterator, PSS from /proc every `pss_every`.
     pub fn with_iterator(sampler: ProcMemSampler, iter: MemIter, pss_every: Duration) -> Self {
         MemCollector {
-            iter: Some(PssCadence {
-                iter,
-                every: pss_every,
-                last_slot: None,
-                unseen: Unseen::default(),
-            }),
-            ..MemCollector::new(sampler)
+            iter: Some((iter, Unseen::default())),
+            ..MemCollector::new(sampler, pss_every)
         }
     }
 }
@@ -96,15 +95,15 @@ impl Collector for MemCollector {
     }
 
     fn sample(&mut self) -> anyhow::Result<Vec<ProcessMem>> {
-        let Some(c) = &mut self.iter else {
-            return self.proc.sample();
-        };
-        if pss_due(&mut c.last_slot, c.every, SystemTime::now()) {
+        if pss_due(&mut self.pss.last_slot, self.pss.every, SystemTime::now()) {
             return self.proc.sample();
         }
-        iterator_sample(&mut c.iter, &mut self.proc, &mut c.unseen).or_else(|err| {
+        let Some((iter, unseen)) = &mut self.iter else {
+            return self.proc.status_except(&HashSet::new());
+        };
+        iterator_sample(iter, &mut self.proc, unseen).or_else(|err| {
             tracing::warn!("mem: the eBPF iterator failed ({err:#}); this sample from /proc");
-            self.proc.sample()
+            self.proc.status_except(&HashSet::new())
         })
     }
 }

@@ -100,7 +100,7 @@ async fn drive_gauges(ctx: Ctx, iter: Option<MemIter>) {
     let proc = ProcMemSampler::new(settings.paths.clone());
     let mem = match iter {
         Some(iter) => mem::MemCollector::with_iterator(proc, iter, settings.pss_interval),
-        None => mem::MemCollector::new(proc),
+        None => mem::MemCollector::new(proc, settings.pss_interval),
     };
     let mem = spawn_local(drive(ctx.clone(), mem, settings.mem_interval, None));
     if let Some(sampler) = UbcSampler::new(settings.paths.clone()) {

@@ -1,5 +1,5 @@
-//! Attaching the network programs (netdev tracepoints, cgroup_skb), and the verifier
-//! summary every attach error shows. The loader calls this; the map readers never do.
+//! Attaching the network programs (netdev tracepoints, cgroup_skb), and the one-line
+//! verifier verdict every load error shows. The loader calls this; the map readers never do.
 
 use std::fs;
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ fn attach_netdev(ebpf: &mut Ebpf, btf: &Btf) -> Result<Links, String> {
         let program: &mut BtfTracePoint = program(ebpf, name)?;
         program
             .load(tracepoint, btf)
-            .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
+            .map_err(|err| load_failure(name, &err))?;
         let id = program
             .attach()
             .map_err(|err| format!("attach {name}: {err}"))?;
@@ -84,9 +84,7 @@ fn attach_cgroup_skb(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<Links, String
         (names::PROG_NET_UID_EGRESS, CgroupSkbAttachType::Egress),
     ] {
         let program: &mut CgroupSkb = program(ebpf, name)?;
-        program
-            .load()
-            .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
+        program.load().map_err(|err| load_failure(name, &err))?;
         // A bpf_link (kernel >= 5.7) always coexists with other programs on the cgroup
         // (systemd's, a second csm); link_create takes no flags, hence `Single`.
         let id = program
@@ -145,17 +143,100 @@ fn unescape_mount(path: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// The verifier's log is long; the last lines say why.
-pub fn verifier_summary(err: &aya::programs::ProgramError) -> String {
+/// Why `program` did not load, in one line: `load <program>: <the verifier's verdict>`.
+/// The verifier's log runs to hundreds of lines of register states, which the `backend`
+/// event and `csm check` would carry whole; the whole log goes to the daemon's log at
+/// debug level instead.
+pub fn load_failure(program: &str, err: &ProgramError) -> String {
     let text = format!("{err:#}");
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines.len().saturating_sub(12);
-    lines[tail..].join(" / ")
+    tracing::debug!("load {program}: {text}");
+    format!("load {program}: {}", verifier_verdict(&text))
+}
+
+/// Longest verdict kept; a verifier line is rarely over 100 characters.
+const VERDICT_MAX_CHARS: usize = 200;
+
+/// The line of a load error that says why: aya writes `the BPF_PROG_LOAD syscall returned
+/// <errno>. Verifier output: <log>`, and the verifier's log ends with its verdict
+/// (`unknown func bpf_probe_read#4`, `R1 invalid mem access 'scalar'`) followed by its
+/// statistics; before the verdict come instructions (`12: (85) call …`), source lines
+/// (`; …`) and register states (`12: R1=ctx() …`). Without a log, the errno.
+pub fn verifier_verdict(text: &str) -> String {
+    let (head, log) = match text.split_once("Verifier output:") {
+        Some((head, log)) => (head.trim().trim_end_matches('.'), log),
+        None => (text.lines().next().unwrap_or("").trim(), ""),
+    };
+    let verdict = log
+        .lines()
+        .map(str::trim)
+        .rev()
+        .find(|line| is_verdict(line))
+        .unwrap_or(head);
+    match verdict.char_indices().nth(VERDICT_MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &verdict[..cut]),
+        None => verdict.to_string(),
+    }
+}
+
+/// Not a statistic, an instruction, a source line or a register state.
+fn is_verdict(line: &str) -> bool {
+    const BOOKKEEPING: [&str; 9] = [
+        "processed ",
+        "verification time",
+        "stack depth",
+        "max_states_per_insn",
+        "from ",
+        "last_idx",
+        "regs=",
+        "parent ",
+        "func#",
+    ];
+    let numbered = line
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let register_state = line.starts_with('R')
+        && line[1..].starts_with(|c: char| c.is_ascii_digit())
+        && line.contains('=');
+    let noise = line.is_empty()
+        || line.starts_with(';')
+        || numbered
+        || register_state
+        || BOOKKEEPING.iter().any(|p| line.starts_with(p));
+    !noise
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_error_is_cut_to_the_verifier_verdict() {
+        // As 6.1 booted with lockdown=confidentiality refused net_uid_ingress (abridged).
+        let lockdown = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22). \
+            Verifier output: 0: R1=ctx(off=0,imm=0) R10=fp0\n\
+            ; let skb = ctx.skb; @ net.rs:40\n\
+            0: (bf) r6 = r1                       ; R1=ctx(off=0,imm=0) R6_w=ctx(off=0,imm=0)\n\
+            1: (85) call bpf_probe_read#4\n\
+            unknown func bpf_probe_read#4\n\
+            processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n\
+            verification time 40 usec\nstack depth 16\n";
+        assert_eq!(verifier_verdict(lockdown), "unknown func bpf_probe_read#4");
+        let access = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). \
+            Verifier output: 5: (79) r1 = *(u64 *)(r2 +0)\nR2 invalid mem access 'scalar'\n\
+            processed 6 insns (limit 1000000)\n";
+        assert_eq!(verifier_verdict(access), "R2 invalid mem access 'scalar'");
+        // No log: the errno.
+        assert_eq!(
+            verifier_verdict("the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: "),
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
+        );
+        assert_eq!(verifier_verdict("program not loaded"), "program not loaded");
+        let long = format!("Verifier output: {}\n", "x".repeat(5000));
+        assert_eq!(
+            verifier_verdict(&long).chars().count(),
+            VERDICT_MAX_CHARS + 1
+        );
+    }
 
     #[test]
     fn finds_the_cgroup2_mount() {

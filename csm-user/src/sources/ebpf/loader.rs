@@ -14,7 +14,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use csm_common::{names, MemOffsets, NetOffsets, SwitchFormat, TaskOffsets};
 use tracing::{debug, info, warn};
 
-use super::attach::{self, verifier_summary, NetAttached};
+use super::attach::{self, load_failure, NetAttached};
 use super::mem::MemIter;
 use super::pins::{self, PinDir};
 use super::{btf, read_only, EBPF_OBJECT};
@@ -576,13 +576,9 @@ fn attach_sched_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<HeldLink, String> {
         .ok_or("program missing from the object")?
         .try_into()
         .map_err(|err| format!("{err}"))?;
-    program.load("sched_switch", btf).map_err(|err| {
-        format!(
-            "load {}: {}",
-            names::PROG_SCHED_SWITCH_BTF,
-            verifier_summary(&err)
-        )
-    })?;
+    program
+        .load("sched_switch", btf)
+        .map_err(|err| load_failure(names::PROG_SCHED_SWITCH_BTF, &err))?;
     let id = program
         .attach()
         .map_err(|err| format!("attach {}: {err}", names::PROG_SCHED_SWITCH_BTF))?;
@@ -636,7 +632,7 @@ fn attach_mem_iter(ebpf: &mut Ebpf, btf: &Btf) -> Result<MemIter, String> {
         .map_err(|err| format!("{err}"))?;
     program
         .load("task", btf)
-        .map_err(|err| format!("load {name}: {}", verifier_summary(&err)))?;
+        .map_err(|err| load_failure(name, &err))?;
     let fd = program.fd().map_err(|err| format!("{name}: {err}"))?;
     MemIter::new(fd).map_err(|err| format!("{err:#}"))
 }
@@ -672,13 +668,9 @@ fn attach_sched_classic(ebpf: &mut Ebpf, paths: &HostPaths) -> Result<HeldLink, 
         .ok_or("program missing from the object")?
         .try_into()
         .map_err(|err| format!("{err}"))?;
-    program.load().map_err(|err| {
-        format!(
-            "load {}: {}",
-            names::PROG_SCHED_SWITCH_TP,
-            verifier_summary(&err)
-        )
-    })?;
+    program
+        .load()
+        .map_err(|err| load_failure(names::PROG_SCHED_SWITCH_TP, &err))?;
     // Perf-event links (kernels before 5.15) cannot become pinnable fd links; the failed
     // conversion dropped (detached) it, so attach once more and keep that link as it is.
     Ok(match FdLink::try_from(attach_sched_switch(program)?) {

@@ -14,6 +14,8 @@ pub struct PidStat {
     /// Start time after boot, in ticks: with the pid, it identifies one process (pids
     /// are reused).
     pub starttime: u64,
+    /// Threads now: a single-threaded process's exit record (taskstats) is its whole time.
+    pub num_threads: u64,
 }
 
 impl PidStat {
@@ -56,6 +58,7 @@ pub fn parse_stat(text: &str) -> Result<PidStat, LineWarning> {
         cutime: signed(13, "cutime")?,
         cstime: signed(14, "cstime")?,
         starttime: field(19, "starttime")?,
+        num_threads: field(17, "num_threads")?,
     })
 }
 
@@ -133,7 +136,8 @@ mod tests {
                 stime: 50,
                 cutime: 7,
                 cstime: 3,
-                starttime: 123456
+                starttime: 123456,
+                num_threads: 1,
             }
         );
         assert_eq!(s.own_ticks(), 200);
