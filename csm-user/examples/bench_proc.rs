@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use csm::sources::host::HostPaths;
+use csm::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
 use csm::sources::procfs::mem::ProcMemSampler;
-use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use csm::sources::host::HostPaths;
 use csm::sources::procfs::acct::parse_acct_v3;
-use csm::sources::procfs::{ChildTimes, ProcCpuSampler};
+use csm::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
 use csm::sources::taskstats::ExitListener;
 use csm::store::{CpuRow, MemRow};
 use csm_tests::{Daemon, DataDir, OnDrop, TestUser};

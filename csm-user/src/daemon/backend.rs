@@ -8,7 +8,8 @@ use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
-use crate::sources::procfs::{platform, ChildTimes, ProcCpuSampler};
+use crate::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
+use crate::sources::procfs::platform;
 use crate::sources::taskstats::ExitListener;
 use crate::sources::SourceError;
 

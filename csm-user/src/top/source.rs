@@ -13,8 +13,8 @@ use super::error::TopError;
 use crate::sources::ebpf::pins::{self, PinDir};
 use crate::sources::ebpf::{self, CpuReader, NetReader};
 use crate::sources::host::HostPaths;
+use crate::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
 use crate::sources::procfs::net::ProcNetSampler;
-use crate::sources::procfs::{ChildTimes, ProcCpuSampler};
 
 /// `csm top --backend`: where the figures come from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use crate::daemon::collector::{self, Collector, Kind};
 use crate::daemon::ctx::Rows;
 use crate::model::{cpu_intervals, CpuSample, Stamp};
 use crate::sources::ebpf::CpuReader;
-use crate::sources::procfs::ProcCpuSampler;
+use crate::sources::procfs::cpu::ProcCpuSampler;
 use crate::sources::users::UserNames;
 use csm_store::{Counters, CpuRow, Event, Source};
 

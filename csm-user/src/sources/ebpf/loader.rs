@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 
 use super::attach::{self, load_failure, NetAttached};
 use super::mem::MemIter;
+use super::object::EBPF_OBJECT;
 use super::pins::{self, PinDir};
-use super::{btf, read_only, EBPF_OBJECT};
+use super::{btf, read_only};
 use crate::sources::host::HostPaths;
 use crate::sources::SourceError;
 

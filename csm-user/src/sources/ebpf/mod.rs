@@ -8,6 +8,7 @@ pub mod loader;
 pub mod mem;
 pub mod net;
 mod nudge;
+pub mod object;
 pub mod pins;
 pub mod read_only;
 
@@ -15,6 +16,4 @@ pub use attach::NetAttached;
 pub use cpu::CpuReader;
 pub use loader::{load_and_attach, load_pinned, open_pinned_read_only, Loaded, SchedVariant};
 pub use net::NetReader;
-
-/// The compiled eBPF object, embedded at build time (see csm-user/build.rs).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CSM_EBPF_OBJECT"));
+pub use object::EBPF_OBJECT;

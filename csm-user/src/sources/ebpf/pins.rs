@@ -17,7 +17,7 @@ use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use tracing::{debug, info};
 
-use super::EBPF_OBJECT;
+use super::object::EBPF_OBJECT;
 
 pub const BPFFS: &str = "/sys/fs/bpf";
 pub const OWNERS: &str = "/run/csm";

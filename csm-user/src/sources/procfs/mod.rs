@@ -32,8 +32,6 @@ use std::path::Path;
 
 use tracing::warn;
 
-pub use cpu::{ChildTimes, ProcCpuSampler};
-
 /// A problem in one line of a /proc file. The line is skipped; the rest is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineWarning {
