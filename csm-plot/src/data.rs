@@ -198,21 +198,16 @@ fn read_net(files: &[(Table, PathBuf)], take: impl FnMut(NetSpan), problems: &mu
         m.rx_bytes_per_s_max,
         m.tx_bytes_per_s_max,
     ];
-    let raw_span = |r: NetRow| NetSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        iface: r.iface,
-        netns: r.netns,
-        bytes: (r.rx_bytes, r.tx_bytes),
-        maxima: None,
+    let raw_span = |r: NetRow| {
+        let bytes = (r.rx_bytes, r.tx_bytes);
+        NetSpan::of((r.ts_us, r.dur_ms), r.iface, r.netns, bytes, None)
     };
-    let minute_span = |r: NetMinuteRow| NetSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        iface: r.iface,
-        netns: r.netns,
-        bytes: (r.rx_bytes, r.tx_bytes),
-        maxima: Some((r.rx_bytes_per_s_max, r.tx_bytes_per_s_max)),
+    let minute_span = |r: NetMinuteRow| {
+        let (bytes, maxima) = (
+            (r.rx_bytes, r.tx_bytes),
+            (r.rx_bytes_per_s_max, r.tx_bytes_per_s_max),
+        );
+        NetSpan::of((r.ts_us, r.dur_ms), r.iface, r.netns, bytes, Some(maxima))
     };
     read_pair(
         files,
@@ -295,6 +290,24 @@ struct NetSpan {
 }
 
 impl NetSpan {
+    /// A span ending at `end` that lasted `dur_ms`.
+    fn of(
+        (end, dur_ms): (i64, i64),
+        iface: String,
+        netns: Option<i64>,
+        bytes: (i64, i64),
+        maxima: Option<(f64, f64)>,
+    ) -> Self {
+        NetSpan {
+            end,
+            dur_ms,
+            iface,
+            netns,
+            bytes,
+            maxima,
+        }
+    }
+
     fn start(&self) -> i64 {
         self.end - self.dur_ms.max(1) * US_PER_MS
     }
@@ -353,19 +366,15 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let (c, m) = (CpuRow::COLUMN, CpuMinuteRow::COLUMN);
     let raw = [c.ts_us, c.dur_ms, c.uid, c.user, c.cpu_pct];
     let minute = [m.ts_us, m.dur_ms, m.uid, m.user, m.cpu_pct, m.cpu_pct_max];
-    let raw_span = |r: CpuRow| UserSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        uid: r.uid,
-        user: r.user,
-        values: (r.cpu_pct, r.cpu_pct),
-    };
-    let minute_span = |r: CpuMinuteRow| UserSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        uid: r.uid,
-        user: r.user,
-        values: (r.cpu_pct, r.cpu_pct_max),
+    let raw_span =
+        |r: CpuRow| UserSpan::of((r.ts_us, r.dur_ms), r.uid, r.user, (r.cpu_pct, r.cpu_pct));
+    let minute_span = |r: CpuMinuteRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.cpu_pct, r.cpu_pct_max),
+        )
     };
     let add = |span: UserSpan| {
         let slot = slots.get(&mut [&mut binned], span.user.as_deref(), span.uid);
@@ -393,6 +402,17 @@ struct UserSpan {
 }
 
 impl UserSpan {
+    /// The span of `uid`'s row ending at `end` that lasted `dur_ms`.
+    fn of((end, dur_ms): (i64, i64), uid: i64, user: Option<String>, values: (f64, f64)) -> Self {
+        UserSpan {
+            end,
+            dur_ms,
+            uid,
+            user,
+            values,
+        }
+    }
+
     fn start(&self) -> i64 {
         self.end - self.dur_ms.max(1) * US_PER_MS
     }
@@ -453,19 +473,21 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
     let (u, m) = (NetUidRow::COLUMN, NetUidMinuteRow::COLUMN);
     let raw = [u.ts_us, u.dur_ms, u.uid, u.user, u.rx_bytes, u.tx_bytes];
     let minute = [m.ts_us, m.dur_ms, m.uid, m.user, m.rx_bytes, m.tx_bytes];
-    let raw_span = |r: NetUidRow| UserSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        uid: r.uid,
-        user: r.user,
-        values: (r.rx_bytes as f64, r.tx_bytes as f64),
+    let raw_span = |r: NetUidRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.rx_bytes as f64, r.tx_bytes as f64),
+        )
     };
-    let minute_span = |r: NetUidMinuteRow| UserSpan {
-        end: r.ts_us,
-        dur_ms: r.dur_ms,
-        uid: r.uid,
-        user: r.user,
-        values: (r.rx_bytes as f64, r.tx_bytes as f64),
+    let minute_span = |r: NetUidMinuteRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.rx_bytes as f64, r.tx_bytes as f64),
+        )
     };
     read_pair(
         &files,

@@ -446,41 +446,24 @@ trait Fold<T>: Send {
     fn merge(&mut self, later: Self) -> u64;
 }
 
-impl Fold<CpuSpan> for UsersFold {
-    fn add(&mut self, row: CpuSpan) -> u64 {
-        self.cpu(row)
-    }
-    fn merge(&mut self, later: Self) -> u64 {
-        UsersFold::merge(self, later)
-    }
+/// `Fold<$row>` for `$fold` by its own methods: `$add` for a row, `merge`.
+macro_rules! fold_by {
+    ($fold:ty, $row:ty, $add:ident) => {
+        impl Fold<$row> for $fold {
+            fn add(&mut self, row: $row) -> u64 {
+                <$fold>::$add(self, row)
+            }
+            fn merge(&mut self, later: Self) -> u64 {
+                <$fold>::merge(self, later)
+            }
+        }
+    };
 }
 
-impl Fold<UidBytes> for UsersFold {
-    fn add(&mut self, row: UidBytes) -> u64 {
-        self.net_uid(row)
-    }
-    fn merge(&mut self, later: Self) -> u64 {
-        UsersFold::merge(self, later)
-    }
-}
-
-impl Fold<PingRow> for PingFold {
-    fn add(&mut self, row: PingRow) -> u64 {
-        PingFold::add(self, row)
-    }
-    fn merge(&mut self, later: Self) -> u64 {
-        PingFold::merge(self, later)
-    }
-}
-
-impl Fold<MemSpan> for UsersFold {
-    fn add(&mut self, row: MemSpan) -> u64 {
-        self.mem(row)
-    }
-    fn merge(&mut self, later: Self) -> u64 {
-        UsersFold::merge(self, later)
-    }
-}
+fold_by!(UsersFold, CpuSpan, cpu);
+fold_by!(UsersFold, UidBytes, net_uid);
+fold_by!(UsersFold, MemSpan, mem);
+fold_by!(PingFold, PingRow, add);
 
 /// `net` folded: the interfaces (when asked for) and the time covered (for the users).
 struct NetFold<'a> {
