@@ -12,9 +12,10 @@
 //!   million rows is refused when its strings are measured, not after the expansion
 //!   took gigabytes (or aborted the process: an allocation failure is an abort in Rust);
 //! - what a command holds across files is charged to a [`Held`] budget: a reader that
-//!   keeps rows refuses the file that would take it past the budget, naming the file and
-//!   the bound; a reader that aggregates as it goes ([`for_each_batch`], [`for_each_rows`])
-//!   holds one batch.
+//!   keeps rows, or aggregates whose size grows with what it reads (a line per interface
+//!   name), refuses the file that would take it past the budget, naming the file and the
+//!   bound; a reader that aggregates as it goes ([`for_each_batch`], [`for_each_rows`])
+//!   holds one batch besides its aggregates.
 //!
 //! Every refusal is an `InvalidData` error (`OutOfMemory` for the command's budget) whose
 //! message is one line: `<file>: <what> ...: not read`.

@@ -179,7 +179,8 @@ fn many_honest_million_row_files() {
 
 /// A million interface names in one file: what a report folds grows with the names, so
 /// it is charged to the command's budget and the file that would take it past is refused
-/// in one line, the report staying under 256 MB.
+/// in one line, the report staying under 256 MB. csm-plot charts the 32 busiest and sums
+/// the others into one set of charts that says how many it sums.
 #[test]
 fn a_million_interface_names_past_the_command_budget() {
     let data = DataDir::new();
@@ -196,6 +197,24 @@ fn a_million_interface_names_past_the_command_budget() {
     assert!(
         lines[0].contains("more than the 128 MiB a command holds"),
         "{stderr}"
+    );
+    let (peak_kb, code, stderr) = plot(&data, "net");
+    eprintln!("plot, 1M interfaces: peak {peak_kb} kB, exit {code}: {stderr}");
+    assert!(peak_kb < PEAK_KB, "peak RSS {peak_kb} kB");
+    assert_eq!(code, 0, "{stderr}");
+    let charts = data.beside("charts");
+    let traffic: Vec<String> = std::fs::read_dir(&charts)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("net-") && !name.starts_with("net-diff"))
+        .filter(|name| !name.starts_with("net-log") && !name.starts_with("net-symlog"))
+        .collect();
+    assert_eq!(traffic.len(), 33, "{traffic:?}");
+    let others = std::fs::read_to_string(charts.join("net-other-interfaces.svg")).unwrap();
+    assert!(
+        others.contains("the 999968 other interfaces summed (beyond the 32 busiest)"),
+        "{}",
+        &others[..others.len().min(2000)]
     );
 }
 
