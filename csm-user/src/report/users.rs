@@ -510,4 +510,46 @@ mod tests {
         assert_eq!(fold(&rows).coverage.total_us(), 10 * S);
         assert_eq!(users(fold(&rows), 10).top[0].cpu_pct_mean, 50.0);
     }
+
+    /// The runs of time covered are the union of the spans whatever order they come in
+    /// (files are folded apart and merged): touching spans join, nested ones add nothing.
+    #[test]
+    fn coverage_is_the_union_in_any_order() {
+        // (end s, duration s): 1–3 touching, 2–3 inside, 10–12 apart, 11–14 overlapping.
+        let spans = [(2, 1), (3, 1), (3, 1), (12, 2), (14, 3), (1, 1)];
+        let mut in_order = Coverage::default();
+        let mut merged = Coverage::default();
+        let mut later = Coverage::default();
+        for (i, (end, dur)) in spans.iter().enumerate() {
+            in_order.add(end * S, dur * 1000);
+            let fold = if i % 2 == 0 { &mut merged } else { &mut later };
+            fold.add(end * S, dur * 1000);
+        }
+        merged.merge(later);
+        // [0, 3] and [10, 14]: 3 s + 4 s.
+        assert_eq!(in_order.total_us(), 7 * S);
+        assert_eq!(merged.total_us(), 7 * S);
+        assert_eq!(merged.runs.len(), 2);
+    }
+
+    /// Files are folded apart and merged in their order: the name a later file gives wins,
+    /// as it did when every row was read in order.
+    #[test]
+    fn a_later_files_name_wins_when_folds_merge() {
+        let mut first = UsersFold::default();
+        first.cpu(cpu(1, 7, 100));
+        let mut later = UsersFold::default();
+        let mut renamed = cpu(2, 7, 300);
+        renamed.user = Some("renamed".into());
+        later.cpu(renamed);
+        let mut unnamed = cpu(3, 7, 100);
+        unnamed.user = None;
+        later.cpu(unnamed);
+        first.merge(later);
+        let report = users(first, 10);
+        let user = &report.top[0];
+        assert_eq!(user.user, "renamed");
+        assert_eq!((user.cpu_ns, user.cpu_pct_peak), (500_000_000, Some(30.0)));
+        assert_eq!(report.covered_s, 3.0);
+    }
 }
