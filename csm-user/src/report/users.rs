@@ -247,7 +247,7 @@ pub fn users(fold: UsersFold, top: usize) -> Users {
     let mut all: Vec<User> = fold
         .by_uid
         .into_iter()
-        .map(|(uid, totals)| user_line(uid, totals, &pct))
+        .map(|(uid, totals)| user_line(uid, totals, pct))
         .collect();
     // Most CPU first; then most traffic, then by uid, so the order is stable.
     all.sort_by(|a, b| {
