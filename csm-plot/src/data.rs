@@ -2,11 +2,11 @@
 //! interface), plus the few exact totals the charts print.
 
 use csm_store::names::safe_text;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::bins::{gauge_spans, Binned, Grid};
-use super::read::{read_typed, user_label, DataTree, Problems};
+use super::read::{read_pair, read_typed, user_label, DataTree, Problems};
 use csm_store::{
     CpuMinuteRow, CpuRow, Event, EventRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow,
     NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
@@ -65,6 +65,9 @@ pub struct NetData {
     pub totals: BTreeMap<String, Totals>,
     /// Each key's interface and network namespace (keys are unique per pair).
     pub interfaces: BTreeMap<String, NetKey>,
+    /// How many interfaces are summed under [`OTHER_INTERFACES`] (not among the
+    /// [`MAX_INTERFACES_CHARTED`] busiest).
+    pub others: usize,
 }
 
 /// An interface in its network namespace: what one set of interface charts is about.
@@ -101,34 +104,90 @@ fn charted_interface(iface: &str) -> bool {
     iface != "lo"
 }
 
-pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<NetData> {
-    let files = table_files(tree, Table::Net, Some(Table::NetMinute), &grid, problems)?;
-    let mut data = NetData {
-        rx: Binned::new(grid),
-        tx: Binned::new(grid),
-        diff: Binned::new(grid),
-        totals: BTreeMap::new(),
-        interfaces: BTreeMap::new(),
-    };
-    let mut labels = NamespaceLabels::default();
+/// Interfaces charted on their own, the busiest over the range: each costs its charts
+/// (four files) and a series per chart, and a user may create thousands in its own
+/// namespaces; the rest are summed into one [`OTHER_INTERFACES`] set of charts.
+pub const MAX_INTERFACES_CHARTED: usize = 32;
+
+/// The key (and chart name) of the interfaces beyond the busiest, summed.
+pub const OTHER_INTERFACES: &str = "(other)";
+
+/// Which interfaces get charts of their own: the [`MAX_INTERFACES_CHARTED`] with the
+/// highest weight (bytes, or errors and drops) over the range; ties by namespace and name.
+pub(crate) struct Charted {
+    keys: HashMap<Option<i64>, HashSet<String>>,
+    /// Interfaces with a weight that are not charted on their own.
+    pub others: usize,
+}
+
+impl Charted {
+    /// The busiest of the `weights` (per namespace inode, per interface).
+    pub(crate) fn busiest(weights: HashMap<Option<i64>, HashMap<String, f64>>) -> Charted {
+        let mut all: Vec<(f64, Option<i64>, String)> = weights
+            .into_iter()
+            .flat_map(|(netns, ifaces)| {
+                ifaces
+                    .into_iter()
+                    .map(move |(iface, weight)| (weight, netns, iface))
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let others = all.len().saturating_sub(MAX_INTERFACES_CHARTED);
+        let mut keys: HashMap<Option<i64>, HashSet<String>> = HashMap::new();
+        for (_, netns, iface) in all.into_iter().take(MAX_INTERFACES_CHARTED) {
+            keys.entry(netns).or_default().insert(iface);
+        }
+        Charted { keys, others }
+    }
+
+    pub(crate) fn contains(&self, netns: Option<i64>, iface: &str) -> bool {
+        self.keys
+            .get(&netns)
+            .is_some_and(|ifaces| ifaces.contains(iface))
+    }
+
+    /// The key an interface's rows are charted under: its own, or [`OTHER_INTERFACES`].
+    pub(crate) fn key(
+        &self,
+        labels: &mut NamespaceLabels,
+        netns: Option<i64>,
+        iface: &str,
+    ) -> NetKey {
+        if self.contains(netns, iface) {
+            NetKey {
+                iface: safe_text(iface).into_owned(),
+                namespace: labels.get(netns),
+            }
+        } else {
+            NetKey {
+                iface: OTHER_INTERFACES.to_string(),
+                namespace: None,
+            }
+        }
+    }
+}
+
+/// Adds `weight` to an interface's entry of `weights` (a string made once per interface,
+/// not once per row).
+pub(crate) fn add_weight(
+    weights: &mut HashMap<Option<i64>, HashMap<String, f64>>,
+    netns: Option<i64>,
+    iface: &str,
+    weight: f64,
+) {
+    let ifaces = weights.entry(netns).or_default();
+    match ifaces.get_mut(iface) {
+        Some(sum) => *sum += weight,
+        None => {
+            ifaces.insert(iface.to_string(), weight);
+        }
+    }
+}
+
+/// `net` and `net_1m` rows as the traffic charts take them.
+fn read_net(files: &[(Table, PathBuf)], take: impl FnMut(NetSpan), problems: &mut Problems) {
     let (n, m) = (NetRow::COLUMN, NetMinuteRow::COLUMN);
     let raw = [n.ts_us, n.dur_ms, n.iface, n.netns, n.rx_bytes, n.tx_bytes];
-    read_typed(
-        &files,
-        &raw,
-        |r: NetRow| {
-            let span = NetSpan {
-                end: r.ts_us,
-                dur_ms: r.dur_ms,
-                iface: &r.iface,
-                netns: r.netns,
-                bytes: (r.rx_bytes, r.tx_bytes),
-                maxima: None,
-            };
-            add_net_span(&mut data, &mut labels, span)
-        },
-        problems,
-    );
     let minute = [
         m.ts_us,
         m.dur_ms,
@@ -139,20 +198,57 @@ pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
         m.rx_bytes_per_s_max,
         m.tx_bytes_per_s_max,
     ];
-    read_typed(
+    let raw_span = |r: NetRow| {
+        let bytes = (r.rx_bytes, r.tx_bytes);
+        NetSpan::of((r.ts_us, r.dur_ms), r.iface, r.netns, bytes, None)
+    };
+    let minute_span = |r: NetMinuteRow| {
+        let (bytes, maxima) = (
+            (r.rx_bytes, r.tx_bytes),
+            (r.rx_bytes_per_s_max, r.tx_bytes_per_s_max),
+        );
+        NetSpan::of((r.ts_us, r.dur_ms), r.iface, r.netns, bytes, Some(maxima))
+    };
+    read_pair(
+        files,
+        (&raw, raw_span),
+        (&minute, minute_span),
+        take,
+        problems,
+    );
+}
+
+/// Traffic per interface: the files are read twice, first for each interface's bytes
+/// (to chart the busiest), then binned; what is held is the interfaces' sums and the
+/// charted series, whatever the rows.
+pub fn load_net(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<NetData> {
+    let files = table_files(tree, Table::Net, Some(Table::NetMinute), &grid, problems)?;
+    let mut weights = HashMap::new();
+    let mut first_pass = Problems::default();
+    read_net(
         &files,
-        &minute,
-        |r: NetMinuteRow| {
-            let span = NetSpan {
-                end: r.ts_us,
-                dur_ms: r.dur_ms,
-                iface: &r.iface,
-                netns: r.netns,
-                bytes: (r.rx_bytes, r.tx_bytes),
-                maxima: Some((r.rx_bytes_per_s_max, r.tx_bytes_per_s_max)),
-            };
-            add_net_span(&mut data, &mut labels, span)
+        |span| {
+            if span.in_grid(&grid) && charted_interface(&span.iface) {
+                let bytes = (span.bytes.0 as f64) + (span.bytes.1 as f64);
+                add_weight(&mut weights, span.netns, &span.iface, bytes);
+            }
         },
+        // The second pass says what could not be read.
+        &mut first_pass,
+    );
+    let charted = Charted::busiest(weights);
+    let mut data = NetData {
+        rx: Binned::new(grid),
+        tx: Binned::new(grid),
+        diff: Binned::new(grid),
+        totals: BTreeMap::new(),
+        interfaces: BTreeMap::new(),
+        others: charted.others,
+    };
+    let mut labels = NamespaceLabels::default();
+    read_net(
+        &files,
+        |span| add_net_span(&mut data, &mut labels, &charted, span),
         problems,
     );
     if data.rx.is_empty() {
@@ -183,23 +279,55 @@ impl NamespaceLabels {
 }
 
 /// One `net` or `net_1m` row, as the charts take it.
-struct NetSpan<'a> {
+struct NetSpan {
     end: i64,
     dur_ms: i64,
-    iface: &'a str,
+    iface: String,
     netns: Option<i64>,
     bytes: (i64, i64),
     /// A roll-up's highest single-interval rates.
     maxima: Option<(f64, f64)>,
 }
 
-fn add_net_span(data: &mut NetData, labels: &mut NamespaceLabels, span: NetSpan) {
+impl NetSpan {
+    /// A span ending at `end` that lasted `dur_ms`.
+    fn of(
+        (end, dur_ms): (i64, i64),
+        iface: String,
+        netns: Option<i64>,
+        bytes: (i64, i64),
+        maxima: Option<(f64, f64)>,
+    ) -> Self {
+        NetSpan {
+            end,
+            dur_ms,
+            iface,
+            netns,
+            bytes,
+            maxima,
+        }
+    }
+
+    fn start(&self) -> i64 {
+        self.end - self.dur_ms.max(1) * US_PER_MS
+    }
+
+    fn in_grid(&self, grid: &Grid) -> bool {
+        self.end > grid.from_us && self.start() < grid.to_us
+    }
+}
+
+fn add_net_span(
+    data: &mut NetData,
+    labels: &mut NamespaceLabels,
+    charted: &Charted,
+    span: NetSpan,
+) {
     let grid = data.rx.grid;
-    let end = span.end;
-    let start = end - span.dur_ms.max(1) * US_PER_MS;
-    if end <= grid.from_us || start >= grid.to_us || !charted_interface(span.iface) {
+    if !span.in_grid(&grid) || !charted_interface(&span.iface) {
         return;
     }
+    let (start, end) = (span.start(), span.end);
     let seconds = (end - start) as f64 / 1e6;
     let (rx_bytes, tx_bytes) = (span.bytes.0 as f64, span.bytes.1 as f64);
     let (rx_rate, tx_rate) = (rx_bytes / seconds, tx_bytes / seconds);
@@ -207,10 +335,7 @@ fn add_net_span(data: &mut NetData, labels: &mut NamespaceLabels, span: NetSpan)
         Some((rm, tm)) => (rm.max(rx_rate), tm.max(tx_rate)),
         None => (rx_rate, tx_rate),
     };
-    let net_key = NetKey {
-        iface: safe_text(span.iface).into_owned(),
-        namespace: labels.get(span.netns),
-    };
+    let net_key = charted.key(labels, span.netns, &span.iface);
     let name = &net_key.key();
     if !data.interfaces.contains_key(name) {
         data.interfaces.insert(name.clone(), net_key.clone());
@@ -239,24 +364,58 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let mut binned = Binned::new(grid);
     let mut slots = UserSlots::default();
     let (c, m) = (CpuRow::COLUMN, CpuMinuteRow::COLUMN);
-    let mut add = |end: i64, dur_ms: i64, uid: i64, user: Option<String>, mean: f64, max: f64| {
-        let start = end - dur_ms.max(1) * US_PER_MS;
-        let slot = slots.get(&mut [&mut binned], user.as_deref(), uid);
-        binned.add_span_at(slot, start, end, mean, max.max(mean));
+    let raw = [c.ts_us, c.dur_ms, c.uid, c.user, c.cpu_pct];
+    let minute = [m.ts_us, m.dur_ms, m.uid, m.user, m.cpu_pct, m.cpu_pct_max];
+    let raw_span =
+        |r: CpuRow| UserSpan::of((r.ts_us, r.dur_ms), r.uid, r.user, (r.cpu_pct, r.cpu_pct));
+    let minute_span = |r: CpuMinuteRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.cpu_pct, r.cpu_pct_max),
+        )
     };
-    read_typed(
+    let add = |span: UserSpan| {
+        let slot = slots.get(&mut [&mut binned], span.user.as_deref(), span.uid);
+        let (mean, max) = span.values;
+        binned.add_span_at(slot, span.start(), span.end, mean, max.max(mean));
+    };
+    read_pair(
         &files,
-        &[c.ts_us, c.dur_ms, c.uid, c.user, c.cpu_pct],
-        |r: CpuRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.cpu_pct, r.cpu_pct),
-        problems,
-    );
-    read_typed(
-        &files,
-        &[m.ts_us, m.dur_ms, m.uid, m.user, m.cpu_pct, m.cpu_pct_max],
-        |r: CpuMinuteRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.cpu_pct, r.cpu_pct_max),
+        (&raw, raw_span),
+        (&minute, minute_span),
+        add,
         problems,
     );
     Some(binned)
+}
+
+/// One user's row of a counter table (raw or roll-up), as the per-user charts take it:
+/// two values over the span (CPU mean and peak; bytes in and out).
+struct UserSpan {
+    end: i64,
+    dur_ms: i64,
+    uid: i64,
+    user: Option<String>,
+    values: (f64, f64),
+}
+
+impl UserSpan {
+    /// The span of `uid`'s row ending at `end` that lasted `dur_ms`.
+    fn of((end, dur_ms): (i64, i64), uid: i64, user: Option<String>, values: (f64, f64)) -> Self {
+        UserSpan {
+            end,
+            dur_ms,
+            uid,
+            user,
+            values,
+        }
+    }
+
+    fn start(&self) -> i64 {
+        self.end - self.dur_ms.max(1) * US_PER_MS
+    }
 }
 
 /// Key slots by uid, so a label string is made once per user and not once per row.
@@ -299,25 +458,42 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
         tx: Binned::new(grid),
     };
     let mut slots = UserSlots::default();
-    let mut add = |end: i64, dur_ms: i64, uid: i64, user: Option<String>, rx: i64, tx: i64| {
-        let start = end - dur_ms.max(1) * US_PER_MS;
+    let add = |span: UserSpan| {
+        let (start, end) = (span.start(), span.end);
         let seconds = (end - start) as f64 / 1e6;
-        let slot = slots.get(&mut [&mut data.rx, &mut data.tx], user.as_deref(), uid);
-        let (r, t) = (rx as f64 / seconds, tx as f64 / seconds);
+        let slot = slots.get(
+            &mut [&mut data.rx, &mut data.tx],
+            span.user.as_deref(),
+            span.uid,
+        );
+        let (r, t) = (span.values.0 / seconds, span.values.1 / seconds);
         data.rx.add_span_at(slot, start, end, r, r);
         data.tx.add_span_at(slot, start, end, t, t);
     };
     let (u, m) = (NetUidRow::COLUMN, NetUidMinuteRow::COLUMN);
-    read_typed(
+    let raw = [u.ts_us, u.dur_ms, u.uid, u.user, u.rx_bytes, u.tx_bytes];
+    let minute = [m.ts_us, m.dur_ms, m.uid, m.user, m.rx_bytes, m.tx_bytes];
+    let raw_span = |r: NetUidRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.rx_bytes as f64, r.tx_bytes as f64),
+        )
+    };
+    let minute_span = |r: NetUidMinuteRow| {
+        UserSpan::of(
+            (r.ts_us, r.dur_ms),
+            r.uid,
+            r.user,
+            (r.rx_bytes as f64, r.tx_bytes as f64),
+        )
+    };
+    read_pair(
         &files,
-        &[u.ts_us, u.dur_ms, u.uid, u.user, u.rx_bytes, u.tx_bytes],
-        |r: NetUidRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.rx_bytes, r.tx_bytes),
-        problems,
-    );
-    read_typed(
-        &files,
-        &[m.ts_us, m.dur_ms, m.uid, m.user, m.rx_bytes, m.tx_bytes],
-        |r: NetUidMinuteRow| add(r.ts_us, r.dur_ms, r.uid, r.user, r.rx_bytes, r.tx_bytes),
+        (&raw, raw_span),
+        (&minute, minute_span),
+        add,
         problems,
     );
     Some(data)

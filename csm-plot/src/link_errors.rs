@@ -1,16 +1,17 @@
 //! Errors and drops per interface, for the `net-errors` charts: the kernel's counters
-//! that `net` and `net_1m` carry since schema version 3. Read through the store's typed
-//! reader, which reads the columns as nulls from files written before them: those rows
+//! that `net` and `net_1m` carry since schema version 3, for the busiest interfaces (the
+//! others summed, as the traffic charts). Read through the store's typed reader a batch at
+//! a time, which reads the columns as nulls from files written before them: those rows
 //! add nothing, and an interface none of whose rows knows them has no chart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
-use csm_store::names::safe_text;
-use csm_store::{read_columns, NetMinuteRow, NetRow, Table};
+use csm_store::{NetMinuteRow, NetRow, Table};
 
 use crate::bins::{Binned, Grid};
-use crate::data::{table_files, NamespaceLabels, NetKey};
-use crate::read::{DataTree, Problems};
+use crate::data::{add_weight, table_files, Charted, NamespaceLabels, NetKey};
+use crate::read::{read_pair, DataTree, Problems};
 
 const US_PER_MS: i64 = 1000;
 
@@ -23,6 +24,8 @@ pub struct NetErrorData {
     pub totals: BTreeMap<String, LinkTotals>,
     /// Each key's interface and network namespace.
     pub interfaces: BTreeMap<String, NetKey>,
+    /// How many interfaces are summed under the key of the others (not among the busiest).
+    pub others: usize,
 }
 
 /// The range's sums of the four counters.
@@ -61,48 +64,67 @@ const COLUMNS: [&str; 8] = [
     NetRow::COLUMN.tx_dropped,
 ];
 
-fn spans_of(table: Table, path: &std::path::Path) -> std::io::Result<Vec<Span>> {
-    macro_rules! spans {
+/// `net` and `net_1m` rows as the error charts take them, a batch at a time.
+fn read_spans(files: &[(Table, PathBuf)], take: impl FnMut(Span), problems: &mut Problems) {
+    macro_rules! span {
         ($row:ty) => {
-            read_columns::<$row>(path, &COLUMNS)?
-                .into_iter()
-                .map(|r| Span {
-                    ts_us: r.ts_us,
-                    dur_ms: r.dur_ms,
-                    iface: r.iface,
-                    netns: r.netns,
-                    counts: [r.rx_errors, r.tx_errors, r.rx_dropped, r.tx_dropped],
-                })
-                .collect()
+            |r: $row| Span {
+                ts_us: r.ts_us,
+                dur_ms: r.dur_ms,
+                iface: r.iface,
+                netns: r.netns,
+                counts: [r.rx_errors, r.tx_errors, r.rx_dropped, r.tx_dropped],
+            }
         };
     }
-    Ok(match table {
-        Table::NetMinute => spans!(NetMinuteRow),
-        _ => spans!(NetRow),
-    })
+    let (raw, minute) = (span!(NetRow), span!(NetMinuteRow));
+    read_pair(files, (&COLUMNS, raw), (&COLUMNS, minute), take, problems);
 }
 
+impl Span {
+    fn start(&self) -> i64 {
+        self.ts_us - self.dur_ms.max(1) * US_PER_MS
+    }
+
+    /// Whether the row counts anything in the range.
+    fn counts_in(&self, grid: &Grid) -> bool {
+        self.ts_us > grid.from_us
+            && self.start() < grid.to_us
+            && self.counts.iter().any(Option::is_some)
+    }
+}
+
+/// Errors and drops per interface: the files are read twice, first for each interface's
+/// counts (to chart the busiest), then binned.
 pub fn load_net_errors(
     tree: &DataTree,
     grid: Grid,
     problems: &mut Problems,
 ) -> Option<NetErrorData> {
     let files = table_files(tree, Table::Net, Some(Table::NetMinute), &grid, problems)?;
+    let mut weights = HashMap::new();
+    let weigh = |span: Span| {
+        if span.counts_in(&grid) {
+            let counted: i64 = span.counts.iter().flatten().sum();
+            add_weight(&mut weights, span.netns, &span.iface, counted as f64);
+        }
+    };
+    // The second pass says what could not be read.
+    read_spans(&files, weigh, &mut Problems::default());
+    let charted = Charted::busiest(weights);
     let mut data = NetErrorData {
         rx: Binned::new(grid),
         tx: Binned::new(grid),
         totals: BTreeMap::new(),
         interfaces: BTreeMap::new(),
+        others: charted.others,
     };
     let mut labels = NamespaceLabels::default();
-    for (table, path) in &files {
-        match spans_of(*table, path) {
-            Ok(spans) => spans
-                .into_iter()
-                .for_each(|span| add(&mut data, &mut labels, span)),
-            Err(err) => problems.unreadable.push(format!("cannot read {err}")),
-        }
-    }
+    read_spans(
+        &files,
+        |span| add(&mut data, &mut labels, &charted, span),
+        problems,
+    );
     if !data.totals.values().any(LinkTotals::any) {
         problems.notes.push(format!(
             "no errors or drops for host {} in the range on any interface (or only files \
@@ -114,18 +136,14 @@ pub fn load_net_errors(
     Some(data)
 }
 
-fn add(data: &mut NetErrorData, labels: &mut NamespaceLabels, span: Span) {
+fn add(data: &mut NetErrorData, labels: &mut NamespaceLabels, charted: &Charted, span: Span) {
     let grid = data.rx.grid;
-    let end = span.ts_us;
-    let start = end - span.dur_ms.max(1) * US_PER_MS;
-    if end <= grid.from_us || start >= grid.to_us || span.counts.iter().all(Option::is_none) {
+    if !span.counts_in(&grid) {
         return;
     }
+    let (start, end) = (span.start(), span.ts_us);
     let [rx_errors, tx_errors, rx_dropped, tx_dropped] = span.counts.map(|c| c.unwrap_or(0));
-    let net_key = NetKey {
-        iface: safe_text(&span.iface).into_owned(),
-        namespace: labels.get(span.netns),
-    };
+    let net_key = charted.key(labels, span.netns, &span.iface);
     let name = net_key.key();
     data.interfaces.entry(name.clone()).or_insert(net_key);
     // Both tables get keys together, so their slots agree.

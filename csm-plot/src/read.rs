@@ -72,6 +72,20 @@ pub fn read_typed<R: FromBatch + Row>(
     }
 }
 
+/// A counter table's raw rows and roll-up rows among `files`, each brought to one shape
+/// `T` by its projection (`columns`, `project`) and handed to `take`: one consumer for
+/// both kinds, so no loader writes its reading twice.
+pub fn read_pair<R: FromBatch + Row, M: FromBatch + Row, T>(
+    files: &[(Table, PathBuf)],
+    raw: (&[&str], fn(R) -> T),
+    minute: (&[&str], fn(M) -> T),
+    mut take: impl FnMut(T),
+    problems: &mut Problems,
+) {
+    read_typed(files, raw.0, |r: R| take((raw.1)(r)), problems);
+    read_typed(files, minute.0, |r: M| take((minute.1)(r)), problems);
+}
+
 /// A user's label: the name (made safe to show), else `uid N`.
 pub fn user_label(name: Option<&str>, uid: i64) -> String {
     match name {

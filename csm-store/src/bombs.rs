@@ -136,11 +136,15 @@ pub fn dictionary_bomb(path: &Path, hour_us: i64, rows: usize, len: usize) -> io
 }
 
 /// `rows` distinct `net` rows of the hour starting at `hour_us` over `interfaces`
-/// interfaces (`f<i % interfaces>`), written as csm writes a part.
+/// interfaces: row `i` (of the file) is interface `f<i % interfaces>` with `i` bytes in and
+/// `2i` out, written as csm writes a part.
 pub fn honest_net(path: &Path, hour_us: i64, rows: usize, interfaces: usize) -> io::Result<()> {
     let props = writer_properties(Table::Net, "bomb");
+    let mut written = 0;
     let bytes = write_batches(Table::Net.schema(), props, false, rows, |n| {
-        let rows: Vec<NetRow> = (0..n)
+        let first = written;
+        written += n;
+        let rows: Vec<NetRow> = (first..first + n)
             .map(|i| NetRow {
                 ts_us: hour_us + 1_000_000 + (i as i64 % 3_590) * 1_000_000,
                 dur_ms: 1000,

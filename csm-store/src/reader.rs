@@ -12,9 +12,10 @@
 //!   million rows is refused when its strings are measured, not after the expansion
 //!   took gigabytes (or aborted the process: an allocation failure is an abort in Rust);
 //! - what a command holds across files is charged to a [`Held`] budget: a reader that
-//!   keeps rows refuses the file that would take it past the budget, naming the file and
-//!   the bound; a reader that aggregates as it goes ([`for_each_batch`], [`for_each_rows`])
-//!   holds one batch.
+//!   keeps rows, or aggregates whose size grows with what it reads (a line per interface
+//!   name), refuses the file that would take it past the budget, naming the file and the
+//!   bound; a reader that aggregates as it goes ([`for_each_batch`], [`for_each_rows`])
+//!   holds one batch besides its aggregates.
 //!
 //! Every refusal is an `InvalidData` error (`OutOfMemory` for the command's budget) whose
 //! message is one line: `<file>: <what> ...: not read`.
@@ -77,11 +78,13 @@ pub const BOUNDS: Bounds = Bounds {
 };
 
 /// What a command may hold of the rows it read, across every file, as the allocator
-/// counts it: the total that a reader keeping rows (a report) is refused past. A month's
-/// report of 20 users from the roll-ups holds about 520 MiB by this count (`cpu_1m`,
-/// `mem_1m`, `net_uid_1m`: 864,000 rows each); the bound stops a flood's raw rows (the
-/// issue's 30 files of a million rows took 3.3 GB) at what a month takes, not below it.
-pub const HELD_PER_COMMAND: u64 = 768 * MIB;
+/// counts it: the total that a reader keeping rows or aggregates is refused past. The
+/// readers of many rows aggregate as they go (`csm report` folds the counter tables
+/// into per-user and per-interface lines, csm-plot bins into pixel columns), so what is
+/// kept is the aggregates and the few tables kept as rows (ping, beancounters, events):
+/// a month of ping to 10 targets every 10 s holds about 100 MiB by this count. With the
+/// files being decoded (about 50 MB each, three at most) a command stays under 256 MB.
+pub const HELD_PER_COMMAND: u64 = 128 * MIB;
 
 /// A command's budget of held bytes, shared by its reading threads. Rows kept are
 /// charged as their in-memory size (the row struct plus its strings).
@@ -109,6 +112,11 @@ impl Held {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Gives back `bytes` charged before (what was held and is dropped).
+    pub fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Charges `bytes` read from `path`, or refuses (`OutOfMemory`, naming the file and
     /// the bound) if they do not fit; a refused charge is not kept.
     pub fn charge(&self, path: &Path, bytes: u64) -> io::Result<()> {
@@ -120,7 +128,7 @@ impl Held {
         Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!(
-                "{}: not read: the rows read would hold more than the {} MiB a command \
+                "{}: not read: what was read would hold more than the {} MiB a command \
                  holds (the reader's bound); read a shorter range",
                 path.display(),
                 self.limit / MIB

@@ -57,12 +57,37 @@ fn iface_names(
     }
 }
 
+/// What the titles and file names call the interfaces summed beyond the busiest.
+fn others_names(others: usize) -> (String, String) {
+    (
+        format!(
+            "the {others} other interfaces summed (beyond the {} busiest)",
+            crate::data::MAX_INTERFACES_CHARTED
+        ),
+        // 16 characters: longer than any interface name (IFNAMSIZ), so no file clashes.
+        "other-interfaces".to_string(),
+    )
+}
+
+/// [`iface_names`], or [`others_names`] for the key of the interfaces summed.
+fn chart_names(
+    key: &str,
+    interfaces: &std::collections::BTreeMap<String, NetKey>,
+    others: usize,
+) -> (String, String) {
+    if key == crate::data::OTHER_INTERFACES {
+        others_names(others)
+    } else {
+        iface_names(key, interfaces)
+    }
+}
+
 fn interfaces(data: &NetData) -> Vec<Iface> {
     let coverage = data.rx.coverage();
     data.rx
         .keys()
         .map(|key| {
-            let (name, file) = iface_names(key, &data.interfaces);
+            let (name, file) = chart_names(key, &data.interfaces, data.others);
             Iface {
                 name,
                 file,
@@ -116,7 +141,7 @@ pub fn errors(ctx: &Context, data: &NetErrorData) -> ChartResult {
         if !totals.any() {
             continue;
         }
-        let (name, file) = iface_names(key, &data.interfaces);
+        let (name, file) = chart_names(key, &data.interfaces, data.others);
         let rx = data.rx.levels(key, &coverage);
         let tx = data.tx.levels(key, &coverage);
         let svg = errors_chart(ctx, &name, &rx, &tx, &totals)?;

@@ -266,6 +266,15 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         )));
     }
     let wants = |s: Section| request.sections.contains(&s);
+    let read::Rows {
+        users,
+        interfaces,
+        ping,
+        ubc,
+        events,
+        rollups,
+        ..
+    } = rows;
     Ok(Report {
         host,
         from: rfc3339(request.from_us),
@@ -273,18 +282,17 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         from_us: request.from_us,
         to_us: request.to_us,
         time_zone: request.tz.name().to_string(),
-        rollups: rows.rollups,
-        users: wants(Section::Users).then(|| users::users(&rows, request.top)),
-        interfaces: wants(Section::Interfaces).then(|| {
+        rollups,
+        users: wants(Section::Users).then(|| users::users(users, request.top)),
+        interfaces: interfaces.map(|fold| {
             let mut labels = csm_store::netns::NetnsLabels::local();
-            interfaces::interfaces(&rows.net, request.by, &request.tz, &mut labels)
+            fold.finish(&mut labels)
         }),
-        ping: wants(Section::Ping).then(|| ping::targets(&rows.ping)),
-        beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&rows.ubc)),
-        gaps: wants(Section::Gaps)
-            .then(|| gaps::gaps(&rows.events, request.from_us, request.to_us)),
+        ping: wants(Section::Ping).then(|| ping::targets(ping)),
+        beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&ubc)),
+        gaps: wants(Section::Gaps).then(|| gaps::gaps(&events, request.from_us, request.to_us)),
         alerts: wants(Section::Alerts)
-            .then(|| alerts::alerts(&rows.events, request.from_us, request.to_us)),
+            .then(|| alerts::alerts(&events, request.from_us, request.to_us)),
     })
 }
 

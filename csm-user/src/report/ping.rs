@@ -127,44 +127,123 @@ impl SectionOutput for Vec<Target> {
     }
 }
 
-/// The section from the range's `ping` rows (in time order).
-pub fn targets(rows: &[PingRow]) -> Vec<Target> {
-    let mut by_target: BTreeMap<&str, Vec<&PingRow>> = BTreeMap::new();
-    for row in rows {
-        by_target.entry(&row.target).or_default().push(row);
+/// One measurement as the report keeps it: what the outages need (its error only for
+/// the first of an outage's), not the whole row.
+struct Measurement {
+    ts_us: i64,
+    received: i64,
+    measured: bool,
+    error: Option<Box<str>>,
+}
+
+/// One target's measurements folded: sums, every reply's RTT (for exact nearest-rank
+/// percentiles) and the measurements the outages are found in.
+#[derive(Default)]
+struct TargetFold {
+    sent: i64,
+    received: i64,
+    rtts: Vec<f64>,
+    measurements: Vec<Measurement>,
+}
+
+/// The ping section folded as the rows are read: about 64 bytes a measurement, charged twice (a kept
+/// `ping` row is about 400), so a month of measurements fits the command's budget.
+#[derive(Default)]
+pub struct PingFold {
+    targets: BTreeMap<String, TargetFold>,
+}
+
+/// What a target's entry holds besides its name, charged when it is first seen.
+const TARGET_BYTES: u64 = 128;
+
+impl PingFold {
+    /// Folds one row; returns the bytes it added to what the fold holds.
+    pub fn add(&mut self, row: PingRow) -> u64 {
+        // Doubled: the vectors grow by doubling.
+        let mut grown = 2 * (std::mem::size_of::<Measurement>() + 8 * row.rtts_ms.len()) as u64;
+        let target = match self.targets.get_mut(&row.target) {
+            Some(target) => target,
+            None => {
+                grown += TARGET_BYTES + row.target.len() as u64;
+                self.targets.entry(row.target).or_default()
+            }
+        };
+        let measured = csm_store::outages::measured(row.sent, row.error.as_deref());
+        let error = row.error.map(String::into_boxed_str);
+        grown += error.as_ref().map_or(0, |e| e.len() as u64);
+        target.sent += row.sent;
+        target.received += row.received;
+        target.rtts.extend(row.rtts_ms);
+        target.measurements.push(Measurement {
+            ts_us: row.ts_us,
+            received: row.received,
+            measured,
+            error,
+        });
+        grown
     }
-    by_target
+
+    /// Adds a fold of rows read after this one's; returns the bytes this one grew by.
+    pub fn merge(&mut self, later: PingFold) -> u64 {
+        let mut grown = 0;
+        for (name, later) in later.targets {
+            let target = match self.targets.get_mut(&name) {
+                Some(target) => target,
+                None => {
+                    grown += TARGET_BYTES + name.len() as u64;
+                    self.targets.entry(name).or_default()
+                }
+            };
+            target.sent += later.sent;
+            target.received += later.received;
+            target.rtts.extend(later.rtts);
+            target.measurements.extend(later.measurements);
+        }
+        grown
+    }
+
+    /// Whether no row was folded.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+/// The section from the folded rows.
+pub fn targets(fold: PingFold) -> Vec<Target> {
+    fold.targets
         .into_iter()
-        .map(|(target, rows)| target_line(target, &rows))
+        .map(|(target, fold)| target_line(target, fold))
         .collect()
 }
 
-fn target_line(target: &str, rows: &[&PingRow]) -> Target {
-    let sent: i64 = rows.iter().map(|r| r.sent).sum();
-    let received: i64 = rows.iter().map(|r| r.received).sum();
-    let mut rtts: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| r.rtts_ms.iter().copied())
-        .collect();
-    rtts.sort_unstable_by(f64::total_cmp);
-    let outages = csm_store::outages::of_rows(rows.iter().copied())
-        .into_iter()
-        .map(|o| Outage {
-            span: Span::new(o.start_us, o.end_us, o.until_us),
-            measurements: o.measurements,
-            first_error: rows[o.first].error.clone(),
-            ongoing: o.ongoing(),
-        })
-        .collect();
+fn target_line(target: String, mut fold: TargetFold) -> Target {
+    // In time order; measurements of the same time stay in the order they were read.
+    fold.measurements.sort_by_key(|m| m.ts_us);
+    fold.rtts.sort_unstable_by(f64::total_cmp);
+    let measurements = &fold.measurements;
+    let outages = csm_store::outages::outages(
+        measurements
+            .iter()
+            .map(|m| (m.ts_us, m.received, m.measured)),
+    )
+    .into_iter()
+    .map(|o| Outage {
+        span: Span::new(o.start_us, o.end_us, o.until_us),
+        measurements: o.measurements,
+        first_error: measurements[o.first].error.as_deref().map(str::to_string),
+        ongoing: o.ongoing(),
+    })
+    .collect();
+    let (sent, received, rtts) = (fold.sent, fold.received, &fold.rtts);
     Target {
-        target: target.to_string(),
-        measurements: rows.len() as i64,
+        target,
+        measurements: measurements.len() as i64,
         sent,
         received,
         loss_pct: csm_store::stats::loss_pct(sent, received),
-        rtt_p50_ms: quantile_sorted(&rtts, 0.5),
-        rtt_p90_ms: quantile_sorted(&rtts, 0.9),
-        rtt_p99_ms: quantile_sorted(&rtts, 0.99),
+        rtt_p50_ms: quantile_sorted(rtts, 0.5),
+        rtt_p90_ms: quantile_sorted(rtts, 0.9),
+        rtt_p99_ms: quantile_sorted(rtts, 0.99),
         rtt_max_ms: rtts.last().copied(),
         outages,
     }
@@ -204,7 +283,11 @@ mod tests {
             row(50, "gw", &[], None),
             row(0, "nohost", &[], Some("no such name")),
         ];
-        let lines = targets(&rows);
+        let mut fold = PingFold::default();
+        for row in rows {
+            fold.add(row);
+        }
+        let lines = targets(fold);
         let gw = &lines[0];
         assert_eq!((gw.measurements, gw.sent, gw.received), (6, 18, 10));
         assert!((gw.loss_pct.unwrap() - 800.0 / 18.0).abs() < 1e-9);

@@ -9,10 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csm_store::tree::{DataTree, ROLLUP_ABOVE_US};
 use csm_store::{
-    read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, Held, MemMinuteRow,
-    MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
+    for_each_rows_at, read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, Held,
+    MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
 };
 
+use super::interfaces::InterfacesFold;
+use super::ping::PingFold;
+use super::users::{Coverage, UsersFold};
 use super::{Request, Section};
 
 /// CPU of one uid over one span (a raw interval or a minute).
@@ -72,20 +75,21 @@ pub struct NetSpan {
     pub tx_dropped: Option<i64>,
 }
 
-/// Everything a report reads.
-#[derive(Debug, Default)]
-pub struct Rows {
-    pub cpu: Vec<CpuSpan>,
-    pub mem: Vec<MemSpan>,
-    pub net_uid: Vec<UidBytes>,
-    pub net: Vec<NetSpan>,
-    pub ping: Vec<PingRow>,
+/// Everything a report reads: the counter tables folded, the other rows kept.
+pub struct Rows<'a> {
+    /// `cpu`, `mem` and `net_uid` (and the time `net` covers) folded for the users.
+    pub users: UsersFold,
+    /// `net` folded for the interfaces, when they are asked for.
+    pub interfaces: Option<InterfacesFold<'a>>,
+    pub ping: PingFold,
     pub ubc: Vec<UbcRow>,
     pub events: Vec<EventRow>,
     /// Some roll-up hour of `cpu` lies in the range (read or not).
     pub rollups: bool,
     /// A table no requested section reads holds a row of the range (see [`Rows::is_empty`]).
     pub unread_data: bool,
+    /// Rows of `net` folded (the users' fold counts its own).
+    net_rows: u64,
 }
 
 /// How far before the range events are read: the stop that opens a gap ending inside
@@ -201,38 +205,49 @@ mod columns {
     pub const PING: [&str; 6] = [P.ts_us, P.target, P.sent, P.received, P.rtts_ms, P.error];
 }
 
-impl Rows {
+impl<'a> Rows<'a> {
     /// Reads the range: only the tables the requested sections need, only the columns
-    /// they use, each table's files on every core. A file that cannot be read is passed
-    /// to `warn` (naming it) and skipped. Every row kept is charged to the command's
-    /// budget ([`Held::per_command`]): a range whose rows would take more is refused with
-    /// the one line naming the file that would have gone past it.
+    /// they use, each table's files on every core, the counter tables folded as they
+    /// are read. A file that cannot be read is passed to `warn` (naming it) and skipped.
+    /// What is held (rows kept, and the folds' lines) is charged to the command's budget
+    /// ([`Held::per_command`]): a range that would take more is refused with the one
+    /// line naming the file that would have gone past it.
     pub fn read(
         tree: &DataTree,
-        request: &Request,
+        request: &'a Request,
         warn: &mut dyn FnMut(String),
-    ) -> Result<Rows, String> {
+    ) -> Result<Rows<'a>, String> {
         let (from, to) = (request.from_us, request.to_us);
         let long = to - from > ROLLUP_ABOVE_US;
         let held = &Held::per_command();
         let needs = Needs::of(request);
         let mut rows = Rows {
+            users: UsersFold::default(),
+            interfaces: None,
+            ping: PingFold::default(),
+            ubc: Vec::new(),
+            events: Vec::new(),
             rollups: long && !tree.hour_files(Table::CpuMinute, from, to).is_empty(),
-            ..Rows::default()
+            unread_data: false,
+            net_rows: 0,
         };
         let mut warnings = Vec::new();
         let range = (from, to, long, held);
         if needs.users {
-            rows.cpu = read_cpu(tree, range).keep(&mut warnings)?;
-            rows.mem = read_mem(tree, range).keep(&mut warnings)?;
-            rows.net_uid = read_net_uid(tree, range).keep(&mut warnings)?;
+            fold_cpu(tree, range, &mut rows.users).keep(&mut warnings)?;
+            fold_net_uid(tree, range, &mut rows.users).keep(&mut warnings)?;
+            fold_mem(tree, range, &mut rows.users).keep(&mut warnings)?;
         }
         if let Some(columns) = needs.net_columns() {
-            rows.net = read_net(tree, range, columns).keep(&mut warnings)?;
+            let interfaces = needs.interfaces.then_some((request.by, &request.tz));
+            let mut net = NetFold::new(interfaces);
+            fold_net(tree, range, columns, &mut net).keep(&mut warnings)?;
+            rows.users.coverage.merge(net.coverage);
+            rows.interfaces = net.interfaces;
+            rows.net_rows = net.rows;
         }
         if needs.ping {
-            let columns = Some(&columns::PING[..]);
-            rows.ping = raw::<PingRow>(tree, range, columns).keep(&mut warnings)?;
+            fold_raw(tree, range, &columns::PING, &mut rows.ping).keep(&mut warnings)?;
         }
         if needs.beancounters {
             rows.ubc = raw::<UbcRow>(tree, range, None).keep(&mut warnings)?;
@@ -258,12 +273,7 @@ impl Rows {
     }
 
     fn read_nothing(&self) -> bool {
-        self.cpu.is_empty()
-            && self.mem.is_empty()
-            && self.net_uid.is_empty()
-            && self.net.is_empty()
-            && self.ping.is_empty()
-            && self.ubc.is_empty()
+        self.users.rows == 0 && self.net_rows == 0 && self.ping.is_empty() && self.ubc.is_empty()
     }
 }
 
@@ -348,11 +358,15 @@ fn typed<R: FromBatch>(
 }
 
 /// `read` applied to every item on every core (opening an hour file is mostly fixed
-/// cost, and a month has thousands), at most [`MAX_READERS`] threads; the results in the
+/// cost, and a month has thousands), at most `max_threads` threads; the results in the
 /// items' order, so that the rows come out as a reading in order gives them.
-fn in_parallel<I: Sync, T: Send>(items: &[I], read: impl Fn(&I) -> T + Sync) -> Vec<T> {
+fn in_parallel<I: Sync, T: Send>(
+    items: &[I],
+    max_threads: usize,
+    read: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(MAX_READERS).min(items.len());
+    let threads = cores.min(max_threads).min(items.len());
     if threads <= 1 {
         return items.iter().map(read).collect();
     }
@@ -379,6 +393,11 @@ fn in_parallel<I: Sync, T: Send>(items: &[I], read: impl Fn(&I) -> T + Sync) -> 
 /// more rows in memory at once.
 const MAX_READERS: usize = 8;
 
+/// Most threads folding files at once: a file being decoded holds about 50 MB whatever
+/// the fold keeps (measured: a million-row `net` part, `/usr/bin/time`: 94 MB peak with
+/// one reader, 144 MB with two), so a report stays under 256 MB on any number of cores.
+const FOLD_READERS: usize = 3;
+
 /// A raw table's rows with `ts` in `[from, to)` (only `columns`, all when `None`), in
 /// time order.
 fn raw<R: FromBatch + csm_store::Row>(
@@ -391,7 +410,7 @@ fn raw<R: FromBatch + csm_store::Row>(
         .into_values()
         .flatten()
         .collect();
-    let per_file = in_parallel(&files, |path| {
+    let per_file = in_parallel(&files, MAX_READERS, |path| {
         let rows = typed::<R>(path, columns, held)?;
         Ok(rows
             .into_iter()
@@ -419,27 +438,215 @@ struct Pair<'a, R, M, T> {
     minute: fn(M) -> T,
 }
 
-/// Reads a counter table's files of the range (roll-up hours for long ranges), each kind
-/// of row brought to `T`, keeping rows with `ts` in `[from, to)`, in the files' order.
-fn read_pair<T: Send, R: FromBatch + csm_store::Row, M: FromBatch + csm_store::Row>(
+/// A section's aggregate of rows of shape `T`, folded as they are read. `add` and
+/// `merge` return the bytes the aggregate grew by, charged to the command's budget.
+trait Fold<T>: Send {
+    fn add(&mut self, row: T) -> u64;
+    /// Adds an aggregate of rows read after this one's.
+    fn merge(&mut self, later: Self) -> u64;
+}
+
+/// `Fold<$row>` for `$fold` by its own methods: `$add` for a row, `merge`.
+macro_rules! fold_by {
+    ($fold:ty, $row:ty, $add:ident) => {
+        impl Fold<$row> for $fold {
+            fn add(&mut self, row: $row) -> u64 {
+                <$fold>::$add(self, row)
+            }
+            fn merge(&mut self, later: Self) -> u64 {
+                <$fold>::merge(self, later)
+            }
+        }
+    };
+}
+
+fold_by!(UsersFold, CpuSpan, cpu);
+fold_by!(UsersFold, UidBytes, net_uid);
+fold_by!(UsersFold, MemSpan, mem);
+fold_by!(PingFold, PingRow, add);
+
+/// `net` folded: the interfaces (when asked for) and the time covered (for the users).
+struct NetFold<'a> {
+    interfaces: Option<InterfacesFold<'a>>,
+    coverage: Coverage,
+    rows: u64,
+}
+
+impl<'a> NetFold<'a> {
+    /// With `interfaces` (`--by` and the zone), the interfaces' lines too.
+    fn new(interfaces: Option<(Option<super::Period>, &'a csm_store::zone::Zone)>) -> Self {
+        NetFold {
+            interfaces: interfaces.map(|(by, zone)| InterfacesFold::new(by, zone)),
+            coverage: Coverage::default(),
+            rows: 0,
+        }
+    }
+}
+
+impl Fold<NetSpan> for NetFold<'_> {
+    fn add(&mut self, row: NetSpan) -> u64 {
+        self.rows += 1;
+        let covered = self.coverage.add(row.ts_us, row.dur_ms);
+        covered + self.interfaces.as_mut().map_or(0, |lines| lines.add(row))
+    }
+    fn merge(&mut self, later: Self) -> u64 {
+        self.rows += later.rows;
+        let covered = self.coverage.merge(later.coverage);
+        let lines = match (&mut self.interfaces, later.interfaces) {
+            (Some(mine), Some(later)) => mine.merge(later),
+            _ => 0,
+        };
+        covered + lines
+    }
+}
+
+/// What folding a table's files gave besides the aggregate: the warnings of the files
+/// that could not be read, and the first file refused for the command's budget.
+#[derive(Default)]
+struct Folded {
+    warnings: Vec<String>,
+    refused: Option<String>,
+}
+
+impl Folded {
+    /// The warnings moved to `warnings`; the refusal if a file was refused.
+    fn keep(self, warnings: &mut Vec<String>) -> Result<(), String> {
+        warnings.extend(self.warnings);
+        self.refused.map_or(Ok(()), Err)
+    }
+}
+
+/// Files folded at once, each into an aggregate of its own, merged in the files' order
+/// (so that "the latest name seen" is the one a reading in order sees).
+const FILES_AT_ONCE: usize = 16;
+
+/// Folds a counter table's files of the range (roll-up hours for long ranges) into
+/// `into`, each kind of row brought to `T`, rows with `ts` in `[from, to)`.
+fn fold_pair<T, R, M, F>(
     tree: &DataTree,
     (from, to, long, held): Range<'_>,
     pair: Pair<'_, R, M, T>,
-) -> Read<T> {
+    into: &mut F,
+    empty: impl Fn() -> F + Sync,
+) -> Folded
+where
+    R: FromBatch + csm_store::Row,
+    M: FromBatch + csm_store::Row,
+    F: Fold<T>,
+{
     let files = tree.files_preferring(R::TABLE, M::TABLE, from, to, long);
-    let in_range = |ts: i64| (from..to).contains(&ts);
-    let per_file = in_parallel(&files, |(table, path)| {
-        Ok(if *table == R::TABLE {
-            let rows = typed::<R>(path, Some(pair.raw_columns), held)?.into_iter();
-            rows.filter(|r| in_range(r.ts_us())).map(pair.raw).collect()
+    fold_files(&files, held, into, |(table, path)| {
+        let mut fold = empty();
+        let charged = if *table == R::TABLE {
+            fold_file(
+                path,
+                pair.raw_columns,
+                (from, to),
+                pair.raw,
+                &mut fold,
+                held,
+            )
         } else {
-            let rows = typed::<M>(path, Some(pair.minute_columns), held)?.into_iter();
-            rows.filter(|r| in_range(r.ts_us()))
-                .map(pair.minute)
-                .collect()
-        })
+            fold_file(
+                path,
+                pair.minute_columns,
+                (from, to),
+                pair.minute,
+                &mut fold,
+                held,
+            )
+        };
+        charged.map(|charged| (fold, charged))
+    })
+}
+
+/// Folds a raw table's files of the range (only `columns`) into `into`.
+fn fold_raw<R, F>(
+    tree: &DataTree,
+    (from, to, _, held): Range<'_>,
+    columns: &[&str],
+    into: &mut F,
+) -> Folded
+where
+    R: FromBatch + csm_store::Row,
+    F: Fold<R> + Default,
+{
+    let files: Vec<(Table, PathBuf)> = tree
+        .hour_files(R::TABLE, from, to)
+        .into_values()
+        .flatten()
+        .map(|path| (R::TABLE, path))
+        .collect();
+    fold_files(&files, held, into, |(_, path)| {
+        let mut fold = F::default();
+        let charged = fold_file(path, columns, (from, to), |r: R| r, &mut fold, held);
+        charged.map(|charged| (fold, charged))
+    })
+}
+
+/// Folds `files`, [`FILES_AT_ONCE`] at a time on [`FOLD_READERS`] threads, each into an
+/// aggregate of its own (by `fold_one`, which returns it and the bytes it charged),
+/// merged into `into` in the files' order; stops at the first file refused for the
+/// command's budget.
+fn fold_files<F, T>(
+    files: &[(Table, PathBuf)],
+    held: &Held,
+    into: &mut F,
+    fold_one: impl Fn(&(Table, PathBuf)) -> std::io::Result<(F, u64)> + Sync,
+) -> Folded
+where
+    F: Fold<T>,
+{
+    let mut folded = Folded::default();
+    for chunk in files.chunks(FILES_AT_ONCE) {
+        let per_file = in_parallel(chunk, FOLD_READERS, &fold_one);
+        for ((_, path), file) in chunk.iter().zip(per_file) {
+            match file.and_then(|(fold, charged)| {
+                held.release(charged);
+                held.charge(path, into.merge(fold))
+            }) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => {
+                    folded.refused.get_or_insert(err.to_string());
+                }
+                Err(err) => folded
+                    .warnings
+                    .push(format!("skipped an unreadable file: {err}")),
+            }
+        }
+        if folded.refused.is_some() {
+            break;
+        }
+    }
+    folded
+}
+
+/// Folds the rows of one file with `ts` in `[from, to)` into `fold`, what it grows by
+/// charged to `held` batch after batch; returns the bytes charged (given back if the
+/// file is refused or unreadable: its aggregate is then dropped).
+fn fold_file<R: FromBatch + csm_store::Row, T, F: Fold<T>>(
+    path: &Path,
+    columns: &[&str],
+    (from, to): (i64, i64),
+    project: fn(R) -> T,
+    fold: &mut F,
+    held: &Held,
+) -> std::io::Result<u64> {
+    let mut charged = 0;
+    let result = for_each_rows_at::<R>(path, Some(columns), |rows| {
+        let grown: u64 = rows
+            .into_iter()
+            .filter(|r| (from..to).contains(&r.ts_us()))
+            .map(|r| fold.add(project(r)))
+            .sum();
+        held.charge(path, grown)?;
+        charged += grown;
+        Ok(())
     });
-    Read::gather(per_file)
+    if result.is_err() {
+        held.release(charged);
+    }
+    result.map(|()| charged)
 }
 
 /// A closure from one kind of row to a span: the fields listed before `;` copied from the
@@ -454,7 +661,7 @@ macro_rules! project {
     };
 }
 
-fn read_cpu(tree: &DataTree, range: Range<'_>) -> Read<CpuSpan> {
+fn fold_cpu(tree: &DataTree, range: Range<'_>, into: &mut UsersFold) -> Folded {
     let pair = Pair {
         raw_columns: &columns::CPU,
         minute_columns: &columns::CPU_MINUTE,
@@ -467,10 +674,10 @@ fn read_cpu(tree: &DataTree, range: Range<'_>) -> Read<CpuSpan> {
             pct_peak: r.cpu_pct_max,
         }),
     };
-    read_pair(tree, range, pair)
+    fold_pair(tree, range, pair, into, UsersFold::default)
 }
 
-fn read_mem(tree: &DataTree, range: Range<'_>) -> Read<MemSpan> {
+fn fold_mem(tree: &DataTree, range: Range<'_>, into: &mut UsersFold) -> Folded {
     let pair = Pair {
         raw_columns: &columns::MEM,
         minute_columns: &columns::MEM_MINUTE,
@@ -490,10 +697,10 @@ fn read_mem(tree: &DataTree, range: Range<'_>) -> Read<MemSpan> {
             pss_peak: r.pss_bytes_mean,
         }),
     };
-    read_pair(tree, range, pair)
+    fold_pair(tree, range, pair, into, UsersFold::default)
 }
 
-fn read_net_uid(tree: &DataTree, range: Range<'_>) -> Read<UidBytes> {
+fn fold_net_uid(tree: &DataTree, range: Range<'_>, into: &mut UsersFold) -> Folded {
     let pair = Pair {
         raw_columns: &columns::NET_UID,
         minute_columns: &columns::NET_UID,
@@ -502,16 +709,17 @@ fn read_net_uid(tree: &DataTree, range: Range<'_>) -> Read<UidBytes> {
             ts_us, dur_ms, uid, user, rx_bytes, tx_bytes;
         }),
     };
-    read_pair(tree, range, pair)
+    fold_pair(tree, range, pair, into, UsersFold::default)
 }
 
 /// `net`, only the `(raw, roll-up)` columns given: all the interfaces use, or only what
 /// the users' coverage needs.
-fn read_net(
+fn fold_net(
     tree: &DataTree,
     range: Range<'_>,
     (raw_columns, minute_columns): (&[&str], &[&str]),
-) -> Read<NetSpan> {
+    into: &mut NetFold,
+) -> Folded {
     fn per_s(bytes: i64, dur_ms: i64) -> f64 {
         bytes as f64 * 1000.0 / dur_ms.max(1) as f64
     }
@@ -531,5 +739,6 @@ fn read_net(
             tx_peak: r.tx_bytes_per_s_max,
         }),
     };
-    read_pair(tree, range, pair)
+    let interfaces = into.interfaces.as_ref().map(InterfacesFold::params);
+    fold_pair(tree, range, pair, into, || NetFold::new(interfaces))
 }

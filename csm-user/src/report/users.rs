@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use csm_store::units::{bytes, cpu_time, duration, pct};
 
-use super::read::Rows;
+use super::read::{CpuSpan, MemSpan, UidBytes};
 use super::render::{SectionOutput, TextContext};
 use super::table::{CsvTable, TextTable};
 
@@ -100,9 +100,143 @@ struct Memory {
     pss_peak: Option<i64>,
 }
 
-/// The section from the range's rows.
-pub fn users(rows: &Rows, top: usize) -> Users {
-    let covered_us = covered_us(rows);
+impl Memory {
+    fn add(&mut self, span: &MemSpan) {
+        self.samples += span.samples;
+        self.rss_sum += span.rss_mean as i128 * span.samples as i128;
+        self.rss_peak = self.rss_peak.max(span.rss_peak);
+        if let Some(pss) = span.pss_mean {
+            self.pss_samples += span.samples;
+            self.pss_sum += pss as i128 * span.samples as i128;
+        }
+        self.pss_peak = max_known(self.pss_peak, span.pss_peak);
+    }
+
+    fn merge(&mut self, later: Memory) {
+        self.samples += later.samples;
+        self.rss_sum += later.rss_sum;
+        self.rss_peak = self.rss_peak.max(later.rss_peak);
+        self.pss_samples += later.pss_samples;
+        self.pss_sum += later.pss_sum;
+        self.pss_peak = max_known(self.pss_peak, later.pss_peak);
+    }
+}
+
+fn max_known(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One uid's counters as the rows are folded.
+#[derive(Default)]
+struct Totals {
+    cpu_ns: i64,
+    cpu_pct_peak: Option<f64>,
+    rx_bytes: i64,
+    tx_bytes: i64,
+    memory: Option<Memory>,
+    /// The latest name a row gave (rows are folded in the order a reading in order gives
+    /// them: `cpu`, then `net_uid`, then `mem`, each in time order).
+    name: Option<String>,
+}
+
+impl Totals {
+    fn merge(&mut self, later: Totals) {
+        self.cpu_ns += later.cpu_ns;
+        self.cpu_pct_peak = match (self.cpu_pct_peak, later.cpu_pct_peak) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.rx_bytes += later.rx_bytes;
+        self.tx_bytes += later.tx_bytes;
+        match (&mut self.memory, later.memory) {
+            (Some(memory), Some(later)) => memory.merge(later),
+            (memory, later) => *memory = memory.take().or(later),
+        }
+        if later.name.is_some() {
+            self.name = later.name;
+        }
+    }
+}
+
+/// The users section folded as the rows are read: per uid sums, peaks and the latest
+/// name, and the time covered; what it holds grows with the uids and the gaps of the
+/// range, not with its rows.
+#[derive(Default)]
+pub struct UsersFold {
+    by_uid: BTreeMap<i64, Totals>,
+    pub coverage: Coverage,
+    /// Rows folded (of `cpu`, `net_uid` and `mem`).
+    pub rows: u64,
+}
+
+/// What a uid's line holds, charged to the command's budget when a uid is first seen.
+const UID_BYTES: u64 = 256;
+
+impl UsersFold {
+    fn totals(&mut self, uid: i64, name: Option<String>) -> (&mut Totals, u64) {
+        self.rows += 1;
+        let mut grown = 0;
+        let totals = self.by_uid.entry(uid).or_insert_with(|| {
+            grown = UID_BYTES;
+            Totals::default()
+        });
+        if name.is_some() {
+            totals.name = name;
+        }
+        (totals, grown)
+    }
+
+    /// Folds one span of CPU; returns the bytes it added to what the fold holds.
+    pub fn cpu(&mut self, span: CpuSpan) -> u64 {
+        let covered = self.coverage.add(span.ts_us, span.dur_ms);
+        let (totals, grown) = self.totals(span.uid, span.user);
+        totals.cpu_ns += span.cpu_ns;
+        let peak = totals.cpu_pct_peak.get_or_insert(span.pct_peak);
+        *peak = peak.max(span.pct_peak);
+        covered + grown
+    }
+
+    /// Folds one span of socket bytes.
+    pub fn net_uid(&mut self, bytes: UidBytes) -> u64 {
+        let covered = self.coverage.add(bytes.ts_us, bytes.dur_ms);
+        let (totals, grown) = self.totals(bytes.uid, bytes.user);
+        totals.rx_bytes += bytes.rx_bytes;
+        totals.tx_bytes += bytes.tx_bytes;
+        covered + grown
+    }
+
+    /// Folds one memory sample (or a minute's).
+    pub fn mem(&mut self, span: MemSpan) -> u64 {
+        let (totals, grown) = self.totals(span.uid, span.user.clone());
+        totals.memory.get_or_insert_with(Memory::default).add(&span);
+        grown
+    }
+
+    /// Adds a fold of rows read after this one's; returns the bytes this one grew by.
+    pub fn merge(&mut self, later: UsersFold) -> u64 {
+        self.rows += later.rows;
+        let mut grown = self.coverage.merge(later.coverage);
+        for (uid, totals) in later.by_uid {
+            match self.by_uid.entry(uid) {
+                std::collections::btree_map::Entry::Occupied(mut mine) => {
+                    mine.get_mut().merge(totals)
+                }
+                std::collections::btree_map::Entry::Vacant(vacant) => {
+                    grown += UID_BYTES;
+                    vacant.insert(totals);
+                }
+            }
+        }
+        grown
+    }
+}
+
+/// The section from the folded rows.
+pub fn users(fold: UsersFold, top: usize) -> Users {
+    let covered_us = fold.coverage.total_us();
     let pct = |cpu_ns: i64| {
         if covered_us > 0 {
             cpu_ns as f64 / (covered_us as f64 * 1000.0) * 100.0
@@ -110,45 +244,11 @@ pub fn users(rows: &Rows, top: usize) -> Users {
             0.0
         }
     };
-    let mut by_uid: BTreeMap<i64, User> = BTreeMap::new();
-    for span in &rows.cpu {
-        let user = entry(&mut by_uid, span.uid, &span.user);
-        user.cpu_ns += span.cpu_ns;
-        let peak = user.cpu_pct_peak.get_or_insert(span.pct_peak);
-        *peak = peak.max(span.pct_peak);
-    }
-    for bytes in &rows.net_uid {
-        let user = entry(&mut by_uid, bytes.uid, &bytes.user);
-        user.rx_bytes += bytes.rx_bytes;
-        user.tx_bytes += bytes.tx_bytes;
-    }
-    let mut memory: BTreeMap<i64, Memory> = BTreeMap::new();
-    for span in &rows.mem {
-        entry(&mut by_uid, span.uid, &span.user);
-        let m = memory.entry(span.uid).or_default();
-        m.samples += span.samples;
-        m.rss_sum += span.rss_mean as i128 * span.samples as i128;
-        m.rss_peak = m.rss_peak.max(span.rss_peak);
-        if let Some(pss) = span.pss_mean {
-            m.pss_samples += span.samples;
-            m.pss_sum += pss as i128 * span.samples as i128;
-        }
-        if let Some(peak) = span.pss_peak {
-            m.pss_peak = Some(m.pss_peak.map_or(peak, |p| p.max(peak)));
-        }
-    }
-    for (uid, m) in memory {
-        let user = by_uid.get_mut(&uid).expect("entered above");
-        user.rss_bytes_mean = (m.samples > 0).then(|| (m.rss_sum / m.samples as i128) as i64);
-        user.rss_bytes_peak = (m.samples > 0).then_some(m.rss_peak);
-        user.pss_bytes_mean =
-            (m.pss_samples > 0).then(|| (m.pss_sum / m.pss_samples as i128) as i64);
-        user.pss_bytes_peak = m.pss_peak;
-    }
-    let mut all: Vec<User> = by_uid.into_values().collect();
-    for user in &mut all {
-        user.cpu_pct_mean = pct(user.cpu_ns);
-    }
+    let mut all: Vec<User> = fold
+        .by_uid
+        .into_iter()
+        .map(|(uid, totals)| user_line(uid, totals, pct))
+        .collect();
     // Most CPU first; then most traffic, then by uid, so the order is stable.
     all.sort_by(|a, b| {
         b.cpu_ns
@@ -168,17 +268,23 @@ pub fn users(rows: &Rows, top: usize) -> Users {
     }
 }
 
-/// The line of `uid`, named by the latest name seen (`uid N` without one).
-fn entry<'a>(by_uid: &'a mut BTreeMap<i64, User>, uid: i64, name: &Option<String>) -> &'a mut User {
-    let user = by_uid.entry(uid).or_insert_with(|| User {
+/// A uid's line from its totals, named by the latest name seen (`uid N` without one).
+fn user_line(uid: i64, totals: Totals, pct: impl Fn(i64) -> f64) -> User {
+    let memory = totals.memory.unwrap_or_default();
+    let (samples, pss_samples) = (memory.samples as i128, memory.pss_samples as i128);
+    User {
         uid: Some(uid),
-        user: format!("uid {uid}"),
-        ..User::default()
-    });
-    if let Some(name) = name {
-        user.user.clone_from(name);
+        user: totals.name.unwrap_or_else(|| format!("uid {uid}")),
+        cpu_ns: totals.cpu_ns,
+        cpu_pct_mean: pct(totals.cpu_ns),
+        cpu_pct_peak: totals.cpu_pct_peak,
+        rss_bytes_mean: (samples > 0).then(|| (memory.rss_sum / samples) as i64),
+        rss_bytes_peak: (samples > 0).then_some(memory.rss_peak),
+        pss_bytes_mean: (pss_samples > 0).then(|| (memory.pss_sum / pss_samples) as i64),
+        pss_bytes_peak: memory.pss_peak,
+        rx_bytes: totals.rx_bytes,
+        tx_bytes: totals.tx_bytes,
     }
-    user
 }
 
 /// Several users on one line: sums (memory means add up too: together they held that).
@@ -207,36 +313,87 @@ fn summed(label: &str, users: &[User], pct: impl Fn(i64) -> f64) -> User {
 
 /// The time covered by counter rows (cpu, net, net_uid): the union of their spans
 /// `[ts − dur, ts]`, so that a mean CPU % is over the time the daemon was measuring, not
-/// over hours it was down.
-pub fn covered_us(rows: &Rows) -> i64 {
-    let mut spans: Vec<(i64, i64)> = rows
-        .cpu
-        .iter()
-        .map(|r| (r.ts_us, r.dur_ms))
-        .chain(rows.net.iter().map(|r| (r.ts_us, r.dur_ms)))
-        .chain(rows.net_uid.iter().map(|r| (r.ts_us, r.dur_ms)))
-        .map(|(ts, dur_ms)| (ts - dur_ms * 1000, ts))
-        .collect();
-    spans.sort_unstable();
-    let mut covered = 0;
-    let mut open: Option<(i64, i64)> = None;
-    for (start, end) in spans {
-        open = match open {
-            Some((s, e)) if start <= e => Some((s, e.max(end))),
-            Some((s, e)) => {
-                covered += e - s;
-                Some((start, end))
-            }
-            None => Some((start, end)),
-        };
+/// over hours it was down. Kept as disjoint runs (start → end), merged as spans come:
+/// it holds one entry per gap of the range, not one per row.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    runs: BTreeMap<i64, i64>,
+}
+
+/// What a run of [`Coverage`] holds.
+const RUN_BYTES: u64 = 64;
+
+impl Coverage {
+    /// Adds the span of a row ending at `ts_us` that lasted `dur_ms`; returns the bytes
+    /// added to what it holds.
+    pub fn add(&mut self, ts_us: i64, dur_ms: i64) -> u64 {
+        self.insert(ts_us - dur_ms * 1000, ts_us)
     }
-    covered + open.map_or(0, |(s, e)| e - s)
+
+    fn insert(&mut self, mut start: i64, mut end: i64) -> u64 {
+        // Spans touching or overlapping `[start, end]` are taken into it.
+        if let Some((&s, &e)) = self.runs.range(..=start).next_back() {
+            if e >= start {
+                if e >= end {
+                    return 0;
+                }
+                start = s;
+            }
+        }
+        let touched: Vec<(i64, i64)> = self
+            .runs
+            .range(start..=end)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        let grown = if touched.is_empty() { RUN_BYTES } else { 0 };
+        for (s, e) in touched {
+            self.runs.remove(&s);
+            end = end.max(e);
+        }
+        self.runs.insert(start, end);
+        grown
+    }
+
+    /// Adds the spans of a later fold; returns the bytes added.
+    pub fn merge(&mut self, later: Coverage) -> u64 {
+        later
+            .runs
+            .into_iter()
+            .map(|(start, end)| self.insert(start, end))
+            .sum()
+    }
+
+    /// Microseconds covered.
+    pub fn total_us(&self) -> i64 {
+        self.runs.iter().map(|(s, e)| e - s).sum()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::read::{CpuSpan, MemSpan, UidBytes};
+
+    /// The rows as `Rows::read` folds them: `cpu`, then `net_uid`, then `mem`.
+    #[derive(Default)]
+    struct Rows {
+        cpu: Vec<CpuSpan>,
+        mem: Vec<MemSpan>,
+        net_uid: Vec<UidBytes>,
+    }
+
+    fn fold(rows: &Rows) -> UsersFold {
+        let mut fold = UsersFold::default();
+        for span in &rows.cpu {
+            fold.cpu(span.clone());
+        }
+        for bytes in &rows.net_uid {
+            fold.net_uid(bytes.clone());
+        }
+        for span in &rows.mem {
+            fold.mem(span.clone());
+        }
+        fold
+    }
 
     const S: i64 = 1_000_000;
 
@@ -276,7 +433,7 @@ mod tests {
             mem(1, 100, Some(60)),
             mem(1, 100, None),
         ];
-        let report = users(&rows, 1);
+        let report = users(fold(&rows), 1);
         let user = &report.top[0];
         assert_eq!(
             (user.pss_bytes_mean, user.pss_bytes_peak),
@@ -309,7 +466,7 @@ mod tests {
             rx_bytes: 7,
             tx_bytes: 9,
         });
-        let report = users(&rows, 2);
+        let report = users(fold(&rows), 2);
         assert_eq!(report.covered_s, 10.0);
         let [first, second] = &report.top[..] else {
             panic!("{report:?}")
@@ -350,7 +507,49 @@ mod tests {
         for t in (1..=5).chain(106..=110) {
             rows.cpu.push(cpu(t, 1, 500));
         }
-        assert_eq!(covered_us(&rows), 10 * S);
-        assert_eq!(users(&rows, 10).top[0].cpu_pct_mean, 50.0);
+        assert_eq!(fold(&rows).coverage.total_us(), 10 * S);
+        assert_eq!(users(fold(&rows), 10).top[0].cpu_pct_mean, 50.0);
+    }
+
+    /// The runs of time covered are the union of the spans whatever order they come in
+    /// (files are folded apart and merged): touching spans join, nested ones add nothing.
+    #[test]
+    fn coverage_is_the_union_in_any_order() {
+        // (end s, duration s): 1–3 touching, 2–3 inside, 10–12 apart, 11–14 overlapping.
+        let spans = [(2, 1), (3, 1), (3, 1), (12, 2), (14, 3), (1, 1)];
+        let mut in_order = Coverage::default();
+        let mut merged = Coverage::default();
+        let mut later = Coverage::default();
+        for (i, (end, dur)) in spans.iter().enumerate() {
+            in_order.add(end * S, dur * 1000);
+            let fold = if i % 2 == 0 { &mut merged } else { &mut later };
+            fold.add(end * S, dur * 1000);
+        }
+        merged.merge(later);
+        // [0, 3] and [10, 14]: 3 s + 4 s.
+        assert_eq!(in_order.total_us(), 7 * S);
+        assert_eq!(merged.total_us(), 7 * S);
+        assert_eq!(merged.runs.len(), 2);
+    }
+
+    /// Files are folded apart and merged in their order: the name a later file gives wins,
+    /// as it did when every row was read in order.
+    #[test]
+    fn a_later_files_name_wins_when_folds_merge() {
+        let mut first = UsersFold::default();
+        first.cpu(cpu(1, 7, 100));
+        let mut later = UsersFold::default();
+        let mut renamed = cpu(2, 7, 300);
+        renamed.user = Some("renamed".into());
+        later.cpu(renamed);
+        let mut unnamed = cpu(3, 7, 100);
+        unnamed.user = None;
+        later.cpu(unnamed);
+        first.merge(later);
+        let report = users(first, 10);
+        let user = &report.top[0];
+        assert_eq!(user.user, "renamed");
+        assert_eq!((user.cpu_ns, user.cpu_pct_peak), (500_000_000, Some(30.0)));
+        assert_eq!(report.covered_s, 3.0);
     }
 }
