@@ -123,7 +123,7 @@ pub fn averages_note(coverage: &[f64]) -> String {
     let covered_s: f64 = coverage.iter().sum();
     format!(
         "Averages in the legend are over the {} with data.",
-        ping::duration_words((covered_s * 1e6).round() as i64)
+        csm_store::time::duration_words((covered_s * 1e6).round() as i64)
     )
 }
 

@@ -14,6 +14,8 @@ use crate::canvas::{
 };
 use crate::data::PingSample;
 use crate::rtt_histogram::RttHistogram;
+// How durations are written is shared with `csm report`.
+use csm_store::time::duration_words;
 
 /// Outages are drawn in vermillion, partial loss in orange.
 pub const OUTAGE_COLOUR: RGBColor = RGBColor(213, 94, 0);
@@ -125,9 +127,6 @@ fn outage_note(ctx: &Context, periods: &[(i64, i64)]) -> String {
         words.join(", ")
     )
 }
-
-// How durations are written is shared with `csm report`.
-pub use csm_store::time::duration_words;
 
 /// The first line of notes: how many measurements, echoes and losses; a target that was
 /// never resolved or never answered says so in words rather than "0.0% lost".

@@ -12,10 +12,10 @@ use csm_store::rollup::sum_known;
 use csm_store::units::{bytes, rate};
 use csm_store::zone::Zone;
 
-use super::read::NetSpan;
 use super::render::{SectionOutput, TextContext};
+use super::request::{rfc3339, Period};
+use super::spans::NetSpan;
 use super::table::{CsvTable, TextTable};
-use super::{rfc3339, Period};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Interface {

@@ -16,55 +16,23 @@ pub mod interfaces;
 pub mod ping;
 pub mod read;
 pub mod render;
+mod request;
 pub mod span;
+mod spans;
 pub mod table;
 pub mod users;
+mod whole;
 
-use std::path::PathBuf;
+pub use request::{rfc3339, Period, Request, Section};
+pub use whole::Report;
+
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
-use serde::Serialize;
 
 use csm_store::range::{Defaults, RangeArgs, SourceDefaults};
 use csm_store::zone::Zone;
-
-/// The sections, in the order they are printed.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Section {
-    /// CPU-seconds, mean/peak CPU % and memory, and socket bytes per user.
-    Users,
-    /// Bytes, packets and peak rates per interface (network namespaces apart).
-    Interfaces,
-    /// Loss, RTT percentiles and outages per ping target.
-    Ping,
-    /// OpenVZ beancounters whose failcnt grew.
-    Beancounters,
-    /// Periods without data (the daemon was down).
-    Gaps,
-    /// `[[alert]]` rules that fired: start, end and duration.
-    Alerts,
-}
-
-impl Section {
-    pub const ALL: [Section; 6] = [
-        Section::Users,
-        Section::Interfaces,
-        Section::Ping,
-        Section::Beancounters,
-        Section::Gaps,
-        Section::Alerts,
-    ];
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Period {
-    Hour,
-    Day,
-    Month,
-}
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -121,19 +89,6 @@ impl Defaults for ReportDefaults {
     );
 }
 
-/// The resolved request: a half-open range `[from_us, to_us)` (rows by their `ts`).
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub data_dir: PathBuf,
-    pub host: Option<String>,
-    pub from_us: i64,
-    pub to_us: i64,
-    pub by: Option<Period>,
-    pub top: usize,
-    pub tz: Zone,
-    pub sections: Vec<Section>,
-}
-
 impl ReportArgs {
     /// Applies the defaults against `now`; the error names the culprit.
     pub fn resolve(self, now: DateTime<Utc>) -> Result<Request, String> {
@@ -188,56 +143,6 @@ pub fn midnight_before(zone: &Zone, ts_us: i64) -> i64 {
     let offset_us = |at: i64| zone.offset_at(at).local_minus_utc() as i64 * 1_000_000;
     let guess = local_midnight - offset_us(ts_us);
     local_midnight - offset_us(guess)
-}
-
-/// An instant as JSON and CSV write it: RFC 3339 in UTC, to the microsecond.
-pub fn rfc3339(ts_us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(ts_us)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
-}
-
-/// The whole report: the range and each section asked for.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub host: String,
-    pub from: String,
-    pub to: String,
-    #[serde(skip)]
-    pub from_us: i64,
-    #[serde(skip)]
-    pub to_us: i64,
-    pub time_zone: String,
-    /// The 1-minute roll-ups were read (range over 6 h) where they exist.
-    pub rollups: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub users: Option<users::Users>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub interfaces: Option<Vec<interfaces::Interface>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ping: Option<Vec<ping::Target>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub beancounters: Option<Vec<beancounters::Growth>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gaps: Option<Vec<gaps::Gap>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<Vec<alerts::Alert>>,
-}
-
-impl Report {
-    /// The sections present, in the order they are printed.
-    pub fn sections(&self) -> Vec<&dyn render::SectionOutput> {
-        let sections: [Option<&dyn render::SectionOutput>; 6] = [
-            self.users.as_ref().map(|s| s as _),
-            self.interfaces.as_ref().map(|s| s as _),
-            self.ping.as_ref().map(|s| s as _),
-            self.beancounters.as_ref().map(|s| s as _),
-            self.gaps.as_ref().map(|s| s as _),
-            self.alerts.as_ref().map(|s| s as _),
-        ];
-        sections.into_iter().flatten().collect()
-    }
 }
 
 /// Why no report was printed: the message and the exit status.

@@ -9,8 +9,9 @@
 use csm_store::names::safe_text;
 use csm_store::zone::Zone;
 
+use super::request::Period;
 use super::table::{self, CsvTable};
-use super::{Period, Report};
+use super::whole::Report;
 
 /// What a section's text needs besides its own rows.
 pub struct TextContext<'a> {
@@ -50,7 +51,7 @@ pub fn json(report: &Report) -> Result<String, String> {
 /// Each section as its own CSV table with a header; a row per user, interface, target,
 /// outage, resource or gap, numbers in base units.
 pub fn csv(report: &Report) -> Result<String, String> {
-    table::csv(report.sections().into_iter().flat_map(|s| s.csv()))
+    table::csv(sections(report).into_iter().flat_map(|s| s.csv()))
 }
 
 /// Aligned tables with human units; times in `zone`.
@@ -68,8 +69,20 @@ pub fn text(report: &Report, zone: &Zone, by: Option<Period>) -> Result<String, 
             ""
         }
     );
-    for section in report.sections() {
+    for section in sections(report) {
         section.text(&ctx, &mut out);
     }
     Ok(out)
+}
+/// The sections of `report` present, in the order they are printed.
+fn sections(report: &Report) -> Vec<&dyn SectionOutput> {
+    let sections: [Option<&dyn SectionOutput>; 6] = [
+        report.users.as_ref().map(|s| s as _),
+        report.interfaces.as_ref().map(|s| s as _),
+        report.ping.as_ref().map(|s| s as _),
+        report.beancounters.as_ref().map(|s| s as _),
+        report.gaps.as_ref().map(|s| s as _),
+        report.alerts.as_ref().map(|s| s as _),
+    ];
+    sections.into_iter().flatten().collect()
 }

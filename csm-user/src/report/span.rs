@@ -6,7 +6,7 @@ use serde::Serialize;
 use csm_store::units::duration;
 
 use super::render::TextContext;
-use super::rfc3339;
+use super::request::rfc3339;
 
 /// Flattened into a section's row (`#[serde(flatten)]`): JSON and CSV see `start_ts`,
 /// `end_ts` and `duration_s` as the row's own columns.

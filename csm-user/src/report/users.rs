@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use csm_store::units::{bytes, cpu_time, duration, pct};
 
-use super::read::{CpuSpan, MemSpan, UidBytes};
 use super::render::{SectionOutput, TextContext};
+use super::spans::{CpuSpan, MemSpan, UidBytes};
 use super::table::{CsvTable, TextTable};
 
 /// One user's line (or the line of the others, or the total).
