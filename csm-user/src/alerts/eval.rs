@@ -9,7 +9,7 @@ use csm_store::outages::outages;
 
 use super::rules::{Direction, Kind, Rule, Trouble};
 use crate::daemon::ctx::Rows;
-use crate::store::{AlertEvent, CpuRow, EventRow, NetRow, PingRow};
+use csm_store::{AlertEvent, CpuRow, EventRow, NetRow, PingRow};
 
 /// The most subjects (users) one rule follows at once; more are not evaluated (a rule
 /// on every user of a machine with more active users than this is not what it meant).

@@ -13,7 +13,7 @@ pub use eval::{Alerts, Transition};
 pub use rules::{AlertSection, Kind, Rule};
 
 use crate::daemon::ctx::Rows;
-use crate::store::{AlertEvent, Event, EventRow};
+use csm_store::{AlertEvent, Event, EventRow};
 
 /// The rules, their state and the command runner.
 pub struct AlertEngine {

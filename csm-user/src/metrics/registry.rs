@@ -29,7 +29,9 @@ use prometheus_client::registry::{Metric, Registry, Unit};
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::ctx::Rows;
-use crate::store::{CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, UbcRow};
+use csm_store::{
+    CpuRow, EventRow, MemRow, NetRow, NetUidRow, PingRow, Row, Table, TableRows, UbcRow,
+};
 
 /// The most series of one family; what is past it is summed into one series whose
 /// labels say `(other)`, as the tables fold what is past their budgets.
@@ -308,27 +310,23 @@ impl Metrics {
             if series.cpu_seconds.is_finite() && series.cpu_seconds > 0.0 {
                 f.user_cpu.get_or_create(&labels).inc_by(series.cpu_seconds);
             }
-            f.user_rx
-                .get_or_create(&labels)
-                .inc_by(series.receive_bytes);
-            f.user_tx
-                .get_or_create(&labels)
-                .inc_by(series.transmit_bytes);
+            for (family, bytes) in [
+                (&f.user_rx, series.receive_bytes),
+                (&f.user_tx, series.transmit_bytes),
+            ] {
+                family.get_or_create(&labels).inc_by(bytes);
+            }
         }
         for series in counters.interfaces {
             let labels = budgets.interfaces.readmit(series.labels);
-            f.iface_rx_bytes
-                .get_or_create(&labels)
-                .inc_by(series.receive_bytes);
-            f.iface_tx_bytes
-                .get_or_create(&labels)
-                .inc_by(series.transmit_bytes);
-            f.iface_rx_packets
-                .get_or_create(&labels)
-                .inc_by(series.receive_packets);
-            f.iface_tx_packets
-                .get_or_create(&labels)
-                .inc_by(series.transmit_packets);
+            for (family, count) in [
+                (&f.iface_rx_bytes, series.receive_bytes),
+                (&f.iface_tx_bytes, series.transmit_bytes),
+                (&f.iface_rx_packets, series.receive_packets),
+                (&f.iface_tx_packets, series.transmit_packets),
+            ] {
+                family.get_or_create(&labels).inc_by(count);
+            }
         }
         self.counters_reset.set(counters.since_us as f64 / 1e6);
         *self.catch_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(CatchUp {
@@ -374,20 +372,20 @@ impl Metrics {
             return;
         };
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rows) = rows.get::<CpuRow>() {
-            self.cpu(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<NetRow>() {
-            self.net(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<NetUidRow>() {
-            self.net_uid(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<MemRow>() {
-            self.mem(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<PingRow>() {
-            self.ping(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<UbcRow>() {
-            self.ubc(&mut budgets, rows);
-        } else if let Some(rows) = rows.get::<EventRow>() {
-            self.events(&mut budgets, rows.iter().map(|r| r.event.as_str()));
+        let b = &mut budgets;
+        match rows.table() {
+            Table::Cpu => self.cpu(b, typed(rows)),
+            Table::Net => self.net(b, typed(rows)),
+            Table::NetUid => self.net_uid(b, typed(rows)),
+            Table::Mem => self.mem(b, typed(rows)),
+            Table::Ping => self.ping(b, typed(rows)),
+            Table::Ubc => self.ubc(b, typed(rows)),
+            Table::Events => {
+                let events: &[EventRow] = typed(rows);
+                self.events(b, events.iter().map(|r| r.event.as_str()))
+            }
+            // Roll-ups are the store's own: they never come through here.
+            _ => {}
         }
     }
 
@@ -673,10 +671,15 @@ fn register(registry: &mut Registry, f: &Families, backend: &str, started_us: i6
     );
 }
 
+/// The rows of `rows`' table as its row type (none if `R` is not that table's row).
+fn typed<R: Row>(rows: &TableRows) -> &[R] {
+    rows.get::<R>().unwrap_or(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Source;
+    use csm_store::Source;
 
     fn cpu(uid: i64, user: &str, cpu_ns: i64) -> CpuRow {
         CpuRow {
@@ -746,9 +749,7 @@ mod tests {
             hard_limit: 1,
             failcnt: 7,
         }]));
-        metrics.observe(&Rows::event(crate::store::Event::NetUidOverflow {
-            uids: 1,
-        }));
+        metrics.observe(&Rows::event(csm_store::Event::NetUidOverflow { uids: 1 }));
         metrics.flushed(true, 1_700_000_001_000_000);
         metrics
     }
