@@ -127,9 +127,13 @@ fn a_flood_hour_is_rolled_up_whole_over_several_flushes_and_a_restart() {
         minutes.len(),
         peak_kib / 1024
     );
-    // The raw rows alone would take over 500 MiB as rows; the minutes take a few tens.
+    // The raw rows alone would take over 500 MiB as rows. What is held is the minute rows:
+    // here every interface in every minute (4,096 x 60 = 245,760 rows, the most an hour
+    // of 4,096 interfaces can have), measured at 193 MiB above the start (269 MiB peak) on
+    // a 2-core Xeon VM, Linux 6.18. (Until `honest_net` numbered its rows across the whole
+    // file, the same test made at most 65,536 distinct minute rows: 77 MiB.)
     assert!(
-        grown_mib < 160,
+        grown_mib < 256,
         "the roll-up grew the process by {grown_mib} MiB"
     );
 }
