@@ -82,31 +82,33 @@ fn in_process() {
     );
 }
 
+/// One row per simulated user (uids 1000.., named `user<n>`).
+fn per_user<R>(row: impl Fn(i64, Option<String>) -> R) -> Vec<R> {
+    (0..USERS)
+        .map(|u| row(1000 + u, Some(format!("user{u}"))))
+        .collect()
+}
+
 /// One interval's rows: what the collectors send each second (memory every 10th).
 fn interval_rows(i: i64) -> Vec<Rows> {
     let ts_us = 1_700_000_000_000_000 + i * 1_000_000;
-    let user = |uid: i64| Some(format!("user{uid}"));
-    let cpu: Vec<CpuRow> = (0..USERS)
-        .map(|u| CpuRow {
-            ts_us,
-            dur_ms: 1000,
-            uid: 1000 + u,
-            user: user(u),
-            cpu_ns: 12_345_678,
-            cpu_pct: 1.2,
-            source: Source::Ebpf,
-        })
-        .collect();
-    let net_uid: Vec<NetUidRow> = (0..USERS)
-        .map(|u| NetUidRow {
-            ts_us,
-            dur_ms: 1000,
-            uid: 1000 + u,
-            user: user(u),
-            rx_bytes: 1500,
-            tx_bytes: 900,
-        })
-        .collect();
+    let cpu = per_user(|uid, user| CpuRow {
+        ts_us,
+        dur_ms: 1000,
+        uid,
+        user,
+        cpu_ns: 12_345_678,
+        cpu_pct: 1.2,
+        source: Source::Ebpf,
+    });
+    let net_uid = per_user(|uid, user| NetUidRow {
+        rx_bytes: 1500,
+        tx_bytes: 900,
+        ts_us,
+        dur_ms: 1000,
+        uid,
+        user,
+    });
     let net: Vec<NetRow> = (0..INTERFACES)
         .map(|n| NetRow {
             ts_us,
@@ -124,17 +126,15 @@ fn interval_rows(i: i64) -> Vec<Rows> {
         .collect();
     let mut rows = vec![Rows::from(cpu), Rows::from(net_uid), Rows::from(net)];
     if i % 10 == 0 {
-        let mem: Vec<MemRow> = (0..USERS)
-            .map(|u| MemRow {
-                ts_us,
-                uid: 1000 + u,
-                user: user(u),
-                nproc: 5,
-                rss_bytes: 100 << 20,
-                pss_bytes: None,
-                swap_bytes: Some(0),
-            })
-            .collect();
+        let mem = per_user(|uid, user| MemRow {
+            ts_us,
+            uid,
+            user,
+            nproc: 5,
+            rss_bytes: 100 << 20,
+            pss_bytes: None,
+            swap_bytes: Some(0),
+        });
         rows.push(Rows::from(mem));
     }
     rows

@@ -681,6 +681,20 @@ mod tests {
     use super::*;
     use csm_store::Source;
 
+    /// Container 101's `numproc` beancounter at `ts_us`, its failcnt as the kernel shows it.
+    fn numproc(ts_us: i64, failcnt: i64) -> UbcRow {
+        UbcRow {
+            ts_us,
+            ctid: 101,
+            resource: "numproc".into(),
+            held: 1,
+            maxheld: 1,
+            barrier: 1,
+            hard_limit: 1,
+            failcnt,
+        }
+    }
+
     fn cpu(uid: i64, user: &str, cpu_ns: i64) -> CpuRow {
         CpuRow {
             ts_us: 1,
@@ -739,16 +753,7 @@ mod tests {
             rtts_ms: vec![0.5, 12.0],
             ..PingRow::default()
         }]));
-        metrics.observe(&Rows::from(vec![UbcRow {
-            ts_us: 1,
-            ctid: 101,
-            resource: "numproc".into(),
-            held: 1,
-            maxheld: 1,
-            barrier: 1,
-            hard_limit: 1,
-            failcnt: 7,
-        }]));
+        metrics.observe(&Rows::from(vec![numproc(1, 7)]));
         metrics.observe(&Rows::event(csm_store::Event::NetUidOverflow { uids: 1 }));
         metrics.flushed(true, 1_700_000_001_000_000);
         metrics
@@ -794,16 +799,7 @@ mod tests {
     fn counters_never_go_back_and_failcnt_follows_the_kernel() {
         let metrics = populated();
         metrics.observe(&Rows::from(vec![cpu(1000, "alice", -5)]));
-        metrics.observe(&Rows::from(vec![UbcRow {
-            ts_us: 2,
-            ctid: 101,
-            resource: "numproc".into(),
-            held: 1,
-            maxheld: 1,
-            barrier: 1,
-            hard_limit: 1,
-            failcnt: 3,
-        }]));
+        metrics.observe(&Rows::from(vec![numproc(2, 3)]));
         let text = metrics.encode(Format::Text);
         assert!(text.contains("csm_user_cpu_seconds_total{user=\"alice\",uid=\"1000\"} 1.5\n"));
         assert!(
