@@ -278,10 +278,23 @@ impl NamespaceLabels {
     }
 }
 
-/// One `net` or `net_1m` row, as the charts take it.
-struct NetSpan {
+/// The time a row covers: it ends at `end` (its `ts`) and lasted `dur_ms`.
+#[derive(Clone, Copy)]
+struct Covered {
     end: i64,
     dur_ms: i64,
+}
+
+impl Covered {
+    /// Where the span starts (a row of no duration counts as one millisecond).
+    fn start(self) -> i64 {
+        self.end - self.dur_ms.max(1) * US_PER_MS
+    }
+}
+
+/// One `net` or `net_1m` row, as the charts take it.
+struct NetSpan {
+    covered: Covered,
     iface: String,
     netns: Option<i64>,
     bytes: (i64, i64),
@@ -299,8 +312,7 @@ impl NetSpan {
         maxima: Option<(f64, f64)>,
     ) -> Self {
         NetSpan {
-            end,
-            dur_ms,
+            covered: Covered { end, dur_ms },
             iface,
             netns,
             bytes,
@@ -308,12 +320,8 @@ impl NetSpan {
         }
     }
 
-    fn start(&self) -> i64 {
-        self.end - self.dur_ms.max(1) * US_PER_MS
-    }
-
     fn in_grid(&self, grid: &Grid) -> bool {
-        self.end > grid.from_us && self.start() < grid.to_us
+        self.covered.end > grid.from_us && self.covered.start() < grid.to_us
     }
 }
 
@@ -327,7 +335,7 @@ fn add_net_span(
     if !span.in_grid(&grid) || !charted_interface(&span.iface) {
         return;
     }
-    let (start, end) = (span.start(), span.end);
+    let (start, end) = (span.covered.start(), span.covered.end);
     let seconds = (end - start) as f64 / 1e6;
     let (rx_bytes, tx_bytes) = (span.bytes.0 as f64, span.bytes.1 as f64);
     let (rx_rate, tx_rate) = (rx_bytes / seconds, tx_bytes / seconds);
@@ -379,7 +387,13 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
     let add = |span: UserSpan| {
         let slot = slots.get(&mut [&mut binned], span.user.as_deref(), span.uid);
         let (mean, max) = span.values;
-        binned.add_span_at(slot, span.start(), span.end, mean, max.max(mean));
+        binned.add_span_at(
+            slot,
+            span.covered.start(),
+            span.covered.end,
+            mean,
+            max.max(mean),
+        );
     };
     read_pair(
         &files,
@@ -394,8 +408,7 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
 /// One user's row of a counter table (raw or roll-up), as the per-user charts take it:
 /// two values over the span (CPU mean and peak; bytes in and out).
 struct UserSpan {
-    end: i64,
-    dur_ms: i64,
+    covered: Covered,
     uid: i64,
     user: Option<String>,
     values: (f64, f64),
@@ -405,16 +418,11 @@ impl UserSpan {
     /// The span of `uid`'s row ending at `end` that lasted `dur_ms`.
     fn of((end, dur_ms): (i64, i64), uid: i64, user: Option<String>, values: (f64, f64)) -> Self {
         UserSpan {
-            end,
-            dur_ms,
+            covered: Covered { end, dur_ms },
             uid,
             user,
             values,
         }
-    }
-
-    fn start(&self) -> i64 {
-        self.end - self.dur_ms.max(1) * US_PER_MS
     }
 }
 
@@ -459,7 +467,7 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
     };
     let mut slots = UserSlots::default();
     let add = |span: UserSpan| {
-        let (start, end) = (span.start(), span.end);
+        let (start, end) = (span.covered.start(), span.covered.end);
         let seconds = (end - start) as f64 / 1e6;
         let slot = slots.get(
             &mut [&mut data.rx, &mut data.tx],
