@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::bins::{gauge_spans, Binned, Grid};
-use super::read::{read_pair, read_typed, user_label, DataTree, Problems};
+use super::read::{read_pair, read_typed, user_label, DataTree, Problems, Spans};
 use csm_store::{
     CpuMinuteRow, CpuRow, Event, EventRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow,
     NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
@@ -209,13 +209,11 @@ fn read_net(files: &[(Table, PathBuf)], take: impl FnMut(NetSpan), problems: &mu
         );
         NetSpan::of((r.ts_us, r.dur_ms), r.iface, r.netns, bytes, Some(maxima))
     };
-    read_pair(
-        files,
-        (&raw, raw_span),
-        (&minute, minute_span),
-        take,
-        problems,
-    );
+    let spans = Spans {
+        raw: (&raw, raw_span),
+        minute: (&minute, minute_span),
+    };
+    read_pair(files, spans, take, problems);
 }
 
 /// Traffic per interface: the files are read twice, first for each interface's bytes
@@ -395,13 +393,11 @@ pub fn load_cpu(tree: &DataTree, grid: Grid, problems: &mut Problems) -> Option<
             max.max(mean),
         );
     };
-    read_pair(
-        &files,
-        (&raw, raw_span),
-        (&minute, minute_span),
-        add,
-        problems,
-    );
+    let spans = Spans {
+        raw: (&raw, raw_span),
+        minute: (&minute, minute_span),
+    };
+    read_pair(&files, spans, add, problems);
     Some(binned)
 }
 
@@ -481,29 +477,22 @@ pub fn load_net_users(tree: &DataTree, grid: Grid, problems: &mut Problems) -> O
     let (u, m) = (NetUidRow::COLUMN, NetUidMinuteRow::COLUMN);
     let raw = [u.ts_us, u.dur_ms, u.uid, u.user, u.rx_bytes, u.tx_bytes];
     let minute = [m.ts_us, m.dur_ms, m.uid, m.user, m.rx_bytes, m.tx_bytes];
-    let raw_span = |r: NetUidRow| {
-        UserSpan::of(
-            (r.ts_us, r.dur_ms),
-            r.uid,
-            r.user,
-            (r.rx_bytes as f64, r.tx_bytes as f64),
-        )
+    // `net_uid` and `net_uid_1m` have the same columns: one projection for both.
+    macro_rules! bytes_span {
+        ($row:ty) => {
+            |r: $row| {
+                let bytes = (r.rx_bytes as f64, r.tx_bytes as f64);
+                UserSpan::of((r.ts_us, r.dur_ms), r.uid, r.user, bytes)
+            }
+        };
+    }
+    let raw_span = bytes_span!(NetUidRow);
+    let minute_span = bytes_span!(NetUidMinuteRow);
+    let spans = Spans {
+        raw: (&raw, raw_span),
+        minute: (&minute, minute_span),
     };
-    let minute_span = |r: NetUidMinuteRow| {
-        UserSpan::of(
-            (r.ts_us, r.dur_ms),
-            r.uid,
-            r.user,
-            (r.rx_bytes as f64, r.tx_bytes as f64),
-        )
-    };
-    read_pair(
-        &files,
-        (&raw, raw_span),
-        (&minute, minute_span),
-        add,
-        problems,
-    );
+    read_pair(&files, spans, add, problems);
     Some(data)
 }
 

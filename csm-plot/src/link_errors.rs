@@ -11,7 +11,7 @@ use csm_store::{NetMinuteRow, NetRow, Table};
 
 use crate::bins::{Binned, Grid};
 use crate::data::{add_weight, table_files, Charted, NamespaceLabels, NetKey};
-use crate::read::{read_pair, DataTree, Problems};
+use crate::read::{read_pair, DataTree, Problems, Spans};
 
 const US_PER_MS: i64 = 1000;
 
@@ -78,7 +78,11 @@ fn read_spans(files: &[(Table, PathBuf)], take: impl FnMut(Span), problems: &mut
         };
     }
     let (raw, minute) = (span!(NetRow), span!(NetMinuteRow));
-    read_pair(files, (&COLUMNS, raw), (&COLUMNS, minute), take, problems);
+    let spans = Spans {
+        raw: (&COLUMNS, raw),
+        minute: (&COLUMNS, minute),
+    };
+    read_pair(files, spans, take, problems);
 }
 
 impl Span {

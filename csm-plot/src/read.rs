@@ -72,16 +72,23 @@ pub fn read_typed<R: FromBatch + Row>(
     }
 }
 
+/// How one table is charted from its raw rows and from its roll-ups: the columns to read
+/// of each, and how a row of each becomes what the chart takes.
+pub struct Spans<'a, R, M, T> {
+    pub raw: (&'a [&'a str], fn(R) -> T),
+    pub minute: (&'a [&'a str], fn(M) -> T),
+}
+
 /// A counter table's raw rows and roll-up rows among `files`, each brought to one shape
 /// `T` by its projection (`columns`, `project`) and handed to `take`: one consumer for
 /// both kinds, so no loader writes its reading twice.
 pub fn read_pair<R: FromBatch + Row, M: FromBatch + Row, T>(
     files: &[(Table, PathBuf)],
-    raw: (&[&str], fn(R) -> T),
-    minute: (&[&str], fn(M) -> T),
+    spans: Spans<'_, R, M, T>,
     mut take: impl FnMut(T),
     problems: &mut Problems,
 ) {
+    let Spans { raw, minute } = spans;
     read_typed(files, raw.0, |r: R| take((raw.1)(r)), problems);
     read_typed(files, minute.0, |r: M| take((minute.1)(r)), problems);
 }

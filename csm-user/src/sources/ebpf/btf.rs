@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use aya_obj::btf::BtfKind;
 use csm_common::{MemOffsets, NetOffsets, TaskOffsets, MEM_MAX_CPUS};
 
 /// More than any vmlinux BTF (5.5 MB on 6.18 with every driver built in).
@@ -26,22 +27,23 @@ const MAX_BTF_BYTES: u64 = 64 << 20;
 const HEADER_LEN: usize = 24;
 const MAGIC: u16 = 0xeb9f;
 
-const KIND_INT: u32 = 1;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
+// The kinds of BTF type records (`BTF_KIND_*`), as aya's BTF parser names them.
+const KIND_INT: u32 = BtfKind::Int as u32;
+const KIND_ARRAY: u32 = BtfKind::Array as u32;
+const KIND_STRUCT: u32 = BtfKind::Struct as u32;
+const KIND_UNION: u32 = BtfKind::Union as u32;
+const KIND_ENUM: u32 = BtfKind::Enum as u32;
+const KIND_TYPEDEF: u32 = BtfKind::Typedef as u32;
+const KIND_VOLATILE: u32 = BtfKind::Volatile as u32;
+const KIND_CONST: u32 = BtfKind::Const as u32;
+const KIND_RESTRICT: u32 = BtfKind::Restrict as u32;
+const KIND_FUNC: u32 = BtfKind::Func as u32;
+const KIND_FUNC_PROTO: u32 = BtfKind::FuncProto as u32;
+const KIND_VAR: u32 = BtfKind::Var as u32;
+const KIND_DATASEC: u32 = BtfKind::DataSec as u32;
+const KIND_DECL_TAG: u32 = BtfKind::DeclTag as u32;
+const KIND_TYPE_TAG: u32 = BtfKind::TypeTag as u32;
+const KIND_ENUM64: u32 = BtfKind::Enum64 as u32;
 
 /// The kernel's BTF, scanned but not parsed.
 pub struct KernelBtf {
