@@ -78,6 +78,18 @@ impl DaemonBuilder {
         self
     }
 
+    /// Host `test`, a 1 s interval and a 1 s flush: what most root tests run at.
+    pub fn every_second(self) -> Self {
+        self.args([
+            "--host",
+            "test",
+            "--interval",
+            "1s",
+            "--flush-interval",
+            "1s",
+        ])
+    }
+
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));

@@ -79,14 +79,7 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
     let config = data.config("[ping]\ninterval = \"1s\"\ncount = 3\n");
     let daemon = Daemon::builder()
         .data_dir(&data)
-        .args([
-            "--host",
-            "test",
-            "--interval",
-            "1s",
-            "--flush-interval",
-            "1s",
-        ])
+        .every_second()
         .arg("--config")
         .arg(&config)
         .args(["--ping", "127.0.0.1"])

@@ -17,14 +17,7 @@ use csm_tests::{require_root, wait_until, Daemon, DataDir, TestUser};
 fn collect(data: &DataDir) -> Daemon {
     let daemon = Daemon::builder()
         .backend("ebpf")
-        .args([
-            "--host",
-            "test",
-            "--interval",
-            "1s",
-            "--flush-interval",
-            "1s",
-        ])
+        .every_second()
         .data_dir(data)
         .start();
     assert!(

@@ -95,14 +95,7 @@ fn a_link_planted_as_a_pin_folder_deletes_nothing() {
     );
     let daemon = Daemon::builder()
         .backend("ebpf")
-        .args([
-            "--host",
-            "test",
-            "--interval",
-            "1s",
-            "--flush-interval",
-            "1s",
-        ])
+        .every_second()
         .data_dir(&data)
         .wrapper(in_mount_namespace(&setup))
         .spawn();
