@@ -16,6 +16,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use super::backend::Collectors;
 use super::collector::drive;
 use super::ctx::{Ctx, KeepAlive};
+use super::priority::TimeKeeping;
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::procfs::net::ProcNetSampler;
@@ -67,7 +68,8 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 
 /// Runs the future `start` makes on a thread of its own (from the blocking pool, held for
 /// the whole run), with a single-threaded runtime of its own: its timers fire on time
-/// whatever the other threads are doing. An error starting it is one `collector_error`.
+/// whatever the other threads are doing, and at a priority above users' processes
+/// ([`TimeKeeping`]). An error starting it is one `collector_error`.
 fn on_own_thread<F, Fut>(ctx: &Ctx, what: &'static str, start: F) -> JoinHandle<()>
 where
     F: FnOnce(Ctx) -> Fut + Send + 'static,
@@ -75,6 +77,7 @@ where
 {
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
+        let _priority = TimeKeeping::raise();
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
