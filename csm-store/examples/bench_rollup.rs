@@ -78,7 +78,8 @@ fn read(data: &Path) {
 }
 
 fn main() {
-    let usage = "usage: bench_rollup write <dir> <interfaces> in-order|cyclic | roll <dir> | read <dir>";
+    let usage =
+        "usage: bench_rollup write <dir> <interfaces> in-order|cyclic | roll <dir> | read <dir>";
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["write", dir, interfaces, order] => write(

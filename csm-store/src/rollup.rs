@@ -151,12 +151,7 @@ impl<K: Ord, V> ByMinute<K, V> {
 
     /// The minute rows of the minutes before `end`, with each one's covered time set by
     /// `cover(row, covered_ms)`.
-    fn take_covered(
-        &mut self,
-        end: i64,
-        covered: &Covered,
-        cover: impl Fn(&mut V, i64),
-    ) -> Vec<V> {
+    fn take_covered(&mut self, end: i64, covered: &Covered, cover: impl Fn(&mut V, i64)) -> Vec<V> {
         self.take_before(end)
             .map(|(minute, _, mut row)| {
                 cover(&mut row, covered.of(minute));
@@ -519,7 +514,13 @@ struct Minutes<R: RollUp> {
 
 impl<R: RollUp> Minutes<R> {
     /// Writes out the minutes that start before `end` to the roll-up file at `path`.
-    fn write_before(&mut self, end: i64, data_dir: &Path, path: &Path, host: &str) -> io::Result<()> {
+    fn write_before(
+        &mut self,
+        end: i64,
+        data_dir: &Path,
+        path: &Path,
+        host: &str,
+    ) -> io::Result<()> {
         let rows = R::take_before(&mut self.acc, end, &self.covered);
         if rows.is_empty() {
             return Ok(());
@@ -590,24 +591,38 @@ impl<R: RollUp> Job<R> {
 
     /// The first pass over the row group at `self.at` of `file`; returns the part's row
     /// groups.
-    fn plan_group(&mut self, file: std::fs::File, path: &Path, read: &mut usize) -> io::Result<usize> {
+    fn plan_group(
+        &mut self,
+        file: std::fs::File,
+        path: &Path,
+        read: &mut usize,
+    ) -> io::Result<usize> {
         let (part, group) = self.at;
         let plan = &mut self.plan;
         let mut row = 0;
-        for_each_batch_in(file, path, Some(R::PLACED_BY), &BOUNDS, Some(group..group + 1), |batch| {
-            let ts: Vec<i64> =
-                read_column(&batch, R::PLACED_BY[0], Kind::Time).map_err(io::Error::other)?;
-            let dur: Vec<i64> = match R::PLACED_BY.get(1) {
-                Some(name) => read_column(&batch, name, Kind::Measured).map_err(io::Error::other)?,
-                None => vec![0; ts.len()],
-            };
-            *read += ts.len();
-            for (ts_us, dur_ms) in ts.into_iter().zip(dur) {
-                plan.note::<R>(ts_us, dur_ms, (part, group, row));
-                row += 1;
-            }
-            Ok(())
-        })
+        for_each_batch_in(
+            file,
+            path,
+            Some(R::PLACED_BY),
+            &BOUNDS,
+            Some(group..group + 1),
+            |batch| {
+                let ts: Vec<i64> =
+                    read_column(&batch, R::PLACED_BY[0], Kind::Time).map_err(io::Error::other)?;
+                let dur: Vec<i64> = match R::PLACED_BY.get(1) {
+                    Some(name) => {
+                        read_column(&batch, name, Kind::Measured).map_err(io::Error::other)?
+                    }
+                    None => vec![0; ts.len()],
+                };
+                *read += ts.len();
+                for (ts_us, dur_ms) in ts.into_iter().zip(dur) {
+                    plan.note::<R>(ts_us, dur_ms, (part, group, row));
+                    row += 1;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The second pass over the row group at `self.at` of `file`: its rows added up, and
@@ -625,20 +640,21 @@ impl<R: RollUp> Job<R> {
         let (data_dir, out_path, host) = out;
         let mut row = 0;
         let mut write_error = None;
-        let result = for_each_batch_in(file, path, None, &BOUNDS, Some(group..group + 1), |batch| {
-            let rows = R::from_batch(&batch).map_err(io::Error::other)?;
-            *read += rows.len();
-            R::add(&mut minutes.acc, &rows);
-            row += rows.len();
-            let end = plan.whole_before((part, group, row.saturating_sub(1)));
-            minutes
-                .write_before(end, data_dir, out_path, host)
-                .map_err(|err| {
-                    let said = err.to_string();
-                    write_error = Some(err);
-                    io::Error::other(said)
-                })
-        });
+        let result =
+            for_each_batch_in(file, path, None, &BOUNDS, Some(group..group + 1), |batch| {
+                let rows = R::from_batch(&batch).map_err(io::Error::other)?;
+                *read += rows.len();
+                R::add(&mut minutes.acc, &rows);
+                row += rows.len();
+                let end = plan.whole_before((part, group, row.saturating_sub(1)));
+                minutes
+                    .write_before(end, data_dir, out_path, host)
+                    .map_err(|err| {
+                        let said = err.to_string();
+                        write_error = Some(err);
+                        io::Error::other(said)
+                    })
+            });
         match (result, write_error) {
             (_, Some(err)) => Err(Ok(err)),
             (Ok(groups), None) => Ok(groups),
@@ -715,7 +731,12 @@ where
                     self.at = (part + 1, 0);
                     (part, usize::MAX, usize::MAX)
                 }
-                Err(Ok(source)) => return Err(WriteError { path: out_path, source }),
+                Err(Ok(source)) => {
+                    return Err(WriteError {
+                        path: out_path,
+                        source,
+                    })
+                }
                 Err(Err(err)) => {
                     // Refused or unreadable from its start: what it holds is not csm's.
                     tracing::warn!("roll-up skips {}: {err}", path.display());
@@ -727,7 +748,10 @@ where
                 let end = self.plan.whole_before(passed);
                 self.minutes
                     .write_before(end, data_dir, &out_path, host)
-                    .map_err(|source| WriteError { path: out_path.clone(), source })?;
+                    .map_err(|source| WriteError {
+                        path: out_path.clone(),
+                        source,
+                    })?;
             }
         }
         Ok((read, false))
@@ -1037,5 +1061,182 @@ mod tests {
         let unsent = out.iter().find(|r| r.target == "unresolvable").unwrap();
         assert_eq!((unsent.sent, unsent.loss_pct), (0, None));
         assert!(out.iter().all(|r| r.hour() == hour_of(H)));
+    }
+
+    /// `rows` written as part `part` of `table`'s hour of `H` under `data`, in row groups
+    /// of `group` rows (a part the daemon wrote before a restart, or a flush's group).
+    fn write_part_in_groups<R: Row>(data: &Path, part: usize, rows: &[R], group: usize) {
+        let path = crate::bombs::hour_part(data, R::TABLE, "h", hour_of(H), part);
+        let props = writer_properties(R::TABLE, "h");
+        let file = std::fs::File::create(path).unwrap();
+        let options = crate::growing::writer_options(&props);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new_with_options(file, R::TABLE.schema(), options)
+                .unwrap();
+        for chunk in rows.chunks(group) {
+            writer.write(&R::to_batch(chunk).unwrap()).unwrap();
+            writer.flush().unwrap();
+        }
+        writer.close().unwrap();
+    }
+
+    /// What the roll-up file holds once written and read back (rates are stored rounded).
+    fn as_written<R: Row + FromBatch>(dir: &Path, rows: &[R]) -> Vec<R> {
+        let path = dir.join("whole.parquet");
+        let props = Arc::new(writer_properties(R::TABLE, "h"));
+        crate::writer::write_part(dir, &path, rows, &props).unwrap();
+        crate::read_rows(&path).unwrap()
+    }
+
+    /// An hour of `net` rows, every second, of 7 interfaces (one of them in a second
+    /// namespace, one without drop counts), each interval's rows together.
+    fn net_hour() -> Vec<NetRow> {
+        let mut rows = Vec::new();
+        for s in 1..3600 {
+            for i in 0..7 {
+                rows.push(NetRow {
+                    ts_us: H + s * 1_000_000 + 2_000,
+                    dur_ms: 1000,
+                    iface: format!("veth{}", i % 6),
+                    ifindex: 10 + i,
+                    netns: Some(4_026_531_840 + i / 6),
+                    rx_bytes: s * 1000 + i,
+                    tx_bytes: (s * 7 + i) % 5000,
+                    rx_packets: s % 13,
+                    tx_packets: i,
+                    source: Source::Ebpf,
+                    rx_errors: Some(s % 3),
+                    tx_errors: Some(0),
+                    rx_dropped: (i != 3).then_some(s % 5),
+                    tx_dropped: None,
+                });
+            }
+        }
+        rows
+    }
+
+    fn rolled_up_file(data: &Path) -> Vec<NetMinuteRow> {
+        roll_up::<NetRow>(data, "h", hour_of(H)).unwrap();
+        let dir = layout::table_host_dir(data, Table::NetMinute, "h");
+        let (dir, hh) = layout::hour_location(&dir, hour_of(H));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [format!("{hh}.parquet")], "no temporary left");
+        crate::read_rows(&dir.join(format!("{hh}.parquet"))).unwrap()
+    }
+
+    #[test]
+    fn written_as_it_goes_the_file_is_the_roll_up_of_every_row_in_order() {
+        // Three parts in time order (as the daemon writes them), in row groups that end
+        // mid-minute; the last part starts with a recovery row covering a 10-minute
+        // collection gap, whose middle lies in a minute of the first part.
+        let mut rows = net_hour();
+        rows.retain(|r| !(1800..2400).contains(&((r.ts_us - H) / 1_000_000)));
+        let gap = NetRow {
+            ts_us: H + 2400 * 1_000_000 + 2_000,
+            dur_ms: 2_400_000,
+            ..rows[0].clone()
+        };
+        let data = tempfile::tempdir().unwrap();
+        let (first, rest) = rows.split_at(5_000);
+        let (second, third) = rest.split_at(9_000);
+        write_part_in_groups(data.path(), 0, first, 999);
+        write_part_in_groups(data.path(), 1, second, 4_000);
+        let mut last = vec![gap.clone()];
+        last.extend_from_slice(third);
+        write_part_in_groups(data.path(), 2, &last, 1_234);
+        rows.push(gap);
+
+        let expected = as_written(data.path(), &net_minutes(&rows));
+        let got = rolled_up_file(data.path());
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the same rows, in the same order");
+        let minute_of_gap = counter_minute(H + 2400 * 1_000_000 + 2_000, 2_400_000);
+        assert!(
+            minute_of_gap < H + 1800 * 1_000_000,
+            "the gap row reaches back"
+        );
+    }
+
+    #[test]
+    fn rows_out_of_order_roll_up_the_same() {
+        // Every part holds rows of the whole hour, shuffled: no minute is whole before
+        // the last part is read.
+        let mut rows = net_hour();
+        let mut state = 7_u64;
+        for i in (1..rows.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            rows.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let data = tempfile::tempdir().unwrap();
+        for (part, rows) in rows.chunks(rows.len() / 3 + 1).enumerate() {
+            write_part_in_groups(data.path(), part, rows, 2_048);
+        }
+        let expected = as_written(data.path(), &net_minutes(&rows));
+        assert!(rolled_up_file(data.path()) == expected);
+    }
+
+    #[test]
+    fn a_job_stopped_mid_way_leaves_no_file() {
+        let data = tempfile::tempdir().unwrap();
+        write_part_in_groups(data.path(), 0, &net_hour(), 1_000);
+        let mut job = Job::<NetRow>::new(hour_of(H));
+        // The plan (25,193 rows), then part of the second pass: some minutes written out.
+        let (read, done) = job.step(data.path(), "h", 40_000).unwrap();
+        assert!(!done && read >= 40_000);
+        let dir = layout::table_host_dir(data.path(), Table::NetMinute, "h");
+        let (dir, _) = layout::hour_location(&dir, hour_of(H));
+        let temporaries = || std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            temporaries(),
+            1,
+            "the roll-up file is written to its temporary"
+        );
+        drop(job);
+        assert_eq!(temporaries(), 0, "and nothing is left of it");
+    }
+
+    #[test]
+    fn the_gauges_and_ping_roll_up_the_same_written_as_they_go() {
+        let data = tempfile::tempdir().unwrap();
+        let mem: Vec<MemRow> = (0..3600)
+            .map(|s| MemRow {
+                ts_us: H + s * 1_000_000,
+                uid: s % 3,
+                user: Some(format!("u{}", s % 3)),
+                nproc: s % 17,
+                rss_bytes: s * 4096,
+                pss_bytes: (s % 2 == 0).then_some(s),
+                swap_bytes: None,
+            })
+            .collect();
+        write_part_in_groups(data.path(), 0, &mem, 700);
+        roll_up::<MemRow>(data.path(), "h", hour_of(H)).unwrap();
+        let path = |table| {
+            let dir = layout::table_host_dir(data.path(), table, "h");
+            let (dir, hh) = layout::hour_location(&dir, hour_of(H));
+            dir.join(format!("{hh}.parquet"))
+        };
+        let got: Vec<MemMinuteRow> = crate::read_rows(&path(Table::MemMinute)).unwrap();
+        assert!(got == as_written(data.path(), &mem_minutes(&mem)));
+
+        let pings: Vec<PingRow> = (0..1200)
+            .map(|m| {
+                ping(
+                    m * 3000,
+                    ["a", "b"][m as usize % 2],
+                    3,
+                    &[1.0 + m as f64 % 7.0],
+                )
+            })
+            .collect();
+        write_part_in_groups(data.path(), 0, &pings, 333);
+        roll_up::<PingRow>(data.path(), "h", hour_of(H)).unwrap();
+        let got: Vec<PingMinuteRow> = crate::read_rows(&path(Table::PingMinute)).unwrap();
+        assert!(got == as_written(data.path(), &ping_minutes(&pings)));
     }
 }

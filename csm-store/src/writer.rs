@@ -490,7 +490,7 @@ fn part_folder(data_dir: &Path, part: &Path) -> io::Result<(OwnedFd, String, Str
 
 /// In-progress bytes (encoded, before compression) past which a [`StreamedPart`] ends its
 /// row group: what writing a large file holds, whatever its rows.
-const STREAMED_GROUP_BYTES: usize = 2 << 20;
+const STREAMED_GROUP_BYTES: usize = 4 << 20;
 
 /// A part written over several calls, as its rows become known: rows go to its temporary
 /// (see [`write_part`]) as row groups of at most about [`STREAMED_GROUP_BYTES`], and
@@ -510,8 +510,9 @@ impl StreamedPart {
         let (dir, name, temp) = part_folder(data_dir, part)?;
         let replacement = atomic::Replacement::begin(dir, &name, &temp, FILE_MODE)?;
         let file = replacement.file().try_clone()?;
-        let writer = ArrowWriter::try_new_with_options(file, R::TABLE.schema(), writer_options(props))
-            .map_err(io::Error::other)?;
+        let writer =
+            ArrowWriter::try_new_with_options(file, R::TABLE.schema(), writer_options(props))
+                .map_err(io::Error::other)?;
         Ok(StreamedPart {
             replacement,
             writer,
