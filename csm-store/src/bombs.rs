@@ -146,8 +146,9 @@ pub fn honest_net(path: &Path, hour_us: i64, rows: usize, interfaces: usize) -> 
     })
 }
 
-/// [`honest_net`] in time order, as the daemon writes a part: the rows end at whole
-/// seconds from `from_us` + 1 s to `from_us` + `seconds` s, evenly spread.
+/// [`honest_net`] in time order, as the daemon writes a part: the rows end 999 ms into
+/// each second from `from_us` to `from_us` + `seconds` s, evenly spread (so they lie
+/// within that span).
 pub fn honest_net_in_order(
     path: &Path,
     from_us: i64,
@@ -156,7 +157,7 @@ pub fn honest_net_in_order(
     interfaces: usize,
 ) -> io::Result<()> {
     net_rows(path, rows, interfaces, |i| {
-        from_us + (1 + (i * seconds / rows.max(1)) as i64) * 1_000_000
+        from_us + (i * seconds / rows.max(1)) as i64 * 1_000_000 + 999_000
     })
 }
 

@@ -18,14 +18,15 @@
 //!
 //! What is held: a [`Job`] reads the hour's parts twice, a row group at a time. The first
 //! pass decodes only the columns that place a row in its minute (`ts`, and `dur_ms` for
-//! counters) and notes, for each minute, the last row group holding a row of it (its
-//! [`Plan`]) and the intervals each minute covers. The second pass adds the rows up, and
-//! after each row group writes out every minute that no later row group adds to, as rows
-//! of the roll-up file (a temporary, renamed over the roll-up file at the end). So what
-//! is held is the minutes a later row group still adds to: with parts in time order, as
-//! the daemon writes them, a minute or two of keys, whatever the hour's keys × 60 minutes;
+//! counters) and notes, for each minute, its last row (part, row group, row: the
+//! [`Plan`]) and the intervals each minute covers. The second pass adds the rows up and,
+//! after each batch, writes out every minute whose last row is read (and every minute
+//! before it, so that the file stays sorted), as rows of the roll-up file: a temporary,
+//! renamed over the roll-up file at the end, in row groups of about 4 MiB encoded. So what
+//! is held is the minutes a later row still adds to: with parts in time order, as the
+//! daemon writes them, a minute or two of keys, whatever the hour's keys × 60 minutes;
 //! with rows out of order (a part written after a restart, a spill taken in), the minutes
-//! they reach back to, at most the hour's. Nothing depends on the order for the result.
+//! they reach back to, at most the hour's. The result does not depend on the order.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -361,7 +361,8 @@ fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
 /// - zstd level 19 for files written for the last time (a finished hour, a roll-up); the
 ///   current hour's row groups: level 6 for the large ones, Snappy for the few last flushes'
 ///   (see [`flush_properties`] and [`small_group_properties`]);
-/// - one row group per hourly file (the current hour: a few, see `growing.rs`) and one data
+/// - one row group per hourly file (the current hour: a few, see `growing.rs`; a roll-up
+///   of more than about 4 MiB encoded: one per 4 MiB, see [`StreamedPart`]) and one data
 ///   page per column per row group, chunk-level statistics, no page index or offset index
 ///   (files are hourly already);
 /// - no embedded Arrow schema (see [`writer_options`](crate::growing::writer_options));
