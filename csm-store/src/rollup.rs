@@ -514,18 +514,38 @@ struct Minutes<R: RollUp> {
 }
 
 impl<R: RollUp> Minutes<R> {
-    /// Writes out the minutes that start before `end` to the roll-up file at `path`.
+    /// Writes out the minutes that start before `end` to the roll-up file at `path`, a
+    /// minute at a time: beside the minutes held, one minute's rows are, not all of them
+    /// when the hour's rows come out of order.
     fn write_before(
         &mut self,
+        plan: &Plan,
         end: i64,
         data_dir: &Path,
         path: &Path,
         host: &str,
     ) -> io::Result<()> {
-        let rows = R::take_before(&mut self.acc, end, &self.covered);
-        if rows.is_empty() {
-            return Ok(());
+        let minute_ends = plan
+            .last
+            .range(..end)
+            .map(|(&minute, _)| minute.saturating_add(MICROS_PER_MINUTE));
+        // Then whatever the plan did not foresee (a part changed between the passes).
+        for until in minute_ends.chain([end]) {
+            let rows = R::take_before(&mut self.acc, until.min(end), &self.covered);
+            if !rows.is_empty() {
+                self.write(&rows, data_dir, path, host)?;
+            }
         }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        rows: &[R::Minute],
+        data_dir: &Path,
+        path: &Path,
+        host: &str,
+    ) -> io::Result<()> {
         let file = match self.file.as_mut() {
             Some(file) => file,
             None => {
@@ -535,7 +555,7 @@ impl<R: RollUp> Minutes<R> {
                     .insert(StreamedPart::create::<R::Minute>(data_dir, path, &props)?)
             }
         };
-        file.write(&rows)
+        file.write(rows)
     }
 }
 
@@ -649,7 +669,7 @@ impl<R: RollUp> Job<R> {
                 row += rows.len();
                 let end = plan.whole_before((part, group, row.saturating_sub(1)));
                 minutes
-                    .write_before(end, data_dir, out_path, host)
+                    .write_before(plan, end, data_dir, out_path, host)
                     .map_err(|err| {
                         let said = err.to_string();
                         write_error = Some(err);
@@ -748,7 +768,7 @@ where
             if self.pass == Pass::Add {
                 let end = self.plan.whole_before(passed);
                 self.minutes
-                    .write_before(end, data_dir, &out_path, host)
+                    .write_before(&self.plan, end, data_dir, &out_path, host)
                     .map_err(|source| WriteError {
                         path: out_path.clone(),
                         source,
@@ -773,7 +793,7 @@ impl<R: RollUp> Job<R> {
         let mut job = std::mem::replace(self, Job::new(hour));
         let written = job
             .minutes
-            .write_before(i64::MAX, data_dir, &path, host)
+            .write_before(&job.plan, i64::MAX, data_dir, &path, host)
             .and_then(|()| job.minutes.file.take().map_or(Ok(()), StreamedPart::finish));
         written
             .map(|()| (read, true))
