@@ -2,7 +2,8 @@
 //! writes 5 `net` parts of a million rows into the hour 10:00 of 2026-11-25 (host `h`), in
 //! time order as the daemon writes them (`in-order`: part `i` holds minutes 12i to 12i+11)
 //! or going round the hour every 3,590 rows (`cyclic`: every part holds every minute);
-//! `bench_rollup roll <dir>` then rolls the hour up as the daemon does (flush after flush)
+//! with `<hour>` (hours since the epoch) into that hour instead, for a daemon's catch-up to
+//! find. `bench_rollup roll <dir>` then rolls the hour up as the daemon does (flush after flush)
 //! and prints its peak RSS (VmHWM), so run each in its own process; `bench_rollup read
 //! <dir>` only reads the raw rows, batch after batch: the floor under the roll-up.
 
@@ -23,11 +24,11 @@ fn status_kib(field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn write(data: &Path, interfaces: usize, in_order: bool) {
-    let hour_us = HOUR * MICROS_PER_HOUR;
+fn write(data: &Path, interfaces: usize, in_order: bool, hour: i64) {
+    let hour_us = hour * MICROS_PER_HOUR;
     let seconds_per_part = 3600 / PARTS;
     for part in 0..PARTS {
-        let path = bombs::hour_part(data, Table::Net, "h", HOUR, part);
+        let path = bombs::hour_part(data, Table::Net, "h", hour, part);
         if in_order {
             let from = hour_us + (part * seconds_per_part) as i64 * 1_000_000;
             bombs::honest_net_in_order(&path, from, seconds_per_part, ROWS_PER_PART, interfaces)
@@ -86,6 +87,13 @@ fn main() {
             &PathBuf::from(dir),
             interfaces.parse().expect(usage),
             order == "in-order",
+            HOUR,
+        ),
+        ["write", dir, interfaces, order, hour] => write(
+            &PathBuf::from(dir),
+            interfaces.parse().expect(usage),
+            order == "in-order",
+            hour.parse().expect(usage),
         ),
         ["roll", dir] => roll(&PathBuf::from(dir)),
         ["read", dir] => read(&PathBuf::from(dir)),

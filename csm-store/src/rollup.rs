@@ -28,7 +28,7 @@
 //! with rows out of order (a part written after a restart, a spill taken in), the minutes
 //! they reach back to, at most the hour's. The result does not depend on the order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use crate::beneath;
 use crate::column::{read_column, Kind};
+use crate::events::Source;
 use crate::layout::{self, hour_of, MICROS_PER_HOUR};
 use crate::reader::{for_each_batch_in, BOUNDS};
 use crate::table::{FromBatch, Row, Table};
@@ -214,41 +215,111 @@ pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
 /// An interface: name, index, namespace.
 type NetKey = (String, i64, Option<i64>);
 
-fn add_net(acc: &mut ByMinute<NetKey, NetMinuteRow>, rows: &[NetRow]) {
-    for r in rows {
-        let minute = counter_minute(r.ts_us, r.dur_ms);
-        let key = (r.iface.clone(), r.ifindex, r.netns);
-        // The name is the key's: the row gets it when it is written out.
-        let row = acc.entry(minute, key, |ts_us| NetMinuteRow {
-            ts_us,
-            ifindex: r.ifindex,
-            netns: r.netns,
-            source: r.source,
-            ..Default::default()
-        });
-        row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
-        row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
-        row.rx_packets = row.rx_packets.saturating_add(r.rx_packets);
-        row.tx_packets = row.tx_packets.saturating_add(r.tx_packets);
-        row.rx_bytes_per_s_max = row.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
-        row.tx_bytes_per_s_max = row.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
-        row.rx_errors = sum_known(row.rx_errors, r.rx_errors);
-        row.tx_errors = sum_known(row.tx_errors, r.tx_errors);
-        row.rx_dropped = sum_known(row.rx_dropped, r.rx_dropped);
-        row.tx_dropped = sum_known(row.tx_dropped, r.tx_dropped);
+/// The interfaces of an hour, each held once: a minute's entries refer to them by number
+/// (an entry of a minute is then about 130 bytes, not its row and a copy of the name).
+#[derive(Default)]
+pub struct Interfaces {
+    /// By name, then (index, namespace): found without making a key.
+    numbers: HashMap<String, Vec<(i64, Option<i64>, u32)>>,
+    keys: Vec<NetKey>,
+}
+
+impl Interfaces {
+    fn number(&mut self, r: &NetRow) -> u32 {
+        if let Some(same) = self.numbers.get(r.iface.as_str()) {
+            if let Some(&(_, _, n)) = same
+                .iter()
+                .find(|&&(i, ns, _)| (i, ns) == (r.ifindex, r.netns))
+            {
+                return n;
+            }
+        }
+        let n = self.keys.len() as u32;
+        self.keys.push((r.iface.clone(), r.ifindex, r.netns));
+        self.numbers
+            .entry(r.iface.clone())
+            .or_default()
+            .push((r.ifindex, r.netns, n));
+        n
     }
 }
 
-fn take_net(
-    acc: &mut ByMinute<NetKey, NetMinuteRow>,
-    end: i64,
-    covered: &Covered,
-) -> Vec<NetMinuteRow> {
-    acc.take_before(end)
-        .map(|(minute, (iface, _, _), row)| NetMinuteRow {
-            iface,
-            dur_ms: covered.of(minute),
-            ..row
+/// One interface's counters of one minute.
+pub struct NetAcc {
+    source: Source,
+    bytes_packets: [i64; 4],
+    rates_max: [f64; 2],
+    errors_drops: [Option<i64>; 4],
+}
+
+/// `net`'s minutes: interfaces by number.
+#[derive(Default)]
+pub struct NetMinutes {
+    interfaces: Interfaces,
+    minutes: ByMinute<u32, NetAcc>,
+}
+
+fn add_net(acc: &mut NetMinutes, rows: &[NetRow]) {
+    for r in rows {
+        let number = acc.interfaces.number(r);
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let sums = acc.minutes.entry(minute, number, |_| NetAcc {
+            source: r.source,
+            bytes_packets: [0; 4],
+            rates_max: [0.0; 2],
+            errors_drops: [None; 4],
+        });
+        let values = [r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets];
+        for (sum, v) in sums.bytes_packets.iter_mut().zip(values) {
+            *sum = sum.saturating_add(v);
+        }
+        let rates = [
+            rate_per_s(r.rx_bytes, r.dur_ms),
+            rate_per_s(r.tx_bytes, r.dur_ms),
+        ];
+        for (max, rate) in sums.rates_max.iter_mut().zip(rates) {
+            *max = max.max(rate);
+        }
+        let known = [r.rx_errors, r.tx_errors, r.rx_dropped, r.tx_dropped];
+        for (sum, v) in sums.errors_drops.iter_mut().zip(known) {
+            *sum = sum_known(*sum, v);
+        }
+    }
+}
+
+/// The minutes' rows in the file's order: by minute, then by interface.
+fn take_net(acc: &mut NetMinutes, end: i64, covered: &Covered) -> Vec<NetMinuteRow> {
+    let keys = &acc.interfaces.keys;
+    let mut taken: Vec<(i64, &NetKey, NetAcc)> = acc
+        .minutes
+        .take_before(end)
+        .map(|(minute, number, sums)| (minute, &keys[number as usize], sums))
+        .collect();
+    taken.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    taken
+        .into_iter()
+        .map(|(minute, (iface, ifindex, netns), sums)| {
+            let [rx_bytes, tx_bytes, rx_packets, tx_packets] = sums.bytes_packets;
+            let [rx_bytes_per_s_max, tx_bytes_per_s_max] = sums.rates_max;
+            let [rx_errors, tx_errors, rx_dropped, tx_dropped] = sums.errors_drops;
+            NetMinuteRow {
+                ts_us: minute + MICROS_PER_MINUTE,
+                dur_ms: covered.of(minute),
+                iface: iface.clone(),
+                ifindex: *ifindex,
+                netns: *netns,
+                rx_bytes,
+                tx_bytes,
+                rx_packets,
+                tx_packets,
+                rx_bytes_per_s_max,
+                tx_bytes_per_s_max,
+                source: sums.source,
+                rx_errors,
+                tx_errors,
+                rx_dropped,
+                tx_dropped,
+            }
         })
         .collect()
 }
@@ -472,7 +543,7 @@ macro_rules! roll_ups {
 roll_ups! {
     CpuRow => CpuMinuteRow, ByMinute<i64, CpuMinuteRow>: add_cpu, take_cpu, counter;
     MemRow => MemMinuteRow, ByMinute<i64, MemAcc>: add_mem, take_mem, gauge;
-    NetRow => NetMinuteRow, ByMinute<NetKey, NetMinuteRow>: add_net, take_net, counter;
+    NetRow => NetMinuteRow, NetMinutes: add_net, take_net, counter;
     NetUidRow => NetUidMinuteRow, ByMinute<i64, NetUidMinuteRow>: add_net_uid, take_net_uid, counter;
     PingRow => PingMinuteRow, ByMinute<String, PingAcc>: add_ping, take_ping, gauge;
 }
