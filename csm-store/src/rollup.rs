@@ -140,7 +140,7 @@ impl<K: Ord, V> ByMinute<K, V> {
             .entry(minute)
             .or_default()
             .entry(key)
-            .or_insert_with(|| new(minute + MICROS_PER_MINUTE))
+            .or_insert_with(|| new(minute.saturating_add(MICROS_PER_MINUTE)))
     }
 
     /// The minutes that start before `end`, taken out: (minute start, key, value).
