@@ -27,6 +27,9 @@
 //! daemon writes them, a minute or two of keys, whatever the hour's keys × 60 minutes;
 //! with rows out of order (a part written after a restart, a spill taken in), the minutes
 //! they reach back to, at most the hour's. The result does not depend on the order.
+//! One difference from reading once: a part the reader refuses only in the second pass
+//! (a string column past its bounds, which the first pass does not decode: not a file csm
+//! wrote) has its intervals counted in `dur_ms`, though its rows are left out as before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
