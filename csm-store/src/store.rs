@@ -412,9 +412,13 @@ impl Store {
                     let (table, hour) = job.what();
                     self.rollups_due.entry(table).or_default().push(hour);
                     self.rollup_job = None;
+                    release_freed_heap();
                     return vec![err];
                 }
             }
+        }
+        if budget < ROLLUP_ROWS_PER_FLUSH {
+            release_freed_heap();
         }
         Vec::new()
     }
@@ -464,6 +468,19 @@ impl Store {
             }
         }
         removed
+    }
+}
+
+
+/// Gives the heap a roll-up step freed back to the system. The daemon flushes on
+/// whichever thread of tokio's blocking pool is free, and glibc keeps what one thread
+/// freed in that thread's arena, where the next step, on another thread, does not reuse
+/// it: a 4,096-interface hour caught up at start peaked at 182 MB (104 MB with one arena).
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages, of every arena.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
