@@ -108,6 +108,14 @@ struct ExitRecords {
     /// its record yet: a shell's command exits before the shell does, so its record may
     /// come a drain earlier than the shell's. Tried again once at the next sample.
     unresolved: Vec<TaskExit>,
+    /// Whether the kernel's records name their process (taskstats v12, `ac_tgid`): then
+    /// every process a live reaper reaps has a usable record.
+    with_tgid: bool,
+    /// Per live reaper, how many processes of each uid it reaped according to the
+    /// records of this sample and of the previous one: who the part of its cutime growth
+    /// that the records miss belongs to (see [`ProcCpuSampler::split_excess`]).
+    reaped: HashMap<u32, BTreeMap<u32, u64>>,
+    reaped_before: HashMap<u32, BTreeMap<u32, u64>>,
 }
 
 impl ExitRecords {
@@ -120,6 +128,9 @@ impl ExitRecords {
             parents: HashMap::new(),
             charged: HashMap::new(),
             unresolved: Vec::new(),
+            with_tgid: false,
+            reaped: HashMap::new(),
+            reaped_before: HashMap::new(),
         }
     }
 
@@ -131,6 +142,7 @@ impl ExitRecords {
         self.charged.retain(|_, at| recent(*at));
         self.by_parent.clear();
         self.by_live_ancestor.clear();
+        self.reaped_before = std::mem::take(&mut self.reaped);
     }
 }
 
@@ -290,6 +302,7 @@ impl ProcCpuSampler {
             .filter(|e| !tracked(&e.tgid.unwrap_or(e.pid)))
             .collect();
         let retried = std::mem::take(&mut exits.unresolved);
+        exits.with_tgid |= records.iter().any(|e| e.tgid.is_some());
         for exit in &untracked {
             let parent = (Some(exit.ppid), now);
             exits
@@ -458,9 +471,18 @@ impl ProcCpuSampler {
             if unused > 0 && prev.is_some() {
                 self.pending.insert(*pid, unused);
             }
-            let ticks = own + recovered;
-            if ticks > 0 {
-                *per_uid.entry(now.uid).or_default() += ticks.saturating_mul(self.ns_per_tick);
+            if own > 0 {
+                *per_uid.entry(now.uid).or_default() += own.saturating_mul(self.ns_per_tick);
+            }
+            if recovered > 0 {
+                let excess = recovered.saturating_mul(self.ns_per_tick);
+                let shares = match prev {
+                    Some(_) => self.split_excess(*pid, now.uid, excess),
+                    None => vec![(now.uid, excess)],
+                };
+                for (uid, ns) in shares.into_iter().filter(|(_, ns)| *ns > 0) {
+                    *per_uid.entry(uid).or_default() += ns;
+                }
             }
         }
         let unseen = self.exits.iter().flat_map(|e| e.by_live_ancestor.values());
@@ -476,7 +498,7 @@ impl ProcCpuSampler {
     /// and its parent's own reaper got that in turn). A tail taken from an exit record is
     /// known too, and so are the records of processes never tracked below a live one.
     fn known_child_ticks(
-        &self,
+        &mut self,
         current: &HashMap<u32, Tracked>,
         tails: &HashMap<u32, Vec<(u32, u64)>>,
     ) -> HashMap<u32, u64> {
@@ -487,8 +509,15 @@ impl ProcCpuSampler {
         };
         let tail_ticks = |pid: &u32| to_ticks(tails.get(pid));
         let mut known: HashMap<u32, u64> = HashMap::new();
+        let mut reaped: HashMap<u32, BTreeMap<u32, u64>> = HashMap::new();
+        let mut count = |reaper: u32, charges: Option<&Vec<(u32, u64)>>| {
+            for (uid, _) in charges.into_iter().flatten() {
+                *reaped.entry(reaper).or_default().entry(*uid).or_default() += 1;
+            }
+        };
         for (pid, charges) in self.exits.iter().flat_map(|e| &e.by_live_ancestor) {
             *known.entry(*pid).or_default() += to_ticks(Some(charges));
+            count(*pid, Some(charges));
         }
         for (pid, dead) in self.pids.iter().filter(|(pid, _)| !alive(pid)) {
             let mut ancestor = dead.stat.ppid;
@@ -500,6 +529,7 @@ impl ProcCpuSampler {
                 if alive(&ancestor) {
                     *known.entry(ancestor).or_default() +=
                         dead.stat.own_ticks() + dead.stat.child_ticks() + tail_ticks(pid);
+                    count(ancestor, tails.get(pid));
                     break;
                 }
                 match self.pids.get(&ancestor) {
@@ -508,7 +538,49 @@ impl ProcCpuSampler {
                 }
             }
         }
+        if let Some(exits) = &mut self.exits {
+            exits.reaped = reaped;
+        }
         known
+    }
+
+    /// Who gets `excess` ns of `reaper`'s cutime/cstime growth beyond what was known: the
+    /// part the exit records miss. A record is sent before the process tears down its
+    /// address space and files (do_exit calls taskstats_exit before exit_mm), and without
+    /// delay accounting it holds tick-sampled times, so a short process's record falls
+    /// well short of what its reaper's cutime gets. Where records name their process
+    /// (v12) every reaped process has one: the excess is shared among the uids the
+    /// reaper reaped this sample and the previous one, an equal part per process. Else,
+    /// or with no such records, it is the reaper's (as without records).
+    fn split_excess(&self, reaper: u32, reaper_uid: u32, excess: u64) -> Vec<(u32, u64)> {
+        let reaped = self
+            .exits
+            .as_ref()
+            .filter(|e| e.with_tgid)
+            .map(|e| {
+                let mut all = e.reaped.get(&reaper).cloned().unwrap_or_default();
+                for (uid, n) in e.reaped_before.get(&reaper).into_iter().flatten() {
+                    *all.entry(*uid).or_default() += n;
+                }
+                all
+            })
+            .unwrap_or_default();
+        let processes: u64 = reaped.values().sum();
+        if processes == 0 {
+            return vec![(reaper_uid, excess)];
+        }
+        let mut shares: Vec<(u32, u64)> = reaped
+            .iter()
+            .map(|(uid, n)| {
+                (
+                    *uid,
+                    (excess as u128 * *n as u128 / processes as u128) as u64,
+                )
+            })
+            .collect();
+        let given: u64 = shares.iter().map(|(_, ns)| ns).sum();
+        shares.push((reaper_uid, excess - given));
+        shares
     }
 }
 
@@ -786,6 +858,47 @@ mod tests {
     }
 
     #[test]
+    fn what_records_miss_is_shared_by_the_uids_reaped() {
+        let f = FakeProc::new();
+        f.set(100, 1, 0, [0, 0, 0, 0]);
+        f.set(101, 100, 1000, [10, 0, 0, 0]);
+        let mut s = with_records(&f);
+        // Root's 100 reaps three unseen processes of uid 1000 and one of uid 2000 whose
+        // records say 1 tick each, and uid 1000's tracked 101, which ran 2 more ticks and
+        // two children (1 tick each by their records) and exited: 3 + 1 + 2 records of
+        // uid 1000 (101's own and its children's), 1 of uid 2000. Root's cutime grows by
+        // 27: 10 counted of 101, 4 + 2 + 2 by the records, 9 they missed (the exits).
+        f.kill(101);
+        f.set(100, 1, 0, [0, 0, 27, 0]);
+        let mut records: Vec<TaskExit> = (201..204).map(|p| child_exit(p, 100, 1)).collect();
+        records.push(TaskExit {
+            uid: 2000,
+            ..child_exit(204, 100, 1)
+        });
+        records.extend([child_exit(301, 101, 1), child_exit(302, 101, 1)]);
+        records.push(exit(101, 12));
+        let a = sample_with_exits(&mut s, records.clone());
+        // 9 ticks over 7 processes: 6/7 to uid 1000's six, 1/7 to uid 2000's one (the
+        // nanosecond lost to rounding is root's).
+        let ns = |uid| a.per_uid.get(&uid).copied().unwrap_or(0);
+        let tick = ns_per_tick();
+        assert_eq!(ns(1000), (3 + 2 + 2) * tick + 9 * tick * 6 / 7);
+        assert_eq!(ns(2000), tick + 9 * tick / 7);
+        assert_eq!(ns(0), 9 * tick - 9 * tick * 6 / 7 - 9 * tick / 7);
+        // Before taskstats v12 the excess stays with the reaper (a record may be a
+        // thread's, and unseen children of a live reaper have none in use).
+        let g = FakeProc::new();
+        g.set(100, 1, 0, [0, 0, 0, 0]);
+        g.set(101, 100, 1000, [10, 0, 0, 0]);
+        let mut old = with_records(&g);
+        g.kill(101);
+        g.set(100, 1, 0, [0, 0, 27, 0]);
+        let records = records.into_iter().map(|e| TaskExit { tgid: None, ..e });
+        let b = sample_with_exits(&mut old, records.collect());
+        assert_eq!((ticks(&b, 1000), ticks(&b, 2000), ticks(&b, 0)), (4, 0, 13));
+    }
+
+    #[test]
     fn a_parent_that_never_waits_does_not_swallow_later_growth() {
         let f = FakeProc::new();
         f.set(100, 1, 0, [0, 0, 0, 0]);
@@ -852,35 +965,38 @@ mod tests {
         f.set(100, 1, 0, [0, 0, 0, 0]);
         let mut s = with_records(&f);
         // pid 300 exits twice: as root's 100's child (2 ticks) and as a child of an
-        // untracked process (never resolved); 310, a child of "300", is ambiguous: its
-        // 4 ticks stay with root's cutime.
+        // untracked process (never resolved); 310 (uid 3000), a child of "300", is
+        // ambiguous: not charged from its record; its 4 ticks in root's cutime are the
+        // excess over the records, shared by the uids root reaped (300's).
         f.set(100, 1, 0, [0, 0, 6, 0]);
         let records = vec![
-            child_exit(310, 300, 4),
+            TaskExit {
+                uid: 3000,
+                ..child_exit(310, 300, 4)
+            },
             child_exit(300, 100, 2),
             child_exit(300, 50, 8),
         ];
         let a = sample_with_exits(&mut s, records);
-        assert_eq!((ticks(&a, 1000), ticks(&a, 0)), (2, 4));
+        assert_eq!((ticks(&a, 1000), ticks(&a, 3000), ticks(&a, 0)), (6, 0, 0));
         // 400 is charged from its record (5), then shows up as a zombie: not again; 401
         // is charged (3) and its pid is reused by a live process (6): that one counts.
-        f.set(100, 1, 0, [0, 0, 6, 0]);
         let b = sample_with_exits(
             &mut s,
             vec![child_exit(400, 100, 5), child_exit(401, 100, 3)],
         );
-        assert_eq!((ticks(&b, 1000), ticks(&b, 0)), (10, 4));
+        assert_eq!((ticks(&b, 1000), ticks(&b, 0)), (14, 0));
         f.set(400, 100, 1000, [5, 0, 0, 0]);
         f.set_state(400, 'Z', 1);
         f.set(401, 100, 1000, [6, 0, 0, 0]);
         f.set(100, 1, 0, [0, 0, 9, 0]);
         let c = sample_with_exits(&mut s, vec![]);
-        assert_eq!((ticks(&c, 1000), ticks(&c, 0)), (16, 4));
+        assert_eq!((ticks(&c, 1000), ticks(&c, 0)), (20, 0));
         // The zombie reaped: root's cutime grows by its 5, already counted.
         f.kill(400);
         f.set(100, 1, 0, [0, 0, 14, 0]);
         let d = sample_with_exits(&mut s, vec![]);
-        assert_eq!((ticks(&d, 1000), ticks(&d, 0)), (16, 4));
+        assert_eq!((ticks(&d, 1000), ticks(&d, 0)), (20, 0));
     }
 
     #[test]
