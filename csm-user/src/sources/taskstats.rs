@@ -3,10 +3,10 @@
 //! µs. Unlike /proc it sees processes that live and die between two samples, with their
 //! own uid. Needs root (CAP_NET_ADMIN) and CONFIG_TASKSTATS; absent on many old kernels.
 //!
-//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs. The /proc CPU sampler takes
-//! from it the tails of the single-threaded processes it tracked (their time between
-//! their last sample and their exit); attributing any other exit (a thread's, or a process
-//! never seen) to a live or a dead process needs `ac_tgid`, version 12+.
+//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs. The /proc CPU sampler charges
+//! each record to its own uid (see `procfs/cpu.rs`); telling a thread's record from a
+//! process's needs `ac_tgid`, version 12+ (Linux 5.18). A record is sent in do_exit
+//! before the address space is torn down, so it misses that part of the task's time.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -66,6 +66,8 @@ const TS_VERSION_WITH_TGID: u16 = 12;
 pub struct ExitListener {
     fd: OwnedFd,
     family: u16,
+    /// Times the socket's buffer overflowed (ENOBUFS: the kernel dropped records).
+    overflows: u64,
 }
 
 impl ExitListener {
@@ -99,7 +101,11 @@ impl ExitListener {
                 std::mem::size_of::<libc::c_int>() as u32,
             )
         };
-        let mut listener = ExitListener { fd, family: 0 };
+        let mut listener = ExitListener {
+            fd,
+            family: 0,
+            overflows: 0,
+        };
         listener.family = listener
             .family_id()
             .map_err(|err| unsupported(format!("no TASKSTATS netlink family: {err}")))?;
@@ -116,7 +122,9 @@ impl ExitListener {
         Ok(listener)
     }
 
-    /// Exits received since the last call (never blocks).
+    /// Exits received since the last call (never blocks). An overflow of the socket's
+    /// buffer (more exits than it holds between two drains: the kernel dropped some)
+    /// is counted and logged (the 1st, 10th, 100th… time), and draining goes on.
     pub fn drain(&mut self) -> Vec<TaskExit> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -130,10 +138,26 @@ impl ExitListener {
                     libc::MSG_DONTWAIT,
                 )
             };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                self.overflowed();
+                continue;
+            }
             if n <= 0 {
                 return out;
             }
             out.extend(parse_exits(&buf[..n as usize], self.family));
+        }
+    }
+
+    fn overflowed(&mut self) {
+        self.overflows += 1;
+        let count = self.overflows.to_string();
+        if count.starts_with('1') && count[1..].bytes().all(|b| b == b'0') {
+            tracing::warn!(
+                "taskstats: exit records dropped by the kernel (socket buffer full, {} time(s) so far): \
+                 /proc CPU figures of this interval may be short for processes that exited in it",
+                self.overflows
+            );
         }
     }
 
