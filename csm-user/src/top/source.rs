@@ -10,10 +10,10 @@ use anyhow::Context;
 use csm_store::data_dir::LOCK_FILE;
 
 use super::error::TopError;
+use crate::daemon::backend::exit_listener;
 use crate::sources::ebpf::pins::{self, PinDir};
 use crate::sources::ebpf::{self, CpuReader, NetReader};
 use crate::sources::host::HostPaths;
-use crate::daemon::backend::exit_listener;
 use crate::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
 use crate::sources::procfs::net::ProcNetSampler;
 

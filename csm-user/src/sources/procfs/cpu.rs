@@ -34,6 +34,7 @@
 //!   process tears down its address space, and holds tick-sampled times without delay
 //!   accounting: a few-ms process's record is a fraction of its run time) is shared by
 //!   the uids it reaped, an equal part per process.
+//!
 //! A record names its process (`ac_tgid`) from taskstats v12 (Linux 5.18): a thread's
 //! record then counts with its process (nothing for a tracked one, whose stat has it).
 //! Before v12 a thread's record looks like a child of its process's parent, so there the
