@@ -725,6 +725,15 @@ mod tests {
         sampler
     }
 
+    /// A tree of root's 100 alone and a sampler with records handed in, its first
+    /// sample taken.
+    fn under_a_root_reaper() -> (FakeProc, ProcCpuSampler) {
+        let f = FakeProc::new();
+        f.set(100, 1, 0, [0, 0, 0, 0]);
+        let sampler = with_records(&f);
+        (f, sampler)
+    }
+
     fn sample_with_exits(s: &mut ProcCpuSampler, exits: Vec<TaskExit>) -> CpuSample {
         let current = s.scan().unwrap();
         s.account(clock::now(), current, exits)
@@ -820,9 +829,7 @@ mod tests {
 
     #[test]
     fn unseen_children_of_a_live_root_reaper_go_to_their_own_uid() {
-        let f = FakeProc::new();
-        f.set(100, 1, 0, [0, 0, 0, 0]);
-        let mut s = with_records(&f);
+        let (f, mut s) = under_a_root_reaper();
         // Root's 100 forks and reaps uid 1000's 201 (5 ticks) and 202 (7), and a root
         // child 203 (4) between two samples; 204 (9) exits after the scan, so root's
         // cutime shows it only at the next sample.
@@ -849,9 +856,7 @@ mod tests {
 
     #[test]
     fn a_grandchild_through_an_unseen_shell_goes_to_its_own_uid() {
-        let f = FakeProc::new();
-        f.set(100, 1, 0, [0, 0, 0, 0]);
-        let mut s = with_records(&f);
+        let (f, mut s) = under_a_root_reaper();
         // Root's 100 runs uid 1000's shell 301 (2 ticks), which runs 302 (5), which runs
         // 303 (1); all never seen. 304, the shell's command of uid 2000, exits in this
         // drain but the shell 305 (3) exits only in the next: the record of 304 waits
@@ -916,9 +921,7 @@ mod tests {
 
     #[test]
     fn a_parent_that_never_waits_does_not_swallow_later_growth() {
-        let f = FakeProc::new();
-        f.set(100, 1, 0, [0, 0, 0, 0]);
-        let mut s = with_records(&f);
+        let (f, mut s) = under_a_root_reaper();
         // 100 ignores SIGCHLD: its children are reaped at once, its cutime never grows.
         let a = sample_with_exits(&mut s, vec![child_exit(201, 100, 5)]);
         assert_eq!((ticks(&a, 1000), ticks(&a, 0)), (5, 0));
@@ -977,9 +980,7 @@ mod tests {
 
     #[test]
     fn reused_pids_in_records() {
-        let f = FakeProc::new();
-        f.set(100, 1, 0, [0, 0, 0, 0]);
-        let mut s = with_records(&f);
+        let (f, mut s) = under_a_root_reaper();
         // pid 300 exits twice: as root's 100's child (2 ticks) and as a child of an
         // untracked process (never resolved); 310 (uid 3000), a child of "300", is
         // ambiguous: not charged from its record; its 4 ticks in root's cutime are the
