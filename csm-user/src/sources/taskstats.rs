@@ -151,8 +151,7 @@ impl ExitListener {
 
     fn overflowed(&mut self) {
         self.overflows += 1;
-        let count = self.overflows.to_string();
-        if count.starts_with('1') && count[1..].bytes().all(|b| b == b'0') {
+        if is_power_of_ten(self.overflows) {
             tracing::warn!(
                 "taskstats: exit records dropped by the kernel (socket buffer full, {} time(s) so far): \
                  /proc CPU figures of this interval may be short for processes that exited in it",
@@ -219,6 +218,14 @@ impl ExitListener {
         }
         Ok(())
     }
+}
+
+/// 1, 10, 100…: the overflows worth a log line (a flood of them stays a few lines).
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
 }
 
 fn align4(n: usize) -> usize {
@@ -350,6 +357,12 @@ mod tests {
         for cut in 0..msg.len() {
             let _ = parse_exits(&msg[..cut], 30);
         }
+    }
+
+    #[test]
+    fn overflows_are_logged_at_powers_of_ten() {
+        let logged: Vec<u64> = (0..=1000).filter(|n| is_power_of_ten(*n)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000]);
     }
 
     #[test]
