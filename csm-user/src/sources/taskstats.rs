@@ -222,7 +222,7 @@ impl ExitListener {
 
 /// 1, 10, 100…: the overflows worth a log line (a flood of them stays a few lines).
 fn is_power_of_ten(mut n: u64) -> bool {
-    while n >= 10 && n % 10 == 0 {
+    while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1
