@@ -8,6 +8,7 @@ use crate::model::{netdev, CpuSample, NetSample};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::ebpf::pins::PinDir;
 use crate::sources::ebpf::{self, CpuReader, Loaded, NetReader};
+use crate::sources::host::HostPaths;
 use crate::sources::procfs::cpu::{ChildTimes, ProcCpuSampler};
 use crate::sources::procfs::platform;
 use crate::sources::taskstats::ExitListener;
@@ -151,12 +152,12 @@ fn start_net(loaded: &mut Loaded, description: &mut String) -> Option<NetReader>
 
 /// The kernel's exit records (taskstats), which give the /proc sampler the time of a
 /// process between its last sample and its exit; on this machine's kernel only (a
-/// `--proc-root` tree's pids are not the kernel's).
-fn exit_listener(settings: &Settings) -> Option<ExitListener> {
-    if !settings.paths.is_live() {
+/// `--proc-root` tree's pids are not the kernel's). Also `csm top --backend proc`'s.
+pub(crate) fn exit_listener(paths: &HostPaths) -> Option<ExitListener> {
+    if !paths.is_live() {
         return None;
     }
-    let possible = settings.paths.sys("devices/system/cpu/possible");
+    let possible = paths.sys("devices/system/cpu/possible");
     let cpus = crate::sources::procfs::read_text(&possible)
         .map_err(|err| warn!("cpu: no exit records: read {}: {err}", possible.display()))
         .ok()?;
@@ -169,7 +170,7 @@ fn exit_listener(settings: &Settings) -> Option<ExitListener> {
 
 fn start_proc(settings: &Settings, why: &str) -> Result<Collectors, RunError> {
     let mut cpu = ProcCpuSampler::new(settings.paths.clone(), ChildTimes::Recover);
-    if let Some(listener) = exit_listener(settings) {
+    if let Some(listener) = exit_listener(&settings.paths) {
         cpu = cpu.with_exit_records(listener);
     }
     Ok(Collectors {

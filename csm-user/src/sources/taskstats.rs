@@ -3,10 +3,10 @@
 //! µs. Unlike /proc it sees processes that live and die between two samples, with their
 //! own uid. Needs root (CAP_NET_ADMIN) and CONFIG_TASKSTATS; absent on many old kernels.
 //!
-//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs. The /proc CPU sampler takes
-//! from it the tails of the single-threaded processes it tracked (their time between
-//! their last sample and their exit); attributing any other exit (a thread's, or a process
-//! never seen) to a live or a dead process needs `ac_tgid`, version 12+.
+//! Measured against eBPF in tests/tests/proc_vs_ebpf.rs. The /proc CPU sampler charges
+//! each record to its own uid (see `procfs/cpu.rs`); telling a thread's record from a
+//! process's needs `ac_tgid`, version 12+ (Linux 5.18). A record is sent in do_exit
+//! before the address space is torn down, so it misses that part of the task's time.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,8 +16,12 @@ use super::SourceError;
 /// One exited task (a thread; for single-threaded processes, the process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskExit {
+    /// The task: a thread's own id, the process id for a single-threaded process.
     pub pid: u32,
-    /// The parent (its tgid) when the task exited.
+    /// The process the task belongs to (`ac_tgid`), from taskstats version 12 (Linux
+    /// 5.18) on; `None` before, when a thread's record cannot be told from a process's.
+    pub tgid: Option<u32>,
+    /// The parent (its tgid) when the task exited; a thread's is its process's parent.
     pub ppid: u32,
     pub uid: u32,
     pub utime_us: u64,
@@ -46,7 +50,9 @@ const GENL_HDR: usize = 4;
 const NLM_F_REQUEST: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 
-// Offsets in `struct taskstats` (linux/taskstats.h), stable since version 1/2.
+// Offsets in `struct taskstats` (linux/taskstats.h), stable since version 1/2, but
+// `ac_tgid` (version 12, Linux 5.18).
+const TS_VERSION: usize = 0;
 const TS_CPU_RUN_REAL_TOTAL: usize = 64;
 const TS_CPU_RUN_VIRTUAL_TOTAL: usize = 72;
 const TS_AC_UID: usize = 120;
@@ -54,10 +60,14 @@ const TS_AC_PID: usize = 128;
 const TS_AC_PPID: usize = 132;
 const TS_AC_UTIME: usize = 152;
 const TS_AC_STIME: usize = 160;
+const TS_AC_TGID: usize = 368;
+const TS_VERSION_WITH_TGID: u16 = 12;
 
 pub struct ExitListener {
     fd: OwnedFd,
     family: u16,
+    /// Times the socket's buffer overflowed (ENOBUFS: the kernel dropped records).
+    overflows: u64,
 }
 
 impl ExitListener {
@@ -91,7 +101,11 @@ impl ExitListener {
                 std::mem::size_of::<libc::c_int>() as u32,
             )
         };
-        let mut listener = ExitListener { fd, family: 0 };
+        let mut listener = ExitListener {
+            fd,
+            family: 0,
+            overflows: 0,
+        };
         listener.family = listener
             .family_id()
             .map_err(|err| unsupported(format!("no TASKSTATS netlink family: {err}")))?;
@@ -108,7 +122,9 @@ impl ExitListener {
         Ok(listener)
     }
 
-    /// Exits received since the last call (never blocks).
+    /// Exits received since the last call (never blocks). An overflow of the socket's
+    /// buffer (more exits than it holds between two drains: the kernel dropped some)
+    /// is counted and logged (the 1st, 10th, 100th… time), and draining goes on.
     pub fn drain(&mut self) -> Vec<TaskExit> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -122,10 +138,25 @@ impl ExitListener {
                     libc::MSG_DONTWAIT,
                 )
             };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                self.overflowed();
+                continue;
+            }
             if n <= 0 {
                 return out;
             }
             out.extend(parse_exits(&buf[..n as usize], self.family));
+        }
+    }
+
+    fn overflowed(&mut self) {
+        self.overflows += 1;
+        if is_power_of_ten(self.overflows) {
+            tracing::warn!(
+                "taskstats: exit records dropped by the kernel (socket buffer full, {} time(s) so far): \
+                 /proc CPU figures of this interval may be short for processes that exited in it",
+                self.overflows
+            );
         }
     }
 
@@ -189,6 +220,14 @@ impl ExitListener {
     }
 }
 
+/// 1, 10, 100…: the overflows worth a log line (a flood of them stays a few lines).
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
 fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -240,8 +279,13 @@ pub fn parse_exits(mut buf: &[u8], family: u16) -> Vec<TaskExit> {
 }
 
 fn task_exit(stats: &[u8]) -> Option<TaskExit> {
+    let tgid = match u16_at(stats, TS_VERSION)? {
+        v if v >= TS_VERSION_WITH_TGID => Some(u32_at(stats, TS_AC_TGID)?),
+        _ => None,
+    };
     Some(TaskExit {
         pid: u32_at(stats, TS_AC_PID)?,
+        tgid,
         ppid: u32_at(stats, TS_AC_PPID)?,
         uid: u32_at(stats, TS_AC_UID)?,
         utime_us: u64_at(stats, TS_AC_UTIME)?,
@@ -263,29 +307,44 @@ mod tests {
         a
     }
 
-    #[test]
-    fn parses_an_exit_message_and_survives_garbage() {
-        let mut stats = vec![0u8; 200];
-        stats[TS_AC_UID..TS_AC_UID + 4].copy_from_slice(&1000u32.to_ne_bytes());
-        stats[TS_AC_PID..TS_AC_PID + 4].copy_from_slice(&4242u32.to_ne_bytes());
-        stats[TS_AC_PPID..TS_AC_PPID + 4].copy_from_slice(&4200u32.to_ne_bytes());
-        stats[TS_AC_UTIME..TS_AC_UTIME + 8].copy_from_slice(&7000u64.to_ne_bytes());
-        stats[TS_AC_STIME..TS_AC_STIME + 8].copy_from_slice(&300u64.to_ne_bytes());
-        stats[TS_CPU_RUN_VIRTUAL_TOTAL..TS_CPU_RUN_VIRTUAL_TOTAL + 8]
-            .copy_from_slice(&7_412_345u64.to_ne_bytes());
-        let mut inner = attr(1, &4242u32.to_ne_bytes());
-        inner.extend(attr(TASKSTATS_TYPE_STATS, &stats));
+    /// One taskstats exit datagram of family 30 carrying `stats`.
+    fn exit_message(pid: u32, stats: &[u8]) -> Vec<u8> {
+        let mut inner = attr(1, &pid.to_ne_bytes());
+        inner.extend(attr(TASKSTATS_TYPE_STATS, stats));
         let body = attr(TASKSTATS_TYPE_AGGR_PID | 0x8000, &inner);
         let total = NLMSG_HDR + GENL_HDR + body.len();
         let mut msg = (total as u32).to_ne_bytes().to_vec();
         msg.extend_from_slice(&30u16.to_ne_bytes());
         msg.resize(NLMSG_HDR + GENL_HDR, 0);
         msg.extend(body);
+        msg
+    }
+
+    fn put<const N: usize>(stats: &mut [u8], at: usize, bytes: [u8; N]) {
+        stats[at..at + N].copy_from_slice(&bytes);
+    }
+
+    #[test]
+    fn parses_an_exit_message_and_survives_garbage() {
+        let mut stats = vec![0u8; 200];
+        put(&mut stats, TS_VERSION, 10u16.to_ne_bytes());
+        put(&mut stats, TS_AC_UID, 1000u32.to_ne_bytes());
+        put(&mut stats, TS_AC_PID, 4242u32.to_ne_bytes());
+        put(&mut stats, TS_AC_PPID, 4200u32.to_ne_bytes());
+        put(&mut stats, TS_AC_UTIME, 7000u64.to_ne_bytes());
+        put(&mut stats, TS_AC_STIME, 300u64.to_ne_bytes());
+        put(
+            &mut stats,
+            TS_CPU_RUN_VIRTUAL_TOTAL,
+            7_412_345u64.to_ne_bytes(),
+        );
+        let msg = exit_message(4242, &stats);
         let exits = parse_exits(&msg, 30);
         assert_eq!(
             exits,
             vec![TaskExit {
                 pid: 4242,
+                tgid: None,
                 ppid: 4200,
                 uid: 1000,
                 utime_us: 7000,
@@ -298,5 +357,25 @@ mod tests {
         for cut in 0..msg.len() {
             let _ = parse_exits(&msg[..cut], 30);
         }
+    }
+
+    #[test]
+    fn overflows_are_logged_at_powers_of_ten() {
+        let logged: Vec<u64> = (0..=1000).filter(|n| is_power_of_ten(*n)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000]);
+    }
+
+    #[test]
+    fn a_version_12_record_names_the_thread_group() {
+        // A thread 4243 of process 4242 (struct taskstats of version 14: 6.18's is longer).
+        let mut stats = vec![0u8; 432];
+        put(&mut stats, TS_VERSION, 14u16.to_ne_bytes());
+        put(&mut stats, TS_AC_PID, 4243u32.to_ne_bytes());
+        put(&mut stats, TS_AC_TGID, 4242u32.to_ne_bytes());
+        let exits = parse_exits(&exit_message(4243, &stats), 30);
+        assert_eq!((exits[0].pid, exits[0].tgid), (4243, Some(4242)));
+        // A version 12 record cut before its tgid is no record.
+        let short = exit_message(4243, &stats[..TS_AC_TGID + 2]);
+        assert!(parse_exits(&short, 30).is_empty());
     }
 }

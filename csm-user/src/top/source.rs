@@ -10,6 +10,7 @@ use anyhow::Context;
 use csm_store::data_dir::LOCK_FILE;
 
 use super::error::TopError;
+use crate::daemon::backend::exit_listener;
 use crate::sources::ebpf::pins::{self, PinDir};
 use crate::sources::ebpf::{self, CpuReader, NetReader};
 use crate::sources::host::HostPaths;
@@ -92,8 +93,14 @@ pub fn open(data_dir: &Path, backend: TopBackend) -> Result<Counters, TopError> 
 }
 
 fn proc_counters(paths: HostPaths, why: &str) -> Counters {
+    // The daemon's exit records too (a process's time after its last sample, short
+    // processes to their own uid); without them, a warning and the cutime recovery alone.
+    let mut cpu = ProcCpuSampler::new(paths.clone(), ChildTimes::Recover);
+    if let Some(listener) = exit_listener(&paths) {
+        cpu = cpu.with_exit_records(listener);
+    }
     Counters::Proc {
-        cpu: Box::new(ProcCpuSampler::new(paths.clone(), ChildTimes::Recover)),
+        cpu: Box::new(cpu),
         net: ProcNetSampler::new(paths),
         why: why.to_string(),
     }

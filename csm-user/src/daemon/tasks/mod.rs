@@ -102,8 +102,8 @@ where
 }
 
 /// Memory for every backend, and beancounters where the host has them, on one thread: a
-/// memory sample walks every process's `smaps_rollup`, which under load took seconds
-/// with 1,000 processes.
+/// memory sample at the PSS cadence (`mem.pss_interval`, and the first one) walks every
+/// process's `smaps_rollup`, which under load took seconds with 1,000 processes.
 async fn drive_gauges(ctx: Ctx, iter: Option<MemIter>) {
     let settings = ctx.settings.clone();
     let proc = ProcMemSampler::new(settings.paths.clone());

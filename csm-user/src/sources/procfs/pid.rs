@@ -16,6 +16,8 @@ pub struct PidStat {
     pub starttime: u64,
     /// Threads now: a single-threaded process's exit record (taskstats) is its whole time.
     pub num_threads: u64,
+    /// State `Z`: exited, not yet reaped (its exit record has been sent).
+    pub zombie: bool,
 }
 
 impl PidStat {
@@ -59,6 +61,7 @@ pub fn parse_stat(text: &str) -> Result<PidStat, LineWarning> {
         cstime: signed(14, "cstime")?,
         starttime: field(19, "starttime")?,
         num_threads: field(17, "num_threads")?,
+        zombie: fields[0] == "Z",
     })
 }
 
@@ -138,8 +141,10 @@ mod tests {
                 cstime: 3,
                 starttime: 123456,
                 num_threads: 1,
+                zombie: false,
             }
         );
+        assert!(parse_stat(&STAT.replace(") R ", ") Z ")).unwrap().zombie);
         assert_eq!(s.own_ticks(), 200);
         assert_eq!(s.child_ticks(), 10);
     }
