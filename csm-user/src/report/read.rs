@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csm_store::tree::{DataTree, ROLLUP_ABOVE_US};
 use csm_store::{
-    for_each_rows_at, read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, Held,
-    MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
+    for_each_rows_held, read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch,
+    Held, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table,
+    UbcRow,
 };
 
 use super::interfaces::InterfacesFold;
@@ -579,7 +580,7 @@ fn fold_file<R: FromBatch + csm_store::Row, T, F: Fold<T>>(
     held: &Held,
 ) -> std::io::Result<u64> {
     let mut charged = 0;
-    let result = for_each_rows_at::<R>(path, Some(columns), |rows| {
+    let result = for_each_rows_held::<R>(path, Some(columns), held, |rows| {
         let grown: u64 = rows
             .into_iter()
             .filter(|r| (from..to).contains(&r.ts_us()))
