@@ -2,7 +2,8 @@
 //! files of host `test` two hours ago, for measuring readers by hand:
 //! `write_bombs <out>` makes `<out>/rows`, `<out>/dict4k`, `<out>/dict100k`, `<out>/honest`;
 //! `write_bombs <out> names` only `<out>/names` (one `net` file of a million rows, each
-//! interface named once).
+//! interface named once); `write_bombs <out> events` only `<out>/events` (three hours of
+//! a flood's `events`, a million rows each, and a `cpu` hour).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,15 @@ fn main() {
             source: Source::Proc,
         })
         .collect();
+    if std::env::args().nth(2).as_deref() == Some("events") {
+        for h in hour - 1..=hour + 1 {
+            let events = part(&out.join("events"), Table::Events, h, 0);
+            bombs::event_flood(&events, h * MICROS_PER_HOUR, 1_000_000).unwrap();
+        }
+        bombs::honest(&part(&out.join("events"), Table::Cpu, hour, 0), &cpu).unwrap();
+        println!("wrote {}", out.join("events").display());
+        return;
+    }
     let rows = out.join("rows");
     bombs::row_bomb(
         &part(&rows, Table::Net, hour, 0),

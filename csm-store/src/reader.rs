@@ -482,7 +482,10 @@ impl FileRead<'_> {
         let window = whole + decode_window(plain.metadata(), &mask, &groups);
         let _decoding = self.held.map(|held| held.decoding(window));
         // The command failed while this file waited: decode nothing more.
-        if let Some(held) = self.held.filter(|held| held.refused.load(Ordering::Relaxed)) {
+        if let Some(held) = self
+            .held
+            .filter(|held| held.refused.load(Ordering::Relaxed))
+        {
             return Err(held.refusal(path));
         }
         // Text columns decoded as dictionaries, measured, then expanded (see the module).
