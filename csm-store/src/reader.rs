@@ -81,9 +81,9 @@ pub const BOUNDS: Bounds = Bounds {
 /// counts it: the total that a reader keeping rows or aggregates is refused past. The
 /// readers of many rows aggregate as they go (`csm report` folds the counter tables
 /// into per-user and per-interface lines, csm-plot bins into pixel columns), so what is
-/// kept is the aggregates and the few tables kept as rows (ping, beancounters, events):
-/// a month of ping to 10 targets every 10 s holds about 100 MiB by this count. With the
-/// files being decoded (about 50 MB each, three at most) a command stays under 256 MB.
+/// kept is the aggregates and the few tables kept as rows (beancounters): a month of
+/// ping to 10 targets every 10 s holds about 100 MiB by this count. With the files being
+/// decoded ([`DECODING_PER_COMMAND`]) a command stays under 256 MB.
 pub const HELD_PER_COMMAND: u64 = 128 * MIB;
 
 /// What a command's reading threads may decode at once, besides what they hold: the
