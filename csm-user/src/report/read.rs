@@ -838,3 +838,38 @@ impl HourMarks {
         self.marks.push((ts_us, mark));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_other_events_in_order_wait_as_their_last_and_rows_out_of_order_are_told() {
+        let mut hour = HourMarks::default();
+        for (ts, mark) in [
+            (1, EventMark::Other),
+            (2, EventMark::Other),
+            (3, EventMark::Start),
+            (4, EventMark::Other),
+            (5, EventMark::Other),
+            (5, EventMark::Other),
+        ] {
+            hour.push(ts, mark, true);
+        }
+        assert_eq!(
+            hour.marks,
+            [
+                (2, EventMark::Other),
+                (3, EventMark::Start),
+                (5, EventMark::Other)
+            ]
+        );
+        assert!(!hour.out_of_order);
+        // A row before the one read before: from then on every row is kept, and the
+        // hour is read again without collapsing.
+        hour.push(4, EventMark::Other, true);
+        hour.push(6, EventMark::Other, true);
+        assert!(hour.out_of_order);
+        assert_eq!(hour.marks.len(), 5);
+    }
+}
