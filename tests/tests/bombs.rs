@@ -189,7 +189,7 @@ fn a_million_interface_names_past_the_command_budget() {
     bombs::honest_net(&file, hour * MICROS_PER_HOUR, 1_000_000, 1_000_000).unwrap();
     let (peak_kb, code, stderr) = report(&data, "interfaces");
     eprintln!("report, 1M interfaces: peak {peak_kb} kB, exit {code}: {stderr}");
-    refused_past_the_budget((peak_kb, code, &stderr), &[file.clone()]);
+    refused_past_the_budget((peak_kb, code, &stderr), std::slice::from_ref(&file));
     // Three more such files: read on three threads, they would each hold a decode window
     // (about 50 MB) and a fold of their own; 247-308 MB before the windows were bounded
     // per command and a refusal stopped the other threads.
