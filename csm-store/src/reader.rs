@@ -974,6 +974,34 @@ mod tests {
         assert_eq!(sum, 3 * one.iter().map(|r| r.rx_bytes).sum::<i64>());
     }
 
+    #[test]
+    fn files_decode_within_the_commands_windows_and_a_refusal_stops_every_reader() {
+        let held = Held::new(1000);
+        let path = Path::new("00.parquet");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let first = held.decoding(DECODING_PER_COMMAND - 10);
+            let waiting = scope.spawn(|| {
+                let _second = held.decoding(20);
+                // Admitted only once the first window was given back.
+                assert!(done.load(Ordering::SeqCst));
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            done.store(true, Ordering::SeqCst);
+            drop(first);
+            waiting.join().unwrap();
+        });
+        // A file alone is always admitted, whatever its window.
+        drop(held.decoding(2 * DECODING_PER_COMMAND));
+        held.charge(path, 600).unwrap();
+        assert!(held.charge(path, 600).is_err());
+        // The command failed: what would fit is refused too.
+        let err = held.charge(path, 1).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        assert!(err.to_string().starts_with("00.parquet: not read: "), "{err}");
+        assert_eq!(held.used(), 600);
+    }
+
     /// What [`Held`] charges for rows read.
     fn held_bytes_of(rows: &[crate::NetRow]) -> u64 {
         let strings: usize = rows
