@@ -998,7 +998,10 @@ mod tests {
         // The command failed: what would fit is refused too.
         let err = held.charge(path, 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
-        assert!(err.to_string().starts_with("00.parquet: not read: "), "{err}");
+        assert!(
+            err.to_string().starts_with("00.parquet: not read: "),
+            "{err}"
+        );
         assert_eq!(held.used(), 600);
     }
 
