@@ -32,15 +32,66 @@ pub fn replace_file_at<T>(
     let file = create_exclusive(dir, temp, mode)?;
     let result = (|| {
         let (file, value) = fill(file)?;
-        file.sync_all()?;
-        rustix::fs::renameat(dir, temp, dir, name)?;
-        rustix::fs::fsync(dir)?;
+        put_in_place(dir, temp, name, &file)?;
         Ok(value)
     })();
     if result.is_err() {
         let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
     }
     result
+}
+
+/// Fsyncs the filled temporary, renames it over `name` and fsyncs the folder.
+fn put_in_place(dir: &OwnedFd, temp: &str, name: &str, file: &File) -> io::Result<()> {
+    file.sync_all()?;
+    rustix::fs::renameat(dir, temp, dir, name)?;
+    Ok(rustix::fs::fsync(dir)?)
+}
+
+/// [`replace_file_at`] over several calls: the temporary is created at [`begin`](
+/// Self::begin), filled through [`file`](Self::file) for as long as it takes, and put in
+/// place by [`commit`](Self::commit). Dropped before that (a failed write, a daemon that
+/// stops mid-way), it removes the temporary and leaves `name` unchanged.
+pub struct Replacement {
+    dir: OwnedFd,
+    name: String,
+    temp: String,
+    file: File,
+    committed: bool,
+}
+
+impl Replacement {
+    /// Creates the temporary `temp` in `dir` (new, never through a link), mode `mode`.
+    pub fn begin(dir: OwnedFd, name: &str, temp: &str, mode: u32) -> io::Result<Replacement> {
+        let file = create_exclusive(&dir, temp, mode)?;
+        Ok(Replacement {
+            dir,
+            name: name.to_string(),
+            temp: temp.to_string(),
+            file,
+            committed: false,
+        })
+    }
+
+    /// The temporary, open for writing.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Puts the filled temporary in place of `name` (see [`replace_file_at`]).
+    pub fn commit(mut self) -> io::Result<()> {
+        put_in_place(&self.dir, &self.temp, &self.name, &self.file)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlinkat(&self.dir, self.temp.as_str(), AtFlags::empty());
+        }
+    }
 }
 
 /// Writes `path` whole (see [`replace_file_at`]) through `temp`, a name in the same

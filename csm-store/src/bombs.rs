@@ -7,7 +7,8 @@
 //! - [`dictionary_bomb`]: an `events` file whose `detail` column is a dictionary of a few
 //!   long strings referenced by every row (each row expands to the whole string);
 //! - [`honest_net`]: a file of distinct `net` rows, as a flood makes the daemon write:
-//!   many of them together bound what a command may hold;
+//!   many of them together bound what a command may hold; [`honest_net_in_order`]: the
+//!   same in time order;
 //! - [`event_flood`]: an hour of `events` rows a flood makes the daemon write.
 
 use std::fs::File;
@@ -139,8 +140,35 @@ pub fn dictionary_bomb(path: &Path, hour_us: i64, rows: usize, len: usize) -> io
 
 /// `rows` distinct `net` rows of the hour starting at `hour_us` over `interfaces`
 /// interfaces: row `i` (of the file) is interface `f<i % interfaces>` with `i` bytes in and
-/// `2i` out, written as csm writes a part.
+/// `2i` out, written as csm writes a part. Their times go round the hour every 3,590 rows:
+/// the rows are not in time order.
 pub fn honest_net(path: &Path, hour_us: i64, rows: usize, interfaces: usize) -> io::Result<()> {
+    net_rows(path, rows, interfaces, |i| {
+        hour_us + 1_000_000 + (i as i64 % 3_590) * 1_000_000
+    })
+}
+
+/// [`honest_net`] in time order, as the daemon writes a part: the rows end 999 ms into
+/// each second from `from_us` to `from_us` + `seconds` s, evenly spread (so they lie
+/// within that span).
+pub fn honest_net_in_order(
+    path: &Path,
+    from_us: i64,
+    seconds: usize,
+    rows: usize,
+    interfaces: usize,
+) -> io::Result<()> {
+    net_rows(path, rows, interfaces, |i| {
+        from_us + (i * seconds / rows.max(1)) as i64 * 1_000_000 + 999_000
+    })
+}
+
+fn net_rows(
+    path: &Path,
+    rows: usize,
+    interfaces: usize,
+    ts_us: impl Fn(usize) -> i64,
+) -> io::Result<()> {
     let props = writer_properties(Table::Net, "bomb");
     let mut written = 0;
     let bytes = write_batches(Table::Net.schema(), props, false, rows, |n| {
@@ -148,7 +176,7 @@ pub fn honest_net(path: &Path, hour_us: i64, rows: usize, interfaces: usize) -> 
         written += n;
         let rows: Vec<NetRow> = (first..first + n)
             .map(|i| NetRow {
-                ts_us: hour_us + 1_000_000 + (i as i64 % 3_590) * 1_000_000,
+                ts_us: ts_us(i),
                 dur_ms: 1000,
                 iface: format!("f{}", i % interfaces),
                 ifindex: (i % interfaces) as i64 + 10,

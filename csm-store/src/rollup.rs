@@ -1,7 +1,7 @@
 //! 1-minute roll-ups of a finished hour (`cpu_1m`, `net_1m`, `net_uid_1m`, `mem_1m`,
 //! `ping_1m`).
 //!
-//! Pure functions from the hour's raw rows to roll-up rows; no I/O. Rules:
+//! Rules:
 //! - A counter row (`cpu`, `net`, `net_uid`) goes to the minute holding the middle of the
 //!   interval it covers, clamped into the row's own hour, so every raw row lands in exactly
 //!   one roll-up row of exactly one hourly roll-up file.
@@ -13,15 +13,33 @@
 //! - Gauges (`mem`) go to the minute they were sampled in: count, mean and max.
 //! - Ping measurements go to the minute they started in (their `ts`): sent and received
 //!   summed, RTT min/mean/max and percentiles over every reply of the minute.
-//! - `ts` of a roll-up row is the end of its minute.
+//! - `ts` of a roll-up row is the end of its minute; the file's rows are sorted by minute,
+//!   then by key.
+//!
+//! What is held: a [`Job`] reads the hour's parts twice, a row group at a time. The first
+//! pass decodes only the columns that place a row in its minute (`ts`, and `dur_ms` for
+//! counters) and notes, for each minute, its last row (part, row group, row: the
+//! [`Plan`]) and the intervals each minute covers. The second pass adds the rows up and,
+//! after each batch, writes out every minute whose last row is read (and every minute
+//! before it, so that the file stays sorted), as rows of the roll-up file: a temporary,
+//! renamed over the roll-up file at the end, in row groups of about 4 MiB encoded. So what
+//! is held is the minutes a later row still adds to: with parts in time order, as the
+//! daemon writes them, a minute or two of keys, whatever the hour's keys × 60 minutes;
+//! with rows out of order (a part written after a restart, a spill taken in), the minutes
+//! they reach back to, at most the hour's. The result does not depend on the order.
+//! One difference from reading once: a part the reader refuses only in the second pass
+//! (a string column past its bounds, which the first pass does not decode: not a file csm
+//! wrote) has its intervals counted in `dur_ms`, though its rows are left out as before.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::path::PathBuf;
-
 use crate::beneath;
+use crate::column::{read_column, Kind};
+use crate::events::Source;
 use crate::layout::{self, hour_of, MICROS_PER_HOUR};
 use crate::reader::{for_each_batch_in, BOUNDS};
 use crate::table::{FromBatch, Row, Table};
@@ -29,7 +47,7 @@ use crate::tables::{
     CpuMinuteRow, CpuRow, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow,
     PingMinuteRow, PingRow,
 };
-use crate::writer::{write_part, writer_properties, WriteError};
+use crate::writer::{writer_properties, StreamedPart, WriteError};
 
 pub const MICROS_PER_MINUTE: i64 = 60_000_000;
 
@@ -58,13 +76,93 @@ impl Intervals {
     }
 
     /// Covered milliseconds per minute: each distinct interval end counted once.
-    fn per_minute(&self) -> BTreeMap<i64, i64> {
+    fn per_minute(&self) -> Covered {
         let mut per_minute = BTreeMap::new();
         for (&ts, &dur) in &self.0 {
             let covered = per_minute.entry(counter_minute(ts, dur)).or_default();
             *covered = dur.max(0).saturating_add(*covered);
         }
-        per_minute
+        Covered(per_minute)
+    }
+}
+
+/// The milliseconds each minute's intervals cover, by minute start.
+#[derive(Default)]
+pub struct Covered(BTreeMap<i64, i64>);
+
+impl Covered {
+    fn of(&self, minute: i64) -> i64 {
+        self.0.get(&minute).copied().unwrap_or(0)
+    }
+}
+
+/// Where a row is in the hour's reading order: (part, row group, row in the group).
+type Place = (usize, usize, usize);
+
+/// What the first pass finds in an hour's parts.
+#[derive(Default)]
+pub struct Plan {
+    intervals: Intervals,
+    /// Each minute's last row.
+    last: BTreeMap<i64, Place>,
+}
+
+impl Plan {
+    fn note<R: RollUp>(&mut self, ts_us: i64, dur_ms: i64, at: Place) {
+        let last = self.last.entry(R::minute_of(ts_us, dur_ms)).or_insert(at);
+        *last = (*last).max(at);
+        if R::COUNTER {
+            self.intervals.add(ts_us, dur_ms);
+        }
+    }
+
+    /// The start of the first minute a row after `passed` still adds to: every minute
+    /// before it is whole once `passed` is read.
+    fn whole_before(&self, passed: Place) -> i64 {
+        self.last
+            .iter()
+            .find(|(_, &last)| last > passed)
+            .map_or(i64::MAX, |(&minute, _)| minute)
+    }
+}
+
+/// Minutes being added up: by minute start, then by key, so that the minutes done are
+/// taken out oldest first, each in key order.
+pub struct ByMinute<K, V>(BTreeMap<i64, BTreeMap<K, V>>);
+
+impl<K, V> Default for ByMinute<K, V> {
+    fn default() -> Self {
+        ByMinute(BTreeMap::new())
+    }
+}
+
+impl<K: Ord, V> ByMinute<K, V> {
+    /// The value under `key` in `minute`, made by `new(minute end)` the first time.
+    fn entry(&mut self, minute: i64, key: K, new: impl FnOnce(i64) -> V) -> &mut V {
+        self.0
+            .entry(minute)
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| new(minute.saturating_add(MICROS_PER_MINUTE)))
+    }
+
+    /// The minutes that start before `end`, taken out: (minute start, key, value).
+    fn take_before(&mut self, end: i64) -> impl Iterator<Item = (i64, K, V)> {
+        let later = self.0.split_off(&end);
+        std::mem::replace(&mut self.0, later)
+            .into_iter()
+            .flat_map(|(minute, keys)| keys.into_iter().map(move |(k, v)| (minute, k, v)))
+    }
+
+    /// The minute rows of the minutes before `end`, with each one's covered time set by
+    /// `cover(row, covered_ms)`.
+    fn take_covered(&mut self, end: i64, covered: &Covered, cover: impl Fn(&mut V, i64)) -> Vec<V> {
+        self.take_before(end)
+            .map(|(minute, _, mut row)| {
+                cover(&mut row, covered.of(minute));
+                row
+            })
+            .collect()
     }
 }
 
@@ -83,71 +181,10 @@ fn rate_per_s(value: i64, dur_ms: i64) -> f64 {
     }
 }
 
-/// A counter table's minutes so far: the intervals seen and the minute rows by key, whose
-/// `dur_ms` is filled in at the end (an interval's rows may come in several batches).
-pub struct Counters<K, M> {
-    intervals: Intervals,
-    minutes: BTreeMap<K, M>,
-}
-
-impl<K, M> Default for Counters<K, M> {
-    fn default() -> Self {
-        Counters {
-            intervals: Intervals::default(),
-            minutes: BTreeMap::new(),
-        }
-    }
-}
-
-impl<K: Ord, M> Counters<K, M> {
-    /// Counts a raw row's interval and returns the minute row its counters add to: the one
-    /// under `key(minute start)`, made by `new(minute end)` the first time.
-    fn minute_row(
-        &mut self,
-        ts_us: i64,
-        dur_ms: i64,
-        key: impl FnOnce(i64) -> K,
-        new: impl FnOnce(i64) -> M,
-    ) -> &mut M {
-        self.intervals.add(ts_us, dur_ms);
-        let minute = counter_minute(ts_us, dur_ms);
-        self.minutes
-            .entry(key(minute))
-            .or_insert_with(|| new(minute + MICROS_PER_MINUTE))
-    }
-}
-
-impl<M> Counters<(i64, i64), M> {
-    /// [`Counters::minute_row`] for tables keyed by uid.
-    fn uid_minute_row(
-        &mut self,
-        ts_us: i64,
-        dur_ms: i64,
-        uid: i64,
-        new: impl FnOnce(i64) -> M,
-    ) -> &mut M {
-        self.minute_row(ts_us, dur_ms, |minute| (minute, uid), new)
-    }
-}
-
-impl<K: Ord, M> Counters<K, M> {
-    /// The minute rows with each one's covered time set by `cover(row, covered_ms)`.
-    fn finish(self, minute_of: impl Fn(&M) -> i64, cover: impl Fn(&mut M, i64)) -> Vec<M> {
-        let covered = self.intervals.per_minute();
-        self.minutes
-            .into_values()
-            .map(|mut row| {
-                let minute = minute_of(&row) - MICROS_PER_MINUTE;
-                cover(&mut row, covered.get(&minute).copied().unwrap_or(0));
-                row
-            })
-            .collect()
-    }
-}
-
-fn add_cpu(acc: &mut Counters<(i64, i64), CpuMinuteRow>, rows: &[CpuRow]) {
+fn add_cpu(acc: &mut ByMinute<i64, CpuMinuteRow>, rows: &[CpuRow]) {
     for r in rows {
-        let row = acc.uid_minute_row(r.ts_us, r.dur_ms, r.uid, |ts_us| CpuMinuteRow {
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let row = acc.entry(minute, r.uid, |ts_us| CpuMinuteRow {
             ts_us,
             uid: r.uid,
             source: r.source,
@@ -159,58 +196,135 @@ fn add_cpu(acc: &mut Counters<(i64, i64), CpuMinuteRow>, rows: &[CpuRow]) {
     }
 }
 
-fn finish_cpu(acc: Counters<(i64, i64), CpuMinuteRow>) -> Vec<CpuMinuteRow> {
-    acc.finish(
-        |r| r.ts_us,
-        |r, covered| {
-            r.dur_ms = covered;
-            r.cpu_pct = if covered > 0 {
-                r.cpu_ns as f64 * 100.0 / (covered as f64 * 1e6)
-            } else {
-                0.0
-            };
-        },
-    )
+fn take_cpu(
+    acc: &mut ByMinute<i64, CpuMinuteRow>,
+    end: i64,
+    covered: &Covered,
+) -> Vec<CpuMinuteRow> {
+    acc.take_covered(end, covered, |r, covered| {
+        r.dur_ms = covered;
+        r.cpu_pct = if covered > 0 {
+            r.cpu_ns as f64 * 100.0 / (covered as f64 * 1e6)
+        } else {
+            0.0
+        };
+    })
 }
 
 pub fn cpu_minutes(rows: &[CpuRow]) -> Vec<CpuMinuteRow> {
     CpuRow::minutes(rows)
 }
 
-type NetKey = (i64, String, i64, Option<i64>);
+/// An interface: name, index, namespace.
+type NetKey = (String, i64, Option<i64>);
 
-fn add_net(acc: &mut Counters<NetKey, NetMinuteRow>, rows: &[NetRow]) {
-    for r in rows {
-        let row = acc.minute_row(
-            r.ts_us,
-            r.dur_ms,
-            |minute| (minute, r.iface.clone(), r.ifindex, r.netns),
-            |ts_us| NetMinuteRow {
-                ts_us,
-                iface: r.iface.clone(),
-                ifindex: r.ifindex,
-                netns: r.netns,
-                source: r.source,
-                ..Default::default()
-            },
-        );
-        row.rx_bytes = row.rx_bytes.saturating_add(r.rx_bytes);
-        row.tx_bytes = row.tx_bytes.saturating_add(r.tx_bytes);
-        row.rx_packets = row.rx_packets.saturating_add(r.rx_packets);
-        row.tx_packets = row.tx_packets.saturating_add(r.tx_packets);
-        row.rx_bytes_per_s_max = row.rx_bytes_per_s_max.max(rate_per_s(r.rx_bytes, r.dur_ms));
-        row.tx_bytes_per_s_max = row.tx_bytes_per_s_max.max(rate_per_s(r.tx_bytes, r.dur_ms));
-        row.rx_errors = sum_known(row.rx_errors, r.rx_errors);
-        row.tx_errors = sum_known(row.tx_errors, r.tx_errors);
-        row.rx_dropped = sum_known(row.rx_dropped, r.rx_dropped);
-        row.tx_dropped = sum_known(row.tx_dropped, r.tx_dropped);
+/// The interfaces of an hour, each held once: a minute's entries refer to them by number
+/// (an entry of a minute is then about 130 bytes, not its row and a copy of the name).
+#[derive(Default)]
+pub struct Interfaces {
+    /// By name, then (index, namespace): found without making a key.
+    numbers: HashMap<String, Vec<(i64, Option<i64>, u32)>>,
+    keys: Vec<NetKey>,
+}
+
+impl Interfaces {
+    fn number(&mut self, r: &NetRow) -> u32 {
+        if let Some(same) = self.numbers.get(r.iface.as_str()) {
+            if let Some(&(_, _, n)) = same
+                .iter()
+                .find(|&&(i, ns, _)| (i, ns) == (r.ifindex, r.netns))
+            {
+                return n;
+            }
+        }
+        let n = self.keys.len() as u32;
+        self.keys.push((r.iface.clone(), r.ifindex, r.netns));
+        self.numbers
+            .entry(r.iface.clone())
+            .or_default()
+            .push((r.ifindex, r.netns, n));
+        n
     }
 }
 
-fn finish_net(acc: Counters<NetKey, NetMinuteRow>) -> Vec<NetMinuteRow> {
-    let mut rows = acc.finish(|r| r.ts_us, |r, covered| r.dur_ms = covered);
-    rows.sort_by_key(|r| r.ts_us);
-    rows
+/// One interface's counters of one minute.
+pub struct NetAcc {
+    source: Source,
+    bytes_packets: [i64; 4],
+    rates_max: [f64; 2],
+    errors_drops: [Option<i64>; 4],
+}
+
+/// `net`'s minutes: interfaces by number.
+#[derive(Default)]
+pub struct NetMinutes {
+    interfaces: Interfaces,
+    minutes: ByMinute<u32, NetAcc>,
+}
+
+fn add_net(acc: &mut NetMinutes, rows: &[NetRow]) {
+    for r in rows {
+        let number = acc.interfaces.number(r);
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let sums = acc.minutes.entry(minute, number, |_| NetAcc {
+            source: r.source,
+            bytes_packets: [0; 4],
+            rates_max: [0.0; 2],
+            errors_drops: [None; 4],
+        });
+        let values = [r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets];
+        for (sum, v) in sums.bytes_packets.iter_mut().zip(values) {
+            *sum = sum.saturating_add(v);
+        }
+        let rates = [
+            rate_per_s(r.rx_bytes, r.dur_ms),
+            rate_per_s(r.tx_bytes, r.dur_ms),
+        ];
+        for (max, rate) in sums.rates_max.iter_mut().zip(rates) {
+            *max = max.max(rate);
+        }
+        let known = [r.rx_errors, r.tx_errors, r.rx_dropped, r.tx_dropped];
+        for (sum, v) in sums.errors_drops.iter_mut().zip(known) {
+            *sum = sum_known(*sum, v);
+        }
+    }
+}
+
+/// The minutes' rows in the file's order: by minute, then by interface.
+fn take_net(acc: &mut NetMinutes, end: i64, covered: &Covered) -> Vec<NetMinuteRow> {
+    let keys = &acc.interfaces.keys;
+    let mut taken: Vec<(i64, &NetKey, NetAcc)> = acc
+        .minutes
+        .take_before(end)
+        .map(|(minute, number, sums)| (minute, &keys[number as usize], sums))
+        .collect();
+    taken.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    taken
+        .into_iter()
+        .map(|(minute, (iface, ifindex, netns), sums)| {
+            let [rx_bytes, tx_bytes, rx_packets, tx_packets] = sums.bytes_packets;
+            let [rx_bytes_per_s_max, tx_bytes_per_s_max] = sums.rates_max;
+            let [rx_errors, tx_errors, rx_dropped, tx_dropped] = sums.errors_drops;
+            NetMinuteRow {
+                ts_us: minute + MICROS_PER_MINUTE,
+                dur_ms: covered.of(minute),
+                iface: iface.clone(),
+                ifindex: *ifindex,
+                netns: *netns,
+                rx_bytes,
+                tx_bytes,
+                rx_packets,
+                tx_packets,
+                rx_bytes_per_s_max,
+                tx_bytes_per_s_max,
+                source: sums.source,
+                rx_errors,
+                tx_errors,
+                rx_dropped,
+                tx_dropped,
+            }
+        })
+        .collect()
 }
 
 pub fn net_minutes(rows: &[NetRow]) -> Vec<NetMinuteRow> {
@@ -226,9 +340,10 @@ pub fn sum_known(acc: Option<i64>, value: Option<i64>) -> Option<i64> {
     }
 }
 
-fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRow]) {
+fn add_net_uid(acc: &mut ByMinute<i64, NetUidMinuteRow>, rows: &[NetUidRow]) {
     for r in rows {
-        let row = acc.uid_minute_row(r.ts_us, r.dur_ms, r.uid, |ts_us| NetUidMinuteRow {
+        let minute = counter_minute(r.ts_us, r.dur_ms);
+        let row = acc.entry(minute, r.uid, |ts_us| NetUidMinuteRow {
             ts_us,
             uid: r.uid,
             ..Default::default()
@@ -239,8 +354,12 @@ fn add_net_uid(acc: &mut Counters<(i64, i64), NetUidMinuteRow>, rows: &[NetUidRo
     }
 }
 
-fn finish_net_uid(acc: Counters<(i64, i64), NetUidMinuteRow>) -> Vec<NetUidMinuteRow> {
-    acc.finish(|r| r.ts_us, |r, covered| r.dur_ms = covered)
+fn take_net_uid(
+    acc: &mut ByMinute<i64, NetUidMinuteRow>,
+    end: i64,
+    covered: &Covered,
+) -> Vec<NetUidMinuteRow> {
+    acc.take_covered(end, covered, |r, covered| r.dur_ms = covered)
 }
 
 pub fn net_uid_minutes(rows: &[NetUidRow]) -> Vec<NetUidMinuteRow> {
@@ -259,9 +378,9 @@ pub struct MemAcc {
     swap: (i128, i64),
 }
 
-fn add_mem(acc: &mut BTreeMap<(i64, i64), MemAcc>, rows: &[MemRow]) {
+fn add_mem(acc: &mut ByMinute<i64, MemAcc>, rows: &[MemRow]) {
     for r in rows {
-        let acc = acc.entry((gauge_minute(r.ts_us), r.uid)).or_default();
+        let acc = acc.entry(gauge_minute(r.ts_us), r.uid, |_| MemAcc::default());
         acc.n += 1;
         acc.nproc_max = acc.nproc_max.max(r.nproc);
         acc.rss_sum += r.rss_bytes as i128;
@@ -278,10 +397,10 @@ fn add_mem(acc: &mut BTreeMap<(i64, i64), MemAcc>, rows: &[MemRow]) {
     }
 }
 
-fn finish_mem(acc: BTreeMap<(i64, i64), MemAcc>) -> Vec<MemMinuteRow> {
+fn take_mem(acc: &mut ByMinute<i64, MemAcc>, end: i64, _: &Covered) -> Vec<MemMinuteRow> {
     let mean = |(sum, n): (i128, i64)| (n > 0).then(|| (sum / n as i128) as i64);
-    acc.into_iter()
-        .map(|((minute, uid), a)| MemMinuteRow {
+    acc.take_before(end)
+        .map(|(minute, uid, a)| MemMinuteRow {
             ts_us: minute + MICROS_PER_MINUTE,
             uid,
             user: a.user,
@@ -307,11 +426,11 @@ pub struct PingAcc {
     rtts: Vec<f64>,
 }
 
-fn add_ping(acc: &mut BTreeMap<(i64, String), PingAcc>, rows: &[PingRow]) {
+fn add_ping(acc: &mut ByMinute<String, PingAcc>, rows: &[PingRow]) {
     for r in rows {
-        let acc = acc
-            .entry((gauge_minute(r.ts_us), r.target.clone()))
-            .or_default();
+        let acc = acc.entry(gauge_minute(r.ts_us), r.target.clone(), |_| {
+            PingAcc::default()
+        });
         acc.measurements += 1;
         acc.sent = acc.sent.saturating_add(r.sent.max(0));
         acc.rtts
@@ -323,9 +442,9 @@ fn add_ping(acc: &mut BTreeMap<(i64, String), PingAcc>, rows: &[PingRow]) {
 /// rows' `received` does. Percentiles are exact nearest ranks over every reply of the
 /// minute (the smallest RTT with at least p % of the replies at or below it): a minute
 /// holds a few hundred replies at most, so sorting them costs nothing.
-fn finish_ping(acc: BTreeMap<(i64, String), PingAcc>) -> Vec<PingMinuteRow> {
-    acc.into_iter()
-        .map(|((minute, target), mut a)| {
+fn take_ping(acc: &mut ByMinute<String, PingAcc>, end: i64, _: &Covered) -> Vec<PingMinuteRow> {
+    acc.take_before(end)
+        .map(|(minute, target, mut a)| {
             a.rtts.sort_by(f64::total_cmp);
             let received = a.rtts.len() as i64;
             let rank = |p: f64| crate::stats::quantile_sorted(&a.rtts, p);
@@ -360,65 +479,168 @@ pub trait WrittenTables {
 
 /// A raw table with a 1-minute roll-up: its rows, added batch after batch, make the
 /// roll-up's rows. What is held between batches is one entry per key and minute (and a
-/// minute's RTTs for `ping`), never the raw rows.
+/// minute's RTTs for `ping`) of the minutes not yet taken out, never the raw rows.
 pub trait RollUp: Row + FromBatch {
     type Minute: Row;
     type Acc: Default + Send;
+    /// Whether rows cover an interval (`dur_ms`, placed by its middle) or are samples
+    /// (placed by their `ts`).
+    const COUNTER: bool;
+    /// The columns that place a row in its minute (see [`RollUp::minute_of`]).
+    const PLACED_BY: &'static [&'static str];
+    /// The row's end (or sampling time) and length (0 for samples).
+    fn interval(&self) -> (i64, i64);
     fn add(acc: &mut Self::Acc, rows: &[Self]);
-    fn finish(acc: Self::Acc) -> Vec<Self::Minute>;
+    /// The minute rows of every minute that starts before `end`, taken out of `acc`, in
+    /// the file's order.
+    fn take_before(acc: &mut Self::Acc, end: i64, covered: &Covered) -> Vec<Self::Minute>;
+
+    /// Start of the minute a row of this `ts` and `dur_ms` goes to.
+    fn minute_of(ts_us: i64, dur_ms: i64) -> i64 {
+        if Self::COUNTER {
+            counter_minute(ts_us, dur_ms)
+        } else {
+            gauge_minute(ts_us)
+        }
+    }
+
     /// The roll-up of rows all at hand.
     fn minutes(rows: &[Self]) -> Vec<Self::Minute> {
+        let mut plan = Plan::default();
+        for row in rows {
+            let (ts_us, dur_ms) = row.interval();
+            plan.note::<Self>(ts_us, dur_ms, (0, 0, 0));
+        }
         let mut acc = Self::Acc::default();
         Self::add(&mut acc, rows);
-        Self::finish(acc)
+        Self::take_before(&mut acc, i64::MAX, &plan.intervals.per_minute())
     }
 }
 
 macro_rules! roll_ups {
-    ($($raw:ty => $minute:ty, $acc:ty: $add:ident, $finish:ident;)+) => {$(
+    ($($raw:ident => $minute:ty, $acc:ty: $add:ident, $take:ident, $kind:ident;)+) => {$(
         impl RollUp for $raw {
             type Minute = $minute;
             type Acc = $acc;
+            const COUNTER: bool = roll_ups!(@counter $kind);
+            const PLACED_BY: &'static [&'static str] = roll_ups!(@placed $raw $kind);
+            fn interval(&self) -> (i64, i64) {
+                roll_ups!(@interval self $kind)
+            }
             fn add(acc: &mut $acc, rows: &[Self]) {
                 $add(acc, rows)
             }
-            fn finish(acc: $acc) -> Vec<$minute> {
-                $finish(acc)
+            fn take_before(acc: &mut $acc, end: i64, covered: &Covered) -> Vec<$minute> {
+                $take(acc, end, covered)
             }
         }
     )+};
+    (@counter counter) => { true };
+    (@counter gauge) => { false };
+    (@placed $raw:ident counter) => { &[$raw::COLUMN.ts_us, $raw::COLUMN.dur_ms] };
+    (@placed $raw:ident gauge) => { &[$raw::COLUMN.ts_us] };
+    (@interval $row:ident counter) => { ($row.ts_us, $row.dur_ms) };
+    (@interval $row:ident gauge) => { ($row.ts_us, 0) };
 }
 
 roll_ups! {
-    CpuRow => CpuMinuteRow, Counters<(i64, i64), CpuMinuteRow>: add_cpu, finish_cpu;
-    MemRow => MemMinuteRow, BTreeMap<(i64, i64), MemAcc>: add_mem, finish_mem;
-    NetRow => NetMinuteRow, Counters<NetKey, NetMinuteRow>: add_net, finish_net;
-    NetUidRow => NetUidMinuteRow, Counters<(i64, i64), NetUidMinuteRow>: add_net_uid, finish_net_uid;
-    PingRow => PingMinuteRow, BTreeMap<(i64, String), PingAcc>: add_ping, finish_ping;
+    CpuRow => CpuMinuteRow, ByMinute<i64, CpuMinuteRow>: add_cpu, take_cpu, counter;
+    MemRow => MemMinuteRow, ByMinute<i64, MemAcc>: add_mem, take_mem, gauge;
+    NetRow => NetMinuteRow, NetMinutes: add_net, take_net, counter;
+    NetUidRow => NetUidMinuteRow, ByMinute<i64, NetUidMinuteRow>: add_net_uid, take_net_uid, counter;
+    PingRow => PingMinuteRow, ByMinute<String, PingAcc>: add_ping, take_ping, gauge;
+}
+
+/// Which pass a [`Job`] is in (see the module notes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Placing each row in its minute: the [`Plan`].
+    Plan,
+    /// Adding rows up and writing out the minutes done.
+    Add,
 }
 
 /// One hour's roll-up in progress: the raw parts of the hour, the next row group to
-/// read, and the minutes so far. It goes through the hour a few row groups per step (so
-/// that a flood of raw rows neither holds them nor stalls a flush) and writes the roll-up
-/// file at the end, from every row of every part: nothing is skipped. A daemon stopped
-/// mid-way finds the hour without a roll-up file at its next start and rolls it up again
-/// from the start.
+/// read, the plan, the minutes not yet written out and the roll-up file being written. It
+/// goes through the hour a few row groups per step (so that a flood of raw rows neither
+/// holds them nor stalls a flush), twice (see the module notes), and puts the roll-up
+/// file in place at the end, from every row of every part: nothing is skipped. A daemon
+/// stopped mid-way leaves no roll-up file (the temporary is removed), finds the hour
+/// without one at its next start and rolls it up again from the start.
 pub struct Job<R: RollUp> {
     hour: i64,
     /// The hour's part names, listed at the first step.
-    parts: Option<Vec<std::ffi::OsString>>,
-    part: usize,
-    row_group: usize,
+    parts: Option<Vec<OsString>>,
+    pass: Pass,
+    /// The row group read next: (part, row group).
+    at: (usize, usize),
+    plan: Plan,
+    minutes: Minutes<R>,
+}
+
+/// The second pass's minutes, and the roll-up file they are written out to.
+struct Minutes<R: RollUp> {
     acc: R::Acc,
+    /// What each minute covers, from the plan.
+    covered: Covered,
+    /// The roll-up file, from its first rows on.
+    file: Option<StreamedPart>,
+}
+
+impl<R: RollUp> Minutes<R> {
+    /// Writes out the minutes that start before `end` to the roll-up file at `path`, a
+    /// minute at a time: beside the minutes held, one minute's rows are, not all of them
+    /// when the hour's rows come out of order.
+    fn write_before(
+        &mut self,
+        plan: &Plan,
+        end: i64,
+        data_dir: &Path,
+        path: &Path,
+        host: &str,
+    ) -> io::Result<()> {
+        let minute_ends = plan
+            .last
+            .range(..end)
+            .map(|(&minute, _)| minute.saturating_add(MICROS_PER_MINUTE));
+        // Then whatever the plan did not foresee (a part changed between the passes).
+        for until in minute_ends.chain([end]) {
+            let rows = R::take_before(&mut self.acc, until.min(end), &self.covered);
+            if !rows.is_empty() {
+                self.write(&rows, data_dir, path, host)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        rows: &[R::Minute],
+        data_dir: &Path,
+        path: &Path,
+        host: &str,
+    ) -> io::Result<()> {
+        let file = match self.file.as_mut() {
+            Some(file) => file,
+            None => {
+                // Written once: the final compression.
+                let props = Arc::new(writer_properties(R::Minute::TABLE, host));
+                self.file
+                    .insert(StreamedPart::create::<R::Minute>(data_dir, path, &props)?)
+            }
+        };
+        file.write(rows)
+    }
 }
 
 /// A roll-up job of any table, for the store's queue.
 pub trait Step: Send {
     /// The raw table and hour rolled up.
     fn what(&self) -> (Table, i64);
-    /// Reads row groups until about `rows` rows are read or the hour is done; writes the
-    /// roll-up file when done. Returns the rows read and whether it is done. A part that
-    /// cannot be read is not ours to fix: it is warned about, named, and the rest rolled up.
+    /// Reads row groups until about `rows` rows are read or the hour is done; puts the
+    /// roll-up file in place when done. Returns the rows read and whether it is done. A
+    /// part that cannot be read is not ours to fix: it is warned about, named, and the
+    /// rest rolled up.
     fn step(
         &mut self,
         data_dir: &Path,
@@ -432,9 +654,14 @@ impl<R: RollUp> Job<R> {
         Job {
             hour,
             parts: None,
-            part: 0,
-            row_group: 0,
-            acc: R::Acc::default(),
+            pass: Pass::Plan,
+            at: (0, 0),
+            plan: Plan::default(),
+            minutes: Minutes {
+                acc: R::Acc::default(),
+                covered: Covered::default(),
+                file: None,
+            },
         }
     }
 
@@ -457,19 +684,89 @@ impl<R: RollUp> Job<R> {
         }
     }
 
-    fn write(self, data_dir: &Path, host: &str) -> Result<(), WriteError> {
-        let out = R::finish(self.acc);
-        if out.is_empty() {
-            return Ok(());
+    /// The first pass over the row group at `self.at` of `file`; returns the part's row
+    /// groups.
+    fn plan_group(
+        &mut self,
+        file: std::fs::File,
+        path: &Path,
+        read: &mut usize,
+    ) -> io::Result<usize> {
+        let (part, group) = self.at;
+        let plan = &mut self.plan;
+        let mut row = 0;
+        for_each_batch_in(
+            file,
+            path,
+            Some(R::PLACED_BY),
+            &BOUNDS,
+            Some(group..group + 1),
+            |batch| {
+                let ts: Vec<i64> =
+                    read_column(&batch, R::PLACED_BY[0], Kind::Time).map_err(io::Error::other)?;
+                let dur: Vec<i64> = match R::PLACED_BY.get(1) {
+                    Some(name) => {
+                        read_column(&batch, name, Kind::Measured).map_err(io::Error::other)?
+                    }
+                    None => vec![0; ts.len()],
+                };
+                *read += ts.len();
+                for (ts_us, dur_ms) in ts.into_iter().zip(dur) {
+                    plan.note::<R>(ts_us, dur_ms, (part, group, row));
+                    row += 1;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// The second pass over the row group at `self.at` of `file`: its rows added up, and
+    /// after each batch the minutes no later row adds to written out. Returns the part's
+    /// row groups, or `Err(Ok(_))` when the roll-up file could not be written.
+    fn add_group(
+        &mut self,
+        file: std::fs::File,
+        path: &Path,
+        read: &mut usize,
+        out: (&Path, &Path, &str),
+    ) -> Result<usize, Result<io::Error, io::Error>> {
+        let (part, group) = self.at;
+        let (plan, minutes) = (&self.plan, &mut self.minutes);
+        let (data_dir, out_path, host) = out;
+        let mut row = 0;
+        let mut write_error = None;
+        let result =
+            for_each_batch_in(file, path, None, &BOUNDS, Some(group..group + 1), |batch| {
+                let rows = R::from_batch(&batch).map_err(io::Error::other)?;
+                *read += rows.len();
+                R::add(&mut minutes.acc, &rows);
+                row += rows.len();
+                let end = plan.whole_before((part, group, row.saturating_sub(1)));
+                minutes
+                    .write_before(plan, end, data_dir, out_path, host)
+                    .map_err(|err| {
+                        let said = err.to_string();
+                        write_error = Some(err);
+                        io::Error::other(said)
+                    })
+            });
+        match (result, write_error) {
+            (_, Some(err)) => Err(Ok(err)),
+            (Ok(groups), None) => Ok(groups),
+            (Err(err), None) => Err(Err(err)),
         }
+    }
+
+    /// The second pass starts from the first part.
+    fn start_adding(&mut self) {
+        self.minutes.covered = std::mem::take(&mut self.plan.intervals).per_minute();
+        (self.pass, self.at) = (Pass::Add, (0, 0));
+    }
+
+    fn out_path(&self, data_dir: &Path, host: &str) -> PathBuf {
         let dir = layout::table_host_dir(data_dir, R::Minute::TABLE, host);
         let (date_dir, hh) = layout::hour_location(&dir, self.hour);
-        let path = date_dir.join(format!("{hh}.parquet"));
-        // Written once: the final compression.
-        let props = Arc::new(writer_properties(R::Minute::TABLE, host));
-        write_part(data_dir, &path, &out, &props)
-            .map(drop)
-            .map_err(|source| WriteError { path, source })
+        date_dir.join(format!("{hh}.parquet"))
     }
 }
 
@@ -502,30 +799,54 @@ where
                 }
             })
             .clone();
+        let out_path = self.out_path(data_dir, host);
         let mut read = 0;
         while read < rows {
-            let Some(name) = parts.get(self.part).cloned() else {
+            let Some(name) = parts.get(self.at.0).cloned() else {
+                if self.pass == Pass::Plan {
+                    self.start_adding();
+                    continue;
+                }
                 return self.done(data_dir, host, read);
             };
             let path = dir.join(&name);
-            let acc = &mut self.acc;
-            let groups = self.row_group..self.row_group + 1;
-            let result = beneath::open_regular_at(&fd, name.as_os_str()).and_then(|file| {
-                for_each_batch_in(file, &path, None, &BOUNDS, Some(groups), |batch| {
-                    let batch_rows = R::from_batch(&batch).map_err(std::io::Error::other)?;
-                    read += batch_rows.len();
-                    R::add(acc, &batch_rows);
-                    Ok(())
-                })
+            let (part, group) = self.at;
+            let file = beneath::open_regular_at(&fd, name.as_os_str()).map_err(Err);
+            let result = file.and_then(|file| match self.pass {
+                Pass::Plan => self.plan_group(file, &path, &mut read).map_err(Err),
+                Pass::Add => self.add_group(file, &path, &mut read, (data_dir, &out_path, host)),
             });
-            match result {
-                Ok(row_groups) if self.row_group + 1 < row_groups => self.row_group += 1,
-                Ok(_) => (self.part, self.row_group) = (self.part + 1, 0),
-                Err(err) => {
+            // The last row read: the row group's last, or the part's when it ends here.
+            let passed = match result {
+                Ok(groups) if group + 1 < groups => {
+                    self.at.1 += 1;
+                    (part, group, usize::MAX)
+                }
+                Ok(_) => {
+                    self.at = (part + 1, 0);
+                    (part, usize::MAX, usize::MAX)
+                }
+                Err(Ok(source)) => {
+                    return Err(WriteError {
+                        path: out_path,
+                        source,
+                    })
+                }
+                Err(Err(err)) => {
                     // Refused or unreadable from its start: what it holds is not csm's.
                     tracing::warn!("roll-up skips {}: {err}", path.display());
-                    (self.part, self.row_group) = (self.part + 1, 0);
+                    self.at = (part + 1, 0);
+                    (part, usize::MAX, usize::MAX)
                 }
+            };
+            if self.pass == Pass::Add {
+                let end = self.plan.whole_before(passed);
+                self.minutes
+                    .write_before(&self.plan, end, data_dir, &out_path, host)
+                    .map_err(|source| WriteError {
+                        path: out_path.clone(),
+                        source,
+                    })?;
             }
         }
         Ok((read, false))
@@ -533,15 +854,24 @@ where
 }
 
 impl<R: RollUp> Job<R> {
+    /// Writes out every minute left and puts the roll-up file in place (none when the
+    /// hour has no rows).
     fn done(
         &mut self,
         data_dir: &Path,
         host: &str,
         read: usize,
     ) -> Result<(usize, bool), WriteError> {
+        let path = self.out_path(data_dir, host);
         let hour = self.hour;
-        let job = std::mem::replace(self, Job::new(hour));
-        job.write(data_dir, host).map(|()| (read, true))
+        let mut job = std::mem::replace(self, Job::new(hour));
+        let written = job
+            .minutes
+            .write_before(&job.plan, i64::MAX, data_dir, &path, host)
+            .and_then(|()| job.minutes.file.take().map_or(Ok(()), StreamedPart::finish));
+        written
+            .map(|()| (read, true))
+            .map_err(|source| WriteError { path, source })
     }
 }
 
@@ -826,5 +1156,182 @@ mod tests {
         let unsent = out.iter().find(|r| r.target == "unresolvable").unwrap();
         assert_eq!((unsent.sent, unsent.loss_pct), (0, None));
         assert!(out.iter().all(|r| r.hour() == hour_of(H)));
+    }
+
+    /// `rows` written as part `part` of `table`'s hour of `H` under `data`, in row groups
+    /// of `group` rows (a part the daemon wrote before a restart, or a flush's group).
+    fn write_part_in_groups<R: Row>(data: &Path, part: usize, rows: &[R], group: usize) {
+        let path = crate::bombs::hour_part(data, R::TABLE, "h", hour_of(H), part);
+        let props = writer_properties(R::TABLE, "h");
+        let file = std::fs::File::create(path).unwrap();
+        let options = crate::growing::writer_options(&props);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new_with_options(file, R::TABLE.schema(), options)
+                .unwrap();
+        for chunk in rows.chunks(group) {
+            writer.write(&R::to_batch(chunk).unwrap()).unwrap();
+            writer.flush().unwrap();
+        }
+        writer.close().unwrap();
+    }
+
+    /// What the roll-up file holds once written and read back (rates are stored rounded).
+    fn as_written<R: Row + FromBatch>(dir: &Path, rows: &[R]) -> Vec<R> {
+        let path = dir.join("whole.parquet");
+        let props = Arc::new(writer_properties(R::TABLE, "h"));
+        crate::writer::write_part(dir, &path, rows, &props).unwrap();
+        crate::read_rows(&path).unwrap()
+    }
+
+    /// An hour of `net` rows, every second, of 7 interfaces (one of them in a second
+    /// namespace, one without drop counts), each interval's rows together.
+    fn net_hour() -> Vec<NetRow> {
+        let mut rows = Vec::new();
+        for s in 1..3600 {
+            for i in 0..7 {
+                rows.push(NetRow {
+                    ts_us: H + s * 1_000_000 + 2_000,
+                    dur_ms: 1000,
+                    iface: format!("veth{}", i % 6),
+                    ifindex: 10 + i,
+                    netns: Some(4_026_531_840 + i / 6),
+                    rx_bytes: s * 1000 + i,
+                    tx_bytes: (s * 7 + i) % 5000,
+                    rx_packets: s % 13,
+                    tx_packets: i,
+                    source: Source::Ebpf,
+                    rx_errors: Some(s % 3),
+                    tx_errors: Some(0),
+                    rx_dropped: (i != 3).then_some(s % 5),
+                    tx_dropped: None,
+                });
+            }
+        }
+        rows
+    }
+
+    fn rolled_up_file(data: &Path) -> Vec<NetMinuteRow> {
+        roll_up::<NetRow>(data, "h", hour_of(H)).unwrap();
+        let dir = layout::table_host_dir(data, Table::NetMinute, "h");
+        let (dir, hh) = layout::hour_location(&dir, hour_of(H));
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [format!("{hh}.parquet")], "no temporary left");
+        crate::read_rows(&dir.join(format!("{hh}.parquet"))).unwrap()
+    }
+
+    #[test]
+    fn written_as_it_goes_the_file_is_the_roll_up_of_every_row_in_order() {
+        // Three parts in time order (as the daemon writes them), in row groups that end
+        // mid-minute; the last part starts with a recovery row covering a 10-minute
+        // collection gap, whose middle lies in a minute of the first part.
+        let mut rows = net_hour();
+        rows.retain(|r| !(1800..2400).contains(&((r.ts_us - H) / 1_000_000)));
+        let gap = NetRow {
+            ts_us: H + 2400 * 1_000_000 + 2_000,
+            dur_ms: 2_400_000,
+            ..rows[0].clone()
+        };
+        let data = tempfile::tempdir().unwrap();
+        let (first, rest) = rows.split_at(5_000);
+        let (second, third) = rest.split_at(9_000);
+        write_part_in_groups(data.path(), 0, first, 999);
+        write_part_in_groups(data.path(), 1, second, 4_000);
+        let mut last = vec![gap.clone()];
+        last.extend_from_slice(third);
+        write_part_in_groups(data.path(), 2, &last, 1_234);
+        rows.push(gap);
+
+        let expected = as_written(data.path(), &net_minutes(&rows));
+        let got = rolled_up_file(data.path());
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the same rows, in the same order");
+        let minute_of_gap = counter_minute(H + 2400 * 1_000_000 + 2_000, 2_400_000);
+        assert!(
+            minute_of_gap < H + 1800 * 1_000_000,
+            "the gap row reaches back"
+        );
+    }
+
+    #[test]
+    fn rows_out_of_order_roll_up_the_same() {
+        // Every part holds rows of the whole hour, shuffled: no minute is whole before
+        // the last part is read.
+        let mut rows = net_hour();
+        let mut state = 7_u64;
+        for i in (1..rows.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            rows.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let data = tempfile::tempdir().unwrap();
+        for (part, rows) in rows.chunks(rows.len() / 3 + 1).enumerate() {
+            write_part_in_groups(data.path(), part, rows, 2_048);
+        }
+        let expected = as_written(data.path(), &net_minutes(&rows));
+        assert!(rolled_up_file(data.path()) == expected);
+    }
+
+    #[test]
+    fn a_job_stopped_mid_way_leaves_no_file() {
+        let data = tempfile::tempdir().unwrap();
+        write_part_in_groups(data.path(), 0, &net_hour(), 1_000);
+        let mut job = Job::<NetRow>::new(hour_of(H));
+        // The plan (25,193 rows), then part of the second pass: some minutes written out.
+        let (read, done) = job.step(data.path(), "h", 40_000).unwrap();
+        assert!(!done && read >= 40_000);
+        let dir = layout::table_host_dir(data.path(), Table::NetMinute, "h");
+        let (dir, _) = layout::hour_location(&dir, hour_of(H));
+        let temporaries = || std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            temporaries(),
+            1,
+            "the roll-up file is written to its temporary"
+        );
+        drop(job);
+        assert_eq!(temporaries(), 0, "and nothing is left of it");
+    }
+
+    #[test]
+    fn the_gauges_and_ping_roll_up_the_same_written_as_they_go() {
+        let data = tempfile::tempdir().unwrap();
+        let mem: Vec<MemRow> = (0..3600)
+            .map(|s| MemRow {
+                ts_us: H + s * 1_000_000,
+                uid: s % 3,
+                user: Some(format!("u{}", s % 3)),
+                nproc: s % 17,
+                rss_bytes: s * 4096,
+                pss_bytes: (s % 2 == 0).then_some(s),
+                swap_bytes: None,
+            })
+            .collect();
+        write_part_in_groups(data.path(), 0, &mem, 700);
+        roll_up::<MemRow>(data.path(), "h", hour_of(H)).unwrap();
+        let path = |table| {
+            let dir = layout::table_host_dir(data.path(), table, "h");
+            let (dir, hh) = layout::hour_location(&dir, hour_of(H));
+            dir.join(format!("{hh}.parquet"))
+        };
+        let got: Vec<MemMinuteRow> = crate::read_rows(&path(Table::MemMinute)).unwrap();
+        assert!(got == as_written(data.path(), &mem_minutes(&mem)));
+
+        let pings: Vec<PingRow> = (0..1200)
+            .map(|m| {
+                ping(
+                    m * 3000,
+                    ["a", "b"][m as usize % 2],
+                    3,
+                    &[1.0 + m as f64 % 7.0],
+                )
+            })
+            .collect();
+        write_part_in_groups(data.path(), 0, &pings, 333);
+        roll_up::<PingRow>(data.path(), "h", hour_of(H)).unwrap();
+        let got: Vec<PingMinuteRow> = crate::read_rows(&path(Table::PingMinute)).unwrap();
+        assert!(got == as_written(data.path(), &ping_minutes(&pings)));
     }
 }

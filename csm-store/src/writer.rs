@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -360,7 +361,8 @@ fn new_part(table_host_dir: &Path, hour: i64) -> PathBuf {
 /// - zstd level 19 for files written for the last time (a finished hour, a roll-up); the
 ///   current hour's row groups: level 6 for the large ones, Snappy for the few last flushes'
 ///   (see [`flush_properties`] and [`small_group_properties`]);
-/// - one row group per hourly file (the current hour: a few, see `growing.rs`) and one data
+/// - one row group per hourly file (the current hour: a few, see `growing.rs`; a roll-up
+///   of more than about 4 MiB encoded: one per 4 MiB, see [`StreamedPart`]) and one data
 ///   page per column per row group, chunk-level statistics, no page index or offset index
 ///   (files are hourly already);
 /// - no embedded Arrow schema (see [`writer_options`](crate::growing::writer_options));
@@ -467,19 +469,70 @@ fn replace_part(
     part: &Path,
     fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
 ) -> io::Result<u64> {
+    let (dir, name, temp) = part_folder(data_dir, part)?;
+    atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |mut file| {
+        fill(&mut file)?;
+        let bytes = file.metadata()?.len();
+        Ok((file, bytes))
+    })
+}
+
+/// `part`'s folder below `data_dir`, created or opened relative to the data dir (never
+/// through a link), with the part's name and its temporary's name.
+fn part_folder(data_dir: &Path, part: &Path) -> io::Result<(OwnedFd, String, String)> {
     let rel_dir = part
         .parent()
         .and_then(|dir| dir.strip_prefix(data_dir).ok())
         .ok_or_else(|| io::Error::other(format!("{} is not below the data dir", part.display())))?;
     create_dir_all(data_dir)?;
     let dir = beneath::open_dir(data_dir, rel_dir, true)?;
-    let name = file_name(part);
-    let temp = file_name(&layout::temp_path(part));
-    atomic::replace_file_at(&dir, &name, &temp, FILE_MODE, |mut file| {
-        fill(&mut file)?;
-        let bytes = file.metadata()?.len();
-        Ok((file, bytes))
-    })
+    Ok((dir, file_name(part), file_name(&layout::temp_path(part))))
+}
+
+/// In-progress bytes (encoded, before compression) past which a [`StreamedPart`] ends its
+/// row group: what writing a large file holds, whatever its rows.
+const STREAMED_GROUP_BYTES: usize = 4 << 20;
+
+/// A part written over several calls, as its rows become known: rows go to its temporary
+/// (see [`write_part`]) as row groups of at most about [`STREAMED_GROUP_BYTES`], and
+/// [`finish`](Self::finish) puts it in place. Dropped unfinished, the temporary is removed
+/// and the part left as it was.
+pub(crate) struct StreamedPart {
+    replacement: atomic::Replacement,
+    writer: ArrowWriter<fs::File>,
+}
+
+impl StreamedPart {
+    pub(crate) fn create<R: Row>(
+        data_dir: &Path,
+        part: &Path,
+        props: &Arc<WriterProperties>,
+    ) -> io::Result<StreamedPart> {
+        let (dir, name, temp) = part_folder(data_dir, part)?;
+        let replacement = atomic::Replacement::begin(dir, &name, &temp, FILE_MODE)?;
+        let file = replacement.file().try_clone()?;
+        let writer =
+            ArrowWriter::try_new_with_options(file, R::TABLE.schema(), writer_options(props))
+                .map_err(io::Error::other)?;
+        Ok(StreamedPart {
+            replacement,
+            writer,
+        })
+    }
+
+    pub(crate) fn write<R: Row>(&mut self, rows: &[R]) -> io::Result<()> {
+        let batch = R::to_batch(rows).map_err(io::Error::other)?;
+        self.writer.write(&batch).map_err(io::Error::other)?;
+        if self.writer.in_progress_size() > STREAMED_GROUP_BYTES {
+            self.writer.flush().map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> io::Result<()> {
+        self.writer.close().map_err(io::Error::other)?;
+        self.replacement.commit()
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -1,7 +1,8 @@
 //! The clock is sacred (issue 21, point 3): under namespace churn (5,000 sleeping
 //! processes and an unprivileged user creating and destroying network namespaces in a
-//! loop), the collection intervals stay within 10 % of 1 s, ping measurements of a
-//! loopback target start on time, and no false outage is recorded.
+//! loop), and under a user's busy loops on every core, the collection intervals stay
+//! within 10 % of 1 s, ping measurements of a loopback target start on time, and no
+//! false outage is recorded.
 //!
 //! Prints what it measured (worst interval deviation per table, worst ping start
 //! lateness, the daemon's CPU share); `CSM_TEST_BIN_DIR=<other build>/release` measures
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use csm::store::outages::{measured, outages};
 use csm::store::{CpuRow, NetRow, PingRow};
 use csm_tests::churn::Churn;
-use csm_tests::{now_us, require_root, Daemon, DataDir};
+use csm_tests::{now_us, require_root, Daemon, DataDir, TestUser};
 
 const SECOND_US: i64 = 1_000_000;
 /// Intervals within 10 % of their setting (1 s).
@@ -69,12 +70,25 @@ fn intervals(rows: impl IntoIterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
     distinct.into_iter().collect()
 }
 
-#[test]
-fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
-    require_root();
-    if !Churn::possible() {
-        panic!("an unprivileged user cannot run `unshare -Urn` here: the attack cannot be made");
-    }
+/// What the daemon recorded while a load ran.
+struct OnTime {
+    cpu_worst: f64,
+    cpu_n: usize,
+    net_worst: f64,
+    net_n: usize,
+    loaded_ping: Vec<PingRow>,
+    found: Vec<csm::store::outages::Outage>,
+    cpu_share: f64,
+    /// Nice value and scheduling policy of each of the daemon's threads while it ran,
+    /// by thread id.
+    threads: BTreeMap<u32, Sched>,
+    log: String,
+}
+
+/// Runs the daemon at 1 s with a loopback ping target every second, starts the load
+/// `start_load` makes after 3 s, keeps it for [`LOADED`], and measures what the rows
+/// say of the loaded window. `what` names the load in the printed line.
+fn collect_under<L>(what: &str, start_load: impl FnOnce() -> L) -> OnTime {
     let data = DataDir::new();
     let config = data.config("[ping]\ninterval = \"1s\"\ncount = 3\n");
     let daemon = Daemon::builder()
@@ -86,14 +100,15 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         .start();
     sleep(Duration::from_secs(3));
 
-    let churn = Churn::start(5000);
+    let load = start_load();
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let (ticks_before, loaded_from, t0) = (cpu_ticks(daemon.pid()), now_us(), Instant::now());
     sleep(LOADED);
     let cpu_share =
         (cpu_ticks(daemon.pid()) - ticks_before) as f64 / clk_tck / t0.elapsed().as_secs_f64();
+    let threads = thread_sched(daemon.pid());
     let loaded_to = now_us();
-    drop(churn);
+    drop(load);
     sleep(Duration::from_secs(2));
     let log = daemon.stop().join("\n");
 
@@ -108,9 +123,10 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         .into_iter()
         .filter(|r| r.target == "127.0.0.1")
         .collect();
-    let loaded_ping: Vec<&PingRow> = ping
+    let loaded_ping: Vec<PingRow> = ping
         .iter()
         .filter(|r| (loaded_from..loaded_to).contains(&r.ts_us))
+        .cloned()
         .collect();
     let latest_start_ms = loaded_ping
         .iter()
@@ -135,40 +151,175 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
     // What the definition before "not measured" existed would have called outages.
     let counting_unmeasured = outages(ping.iter().map(|r| (r.ts_us, r.received, true)));
     println!(
-        "under churn for {LOADED:?}: cpu intervals {cpu_n}, worst {:.1} %; net intervals \
+        "under {what} for {LOADED:?}: cpu intervals {cpu_n}, worst {:.1} %; net intervals \
          {net_n}, worst {:.1} %; ping {} measurements, latest start {latest_start_ms:.1} ms \
          into its second, longest gap between starts {longest_ping_gap_s:.1} s, \
-         {not_measured} not measured, {} outages ({} counting unmeasured ones); daemon {:.1} % of a core",
+         {not_measured} not measured, {} outages ({} counting unmeasured ones); daemon {:.1} % \
+         of a core; threads (nice, policy) {:?}",
         cpu_worst * 100.0,
         net_worst * 100.0,
         loaded_ping.len(),
         found.len(),
         counting_unmeasured.len(),
-        cpu_share * 100.0
+        cpu_share * 100.0,
+        threads.values().collect::<Vec<_>>(),
     );
+    OnTime {
+        cpu_worst,
+        cpu_n,
+        net_worst,
+        net_n,
+        loaded_ping,
+        found,
+        cpu_share,
+        threads,
+        log,
+    }
+}
 
-    assert!(found.is_empty(), "false outages: {found:?}\n{log}");
+/// A thread's nice value and scheduling policy (0 normal, 2 round robin: sched(7)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sched {
+    nice: i64,
+    policy: i64,
+}
+
+/// How each thread of `pid` is scheduled, from fields 19 and 41 of stat(5).
+fn thread_sched(pid: u32) -> BTreeMap<u32, Sched> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            // Fields are numbered from 1 and the first two (pid, name) are cut.
+            let field = |n: usize| fields.get(n - 3)?.parse().ok();
+            Some((
+                tid,
+                Sched {
+                    nice: field(19)?,
+                    policy: field(41)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Every interval and ping measurement of the loaded window on time, no false outage.
+fn assert_on_time(m: &OnTime) {
+    let log = &m.log;
+    assert!(m.found.is_empty(), "false outages: {:?}\n{log}", m.found);
     assert!(
-        loaded_ping.len() as u64 >= LOADED.as_secs() - 2,
+        m.loaded_ping.len() as u64 >= LOADED.as_secs() - 2,
         "a measurement every second: {} in {LOADED:?}",
-        loaded_ping.len()
+        m.loaded_ping.len()
     );
     assert!(
-        loaded_ping
+        m.loaded_ping
             .iter()
             .all(|r| r.received == r.sent && r.sent == 3),
-        "every loopback echo answered: {loaded_ping:?}"
+        "every loopback echo answered: {:?}",
+        m.loaded_ping
     );
-    assert!(cpu_n as u64 >= LOADED.as_secs() - 2, "cpu rows: {cpu_n}");
     assert!(
-        cpu_worst <= MOST_DEVIATION,
+        m.cpu_n as u64 >= LOADED.as_secs() - 2,
+        "cpu rows: {}",
+        m.cpu_n
+    );
+    assert!(
+        m.cpu_worst <= MOST_DEVIATION,
         "a cpu interval off by {:.1} %",
-        cpu_worst * 100.0
+        m.cpu_worst * 100.0
     );
-    assert!(net_n as u64 >= LOADED.as_secs() - 2, "net rows: {net_n}");
     assert!(
-        net_worst <= MOST_DEVIATION,
+        m.net_n as u64 >= LOADED.as_secs() - 2,
+        "net rows: {}",
+        m.net_n
+    );
+    assert!(
+        m.net_worst <= MOST_DEVIATION,
         "a net interval off by {:.1} %",
-        net_worst * 100.0
+        m.net_worst * 100.0
+    );
+}
+
+#[test]
+fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
+    require_root();
+    if !Churn::possible() {
+        panic!("an unprivileged user cannot run `unshare -Urn` here: the attack cannot be made");
+    }
+    let measured = collect_under("churn", || Churn::start(5000));
+    assert_on_time(&measured);
+}
+
+/// Busy loops that keep both cores busy, run by a test user (no privilege).
+struct BusyLoops {
+    children: Vec<std::process::Child>,
+    _user: TestUser,
+}
+
+impl BusyLoops {
+    fn start(per_core: usize) -> BusyLoops {
+        let user = TestUser::create("busy");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let children = (0..per_core * cores)
+            .map(|_| user.shell("while :; do :; done").spawn().unwrap())
+            .collect();
+        BusyLoops {
+            children,
+            _user: user,
+        }
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A user who keeps every core busy with 12 busy loops each (load 24 on 2 cores) cannot
+/// delay the daemon's ticks or pings: the eBPF collectors and ping run at SCHED_RR 1, the
+/// memory walk at nice −10 (csm-user/src/daemon/priority.rs), the rest of the daemon at
+/// its own priority. Measured on the 2-core test VM with three builds beside: before, 4
+/// to 7 of 58 intervals outside 10 %, the worst 1,364 ms; at nice −10 for all of them,
+/// up to 2 in 43 still 105–115 ms late; see docs/security.md for the figures now.
+#[test]
+fn a_users_busy_loops_delay_no_tick() {
+    require_root();
+    let measured = collect_under("busy loops", || BusyLoops::start(12));
+    let threads: Vec<Sched> = measured.threads.values().copied().collect();
+    let count = |sched: Sched| threads.iter().filter(|&&t| t == sched).count();
+    const ROUND_ROBIN: i64 = 2;
+    assert!(
+        count(Sched {
+            nice: 0,
+            policy: ROUND_ROBIN
+        }) >= 3,
+        "cpu, net and ping threads round robin: {threads:?}"
+    );
+    assert!(
+        count(Sched {
+            nice: -10,
+            policy: 0
+        }) >= 1,
+        "the memory walk at nice -10: {threads:?}"
+    );
+    assert!(
+        count(Sched { nice: 0, policy: 0 }) >= 1,
+        "the other threads at the daemon's own priority: {threads:?}"
+    );
+    assert_on_time(&measured);
+    // The busy loops do not make the daemon work more.
+    assert!(
+        measured.cpu_share < 0.05,
+        "daemon {:.1} % of a core",
+        measured.cpu_share * 100.0
     );
 }

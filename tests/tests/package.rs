@@ -178,6 +178,19 @@ fn bounding_set(unit: &str, drop: &[&str]) -> (String, BTreeSet<String>) {
     (arg, caps)
 }
 
+/// The scheduling policy (field 41 of stat(5)) of each thread of `pid`.
+fn thread_policies(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            after_name.split_whitespace().nth(41 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
 /// The kernel's capability numbers, for checking /proc/<pid>/status of the daemon.
 fn cap_number(name: &str) -> u32 {
     match name {
@@ -185,6 +198,7 @@ fn cap_number(name: &str) -> u32 {
         "net_raw" => 13,
         "sys_ptrace" => 19,
         "sys_admin" => 21,
+        "sys_nice" => 23,
         "perfmon" => 38,
         "bpf" => 39,
         other => panic!("no number for capability {other} in this test"),
@@ -365,6 +379,12 @@ fn the_units_capabilities_are_enough_for_every_table() {
 
     // Traffic before the network collector's first sample is its baseline, not counted.
     wait_for_event(data.path(), "net_maps", "start", Duration::from_secs(20));
+    // CAP_SYS_NICE is enough for the time-keeping threads' real-time priority.
+    let policies = thread_policies(daemon.pid());
+    assert!(
+        policies.iter().filter(|&&p| p == libc::SCHED_RR).count() >= 3,
+        "cpu, net and ping threads at SCHED_RR: {policies:?}"
+    );
     loopback_traffic(4 << 20);
     // Memory is sampled at start and every 10 s (and at stop).
     std::thread::sleep(Duration::from_secs(5));

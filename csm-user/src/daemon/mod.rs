@@ -10,6 +10,7 @@ pub mod collector;
 pub mod ctx;
 mod error;
 pub mod pending;
+pub mod priority;
 mod ready;
 pub mod schedule;
 pub mod settings;

@@ -16,6 +16,7 @@ use tokio::task::{spawn_local, JoinHandle};
 use super::backend::Collectors;
 use super::collector::drive;
 use super::ctx::{Ctx, KeepAlive};
+use super::priority::{Level, TimeKeeping};
 use crate::sources::ebpf::mem::MemIter;
 use crate::sources::procfs::mem::ProcMemSampler;
 use crate::sources::procfs::net::ProcNetSampler;
@@ -40,23 +41,29 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         ..
     } = collectors;
     let interval = settings.interval;
-    let mut handles = vec![on_own_thread(ctx, "cpu", move |ctx| {
+    let cpu_level = match cpu.walks_processes() {
+        true => Level::Walks,
+        false => Level::Ticks,
+    };
+    let mut handles = vec![on_own_thread(ctx, "cpu", cpu_level, move |ctx| {
         drive(ctx, cpu, interval, resume_cpu)
     })];
     // /proc/net/dev only when no eBPF network collector runs.
     let paths = settings.paths.clone();
     handles.push(match net {
-        Some(reader) => on_own_thread(ctx, "net", move |ctx| {
+        Some(reader) => on_own_thread(ctx, "net", Level::Ticks, move |ctx| {
             let net = net::NetCollector::new(reader, paths);
             drive(ctx, net, interval, resume_net)
         }),
-        None => on_own_thread(ctx, "net", move |ctx| {
+        None => on_own_thread(ctx, "net", Level::Ticks, move |ctx| {
             drive(ctx, ProcNetSampler::new(paths), interval, resume_netdev)
         }),
     });
-    handles.push(on_own_thread(ctx, "mem", move |ctx| drive_gauges(ctx, mem)));
+    handles.push(on_own_thread(ctx, "mem", Level::Walks, move |ctx| {
+        drive_gauges(ctx, mem)
+    }));
     if !settings.ping_targets.is_empty() {
-        handles.push(on_own_thread(ctx, "ping", ping::run_all));
+        handles.push(on_own_thread(ctx, "ping", Level::Ticks, ping::run_all));
     }
     let mut keep_alive: KeepAlive = Vec::new();
     if let Some(loaded) = ebpf {
@@ -67,14 +74,16 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 
 /// Runs the future `start` makes on a thread of its own (from the blocking pool, held for
 /// the whole run), with a single-threaded runtime of its own: its timers fire on time
-/// whatever the other threads are doing. An error starting it is one `collector_error`.
-fn on_own_thread<F, Fut>(ctx: &Ctx, what: &'static str, start: F) -> JoinHandle<()>
+/// whatever the other threads are doing, and at a priority above users' processes
+/// ([`TimeKeeping`] at `level`). An error starting it is one `collector_error`.
+fn on_own_thread<F, Fut>(ctx: &Ctx, what: &'static str, level: Level, start: F) -> JoinHandle<()>
 where
     F: FnOnce(Ctx) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
+        let _priority = TimeKeeping::raise(level);
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
