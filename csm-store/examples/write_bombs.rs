@@ -1,6 +1,9 @@
 //! Writes the Parquet bombs of `csm_store::bombs` into data dirs, one per bomb, as hour
 //! files of host `test` two hours ago, for measuring readers by hand:
-//! `write_bombs <out>` makes `<out>/rows`, `<out>/dict4k`, `<out>/dict100k`, `<out>/honest`.
+//! `write_bombs <out>` makes `<out>/rows`, `<out>/dict4k`, `<out>/dict100k`, `<out>/honest`;
+//! `write_bombs <out> names` only `<out>/names` (one `net` file of a million rows, each
+//! interface named once); `write_bombs <out> events` only `<out>/events` (three hours of
+//! a flood's `events`, a million rows each, and a `cpu` hour).
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +19,12 @@ fn main() {
     let out = PathBuf::from(std::env::args().nth(1).expect("usage: write_bombs <out>"));
     let hour = chrono::Utc::now().timestamp_micros() / MICROS_PER_HOUR - 2;
     let at = hour * MICROS_PER_HOUR;
+    if std::env::args().nth(2).as_deref() == Some("names") {
+        let names = part(&out.join("names"), Table::Net, hour, 0);
+        bombs::honest_net(&names, at, 1_000_000, 1_000_000).unwrap();
+        println!("wrote {}", names.display());
+        return;
+    }
     let cpu: Vec<CpuRow> = (1..3600)
         .map(|s| CpuRow {
             ts_us: at + s * 1_000_000,
@@ -27,6 +36,15 @@ fn main() {
             source: Source::Proc,
         })
         .collect();
+    if std::env::args().nth(2).as_deref() == Some("events") {
+        for h in hour - 1..=hour + 1 {
+            let events = part(&out.join("events"), Table::Events, h, 0);
+            bombs::event_flood(&events, h * MICROS_PER_HOUR, 1_000_000).unwrap();
+        }
+        bombs::honest(&part(&out.join("events"), Table::Cpu, hour, 0), &cpu).unwrap();
+        println!("wrote {}", out.join("events").display());
+        return;
+    }
     let rows = out.join("rows");
     bombs::row_bomb(
         &part(&rows, Table::Net, hour, 0),

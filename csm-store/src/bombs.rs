@@ -8,7 +8,8 @@
 //!   long strings referenced by every row (each row expands to the whole string);
 //! - [`honest_net`]: a file of distinct `net` rows, as a flood makes the daemon write:
 //!   many of them together bound what a command may hold; [`honest_net_in_order`]: the
-//!   same in time order.
+//!   same in time order;
+//! - [`event_flood`]: an hour of `events` rows a flood makes the daemon write.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -19,6 +20,7 @@ use arrow::array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArr
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{
     FileMetaData, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader,
     ParquetMetaDataWriter,
@@ -188,6 +190,60 @@ fn net_rows(
             })
             .collect();
         NetRow::to_batch(&rows).map_err(io::Error::other)
+    })?;
+    File::create(path)?.write_all(&bytes)
+}
+
+/// An hour of a flood's `events` starting at `hour_us`, `rows` rows in time order, as
+/// the daemon writes them: a `start` at second 0, an alert `flood` about `uid=1000`
+/// firing at second 10 (since second 9) and resolved at second 20, a `stop` at second
+/// 3,599, and between them `net_folded` rows (one per row left, spread over the hour).
+pub fn event_flood(path: &Path, hour_us: i64, rows: usize) -> io::Result<()> {
+    use crate::events::{AlertEvent, Event};
+    use crate::tables::EventRow;
+    let second = |s: i64| hour_us + s * 1_000_000;
+    let alert = |firing| {
+        Event::Alert(AlertEvent {
+            name: "flood".into(),
+            firing,
+            subject: "uid=1000".into(),
+            value: 1.0,
+            since_us: second(9),
+        })
+    };
+    let marks = [
+        (0, Event::Start("csm flood".into())),
+        (1, alert(true)),
+        (2, alert(false)),
+        (rows.saturating_sub(1), Event::Stop("SIGTERM".into())),
+    ];
+    let at_second = [0, 10, 20, 3_599];
+    // Fast to write (the daemon's final level takes minutes over a million rows).
+    let props = writer_properties(Table::Events, "bomb")
+        .into_builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).map_err(io::Error::other)?,
+        ))
+        .build();
+    let mut written = 0;
+    let bytes = write_batches(Table::Events.schema(), props, false, rows, |n| {
+        let first = written;
+        written += n;
+        let rows: Vec<EventRow> = (first..first + n)
+            .map(|i| match marks.iter().position(|(at, _)| *at == i) {
+                Some(mark) => EventRow::new(second(at_second[mark]), &marks[mark].1),
+                // Rows 3.. between seconds 20 and 3,599, in order.
+                None => EventRow::new(
+                    second(20) + (i as i64) * (3_579 * 1_000_000 / rows as i64),
+                    &Event::NetFolded {
+                        uid: 1000 + (i % 7) as i64,
+                        ifaces: 4096,
+                        bytes: i as i64,
+                    },
+                ),
+            })
+            .collect();
+        EventRow::to_batch(&rows).map_err(io::Error::other)
     })?;
     File::create(path)?.write_all(&bytes)
 }

@@ -58,9 +58,9 @@ pub mod zone;
 pub use column::{quantize, round_rtt};
 pub use events::{AlertEvent, Counters, Event, Recovered, Source};
 pub use reader::{
-    for_each_batch, for_each_rows, for_each_rows_at, read_columns, read_rows, read_rows_at_most,
-    read_rows_from, read_rows_held, read_table, read_times, table_files, Bounds, Held, BOUNDS,
-    MAX_ROWS_PER_FILE,
+    for_each_batch, for_each_rows, for_each_rows_at, for_each_rows_held, read_columns, read_rows,
+    read_rows_at_most, read_rows_from, read_rows_held, read_table, read_times, table_files, Bounds,
+    Held, BOUNDS, MAX_ROWS_PER_FILE,
 };
 pub use store::{Store, TableRows};
 pub use table::{FromBatch, Row, Writing, SCHEMA_VERSION};

@@ -23,8 +23,8 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
@@ -81,17 +81,33 @@ pub const BOUNDS: Bounds = Bounds {
 /// counts it: the total that a reader keeping rows or aggregates is refused past. The
 /// readers of many rows aggregate as they go (`csm report` folds the counter tables
 /// into per-user and per-interface lines, csm-plot bins into pixel columns), so what is
-/// kept is the aggregates and the few tables kept as rows (ping, beancounters, events):
-/// a month of ping to 10 targets every 10 s holds about 100 MiB by this count. With the
-/// files being decoded (about 50 MB each, three at most) a command stays under 256 MB.
+/// kept is the aggregates and the few tables kept as rows (beancounters): a month of
+/// ping to 10 targets every 10 s holds about 100 MiB by this count. With the files being
+/// decoded ([`DECODING_PER_COMMAND`]) a command stays under 256 MB.
 pub const HELD_PER_COMMAND: u64 = 128 * MIB;
 
+/// What a command's reading threads may decode at once, besides what they hold: the
+/// decode windows of the files being read (see [`Held::decoding`]). A csm file holds one
+/// page per column chunk, so decoding a row group holds each wanted column chunk whole,
+/// decompressed: about 50 MB for a million-row `net` part. Measured (`/usr/bin/time`,
+/// a million interface names per file): four such files on three readers took the
+/// report to 247–308 MB with the 128 MiB budget; one file at a time, 178 MB.
+pub const DECODING_PER_COMMAND: u64 = 96 * MIB;
+
 /// A command's budget of held bytes, shared by its reading threads. Rows kept are
-/// charged as their in-memory size (the row struct plus its strings).
+/// charged as their in-memory size (the row struct plus its strings). The files being
+/// decoded are bounded apart, by [`DECODING_PER_COMMAND`]: a reader waits for others to
+/// finish rather than decode past it.
 #[derive(Debug)]
 pub struct Held {
     limit: u64,
     used: AtomicU64,
+    /// A charge was refused: the command fails.
+    refused: AtomicBool,
+    decoding_limit: u64,
+    /// The decode windows of the files being read.
+    decoding: Mutex<u64>,
+    decoded: Condvar,
 }
 
 impl Held {
@@ -99,6 +115,10 @@ impl Held {
         Held {
             limit,
             used: AtomicU64::new(0),
+            refused: AtomicBool::new(false),
+            decoding_limit: DECODING_PER_COMMAND,
+            decoding: Mutex::new(0),
+            decoded: Condvar::new(),
         }
     }
 
@@ -117,15 +137,42 @@ impl Held {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// Waits until a file whose decoding holds `window` bytes fits beside the files being
+    /// decoded (always, when none is: a file alone is bounded by [`BOUNDS`]), and
+    /// counts it until the guard is dropped.
+    fn decoding(&self, window: u64) -> Decoding<'_> {
+        let mut decoding = self.decoding.lock().unwrap_or_else(|e| e.into_inner());
+        while *decoding > 0 && decoding.saturating_add(window) > self.decoding_limit {
+            decoding = self
+                .decoded
+                .wait(decoding)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *decoding += window;
+        Decoding { held: self, window }
+    }
+
     /// Charges `bytes` read from `path`, or refuses (`OutOfMemory`, naming the file and
-    /// the bound) if they do not fit; a refused charge is not kept.
+    /// the bound) if they do not fit; a refused charge is not kept. Once a charge was
+    /// refused every later one is: the command fails, and its other reading threads stop
+    /// at their next batch instead of filling what the refused one gave back (memory a
+    /// thread frees stays with that thread's allocator arena).
     pub fn charge(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        if self.refused.load(Ordering::Relaxed) {
+            return Err(self.refusal(path));
+        }
         let before = self.used.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) <= self.limit {
             return Ok(());
         }
         self.used.fetch_sub(bytes, Ordering::Relaxed);
-        Err(io::Error::new(
+        self.refused.store(true, Ordering::Relaxed);
+        Err(self.refusal(path))
+    }
+
+    /// The refusal of `path` for the command's bound.
+    fn refusal(&self, path: &Path) -> io::Error {
+        io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!(
                 "{}: not read: what was read would hold more than the {} MiB a command \
@@ -133,7 +180,21 @@ impl Held {
                 path.display(),
                 self.limit / MIB
             ),
-        ))
+        )
+    }
+}
+
+/// A file being decoded, counted in its command's [`Held`] until dropped.
+struct Decoding<'a> {
+    held: &'a Held,
+    window: u64,
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        let mut decoding = self.held.decoding.lock().unwrap_or_else(|e| e.into_inner());
+        *decoding -= self.window;
+        self.held.decoded.notify_all();
     }
 }
 
@@ -209,6 +270,27 @@ pub fn for_each_rows_at<R: FromBatch>(
     for_each_rows(open_named(path)?, path, columns, each)
 }
 
+/// [`for_each_rows_at`] by one of a command's reading threads: the file is decoded once
+/// its decode window fits beside the other threads' (see [`Held::decoding`]).
+pub fn for_each_rows_held<R: FromBatch>(
+    path: &Path,
+    columns: Option<&[&str]>,
+    held: &Held,
+    mut each: impl FnMut(Vec<R>) -> io::Result<()>,
+) -> io::Result<()> {
+    let read = FileRead {
+        path,
+        columns,
+        bounds: &BOUNDS,
+        groups: None,
+        held: Some(held),
+    };
+    read.batches(open_named(path)?, |batch| {
+        each(R::from_projected_batch(&batch, columns).map_err(|err| named(path, &err))?)
+    })
+    .map(drop)
+}
+
 /// The rows of a file collected, charged to `held` when given.
 fn collect<R: FromBatch>(
     file: File,
@@ -219,7 +301,14 @@ fn collect<R: FromBatch>(
 ) -> io::Result<Vec<R>> {
     let mut rows = Vec::new();
     let mut charged = 0;
-    let result = for_each_batch(file, path, columns, bounds, |batch| {
+    let read = FileRead {
+        path,
+        columns,
+        bounds,
+        groups: None,
+        held,
+    };
+    let result = read.batches(file, |batch| {
         if let Some(held) = held {
             let bytes = held_bytes::<R>(&batch);
             held.charge(path, bytes)?;
@@ -233,7 +322,7 @@ fn collect<R: FromBatch>(
         // Nothing of a refused file is kept: give its charges back.
         held.used.fetch_sub(charged, Ordering::Relaxed);
     }
-    result.map(|()| rows)
+    result.map(|_| rows)
 }
 
 /// What a batch's rows take once read into `R`s and kept: the structs twice (a growing
@@ -293,11 +382,9 @@ pub fn for_each_batch_in(
         columns,
         bounds,
         groups,
+        held: None,
     };
-    match in_memory(file, path)? {
-        Source::Whole(bytes) => read.stream(bytes, each),
-        Source::File(file) => read.stream(file, each),
-    }
+    read.batches(file, each)
 }
 
 /// What to read of one file.
@@ -306,6 +393,8 @@ struct FileRead<'a> {
     columns: Option<&'a [&'a str]>,
     bounds: &'a Bounds,
     groups: Option<std::ops::Range<usize>>,
+    /// The command whose decode windows bound this one, if any.
+    held: Option<&'a Held>,
 }
 
 /// Files up to this size are read whole, in one read, before decoding: the decoder reads
@@ -348,9 +437,26 @@ fn refused(path: &Path, what: &str) -> io::Error {
 }
 
 impl FileRead<'_> {
+    /// The batches of `file`; returns how many row groups it has.
+    fn batches(
+        &self,
+        file: File,
+        each: impl FnMut(RecordBatch) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        match in_memory(file, self.path)? {
+            Source::Whole(bytes) => {
+                let whole = bytes.len() as u64;
+                self.stream(bytes, whole, each)
+            }
+            Source::File(file) => self.stream(file, 0, each),
+        }
+    }
+
+    /// The batches of `source`, which holds `whole` bytes in memory.
     fn stream<T: ChunkReader + 'static>(
         &self,
         source: T,
+        whole: u64,
         mut each: impl FnMut(RecordBatch) -> io::Result<()>,
     ) -> io::Result<usize> {
         let path = self.path;
@@ -372,6 +478,15 @@ impl FileRead<'_> {
             .sum();
         if groups.is_empty() {
             return Ok(row_groups);
+        }
+        let window = whole + decode_window(plain.metadata(), &mask, &groups);
+        let _decoding = self.held.map(|held| held.decoding(window));
+        // The command failed while this file waited: decode nothing more.
+        if let Some(held) = self
+            .held
+            .filter(|held| held.refused.load(Ordering::Relaxed))
+        {
+            return Err(held.refusal(path));
         }
         // Text columns decoded as dictionaries, measured, then expanded (see the module).
         let options = ArrowReaderOptions::new().with_schema(dictionary_text(plain.schema()));
@@ -398,6 +513,19 @@ impl FileRead<'_> {
         }
         Ok(row_groups)
     }
+}
+
+/// What decoding one of `groups` holds at most, by the footer's claims: each wanted
+/// column chunk decompressed (csm writes one page per chunk).
+fn decode_window(metadata: &ParquetMetaData, mask: &ProjectionMask, groups: &[usize]) -> u64 {
+    let group_window = |&g: &usize| -> u64 {
+        let chunks = metadata.row_group(g).columns().iter().enumerate();
+        chunks
+            .filter(|(leaf, _)| mask.leaf_included(*leaf))
+            .map(|(_, chunk)| chunk.uncompressed_size().max(0) as u64)
+            .sum()
+    };
+    groups.iter().map(group_window).max().unwrap_or(0)
 }
 
 /// The rows the row groups claim, once every claim of the footer is within `bounds`
@@ -844,6 +972,37 @@ mod tests {
             .unwrap();
         }
         assert_eq!(sum, 3 * one.iter().map(|r| r.rx_bytes).sum::<i64>());
+    }
+
+    #[test]
+    fn files_decode_within_the_commands_windows_and_a_refusal_stops_every_reader() {
+        let held = Held::new(1000);
+        let path = Path::new("00.parquet");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let first = held.decoding(DECODING_PER_COMMAND - 10);
+            let waiting = scope.spawn(|| {
+                let _second = held.decoding(20);
+                // Admitted only once the first window was given back.
+                assert!(done.load(Ordering::SeqCst));
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            done.store(true, Ordering::SeqCst);
+            drop(first);
+            waiting.join().unwrap();
+        });
+        // A file alone is always admitted, whatever its window.
+        drop(held.decoding(2 * DECODING_PER_COMMAND));
+        held.charge(path, 600).unwrap();
+        assert!(held.charge(path, 600).is_err());
+        // The command failed: what would fit is refused too.
+        let err = held.charge(path, 1).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        assert!(
+            err.to_string().starts_with("00.parquet: not read: "),
+            "{err}"
+        );
+        assert_eq!(held.used(), 600);
     }
 
     /// What [`Held`] charges for rows read.

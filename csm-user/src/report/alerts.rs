@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use csm_store::{Event, EventRow};
+use csm_store::AlertEvent;
+#[cfg(test)]
+use csm_store::EventRow;
+
+use super::spans::EventMark;
 
 use super::render::{SectionOutput, TextContext};
 use super::span::Span;
@@ -56,46 +60,94 @@ impl SectionOutput for Vec<Alert> {
     }
 }
 
-/// The section from the events (in time order) of the range and the week before it.
-pub fn alerts(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Alert> {
-    let mut open: BTreeMap<(String, String), Alert> = BTreeMap::new();
-    let mut found = Vec::new();
-    for row in events {
-        let Event::Alert(event) = row.event() else {
-            continue;
-        };
-        let key = (event.name.clone(), event.subject.clone());
-        if event.firing {
-            open.insert(
-                key,
-                Alert {
-                    name: event.name,
-                    subject: event.subject,
-                    span: Span::new(event.since_us, None, event.since_us),
-                    value: event.value,
-                },
-            );
-        } else if let Some(mut alert) = open.remove(&key) {
-            alert.span = Span::new(alert.span.start_us, Some(row.ts_us), row.ts_us);
-            found.push(alert);
+/// The alerts section folded as the events (in time order, of the range and the week
+/// before it) are read: what it holds is the alerts found in the range and those still
+/// firing, whatever the number of events.
+pub struct AlertsFold {
+    from_us: i64,
+    to_us: i64,
+    open: BTreeMap<(String, String), Alert>,
+    found: Vec<Alert>,
+}
+
+impl AlertsFold {
+    pub fn new(from_us: i64, to_us: i64) -> AlertsFold {
+        AlertsFold {
+            from_us,
+            to_us,
+            open: BTreeMap::new(),
+            found: Vec::new(),
         }
     }
-    found.extend(open.into_values());
-    for alert in &mut found {
-        let Span {
-            start_us, end_us, ..
-        } = alert.span;
-        alert.span = Span::new(start_us, end_us, end_us.unwrap_or(to_us));
+
+    /// Folds the next event; returns the bytes the fold grew by.
+    pub fn add(&mut self, ts_us: i64, mark: &EventMark) -> u64 {
+        let EventMark::Alert(event) = mark else {
+            return 0;
+        };
+        let key = (event.name.clone(), event.subject.clone());
+        let held = alert_bytes(event);
+        if event.firing {
+            let alert = Alert {
+                name: event.name.clone(),
+                subject: event.subject.clone(),
+                span: Span::new(event.since_us, None, event.since_us),
+                value: event.value,
+            };
+            return match self.open.insert(key, alert) {
+                Some(_) => 0,
+                None => held,
+            };
+        }
+        let Some(mut alert) = self.open.remove(&key) else {
+            return 0;
+        };
+        alert.span = Span::new(alert.span.start_us, Some(ts_us), ts_us);
+        // Leaves the open ones: what it held moves to `found`, or is dropped.
+        if self.overlaps(&alert) {
+            self.found.push(alert);
+        }
+        0
     }
-    found.retain(|a| a.span.end_us.unwrap_or(to_us) > from_us && a.span.start_us < to_us);
-    found.sort_by_key(|a| a.span.start_us);
-    found
+
+    /// The section, once every event was folded.
+    pub fn finish(mut self) -> Vec<Alert> {
+        let to_us = self.to_us;
+        for mut alert in std::mem::take(&mut self.open).into_values() {
+            alert.span = Span::new(alert.span.start_us, None, to_us);
+            if self.overlaps(&alert) {
+                self.found.push(alert);
+            }
+        }
+        self.found.sort_by_key(|a| a.span.start_us);
+        self.found
+    }
+
+    fn overlaps(&self, alert: &Alert) -> bool {
+        alert.span.end_us.unwrap_or(self.to_us) > self.from_us && alert.span.start_us < self.to_us
+    }
+}
+
+/// What an alert kept takes (open in the map, then found), charged to the command's
+/// budget.
+fn alert_bytes(event: &AlertEvent) -> u64 {
+    (3 * std::mem::size_of::<Alert>() + 4 * (event.name.len() + event.subject.len()) + 128) as u64
+}
+
+/// The section from the events (in time order) of the range and the week before it.
+#[cfg(test)]
+pub fn alerts(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Alert> {
+    let mut fold = AlertsFold::new(from_us, to_us);
+    for row in events {
+        fold.add(row.ts_us, &EventMark::of(row.event()));
+    }
+    fold.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use csm_store::AlertEvent;
+    use csm_store::Event;
 
     const S: i64 = 1_000_000;
 

@@ -6,7 +6,10 @@
 
 use serde::Serialize;
 
-use csm_store::{Event, EventRow, Recovered};
+#[cfg(test)]
+use csm_store::EventRow;
+
+use super::spans::EventMark;
 
 use super::render::{SectionOutput, TextContext};
 use super::span::Span;
@@ -42,50 +45,115 @@ impl SectionOutput for Vec<Gap> {
     }
 }
 
-/// The section from the events (in time order) of the range and the week before it.
-pub fn gaps(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Gap> {
-    let mut found = Vec::new();
-    // The previous run: when it stopped cleanly, else its last event.
-    let mut stopped_at: Option<i64> = None;
-    let mut last_event: Option<i64> = None;
-    for (index, row) in events.iter().enumerate() {
-        match row.event() {
-            Event::Start(_) => {
-                let recovered_from = recovered_from(&events[index + 1..]);
-                let (start, cause) = match (recovered_from, stopped_at) {
-                    (Some(from), Some(_)) => (Some(from), "stopped"),
-                    (Some(from), None) => (Some(from), "crashed"),
-                    (None, Some(stop)) => (Some(stop), "stopped"),
-                    (None, None) => (last_event, "crashed"),
-                };
-                if let Some(start) = start.filter(|&s| s < row.ts_us) {
-                    found.push(gap(start, Some(row.ts_us), to_us, cause));
-                }
-                stopped_at = None;
-            }
-            Event::Stop(_) => stopped_at = Some(row.ts_us),
-            _ => {}
-        }
-        last_event = Some(row.ts_us);
-    }
-    if let Some(stop) = stopped_at.filter(|&s| s < to_us) {
-        found.push(gap(stop, None, to_us, "not running"));
-    }
-    found.retain(|g| g.span.end_us.unwrap_or(to_us) > from_us && g.span.start_us < to_us);
-    found
+/// The gaps section folded as the events (in time order, of the range and the week
+/// before it) are read: what it holds is the gaps found in the range and the last start,
+/// whatever the number of events.
+pub struct GapsFold {
+    from_us: i64,
+    to_us: i64,
+    found: Vec<Gap>,
+    /// The previous run: when it stopped cleanly, else its last event.
+    stopped_at: Option<i64>,
+    last_event: Option<i64>,
+    /// The last start, until the next one (or the end) tells where its gap began.
+    start: Option<Started>,
 }
 
-/// Where the gap a start recovered began: the `from=` of the first `recovered` event
-/// after the start and before the next one.
-fn recovered_from(after_start: &[EventRow]) -> Option<i64> {
-    after_start
-        .iter()
-        .map(EventRow::event)
-        .take_while(|e| !matches!(e, Event::Start(_)))
-        .find_map(|e| match e {
-            Event::Recovered(Recovered::Gap { from_us, .. }) => Some(from_us),
-            _ => None,
-        })
+/// A start, with what was known of the previous run when it came.
+struct Started {
+    ts_us: i64,
+    stopped_at: Option<i64>,
+    last_event: Option<i64>,
+    /// The `from=` of the first `recovered` event after it.
+    recovered_from: Option<i64>,
+}
+
+/// What a gap kept takes, charged to the command's budget.
+const GAP_BYTES: u64 = 2 * std::mem::size_of::<Gap>() as u64 + 128;
+
+impl GapsFold {
+    pub fn new(from_us: i64, to_us: i64) -> GapsFold {
+        GapsFold {
+            from_us,
+            to_us,
+            found: Vec::new(),
+            stopped_at: None,
+            last_event: None,
+            start: None,
+        }
+    }
+
+    /// Folds the next event; returns the bytes the fold grew by.
+    pub fn add(&mut self, ts_us: i64, mark: &EventMark) -> u64 {
+        let mut grown = 0;
+        match mark {
+            EventMark::Start => {
+                grown = self.close_start();
+                self.start = Some(Started {
+                    ts_us,
+                    stopped_at: self.stopped_at,
+                    last_event: self.last_event,
+                    recovered_from: None,
+                });
+                self.stopped_at = None;
+            }
+            EventMark::Stop => self.stopped_at = Some(ts_us),
+            EventMark::RecoveredGap { from_us } => {
+                if let Some(start) = &mut self.start {
+                    start.recovered_from.get_or_insert(*from_us);
+                }
+            }
+            _ => {}
+        }
+        self.last_event = Some(ts_us);
+        grown
+    }
+
+    /// The section, once every event was folded.
+    pub fn finish(mut self) -> Vec<Gap> {
+        self.close_start();
+        if let Some(stop) = self.stopped_at.filter(|&s| s < self.to_us) {
+            self.keep(gap(stop, None, self.to_us, "not running"));
+        }
+        self.found
+    }
+
+    /// The gap the last start ended, if any; returns the bytes kept.
+    fn close_start(&mut self) -> u64 {
+        let Some(started) = self.start.take() else {
+            return 0;
+        };
+        let (start, cause) = match (started.recovered_from, started.stopped_at) {
+            (Some(from), Some(_)) => (Some(from), "stopped"),
+            (Some(from), None) => (Some(from), "crashed"),
+            (None, Some(stop)) => (Some(stop), "stopped"),
+            (None, None) => (started.last_event, "crashed"),
+        };
+        match start.filter(|&s| s < started.ts_us) {
+            Some(start) => self.keep(gap(start, Some(started.ts_us), self.to_us, cause)),
+            None => 0,
+        }
+    }
+
+    /// Keeps `found` if it overlaps the range; returns the bytes kept.
+    fn keep(&mut self, found: Gap) -> u64 {
+        let end = found.span.end_us.unwrap_or(self.to_us);
+        if end > self.from_us && found.span.start_us < self.to_us {
+            self.found.push(found);
+            return GAP_BYTES;
+        }
+        0
+    }
+}
+
+/// The section from the events (in time order) of the range and the week before it.
+#[cfg(test)]
+pub fn gaps(events: &[EventRow], from_us: i64, to_us: i64) -> Vec<Gap> {
+    let mut fold = GapsFold::new(from_us, to_us);
+    for row in events {
+        fold.add(row.ts_us, &EventMark::of(row.event()));
+    }
+    fold.finish()
 }
 
 fn gap(start_us: i64, end_us: Option<i64>, to_us: i64, cause: &str) -> Gap {
@@ -98,7 +166,7 @@ fn gap(start_us: i64, end_us: Option<i64>, to_us: i64, cause: &str) -> Gap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use csm_store::Counters;
+    use csm_store::{Counters, Event, Recovered};
 
     const S: i64 = 1_000_000;
 

@@ -195,9 +195,8 @@ pub fn build(request: &Request) -> Result<Report, Failure> {
         }),
         ping: wants(Section::Ping).then(|| ping::targets(ping)),
         beancounters: wants(Section::Beancounters).then(|| beancounters::growths(&ubc)),
-        gaps: wants(Section::Gaps).then(|| gaps::gaps(&events, request.from_us, request.to_us)),
-        alerts: wants(Section::Alerts)
-            .then(|| alerts::alerts(&events, request.from_us, request.to_us)),
+        gaps: wants(Section::Gaps).then(|| events.gaps.finish()),
+        alerts: wants(Section::Alerts).then(|| events.alerts.finish()),
     })
 }
 

@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use csm_store::tree::{DataTree, ROLLUP_ABOVE_US};
 use csm_store::{
-    for_each_rows_at, read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch, Held,
-    MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table, UbcRow,
+    for_each_rows_held, read_rows_held, read_times, CpuMinuteRow, CpuRow, EventRow, FromBatch,
+    Held, MemMinuteRow, MemRow, NetMinuteRow, NetRow, NetUidMinuteRow, NetUidRow, PingRow, Table,
+    UbcRow,
 };
 
+use super::alerts::AlertsFold;
+use super::gaps::GapsFold;
 use super::interfaces::InterfacesFold;
 use super::ping::PingFold;
 use super::request::{Request, Section};
-use super::spans::{CpuSpan, MemSpan, NetSpan, UidBytes};
+use super::spans::{CpuSpan, EventMark, MemSpan, NetSpan, UidBytes};
 use super::users::{Coverage, UsersFold};
 
 /// Everything a report reads: the counter tables folded, the other rows kept.
@@ -27,7 +30,8 @@ pub struct Rows<'a> {
     pub interfaces: Option<InterfacesFold<'a>>,
     pub ping: PingFold,
     pub ubc: Vec<UbcRow>,
-    pub events: Vec<EventRow>,
+    /// `events` folded for the gaps and the alerts.
+    pub events: EventsFold,
     /// Some roll-up hour of `cpu` lies in the range (read or not).
     pub rollups: bool,
     /// A table no requested section reads holds a row of the range (see [`Rows::is_empty`]).
@@ -170,7 +174,7 @@ impl<'a> Rows<'a> {
             interfaces: None,
             ping: PingFold::default(),
             ubc: Vec::new(),
-            events: Vec::new(),
+            events: EventsFold::new(from, to),
             rollups: long && !tree.hour_files(Table::CpuMinute, from, to).is_empty(),
             unread_data: false,
             net_rows: 0,
@@ -198,7 +202,7 @@ impl<'a> Rows<'a> {
         }
         if needs.gaps {
             let since = (from - EVENTS_BEFORE_US, to, long, held);
-            rows.events = raw::<EventRow>(tree, since, None).keep(&mut warnings)?;
+            fold_events(tree, since, &mut rows.events).keep(&mut warnings)?;
         }
         for warning in warnings {
             warn(warning);
@@ -579,7 +583,7 @@ fn fold_file<R: FromBatch + csm_store::Row, T, F: Fold<T>>(
     held: &Held,
 ) -> std::io::Result<u64> {
     let mut charged = 0;
-    let result = for_each_rows_at::<R>(path, Some(columns), |rows| {
+    let result = for_each_rows_held::<R>(path, Some(columns), held, |rows| {
         let grown: u64 = rows
             .into_iter()
             .filter(|r| (from..to).contains(&r.ts_us()))
@@ -687,4 +691,185 @@ fn fold_net(
     };
     let interfaces = into.interfaces.as_ref().map(InterfacesFold::params);
     fold_pair(tree, range, pair, into, || NetFold::new(interfaces))
+}
+
+/// `events` folded: the gaps and the alerts of the range.
+pub struct EventsFold {
+    pub gaps: GapsFold,
+    pub alerts: AlertsFold,
+}
+
+impl EventsFold {
+    fn new(from_us: i64, to_us: i64) -> EventsFold {
+        EventsFold {
+            gaps: GapsFold::new(from_us, to_us),
+            alerts: AlertsFold::new(from_us, to_us),
+        }
+    }
+
+    /// Folds one event (in time order); returns the bytes the folds grew by.
+    fn add(&mut self, ts_us: i64, mark: &EventMark) -> u64 {
+        self.gaps.add(ts_us, mark) + self.alerts.add(ts_us, mark)
+    }
+}
+
+/// One hour's events as the sections see them, in time order, and what reading them
+/// charged to the command's budget.
+#[derive(Default)]
+struct HourMarks {
+    marks: Vec<(i64, EventMark)>,
+    /// The time of the last row read, and whether a row came before the one read before.
+    last_ts: Option<i64>,
+    out_of_order: bool,
+    charged: u64,
+    warnings: Vec<String>,
+    refused: Option<String>,
+}
+
+/// What an hour's mark takes while it waits to be folded (a growing vector holds up to
+/// twice its marks).
+const MARK_BYTES: u64 = 2 * std::mem::size_of::<(i64, EventMark)>() as u64;
+
+/// Folds `events` of `[from, to)` into `into`, in time order, an hour at a time: the
+/// sections need the events sorted, and an hour's files hold only its rows, so sorting
+/// each hour's rows (its parts together) sorts them all. What waits to be folded is
+/// [`FILES_AT_ONCE`] hours' marks, charged to the command's budget and given back once
+/// folded: a month of a flood's events (millions of rows) holds what the sections print.
+fn fold_events(tree: &DataTree, (from, to, _, held): Range<'_>, into: &mut EventsFold) -> Folded {
+    let hours: Vec<Vec<PathBuf>> = tree
+        .hour_files(Table::Events, from, to)
+        .into_values()
+        .collect();
+    let mut folded = Folded::default();
+    for chunk in hours.chunks(FILES_AT_ONCE) {
+        let per_hour = in_parallel(chunk, FOLD_READERS, |files| {
+            hour_marks(files, (from, to), held)
+        });
+        for (files, hour) in chunk.iter().zip(per_hour) {
+            folded.warnings.extend(hour.warnings);
+            if let Some(refused) = hour.refused {
+                folded.refused.get_or_insert(refused);
+                break;
+            }
+            let grown: u64 = hour.marks.iter().map(|(ts, m)| into.add(*ts, m)).sum();
+            held.release(hour.charged);
+            let last = files.last().expect("an hour has a file");
+            if let Err(err) = held.charge(last, grown) {
+                folded.refused.get_or_insert(err.to_string());
+                break;
+            }
+        }
+        if folded.refused.is_some() {
+            break;
+        }
+    }
+    folded
+}
+
+/// The events of one hour's `files` with `ts` in `[from, to)`, sorted by time (rows of
+/// the same time in the files' order, as a reading in order gives them). csm writes them
+/// in time order, and then a run of events that neither section reads is kept as its
+/// last one (all the gaps use of it is its time): a flood's `net_folded` rows cost a
+/// mark per run, not per row. Rows out of order are kept all and sorted.
+fn hour_marks(files: &[PathBuf], range: (i64, i64), held: &Held) -> HourMarks {
+    let mut hour = read_hour_marks(files, range, held, true);
+    if hour.out_of_order && hour.refused.is_none() {
+        held.release(hour.charged);
+        hour = read_hour_marks(files, range, held, false);
+        hour.marks.sort_by_key(|(ts, _)| *ts);
+    }
+    hour
+}
+
+/// [`hour_marks`] as read: runs of other events kept as their last when `collapse`.
+fn read_hour_marks(
+    files: &[PathBuf],
+    (from, to): (i64, i64),
+    held: &Held,
+    collapse: bool,
+) -> HourMarks {
+    let mut hour = HourMarks::default();
+    for path in files {
+        let before = hour.marks.len();
+        let mut charged = 0;
+        let result = for_each_rows_held::<EventRow>(path, None, held, |rows| {
+            let start = hour.marks.len();
+            for row in rows.into_iter().filter(|r| (from..to).contains(&r.ts_us)) {
+                hour.push(row.ts_us, EventMark::of(row.event()), collapse);
+            }
+            let added = &hour.marks[start.min(hour.marks.len())..];
+            let bytes = added.iter().map(|(_, m)| MARK_BYTES + m.held_bytes()).sum();
+            held.charge(path, bytes)?;
+            charged += bytes;
+            Ok(())
+        });
+        match result {
+            Ok(()) => hour.charged += charged,
+            Err(err) => {
+                held.release(charged);
+                hour.marks.truncate(before);
+                hour.last_ts = hour.marks.last().map(|(ts, _)| *ts);
+                if err.kind() == std::io::ErrorKind::OutOfMemory {
+                    hour.refused = Some(err.to_string());
+                    break;
+                }
+                hour.warnings
+                    .push(format!("skipped an unreadable file: {err}"));
+            }
+        }
+    }
+    hour
+}
+
+impl HourMarks {
+    /// Adds the next row's mark, a run of others kept as its last when `collapse` and
+    /// every row so far came in time order.
+    fn push(&mut self, ts_us: i64, mark: EventMark, collapse: bool) {
+        if self.last_ts.is_some_and(|last| ts_us < last) {
+            self.out_of_order = true;
+        }
+        self.last_ts = Some(ts_us);
+        if collapse && !self.out_of_order && mark == EventMark::Other {
+            if let Some((ts, EventMark::Other)) = self.marks.last_mut() {
+                *ts = ts_us;
+                return;
+            }
+        }
+        self.marks.push((ts_us, mark));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_other_events_in_order_wait_as_their_last_and_rows_out_of_order_are_told() {
+        let mut hour = HourMarks::default();
+        for (ts, mark) in [
+            (1, EventMark::Other),
+            (2, EventMark::Other),
+            (3, EventMark::Start),
+            (4, EventMark::Other),
+            (5, EventMark::Other),
+            (5, EventMark::Other),
+        ] {
+            hour.push(ts, mark, true);
+        }
+        assert_eq!(
+            hour.marks,
+            [
+                (2, EventMark::Other),
+                (3, EventMark::Start),
+                (5, EventMark::Other)
+            ]
+        );
+        assert!(!hour.out_of_order);
+        // A row before the one read before: from then on every row is kept, and the
+        // hour is read again without collapsing.
+        hour.push(4, EventMark::Other, true);
+        hour.push(6, EventMark::Other, true);
+        assert!(hour.out_of_order);
+        assert_eq!(hour.marks.len(), 5);
+    }
 }

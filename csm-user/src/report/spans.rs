@@ -57,3 +57,43 @@ pub struct NetSpan {
     pub rx_dropped: Option<i64>,
     pub tx_dropped: Option<i64>,
 }
+
+/// What the gaps and alerts sections use of an `events` row: a row of any other kind
+/// counts only as an event at its time (the last sign of a run that crashed).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventMark {
+    Start,
+    Stop,
+    /// Counts from while the daemon was down were written from `from_us` on.
+    RecoveredGap {
+        from_us: i64,
+    },
+    /// Boxed: alerts are few, the other marks many.
+    Alert(Box<csm_store::AlertEvent>),
+    Other,
+}
+
+impl EventMark {
+    pub fn of(event: csm_store::Event) -> EventMark {
+        use csm_store::{Event, Recovered};
+        match event {
+            Event::Start(_) => EventMark::Start,
+            Event::Stop(_) => EventMark::Stop,
+            Event::Recovered(Recovered::Gap { from_us, .. }) => EventMark::RecoveredGap { from_us },
+            Event::Alert(alert) => EventMark::Alert(Box::new(alert)),
+            _ => EventMark::Other,
+        }
+    }
+
+    /// Bytes a mark holds besides its place in a vector.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            EventMark::Alert(alert) => {
+                (std::mem::size_of::<csm_store::AlertEvent>()
+                    + alert.name.len()
+                    + alert.subject.len()) as u64
+            }
+            _ => 0,
+        }
+    }
+}
