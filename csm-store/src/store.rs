@@ -471,7 +471,6 @@ impl Store {
     }
 }
 
-
 /// Gives the heap a roll-up step freed back to the system. The daemon flushes on
 /// whichever thread of tokio's blocking pool is free, and glibc keeps what one thread
 /// freed in that thread's arena, where the next step, on another thread, does not reuse
