@@ -207,8 +207,9 @@ fn thread_sched(pid: u32) -> BTreeMap<u32, Sched> {
         .collect()
 }
 
-/// Every interval and ping measurement of the loaded window on time, no false outage.
-fn assert_on_time(m: &OnTime) {
+/// Every interval (of the `cpu` table too when `cpu_too`) and ping measurement of the
+/// loaded window on time, no false outage.
+fn assert_on_time(m: &OnTime, cpu_too: bool) {
     let log = &m.log;
     assert!(m.found.is_empty(), "false outages: {:?}\n{log}", m.found);
     assert!(
@@ -229,7 +230,7 @@ fn assert_on_time(m: &OnTime) {
         m.cpu_n
     );
     assert!(
-        m.cpu_worst <= MOST_DEVIATION,
+        !cpu_too || m.cpu_worst <= MOST_DEVIATION,
         "a cpu interval off by {:.1} %",
         m.cpu_worst * 100.0
     );
@@ -252,7 +253,7 @@ fn namespace_churn_stretches_no_interval_and_makes_no_false_outage() {
         panic!("an unprivileged user cannot run `unshare -Urn` here: the attack cannot be made");
     }
     let measured = collect_under("churn", || Churn::start(5000));
-    assert_on_time(&measured);
+    assert_on_time(&measured, true);
 }
 
 /// Busy loops that keep both cores busy, run by a test user (no privilege).
@@ -285,13 +286,15 @@ impl Drop for BusyLoops {
 }
 
 /// A user who keeps every core busy with 12 busy loops each (load 24 on 2 cores) cannot
-/// delay the daemon's ticks or pings: the eBPF collectors and ping run at SCHED_RR 1, the
-/// memory walk at nice −10 (csm-user/src/daemon/priority.rs), the rest of the daemon at
-/// its own priority. Measured on the 2-core test VM with three builds beside: before, 4
-/// to 7 of 58 intervals outside 10 %, the worst 1,364 ms; at nice −10 for all of them,
-/// up to 2 in 43 still 105–115 ms late; see docs/security.md for the figures now.
+/// delay the daemon's traffic ticks or pings: those threads run at SCHED_RR 1, the memory
+/// walk at nice −10 (csm-user/src/daemon/priority.rs), the rest of the daemon at its own
+/// priority. Measured on the 2-core test VM with three builds beside, before: 4 to 7 of
+/// 58 intervals outside 10 %, the worst 1,364 ms. The CPU reader keeps the daemon's
+/// priority (raised, its readings went past the machine's capacity: see
+/// `tasks::spawn_all`), so its intervals are printed, and bounded only by the rows being
+/// there: a known gap, in docs/security.md.
 #[test]
-fn a_users_busy_loops_delay_no_tick() {
+fn a_users_busy_loops_delay_no_traffic_tick_nor_ping() {
     require_root();
     let measured = collect_under("busy loops", || BusyLoops::start(12));
     let threads: Vec<Sched> = measured.threads.values().copied().collect();
@@ -301,8 +304,8 @@ fn a_users_busy_loops_delay_no_tick() {
         count(Sched {
             nice: 0,
             policy: ROUND_ROBIN
-        }) >= 3,
-        "cpu, net and ping threads round robin: {threads:?}"
+        }) >= 2,
+        "net and ping threads round robin: {threads:?}"
     );
     assert!(
         count(Sched {
@@ -312,10 +315,10 @@ fn a_users_busy_loops_delay_no_tick() {
         "the memory walk at nice -10: {threads:?}"
     );
     assert!(
-        count(Sched { nice: 0, policy: 0 }) >= 1,
-        "the other threads at the daemon's own priority: {threads:?}"
+        count(Sched { nice: 0, policy: 0 }) >= 2,
+        "the CPU reader and the other threads at the daemon's own priority: {threads:?}"
     );
-    assert_on_time(&measured);
+    assert_on_time(&measured, false);
     // The busy loops do not make the daemon work more.
     assert!(
         measured.cpu_share < 0.05,

@@ -5,8 +5,8 @@
 //! the delay in its RTT.
 //!
 //! Two levels, by how much work a wake-up does:
-//! - [`Level::Ticks`], the collectors whose work per interval is small and bounded (eBPF
-//!   CPU and traffic maps, `/proc/net/dev`) and ping: `SCHED_RR` at priority 1, the lowest
+//! - [`Level::Ticks`], the traffic collector, whose work per interval is small and bounded
+//!   (the eBPF maps or `/proc/net/dev`), and ping: `SCHED_RR` at priority 1, the lowest
 //!   real-time one. Measured with a timer probe among 24 busy loops: woken 0.14 ms late at
 //!   the median, 0.5 ms at worst, against 2.8 ms and 47 ms at nice −10. The kernel's
 //!   real-time throttling (95 % of each second by default) bounds what a runaway thread
@@ -15,6 +15,8 @@
 //! - [`Level::Walks`], the collectors that walk every process (memory, and CPU from /proc
 //!   when eBPF cannot run: at 10,000 processes a walk takes a large part of a second,
 //!   which at a real-time priority would hold a core from every user): nice −10.
+//!
+//! The CPU collector keeps the daemon's priority (see `tasks::spawn_all` for why).
 //!
 //! The writer, the roll-ups and the flushes stay at the daemon's own priority: their timing
 //! does not matter, and a flood that makes them busy must not take the users' CPU first.

@@ -26,11 +26,6 @@ impl CpuCollector {
         Self::with(Box::new(sampler), Source::Proc)
     }
 
-    /// Whether a sample walks every process (the /proc fallback) rather than read a map.
-    pub fn walks_processes(&self) -> bool {
-        self.source != Source::Ebpf
-    }
-
     fn with(sampler: Box<dyn CpuSampler>, source: Source) -> Self {
         let names = UserNames::default();
         CpuCollector {

@@ -41,29 +41,37 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
         ..
     } = collectors;
     let interval = settings.interval;
-    let cpu_level = match cpu.walks_processes() {
-        true => Level::Walks,
-        false => Level::Ticks,
-    };
-    let mut handles = vec![on_own_thread(ctx, "cpu", cpu_level, move |ctx| {
+    // CPU keeps the daemon's priority: the eBPF reader wakes a thread on each busy CPU to
+    // make it switch right before a read (`sources/ebpf/nudge.rs`), and its exactness
+    // depends on how those threads and the reader are scheduled against the burning
+    // tasks. Raised, intervals came out over the machine's capacity: reader at SCHED_RR,
+    // nudges at nice 0: 202.2 % of 2 cores once in four runs of
+    // `two_burning_users_stay_within_the_machine_in_every_interval`; both at SCHED_RR:
+    // 201.1-201.5 % in three of three; both at nice -10: 256.8 and 315.0 % in two of three.
+    let mut handles = vec![on_own_thread(ctx, "cpu", None, move |ctx| {
         drive(ctx, cpu, interval, resume_cpu)
     })];
     // /proc/net/dev only when no eBPF network collector runs.
     let paths = settings.paths.clone();
     handles.push(match net {
-        Some(reader) => on_own_thread(ctx, "net", Level::Ticks, move |ctx| {
+        Some(reader) => on_own_thread(ctx, "net", Some(Level::Ticks), move |ctx| {
             let net = net::NetCollector::new(reader, paths);
             drive(ctx, net, interval, resume_net)
         }),
-        None => on_own_thread(ctx, "net", Level::Ticks, move |ctx| {
+        None => on_own_thread(ctx, "net", Some(Level::Ticks), move |ctx| {
             drive(ctx, ProcNetSampler::new(paths), interval, resume_netdev)
         }),
     });
-    handles.push(on_own_thread(ctx, "mem", Level::Walks, move |ctx| {
+    handles.push(on_own_thread(ctx, "mem", Some(Level::Walks), move |ctx| {
         drive_gauges(ctx, mem)
     }));
     if !settings.ping_targets.is_empty() {
-        handles.push(on_own_thread(ctx, "ping", Level::Ticks, ping::run_all));
+        handles.push(on_own_thread(
+            ctx,
+            "ping",
+            Some(Level::Ticks),
+            ping::run_all,
+        ));
     }
     let mut keep_alive: KeepAlive = Vec::new();
     if let Some(loaded) = ebpf {
@@ -75,15 +83,20 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
 /// Runs the future `start` makes on a thread of its own (from the blocking pool, held for
 /// the whole run), with a single-threaded runtime of its own: its timers fire on time
 /// whatever the other threads are doing, and at a priority above users' processes
-/// ([`TimeKeeping`] at `level`). An error starting it is one `collector_error`.
-fn on_own_thread<F, Fut>(ctx: &Ctx, what: &'static str, level: Level, start: F) -> JoinHandle<()>
+/// ([`TimeKeeping`] at `level`, if any). An error starting it is one `collector_error`.
+fn on_own_thread<F, Fut>(
+    ctx: &Ctx,
+    what: &'static str,
+    level: Option<Level>,
+    start: F,
+) -> JoinHandle<()>
 where
     F: FnOnce(Ctx) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        let _priority = TimeKeeping::raise(level);
+        let _priority = level.map(TimeKeeping::raise);
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
