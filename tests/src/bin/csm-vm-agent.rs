@@ -270,20 +270,10 @@ fn checks() -> bool {
             "cpu_restart_err_pct",
         );
     }
-    let sources: std::collections::BTreeSet<String> =
-        cpu.iter().map(|r| format!("{:?}", r.source)).collect();
-    metric("cpu_source", format!("{sources:?}"));
+    metric("cpu_source", source_names(cpu.iter().map(|r| r.source)));
     let net = data.rows::<NetRow>();
     let net_uid = data.rows::<NetUidRow>();
-    metric(
-        "net_source",
-        format!(
-            "{:?}",
-            net.iter()
-                .map(|r| format!("{:?}", r.source))
-                .collect::<std::collections::BTreeSet<_>>()
-        ),
-    );
+    metric("net_source", source_names(net.iter().map(|r| r.source)));
     for (name, transfer) in [("lo", lo), ("veth", veth)] {
         let Some(t) = transfer else { continue };
         check(&format!("{name}-interface-bytes"), &mut ok, || {
@@ -653,7 +643,7 @@ fn fallback() -> bool {
         }
         let proc_rows = cpu.iter().all(|r| r.source == Source::Proc);
         let ebpf_rows = cpu.iter().all(|r| r.source == Source::Ebpf);
-        metric("cpu_source", if proc_rows { "Proc" } else { "Ebpf" });
+        metric("cpu_source", if proc_rows { "proc" } else { "ebpf" });
         assert!(proc_rows || ebpf_rows, "rows of both sources");
         assert_eq!(
             proc_rows,
@@ -797,6 +787,13 @@ fn run_command(cmd: &[String]) -> bool {
             false
         }
     }
+}
+
+/// The distinct sources of a table's rows as the `source` column writes them (`ebpf`,
+/// `ebpf+proc` when both).
+fn source_names(sources: impl Iterator<Item = Source>) -> String {
+    let names: std::collections::BTreeSet<&str> = sources.map(Source::as_str).collect();
+    names.into_iter().collect::<Vec<_>>().join("+")
 }
 
 /// The details of the daemon's `backend` events: which source each feature uses, and why.
