@@ -12,11 +12,12 @@
 //!   real-time throttling (95 % of each second by default) bounds what a runaway thread
 //!   could take, and `SCHED_RESET_ON_FORK` keeps threads they start (ping's name lookups)
 //!   out of it.
-//! - [`Level::Walks`], the collectors that walk every process (memory, and CPU from /proc
-//!   when eBPF cannot run: at 10,000 processes a walk takes a large part of a second,
-//!   which at a real-time priority would hold a core from every user): nice −10.
+//! - [`Level::Walks`], the memory collector, which walks every process (at 10,000
+//!   processes a walk takes a large part of a second, which at a real-time priority would
+//!   hold a core from every user): nice −10.
 //!
-//! The CPU collector keeps the daemon's priority (see `tasks::spawn_all` for why).
+//! The CPU collector, eBPF or /proc, keeps the daemon's priority (see `tasks::spawn_all`
+//! for why): its ticks can still be delayed by busy loops; its rows stay exact.
 //!
 //! The writer, the roll-ups and the flushes stay at the daemon's own priority: their timing
 //! does not matter, and a flood that makes them busy must not take the users' CPU first.
