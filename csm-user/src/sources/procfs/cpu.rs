@@ -796,10 +796,7 @@ mod tests {
             child_exit(201, 101, 5),
             child_exit(202, 101, 7),
             exit(101, 12),
-            TaskExit {
-                uid: 2000,
-                ..child_exit(203, 100, 3)
-            },
+            uid_exit(2000, 203, 100, 3),
         ];
         let a = sample_with_exits(&mut s, records);
         assert_eq!((ticks(&a, 1000), ticks(&a, 0)), (14, 0));
@@ -809,6 +806,14 @@ mod tests {
         f.set(100, 1, 0, [0, 0, 67, 0]);
         let b = sample_with_exits(&mut s, vec![]);
         assert_eq!((ticks(&b, 1000), ticks(&b, 2000), ticks(&b, 0)), (14, 3, 0));
+    }
+
+    /// The record of `pid`, a child of `ppid` run by `uid`, after `ticks` of CPU time.
+    fn uid_exit(uid: u32, pid: u32, ppid: u32, ticks: u64) -> TaskExit {
+        TaskExit {
+            uid,
+            ..child_exit(pid, ppid, ticks)
+        }
     }
 
     /// The record of `pid`, a thread of process `tgid` (a kernel with taskstats v12).
@@ -837,10 +842,7 @@ mod tests {
         let records = vec![
             child_exit(201, 100, 5),
             child_exit(202, 100, 7),
-            TaskExit {
-                uid: 0,
-                ..child_exit(203, 100, 4)
-            },
+            uid_exit(0, 203, 100, 4),
             child_exit(204, 100, 9),
         ];
         let a = sample_with_exits(&mut s, records);
@@ -866,10 +868,7 @@ mod tests {
             child_exit(303, 302, 1),
             child_exit(302, 301, 5),
             child_exit(301, 100, 2),
-            TaskExit {
-                uid: 2000,
-                ..child_exit(304, 305, 6)
-            },
+            uid_exit(2000, 304, 305, 6),
         ];
         let a = sample_with_exits(&mut s, records);
         assert_eq!((ticks(&a, 1000), ticks(&a, 2000), ticks(&a, 0)), (8, 0, 0));
@@ -892,10 +891,7 @@ mod tests {
         f.kill(101);
         f.set(100, 1, 0, [0, 0, 27, 0]);
         let mut records: Vec<TaskExit> = (201..204).map(|p| child_exit(p, 100, 1)).collect();
-        records.push(TaskExit {
-            uid: 2000,
-            ..child_exit(204, 100, 1)
-        });
+        records.push(uid_exit(2000, 204, 100, 1));
         records.extend([child_exit(301, 101, 1), child_exit(302, 101, 1)]);
         records.push(exit(101, 12));
         let a = sample_with_exits(&mut s, records.clone());
@@ -987,10 +983,7 @@ mod tests {
         // excess over the records, shared by the uids root reaped (300's).
         f.set(100, 1, 0, [0, 0, 6, 0]);
         let records = vec![
-            TaskExit {
-                uid: 3000,
-                ..child_exit(310, 300, 4)
-            },
+            uid_exit(3000, 310, 300, 4),
             child_exit(300, 100, 2),
             child_exit(300, 50, 8),
         ];
