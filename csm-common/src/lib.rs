@@ -103,6 +103,14 @@ pub struct Running {
     /// Whose `pending_ns` it is.
     pub pending_uid: u32,
     pub _pad: u32,
+    /// The run queue's task clock (`se.exec_start` of the incoming task) at the switch-in
+    /// (tp_btf only): bounds the slice of a task whose switch-in the program did not see.
+    pub start_clock_ns: u64,
+    /// The task last switched out on this CPU, and its `se.sum_exec_runtime` then (tp_btf
+    /// only): what it was charged up to, for a switch-out that finds another task
+    /// recorded here (see `unrecorded_slice` in csm-ebpf's sched.rs).
+    pub last_out_task: u64,
+    pub last_out_runtime_ns: u64,
 }
 
 impl Running {
@@ -122,6 +130,9 @@ pub struct TaskOffsets {
     pub sum_exec_runtime: u32,
     /// `task_struct.se.prev_sum_exec_runtime` (runtime when last switched in)
     pub prev_sum_exec_runtime: u32,
+    /// `task_struct.se.exec_start` (the run queue's task clock at the task's last
+    /// accounting: its switch-in, or its switch-out when read at one)
+    pub exec_start: u32,
     /// `task_struct.real_cred`
     pub real_cred: u32,
     /// `cred.uid`

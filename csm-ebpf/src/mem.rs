@@ -133,7 +133,10 @@ unsafe fn report_task(ctx: *const IterTask) {
 #[inline(always)]
 unsafe fn read_atomic_counters(off: &MemOffsets, mm: *const u8, pages: &mut [i64; NR_MM_COUNTERS]) {
     let mut counts = [0i64; NR_MM_COUNTERS];
-    if read_kernel(&mut counts, (mm as u64).wrapping_add(off.mm_rss_stat as u64)) {
+    if read_kernel(
+        &mut counts,
+        (mm as u64).wrapping_add(off.mm_rss_stat as u64),
+    ) {
         *pages = counts;
     }
 }

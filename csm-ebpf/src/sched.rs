@@ -22,6 +22,7 @@ use csm_common::{Running, SwitchFormat, TaskOffsets, MAX_UIDS, NO_UID, UID_BY_PI
 static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     sum_exec_runtime: 0,
     prev_sum_exec_runtime: 0,
+    exec_start: 0,
     real_cred: 0,
     cred_uid: 0,
     pid: 0,
@@ -98,22 +99,27 @@ unsafe fn account_switch_btf(prev: *const u8, next: *const u8) {
     // No clock read here: the kernel's run time says how long a task ran, and a clock
     // read cost a third of this handler (33 of 93 ns per run on a 2-core Xeon VM).
     let prev_pid: i32 = field(prev, off.pid);
+    // The run queue's task clock now: both tasks' `exec_start` are this CPU's clock, and
+    // the one just accounted is current (the idle task's is never updated).
+    let clock_now: u64 = field::<u64>(prev, off.exec_start).max(field(next, off.exec_start));
     if prev_pid != 0 {
         let runtime: u64 = field(prev, off.sum_exec_runtime);
         let ran = if running.task == prev as u64 {
             runtime.saturating_sub(running.start_runtime_ns)
         } else {
-            // First switch on this CPU since load: the kernel's own switch-in mark.
-            first_slice(runtime.saturating_sub(field(prev, off.prev_sum_exec_runtime)))
+            unrecorded_slice(running, prev, runtime, clock_now, &off)
         };
         let cred: *const u8 = field(prev, off.real_cred);
         let uid: u32 = field(cred, off.cred_uid);
         charge(running, uid, ran);
+        running.last_out_task = prev as u64;
+        running.last_out_runtime_ns = runtime;
     }
 
     let next_pid: i32 = field(next, off.pid);
     running.task = next as u64;
     running.start_runtime_ns = field(next, off.sum_exec_runtime);
+    running.start_clock_ns = clock_now;
     running.pid = next_pid as u32;
     running.uid = if next_pid == 0 {
         NO_UID
@@ -121,6 +127,34 @@ unsafe fn account_switch_btf(prev: *const u8, next: *const u8) {
         let cred: *const u8 = field(next, off.real_cred);
         field(cred, off.cred_uid)
     };
+}
+
+/// The slice of a task switched out where this program did not record its switch-in:
+/// the CPU's first switch since load, or a switch the tracepoint did not show. A kernel
+/// can switch that way: on a 6.18 VM a few times a second, always right after a switch
+/// to one service's threads. There the task's own switch-in mark
+/// (`se.prev_sum_exec_runtime`) was seconds old, before slices already charged, and
+/// charging from it counted them twice (345 % of 2 cores in one interval). So the slice
+/// starts no earlier than where this CPU last charged the same task, and is no longer
+/// than the run queue's task clock has run since the last switch seen here.
+#[inline(always)]
+unsafe fn unrecorded_slice(
+    running: &Running,
+    prev: *const u8,
+    runtime: u64,
+    clock_now: u64,
+    off: &TaskOffsets,
+) -> u64 {
+    let mut from: u64 = field(prev, off.prev_sum_exec_runtime);
+    if running.last_out_task == prev as u64 {
+        from = from.max(running.last_out_runtime_ns);
+    }
+    let ran = runtime.saturating_sub(from);
+    if running.task == 0 {
+        // First switch on this CPU since load: nothing recorded here yet.
+        return first_slice(ran);
+    }
+    ran.min(clock_now.saturating_sub(running.start_clock_ns))
 }
 
 /// A slice that began before this program first saw its CPU switch: only its part since

@@ -155,7 +155,9 @@ fn two_burning_users_stay_within_the_machine_in_every_interval() {
     for (ts, total) in &per_interval {
         assert!(
             *total <= cores * 100.0 + 1.0,
-            "the interval ending at {ts} µs adds up to {total:.1} % on {cores} cores: {per_interval:?}"
+            "the interval ending at {ts} µs adds up to {total:.1} % on {cores} cores: {per_interval:?}\n\
+             per uid around it (ts µs, uid, cpu_ns, %):\n{}",
+            rows_around(&cpu, *ts)
         );
     }
     for ((user, truth), run_time) in users.iter().zip(burn_ns).zip(&run_times) {
@@ -180,6 +182,21 @@ fn two_burning_users_stay_within_the_machine_in_every_interval() {
         let charged: u64 = rows.iter().map(|r| r.cpu_ns as u64).sum();
         assert_within(charged, truth, 0.01, &format!("{}'s burn", user.name));
     }
+}
+
+/// The rows of the interval ending at `ts_us` and of the two before and after it, one per
+/// line, so that a failure says which uid an excess went to.
+fn rows_around(cpu: &[CpuRow], ts_us: i64) -> String {
+    let mut stamps: Vec<i64> = cpu.iter().map(|r| r.ts_us).collect();
+    stamps.sort_unstable();
+    stamps.dedup();
+    let at = stamps.binary_search(&ts_us).unwrap_or(0);
+    let near = &stamps[at.saturating_sub(2)..(at + 3).min(stamps.len())];
+    cpu.iter()
+        .filter(|r| near.contains(&r.ts_us))
+        .map(|r| format!("{} {} {} {:.2}", r.ts_us, r.uid, r.cpu_ns, r.cpu_pct))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `(csm %, schedstat %)` of each row whose interval lies wholly inside the run time

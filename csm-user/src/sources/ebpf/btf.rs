@@ -396,6 +396,7 @@ pub fn task_offsets(btf: &KernelBtf) -> Result<TaskOffsets> {
     Ok(TaskOffsets {
         sum_exec_runtime: btf.offset_of("task_struct", &["se", "sum_exec_runtime"])?,
         prev_sum_exec_runtime: btf.offset_of("task_struct", &["se", "prev_sum_exec_runtime"])?,
+        exec_start: btf.offset_of("task_struct", &["se", "exec_start"])?,
         real_cred: btf.offset_of("task_struct", &["real_cred"])?,
         cred_uid: btf.offset_of("cred", &["uid"])?,
         pid: btf.offset_of("task_struct", &["pid"])?,
@@ -483,6 +484,7 @@ mod tests {
         let btf = KernelBtf::read(Path::new(VMLINUX)).unwrap();
         let off = task_offsets(&btf).unwrap();
         assert_eq!(off.prev_sum_exec_runtime, off.sum_exec_runtime + 8);
+        assert_eq!(off.exec_start, off.sum_exec_runtime - 8);
         assert!(off.real_cred > off.pid);
         assert_eq!(off.cred_uid % 4, 0);
         let net = net_offsets(&btf).unwrap();
@@ -591,6 +593,7 @@ mod tests {
         for (root, path) in [
             ("task_struct", &["se", "sum_exec_runtime"][..]),
             ("task_struct", &["se", "prev_sum_exec_runtime"]),
+            ("task_struct", &["se", "exec_start"]),
             ("task_struct", &["real_cred"]),
             ("task_struct", &["pid"]),
             ("cred", &["uid"]),
