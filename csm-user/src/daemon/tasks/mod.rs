@@ -42,12 +42,11 @@ pub fn spawn_all(collectors: Collectors, ctx: &Ctx) -> (Vec<JoinHandle<()>>, Kee
     } = collectors;
     let interval = settings.interval;
     // CPU keeps the daemon's priority: the eBPF reader wakes a thread on each busy CPU to
-    // make it switch right before a read (`sources/ebpf/nudge.rs`), and its exactness
-    // depends on how those threads and the reader are scheduled against the burning
-    // tasks. Raised, intervals came out over the machine's capacity: reader at SCHED_RR,
-    // nudges at nice 0: 202.2 % of 2 cores once in four runs of
-    // `two_burning_users_stay_within_the_machine_in_every_interval`; both at SCHED_RR:
-    // 201.1-201.5 % in three of three; both at nice -10: 256.8 and 315.0 % in two of three.
+    // make it switch right before a read (`sources/ebpf/nudge.rs`). Raised, intervals came
+    // out over the machine's capacity (202.2 % of 2 cores at SCHED_RR, up to 315 % at nice
+    // -10); most of that was the scheduler program's charge after a switch it did not see
+    // (`unrecorded_slice` in csm-ebpf's sched.rs, fixed), but at SCHED_RR one run in 8
+    // under load still reached 206.8 % after the fix (docs/security.md).
     let mut handles = vec![on_own_thread(ctx, "cpu", None, move |ctx| {
         drive(ctx, cpu, interval, resume_cpu)
     })];
