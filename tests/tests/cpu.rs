@@ -119,11 +119,14 @@ fn two_burning_users_stay_within_the_machine_in_every_interval() {
 fn burning_users_beside_a_fork_loop_stay_within_the_machine() {
     require_root();
     let loader = TestUser::create("cl");
-    let _load = loader
+    let mut load = loader
         .shell("for i in 1 2 3; do (while :; do :; done) & done; while :; do /bin/true; done")
         .spawn()
         .expect("start the load");
     burn_two_users_for_30s(Some(&loader));
+    // The loops it started go with the user (TestUser's drop).
+    let _ = load.kill();
+    let _ = load.wait();
 }
 
 /// Two users burn a core each for 30 s (beside `load`'s processes, if any): checks as in
