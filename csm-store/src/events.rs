@@ -234,6 +234,11 @@ pub enum Event {
     /// `uid`'s interfaces; their `bytes` are in the `net` row `(overflow uid=<uid>)`
     /// (uid -1: not even the per-owner overflow map had room).
     NetDevOverflow { uid: i64, bytes: i64 },
+    /// Written for each interval in which it happened: the taskstats socket's buffer
+    /// overflowed `overflows` times (the kernel dropped exit records), so the /proc
+    /// backend's `cpu` rows of that interval may be short by the time of processes that
+    /// exited in it. Never written by the eBPF backend, which needs no exit records.
+    ExitRecordsLost { overflows: i64 },
     /// An OpenVZ beancounter's failcnt grew.
     UbcFailcnt(String),
     /// The daemon stopped (SIGTERM, SIGINT, duration reached).
@@ -265,6 +270,7 @@ impl Event {
             Event::NetUidOverflow { .. } => "net_uid_overflow",
             Event::NetFolded { .. } => "net_folded",
             Event::NetDevOverflow { .. } => "net_dev_overflow",
+            Event::ExitRecordsLost { .. } => "exit_records_lost",
             Event::UbcFailcnt(_) => "ubc_failcnt",
             Event::Stop(_) => "stop",
             Event::Alert(_) => "alert",
@@ -295,6 +301,9 @@ impl Event {
             )),
             Event::NetDevOverflow { uid, bytes } => Some(format!(
                 "uid={uid} bytes={bytes} the interface maps are full: traffic of interfaces without an entry is in net row (overflow uid={uid})"
+            )),
+            Event::ExitRecordsLost { overflows } => Some(format!(
+                "overflows={overflows} the kernel dropped taskstats exit records (socket buffer full): cpu rows of this interval may be short by processes that exited in it"
             )),
             Event::Recovered(recovered) => Some(recovered.detail()),
             Event::Alert(alert) => Some(alert.detail()),
@@ -334,6 +343,9 @@ impl Event {
                     bytes: word_value(d, "bytes")?.parse().ok()?,
                 })
             }),
+            "exit_records_lost" => detail
+                .and_then(|d| word_value(d, "overflows")?.parse().ok())
+                .map(|overflows| Event::ExitRecordsLost { overflows }),
             "ubc_failcnt" => Some(Event::UbcFailcnt(text())),
             "stop" => Some(Event::Stop(text())),
             "alert" => detail.and_then(AlertEvent::parse).map(Event::Alert),
@@ -420,6 +432,7 @@ mod tests {
                 bytes: 123_456,
             },
             Event::NetDevOverflow { uid: -1, bytes: 7 },
+            Event::ExitRecordsLost { overflows: 3 },
             Event::UbcFailcnt("numproc +1".into()),
             Event::Stop("SIGTERM".into()),
             Event::Alert(AlertEvent {

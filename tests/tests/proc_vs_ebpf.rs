@@ -274,3 +274,44 @@ fn short_lived_processes_blind_spot_and_recovery() {
         );
     }
 }
+
+/// The /proc backend's exit records come through a socket the kernel drops records from
+/// when it is full: such an interval must be counted (the `exit_records_lost` event is
+/// written from this count), and draining must go on. A 4 KiB buffer (the kernel's
+/// minimum is about that) overflows with a few hundred exits between two samples; the
+/// daemon's 8 MiB one does not.
+#[test]
+fn a_full_exit_record_socket_is_counted_and_drained() {
+    csm_tests::require_root();
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let small = ExitListener::open_with_buffer(cpus.trim(), 4096).expect("taskstats");
+    let large = ExitListener::open(cpus.trim()).expect("taskstats");
+    let mut sampler =
+        ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore).with_exit_records(small);
+    let mut control =
+        ProcCpuSampler::new(HostPaths::default(), ChildTimes::Ignore).with_exit_records(large);
+    sampler.sample().expect("first sample");
+    control.sample().expect("first sample");
+    let exits = 500;
+    for _ in 0..exits {
+        let status = Command::new("/bin/true").status().expect("run /bin/true");
+        assert!(status.success());
+    }
+    sampler.sample().expect("a sample after the overflow");
+    control.sample().expect("a sample after the same exits");
+    let (dropped, control_dropped) = (
+        sampler.exit_record_overflows(),
+        control.exit_record_overflows(),
+    );
+    eprintln!("{exits} exits: 4 KiB socket overflowed {dropped} time(s), 8 MiB {control_dropped}");
+    assert!(dropped > 0, "{exits} exits did not overflow a 4 KiB socket");
+    assert_eq!(control_dropped, 0, "the daemon's 8 MiB socket overflowed");
+    // Draining went on: later exits still arrive.
+    Command::new("/bin/true").status().expect("run /bin/true");
+    sampler.sample().expect("a later sample");
+    assert_eq!(
+        sampler.exit_record_overflows(),
+        dropped,
+        "one exit overflowed the drained socket"
+    );
+}

@@ -13,6 +13,8 @@ pub struct CpuCollector {
     /// The `source` column of the rows.
     source: Source,
     names: UserNames,
+    /// The sampler's count of dropped exit records at the last interval written.
+    exit_record_overflows: u64,
 }
 
 impl CpuCollector {
@@ -32,6 +34,7 @@ impl CpuCollector {
             sampler,
             source,
             names,
+            exit_record_overflows: 0,
         }
     }
 }
@@ -40,6 +43,12 @@ impl CpuCollector {
 /// `Send`: the CPU collector runs on a thread of its own.
 trait CpuSampler: Send {
     fn sample(&mut self) -> anyhow::Result<CpuSample>;
+
+    /// Times exit records were lost so far (the /proc backend's taskstats socket
+    /// overflowed); the eBPF backend needs none.
+    fn exit_record_overflows(&self) -> u64 {
+        0
+    }
 }
 
 impl CpuSampler for CpuReader {
@@ -52,6 +61,10 @@ impl CpuSampler for ProcCpuSampler {
     fn sample(&mut self) -> anyhow::Result<CpuSample> {
         ProcCpuSampler::sample(self)
     }
+
+    fn exit_record_overflows(&self) -> u64 {
+        ProcCpuSampler::exit_record_overflows(self)
+    }
 }
 
 impl Collector for CpuCollector {
@@ -60,7 +73,9 @@ impl Collector for CpuCollector {
     const KIND: Kind<CpuSample> = Kind::Counter(Rows::CpuTotals);
 
     fn rows(&mut self, prev: &CpuSample, cur: &mut CpuSample) -> Vec<Rows> {
-        vec![Rows::from(rows(prev, cur, self.source, &mut self.names))]
+        let mut out = vec![Rows::from(rows(prev, cur, self.source, &mut self.names))];
+        out.extend(self.exit_records_lost().map(Rows::event));
+        out
     }
 
     fn sample(&mut self) -> anyhow::Result<CpuSample> {
@@ -87,6 +102,19 @@ impl Collector for CpuCollector {
     }
 }
 
+impl CpuCollector {
+    /// The event for an interval in which the kernel dropped exit records: its rows may
+    /// be short, and the table says so rather than only the log.
+    fn exit_records_lost(&mut self) -> Option<Event> {
+        let overflows = self.sampler.exit_record_overflows();
+        let new = overflows.saturating_sub(self.exit_record_overflows);
+        self.exit_record_overflows = overflows;
+        (new > 0).then(|| Event::ExitRecordsLost {
+            overflows: i64::try_from(new).unwrap_or(i64::MAX),
+        })
+    }
+}
+
 /// `cpu` rows for the interval between two samples.
 fn rows(prev: &CpuSample, cur: &CpuSample, source: Source, names: &mut UserNames) -> Vec<CpuRow> {
     let dur_ms = Stamp::dur_ms(prev.at, cur.at);
@@ -102,4 +130,66 @@ fn rows(prev: &CpuSample, cur: &CpuSample, source: Source, names: &mut UserNames
             source,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csm_store::EventRow;
+
+    /// A sampler whose kernel dropped exit records `overflows` times so far.
+    struct Dropping {
+        overflows: u64,
+    }
+
+    impl CpuSampler for Dropping {
+        fn sample(&mut self) -> anyhow::Result<CpuSample> {
+            unreachable!("the test feeds samples itself")
+        }
+
+        fn exit_record_overflows(&self) -> u64 {
+            self.overflows
+        }
+    }
+
+    fn sample(second: u64, cpu_ns: u64) -> CpuSample {
+        CpuSample {
+            at: Stamp::monotonic(second * 1_000_000_000),
+            per_uid: [(1000, cpu_ns)].into(),
+        }
+    }
+
+    /// The `exit_records_lost` events among `rows`, as read back.
+    fn lost_events(rows: &[Rows]) -> Vec<Event> {
+        rows.iter()
+            .filter_map(|rows| match rows {
+                Rows::Table(table) => table.get::<EventRow>(),
+                _ => None,
+            })
+            .flatten()
+            .map(|row| Event::parse(&row.event, row.detail.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn an_interval_in_which_exit_records_were_dropped_says_so_once() {
+        let mut collector = CpuCollector::with(Box::new(Dropping { overflows: 0 }), Source::Proc);
+        let set = |collector: &mut CpuCollector, overflows: u64| {
+            collector.sampler = Box::new(Dropping { overflows });
+        };
+        let (s0, s1, s2, s3) = (sample(0, 0), sample(1, 10), sample(2, 20), sample(3, 30));
+
+        let quiet = collector.rows(&s0, &mut s1.clone());
+        assert_eq!(lost_events(&quiet), vec![]);
+
+        set(&mut collector, 3);
+        let dropped = collector.rows(&s1, &mut s2.clone());
+        assert_eq!(
+            lost_events(&dropped),
+            vec![Event::ExitRecordsLost { overflows: 3 }]
+        );
+
+        let after = collector.rows(&s2, &mut s3.clone());
+        assert_eq!(lost_events(&after), vec![], "no new overflow, no event");
+    }
 }

@@ -208,6 +208,15 @@ impl ProcCpuSampler {
         self
     }
 
+    /// Times the kernel dropped exit records (the taskstats socket overflowed) since
+    /// the sampler started; 0 without exit records.
+    pub fn exit_record_overflows(&self) -> u64 {
+        self.exits
+            .as_ref()
+            .and_then(|e| e.listener.as_ref())
+            .map_or(0, ExitListener::overflows)
+    }
+
     /// Number of processes seen in the last sample.
     pub fn tracked_processes(&self) -> usize {
         self.pids.len()
