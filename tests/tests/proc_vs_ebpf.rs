@@ -306,7 +306,7 @@ fn a_full_exit_record_socket_is_counted_and_drained() {
     eprintln!("{exits} exits: 4 KiB socket overflowed {dropped} time(s), 8 MiB {control_dropped}");
     assert!(dropped > 0, "{exits} exits did not overflow a 4 KiB socket");
     assert_eq!(control_dropped, 0, "the daemon's 8 MiB socket overflowed");
-    // Draining went on: later exits still arrive.
+    // Draining went on: the emptied socket takes the next exit without a new overflow.
     Command::new("/bin/true").status().expect("run /bin/true");
     sampler.sample().expect("a later sample");
     assert_eq!(
